@@ -1,0 +1,63 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { parseEnv } from 'node:util'
+
+export interface Config {
+  /** Storage folder. Default `uploads`. */
+  uploadDir: string
+  /** The lowdb JSON state file. Default `<uploadDir>/.uploads.json`. */
+  stateFile: string
+  /** Bytes per second when a caller names no speed. Default 1048576; 0 means unlimited. */
+  defaultSpeed: number
+  /** Default 8000; 0 picks a free port. */
+  port: number
+  /** Default 127.0.0.1; use 0.0.0.0 in a container. */
+  host: string
+  /** Largest file accepted, in bytes. Default 10 GiB. */
+  maxUploadSize: number
+  /** A request body that sends nothing for this long is dropped. Default 60 s. */
+  bodyIdleTimeoutMs: number
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError'
+}
+
+type Env = Record<string, string | undefined>
+
+/** Environment variables win over `.env` in the working directory, as with dotenv. */
+export function readEnv(cwd = process.cwd()): Env {
+  const file = resolve(cwd, '.env')
+  const fromFile = existsSync(file) ? parseEnv(readFileSync(file, 'utf8')) : {}
+  return { ...fromFile, ...process.env }
+}
+
+function wholeNumber(
+  env: Env,
+  name: string,
+  fallback: number,
+  { min = 0, max = Number.MAX_SAFE_INTEGER } = {},
+) {
+  const raw = env[name]?.trim()
+  if (raw === undefined || raw === '') return fallback
+  const value = Number(raw)
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`)
+  }
+  return value
+}
+
+/** Validated once at start-up: a bad value stops the server with a message naming the variable. */
+export function loadConfig(env: Env = readEnv()): Config {
+  const uploadDir = resolve(env.UPLOAD_DIR?.trim() || 'uploads')
+  const host = env.HOST?.trim() || '127.0.0.1'
+  return {
+    uploadDir,
+    stateFile: resolve(uploadDir, env.STATE_FILE?.trim() || '.uploads.json'),
+    defaultSpeed: wholeNumber(env, 'DEFAULT_UPLOAD_SPEED', 1_048_576),
+    port: wholeNumber(env, 'PORT', 8000, { max: 65_535 }),
+    host,
+    maxUploadSize: wholeNumber(env, 'MAX_UPLOAD_SIZE', 10 * 1024 ** 3, { min: 1 }),
+    bodyIdleTimeoutMs: wholeNumber(env, 'BODY_IDLE_TIMEOUT_MS', 60_000, { min: 1 }),
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * The one list of errors a client can cause. Each code is stable (clients switch on it) and maps once at the
+ * edge: GraphQL puts it in `extensions.code`, REST answers with its status and `{"detail": message}`.
+ */
+export const errorCatalogue = {
+  NOT_FOUND: 404,
+  INVALID_STATE: 400,
+  BAD_USER_INPUT: 422,
+  PAYLOAD_TOO_LARGE: 413,
+} as const
+
+export type ErrorCode = keyof typeof errorCatalogue
+
+export class ServiceError extends Error {
+  override readonly name = 'ServiceError'
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+export const notFound = (id: string) =>
+  new ServiceError('NOT_FOUND', `Upload ${JSON.stringify(id)} not found`)
+
+export const badInput = (message: string) => new ServiceError('BAD_USER_INPUT', message)
+
+export function httpStatusOf(code: unknown): number {
+  return typeof code === 'string' && code in errorCatalogue ? errorCatalogue[code as ErrorCode] : 500
+}

@@ -1,0 +1,300 @@
+import type { StagedFile } from '../uploads/ingest.js';
+import type { GraphQLResolveInfo, GraphQLScalarType, GraphQLScalarTypeConfig } from 'graphql';
+import type { UploadView } from '../uploads/record.js';
+import type { Context } from '../graphql/context.js';
+export type Maybe<T> = T | null;
+export type InputMaybe<T> = Maybe<T>;
+export type RequireFields<T, K extends keyof T> = Omit<T, K> & { [P in K]-?: NonNullable<T[P]> };
+/** All built-in and custom scalars, mapped to their actual values */
+export type Scalars = {
+  ID: { input: string; output: string; }
+  String: { input: string; output: string; }
+  Boolean: { input: boolean; output: boolean; }
+  Int: { input: number; output: number; }
+  Float: { input: number; output: number; }
+  /** An instant in time, as an ISO 8601 string in UTC. */
+  DateTime: { input: string; output: string; }
+  /**
+   * A file part of a GraphQL multipart request (https://github.com/jaydenseric/graphql-multipart-request-spec).
+   * The server streams it to a staging file while the request arrives; it is never held in memory.
+   */
+  File: { input: StagedFile; output: StagedFile; }
+  /**
+   * A whole number between -(2^53 - 1) and 2^53 - 1, sent as a JSON number.
+   * Byte counts and speeds use it because GraphQL's Int stops at 2 GiB.
+   */
+  SafeInt: { input: number; output: number; }
+};
+
+export type Mutation = {
+  __typename?: 'Mutation';
+  /** Stop an IN_PROGRESS or PAUSED upload for good and remove its partial bytes. */
+  cancelUpload: Upload;
+  /**
+   * Remove an upload that has ended (COMPLETED, CANCELED or FAILED): its stored file and its record.
+   * A running or paused upload must be canceled first (INVALID_STATE). Answers with the record as it was.
+   */
+  deleteFile: Upload;
+  /** Stop writing bytes. Only an IN_PROGRESS upload can be paused (else INVALID_STATE). */
+  pauseUpload: Upload;
+  /** Continue a PAUSED upload from where it stopped, at a new speed when one is given. */
+  resumeUpload: Upload;
+  /**
+   * Receive a file and start writing it into storage at `speed` bytes per second
+   * (the server's default speed when omitted, unlimited when 0). Answers as soon as the file has arrived.
+   */
+  uploadFile: Upload;
+};
+
+
+export type MutationCancelUploadArgs = {
+  id: Scalars['ID']['input'];
+};
+
+
+export type MutationDeleteFileArgs = {
+  id: Scalars['ID']['input'];
+};
+
+
+export type MutationPauseUploadArgs = {
+  id: Scalars['ID']['input'];
+};
+
+
+export type MutationResumeUploadArgs = {
+  id: Scalars['ID']['input'];
+  speed?: InputMaybe<Scalars['SafeInt']['input']>;
+};
+
+
+export type MutationUploadFileArgs = {
+  file: Scalars['File']['input'];
+  speed?: InputMaybe<Scalars['SafeInt']['input']>;
+};
+
+export type Query = {
+  __typename?: 'Query';
+  /** The uploads whose complete file is in storage. */
+  files: Array<Upload>;
+  /** One upload by id. Errors with NOT_FOUND when there is none. */
+  upload: Upload;
+  /** Every upload, oldest first, whatever its status. */
+  uploads: Array<Upload>;
+};
+
+
+export type QueryUploadArgs = {
+  id: Scalars['ID']['input'];
+};
+
+export type Subscription = {
+  __typename?: 'Subscription';
+  /**
+   * Live state of one upload (or, without `id`, of every upload): first its current state, then an event on
+   * every status change and about ten a second while bytes move. Ends when a followed upload reaches
+   * COMPLETED, CANCELED or FAILED. A slow reader gets the latest state of each upload, never a backlog.
+   */
+  uploadProgress: Upload;
+};
+
+
+export type SubscriptionUploadProgressArgs = {
+  id?: InputMaybe<Scalars['ID']['input']>;
+};
+
+export type Upload = {
+  __typename?: 'Upload';
+  completedAt?: Maybe<Scalars['DateTime']['output']>;
+  createdAt: Scalars['DateTime']['output'];
+  /** Bytes per second over about the last second; 0 unless IN_PROGRESS. */
+  currentSpeed: Scalars['Float']['output'];
+  /** Why the upload failed, when it did. */
+  error?: Maybe<Scalars['String']['output']>;
+  /** The name the client sent, kept for display. */
+  filename: Scalars['String']['output'];
+  id: Scalars['ID']['output'];
+  /** Hex sha256 of the bytes received. */
+  sha256: Scalars['String']['output'];
+  status: UploadStatus;
+  /** The file's name inside the storage folder: {id}_{sanitised filename}. */
+  storedName: Scalars['String']['output'];
+  /** Bytes per second asked for; 0 means unlimited. */
+  targetSpeed: Scalars['SafeInt']['output'];
+  totalSize: Scalars['SafeInt']['output'];
+  updatedAt: Scalars['DateTime']['output'];
+  /** Bytes written into storage so far. */
+  uploadedSize: Scalars['SafeInt']['output'];
+};
+
+export type UploadStatus =
+  /** Stopped on request; its partial bytes were removed. */
+  | 'CANCELED'
+  /** The stored file is complete and its sha256 matches what was received. */
+  | 'COMPLETED'
+  /** Stopped by an error; see Upload.error. */
+  | 'FAILED'
+  /** Bytes are moving from staging into storage. */
+  | 'IN_PROGRESS'
+  /** Stopped on request; resumeUpload continues from the same byte. */
+  | 'PAUSED';
+
+export type WithIndex<TObject> = TObject & Record<string, any>;
+export type ResolversObject<TObject> = WithIndex<TObject>;
+
+export type ResolverTypeWrapper<T> = Promise<T> | T;
+
+
+export type ResolverWithResolve<TResult, TParent, TContext, TArgs> = {
+  resolve: ResolverFn<TResult, TParent, TContext, TArgs>;
+};
+export type Resolver<TResult, TParent = Record<PropertyKey, never>, TContext = Record<PropertyKey, never>, TArgs = Record<PropertyKey, never>> = ResolverFn<TResult, TParent, TContext, TArgs> | ResolverWithResolve<TResult, TParent, TContext, TArgs>;
+
+export type ResolverFn<TResult, TParent, TContext, TArgs> = (
+  parent: TParent,
+  args: TArgs,
+  context: TContext,
+  info: GraphQLResolveInfo
+) => Promise<TResult> | TResult;
+
+export type SubscriptionSubscribeFn<TResult, TParent, TContext, TArgs> = (
+  parent: TParent,
+  args: TArgs,
+  context: TContext,
+  info: GraphQLResolveInfo
+) => AsyncIterable<TResult> | Promise<AsyncIterable<TResult>>;
+
+export type SubscriptionResolveFn<TResult, TParent, TContext, TArgs> = (
+  parent: TParent,
+  args: TArgs,
+  context: TContext,
+  info: GraphQLResolveInfo
+) => TResult | Promise<TResult>;
+
+export interface SubscriptionSubscriberObject<TResult, TKey extends string, TParent, TContext, TArgs> {
+  subscribe: SubscriptionSubscribeFn<{ [key in TKey]: TResult }, TParent, TContext, TArgs>;
+  resolve?: SubscriptionResolveFn<TResult, { [key in TKey]: TResult }, TContext, TArgs>;
+}
+
+export interface SubscriptionResolverObject<TResult, TParent, TContext, TArgs> {
+  subscribe: SubscriptionSubscribeFn<any, TParent, TContext, TArgs>;
+  resolve: SubscriptionResolveFn<TResult, any, TContext, TArgs>;
+}
+
+export type SubscriptionObject<TResult, TKey extends string, TParent, TContext, TArgs> =
+  | SubscriptionSubscriberObject<TResult, TKey, TParent, TContext, TArgs>
+  | SubscriptionResolverObject<TResult, TParent, TContext, TArgs>;
+
+export type SubscriptionResolver<TResult, TKey extends string, TParent = Record<PropertyKey, never>, TContext = Record<PropertyKey, never>, TArgs = Record<PropertyKey, never>> =
+  | ((...args: any[]) => SubscriptionObject<TResult, TKey, TParent, TContext, TArgs>)
+  | SubscriptionObject<TResult, TKey, TParent, TContext, TArgs>;
+
+export type TypeResolveFn<TTypes, TParent = Record<PropertyKey, never>, TContext = Record<PropertyKey, never>> = (
+  parent: TParent,
+  context: TContext,
+  info: GraphQLResolveInfo
+) => Maybe<TTypes> | Promise<Maybe<TTypes>>;
+
+export type IsTypeOfResolverFn<T = Record<PropertyKey, never>, TContext = Record<PropertyKey, never>> = (obj: T, context: TContext, info: GraphQLResolveInfo) => boolean | Promise<boolean>;
+
+export type NextResolverFn<T> = () => Promise<T>;
+
+export type DirectiveResolverFn<TResult = Record<PropertyKey, never>, TParent = Record<PropertyKey, never>, TContext = Record<PropertyKey, never>, TArgs = Record<PropertyKey, never>> = (
+  next: NextResolverFn<TResult>,
+  parent: TParent,
+  args: TArgs,
+  context: TContext,
+  info: GraphQLResolveInfo
+) => TResult | Promise<TResult>;
+
+
+
+
+
+/** Mapping between all available schema types and the resolvers types */
+export type ResolversTypes = ResolversObject<{
+  Boolean: ResolverTypeWrapper<Scalars['Boolean']['output']>;
+  DateTime: ResolverTypeWrapper<Scalars['DateTime']['output']>;
+  File: ResolverTypeWrapper<Scalars['File']['output']>;
+  Float: ResolverTypeWrapper<Scalars['Float']['output']>;
+  ID: ResolverTypeWrapper<Scalars['ID']['output']>;
+  Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
+  Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
+  SafeInt: ResolverTypeWrapper<Scalars['SafeInt']['output']>;
+  String: ResolverTypeWrapper<Scalars['String']['output']>;
+  Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
+  Upload: ResolverTypeWrapper<UploadView>;
+  UploadStatus: UploadStatus;
+}>;
+
+/** Mapping between all available schema types and the resolvers parents */
+export type ResolversParentTypes = ResolversObject<{
+  Boolean: Scalars['Boolean']['output'];
+  DateTime: Scalars['DateTime']['output'];
+  File: Scalars['File']['output'];
+  Float: Scalars['Float']['output'];
+  ID: Scalars['ID']['output'];
+  Mutation: Record<PropertyKey, never>;
+  Query: Record<PropertyKey, never>;
+  SafeInt: Scalars['SafeInt']['output'];
+  String: Scalars['String']['output'];
+  Subscription: Record<PropertyKey, never>;
+  Upload: UploadView;
+}>;
+
+export interface DateTimeScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes['DateTime'], any> {
+  name: 'DateTime';
+}
+
+export interface FileScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes['File'], any> {
+  name: 'File';
+}
+
+export type MutationResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
+  cancelUpload?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationCancelUploadArgs, 'id'>>;
+  deleteFile?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationDeleteFileArgs, 'id'>>;
+  pauseUpload?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationPauseUploadArgs, 'id'>>;
+  resumeUpload?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationResumeUploadArgs, 'id'>>;
+  uploadFile?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationUploadFileArgs, 'file'>>;
+}>;
+
+export type QueryResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Query'] = ResolversParentTypes['Query']> = ResolversObject<{
+  files?: Resolver<Array<ResolversTypes['Upload']>, ParentType, ContextType>;
+  upload?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<QueryUploadArgs, 'id'>>;
+  uploads?: Resolver<Array<ResolversTypes['Upload']>, ParentType, ContextType>;
+}>;
+
+export interface SafeIntScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes['SafeInt'], any> {
+  name: 'SafeInt';
+}
+
+export type SubscriptionResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Subscription'] = ResolversParentTypes['Subscription']> = ResolversObject<{
+  uploadProgress?: SubscriptionResolver<ResolversTypes['Upload'], "uploadProgress", ParentType, ContextType, Partial<SubscriptionUploadProgressArgs>>;
+}>;
+
+export type UploadResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Upload'] = ResolversParentTypes['Upload']> = ResolversObject<{
+  completedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+  createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  currentSpeed?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  error?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  filename?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  sha256?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  status?: Resolver<ResolversTypes['UploadStatus'], ParentType, ContextType>;
+  storedName?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  targetSpeed?: Resolver<ResolversTypes['SafeInt'], ParentType, ContextType>;
+  totalSize?: Resolver<ResolversTypes['SafeInt'], ParentType, ContextType>;
+  updatedAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  uploadedSize?: Resolver<ResolversTypes['SafeInt'], ParentType, ContextType>;
+}>;
+
+export type Resolvers<ContextType = Context> = ResolversObject<{
+  DateTime?: GraphQLScalarType;
+  File?: GraphQLScalarType;
+  Mutation?: MutationResolvers<ContextType>;
+  Query?: QueryResolvers<ContextType>;
+  SafeInt?: GraphQLScalarType;
+  Subscription?: SubscriptionResolvers<ContextType>;
+  Upload?: UploadResolvers<ContextType>;
+}>;
+

@@ -1,0 +1,28 @@
+import type { Resolvers } from '../generated/graphql.js'
+import type { UploadView } from '../uploads/record.js'
+import { DateTime, File, SafeInt } from './scalars.js'
+
+/** Thin on purpose: every rule lives in the upload service, so every transport obeys the same ones. */
+export const resolvers: Resolvers = {
+  SafeInt,
+  DateTime,
+  File,
+  Query: {
+    upload: (_, { id }, { service }) => service.get(id),
+    uploads: (_, __, { service }) => service.list(),
+    files: (_, __, { service }) => service.files(),
+  },
+  Mutation: {
+    uploadFile: (_, { file, speed }, { service }) => service.create(file, speed),
+    pauseUpload: (_, { id }, { service }) => service.pause(id),
+    resumeUpload: (_, { id, speed }, { service }) => service.resume(id, speed),
+    cancelUpload: (_, { id }, { service }) => service.cancel(id),
+    deleteFile: (_, { id }, { service }) => service.delete(id),
+  },
+  Subscription: {
+    uploadProgress: {
+      subscribe: (_, { id }, { service }) => service.watch(id ?? undefined),
+      resolve: (upload: UploadView) => upload,
+    },
+  },
+}

@@ -1,0 +1,44 @@
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql'
+import { createGraphQLError, createYoga, type Plugin } from 'graphql-yoga'
+import type { IngestLimits } from '../uploads/ingest.js'
+import type { UploadService } from '../uploads/service.js'
+import type { Context } from './context.js'
+import { maskError } from './errors.js'
+import { useStreamingUploads, type NodeServerContext } from './multipart.js'
+import { schema } from './schema.js'
+
+/** JSON and form bodies (not file uploads) larger than this are refused before they are read. */
+const MAX_OPERATION_BYTES = 1024 * 1024
+
+/** yoga's own body limit has to be off (see useStreamingUploads); this keeps one for everything else. */
+function useOperationSizeLimit(): Plugin {
+  return {
+    onRequestParse({ request }) {
+      if (/^multipart\/form-data\b/i.test(request.headers.get('content-type') ?? '')) return
+      const length = Number(request.headers.get('content-length') ?? 0)
+      if (length > MAX_OPERATION_BYTES) {
+        throw createGraphQLError(`Request body is larger than ${MAX_OPERATION_BYTES} bytes`, {
+          extensions: { code: 'PAYLOAD_TOO_LARGE', http: { status: 413 } },
+        })
+      }
+    },
+  }
+}
+
+export function createGraphQL(service: UploadService, limits: IngestLimits) {
+  return createYoga<NodeServerContext, Context>({
+    schema,
+    graphqlEndpoint: '/graphql',
+    context: { service },
+    maskedErrors: { maskError },
+    maxRequestBodySize: false,
+    plugins: [useStreamingUploads(limits), useOperationSizeLimit()],
+    // GraphiQL's assets are bundled (no CDN) and its subscriptions use graphql-ws on this same path.
+    renderGraphiQL,
+    graphiql: { title: 'Upload service', subscriptionsProtocol: 'WS' },
+    landingPage: false,
+    logging: 'warn',
+  })
+}
+
+export type GraphQLApp = ReturnType<typeof createGraphQL>

@@ -1,0 +1,134 @@
+/**
+ * The /api contract of the older service, as a table: each route names the GraphQL operation it runs and how
+ * its result is reshaped into the documented JSON. No rule lives here; the resolvers and the upload service
+ * decide everything, exactly as they do for /graphql.
+ */
+
+type Data = Record<string, unknown>
+interface Upload {
+  id: string
+  filename: string
+  status: string
+  uploadedSize: number
+  totalSize: number
+  currentSpeed: number
+  targetSpeed: number
+}
+
+export interface Route {
+  method: 'GET' | 'POST' | 'DELETE'
+  /** Segments; `:id` captures one. */
+  path: string
+  operation: string
+  /** The request body is multipart/form-data with the file in the `file` field. */
+  upload?: true
+  variables: (id: string | undefined, query: URLSearchParams) => Data
+  reply: (data: Data) => unknown
+}
+
+const STATUS_FIELDS = 'id filename status uploadedSize totalSize currentSpeed targetSpeed'
+
+/** GraphQL enum values are UPPER_CASE; the REST contract has always used lower case. */
+const restStatus = (status: string) => status.toLowerCase()
+
+const statusOf = (upload: Upload) => ({
+  status: restStatus(upload.status),
+  filename: upload.filename,
+  uploaded_size: upload.uploadedSize,
+  total_size: upload.totalSize,
+  current_speed: upload.currentSpeed,
+  target_speed: upload.targetSpeed,
+})
+
+/**
+ * A query string is text; GraphQL wants a number. A whole number is passed as one; anything else is passed
+ * as it came, so the SafeInt scalar rejects it with its own message (422), not a guess made here.
+ */
+function speedParam(query: URLSearchParams): Data {
+  const speed = query.get('speed')
+  if (speed === null) return {}
+  return { speed: /^-?\d+$/.test(speed.trim()) ? Number(speed) : speed }
+}
+
+const idVar = (id: string | undefined) => ({ id })
+
+export const routes: Route[] = [
+  {
+    method: 'POST',
+    path: '/api/upload',
+    upload: true,
+    operation: `mutation Upload($file: File!, $speed: SafeInt) {
+      uploadFile(file: $file, speed: $speed) { id totalSize targetSpeed }
+    }`,
+    variables: (_, query) => speedParam(query),
+    reply: ({ uploadFile: u }) => {
+      const upload = u as Upload
+      return {
+        upload_id: upload.id,
+        status: 'started',
+        total_size: upload.totalSize,
+        speed: upload.targetSpeed,
+      }
+    },
+  },
+  {
+    method: 'POST',
+    path: '/api/upload/:id/pause',
+    operation: `mutation Pause($id: ID!) { pauseUpload(id: $id) { id } }`,
+    variables: idVar,
+    reply: () => ({ status: 'paused' }),
+  },
+  {
+    method: 'POST',
+    path: '/api/upload/:id/resume',
+    operation: `mutation Resume($id: ID!, $speed: SafeInt) { resumeUpload(id: $id, speed: $speed) { targetSpeed } }`,
+    variables: (id, query) => ({ id, ...speedParam(query) }),
+    reply: ({ resumeUpload }) => ({ status: 'resumed', speed: (resumeUpload as Upload).targetSpeed }),
+  },
+  {
+    method: 'POST',
+    path: '/api/upload/:id/cancel',
+    operation: `mutation Cancel($id: ID!) { cancelUpload(id: $id) { id } }`,
+    variables: idVar,
+    reply: () => ({ status: 'canceled' }),
+  },
+  {
+    method: 'GET',
+    path: '/api/upload/:id/status',
+    operation: `query Status($id: ID!) { upload(id: $id) { ${STATUS_FIELDS} } }`,
+    variables: idVar,
+    reply: ({ upload }) => statusOf(upload as Upload),
+  },
+  {
+    method: 'GET',
+    path: '/api/uploads',
+    operation: `query Uploads { uploads { ${STATUS_FIELDS} } }`,
+    variables: () => ({}),
+    reply: ({ uploads }) => ({
+      uploads: (uploads as Upload[]).map((upload) => ({ upload_id: upload.id, ...statusOf(upload) })),
+    }),
+  },
+  {
+    method: 'GET',
+    path: '/api/files',
+    operation: `query Files { files { id filename status } }`,
+    variables: () => ({}),
+    reply: ({ files }) => ({
+      files: (files as Upload[]).map((f) => ({
+        upload_id: f.id,
+        filename: f.filename,
+        status: restStatus(f.status),
+      })),
+    }),
+  },
+  {
+    method: 'DELETE',
+    path: '/api/files/:id',
+    operation: `mutation Delete($id: ID!) { deleteFile(id: $id) { id filename } }`,
+    variables: idVar,
+    reply: ({ deleteFile }) => {
+      const upload = deleteFile as Upload
+      return { status: 'deleted', upload_id: upload.id, filename: upload.filename }
+    },
+  },
+]

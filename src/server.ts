@@ -1,0 +1,74 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Config } from './config.js'
+import { createGraphQL } from './graphql/yoga.js'
+import { schema } from './graphql/schema.js'
+import { attachGraphQLWs } from './graphql/ws.js'
+import { createRestHandler, sendJson } from './rest/handler.js'
+import type { IngestLimits } from './uploads/ingest.js'
+import { UploadService } from './uploads/service.js'
+import { Store } from './uploads/store.js'
+
+export interface App {
+  /** e.g. http://127.0.0.1:8000 */
+  url: string
+  port: number
+  service: UploadService
+  /** Stops taking work, checkpoints every transfer and closes every socket. Running uploads stay IN_PROGRESS. */
+  close(): Promise<void>
+}
+
+/** One Node http server: /graphql (yoga over HTTP and SSE, graphql-ws on upgrade) and /api (the REST shim). */
+export async function startApp(config: Config): Promise<App> {
+  const store = await Store.open(config.stateFile)
+  const service = await UploadService.open({
+    uploadDir: config.uploadDir,
+    store,
+    defaultSpeed: config.defaultSpeed,
+  })
+  const limits: IngestLimits = {
+    stagingDir: service.stagingDir,
+    maxFileSize: config.maxUploadSize,
+    idleTimeoutMs: config.bodyIdleTimeoutMs,
+  }
+  const yoga = createGraphQL(service, limits)
+  const rest = createRestHandler(schema, { service }, limits)
+
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const { pathname } = new URL(req.url ?? '/', 'http://localhost')
+    if (pathname === '/api' || pathname.startsWith('/api/')) return void rest(req, res)
+    if (pathname === '/graphql') return void yoga(req, res)
+    if (pathname === '/') {
+      res.writeHead(302, { location: '/graphql' })
+      return void res.end()
+    }
+    sendJson(res, 404, { detail: 'Not Found' })
+  })
+  // A large file on a slow link can take hours: no limit on a whole request, only on a silent one (ingest),
+  // and a short one on headers so a client cannot hold a socket by trickling them.
+  server.requestTimeout = 0
+  server.headersTimeout = 30_000
+  const ws = attachGraphQLWs(server, yoga)
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(config.port, config.host, () => resolve())
+  })
+  const { port } = server.address() as AddressInfo
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host
+
+  let closing: Promise<void> | undefined
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    service,
+    close: () =>
+      (closing ??= (async () => {
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()))
+        server.closeIdleConnections()
+        await Promise.all([ws.close(), service.close()])
+        server.closeAllConnections()
+        await stopped
+      })()),
+  }
+}

@@ -1,0 +1,157 @@
+import busboy from 'busboy'
+import { createHash, randomUUID } from 'node:crypto'
+import { createWriteStream } from 'node:fs'
+import { rename, rm } from 'node:fs/promises'
+import type { IncomingMessage } from 'node:http'
+import { join } from 'node:path'
+import { Transform, type Readable, type TransformCallback } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { badInput, ServiceError } from '../errors.js'
+
+/** Big buffers move a multipart body through busboy to disk in fewer, larger syscalls. */
+const STREAM_HWM = 1024 * 1024
+
+/**
+ * A file that has arrived whole in the staging folder. The upload service takes it over with `moveTo`;
+ * whatever no one took over is removed when its request ends.
+ */
+export class StagedFile {
+  private moved = false
+  constructor(
+    public path: string,
+    readonly filename: string,
+    readonly mimeType: string,
+    readonly size: number,
+    /** Hex sha256 of the bytes as they arrived. */
+    readonly sha256: string,
+  ) {}
+
+  async moveTo(destination: string): Promise<void> {
+    await rename(this.path, destination)
+    this.path = destination
+    this.moved = true
+  }
+
+  async discard(): Promise<void> {
+    if (!this.moved) await rm(this.path, { force: true })
+  }
+}
+
+export interface IngestLimits {
+  stagingDir: string
+  /** Bytes per file; one byte more fails the request with PAYLOAD_TOO_LARGE at once. */
+  maxFileSize: number
+  /** A body that sends nothing for this long is dropped. */
+  idleTimeoutMs: number
+}
+
+export interface MultipartBody {
+  fields: ReadonlyMap<string, string>
+  files: ReadonlyMap<string, StagedFile>
+  /** Removes every staged file that was not moved elsewhere. Safe to call more than once. */
+  dispose(): Promise<void>
+}
+
+/** Hashes and counts bytes on their way to disk, in the one pass the stream makes anyway. */
+class Digest extends Transform {
+  readonly hash = createHash('sha256')
+  size = 0
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.hash.update(chunk)
+    this.size += chunk.length
+    callback(null, chunk)
+  }
+}
+
+const isMultipart = (req: IncomingMessage) => /^multipart\/form-data\b/i.test(req.headers['content-type'] ?? '')
+
+/**
+ * Streams a multipart/form-data request: every file part straight into its own staging file (hashed on the
+ * way, never held in memory), every text field into `fields`. Resolves when the whole body has arrived and
+ * every file is on disk. On any failure (a client that goes away, a file over the limit, a malformed body)
+ * it removes what it staged and rejects: nothing is left behind.
+ */
+export function receiveMultipart(req: IncomingMessage, limits: IngestLimits): Promise<MultipartBody> {
+  if (!isMultipart(req)) return Promise.reject(badInput('Expected a multipart/form-data body'))
+  const fields = new Map<string, string>()
+  const files = new Map<string, StagedFile>()
+  const writing = new Set<string>()
+  const dispose = async () => {
+    const paths = [...writing]
+    writing.clear()
+    await Promise.all([...paths.map((path) => rm(path, { force: true })), ...[...files.values()].map((f) => f.discard())])
+  }
+
+  return new Promise<MultipartBody>((resolve, reject) => {
+    let parser: busboy.Busboy
+    try {
+      parser = busboy({
+        headers: req.headers,
+        highWaterMark: STREAM_HWM,
+        fileHwm: STREAM_HWM,
+        limits: { fileSize: limits.maxFileSize, fieldSize: 1024 * 1024, fields: 100, files: 20, parts: 120 },
+      })
+    } catch (error) {
+      reject(badInput(`Malformed multipart body: ${(error as Error).message}`))
+      return
+    }
+
+    const fileWrites: Promise<void>[] = []
+    const fileStreams = new Set<Readable>()
+    let failed = false
+    const fail = (error: Error) => {
+      if (failed) return
+      failed = true
+      // Stop reading but leave the socket open: the caller may still answer (413, 422) before closing it.
+      req.unpipe(parser)
+      for (const stream of fileStreams) stream.destroy()
+      void Promise.allSettled(fileWrites)
+        .then(dispose)
+        .finally(() => reject(error))
+    }
+
+    parser.on('file', (field, stream, info) => {
+      if (failed) return void stream.resume()
+      const path = join(limits.stagingDir, `${randomUUID()}.incoming`)
+      writing.add(path)
+      fileStreams.add(stream)
+      const digest = new Digest()
+      stream.once('limit', () =>
+        fail(new ServiceError('PAYLOAD_TOO_LARGE', `File is larger than the limit of ${limits.maxFileSize} bytes`)),
+      )
+      const write = pipeline(stream, digest, createWriteStream(path, { flags: 'wx', highWaterMark: STREAM_HWM }))
+        .then(async () => {
+          if (failed) return
+          // A field sent twice: the last part wins, the earlier one is removed.
+          await files.get(field)?.discard()
+          files.set(field, new StagedFile(path, info.filename ?? '', info.mimeType, digest.size, digest.hash.digest('hex')))
+          writing.delete(path)
+        })
+        .catch((error: Error) => fail(error))
+        .finally(() => fileStreams.delete(stream))
+      fileWrites.push(write)
+    })
+    parser.on('field', (name, value, info) => {
+      if (info.valueTruncated) fail(badInput(`Field ${JSON.stringify(name)} is too large`))
+      else fields.set(name, value)
+    })
+    parser.on('filesLimit', () => fail(badInput('Too many files in one request')))
+    parser.on('fieldsLimit', () => fail(badInput('Too many fields in one request')))
+    parser.on('partsLimit', () => fail(badInput('Too many parts in one request')))
+    parser.once('error', (error: Error) => fail(badInput(`Malformed multipart body: ${error.message}`)))
+    parser.once('close', () => {
+      void Promise.all(fileWrites).then(() => {
+        if (!failed) resolve({ fields, files, dispose })
+      })
+    })
+
+    // A client that goes away mid-body: its request never completes.
+    req.once('close', () => {
+      if (!req.complete) fail(new Error('Client closed the connection before the body arrived'))
+    })
+    req.once('error', fail)
+    // A slow link may take hours to send a large file; only a link that sends nothing at all is dropped.
+    req.setTimeout(limits.idleTimeoutMs, () => req.destroy(new Error('Request body timed out')))
+    req.pipe(parser)
+  })
+}

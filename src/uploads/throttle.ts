@@ -1,0 +1,55 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+
+/** Chunks at least this big even at a crawl, so 1 B/s does not mean a syscall per byte. */
+const MIN_CHUNK = 256
+/** The largest chunk while throttled: pause, resume and speed changes act within one of these. */
+export const MAX_THROTTLED_CHUNK = 64 * 1024
+/** Unlimited speed: no line to stay on, so chunks only need to amortise syscalls. */
+export const UNLIMITED_CHUNK = 1024 * 1024
+/** About twenty chunks a second keeps the byte curve within 50 ms of the ideal line. */
+const CHUNKS_PER_SECOND = 20
+
+/** The chunk size that suits a speed in bytes per second (0 = unlimited). */
+export function chunkSizeFor(speed: number): number {
+  if (speed === 0) return UNLIMITED_CHUNK
+  return Math.min(MAX_THROTTLED_CHUNK, Math.max(MIN_CHUNK, Math.round(speed / CHUNKS_PER_SECOND)))
+}
+
+/**
+ * A token bucket: tokens accrue at `rate` per second up to `capacity`; taking more than there are waits
+ * exactly as long as the missing tokens take to accrue. Waiting measures real elapsed time, so a timer that
+ * fires late is made up on the next take instead of slowing the whole transfer down. The bucket starts
+ * with one chunk in it, so the first byte after a start or resume moves at once.
+ */
+export class TokenBucket {
+  private tokens: number
+  private last: number
+  readonly capacity: number
+
+  constructor(
+    readonly rate: number,
+    chunk: number,
+    private readonly now: () => number = performance.now.bind(performance),
+  ) {
+    // Never hold more than ~50 ms of credit: the byte curve may run at most that far ahead of the line.
+    this.capacity = Math.max(chunk, rate / CHUNKS_PER_SECOND)
+    this.tokens = chunk
+    this.last = this.now()
+  }
+
+  private refill(): void {
+    const now = this.now()
+    this.tokens = Math.min(this.capacity, this.tokens + ((now - this.last) * this.rate) / 1000)
+    this.last = now
+  }
+
+  /** Waits until `n` tokens are there and takes them; rejects with an AbortError when `signal` aborts. */
+  async take(n: number, signal?: AbortSignal): Promise<void> {
+    this.refill()
+    while (this.tokens < n) {
+      await sleep(((n - this.tokens) * 1000) / this.rate, undefined, { signal })
+      this.refill()
+    }
+    this.tokens -= n
+  }
+}

@@ -1,0 +1,62 @@
+import type { Hash } from 'node:crypto'
+import { open } from 'node:fs/promises'
+import { chunkSizeFor, TokenBucket } from './throttle.js'
+
+export interface TransferJob {
+  /** The staging file holding every byte received. */
+  source: string
+  /** The `.part` file in storage; bytes before `offset` are already there. */
+  target: string
+  offset: number
+  total: number
+  /** Bytes per second; 0 means unlimited. */
+  speed: number
+  /** Running sha256 of target bytes [0, offset); each chunk written is added to it. */
+  hash: Hash
+  /** Aborting stops the copy after the chunk in flight; the promise then resolves with the offset reached. */
+  signal: AbortSignal
+  /** Called after every chunk with the new offset. Runs on the hot path: keep it cheap. */
+  onProgress: (offset: number) => void
+}
+
+const isAbort = (error: unknown) => error instanceof Error && error.name === 'AbortError'
+
+/**
+ * Copies source → target from `offset` at `speed`, in chunks sized for that speed, and resolves with the
+ * offset reached: `total` when done (the target is then flushed to disk), less when aborted. I/O errors
+ * reject. Reads and writes use explicit positions, so a resumed copy never depends on file cursors.
+ */
+export async function runTransfer(job: TransferJob): Promise<number> {
+  const chunk = chunkSizeFor(job.speed)
+  const bucket = job.speed > 0 ? new TokenBucket(job.speed, chunk) : undefined
+  const buffer = Buffer.allocUnsafe(chunk)
+  let offset = job.offset
+  const source = await open(job.source, 'r')
+  try {
+    // 'r+' keeps the bytes already there; 'w' would truncate them, 'a' ignores positions on Linux.
+    const target = await open(job.target, offset > 0 ? 'r+' : 'w')
+    try {
+      if (offset > 0) await target.truncate(offset)
+      while (offset < job.total && !job.signal.aborted) {
+        const want = Math.min(chunk, job.total - offset)
+        await bucket?.take(want, job.signal)
+        const { bytesRead } = await source.read(buffer, 0, want, offset)
+        if (bytesRead === 0) throw new Error(`staging file ended at byte ${offset} of ${job.total}`)
+        const bytes = buffer.subarray(0, bytesRead)
+        await target.write(bytes, 0, bytesRead, offset)
+        job.hash.update(bytes)
+        offset += bytesRead
+        job.onProgress(offset)
+      }
+      // A completed file must be on disk before it is renamed into place and reported complete.
+      if (offset === job.total) await target.datasync()
+    } catch (error) {
+      if (!isAbort(error)) throw error
+    } finally {
+      await target.close()
+    }
+  } finally {
+    await source.close()
+  }
+  return offset
+}
