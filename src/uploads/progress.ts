@@ -1,29 +1,5 @@
-import { Repeater, type RepeaterBuffer } from 'graphql-yoga'
+import { Repeater } from 'graphql-yoga'
 import { isFinal, type UploadView } from './record.js'
-
-/**
- * A subscriber's queue that holds at most one state per upload: a newer state replaces the queued one in
- * place. A reader that falls behind gets the latest state of each upload when it reads again, never a
- * backlog, and the buffer is never full, so a push never waits or throws (yoga's PubSub throws an
- * uncaught RepeaterOverflowError at 1024 pending events, which ends the process).
- */
-class LatestPerUpload implements RepeaterBuffer<UploadView> {
-  private readonly queue = new Map<string, UploadView>()
-  readonly full = false
-  get empty(): boolean {
-    return this.queue.size === 0
-  }
-  add(view: UploadView): void {
-    // Map.set on an existing key keeps its place: the upload keeps its turn, with the newer state.
-    this.queue.set(view.id, view)
-  }
-  remove(): UploadView {
-    const first = this.queue.entries().next()
-    if (first.done) throw new Error('remove() on an empty buffer')
-    this.queue.delete(first.value[0])
-    return first.value[1]
-  }
-}
 
 type Listener = (view: UploadView) => void
 
@@ -40,23 +16,46 @@ export class ProgressFeed {
   }
 
   /**
-   * States of one upload (`id`) or of all, starting with `snapshot()` taken after the listener is attached
+   * States of one upload (`id`) or of all, starting with `snapshot()` taken after the listener is attached,
    * so no event between the two is lost. Following one upload ends after its first final state.
+   *
+   * Each subscriber holds at most one pending state per upload: a newer state replaces the queued one in
+   * place, and values are handed over one at a time as the reader asks. A reader that falls behind gets the
+   * latest state of each upload when it reads again, never a backlog. (yoga's PubSub queues instead, and at
+   * 1024 pending events throws an uncaught RepeaterOverflowError that ends the process.)
    */
   follow(id: string | undefined, snapshot: () => UploadView[]): AsyncIterableIterator<UploadView> {
     return new Repeater<UploadView>(async (push, stop) => {
+      const pending = new Map<string, UploadView>()
+      let wake = () => {}
       const listener: Listener = (view) => {
         if (id !== undefined && view.id !== id) return
-        void push(view)
-        if (id !== undefined && isFinal(view.status)) stop()
+        // Map.set on an existing key keeps its place: the upload keeps its turn, with the newer state.
+        pending.set(view.id, view)
+        wake()
       }
+      let stopped = false
+      void stop.then(() => {
+        stopped = true
+        wake()
+      })
       this.listeners.add(listener)
       try {
         for (const view of snapshot()) listener(view)
-        await stop
+        while (!stopped) {
+          const first = pending.values().next()
+          if (first.done) {
+            await new Promise<void>((resolve) => (wake = resolve))
+            continue
+          }
+          pending.delete(first.value.id)
+          // Resolves once the reader asks for the next value: only then is another one handed over.
+          await push(first.value)
+          if (id !== undefined && isFinal(first.value.status)) stop()
+        }
       } finally {
         this.listeners.delete(listener)
       }
-    }, new LatestPerUpload())
+    })
   }
 }

@@ -1,0 +1,209 @@
+import { createHash } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { bytes, gql, gqlUpload, multipart, rawRequest, waitFor } from './support/clients.js'
+import { listStorage, startServer, type TestServer } from './support/server.js'
+
+let server: TestServer
+beforeAll(async () => {
+  server = await startServer()
+})
+afterAll(() => server.stop())
+
+interface Upload {
+  id: string
+  filename: string
+  storedName: string
+  status: string
+  uploadedSize: number
+  totalSize: number
+  currentSpeed: number
+  targetSpeed: number
+  sha256: string
+  error: string | null
+  createdAt: string
+  updatedAt: string
+  completedAt: string | null
+}
+
+const FIELDS = `id filename storedName status uploadedSize totalSize currentSpeed targetSpeed sha256 error
+  createdAt updatedAt completedAt`
+const UPLOAD = `mutation ($file: File!, $speed: SafeInt) { uploadFile(file: $file, speed: $speed) { ${FIELDS} } }`
+
+async function upload(size: number, speed: number, filename = 'g.bin') {
+  const content = bytes(size)
+  const { status, body } = await gqlUpload<{ uploadFile: Upload }>(
+    server.url,
+    UPLOAD,
+    { speed },
+    content,
+    filename,
+  )
+  expect(status).toBe(200)
+  expect(body.errors).toBeUndefined()
+  return { content, upload: body.data!.uploadFile }
+}
+
+const fetchUpload = async (id: string) =>
+  (await gql<{ upload: Upload }>(server.url, `query ($id: ID!) { upload(id: $id) { ${FIELDS} } }`, { id }))
+    .data!.upload
+
+const codeOf = (response: { errors?: { extensions?: { code?: string } }[] }) =>
+  response.errors?.[0]?.extensions?.code
+
+describe('GraphQL: uploadFile over the multipart request spec', () => {
+  it('answers at once with the whole record and stores the file byte for byte', async () => {
+    const { content, upload: created } = await upload(40_000, 0, 'photo.jpg')
+    expect(created).toMatchObject({
+      filename: 'photo.jpg',
+      storedName: `${created.id}_photo.jpg`,
+      status: 'IN_PROGRESS',
+      totalSize: 40_000,
+      targetSpeed: 0,
+      sha256: createHash('sha256').update(content).digest('hex'),
+      error: null,
+      completedAt: null,
+    })
+    expect(Date.parse(created.createdAt)).not.toBeNaN()
+    const done = await waitFor(async () => {
+      const current = await fetchUpload(created.id)
+      return current.status === 'COMPLETED' ? current : undefined
+    })
+    expect(done).toMatchObject({ uploadedSize: 40_000, currentSpeed: 0 })
+    expect(Date.parse(done.completedAt!)).toBeGreaterThanOrEqual(Date.parse(done.createdAt))
+    expect((await readFile(join(server.dir, done.storedName))).equals(content)).toBe(true)
+  })
+
+  it('carries speeds and sizes past 2^31 (SafeInt, not Int)', async () => {
+    const { upload: created } = await upload(10, 5_000_000_000)
+    expect(created.targetSpeed).toBe(5_000_000_000)
+  })
+
+  it('rejects a speed that is negative with BAD_USER_INPUT and keeps nothing', async () => {
+    const before = await gql<{ uploads: unknown[] }>(server.url, '{ uploads { id } }')
+    const { body } = await gqlUpload(server.url, UPLOAD, { speed: -1 }, bytes(100))
+    expect(codeOf(body)).toBe('BAD_USER_INPUT')
+    expect(await gql(server.url, '{ uploads { id } }')).toEqual(before)
+    // The body was staged while it arrived; no upload took it, so it goes once the answer is out.
+    await waitFor(
+      async () => !(await listStorage(server.dir)).staging.some((name) => name.endsWith('.incoming')),
+    )
+  })
+
+  it('rejects a File given as JSON instead of a file part with BAD_USER_INPUT', async () => {
+    const response = await gql(server.url, UPLOAD, { file: 'not a file', speed: 0 })
+    expect(codeOf(response)).toBe('BAD_USER_INPUT')
+  })
+
+  it('rejects a map that names a part the request does not contain', async () => {
+    const { body, contentType } = multipart([
+      { name: 'operations', content: JSON.stringify({ query: UPLOAD, variables: { file: null } }) },
+      { name: 'map', content: JSON.stringify({ 1: ['variables.file'] }) },
+      { name: '0', filename: 'a.txt', content: 'hello' },
+    ])
+    const response = await rawRequest(server.url, '/graphql', {
+      headers: { 'content-type': contentType },
+      body,
+    })
+    expect(response.status).toBe(422)
+    expect(response.body).toMatchObject({ errors: [{ extensions: { code: 'BAD_USER_INPUT' } }] })
+  })
+
+  it('rejects operations that are not JSON', async () => {
+    const { body, contentType } = multipart([
+      { name: 'operations', content: '{nope' },
+      { name: 'map', content: '{}' },
+    ])
+    const response = await rawRequest(server.url, '/graphql', {
+      headers: { 'content-type': contentType },
+      body,
+    })
+    expect(response.status).toBe(422)
+    expect(response.body).toMatchObject({ errors: [{ message: expect.stringMatching(/operations/) }] })
+  })
+})
+
+describe('GraphQL: mutations and their error codes', () => {
+  const PAUSE = `mutation ($id: ID!) { pauseUpload(id: $id) { status currentSpeed uploadedSize } }`
+  const RESUME = `mutation ($id: ID!, $speed: SafeInt) { resumeUpload(id: $id, speed: $speed) { status targetSpeed } }`
+  const CANCEL = `mutation ($id: ID!) { cancelUpload(id: $id) { status uploadedSize } }`
+  const DELETE = `mutation ($id: ID!) { deleteFile(id: $id) { id filename status } }`
+
+  it('pause → resume at a new speed → cancel, each answering with the new state', async () => {
+    const { upload: created } = await upload(10_000, 1000)
+    const paused = await gql<{ pauseUpload: Upload }>(server.url, PAUSE, { id: created.id })
+    expect(paused.data?.pauseUpload).toMatchObject({ status: 'PAUSED', currentSpeed: 0 })
+    const resumed = await gql<{ resumeUpload: Upload }>(server.url, RESUME, { id: created.id, speed: 2000 })
+    expect(resumed.data?.resumeUpload).toEqual({ status: 'IN_PROGRESS', targetSpeed: 2000 })
+    const canceled = await gql<{ cancelUpload: Upload }>(server.url, CANCEL, { id: created.id })
+    expect(canceled.data?.cancelUpload).toEqual({ status: 'CANCELED', uploadedSize: 0 })
+  })
+
+  it('deleteFile removes a completed upload and answers with it', async () => {
+    const { upload: created } = await upload(100, 0, 'bye.txt')
+    await waitFor(async () => (await fetchUpload(created.id)).status === 'COMPLETED')
+    const deleted = await gql<{ deleteFile: Upload }>(server.url, DELETE, { id: created.id })
+    expect(deleted.data?.deleteFile).toEqual({ id: created.id, filename: 'bye.txt', status: 'COMPLETED' })
+    const files = await gql<{ files: { id: string }[] }>(server.url, '{ files { id } }')
+    expect(files.data?.files.map((f) => f.id)).not.toContain(created.id)
+  })
+
+  it.each([
+    ['pauseUpload', PAUSE],
+    ['resumeUpload', RESUME],
+    ['cancelUpload', CANCEL],
+    ['deleteFile', DELETE],
+  ])('%s of an unknown id → NOT_FOUND', async (_, mutation) => {
+    expect(codeOf(await gql(server.url, mutation, { id: 'missing' }))).toBe('NOT_FOUND')
+  })
+
+  it('upload(id) of an unknown id → NOT_FOUND', async () => {
+    expect(codeOf(await gql(server.url, `{ upload(id: "missing") { id } }`))).toBe('NOT_FOUND')
+  })
+
+  it('state conflicts → INVALID_STATE, never INTERNAL_SERVER_ERROR', async () => {
+    const { upload: created } = await upload(10_000, 1000)
+    expect(codeOf(await gql(server.url, RESUME, { id: created.id }))).toBe('INVALID_STATE')
+    expect(codeOf(await gql(server.url, DELETE, { id: created.id }))).toBe('INVALID_STATE')
+    await gql(server.url, CANCEL, { id: created.id })
+    expect(codeOf(await gql(server.url, CANCEL, { id: created.id }))).toBe('INVALID_STATE')
+    expect(codeOf(await gql(server.url, PAUSE, { id: created.id }))).toBe('INVALID_STATE')
+  })
+
+  it('a fractional or string speed → a client error code', async () => {
+    const { upload: created } = await upload(10_000, 1000)
+    await gql(server.url, PAUSE, { id: created.id })
+    expect(codeOf(await gql(server.url, RESUME, { id: created.id, speed: 1.5 }))).toBe('BAD_USER_INPUT')
+    expect(codeOf(await gql(server.url, RESUME, { id: created.id, speed: '100' }))).toBe('BAD_USER_INPUT')
+    expect(codeOf(await gql(server.url, RESUME, { id: created.id, speed: -100 }))).toBe('BAD_USER_INPUT')
+    expect((await fetchUpload(created.id)).status).toBe('PAUSED')
+    await gql(server.url, CANCEL, { id: created.id })
+  })
+
+  it('uploads lists every upload oldest first, whatever its status', async () => {
+    const first = (await upload(10_000, 1000)).upload
+    const second = (await upload(10_000, 1000)).upload
+    await gql(server.url, CANCEL, { id: first.id })
+    const { data } = await gql<{ uploads: { id: string; status: string }[] }>(
+      server.url,
+      '{ uploads { id status } }',
+    )
+    const ids = data!.uploads.map((u) => u.id)
+    expect(ids.indexOf(first.id)).toBeLessThan(ids.indexOf(second.id))
+    expect(data!.uploads.find((u) => u.id === first.id)?.status).toBe('CANCELED')
+    await gql(server.url, CANCEL, { id: second.id })
+  })
+})
+
+describe('GraphiQL', () => {
+  it('is served at /graphql to a browser, with its assets inline (no CDN) and subscriptions over graphql-ws', async () => {
+    const response = await fetch(`${server.url}/graphql`, { headers: { accept: 'text/html' } })
+    expect(response.status).toBe(200)
+    const html = await response.text()
+    expect(html).toMatch(/<title>Upload service<\/title>/)
+    expect(html).not.toMatch(/<script[^>]+src="https?:/)
+    expect(html).not.toMatch(/<link[^>]+href="https?:/)
+    expect(html).toMatch(/"subscriptionsProtocol":"WS"/)
+  })
+})

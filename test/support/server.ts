@@ -1,0 +1,44 @@
+import { mkdtemp, readdir, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { loadConfig, type Config } from '../../src/config.js'
+import { startApp, type App } from '../../src/server.js'
+
+export interface TestServer {
+  app: App
+  url: string
+  dir: string
+  config: Config
+  /** Closes the server and starts a new one on the same storage folder and state file. */
+  restart(): Promise<TestServer>
+  stop(): Promise<void>
+}
+
+/** The real server, on 127.0.0.1 and an ephemeral port, storing into a fresh temporary folder. */
+export async function startServer(env: Record<string, string> = {}, dir?: string): Promise<TestServer> {
+  const folder = dir ?? (await mkdtemp(join(tmpdir(), 'uploads-test-')))
+  const config = loadConfig({ UPLOAD_DIR: folder, PORT: '0', HOST: '127.0.0.1', ...env })
+  const app = await startApp(config)
+  const server: TestServer = {
+    app,
+    url: app.url,
+    dir: folder,
+    config,
+    async restart() {
+      await app.close()
+      return startServer(env, folder)
+    },
+    async stop() {
+      await app.close()
+      await rm(folder, { recursive: true, force: true })
+    },
+  }
+  return server
+}
+
+/** Files in the storage folder (not the state file), and in staging. */
+export async function listStorage(dir: string): Promise<{ stored: string[]; staging: string[] }> {
+  const stored = (await readdir(dir)).filter((name) => !name.startsWith('.'))
+  const staging = await readdir(join(dir, '.staging')).catch(() => [])
+  return { stored: stored.sort(), staging: staging.sort() }
+}
