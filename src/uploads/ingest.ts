@@ -4,7 +4,7 @@ import { createWriteStream } from 'node:fs'
 import { rename, rm } from 'node:fs/promises'
 import type { IncomingMessage } from 'node:http'
 import { join } from 'node:path'
-import { Transform, type Readable, type TransformCallback } from 'node:stream'
+import { Transform, type TransformCallback, type Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { badInput, ServiceError } from '../errors.js'
 
@@ -87,6 +87,10 @@ export function receiveMultipart(req: IncomingMessage, limits: IngestLimits): Pr
     try {
       parser = busboy({
         headers: req.headers,
+        // Keep the name as sent, for display; safeFilename() alone decides what reaches the disk.
+        preservePath: true,
+        // Browsers and curl send UTF-8 names as raw bytes; busboy would read them as latin1.
+        defParamCharset: 'utf8',
         highWaterMark: STREAM_HWM,
         fileHwm: STREAM_HWM,
         limits: { fileSize: limits.maxFileSize, fieldSize: 1024 * 1024, fields: 100, files: 20, parts: 120 },
@@ -97,14 +101,14 @@ export function receiveMultipart(req: IncomingMessage, limits: IngestLimits): Pr
     }
 
     const fileWrites: Promise<void>[] = []
-    const fileStreams = new Set<Readable>()
+    const sinks = new Set<Writable>()
     let failed = false
     const fail = (error: Error) => {
       if (failed) return
       failed = true
       // Stop reading but leave the socket open: the caller may still answer (413, 422) before closing it.
       req.unpipe(parser)
-      for (const stream of fileStreams) stream.destroy()
+      for (const sink of sinks) sink.destroy()
       void Promise.allSettled(fileWrites)
         .then(dispose)
         .finally(() => reject(error))
@@ -114,12 +118,13 @@ export function receiveMultipart(req: IncomingMessage, limits: IngestLimits): Pr
       if (failed) return void stream.resume()
       const path = join(limits.stagingDir, `${randomUUID()}.incoming`)
       writing.add(path)
-      fileStreams.add(stream)
       const digest = new Digest()
       stream.once('limit', () =>
         fail(new ServiceError('PAYLOAD_TOO_LARGE', `File is larger than the limit of ${limits.maxFileSize} bytes`)),
       )
-      const write = pipeline(stream, digest, createWriteStream(path, { flags: 'wx', highWaterMark: STREAM_HWM }))
+      const sink = createWriteStream(path, { flags: 'wx', highWaterMark: STREAM_HWM })
+      sinks.add(sink)
+      const write = pipeline(stream, digest, sink)
         .then(async () => {
           if (failed) return
           // A field sent twice: the last part wins, the earlier one is removed.
@@ -128,7 +133,7 @@ export function receiveMultipart(req: IncomingMessage, limits: IngestLimits): Pr
           writing.delete(path)
         })
         .catch((error: Error) => fail(error))
-        .finally(() => fileStreams.delete(stream))
+        .finally(() => sinks.delete(sink))
       fileWrites.push(write)
     })
     parser.on('field', (name, value, info) => {

@@ -1,0 +1,152 @@
+import { readFile, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { chunkSizeFor, MAX_THROTTLED_CHUNK } from '../src/uploads/throttle.js'
+import { api, bytes, restUpload, statusOf, waitFor, waitForStatus } from './support/clients.js'
+import { listStorage, startServer, type TestServer } from './support/server.js'
+
+let server: TestServer
+beforeAll(async () => {
+  server = await startServer()
+})
+afterAll(() => server.stop())
+
+const sizeOnDisk = (path: string) => stat(path).then((s) => s.size)
+const partOf = (id: string, name = 'data.bin') => join(server.dir, `${id}_${name}.part`)
+
+interface Record {
+  createdAt: string
+  completedAt: string
+}
+async function recordOf(id: string): Promise<Record> {
+  const response = await fetch(`${server.url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ query: `{ upload(id: "${id}") { createdAt completedAt } }` }),
+  })
+  return ((await response.json()) as { data: { upload: Record } }).data.upload
+}
+
+describe('the throttled transfer', () => {
+  it('writes the file at the speed asked for, within 10 %', async () => {
+    // 200 KiB at 400 KiB/s: half a second. The first chunk (1/20 s worth) moves at once, by design.
+    const content = bytes(200 * 1024)
+    const { body } = await restUpload(server.url, content, { speed: 400 * 1024 })
+    await waitForStatus(server.url, body.upload_id, 'completed')
+    const { createdAt, completedAt } = await recordOf(body.upload_id)
+    const seconds = (Date.parse(completedAt) - Date.parse(createdAt)) / 1000
+    const ideal = (200 * 1024 - chunkSizeFor(400 * 1024)) / (400 * 1024)
+    expect(seconds).toBeGreaterThan(ideal * 0.9)
+    expect(seconds).toBeLessThan(ideal * 1.1 + 0.05)
+    expect((await readFile(join(server.dir, `${body.upload_id}_data.bin`))).equals(content)).toBe(true)
+  })
+
+  it('keeps the bytes on disk close to the ideal line while it runs', async () => {
+    const speed = 100 * 1024
+    const { body } = await restUpload(server.url, bytes(speed), { speed })
+    const started = performance.now()
+    const part = partOf(body.upload_id)
+    const deviations: number[] = []
+    for (let i = 0; i < 8; i++) {
+      await sleep(100)
+      const size = await sizeOnDisk(part).catch(() => undefined)
+      if (size === undefined) break
+      deviations.push(Math.abs(size - ((performance.now() - started) / 1000) * speed))
+    }
+    // 100 ms of slack for timers and the test's own reads, plus one chunk.
+    expect(Math.max(...deviations)).toBeLessThan(speed * 0.1 + chunkSizeFor(speed))
+    await api(server.url, 'POST', `/api/upload/${body.upload_id}/cancel`)
+  })
+
+  it('stores an unthrottled (speed=0) file byte for byte', async () => {
+    const content = bytes(3 * 1024 * 1024 + 17)
+    const { body } = await restUpload(server.url, content, { speed: 0 })
+    await waitForStatus(server.url, body.upload_id, 'completed')
+    expect((await readFile(join(server.dir, `${body.upload_id}_data.bin`))).equals(content)).toBe(true)
+  })
+
+  it('stores an empty file', async () => {
+    const { body } = await restUpload(server.url, bytes(0), { speed: 1000, filename: 'empty.txt' })
+    await waitForStatus(server.url, body.upload_id, 'completed')
+    expect(await sizeOnDisk(join(server.dir, `${body.upload_id}_empty.txt`))).toBe(0)
+  })
+
+  it('reports current_speed near the target while running, and 0 when paused', async () => {
+    const { body } = await restUpload(server.url, bytes(200_000), { speed: 50_000 })
+    await sleep(1100)
+    const running = await statusOf(server.url, body.upload_id)
+    expect(running.body.current_speed).toBeGreaterThan(40_000)
+    expect(running.body.current_speed).toBeLessThan(60_000)
+    await api(server.url, 'POST', `/api/upload/${body.upload_id}/pause`)
+    expect((await statusOf(server.url, body.upload_id)).body.current_speed).toBe(0)
+    await api(server.url, 'POST', `/api/upload/${body.upload_id}/cancel`)
+  })
+
+  it('never writes chunks larger than 64 KiB while throttled', () => {
+    for (const speed of [1, 1000, 16 * 1024, 256 * 1024, 4 * 1024 ** 2, 64 * 1024 ** 2, 1024 ** 3]) {
+      expect(chunkSizeFor(speed)).toBeLessThanOrEqual(MAX_THROTTLED_CHUNK)
+    }
+  })
+})
+
+describe('pause, resume, cancel', () => {
+  it('pause stops the bytes: the .part file does not grow after the answer', async () => {
+    const { body } = await restUpload(server.url, bytes(100_000), { speed: 20_000 })
+    const id = body.upload_id
+    await waitFor(async () => ((await sizeOnDisk(partOf(id)).catch(() => 0)) > 5000 ? true : undefined))
+    await api(server.url, 'POST', `/api/upload/${id}/pause`)
+    const atPause = await sizeOnDisk(partOf(id))
+    const reported = (await statusOf(server.url, id)).body.uploaded_size
+    expect(reported).toBe(atPause)
+    await sleep(400) // long enough for 8000 more bytes at 20 kB/s
+    expect(await sizeOnDisk(partOf(id))).toBe(atPause)
+    expect((await statusOf(server.url, id)).body).toMatchObject({ status: 'paused', uploaded_size: atPause })
+    await api(server.url, 'POST', `/api/upload/${id}/cancel`)
+  })
+
+  it('resume continues from the same byte at the new speed and completes byte for byte', async () => {
+    const content = bytes(300_000)
+    const { body } = await restUpload(server.url, content, { speed: 20_000 })
+    const id = body.upload_id
+    await sleep(200)
+    await api(server.url, 'POST', `/api/upload/${id}/pause`)
+    const pausedAt = (await statusOf(server.url, id)).body.uploaded_size
+    expect(pausedAt).toBeGreaterThan(0)
+    expect(pausedAt).toBeLessThan(20_000)
+
+    const resumedAt = performance.now()
+    expect(await api(server.url, 'POST', `/api/upload/${id}/resume?speed=600000`)).toMatchObject({
+      body: { status: 'resumed', speed: 600_000 },
+    })
+    await waitForStatus(server.url, id, 'completed')
+    // At the old speed the rest would take 14 s; at the new one, half a second.
+    const seconds = (performance.now() - resumedAt) / 1000
+    expect(seconds).toBeGreaterThan(((300_000 - pausedAt) / 600_000) * 0.8)
+    expect(seconds).toBeLessThan(2)
+    expect((await readFile(join(server.dir, `${id}_data.bin`))).equals(content)).toBe(true)
+  })
+
+  it('cancel stops at once and removes the partial file and the staging file', async () => {
+    const { body } = await restUpload(server.url, bytes(100_000), { speed: 20_000 })
+    const id = body.upload_id
+    await waitFor(async () => ((await sizeOnDisk(partOf(id)).catch(() => 0)) > 0 ? true : undefined))
+    expect((await listStorage(server.dir)).staging).toContain(id)
+    await api(server.url, 'POST', `/api/upload/${id}/cancel`)
+    const { stored, staging } = await listStorage(server.dir)
+    expect(stored.filter((name) => name.startsWith(id))).toEqual([])
+    expect(staging).not.toContain(id)
+    expect((await statusOf(server.url, id)).body).toMatchObject({ status: 'canceled', uploaded_size: 0 })
+  })
+
+  it('cancel of a paused upload removes its bytes too', async () => {
+    const { body } = await restUpload(server.url, bytes(100_000), { speed: 20_000 })
+    const id = body.upload_id
+    await sleep(100)
+    await api(server.url, 'POST', `/api/upload/${id}/pause`)
+    await api(server.url, 'POST', `/api/upload/${id}/cancel`)
+    const { stored, staging } = await listStorage(server.dir)
+    expect(stored.filter((name) => name.startsWith(id))).toEqual([])
+    expect(staging).not.toContain(id)
+  })
+})
