@@ -1,0 +1,44 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { ConfigError, loadConfig, readEnv } from '../src/config.js'
+
+describe('configuration', () => {
+  it('has embedded defaults, so a fresh clone starts with no setup', () => {
+    expect(loadConfig({})).toMatchObject({
+      uploadDir: resolve('uploads'),
+      stateFile: resolve('uploads', '.uploads.json'),
+      defaultSpeed: 1_048_576,
+      port: 8000,
+      host: '127.0.0.1',
+      maxUploadSize: 10 * 1024 ** 3,
+    })
+  })
+
+  it.each([
+    ['DEFAULT_UPLOAD_SPEED', 'fast'],
+    ['DEFAULT_UPLOAD_SPEED', '-1'],
+    ['DEFAULT_UPLOAD_SPEED', '1.5'],
+    ['PORT', '70000'],
+    ['MAX_UPLOAD_SIZE', '0'],
+    ['MAX_UPLOAD_SIZE', '10GB'],
+  ])('%s=%s stops start-up with a message naming the variable', (name, value) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(ConfigError)
+    expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`^${name} `))
+  })
+
+  it('reads .env, and the environment wins over it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'env-'))
+    try {
+      await writeFile(join(dir, '.env'), 'UPLOAD_DIR=from-file\nPORT=9001\n')
+      process.env.PORT = '9002'
+      const config = loadConfig(readEnv(dir))
+      expect(config.uploadDir).toBe(resolve('from-file'))
+      expect(config.port).toBe(9002)
+    } finally {
+      delete process.env.PORT
+      await rm(dir, { recursive: true })
+    }
+  })
+})
