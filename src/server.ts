@@ -1,6 +1,8 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { Config } from './config.js'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { mkdir } from 'node:fs/promises'
+import { ConfigError, type Config } from './config.js'
 import { createGraphQL } from './graphql/yoga.js'
 import { schema } from './graphql/schema.js'
 import { attachGraphQLWs } from './graphql/ws.js'
@@ -8,6 +10,9 @@ import { createRestHandler, sendJson } from './rest/handler.js'
 import type { IngestLimits } from './uploads/ingest.js'
 import { UploadService } from './uploads/service.js'
 import { Store } from './uploads/store.js'
+
+/** How long a shutdown waits for requests under way; the whole shutdown must fit in 5 s. */
+const IN_FLIGHT_GRACE_MS = 3000
 
 export interface App {
   /** e.g. http://127.0.0.1:8000 */
@@ -20,6 +25,9 @@ export interface App {
 
 /** One Node http server: /graphql (yoga over HTTP and SSE, graphql-ws on upgrade) and /api (the REST shim). */
 export async function startApp(config: Config): Promise<App> {
+  await mkdir(config.uploadDir, { recursive: true }).catch((error: Error) => {
+    throw new ConfigError(`UPLOAD_DIR ${config.uploadDir} is not a usable folder: ${error.message}`)
+  })
   const store = await Store.open(config.stateFile)
   const service = await UploadService.open({
     uploadDir: config.uploadDir,
@@ -34,7 +42,10 @@ export async function startApp(config: Config): Promise<App> {
   const yoga = createGraphQL(service, limits)
   const rest = createRestHandler(schema, { service }, limits)
 
+  const inFlight = new Set<ServerResponse>()
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    inFlight.add(res)
+    res.once('close', () => inFlight.delete(res))
     const { pathname } = new URL(req.url ?? '/', 'http://localhost')
     if (pathname === '/api' || pathname.startsWith('/api/')) return void rest(req, res)
     if (pathname === '/graphql') return void yoga(req, res)
@@ -64,9 +75,16 @@ export async function startApp(config: Config): Promise<App> {
     service,
     close: () =>
       (closing ??= (async () => {
+        // New connections are refused from here on; idle keep-alive ones are closed.
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()))
         server.closeIdleConnections()
-        await Promise.all([ws.close(), service.close()])
+        // Subscriptions never end by themselves: end them (SSE streams finish, sockets get 1001).
+        service.feed.close()
+        await ws.close()
+        // Requests under way (an upload body still arriving, a mutation) get a moment to finish.
+        const deadline = Date.now() + IN_FLIGHT_GRACE_MS
+        while (inFlight.size > 0 && Date.now() < deadline) await sleep(20)
+        await service.close()
         server.closeAllConnections()
         await stopped
       })()),

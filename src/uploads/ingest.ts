@@ -1,7 +1,7 @@
 import busboy from 'busboy'
 import { createHash, randomUUID } from 'node:crypto'
 import { createWriteStream } from 'node:fs'
-import { rename, rm } from 'node:fs/promises'
+import { mkdir, rename, rm } from 'node:fs/promises'
 import type { IncomingMessage } from 'node:http'
 import { join } from 'node:path'
 import { Transform, type TransformCallback, type Writable } from 'node:stream'
@@ -71,8 +71,22 @@ const isMultipart = (req: IncomingMessage) => /^multipart\/form-data\b/i.test(re
  * every file is on disk. On any failure (a client that goes away, a file over the limit, a malformed body)
  * it removes what it staged and rejects: nothing is left behind.
  */
-export function receiveMultipart(req: IncomingMessage, limits: IngestLimits): Promise<MultipartBody> {
-  if (!isMultipart(req)) return Promise.reject(badInput('Expected a multipart/form-data body'))
+export async function receiveMultipart(req: IncomingMessage, limits: IngestLimits): Promise<MultipartBody> {
+  if (!isMultipart(req)) throw badInput('Expected a multipart/form-data body')
+  // Someone may have removed the folder while we ran; recreating it costs one syscall.
+  await mkdir(limits.stagingDir, { recursive: true })
+  return stream(req, limits)
+}
+
+/** A full disk is no client's fault, but the client should hear it plainly, and may retry later. */
+function storageError(error: Error): Error {
+  const code = (error as NodeJS.ErrnoException).code
+  return code === 'ENOSPC' || code === 'EDQUOT'
+    ? new ServiceError('INSUFFICIENT_STORAGE', 'The server has no room left to store this file')
+    : error
+}
+
+function stream(req: IncomingMessage, limits: IngestLimits): Promise<MultipartBody> {
   const fields = new Map<string, string>()
   const files = new Map<string, StagedFile>()
   const writing = new Set<string>()
@@ -132,7 +146,7 @@ export function receiveMultipart(req: IncomingMessage, limits: IngestLimits): Pr
           files.set(field, new StagedFile(path, info.filename ?? '', info.mimeType, digest.size, digest.hash.digest('hex')))
           writing.delete(path)
         })
-        .catch((error: Error) => fail(error))
+        .catch((error: Error) => fail(storageError(error)))
         .finally(() => sinks.delete(sink))
       fileWrites.push(write)
     })

@@ -6,9 +6,15 @@ type Listener = (view: UploadView) => void
 /** Fans each published upload state out to every subscriber, in process. */
 export class ProgressFeed {
   private readonly listeners = new Set<Listener>()
+  private readonly stops = new Set<() => void>()
 
   get subscriberCount(): number {
     return this.listeners.size
+  }
+
+  /** Ends every subscription (a server shutting down): SSE responses finish, WebSocket ones complete. */
+  close(): void {
+    for (const stop of this.stops) stop()
   }
 
   publish(view: UploadView): void {
@@ -40,6 +46,7 @@ export class ProgressFeed {
         wake()
       })
       this.listeners.add(listener)
+      this.stops.add(stop)
       try {
         for (const view of snapshot()) listener(view)
         while (!stopped) {
@@ -55,6 +62,7 @@ export class ProgressFeed {
         }
       } finally {
         this.listeners.delete(listener)
+        this.stops.delete(stop)
       }
     })
   }

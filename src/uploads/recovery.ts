@@ -1,6 +1,8 @@
-import { createHash, type Hash } from 'node:crypto'
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
 import { open, readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
+import { pipeline } from 'node:stream/promises'
 
 const CHUNK = 1024 * 1024
 
@@ -15,13 +17,11 @@ async function openIfExists(path: string) {
 
 /**
  * How much of a `.part` file can be trusted after a restart: the longest prefix that equals the staging
- * file byte for byte (a torn tail after a crash or power cut is not), with the sha256 of that prefix, so the
- * transfer continues from there and still verifies the whole file when it completes.
+ * file byte for byte. A torn tail after a crash or power cut does not, so the transfer rewrites it.
  */
-export async function verifiedPrefix(part: string, staging: string): Promise<{ offset: number; hash: Hash }> {
-  const hash = createHash('sha256')
+export async function verifiedPrefix(part: string, staging: string): Promise<number> {
   const target = await openIfExists(part)
-  if (!target) return { offset: 0, hash }
+  if (!target) return 0
   const source = await open(staging, 'r')
   try {
     const a = Buffer.allocUnsafe(CHUNK)
@@ -38,9 +38,8 @@ export async function verifiedPrefix(part: string, staging: string): Promise<{ o
         same = 0
         while (a[same] === b[same]) same++
       }
-      hash.update(a.subarray(0, same))
       offset += same
-      if (same < CHUNK) return { offset, hash }
+      if (same < CHUNK) return offset
     }
   } finally {
     await Promise.all([target.close(), source.close()])
@@ -59,4 +58,11 @@ export async function sweep(dir: string, keep: (name: string) => boolean): Promi
   const doomed = names.filter((name) => !keep(name))
   await Promise.all(doomed.map((name) => rm(join(dir, name), { force: true, recursive: true })))
   return doomed
+}
+
+/** Hex sha256 of a file as it is on disk, read in large chunks. */
+export async function sha256Of(path: string): Promise<string> {
+  const hash = createHash('sha256')
+  await pipeline(createReadStream(path, { highWaterMark: CHUNK }), hash)
+  return hash.digest('hex')
 }

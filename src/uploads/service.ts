@@ -1,4 +1,4 @@
-import { createHash, randomUUID, type Hash } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import { access, mkdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { badInput, notFound, ServiceError } from '../errors.js'
@@ -6,7 +6,7 @@ import { storedNameFor } from './filename.js'
 import type { StagedFile } from './ingest.js'
 import { ProgressFeed } from './progress.js'
 import { RateMeter } from './rate.js'
-import { sweep, verifiedPrefix } from './recovery.js'
+import { sha256Of, sweep, verifiedPrefix } from './recovery.js'
 import { isFinal, type UploadRecord, type UploadStatus, type UploadView } from './record.js'
 import type { Store } from './store.js'
 import { runTransfer } from './transfer.js'
@@ -32,8 +32,6 @@ interface Run {
 
 /** What an unfinished upload needs in memory besides its record. */
 interface Live {
-  /** sha256 of the bytes already in `.part`, carried across pauses. */
-  hash: Hash
   run: Run | undefined
   progressTimer: NodeJS.Timeout | undefined
 }
@@ -96,15 +94,13 @@ export class UploadService {
     await sweep(this.stagingDir, (name) => staged.has(name))
     await sweep(this.options.uploadDir, (name) => !PART_FILE.test(name) || owned.has(name))
     for (const record of unfinished) {
-      const live = this.liveOf(record)
+      this.liveOf(record) // so that close() waits for it
       void this.locked(record.id, async () => {
         if (this.closed || this.options.store.get(record.id) !== record) return
         if (!(await exists(this.stagingPath(record)))) {
           return this.fail(record, 'Its received bytes are gone from the staging folder; upload it again')
         }
-        const { offset, hash } = await verifiedPrefix(this.partPath(record), this.stagingPath(record))
-        live.hash = hash
-        record.uploadedSize = offset
+        record.uploadedSize = await verifiedPrefix(this.partPath(record), this.stagingPath(record))
         if (record.status === 'IN_PROGRESS') this.start(record)
         await this.commit(record)
       }).catch((error: unknown) => this.locked(record.id, () => this.fail(record, describe(error))))
@@ -158,7 +154,7 @@ export class UploadService {
     await file.moveTo(this.stagingPath(record))
     return this.locked(id, async () => {
       this.options.store.insert(record)
-      this.live.set(id, { hash: createHash('sha256'), run: undefined, progressTimer: undefined })
+      this.live.set(id, { run: undefined, progressTimer: undefined })
       this.start(record)
       return this.commit(record)
     })
@@ -221,7 +217,8 @@ export class UploadService {
    */
   async close(): Promise<void> {
     this.closed = true
-    clearInterval(this.checkpoint)
+    this.stopCheckpoints()
+    this.feed.close()
     await Promise.all(
       [...this.live.keys()].map((id) =>
         this.locked(id, async () => {
@@ -231,6 +228,10 @@ export class UploadService {
       ),
     )
     await this.options.store.save()
+  }
+
+  private stopCheckpoints(): void {
+    clearInterval(this.checkpoint)
   }
 
   // ---- the transfer --------------------------------------------------------------------------------------
@@ -246,7 +247,6 @@ export class UploadService {
       offset: record.uploadedSize,
       total: record.totalSize,
       speed: record.targetSpeed,
-      hash: live.hash,
       signal: controller.signal,
       onProgress: (offset) => {
         record.uploadedSize = offset
@@ -285,13 +285,13 @@ export class UploadService {
   }
 
   private async complete(record: UploadRecord): Promise<void> {
-    const live = this.liveOf(record)
-    live.run = undefined
-    const digest = live.hash.digest('hex')
-    if (digest !== record.sha256) {
-      return this.fail(record, `Stored bytes do not match what was received (sha256 ${digest}, expected ${record.sha256})`)
-    }
+    this.liveOf(record).run = undefined
     try {
+      // The file as stored, read back: what the transfer meant to write proves nothing on a failing disk.
+      const digest = await sha256Of(this.partPath(record))
+      if (digest !== record.sha256) {
+        return await this.fail(record, `Stored bytes do not match what was received (sha256 ${digest}, expected ${record.sha256})`)
+      }
       await rename(this.partPath(record), this.storedPath(record))
       await rm(this.stagingPath(record), { force: true })
     } catch (error) {
@@ -353,7 +353,7 @@ export class UploadService {
   private liveOf(record: UploadRecord): Live {
     let live = this.live.get(record.id)
     if (!live) {
-      live = { hash: createHash('sha256'), run: undefined, progressTimer: undefined }
+      live = { run: undefined, progressTimer: undefined }
       this.live.set(record.id, live)
     }
     return live

@@ -46,7 +46,12 @@ class DurableJSONFile<T> implements Adapter<T> {
   }
 
   async write(data: T): Promise<void> {
-    const handle = await open(this.temp, 'w')
+    // The folder may have been removed under us; the state must still reach the disk.
+    const handle = await open(this.temp, 'w').catch(async (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error
+      await mkdir(dirname(this.file), { recursive: true })
+      return open(this.temp, 'w')
+    })
     try {
       await handle.writeFile(JSON.stringify(data))
       await handle.datasync()

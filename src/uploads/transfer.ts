@@ -1,4 +1,3 @@
-import type { Hash } from 'node:crypto'
 import { open } from 'node:fs/promises'
 import { chunkSizeFor, TokenBucket } from './throttle.js'
 
@@ -11,8 +10,6 @@ export interface TransferJob {
   total: number
   /** Bytes per second; 0 means unlimited. */
   speed: number
-  /** Running sha256 of target bytes [0, offset); each chunk written is added to it. */
-  hash: Hash
   /** Aborting stops the copy after the chunk in flight; the promise then resolves with the offset reached. */
   signal: AbortSignal
   /** Called after every chunk with the new offset. Runs on the hot path: keep it cheap. */
@@ -42,9 +39,11 @@ export async function runTransfer(job: TransferJob): Promise<number> {
         await bucket?.take(want, job.signal)
         const { bytesRead } = await source.read(buffer, 0, want, offset)
         if (bytesRead === 0) throw new Error(`staging file ended at byte ${offset} of ${job.total}`)
-        const bytes = buffer.subarray(0, bytesRead)
-        await target.write(bytes, 0, bytesRead, offset)
-        job.hash.update(bytes)
+        // A write may be short (a file system that is nearly full): write the rest, until done or an error.
+        for (let written = 0; written < bytesRead; ) {
+          const { bytesWritten } = await target.write(buffer, written, bytesRead - written, offset + written)
+          written += bytesWritten
+        }
         offset += bytesRead
         job.onProgress(offset)
       }

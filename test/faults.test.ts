@@ -1,0 +1,134 @@
+import { execFileSync } from 'node:child_process'
+import { mkdir, mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { afterEach, describe, expect, it } from 'vitest'
+import { ConfigError, loadConfig } from '../src/config.js'
+import { startApp } from '../src/server.js'
+import { api, bytes, restUpload, statusOf, waitFor, waitForStatus } from './support/clients.js'
+import { listStorage, startServer, type TestServer } from './support/server.js'
+
+let server: TestServer | undefined
+const cleanups: (() => Promise<void> | void)[] = []
+afterEach(async () => {
+  await server?.stop()
+  server = undefined
+  for (const cleanup of cleanups.splice(0)) await cleanup()
+})
+
+/** A real, tiny file system: the only honest way to see what a full disk does. Needs root (CI has it). */
+async function tinyDisk(size: string): Promise<string | undefined> {
+  const dir = await mkdtemp(join(tmpdir(), 'tiny-disk-'))
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'ignore' })
+  } catch {
+    await rm(dir, { recursive: true })
+    return undefined
+  }
+  cleanups.push(async () => {
+    execFileSync('umount', [dir])
+    await rm(dir, { recursive: true })
+  })
+  return dir
+}
+
+const canMount = (() => {
+  try {
+    execFileSync('mount', ['--version'], { stdio: 'ignore' })
+    return process.getuid?.() === 0
+  } catch {
+    return false
+  }
+})()
+
+describe('a full disk', () => {
+  it.skipIf(!canMount)(
+    'fails the transfer with the error, removes its bytes, and the server goes on serving others',
+    async () => {
+      const disk = (await tinyDisk('1m'))!
+      server = await startServer({}, join(disk, 'storage'))
+      // 600 kB staged + 600 kB in .part cannot fit in 1 MiB.
+      const { status, body } = await restUpload(server.url, bytes(600_000), { speed: 0 })
+      expect(status).toBe(200)
+      const failed = await waitForStatus(server.url, body.upload_id, 'failed')
+      expect(failed.uploaded_size).toBeLessThan(600_000)
+      expect(await listStorage(server.dir)).toEqual({ stored: [], staging: [] })
+      const { data } = (await (
+        await fetch(`${server.url}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ query: `{ upload(id: "${body.upload_id}") { error } }` }),
+        })
+      ).json()) as { data: { upload: { error: string } } }
+      expect(data.upload.error).toMatch(/ENOSPC|no space/i)
+
+      const next = await restUpload(server.url, bytes(100_000), { speed: 0 })
+      await waitForStatus(server.url, next.body.upload_id, 'completed')
+    },
+  )
+
+  it.skipIf(!canMount)(
+    'a body larger than the room left is refused with 507 and leaves nothing',
+    async () => {
+      const disk = (await tinyDisk('512k'))!
+      server = await startServer({}, join(disk, 'storage'))
+      const { status, body } = await restUpload(server.url, bytes(800_000), { speed: 0 })
+      expect(status).toBe(507)
+      expect(body).toEqual({ detail: expect.stringMatching(/no room/) })
+      await waitFor(async () => (await listStorage(server!.dir)).staging.length === 0)
+      expect((await api<{ uploads: unknown[] }>(server.url, 'GET', '/api/uploads')).body.uploads).toEqual([])
+    },
+  )
+})
+
+describe('a storage folder that changes under the server', () => {
+  it('removed mid-transfer: the upload fails with the reason, and the next upload works', async () => {
+    server = await startServer()
+    const { body } = await restUpload(server.url, bytes(30_000), { speed: 30_000 })
+    await sleep(200)
+    await rm(server.dir, { recursive: true, force: true })
+    const failed = await waitForStatus(server.url, body.upload_id, 'failed')
+    expect(failed.status).toBe('failed')
+    const next = await restUpload(server.url, bytes(1000), { speed: 0 })
+    expect(next.status).toBe(200)
+    await waitForStatus(server.url, next.body.upload_id, 'completed')
+    // And the state reached the disk again, in the folder the server recreated.
+    expect(await readdir(server.dir)).toContain('.uploads.json')
+  })
+
+  it('a file where the folder should be stops start-up with a message naming UPLOAD_DIR', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'not-a-folder-'))
+    cleanups.push(() => rm(dir, { recursive: true }))
+    await writeFile(join(dir, 'storage'), 'a file')
+    const config = loadConfig({ UPLOAD_DIR: join(dir, 'storage'), PORT: '0' })
+    await expect(startApp(config)).rejects.toThrow(ConfigError)
+    await expect(startApp(config)).rejects.toThrow(/UPLOAD_DIR .*storage/)
+  })
+
+  it('a state file that is not JSON stops start-up instead of silently forgetting every upload', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bad-state-'))
+    cleanups.push(() => rm(dir, { recursive: true }))
+    await mkdir(dir, { recursive: true })
+    await writeFile(join(dir, '.uploads.json'), '{"version":1,"uploads":{')
+    await expect(startApp(loadConfig({ UPLOAD_DIR: dir, PORT: '0' }))).rejects.toThrow(/not valid JSON/)
+  })
+})
+
+describe('completed means verified', () => {
+  it('bytes that no longer match what was received fail the upload, and no corrupt file is exposed', async () => {
+    server = await startServer()
+    const { body } = await restUpload(server.url, bytes(40_000), { speed: 20_000 })
+    await sleep(100)
+    await api(server.url, 'POST', `/api/upload/${body.upload_id}/pause`)
+    // Flip bytes in the part of staging that has not been copied yet.
+    const staging = await open(join(server.dir, '.staging', body.upload_id), 'r+')
+    await staging.write(Buffer.alloc(100, 0xff), 0, 100, 39_000)
+    await staging.close()
+    await api(server.url, 'POST', `/api/upload/${body.upload_id}/resume?speed=0`)
+    const failed = await waitForStatus(server.url, body.upload_id, 'failed')
+    expect(failed.status).toBe('failed')
+    expect(await listStorage(server.dir)).toEqual({ stored: [], staging: [] })
+    expect((await statusOf(server.url, body.upload_id)).body.status).toBe('failed')
+  })
+})
