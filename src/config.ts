@@ -15,8 +15,14 @@ export interface Config {
   host: string
   /** Largest file accepted, in bytes. Default 10 GiB. */
   maxUploadSize: number
-  /** A request body that sends nothing for this long is dropped. Default 60 s. */
+  /** A connection that sends nothing for this long is dropped (uploads and SSE included). Default 60 s. */
   bodyIdleTimeoutMs: number
+  /** Request headers must arrive whole within this. Default 30 s. */
+  headersTimeoutMs: number
+  /** When set, every call needs `Authorization: Bearer <token>` (graphql-ws: in connection_init). */
+  apiToken: string | undefined
+  /** Origins allowed to call from a browser; empty (the default) turns CORS off. `*` allows any. */
+  corsOrigins: string[]
 }
 
 export class ConfigError extends Error {
@@ -47,6 +53,15 @@ function wholeNumber(
   return value
 }
 
+function token(env: Env): string | undefined {
+  const value = env.API_TOKEN
+  if (value === undefined || value === '') return undefined
+  if (!/^[\x21-\x7e]{16,}$/.test(value)) {
+    throw new ConfigError('API_TOKEN must be at least 16 printable characters without spaces')
+  }
+  return value
+}
+
 /** Validated once at start-up: a bad value stops the server with a message naming the variable. */
 export function loadConfig(env: Env = readEnv()): Config {
   const uploadDir = resolve(env.UPLOAD_DIR?.trim() || 'uploads')
@@ -59,5 +74,11 @@ export function loadConfig(env: Env = readEnv()): Config {
     host,
     maxUploadSize: wholeNumber(env, 'MAX_UPLOAD_SIZE', 10 * 1024 ** 3, { min: 1 }),
     bodyIdleTimeoutMs: wholeNumber(env, 'BODY_IDLE_TIMEOUT_MS', 60_000, { min: 1 }),
+    headersTimeoutMs: wholeNumber(env, 'HEADERS_TIMEOUT_MS', 30_000, { min: 1 }),
+    apiToken: token(env),
+    corsOrigins: (env.CORS_ORIGINS ?? '')
+      .split(',')
+      .map((origin) => origin.trim())
+      .filter(Boolean),
   }
 }

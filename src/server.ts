@@ -2,7 +2,9 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { mkdir } from 'node:fs/promises'
+import { bearerToken, tokenMatches } from './access.js'
 import { ConfigError, type Config } from './config.js'
+import { applyCors } from './cors.js'
 import { createGraphQL } from './graphql/yoga.js'
 import { schema } from './graphql/schema.js'
 import { attachGraphQLWs } from './graphql/ws.js'
@@ -21,6 +23,17 @@ export interface App {
   service: UploadService
   /** Stops taking work, checkpoints every transfer and closes every socket. Running uploads stay IN_PROGRESS. */
   close(): Promise<void>
+}
+
+/** GraphiQL's page holds no data; it is served without a token, and asks for one in its headers pane. */
+const isGraphiQLPage = (req: IncomingMessage) =>
+  req.method === 'GET' && /text\/html/.test(req.headers.accept ?? '')
+
+function unauthorized(res: ServerResponse, rest: boolean): void {
+  res.setHeader('www-authenticate', 'Bearer')
+  const message = 'Missing or wrong access token: send Authorization: Bearer <API_TOKEN>'
+  if (rest) return sendJson(res, 401, { detail: message })
+  sendJson(res, 401, { errors: [{ message, extensions: { code: 'UNAUTHENTICATED' } }] })
 }
 
 /** One Node http server: /graphql (yoga over HTTP and SSE, graphql-ws on upgrade) and /api (the REST shim). */
@@ -43,23 +56,36 @@ export async function startApp(config: Config): Promise<App> {
   const rest = createRestHandler(schema, { service }, limits)
 
   const inFlight = new Set<ServerResponse>()
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    inFlight.add(res)
-    res.once('close', () => inFlight.delete(res))
-    const { pathname } = new URL(req.url ?? '/', 'http://localhost')
-    if (pathname === '/api' || pathname.startsWith('/api/')) return void rest(req, res)
-    if (pathname === '/graphql') return void yoga(req, res)
-    if (pathname === '/') {
-      res.writeHead(302, { location: '/graphql' })
-      return void res.end()
-    }
-    sendJson(res, 404, { detail: 'Not Found' })
-  })
-  // A large file on a slow link can take hours: no limit on a whole request, only on a silent one (ingest),
-  // and a short one on headers so a client cannot hold a socket by trickling them.
-  server.requestTimeout = 0
-  server.headersTimeout = 30_000
-  const ws = attachGraphQLWs(server, yoga)
+  const server = createServer(
+    // Enforce headersTimeout every second (Node checks every 30 s by default, which lets trickling headers linger).
+    { connectionsCheckingInterval: 1000, headersTimeout: config.headersTimeoutMs, requestTimeout: 0 },
+    (req: IncomingMessage, res: ServerResponse) => {
+      inFlight.add(res)
+      res.once('close', () => inFlight.delete(res))
+      if (applyCors(req, res, config.corsOrigins)) return
+      const { pathname } = new URL(req.url ?? '/', 'http://localhost')
+      const isApi = pathname === '/api' || pathname.startsWith('/api/')
+      if (isApi || (pathname === '/graphql' && !isGraphiQLPage(req))) {
+        if (
+          config.apiToken !== undefined &&
+          !tokenMatches(bearerToken(req.headers.authorization), config.apiToken)
+        ) {
+          return unauthorized(res, isApi)
+        }
+      }
+      if (isApi) return void rest(req, res)
+      if (pathname === '/graphql') return void yoga(req, res)
+      if (pathname === '/') {
+        res.writeHead(302, { location: '/graphql' })
+        return void res.end()
+      }
+      sendJson(res, 404, { detail: 'Not Found' })
+    },
+  )
+  // A large file on a slow link can take hours: no limit on a whole request (requestTimeout 0), only on a
+  // connection that sends nothing (SSE and WebSocket ping every 12 s, so they never look idle).
+  server.timeout = config.bodyIdleTimeoutMs
+  const ws = attachGraphQLWs(server, yoga, config.apiToken)
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)

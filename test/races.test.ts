@@ -33,7 +33,8 @@ async function randomCall(ids: string[]): Promise<string> {
   if (action === 'status') return String((await api(server.url, 'GET', `/api/upload/${id}/status`)).status)
   if (Math.random() < 0.5) {
     const [verb, query = ''] = action.split('?')
-    const path = verb === 'delete' ? `/api/files/${id}` : `/api/upload/${id}/${verb}${query ? `?${query}` : ''}`
+    const path =
+      verb === 'delete' ? `/api/files/${id}` : `/api/upload/${id}/${verb}${query ? `?${query}` : ''}`
     return String((await api(server.url, verb === 'delete' ? 'DELETE' : 'POST', path)).status)
   }
   const response = await gql(server.url, `mutation ($id: ID!) { ${MUTATION[action]} }`, { id })
@@ -43,7 +44,8 @@ async function randomCall(ids: string[]): Promise<string> {
 describe('a storm of concurrent calls on the same uploads', () => {
   it('answers every call with a client status, and leaves the API, the state file and the disk agreeing', async () => {
     const ids: string[] = []
-    for (let i = 0; i < 8; i++) ids.push((await restUpload(server.url, bytes(40_000), { speed: 20_000 })).body.upload_id)
+    for (let i = 0; i < 8; i++)
+      ids.push((await restUpload(server.url, bytes(40_000), { speed: 20_000 })).body.upload_id)
 
     const clients = Array.from({ length: 5 }, async () => {
       const answers: string[] = []
@@ -58,8 +60,8 @@ describe('a storm of concurrent calls on the same uploads', () => {
 
     // Hold everything still, then compare the three views.
     for (const id of ids) await api(server.url, 'POST', `/api/upload/${id}/pause`)
-    const listed = (await api<{ uploads: Listed[] }>(server.url, 'GET', '/api/uploads')).body.uploads.filter((u) =>
-      ids.includes(u.upload_id),
+    const listed = (await api<{ uploads: Listed[] }>(server.url, 'GET', '/api/uploads')).body.uploads.filter(
+      (u) => ids.includes(u.upload_id),
     )
     const state = JSON.parse(await readFile(join(server.dir, '.uploads.json'), 'utf8')) as {
       uploads: Record<string, { status: string; uploadedSize: number; storedName: string }>

@@ -1,11 +1,18 @@
 import type { Server } from 'node:http'
-import type { ExecutionArgs, ExecutionResult } from 'graphql'
+import { GraphQLError, type ExecutionArgs, type ExecutionResult } from 'graphql'
 import { useServer } from 'graphql-ws/use/ws'
 import { WebSocketServer } from 'ws'
+import { bearerToken, tokenMatches } from '../access.js'
 import type { GraphQLApp } from './yoga.js'
 
 /** Pings every 12 s (graphql-ws's default) so proxies do not drop idle subscription sockets. */
 const KEEP_ALIVE_MS = 12_000
+/** A message larger than this closes the socket (1009); ws's own default is 100 MiB. */
+const MAX_MESSAGE_BYTES = 64 * 1024
+/** Subscriptions one socket may hold at once. */
+const MAX_SUBSCRIPTIONS_PER_SOCKET = 100
+/** A socket that has not sent connection_init by then is closed (4408). */
+const CONNECTION_INIT_TIMEOUT_MS = 3000
 
 /** RFC 6455: the endpoint is going away (a server shutting down). */
 const GOING_AWAY = 1001
@@ -22,13 +29,37 @@ interface EnvelopedRoot {
  * graphql-ws on the same port and path as HTTP GraphQL. Each operation runs through yoga's envelop, so
  * WebSocket clients get the same schema, context, plugins and error masking as HTTP ones.
  */
-export function attachGraphQLWs(server: Server, yoga: GraphQLApp, path = '/graphql') {
-  const wss = new WebSocketServer({ server, path })
+export function attachGraphQLWs(
+  server: Server,
+  yoga: GraphQLApp,
+  apiToken: string | undefined,
+  path = '/graphql',
+) {
+  const wss = new WebSocketServer({ server, path, maxPayload: MAX_MESSAGE_BYTES })
   const graphqlWs = useServer(
     {
+      connectionInitWaitTimeout: CONNECTION_INIT_TIMEOUT_MS,
+      // With API_TOKEN set, connection_init must carry it: { "authorization": "Bearer <token>" } (or "token").
+      // Returning false closes the socket with 4403 Forbidden.
+      onConnect: ({ connectionParams }) => {
+        if (apiToken === undefined) return true
+        const params = connectionParams ?? {}
+        const presented =
+          typeof params.token === 'string'
+            ? params.token
+            : bearerToken(String(params.authorization ?? params.Authorization ?? ''))
+        return tokenMatches(presented, apiToken)
+      },
       execute: (args) => (args.rootValue as EnvelopedRoot).execute(args),
       subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args),
       onSubscribe: async (ctx, _id, params) => {
+        if (Object.keys(ctx.subscriptions).length >= MAX_SUBSCRIPTIONS_PER_SOCKET) {
+          return [
+            new GraphQLError(`At most ${MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per socket`, {
+              extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' },
+            }),
+          ]
+        }
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,
           req: ctx.extra.request,

@@ -1,3 +1,4 @@
+import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor'
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql'
 import { createGraphQLError, createYoga, type Plugin } from 'graphql-yoga'
 import type { IngestLimits } from '../uploads/ingest.js'
@@ -32,7 +33,11 @@ export function createGraphQL(service: UploadService, limits: IngestLimits) {
     context: { service },
     maskedErrors: { maskError },
     maxRequestBodySize: false,
-    plugins: [useStreamingUploads(limits), useOperationSizeLimit()],
+    // Depth, aliases, cost, tokens and directives are bounded by GraphQL Armor's defaults (depth 6, 15
+    // aliases, cost 5000, 1000 tokens, 50 directives); they apply to graphql-ws too, through the envelop.
+    plugins: [useStreamingUploads(limits), useOperationSizeLimit(), EnvelopArmorPlugin()],
+    // CORS is decided once for /api and /graphql alike, in the http server (src/cors.ts).
+    cors: false,
     // GraphiQL's assets are bundled (no CDN) and its subscriptions use graphql-ws on this same path.
     renderGraphiQL,
     graphiql: { title: 'Upload service', subscriptionsProtocol: 'WS' },

@@ -141,8 +141,10 @@ function stream(req: IncomingMessage, limits: IngestLimits): Promise<MultipartBo
       const write = pipeline(stream, digest, sink)
         .then(async () => {
           if (failed) return
-          // A field sent twice: the last part wins, the earlier one is removed.
-          await files.get(field)?.discard()
+          if (files.has(field)) {
+            // Still in `writing`, so the failure below removes it with the rest.
+            throw badInput(`File field ${JSON.stringify(field)} was sent more than once; send one file per field`)
+          }
           files.set(field, new StagedFile(path, info.filename ?? '', info.mimeType, digest.size, digest.hash.digest('hex')))
           writing.delete(path)
         })
