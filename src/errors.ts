@@ -23,8 +23,10 @@ export class ServiceError extends Error {
   }
 }
 
-export const notFound = (id: string) =>
-  new ServiceError('NOT_FOUND', `Upload ${JSON.stringify(id)} not found`)
+/** Echoes at most 80 characters of what the client sent: an error message is no place for a megabyte. */
+const quote = (text: string) => JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}…` : text)
+
+export const notFound = (id: string) => new ServiceError('NOT_FOUND', `Upload ${quote(id)} not found`)
 
 export const badInput = (message: string) => new ServiceError('BAD_USER_INPUT', message)
 

@@ -1,0 +1,285 @@
+import { getIntrospectionQuery } from 'graphql'
+import { connect } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { createClient } from 'graphql-ws'
+import WebSocket from 'ws'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { api, bytes, gql, multipart, rawRequest, restUpload, waitFor, wsClient } from './support/clients.js'
+import { listStorage, startServer, type TestServer } from './support/server.js'
+
+const TOKEN = 'test-token-0123456789abcdef'
+
+describe('with API_TOKEN set', () => {
+  let server: TestServer
+  beforeAll(async () => {
+    server = await startServer({ API_TOKEN: TOKEN })
+  })
+  afterAll(() => server.stop())
+  const auth = { authorization: `Bearer ${TOKEN}` }
+
+  it('REST calls without the token, or with a wrong one, get 401 {"detail"} and a Bearer challenge', async () => {
+    for (const headers of [
+      {},
+      { authorization: 'Bearer wrong-token-wrong-token' },
+      { authorization: TOKEN },
+    ]) {
+      const response = await fetch(`${server.url}/api/uploads`, { headers })
+      expect(response.status).toBe(401)
+      expect(response.headers.get('www-authenticate')).toBe('Bearer')
+      expect(await response.json()).toEqual({ detail: expect.stringMatching(/token/) })
+    }
+    const ok = await fetch(`${server.url}/api/uploads`, { headers: auth })
+    expect(ok.status).toBe(200)
+  })
+
+  it('an upload without the token is refused and nothing is stored', async () => {
+    const { status } = await restUpload(server.url, bytes(1000))
+    expect(status).toBe(401)
+    expect(await listStorage(server.dir)).toEqual({ stored: [], staging: [] })
+  })
+
+  it('GraphQL without the token is UNAUTHENTICATED; with it, it answers', async () => {
+    const denied = await fetch(`${server.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ uploads { id } }' }),
+    })
+    expect(denied.status).toBe(401)
+    expect(await denied.json()).toMatchObject({ errors: [{ extensions: { code: 'UNAUTHENTICATED' } }] })
+    const allowed = await fetch(`${server.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...auth },
+      body: JSON.stringify({ query: '{ uploads { id } }' }),
+    })
+    expect(await allowed.json()).toEqual({ data: { uploads: [] } })
+  })
+
+  it('GraphiQL’s page itself is served without the token (it holds no data)', async () => {
+    const page = await fetch(`${server.url}/graphql`, { headers: { accept: 'text/html' } })
+    expect(page.status).toBe(200)
+  })
+
+  it('graphql-ws takes the token in connection_init, and closes with 4403 without it', async () => {
+    const url = server.url.replace(/^http/, 'ws') + '/graphql'
+    const closedWith = await new Promise<number>((resolve) => {
+      const client = createClient({ url, webSocketImpl: WebSocket, retryAttempts: 0, lazy: false })
+      client.on('closed', (event) => resolve((event as CloseEvent).code))
+    })
+    expect(closedWith).toBe(4403)
+
+    const client = createClient({
+      url,
+      webSocketImpl: WebSocket,
+      retryAttempts: 0,
+      connectionParams: { authorization: `Bearer ${TOKEN}` },
+    })
+    const result = await client.iterate({ query: '{ uploads { id } }' }).next()
+    expect(result.value).toEqual({ data: { uploads: [] } })
+    await client.dispose()
+  })
+})
+
+describe('CORS', () => {
+  it('is off by default: no allow-origin header, preflights answered without permissions', async () => {
+    const server = await startServer()
+    try {
+      const response = await fetch(`${server.url}/api/uploads`, {
+        headers: { origin: 'https://evil.example' },
+      })
+      expect(response.headers.get('access-control-allow-origin')).toBeNull()
+      const preflight = await fetch(`${server.url}/graphql`, {
+        method: 'OPTIONS',
+        headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
+      })
+      expect(preflight.status).toBe(204)
+      expect(preflight.headers.get('access-control-allow-origin')).toBeNull()
+    } finally {
+      await server.stop()
+    }
+  })
+
+  it('allows exactly the configured origins', async () => {
+    const server = await startServer({ CORS_ORIGINS: 'https://app.example, https://other.example' })
+    try {
+      const allowed = await fetch(`${server.url}/api/uploads`, { headers: { origin: 'https://app.example' } })
+      expect(allowed.headers.get('access-control-allow-origin')).toBe('https://app.example')
+      const preflight = await fetch(`${server.url}/graphql`, {
+        method: 'OPTIONS',
+        headers: { origin: 'https://other.example', 'access-control-request-method': 'POST' },
+      })
+      expect(preflight.headers.get('access-control-allow-methods')).toMatch(/POST/)
+      expect(preflight.headers.get('access-control-allow-headers')).toMatch(/authorization/)
+      const denied = await fetch(`${server.url}/api/uploads`, { headers: { origin: 'https://evil.example' } })
+      expect(denied.headers.get('access-control-allow-origin')).toBeNull()
+    } finally {
+      await server.stop()
+    }
+  })
+})
+
+describe('abusive clients', () => {
+  let server: TestServer
+  beforeAll(async () => {
+    server = await startServer({ HEADERS_TIMEOUT_MS: '500', BODY_IDLE_TIMEOUT_MS: '700' })
+  })
+  afterAll(() => server.stop())
+
+  it('GraphQL Armor refuses too many aliases and too many tokens, but lets introspection (GraphiQL) through', async () => {
+    const aliases = Array.from({ length: 30 }, (_, i) => `a${i}: uploads { id }`).join(' ')
+    expect((await gql(server.url, `{ ${aliases} }`)).errors?.[0]?.message).toMatch(/alias/i)
+    const tokens = `{ uploads { ${'id '.repeat(1200)} } }`
+    expect((await gql(server.url, tokens)).errors?.[0]?.message).toMatch(/token/i)
+    const introspection = await gql<{ __schema: { types: unknown[] } }>(server.url, getIntrospectionQuery())
+    expect(introspection.errors).toBeUndefined()
+    expect(introspection.data?.__schema.types.length).toBeGreaterThan(10)
+  })
+
+  it('an operation body over 1 MiB is refused with 413', async () => {
+    const response = await fetch(`${server.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: `{ uploads { id } } # ${'x'.repeat(1_100_000)}` }),
+    })
+    expect(response.status).toBe(413)
+  })
+
+  it('headers that trickle in are cut off by the headers timeout', async () => {
+    const { port } = new URL(server.url)
+    const socket = connect(Number(port), '127.0.0.1')
+    let answer = ''
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString()))
+    const closed = new Promise((resolve) => socket.once('close', resolve))
+    socket.write('GET /api/uploads HTTP/1.1\r\nHost: x\r\n')
+    for (let i = 0; i < 10 && !socket.destroyed; i++) {
+      socket.write(`X-Slow-${i}: 1\r\n`)
+      await sleep(200)
+    }
+    await closed
+    expect(answer === '' || /^HTTP\/1.1 408/.test(answer)).toBe(true)
+  })
+
+  it('an upload body that stops sending is dropped, and leaves nothing', async () => {
+    const { port } = new URL(server.url)
+    const socket = connect(Number(port), '127.0.0.1')
+    const closed = new Promise((resolve) => socket.once('close', resolve))
+    socket.write(
+      'POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n' +
+        '--b\r\nContent-Disposition: form-data; name="file"; filename="stall.bin"\r\n\r\n',
+    )
+    socket.write(bytes(1000))
+    await closed
+    await waitFor(async () => (await listStorage(server.dir)).staging.length === 0)
+  })
+
+  it('a WebSocket that never sends connection_init is closed with 4408', async () => {
+    const socket = new WebSocket(server.url.replace(/^http/, 'ws') + '/graphql', 'graphql-transport-ws')
+    const code = await new Promise<number>((resolve) => socket.on('close', (c) => resolve(c)))
+    expect(code).toBe(4408)
+  })
+
+  it('a WebSocket message over 64 KiB closes the socket with 1009', async () => {
+    const socket = new WebSocket(server.url.replace(/^http/, 'ws') + '/graphql', 'graphql-transport-ws')
+    await new Promise((resolve) => socket.on('open', resolve))
+    socket.send(JSON.stringify({ type: 'connection_init', payload: { pad: 'x'.repeat(70_000) } }))
+    const code = await new Promise<number>((resolve) => socket.on('close', (c) => resolve(c)))
+    expect(code).toBe(1009)
+  })
+
+  it('at most 100 subscriptions per socket', async () => {
+    const client = wsClient(server.url)
+    const { body } = await restUpload(server.url, bytes(100_000), { speed: 1000 })
+    try {
+      const subscriptions = Array.from({ length: 100 }, () =>
+        client.iterate({ query: `subscription { uploadProgress(id: "${body.upload_id}") { id } }` }),
+      )
+      await Promise.all(subscriptions.map((s) => s.next()))
+      const extra = client.iterate({ query: `subscription { uploadProgress { id } }` })
+      await expect(extra.next()).rejects.toMatchObject([{ extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' } }])
+      await Promise.all(subscriptions.map((s) => s.return?.()))
+    } finally {
+      await client.dispose()
+      await api(server.url, 'POST', `/api/upload/${body.upload_id}/cancel`)
+    }
+  })
+})
+
+describe('malformed requests', () => {
+  let server: TestServer
+  beforeAll(async () => {
+    server = await startServer()
+  })
+  afterAll(() => server.stop())
+
+  const send = (parts: Parameters<typeof multipart>[0], boundary?: string, path = '/api/upload') => {
+    const { body, contentType } = multipart(parts, boundary)
+    return rawRequest(server.url, path, { headers: { 'content-type': contentType }, body })
+  }
+  const nothingLeft = () =>
+    waitFor(async () => (await listStorage(server.dir)).staging.every((name) => !name.endsWith('.incoming')))
+
+  it('two `file` parts → 422', async () => {
+    const response = await send([
+      { name: 'file', filename: 'a.txt', content: 'a' },
+      { name: 'file', filename: 'b.txt', content: 'b' },
+    ])
+    expect(response).toEqual({ status: 422, body: { detail: expect.stringMatching(/more than once/) } })
+    await nothingLeft()
+  })
+
+  it('thousands of fields → 422', async () => {
+    const parts = Array.from({ length: 2000 }, (_, i) => ({ name: `f${i}`, content: 'x' }))
+    const response = await send([...parts, { name: 'file', filename: 'a.txt', content: 'a' }])
+    expect(response.status).toBe(422)
+    await nothingLeft()
+  })
+
+  it('a huge text field → 422', async () => {
+    const response = await send([{ name: 'big', content: 'x'.repeat(2 * 1024 * 1024) }])
+    expect(response).toEqual({ status: 422, body: { detail: expect.stringMatching(/too large/) } })
+  })
+
+  it('a boundary that does not match the header → 422', async () => {
+    const { body } = multipart([{ name: 'file', filename: 'a.txt', content: 'a' }], 'real')
+    const response = await rawRequest(server.url, '/api/upload', {
+      headers: { 'content-type': 'multipart/form-data; boundary=other' },
+      body,
+    })
+    expect(response.status).toBe(422)
+    await nothingLeft()
+  })
+
+  it('a GraphQL file part that the map does not name is removed with the request', async () => {
+    const response = await send(
+      [
+        { name: 'operations', content: JSON.stringify({ query: '{ uploads { id } }' }) },
+        { name: 'map', content: '{}' },
+        { name: '0', filename: 'stray.bin', content: bytes(5000) },
+      ],
+      undefined,
+      '/graphql',
+    )
+    expect(response.status).toBe(200)
+    await nothingLeft()
+  })
+
+  it.each([
+    ['a very long id', 'x'.repeat(5000)],
+    ['path characters', '..%2F..%2Fetc%2Fpasswd'],
+    ['dot segments', '..'],
+    ['a malformed escape', '%E0%A4%A'],
+    ['__proto__', '__proto__'],
+  ])('REST with %s → 404 {"detail"}', async (_, id) => {
+    const response = await api(server.url, 'GET', `/api/upload/${id}/status`)
+    expect(response.status).toBe(404)
+    expect(typeof response.body.detail).toBe('string')
+    expect(String(response.body.detail).length).toBeLessThan(200)
+  })
+
+  it('GraphQL with a very long id → NOT_FOUND, and the message does not echo it whole', async () => {
+    const response = await gql(server.url, 'query ($id: ID!) { upload(id: $id) { id } }', {
+      id: 'y'.repeat(100_000),
+    })
+    expect(response.errors?.[0]?.extensions?.code).toBe('NOT_FOUND')
+    expect(response.errors?.[0]?.message.length).toBeLessThan(200)
+  })
+})
