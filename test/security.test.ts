@@ -18,11 +18,12 @@ describe('with API_TOKEN set', () => {
   const auth = { authorization: `Bearer ${TOKEN}` }
 
   it('REST calls without the token, or with a wrong one, get 401 {"detail"} and a Bearer challenge', async () => {
-    for (const headers of [
+    const attempts: Record<string, string>[] = [
       {},
       { authorization: 'Bearer wrong-token-wrong-token' },
       { authorization: TOKEN },
-    ]) {
+    ]
+    for (const headers of attempts) {
       const response = await fetch(`${server.url}/api/uploads`, { headers })
       expect(response.status).toBe(401)
       expect(response.headers.get('www-authenticate')).toBe('Bearer')
