@@ -249,6 +249,19 @@ describe('malformed requests', () => {
     await nothingLeft()
   })
 
+  it('a body whose parser reports several errors (two malformed part headers) → 422, and the server lives', async () => {
+    // Regression: busboy emits 'error' once per bad header; an unheard second one ended the process.
+    const body = Buffer.from('--b\r\nbad\r\n\r\nx\r\n--b\r\nbad\r\n\r\ny\r\n--b--\r\n')
+    for (const path of ['/api/upload', '/graphql']) {
+      const response = await rawRequest(server.url, path, {
+        headers: { 'content-type': 'multipart/form-data; boundary=b' },
+        body,
+      })
+      expect(response.status).toBe(422)
+    }
+    expect((await api(server.url, 'GET', '/api/uploads')).status).toBe(200)
+  })
+
   it('a GraphQL file part that the map does not name is removed with the request', async () => {
     const response = await send(
       [

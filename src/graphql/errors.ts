@@ -1,5 +1,5 @@
 import { GraphQLError } from 'graphql'
-import { maskError as yogaMaskError } from 'graphql-yoga'
+import { createLogger, maskError as yogaMaskError, type YogaLogger } from 'graphql-yoga'
 import { ServiceError } from '../errors.js'
 
 /** A GraphQLError that graphql-js raised itself (bad variable, unknown field) or that wraps another one. */
@@ -8,27 +8,42 @@ function isOriginalGraphQLError(error: GraphQLError): boolean {
   return original === undefined || (original instanceof GraphQLError && isOriginalGraphQLError(original))
 }
 
+const fromService = (error: unknown): ServiceError | undefined =>
+  error instanceof ServiceError
+    ? error
+    : error instanceof GraphQLError && error.originalError instanceof ServiceError
+      ? error.originalError
+      : undefined
+
 /**
- * The one place errors become what clients see. A ServiceError keeps its message and stable code; a
- * GraphQLError the client caused gets BAD_USER_INPUT unless GraphQL gave it a code already. Either is
- * returned as the same object, so yoga does not log a client's mistake as a server error. Anything else is
- * our fault: yoga masks it as INTERNAL_SERVER_ERROR, hides its details, and logs it.
+ * The one place errors become what clients see. A ServiceError becomes a plain GraphQLError with its message
+ * and stable code (and no foreign originalError, which yoga would count as unexpected and answer with 500).
+ * A GraphQLError the client caused gets BAD_USER_INPUT unless GraphQL gave it a code already. Anything else
+ * is our fault: yoga masks it as INTERNAL_SERVER_ERROR and hides its details.
  */
 export function maskError(error: unknown, message: string, isDev?: boolean): Error {
-  if (error instanceof GraphQLError) {
-    const extensions = error.extensions as Record<string, unknown>
-    if (error.originalError instanceof ServiceError) {
-      extensions.code = error.originalError.code
-      return error
-    }
-    if (isOriginalGraphQLError(error)) {
-      extensions.code ??= 'BAD_USER_INPUT'
-      return error
-    }
+  const service = fromService(error)
+  if (service) {
+    const located = error instanceof GraphQLError ? error : undefined
+    return new GraphQLError(service.message, {
+      nodes: located?.nodes,
+      source: located?.source,
+      positions: located?.positions,
+      path: located?.path,
+      extensions: { code: service.code },
+    })
   }
-  if (error instanceof ServiceError)
-    return new GraphQLError(error.message, { extensions: { code: error.code } })
+  if (error instanceof GraphQLError && isOriginalGraphQLError(error)) {
+    ;(error.extensions as Record<string, unknown>).code ??= 'BAD_USER_INPUT'
+    return error
+  }
   return yogaMaskError(error, message, isDev)
+}
+
+/** yoga logs every error it masks; a client's mistake is not a server error, so it is not logged as one. */
+export function serverErrorLogger(level: 'debug' | 'info' | 'warn' | 'error' = 'warn'): YogaLogger {
+  const base = createLogger(level)
+  return { ...base, error: (...args: unknown[]) => void (args.some(fromService) || base.error(...args)) }
 }
 
 /** The code a client sees for an error, after masking. */

@@ -4,7 +4,7 @@ import { createGraphQLError, createYoga, type Plugin } from 'graphql-yoga'
 import type { IngestLimits } from '../uploads/ingest.js'
 import type { UploadService } from '../uploads/service.js'
 import type { Context } from './context.js'
-import { maskError } from './errors.js'
+import { maskError, serverErrorLogger } from './errors.js'
 import { useStreamingUploads, type NodeServerContext } from './multipart.js'
 import { schema } from './schema.js'
 
@@ -42,7 +42,7 @@ export function createGraphQL(service: UploadService, limits: IngestLimits) {
     renderGraphiQL,
     graphiql: { title: 'Upload service', subscriptionsProtocol: 'WS' },
     landingPage: false,
-    logging: 'warn',
+    logging: serverErrorLogger('warn'),
   })
 }
 

@@ -159,7 +159,8 @@ function stream(req: IncomingMessage, limits: IngestLimits): Promise<MultipartBo
     parser.on('filesLimit', () => fail(badInput('Too many files in one request')))
     parser.on('fieldsLimit', () => fail(badInput('Too many fields in one request')))
     parser.on('partsLimit', () => fail(badInput('Too many parts in one request')))
-    parser.once('error', (error: Error) => fail(badInput(`Malformed multipart body: ${error.message}`)))
+    // `on`, not `once`: busboy can emit more than one error for one bad body, and an unheard one ends the process.
+    parser.on('error', (error: Error) => fail(badInput(`Malformed multipart body: ${error.message}`)))
     parser.once('close', () => {
       void Promise.all(fileWrites).then(() => {
         if (!failed) resolve({ fields, files, dispose })
@@ -170,7 +171,7 @@ function stream(req: IncomingMessage, limits: IngestLimits): Promise<MultipartBo
     req.once('close', () => {
       if (!req.complete) fail(new Error('Client closed the connection before the body arrived'))
     })
-    req.once('error', fail)
+    req.on('error', fail)
     // A slow link may take hours to send a large file; only a link that sends nothing at all is dropped.
     req.setTimeout(limits.idleTimeoutMs, () => req.destroy(new Error('Request body timed out')))
     req.pipe(parser)
