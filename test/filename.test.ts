@@ -1,3 +1,6 @@
+import fc from 'fast-check'
+import { randomUUID } from 'node:crypto'
+import { basename, dirname, join, resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { safeFilename, storedNameFor } from '../src/uploads/filename.js'
 
@@ -37,5 +40,47 @@ describe('safeFilename', () => {
       const stored = storedNameFor('0b0e0b8c-5b8a-4a57-9c62-5a2f3e0e7b11', input) + '.part'
       expect(Buffer.byteLength(stored)).toBeLessThanOrEqual(255)
     }
+  })
+})
+
+describe('safeFilename, for any string a client can send', () => {
+  const anyName = fc.oneof(
+    fc.string({ unit: 'binary', maxLength: 300 }),
+    fc
+      .array(fc.constantFrom('..', '.', '/', '\\', '\u0000', '\n', 'a', 'é', ' ', '\u202e', ':'), {
+        maxLength: 40,
+      })
+      .map((parts) => parts.join('')),
+  )
+
+  it('gives a plain file name that stays inside the storage folder and fits the file system', () => {
+    const folder = resolve('/srv/uploads')
+    fc.assert(
+      fc.property(anyName, (name) => {
+        const stored = storedNameFor(randomUUID(), name)
+        const path = join(folder, stored)
+        expect(dirname(path)).toBe(folder)
+        expect(basename(path)).toBe(stored)
+        expect(stored).not.toMatch(/[/\\]/)
+        // eslint-disable-next-line no-control-regex -- control characters are exactly what must be absent
+        expect(stored).not.toMatch(/[\u0000-\u001f\u007f]/)
+        expect(Buffer.byteLength(`${stored}.part`)).toBeLessThanOrEqual(255)
+        expect(stored.normalize('NFC')).toBe(stored)
+      }),
+      { numRuns: 2000, seed: 20261125 },
+    )
+  })
+
+  it('never gives two uploads the same path, even for the same or equivalent names', () => {
+    fc.assert(
+      fc.property(fc.array(anyName, { minLength: 2, maxLength: 30 }), (names) => {
+        const paths = names.flatMap((name) => [
+          storedNameFor(randomUUID(), name),
+          storedNameFor(randomUUID(), name.normalize('NFD')),
+        ])
+        expect(new Set(paths).size).toBe(paths.length)
+      }),
+      { numRuns: 300, seed: 20261125 },
+    )
   })
 })
