@@ -30,15 +30,15 @@ async function recordOf(id: string): Promise<Record> {
 
 describe('the throttled transfer', () => {
   it('writes the file at the speed asked for, within 10 %', async () => {
-    // 200 KiB at 400 KiB/s: half a second. The first chunk (1/20 s worth) moves at once, by design.
+    // 200 KiB at 400 KiB/s: half a second.
     const content = bytes(200 * 1024)
     const { body } = await restUpload(server.url, content, { speed: 400 * 1024 })
     await waitForStatus(server.url, body.upload_id, 'completed')
     const { createdAt, completedAt } = await recordOf(body.upload_id)
     const seconds = (Date.parse(completedAt) - Date.parse(createdAt)) / 1000
-    const ideal = (200 * 1024 - chunkSizeFor(400 * 1024)) / (400 * 1024)
-    expect(seconds).toBeGreaterThan(ideal * 0.9)
-    expect(seconds).toBeLessThan(ideal * 1.1 + 0.05)
+    const ideal = (200 * 1024) / (400 * 1024)
+    expect(seconds).toBeGreaterThan(ideal * 0.97)
+    expect(seconds).toBeLessThan(ideal * 1.1)
     expect((await readFile(join(server.dir, `${body.upload_id}_data.bin`))).equals(content)).toBe(true)
   })
 

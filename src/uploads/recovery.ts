@@ -1,8 +1,6 @@
-import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
+import { createHash, type Hash } from 'node:crypto'
 import { open, readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { pipeline } from 'node:stream/promises'
 
 const CHUNK = 1024 * 1024
 
@@ -17,11 +15,13 @@ async function openIfExists(path: string) {
 
 /**
  * How much of a `.part` file can be trusted after a restart: the longest prefix that equals the staging
- * file byte for byte. A torn tail after a crash or power cut does not, so the transfer rewrites it.
+ * file byte for byte (a torn tail after a crash or power cut does not, so the transfer rewrites it), with the
+ * sha256 of that prefix, so the transfer goes on verifying from there.
  */
-export async function verifiedPrefix(part: string, staging: string): Promise<number> {
+export async function verifiedPrefix(part: string, staging: string): Promise<{ offset: number; hash: Hash }> {
+  const hash = createHash('sha256')
   const target = await openIfExists(part)
-  if (!target) return 0
+  if (!target) return { offset: 0, hash }
   const source = await open(staging, 'r')
   try {
     const a = Buffer.allocUnsafe(CHUNK)
@@ -38,8 +38,9 @@ export async function verifiedPrefix(part: string, staging: string): Promise<num
         same = 0
         while (a[same] === b[same]) same++
       }
+      hash.update(a.subarray(0, same))
       offset += same
-      if (same < CHUNK) return offset
+      if (same < CHUNK) return { offset, hash }
     }
   } finally {
     await Promise.all([target.close(), source.close()])
@@ -60,9 +61,3 @@ export async function sweep(dir: string, keep: (name: string) => boolean): Promi
   return doomed
 }
 
-/** Hex sha256 of a file as it is on disk, read in large chunks. */
-export async function sha256Of(path: string): Promise<string> {
-  const hash = createHash('sha256')
-  await pipeline(createReadStream(path, { highWaterMark: CHUNK }), hash)
-  return hash.digest('hex')
-}

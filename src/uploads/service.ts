@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID, type Hash } from 'node:crypto'
 import { access, mkdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { badInput, notFound, ServiceError } from '../errors.js'
@@ -6,7 +6,7 @@ import { storedNameFor } from './filename.js'
 import type { StagedFile } from './ingest.js'
 import { ProgressFeed } from './progress.js'
 import { RateMeter } from './rate.js'
-import { sha256Of, sweep, verifiedPrefix } from './recovery.js'
+import { sweep, verifiedPrefix } from './recovery.js'
 import { isFinal, type UploadRecord, type UploadStatus, type UploadView } from './record.js'
 import type { Store } from './store.js'
 import { runTransfer } from './transfer.js'
@@ -32,6 +32,8 @@ interface Run {
 
 /** What an unfinished upload needs in memory besides its record. */
 interface Live {
+  /** sha256 of the bytes in `.part`, as read back from it; carried across pauses. */
+  hash: Hash
   run: Run | undefined
   progressTimer: NodeJS.Timeout | undefined
 }
@@ -94,13 +96,15 @@ export class UploadService {
     await sweep(this.stagingDir, (name) => staged.has(name))
     await sweep(this.options.uploadDir, (name) => !PART_FILE.test(name) || owned.has(name))
     for (const record of unfinished) {
-      this.liveOf(record) // so that close() waits for it
+      const live = this.liveOf(record)
       void this.locked(record.id, async () => {
         if (this.closed || this.options.store.get(record.id) !== record) return
         if (!(await exists(this.stagingPath(record)))) {
           return this.fail(record, 'Its received bytes are gone from the staging folder; upload it again')
         }
-        record.uploadedSize = await verifiedPrefix(this.partPath(record), this.stagingPath(record))
+        const { offset, hash } = await verifiedPrefix(this.partPath(record), this.stagingPath(record))
+        live.hash = hash
+        record.uploadedSize = offset
         if (record.status === 'IN_PROGRESS') this.start(record)
         await this.commit(record)
       }).catch((error: unknown) => this.locked(record.id, () => this.fail(record, describe(error))))
@@ -154,7 +158,7 @@ export class UploadService {
     await file.moveTo(this.stagingPath(record))
     return this.locked(id, async () => {
       this.options.store.insert(record)
-      this.live.set(id, { run: undefined, progressTimer: undefined })
+      this.live.set(id, { hash: createHash('sha256'), run: undefined, progressTimer: undefined })
       this.start(record)
       return this.commit(record)
     })
@@ -247,6 +251,7 @@ export class UploadService {
       offset: record.uploadedSize,
       total: record.totalSize,
       speed: record.targetSpeed,
+      hash: live.hash,
       signal: controller.signal,
       onProgress: (offset) => {
         record.uploadedSize = offset
@@ -285,10 +290,12 @@ export class UploadService {
   }
 
   private async complete(record: UploadRecord): Promise<void> {
-    this.liveOf(record).run = undefined
+    const live = this.liveOf(record)
+    live.run = undefined
     try {
-      // The file as stored, read back: what the transfer meant to write proves nothing on a failing disk.
-      const digest = await sha256Of(this.partPath(record))
+      // The hash of the file as stored (the transfer read back every chunk it wrote), against the one taken
+      // while the upload arrived.
+      const digest = live.hash.digest('hex')
       if (digest !== record.sha256) {
         return await this.fail(record, `Stored bytes do not match what was received (sha256 ${digest}, expected ${record.sha256})`)
       }
@@ -335,7 +342,10 @@ export class UploadService {
     this.dirty = true
     live.progressTimer ??= setTimeout(() => {
       live.progressTimer = undefined
-      if (record.status === 'IN_PROGRESS') this.feed.publish(this.view(record))
+      if (record.status !== 'IN_PROGRESS') return
+      // The record did change (its byte count): updatedAt says when, and subscribers can see how fresh it is.
+      record.updatedAt = now()
+      this.feed.publish(this.view(record))
     }, PROGRESS_EVERY_MS)
   }
 
@@ -353,7 +363,7 @@ export class UploadService {
   private liveOf(record: UploadRecord): Live {
     let live = this.live.get(record.id)
     if (!live) {
-      live = { run: undefined, progressTimer: undefined }
+      live = { hash: createHash('sha256'), run: undefined, progressTimer: undefined }
       this.live.set(record.id, live)
     }
     return live

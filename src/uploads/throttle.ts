@@ -9,6 +9,14 @@ export const UNLIMITED_CHUNK = 1024 * 1024
 /** About twenty chunks a second keeps the byte curve within 50 ms of the ideal line. */
 const CHUNKS_PER_SECOND = 20
 
+/**
+ * What may move at once when a transfer starts or resumes: enough for the first byte to land within
+ * milliseconds, small enough (2 ms' worth, at least 64 B) that the transfer does not finish early by it.
+ */
+export function headStartFor(speed: number): number {
+  return Math.min(chunkSizeFor(speed), Math.max(64, Math.round(speed * 0.002)))
+}
+
 /** The chunk size that suits a speed in bytes per second (0 = unlimited). */
 export function chunkSizeFor(speed: number): number {
   if (speed === 0) return UNLIMITED_CHUNK
@@ -18,8 +26,8 @@ export function chunkSizeFor(speed: number): number {
 /**
  * A token bucket: tokens accrue at `rate` per second up to `capacity`; taking more than there are waits
  * exactly as long as the missing tokens take to accrue. Waiting measures real elapsed time, so a timer that
- * fires late is made up on the next take instead of slowing the whole transfer down. The bucket starts
- * with one chunk in it, so the first byte after a start or resume moves at once.
+ * fires late is made up on the next take instead of slowing the whole transfer down. The bucket starts with
+ * `initial` tokens (see headStartFor), so the first bytes after a start or resume move at once.
  */
 export class TokenBucket {
   private tokens: number
@@ -29,11 +37,12 @@ export class TokenBucket {
   constructor(
     readonly rate: number,
     chunk: number,
+    initial: number,
     private readonly now: () => number = performance.now.bind(performance),
   ) {
     // Never hold more than ~50 ms of credit: the byte curve may run at most that far ahead of the line.
     this.capacity = Math.max(chunk, rate / CHUNKS_PER_SECOND)
-    this.tokens = chunk
+    this.tokens = initial
     this.last = this.now()
   }
 

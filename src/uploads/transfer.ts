@@ -1,5 +1,6 @@
+import type { Hash } from 'node:crypto'
 import { open } from 'node:fs/promises'
-import { chunkSizeFor, TokenBucket } from './throttle.js'
+import { chunkSizeFor, headStartFor, TokenBucket } from './throttle.js'
 
 export interface TransferJob {
   /** The staging file holding every byte received. */
@@ -10,6 +11,11 @@ export interface TransferJob {
   total: number
   /** Bytes per second; 0 means unlimited. */
   speed: number
+  /**
+   * sha256 of the bytes in the target before `offset`, as read back from it. Every chunk written is read back,
+   * checked against what was meant, and added, so at the end it is the hash of the file as stored.
+   */
+  hash: Hash
   /** Aborting stops the copy after the chunk in flight; the promise then resolves with the offset reached. */
   signal: AbortSignal
   /** Called after every chunk with the new offset. Runs on the hot path: keep it cheap. */
@@ -25,17 +31,20 @@ const isAbort = (error: unknown) => error instanceof Error && error.name === 'Ab
  */
 export async function runTransfer(job: TransferJob): Promise<number> {
   const chunk = chunkSizeFor(job.speed)
-  const bucket = job.speed > 0 ? new TokenBucket(job.speed, chunk) : undefined
+  const head = job.speed > 0 ? headStartFor(job.speed) : chunk
+  const bucket = job.speed > 0 ? new TokenBucket(job.speed, chunk, head) : undefined
   const buffer = Buffer.allocUnsafe(chunk)
+  const readBack = Buffer.allocUnsafe(chunk)
   let offset = job.offset
   const source = await open(job.source, 'r')
   try {
-    // 'r+' keeps the bytes already there; 'w' would truncate them, 'a' ignores positions on Linux.
-    const target = await open(job.target, offset > 0 ? 'r+' : 'w')
+    // Read and write: 'r+' keeps the bytes already there, 'w+' starts empty; 'a' would ignore positions on Linux.
+    const target = await open(job.target, offset > 0 ? 'r+' : 'w+')
     try {
       if (offset > 0) await target.truncate(offset)
       while (offset < job.total && !job.signal.aborted) {
-        const want = Math.min(chunk, job.total - offset)
+        // The first chunk is the head start, so the first byte lands at once without putting the curve ahead.
+        const want = Math.min(offset === job.offset ? head : chunk, job.total - offset)
         await bucket?.take(want, job.signal)
         const { bytesRead } = await source.read(buffer, 0, want, offset)
         if (bytesRead === 0) throw new Error(`staging file ended at byte ${offset} of ${job.total}`)
@@ -44,6 +53,13 @@ export async function runTransfer(job: TransferJob): Promise<number> {
           const { bytesWritten } = await target.write(buffer, written, bytesRead - written, offset + written)
           written += bytesWritten
         }
+        // Read back what the disk now holds: a write that lies (a failing or full device) stops here, and the
+        // running hash is of the stored bytes, not of what we meant to store.
+        const { bytesRead: stored } = await target.read(readBack, 0, bytesRead, offset)
+        if (stored !== bytesRead || !readBack.subarray(0, stored).equals(buffer.subarray(0, bytesRead))) {
+          throw new Error(`Stored bytes differ from the bytes sent at offset ${offset}`)
+        }
+        job.hash.update(readBack.subarray(0, stored))
         offset += bytesRead
         job.onProgress(offset)
       }

@@ -1,0 +1,37 @@
+/**
+ * The baseline: a bare Node http server doing the least the real one must do. /ingest streams the request body
+ * to disk; /status answers a fixed JSON of the status endpoint's shape. Run as its own process, as ours is.
+ */
+import { createWriteStream } from 'node:fs'
+import { rm } from 'node:fs/promises'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { pipeline } from 'node:stream/promises'
+
+const dir = process.argv[2] ?? '/tmp'
+const status = JSON.stringify({
+  status: 'in_progress',
+  filename: 'data.bin',
+  uploaded_size: 1234567,
+  total_size: 1073741824,
+  current_speed: 262144.5,
+  target_speed: 262144,
+})
+let n = 0
+const server = createServer((req, res) => {
+  if (req.url === '/ingest') {
+    const path = join(dir, `bare-${n++}`)
+    pipeline(req, createWriteStream(path, { highWaterMark: 1024 * 1024 }))
+      .then(() => rm(path, { force: true }))
+      .then(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'))
+      .catch(() => res.destroy())
+    return
+  }
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(status) })
+  res.end(status)
+})
+server.requestTimeout = 0
+server.listen(0, '127.0.0.1', () =>
+  console.log(`bare on http://127.0.0.1:${(server.address() as AddressInfo).port}`),
+)

@@ -1,0 +1,102 @@
+/**
+ * npm run bench: builds the server, then measures every figure against a baseline taken in the same run, and
+ * prints a table. Writes the same figures to bench/results.json and BENCHMARKS.md.
+ *
+ *   BENCH_SIZE_MB  size of the ingest/transfer file (default 1024)
+ *   BENCH_RUNS     runs per figure; medians are quoted (default 3)
+ *   BENCH_ONLY     comma-separated figures to run: ingest,throttle,control,concurrency,fanout,status
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { cpus, tmpdir, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { concurrency } from './concurrency.js'
+import { control } from './control.js'
+import { fanout } from './fanout.js'
+import { ingestAndTransfer } from './ingest.js'
+import { makeFile, MiB, ROOT, type Row } from './lib.js'
+import { status } from './status.js'
+import { throttle } from './throttle.js'
+
+const size = Number(process.env.BENCH_SIZE_MB ?? 1024) * MiB
+const runs = Number(process.env.BENCH_RUNS ?? 3)
+const only = process.env.BENCH_ONLY?.split(',')
+const wanted = (name: string) => !only || only.includes(name)
+
+const format = (n: number) =>
+  Math.abs(n) >= 100 ? n.toFixed(0) : Math.abs(n) >= 10 ? n.toFixed(1) : n.toFixed(2)
+
+function table(rows: Row[]): string {
+  const head = ['figure', 'measure', 'value', 'baseline', 'ratio', 'target', '']
+  const lines = rows.map((r) => [
+    r.figure,
+    r.measure,
+    `${format(r.value)} ${r.unit}`,
+    r.baseline ? `${r.baseline.name}: ${format(r.baseline.value)} ${r.unit}` : '',
+    r.ratio === undefined ? '' : `${r.ratio.toFixed(2)}x`,
+    r.target,
+    r.pass === undefined ? '' : r.pass ? 'ok' : 'MISS',
+  ])
+  return [head, head.map(() => '---'), ...lines].map((cells) => `| ${cells.join(' | ')} |`).join('\n')
+}
+
+const scratch = await mkdtemp(join(tmpdir(), 'bench-scratch-'))
+const rows: Row[] = []
+try {
+  const started = Date.now()
+  if (wanted('ingest')) {
+    const file = join(scratch, 'big')
+    await makeFile(file, size)
+    rows.push(...(await ingestAndTransfer(file, size, runs, scratch)))
+    await rm(file)
+  }
+  if (wanted('throttle')) rows.push(...(await throttle(runs, scratch)))
+  if (wanted('control')) rows.push(...(await control(Math.max(5, runs), scratch)))
+  if (wanted('concurrency')) rows.push(...(await concurrency(scratch)))
+  if (wanted('fanout')) rows.push(...(await fanout(scratch)))
+  if (wanted('status')) rows.push(...(await status(scratch)))
+
+  const machine = {
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cores: cpus().length,
+    memoryGiB: Math.round(totalmem() / 1024 ** 3),
+    node: process.version,
+    date: new Date().toISOString(),
+    seconds: Math.round((Date.now() - started) / 1000),
+    sizeMiB: size / MiB,
+    runs,
+  }
+  const markdown = table(rows)
+  console.log(`\n${markdown}\n`)
+  console.log(
+    `${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}; ${machine.seconds} s`,
+  )
+  await writeFile(join(ROOT, 'bench', 'results.json'), JSON.stringify({ machine, rows }, null, 2) + '\n')
+  if (!only) {
+    await writeFile(
+      join(ROOT, 'BENCHMARKS.md'),
+      `# Benchmarks
+
+The latest full run of \`npm run bench\` (medians of ${runs} runs; ${size / MiB} MiB for ingest and transfer). Every
+throughput figure stands beside a baseline measured in the same run on the same machine, and is quoted as a
+ratio (higher is better), because these machines are shared and noisy.
+
+Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.date}.
+
+${markdown}
+
+## Reproduce
+
+\`\`\`sh
+npm ci
+npm run bench                      # builds, then runs every figure (about ${Math.ceil(machine.seconds / 60)} min); writes bench/results.json and this file
+BENCH_ONLY=throttle npm run bench  # one figure: ingest, throttle, control, concurrency, fanout, status
+BENCH_SIZE_MB=256 BENCH_RUNS=5 npm run bench
+\`\`\`
+
+What each figure does is written at the top of its file in \`bench/\`.
+`,
+    )
+  }
+} finally {
+  await rm(scratch, { recursive: true, force: true })
+}
