@@ -40,8 +40,10 @@ export class TokenBucket {
     initial: number,
     private readonly now: () => number = performance.now.bind(performance),
   ) {
-    // Never hold more than ~50 ms of credit: the byte curve may run at most that far ahead of the line.
-    this.capacity = Math.max(chunk, rate / CHUNKS_PER_SECOND)
+    // One chunk plus ~50 ms of credit. The slack keeps what accrues while a timer fires late (capped at one
+    // chunk, each late timer's overshoot would be lost: ~1 ms twenty times a second, 2 % slow); the cap keeps
+    // the byte curve from running more than 50 ms and a chunk ahead of the line after a stall.
+    this.capacity = chunk + rate / CHUNKS_PER_SECOND
     this.tokens = initial
     this.last = this.now()
   }
