@@ -72,8 +72,11 @@ export async function startServer(env: Record<string, string> = {}): Promise<Ben
     child,
     async stop() {
       const exited = new Promise((resolve) => child.once('exit', resolve))
+      const began = performance.now()
       child.kill('SIGTERM')
       await exited
+      const took = performance.now() - began
+      if (took > 2000) console.error(`(server took ${Math.round(took)} ms to shut down)`)
       await rm(dir, { recursive: true, force: true })
     },
   }
@@ -147,7 +150,7 @@ export function postMultipart(
     )
     req.on('error', reject)
     req.write(head)
-    const body = createReadStream(file.path, { highWaterMark: MiB })
+    const body = createReadStream(file.path, { highWaterMark: MiB, end: file.size - 1 })
     body.on('end', () => req.end(tail))
     body.pipe(req, { end: false })
   })

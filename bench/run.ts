@@ -39,21 +39,42 @@ function table(rows: Row[]): string {
   return [head, head.map(() => '---'), ...lines].map((cells) => `| ${cells.join(' | ')} |`).join('\n')
 }
 
-const scratch = await mkdtemp(join(tmpdir(), 'bench-scratch-'))
+/** A figure that fails is reported as a row, so one failure does not cost the rest of the run. */
+async function figure(name: string, run: () => Promise<Row[]>): Promise<void> {
+  if (!wanted(name)) return
+  try {
+    rows.push(...(await run()))
+  } catch (error) {
+    console.error(error)
+    rows.push({
+      figure: name,
+      measure: `failed: ${(error as Error).message}`,
+      value: NaN,
+      unit: '',
+      target: '',
+      pass: false,
+    })
+  }
+}
+
 const rows: Row[] = []
+const scratch = await mkdtemp(join(tmpdir(), 'bench-scratch-'))
 try {
   const started = Date.now()
-  if (wanted('ingest')) {
+  await figure('ingest', async () => {
     const file = join(scratch, 'big')
     await makeFile(file, size)
-    rows.push(...(await ingestAndTransfer(file, size, runs, scratch)))
-    await rm(file)
-  }
-  if (wanted('throttle')) rows.push(...(await throttle(runs, scratch)))
-  if (wanted('control')) rows.push(...(await control(Math.max(5, runs), scratch)))
-  if (wanted('concurrency')) rows.push(...(await concurrency(scratch)))
-  if (wanted('fanout')) rows.push(...(await fanout(scratch)))
-  if (wanted('status')) rows.push(...(await status(scratch)))
+    try {
+      return await ingestAndTransfer(file, size, runs, scratch)
+    } finally {
+      await rm(file)
+    }
+  })
+  await figure('throttle', () => throttle(runs, scratch))
+  await figure('control', () => control(Math.max(5, runs), scratch))
+  await figure('concurrency', () => concurrency(scratch))
+  await figure('fanout', () => fanout(scratch))
+  await figure('status', () => status(scratch))
 
   const machine = {
     cpu: cpus()[0]?.model ?? 'unknown',
