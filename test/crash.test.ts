@@ -1,4 +1,5 @@
 import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -121,6 +122,24 @@ describe('SIGKILL in the middle of a transfer', () => {
 })
 
 describe('SIGTERM', () => {
+  it('exits promptly even with a WebSocket client that has stopped reading', async () => {
+    const server = await start()
+    const { port } = new URL(server.url)
+    const socket = connect(Number(port), '127.0.0.1')
+    socket.write(
+      'GET /graphql HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n' +
+        'Sec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n',
+    )
+    await new Promise((resolve) => socket.once('data', resolve))
+    socket.pause() // never reads again, so never answers the close handshake
+    const began = performance.now()
+    const exit = await kill(server, 'SIGTERM')
+    expect(exit).toEqual({ code: 0, signal: null })
+    expect(performance.now() - began).toBeLessThan(3000)
+    socket.destroy()
+  })
+
   it('closes sockets with 1001, checkpoints, exits 0 within 5 s, and the upload resumes at the next start', async () => {
     let server = await start()
     const content = bytes(150_000)

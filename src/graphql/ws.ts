@@ -1,4 +1,5 @@
 import type { Server } from 'node:http'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { GraphQLError, type ExecutionArgs, type ExecutionResult } from 'graphql'
 import { useServer } from 'graphql-ws/use/ws'
 import { WebSocketServer } from 'ws'
@@ -14,6 +15,8 @@ const MAX_SUBSCRIPTIONS_PER_SOCKET = 100
 /** A socket that has not sent connection_init by then is closed (4408). */
 const CONNECTION_INIT_TIMEOUT_MS = 3000
 
+/** How long a shutdown waits for clients to answer the close handshake before cutting them off. */
+const CLOSE_HANDSHAKE_MS = 1000
 /** RFC 6455: the endpoint is going away (a server shutting down). */
 const GOING_AWAY = 1001
 
@@ -90,9 +93,15 @@ export function attachGraphQLWs(
   )
 
   return {
-    /** Closes every socket with 1001 Going Away, as a restarting server should. */
+    /**
+     * Closes every socket with 1001 Going Away. A client that does not answer the close handshake (one that
+     * has stopped reading) is cut off after a moment, or the server would wait for it.
+     */
     async close(): Promise<void> {
       for (const client of wss.clients) client.close(GOING_AWAY, 'Server is shutting down')
+      const deadline = Date.now() + CLOSE_HANDSHAKE_MS
+      while (wss.clients.size > 0 && Date.now() < deadline) await sleep(20)
+      for (const client of wss.clients) client.terminate()
       await graphqlWs.dispose()
       await new Promise<void>((resolve) => wss.close(() => resolve()))
     },
