@@ -63,7 +63,8 @@ export async function startApp(config: Config): Promise<App> {
       inFlight.add(res)
       res.once('close', () => inFlight.delete(res))
       if (applyCors(req, res, config.corsOrigins)) return
-      const { pathname } = new URL(req.url ?? '/', 'http://localhost')
+      const url = new URL(req.url ?? '/', 'http://localhost')
+      const { pathname } = url
       const isApi = pathname === '/api' || pathname.startsWith('/api/')
       if (isApi || (pathname === '/graphql' && !isGraphiQLPage(req))) {
         if (
@@ -73,7 +74,7 @@ export async function startApp(config: Config): Promise<App> {
           return unauthorized(res, isApi)
         }
       }
-      if (isApi) return void rest(req, res)
+      if (isApi) return void rest(req, res, url)
       if (pathname === '/graphql') return void yoga(req, res)
       if (pathname === '/') {
         res.writeHead(302, { location: '/graphql' })

@@ -34,8 +34,20 @@ export function maskError(error: unknown, message: string, isDev?: boolean): Err
     })
   }
   if (error instanceof GraphQLError && isOriginalGraphQLError(error)) {
-    ;(error.extensions as Record<string, unknown>).code ??= 'BAD_USER_INPUT'
-    return error
+    // Some errors (graphql-jit's) come without an extensions object at all.
+    const extensions = error.extensions as Record<string, unknown> | undefined
+    if (extensions) {
+      extensions.code ??= 'BAD_USER_INPUT'
+      return error
+    }
+    const { nodes, source, positions, path } = error
+    return new GraphQLError(error.message, {
+      nodes,
+      source,
+      positions,
+      path,
+      extensions: { code: 'BAD_USER_INPUT' },
+    })
   }
   return yogaMaskError(error, message, isDev)
 }
