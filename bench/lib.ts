@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { createReadStream } from 'node:fs'
 import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises'
 import { request } from 'node:http'
@@ -34,9 +34,18 @@ export const percentile = (xs: number[], p: number) => {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!
 }
 
+/**
+ * Writes out every dirty page first: without it, a run pays for the writeback of the one before it, and
+ * whatever is measured second (ours or the baseline) looks slower.
+ */
+export const settle = () => new Promise<void>((resolve) => execFile('sync', () => resolve()))
+
 export async function repeat(times: number, fn: () => Promise<number>): Promise<number> {
   const results: number[] = []
-  for (let i = 0; i < times; i++) results.push(await fn())
+  for (let i = 0; i < times; i++) {
+    await settle()
+    results.push(await fn())
+  }
   return median(results)
 }
 

@@ -1,5 +1,5 @@
 import busboy from 'busboy'
-import { createHash, randomUUID } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import { createWriteStream } from 'node:fs'
 import { mkdir, rename, rm } from 'node:fs/promises'
 import type { IncomingMessage } from 'node:http'
@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { Transform, type TransformCallback, type Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { badInput, ServiceError } from '../errors.js'
+import { OffThreadHash } from './hasher.js'
 
 /** Big buffers move a multipart body through busboy to disk in fewer, larger syscalls. */
 const STREAM_HWM = 1024 * 1024
@@ -52,14 +53,14 @@ export interface MultipartBody {
   dispose(): Promise<void>
 }
 
-/** Hashes and counts bytes on their way to disk, in the one pass the stream makes anyway. */
+/** Counts bytes on their way to disk and hashes them on the second core (see hasher.ts). */
 class Digest extends Transform {
-  readonly hash = createHash('sha256')
+  readonly hash = new OffThreadHash()
   size = 0
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.hash.update(chunk)
     this.size += chunk.length
-    callback(null, chunk)
+    // Waits only when the worker is 4 MiB behind: memory stays flat, the parse goes on meanwhile.
+    this.hash.update(chunk).then(() => callback(null, chunk), callback)
   }
 }
 
@@ -140,15 +141,20 @@ function stream(req: IncomingMessage, limits: IngestLimits): Promise<MultipartBo
       sinks.add(sink)
       const write = pipeline(stream, digest, sink)
         .then(async () => {
-          if (failed) return
+          if (failed) return digest.hash.drop()
+          const sha256 = await digest.hash.digest()
+          if (sha256 === '') throw new Error('Hashing the upload failed')
           if (files.has(field)) {
             // Still in `writing`, so the failure below removes it with the rest.
             throw badInput(`File field ${JSON.stringify(field)} was sent more than once; send one file per field`)
           }
-          files.set(field, new StagedFile(path, info.filename ?? '', info.mimeType, digest.size, digest.hash.digest('hex')))
+          files.set(field, new StagedFile(path, info.filename ?? '', info.mimeType, digest.size, sha256))
           writing.delete(path)
         })
-        .catch((error: Error) => fail(storageError(error)))
+        .catch((error: Error) => {
+          digest.hash.drop()
+          fail(storageError(error))
+        })
         .finally(() => sinks.delete(sink))
       fileWrites.push(write)
     })
