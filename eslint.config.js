@@ -11,8 +11,8 @@ export default tseslint.config(
     },
   },
   {
-    // In tests a wrong non-null assertion fails the test, which is what an assertion is for.
-    files: ['test/**'],
+    // In tests and benchmarks a wrong non-null assertion fails the run, which is what an assertion is for.
+    files: ['test/**', 'bench/**'],
     rules: { '@typescript-eslint/no-non-null-assertion': 'off' },
   },
 )

@@ -1,24 +1,19 @@
-import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { copyFile, open, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
-import { gql, memoryOf, MiB, postMultipart, repeat, ROOT, startServer, waitDone, type Row } from './lib.js'
-
-async function startBare(dir: string) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/bare.ts', dir], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  const url = await new Promise<string>((resolve) => {
-    child.stdout.on('data', (chunk: Buffer) => {
-      const found = /on (http:\/\/[\d.]+:\d+)/.exec(chunk.toString())
-      if (found?.[1]) resolve(found[1])
-    })
-  })
-  return { url, stop: () => child.kill() }
-}
+import {
+  gql,
+  memoryOf,
+  MiB,
+  postMultipart,
+  repeat,
+  startServer,
+  waitDone,
+  type Row,
+  startBare,
+} from './lib.js'
 
 const UPLOAD = 'mutation ($file: File!) { uploadFile(file: $file, speed: 0) { id } }'
 

@@ -203,3 +203,18 @@ export const sizeOf = (path: string) =>
     (s) => s.size,
     () => -1,
   )
+
+/** The baseline server (bench/bare.ts) in its own process, as ours runs in its own. */
+export async function startBare(dir: string): Promise<{ url: string; stop: () => void }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/bare.ts', dir], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  const url = await new Promise<string>((resolve) =>
+    child.stdout.on('data', (chunk: Buffer) => {
+      const found = /on (http:\/\/[\d.]+:\d+)/.exec(chunk.toString())
+      if (found?.[1]) resolve(found[1])
+    }),
+  )
+  return { url, stop: () => void child.kill() }
+}

@@ -1,8 +1,6 @@
 import autocannon from 'autocannon'
-import { spawn } from 'node:child_process'
-import { KiB, postMultipart, ROOT, startServer, type Row } from './lib.js'
 import { join } from 'node:path'
-import { makeFile } from './lib.js'
+import { KiB, makeFile, postMultipart, startBare, startServer, type Row } from './lib.js'
 
 function load(
   url: string,
@@ -17,18 +15,9 @@ function load(
 
 /** 8: requests per second on the status endpoints, against a bare Node handler answering the same JSON. */
 export async function status(scratch: string): Promise<Row[]> {
-  const bare = spawn(process.execPath, ['--import', 'tsx', 'bench/bare.ts', scratch], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  const bareUrl = await new Promise<string>((resolve) =>
-    bare.stdout.on('data', (chunk: Buffer) => {
-      const found = /on (http:\/\/[\d.]+:\d+)/.exec(chunk.toString())
-      if (found?.[1]) resolve(found[1])
-    }),
-  )
-  const bareRps = await load(`${bareUrl}/status`)
-  bare.kill()
+  const bare = await startBare(scratch)
+  const bareRps = await load(`${bare.url}/status`)
+  bare.stop()
 
   const server = await startServer()
   try {
