@@ -53,7 +53,7 @@ export async function startApp(config: Config): Promise<App> {
     idleTimeoutMs: config.bodyIdleTimeoutMs,
   }
   const yoga = createGraphQL(service, limits)
-  const rest = createRestHandler(schema, { service }, limits)
+  const rest = createRestHandler(schema, { service }, limits, config.uploadDir)
 
   const inFlight = new Set<ServerResponse>()
   const server = createServer(
@@ -65,6 +65,19 @@ export async function startApp(config: Config): Promise<App> {
       if (applyCors(req, res, config.corsOrigins)) return
       const url = new URL(req.url ?? '/', 'http://localhost')
       const { pathname } = url
+      // Probes for orchestrators: no token needed, nothing revealed.
+      if (pathname === '/healthz') return sendJson(res, 200, { status: 'ok' })
+      if (pathname === '/readyz') {
+        return void service
+          .notReady()
+          .then((reason) =>
+            sendJson(
+              res,
+              reason ? 503 : 200,
+              reason ? { status: 'unavailable', detail: reason } : { status: 'ready' },
+            ),
+          )
+      }
       const isApi = pathname === '/api' || pathname.startsWith('/api/')
       if (isApi || (pathname === '/graphql' && !isGraphiQLPage(req))) {
         if (

@@ -109,6 +109,8 @@ export type Upload = {
   createdAt: Scalars['DateTime']['output'];
   /** Bytes per second over about the last second; 0 unless IN_PROGRESS. */
   currentSpeed: Scalars['Float']['output'];
+  /** Where to download the stored file (HTTP Range supported); null until the upload is COMPLETED. */
+  downloadUrl?: Maybe<Scalars['String']['output']>;
   /** Why the upload failed, when it did. */
   error?: Maybe<Scalars['String']['output']>;
   /** The name the client sent, kept for display. */
@@ -276,6 +278,7 @@ export type UploadResolvers<ContextType = Context, ParentType extends ResolversP
   completedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
   currentSpeed?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  downloadUrl?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   error?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   filename?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;

@@ -7,6 +7,10 @@ export const resolvers: Resolvers = {
   SafeInt,
   DateTime,
   File,
+  Upload: {
+    downloadUrl: (upload) =>
+      upload.status === 'COMPLETED' ? `/api/files/${encodeURIComponent(upload.id)}/download` : null,
+  },
   Query: {
     upload: (_, { id }, { service }) => service.get(id),
     uploads: (_, __, { service }) => service.list(),

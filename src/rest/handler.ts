@@ -1,10 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { join } from 'node:path'
 import { parse, validate, type ExecutionResult, type GraphQLSchema } from 'graphql'
 import { compileQuery, isCompiledQuery } from 'graphql-jit'
 import { httpStatusOf, ServiceError } from '../errors.js'
 import type { Context } from '../graphql/context.js'
 import { codeOf, maskError } from '../graphql/errors.js'
 import { receiveMultipart, type IngestLimits } from '../uploads/ingest.js'
+import { sendFile } from './download.js'
 import { routes, type Route } from './routes.js'
 
 interface CompiledRoute extends Route {
@@ -58,7 +60,9 @@ function match(table: CompiledRoute[], method: string, pathname: string): Match 
       return segment === parts[i]
     })
     if (!same) continue
-    if (route.method === method) return { route, id: id === undefined ? undefined : decodeURIComponent(id) }
+    // HEAD is GET without the body (Node's http drops it); download managers probe with it.
+    if (route.method === method || (method === 'HEAD' && route.method === 'GET'))
+      return { route, id: id === undefined ? undefined : decodeURIComponent(id) }
     allowed.push(route.method)
   }
   return { allowed }
@@ -69,7 +73,12 @@ function match(table: CompiledRoute[], method: string, pathname: string): Match 
  * against the same schema and context as /graphql, and shapes the answer. Errors map through the same
  * `maskError` as GraphQL, then from code to HTTP status.
  */
-export function createRestHandler(schema: GraphQLSchema, context: Context, limits: IngestLimits) {
+export function createRestHandler(
+  schema: GraphQLSchema,
+  context: Context,
+  limits: IngestLimits,
+  uploadDir: string,
+) {
   const table = compile(schema)
 
   return async function handleRest(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
@@ -97,6 +106,11 @@ export function createRestHandler(schema: GraphQLSchema, context: Context, limit
       if (first) {
         const error = maskError(first, 'Unexpected error')
         return sendError(req, res, httpStatusOf(codeOf(error)), error.message)
+      }
+      if (route.file) {
+        const file = route.file(result.data ?? {})
+        if ('missing' in file) return sendError(req, res, 404, file.missing)
+        return await sendFile(req, res, { ...file, path: join(uploadDir, file.storedName) })
       }
       sendJson(res, 200, route.reply(result.data ?? {}))
     } catch (error) {

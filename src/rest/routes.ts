@@ -24,6 +24,10 @@ export interface Route {
   upload?: true
   variables: (id: string | undefined, query: URLSearchParams) => Data
   reply: (data: Data) => unknown
+  /** For a download: the stored file to stream instead of a JSON answer, or a reason there is none. */
+  file?: (
+    data: Data,
+  ) => { storedName: string; size: number; sha256: string; filename: string } | { missing: string }
 }
 
 const STATUS_FIELDS = 'id filename status uploadedSize totalSize currentSpeed targetSpeed'
@@ -120,6 +124,19 @@ export const routes: Route[] = [
         status: restStatus(f.status),
       })),
     }),
+  },
+  {
+    method: 'GET',
+    path: '/api/files/:id/download',
+    operation: `query Download($id: ID!) { upload(id: $id) { id status downloadUrl storedName totalSize sha256 filename } }`,
+    variables: idVar,
+    reply: () => undefined,
+    file: ({ upload }) => {
+      const u = upload as Upload & { downloadUrl: string | null; storedName: string; sha256: string }
+      if (u.downloadUrl === null)
+        return { missing: `Upload ${u.id} has no complete file (it is ${restStatus(u.status)})` }
+      return { storedName: u.storedName, size: u.totalSize, sha256: u.sha256, filename: u.filename }
+    },
   },
   {
     method: 'DELETE',

@@ -64,6 +64,13 @@ class Digest extends Transform {
   }
 }
 
+/**
+ * Browsers and fetch (WHATWG multipart/form-data) send `"`, CR and LF in a filename as %22, %0D and %0A;
+ * busboy leaves them so. Undo exactly those, so the name shown is the name the user's file had.
+ */
+const ESCAPES: Record<string, string> = { '%22': '"', '%0d': '\r', '%0a': '\n' }
+const unescapeFilename = (name: string) => name.replace(/%22|%0D|%0A/gi, (escape) => ESCAPES[escape.toLowerCase()] ?? escape)
+
 const isMultipart = (req: IncomingMessage) => /^multipart\/form-data\b/i.test(req.headers['content-type'] ?? '')
 
 /**
@@ -148,7 +155,10 @@ function stream(req: IncomingMessage, limits: IngestLimits): Promise<MultipartBo
             // Still in `writing`, so the failure below removes it with the rest.
             throw badInput(`File field ${JSON.stringify(field)} was sent more than once; send one file per field`)
           }
-          files.set(field, new StagedFile(path, info.filename ?? '', info.mimeType, digest.size, sha256))
+          files.set(
+            field,
+            new StagedFile(path, unescapeFilename(info.filename ?? ''), info.mimeType, digest.size, sha256),
+          )
           writing.delete(path)
         })
         .catch((error: Error) => {

@@ -1,5 +1,5 @@
 import { createHash, randomUUID, type Hash } from 'node:crypto'
-import { access, mkdir, rename, rm } from 'node:fs/promises'
+import { access, mkdir, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { badInput, notFound, ServiceError } from '../errors.js'
 import { storedNameFor } from './filename.js'
@@ -132,6 +132,19 @@ export class UploadService {
     return this.feed.follow(id, () =>
       id !== undefined ? [this.get(id)] : this.list().filter((upload) => !isFinal(upload.status)),
     )
+  }
+
+  /** Why the service cannot take uploads now, or undefined when it can: open, and its storage writable. */
+  async notReady(): Promise<string | undefined> {
+    if (this.closed) return 'shutting down'
+    const probe = join(this.stagingDir, '.ready-probe')
+    try {
+      await writeFile(probe, '')
+      await rm(probe, { force: true })
+      return undefined
+    } catch (error) {
+      return `storage is not writable: ${describe(error)}`
+    }
   }
 
   // ---- commands ------------------------------------------------------------------------------------------

@@ -1,0 +1,141 @@
+import { createHash } from 'node:crypto'
+import { rm, writeFile } from 'node:fs/promises'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { contentDisposition, parseRange } from '../src/rest/download.js'
+import { api, bytes, gql, restUpload, waitForStatus } from './support/clients.js'
+import { startServer, type TestServer } from './support/server.js'
+
+let server: TestServer
+let id: string
+const content = bytes(100_000)
+const NAME = 'résumé "final".pdf'
+
+beforeAll(async () => {
+  server = await startServer()
+  const { body } = await restUpload(server.url, content, { filename: NAME, speed: 0 })
+  id = body.upload_id
+  await waitForStatus(server.url, id, 'completed')
+})
+afterAll(() => server.stop())
+
+const download = (headers: Record<string, string> = {}, method = 'GET') =>
+  fetch(`${server.url}/api/files/${id}/download`, { method, headers })
+
+describe('GET /api/files/{id}/download', () => {
+  it('streams the stored file byte for byte, with its length, a strong ETag and a safe Content-Disposition', async () => {
+    const response = await download()
+    expect(response.status).toBe(200)
+    expect(Buffer.from(await response.arrayBuffer()).equals(content)).toBe(true)
+    expect(response.headers.get('content-length')).toBe('100000')
+    expect(response.headers.get('etag')).toBe(`"${createHash('sha256').update(content).digest('hex')}"`)
+    expect(response.headers.get('accept-ranges')).toBe('bytes')
+    expect(response.headers.get('content-disposition')).toBe(
+      `attachment; filename="r_sum_ _final_.pdf"; filename*=UTF-8''r%C3%A9sum%C3%A9%20%22final%22.pdf`,
+    )
+  })
+
+  it('serves a range with 206 and Content-Range, so an interrupted download resumes', async () => {
+    const response = await download({ range: 'bytes=1000-1999' })
+    expect(response.status).toBe(206)
+    expect(response.headers.get('content-range')).toBe('bytes 1000-1999/100000')
+    expect(response.headers.get('content-length')).toBe('1000')
+    expect(Buffer.from(await response.arrayBuffer()).equals(content.subarray(1000, 2000))).toBe(true)
+
+    const rest = await download({ range: 'bytes=99000-' })
+    expect(Buffer.from(await rest.arrayBuffer()).equals(content.subarray(99_000))).toBe(true)
+    const suffix = await download({ range: 'bytes=-10' })
+    expect(Buffer.from(await suffix.arrayBuffer()).equals(content.subarray(-10))).toBe(true)
+  })
+
+  it('answers 416 with the size for a range beyond the end', async () => {
+    const response = await download({ range: 'bytes=200000-' })
+    expect(response.status).toBe(416)
+    expect(response.headers.get('content-range')).toBe('bytes */100000')
+    expect(await response.json()).toEqual({ detail: expect.stringMatching(/Range/) })
+  })
+
+  it('honours If-None-Match (304) and If-Range (a stale ETag gets the whole file)', async () => {
+    const etag = (await download({}, 'HEAD')).headers.get('etag')!
+    expect((await download({ 'if-none-match': etag })).status).toBe(304)
+    const stale = await download({ range: 'bytes=0-9', 'if-range': '"something-else"' })
+    expect(stale.status).toBe(200)
+    expect((await stale.arrayBuffer()).byteLength).toBe(100_000)
+  })
+
+  it('HEAD gives the headers without the body', async () => {
+    const response = await download({}, 'HEAD')
+    expect(response.status).toBe(200)
+    expect(response.headers.get('content-length')).toBe('100000')
+    expect((await response.arrayBuffer()).byteLength).toBe(0)
+  })
+
+  it('an upload without a complete file, or an unknown id → 404 {"detail"}', async () => {
+    const { body } = await restUpload(server.url, bytes(10_000), { speed: 1000 })
+    const running = await api(server.url, 'GET', `/api/files/${body.upload_id}/download`)
+    expect(running).toEqual({
+      status: 404,
+      body: { detail: expect.stringMatching(/no complete file \(it is in_progress\)/) },
+    })
+    expect((await api(server.url, 'GET', '/api/files/nope/download')).status).toBe(404)
+    await api(server.url, 'POST', `/api/upload/${body.upload_id}/cancel`)
+  })
+
+  it('GraphQL exposes the download URL once the upload is completed', async () => {
+    const { data } = await gql<{ files: { id: string; downloadUrl: string }[] }>(
+      server.url,
+      '{ files { id downloadUrl } }',
+    )
+    expect(data?.files).toContainEqual({ id, downloadUrl: `/api/files/${id}/download` })
+  })
+})
+
+describe('header helpers', () => {
+  it.each([
+    ['bytes=0-0', [0, 0]],
+    ['bytes=5-', [5, 9]],
+    ['bytes=-3', [7, 9]],
+    ['bytes=-30', [0, 9]],
+    ['bytes=8-100', [8, 9]],
+    ['bytes=10-', 'unsatisfiable'],
+    ['bytes=5-4', 'unsatisfiable'],
+    ['bytes=0-1,4-5', undefined],
+    ['items=0-1', undefined],
+    ['bytes=-', undefined],
+  ])('parseRange(%j) of 10 bytes → %j', (header, expected) => {
+    expect(parseRange(header, 10)).toEqual(expected)
+  })
+
+  it('never lets a filename break out of the header', () => {
+    for (const name of ['a"; filename="evil.exe', 'line\r\nX-Injected: 1', '日本語.txt', '100%.txt', '']) {
+      const header = contentDisposition(name)
+      expect(header).not.toMatch(/[\r\n]/)
+      expect(header.match(/"/g)).toHaveLength(2)
+    }
+  })
+})
+
+describe('health and readiness', () => {
+  it('/healthz says ok and /readyz ready, without a token even when one is required', async () => {
+    const locked = await startServer({ API_TOKEN: 'probe-token-0123456789' })
+    try {
+      expect(await api(locked.url, 'GET', '/healthz')).toEqual({ status: 200, body: { status: 'ok' } })
+      expect(await api(locked.url, 'GET', '/readyz')).toEqual({ status: 200, body: { status: 'ready' } })
+    } finally {
+      await locked.stop()
+    }
+  })
+
+  it('/readyz is 503 with the reason when storage cannot be written', async () => {
+    const broken = await startServer()
+    try {
+      await rm(`${broken.dir}/.staging`, { recursive: true })
+      await writeFile(`${broken.dir}/.staging`, 'a file where the folder should be')
+      const { status, body } = await api(broken.url, 'GET', '/readyz')
+      expect(status).toBe(503)
+      expect(body).toEqual({ status: 'unavailable', detail: expect.stringMatching(/not writable/) })
+    } finally {
+      await rm(`${broken.dir}/.staging`, { force: true })
+      await broken.stop()
+    }
+  })
+})
