@@ -69,7 +69,7 @@ export async function startServer(env: Record<string, string> = {}): Promise<Ben
     let out = ''
     child.stdout.on('data', (chunk: Buffer) => {
       out += chunk.toString()
-      const found = /on (http:\/\/[\d.]+:\d+)/.exec(out)
+      const found = /"url":"(http:\/\/[\d.]+:\d+)"/.exec(out)
       if (found?.[1]) resolve(found[1])
     })
     child.once('exit', () => reject(new Error(`server exited: ${out}`)))

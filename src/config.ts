@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parseEnv } from 'node:util'
+import { isLogLevel, type LogLevel } from './log.js'
 
 export interface Config {
   /** Storage folder. Default `uploads`. */
@@ -23,6 +24,8 @@ export interface Config {
   apiToken: string | undefined
   /** Origins allowed to call from a browser; empty (the default) turns CORS off. `*` allows any. */
   corsOrigins: string[]
+  /** debug, info (default), warn or error. */
+  logLevel: LogLevel
 }
 
 export class ConfigError extends Error {
@@ -53,6 +56,13 @@ function wholeNumber(
   return value
 }
 
+function logLevel(env: Env): LogLevel {
+  const value = env.LOG_LEVEL?.trim().toLowerCase() || 'info'
+  if (!isLogLevel(value))
+    throw new ConfigError(`LOG_LEVEL must be debug, info, warn or error, got ${JSON.stringify(value)}`)
+  return value
+}
+
 function token(env: Env): string | undefined {
   const value = env.API_TOKEN
   if (value === undefined || value === '') return undefined
@@ -80,5 +90,6 @@ export function loadConfig(env: Env = readEnv()): Config {
       .split(',')
       .map((origin) => origin.trim())
       .filter(Boolean),
+    logLevel: logLevel(env),
   }
 }

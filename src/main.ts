@@ -1,4 +1,5 @@
 import { ConfigError, loadConfig } from './config.js'
+import { log, setLogLevel } from './log.js'
 import { startApp } from './server.js'
 
 /** A shutdown that takes longer than this is cut short; state was checkpointed as it went. */
@@ -6,21 +7,28 @@ const SHUTDOWN_LIMIT_MS = 5000
 
 async function main(): Promise<void> {
   const config = loadConfig()
+  setLogLevel(config.logLevel)
   const app = await startApp(config)
-  console.log(
-    `Upload service on ${app.url} (GraphiQL: ${app.url}/graphql, REST: ${app.url}/api), storage ${config.uploadDir}`,
-  )
+  log('info', 'server.started', {
+    url: app.url,
+    graphiql: `${app.url}/graphql`,
+    uploadDir: config.uploadDir,
+    access: config.apiToken === undefined ? 'open (no API_TOKEN)' : 'token required',
+  })
 
   const shutdown = (signal: string) => {
-    console.log(`${signal}: shutting down`)
+    log('info', 'server.stopping', { signal })
     setTimeout(() => {
-      console.error(`Shutdown took over ${SHUTDOWN_LIMIT_MS} ms; exiting anyway`)
+      log('error', 'server.stop_timeout', { limitMs: SHUTDOWN_LIMIT_MS })
       process.exit(1)
     }, SHUTDOWN_LIMIT_MS).unref()
     app.close().then(
-      () => process.exit(0),
+      () => {
+        log('info', 'server.stopped')
+        process.exit(0)
+      },
       (error: unknown) => {
-        console.error(error)
+        log('error', 'server.stop_failed', { error })
         process.exit(1)
       },
     )
@@ -30,6 +38,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  console.error(error instanceof ConfigError ? `Configuration error: ${error.message}` : error)
+  // A configuration error is the operator's to fix: say it plainly, on stderr, as well as in the log.
+  if (error instanceof ConfigError) console.error(`Configuration error: ${error.message}`)
+  log('error', 'server.start_failed', { error })
   process.exit(1)
 })

@@ -5,6 +5,7 @@ import { mkdir } from 'node:fs/promises'
 import { bearerToken, tokenMatches } from './access.js'
 import { ConfigError, type Config } from './config.js'
 import { applyCors } from './cors.js'
+import { observe, registry, timeRequest } from './metrics.js'
 import { createGraphQL } from './graphql/yoga.js'
 import { schema } from './graphql/schema.js'
 import { attachGraphQLWs } from './graphql/ws.js'
@@ -65,6 +66,7 @@ export async function startApp(config: Config): Promise<App> {
       if (applyCors(req, res, config.corsOrigins)) return
       const url = new URL(req.url ?? '/', 'http://localhost')
       const { pathname } = url
+      timeRequest(req, res, pathname)
       // Probes for orchestrators: no token needed, nothing revealed.
       if (pathname === '/healthz') return sendJson(res, 200, { status: 'ok' })
       if (pathname === '/readyz') {
@@ -79,13 +81,18 @@ export async function startApp(config: Config): Promise<App> {
           )
       }
       const isApi = pathname === '/api' || pathname.startsWith('/api/')
-      if (isApi || (pathname === '/graphql' && !isGraphiQLPage(req))) {
+      if (isApi || pathname === '/metrics' || (pathname === '/graphql' && !isGraphiQLPage(req))) {
         if (
           config.apiToken !== undefined &&
           !tokenMatches(bearerToken(req.headers.authorization), config.apiToken)
         ) {
           return unauthorized(res, isApi)
         }
+      }
+      if (pathname === '/metrics') {
+        return void registry.metrics().then((text) => {
+          res.writeHead(200, { 'content-type': registry.contentType }).end(text)
+        })
       }
       if (isApi) return void rest(req, res, url)
       if (pathname === '/graphql') return void yoga(req, res)
@@ -105,6 +112,7 @@ export async function startApp(config: Config): Promise<App> {
     server.once('error', reject)
     server.listen(config.port, config.host, () => resolve())
   })
+  observe(service.liveState)
   const { port } = server.address() as AddressInfo
   const host = config.host.includes(':') ? `[${config.host}]` : config.host
 

@@ -1,6 +1,7 @@
 import { GraphQLError } from 'graphql'
-import { createLogger, maskError as yogaMaskError, type YogaLogger } from 'graphql-yoga'
+import { maskError as yogaMaskError, type YogaLogger } from 'graphql-yoga'
 import { ServiceError } from '../errors.js'
+import { log, type LogLevel } from '../log.js'
 
 /** A GraphQLError that graphql-js raised itself (bad variable, unknown field) or that wraps another one. */
 function isOriginalGraphQLError(error: GraphQLError): boolean {
@@ -52,10 +53,24 @@ export function maskError(error: unknown, message: string, isDev?: boolean): Err
   return yogaMaskError(error, message, isDev)
 }
 
-/** yoga logs every error it masks; a client's mistake is not a server error, so it is not logged as one. */
-export function serverErrorLogger(level: 'debug' | 'info' | 'warn' | 'error' = 'warn'): YogaLogger {
-  const base = createLogger(level)
-  return { ...base, error: (...args: unknown[]) => void (args.some(fromService) || base.error(...args)) }
+/** yoga's logger, writing our JSON lines. A client's mistake is not a server error, so it is not logged as one. */
+export function serverErrorLogger(): YogaLogger {
+  const at =
+    (level: LogLevel) =>
+    (...args: unknown[]) => {
+      const [first, ...rest] = args
+      log(
+        level,
+        'graphql',
+        first instanceof Error ? { error: first, details: rest } : { message: args.map(String).join(' ') },
+      )
+    }
+  return {
+    debug: at('debug'),
+    info: at('info'),
+    warn: at('warn'),
+    error: (...args: unknown[]) => void (args.some(fromService) || at('error')(...args)),
+  }
 }
 
 /** The code a client sees for an error, after masking. */

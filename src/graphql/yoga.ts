@@ -42,7 +42,7 @@ export function createGraphQL(service: UploadService, limits: IngestLimits) {
     renderGraphiQL,
     graphiql: { title: 'Upload service', subscriptionsProtocol: 'WS' },
     landingPage: false,
-    logging: serverErrorLogger('warn'),
+    logging: serverErrorLogger(),
   })
 }
 

@@ -6,6 +6,7 @@ import { httpStatusOf, ServiceError } from '../errors.js'
 import type { Context } from '../graphql/context.js'
 import { codeOf, maskError } from '../graphql/errors.js'
 import { receiveMultipart, type IngestLimits } from '../uploads/ingest.js'
+import { log } from '../log.js'
 import { sendFile } from './download.js'
 import { routes, type Route } from './routes.js'
 
@@ -116,7 +117,7 @@ export function createRestHandler(
     } catch (error) {
       if (error instanceof ServiceError) return sendError(req, res, httpStatusOf(error.code), error.message)
       if (!req.complete) return void res.destroy()
-      console.error(error)
+      log('error', 'rest.error', { method: req.method, path: url.pathname, error })
       sendError(req, res, 500, 'Internal Server Error')
     }
   }

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { Transform, type TransformCallback, type Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { badInput, ServiceError } from '../errors.js'
+import { bytesReceived } from '../metrics.js'
 import { OffThreadHash } from './hasher.js'
 
 /** Big buffers move a multipart body through busboy to disk in fewer, larger syscalls. */
@@ -160,6 +161,7 @@ function stream(req: IncomingMessage, limits: IngestLimits): Promise<MultipartBo
             new StagedFile(path, unescapeFilename(info.filename ?? ''), info.mimeType, digest.size, sha256),
           )
           writing.delete(path)
+          bytesReceived.inc(digest.size)
         })
         .catch((error: Error) => {
           digest.hash.drop()

@@ -2,6 +2,8 @@ import { createHash, randomUUID, type Hash } from 'node:crypto'
 import { access, mkdir, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { badInput, notFound, ServiceError } from '../errors.js'
+import { log } from '../log.js'
+import { bytesStored, type LiveState } from '../metrics.js'
 import { storedNameFor } from './filename.js'
 import type { StagedFile } from './ingest.js'
 import { ProgressFeed } from './progress.js'
@@ -106,9 +108,20 @@ export class UploadService {
         live.hash = hash
         record.uploadedSize = offset
         if (record.status === 'IN_PROGRESS') this.start(record)
-        await this.commit(record)
+        await this.commit(record, record.status, 'upload.recovered')
       }).catch((error: unknown) => this.locked(record.id, () => this.fail(record, describe(error))))
     }
+  }
+
+  /** What the metrics gauges read when scraped. */
+  readonly liveState: LiveState = {
+    countByStatus: () => {
+      const counts: Record<string, number> = {}
+      for (const record of this.options.store.list()) counts[record.status] = (counts[record.status] ?? 0) + 1
+      return counts
+    },
+    activeTransfers: () => [...this.live.values()].filter((live) => live.run).length,
+    subscriptions: () => this.feed.subscriberCount,
   }
 
   // ---- queries -------------------------------------------------------------------------------------------
@@ -173,7 +186,7 @@ export class UploadService {
       this.options.store.insert(record)
       this.live.set(id, { hash: createHash('sha256'), run: undefined, progressTimer: undefined })
       this.start(record)
-      return this.commit(record)
+      return this.commit(record, 'IN_PROGRESS', 'upload.started')
     })
   }
 
@@ -187,7 +200,7 @@ export class UploadService {
         await this.complete(record)
         throw this.conflict(record, 'paused')
       }
-      return this.commit(record, 'PAUSED')
+      return this.commit(record, 'PAUSED', 'upload.paused')
     })
   }
 
@@ -200,7 +213,7 @@ export class UploadService {
       record.targetSpeed = targetSpeed
       record.status = 'IN_PROGRESS'
       this.start(record)
-      return this.commit(record)
+      return this.commit(record, 'IN_PROGRESS', 'upload.resumed')
     })
   }
 
@@ -211,7 +224,7 @@ export class UploadService {
       await this.stop(record)
       await this.removeBytes(record)
       record.uploadedSize = 0
-      return this.commit(record, 'CANCELED')
+      return this.commit(record, 'CANCELED', 'upload.canceled')
     })
   }
 
@@ -224,6 +237,7 @@ export class UploadService {
       await Promise.all([this.removeBytes(record), rm(this.storedPath(record), { force: true })])
       this.options.store.remove(id)
       await this.options.store.save()
+      log('info', 'upload.deleted', { id, filename: record.filename })
       return view
     })
   }
@@ -267,6 +281,7 @@ export class UploadService {
       hash: live.hash,
       signal: controller.signal,
       onProgress: (offset) => {
+        bytesStored.inc(offset - record.uploadedSize)
         record.uploadedSize = offset
         meter.record(offset)
         this.progressed(record, live)
@@ -318,7 +333,7 @@ export class UploadService {
       return this.fail(record, describe(error))
     }
     record.completedAt = now()
-    await this.commit(record, 'COMPLETED')
+    await this.commit(record, 'COMPLETED', 'upload.completed')
   }
 
   private async fail(record: UploadRecord, reason: string): Promise<void> {
@@ -326,7 +341,7 @@ export class UploadService {
     if (live) live.run = undefined
     record.error = reason
     await this.removeBytes(record).catch(() => undefined)
-    await this.commit(record, 'FAILED')
+    await this.commit(record, 'FAILED', 'upload.failed')
   }
 
   // ---- state ---------------------------------------------------------------------------------------------
@@ -335,9 +350,13 @@ export class UploadService {
    * Sets the status, writes the store and publishes the new state. The write finishes before the caller's
    * answer goes out: an acknowledged change survives a crash.
    */
-  private async commit(record: UploadRecord, status: UploadStatus = record.status): Promise<UploadView> {
+  private async commit(record: UploadRecord, status: UploadStatus = record.status, event?: string): Promise<UploadView> {
     record.status = status
     record.updatedAt = now()
+    if (event) {
+      const { id, filename, uploadedSize, totalSize, targetSpeed, error } = record
+      log(status === 'FAILED' ? 'warn' : 'info', event, { id, filename, uploadedSize, totalSize, targetSpeed, error })
+    }
     const live = this.live.get(record.id)
     if (live) {
       clearTimeout(live.progressTimer)

@@ -27,7 +27,7 @@ export async function spawnServer(dir: string, env: Record<string, string> = {})
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 15_000)
     const look = () => {
-      const found = /on (http:\/\/[\d.]+:\d+)/.exec(output)
+      const found = /"url":"(http:\/\/[\d.]+:\d+)"/.exec(output)
       if (found?.[1]) {
         clearTimeout(timer)
         resolve(found[1])

@@ -1,0 +1,23 @@
+/** One JSON object per line on stdout: what log shippers expect, and what `jq` reads. */
+
+const LEVELS = { debug: 10, info: 20, warn: 30, error: 40 } as const
+export type LogLevel = keyof typeof LEVELS
+
+let threshold: number = LEVELS.info
+
+/** From LOG_LEVEL; validated with the rest of the configuration. */
+export function setLogLevel(level: LogLevel): void {
+  threshold = LEVELS[level]
+}
+
+export const isLogLevel = (value: string): value is LogLevel => value in LEVELS
+
+export function log(level: LogLevel, event: string, fields: Record<string, unknown> = {}): void {
+  if (LEVELS[level] < threshold) return
+  const line = JSON.stringify(
+    { time: new Date().toISOString(), level, event, ...fields },
+    (_key, value: unknown) =>
+      value instanceof Error ? { message: value.message, stack: value.stack } : value,
+  )
+  process.stdout.write(`${line}\n`)
+}
