@@ -5,6 +5,7 @@ import { mkdir } from 'node:fs/promises'
 import { bearerToken, tokenMatches } from './access.js'
 import { ConfigError, type Config } from './config.js'
 import { applyCors } from './cors.js'
+import { buildDashboard } from './dashboard.js'
 import { observe, registry, timeRequest } from './metrics.js'
 import { createGraphQL } from './graphql/yoga.js'
 import { schema } from './graphql/schema.js'
@@ -54,6 +55,7 @@ export async function startApp(config: Config): Promise<App> {
     idleTimeoutMs: config.bodyIdleTimeoutMs,
   }
   const yoga = createGraphQL(service, limits)
+  const dashboard = await buildDashboard()
   const rest = createRestHandler(schema, { service }, limits, config.uploadDir)
 
   const inFlight = new Set<ServerResponse>()
@@ -96,9 +98,16 @@ export async function startApp(config: Config): Promise<App> {
       }
       if (isApi) return void rest(req, res, url)
       if (pathname === '/graphql') return void yoga(req, res)
-      if (pathname === '/') {
-        res.writeHead(302, { location: '/graphql' })
-        return void res.end()
+      const asset = dashboard.get(pathname)
+      if (asset && (req.method === 'GET' || req.method === 'HEAD')) {
+        res.writeHead(200, {
+          'content-type': asset.type,
+          'content-length': Buffer.byteLength(asset.body),
+          // Everything the page needs comes from here: no inline script, no third party.
+          'content-security-policy': "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:",
+          'x-content-type-options': 'nosniff',
+        })
+        return void res.end(req.method === 'HEAD' ? undefined : asset.body)
       }
       sendJson(res, 404, { detail: 'Not Found' })
     },
