@@ -6,6 +6,8 @@ const WEB = new URL('../web/', import.meta.url)
 export interface Asset {
   type: string
   body: string
+  /** Content-Security-Policy; by default only this server, nothing inline. */
+  csp?: string
 }
 
 /**

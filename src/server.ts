@@ -6,6 +6,7 @@ import { bearerToken, tokenMatches } from './access.js'
 import { ConfigError, type Config } from './config.js'
 import { applyCors } from './cors.js'
 import { buildDashboard } from './dashboard.js'
+import { buildApiDocs } from './rest/docs.js'
 import { observe, registry, timeRequest } from './metrics.js'
 import { createGraphQL } from './graphql/yoga.js'
 import { schema } from './graphql/schema.js'
@@ -55,7 +56,8 @@ export async function startApp(config: Config): Promise<App> {
     idleTimeoutMs: config.bodyIdleTimeoutMs,
   }
   const yoga = createGraphQL(service, limits)
-  const dashboard = await buildDashboard()
+  // Static pages and their files, held in memory: the dashboard, the REST docs and their OpenAPI description.
+  const assets = new Map([...(await buildDashboard()), ...(await buildApiDocs())])
   const rest = createRestHandler(schema, { service }, limits, config.uploadDir)
 
   const inFlight = new Set<ServerResponse>()
@@ -82,6 +84,19 @@ export async function startApp(config: Config): Promise<App> {
             ),
           )
       }
+      // Pages and their files hold no data: served without a token (the pages ask for one where needed).
+      const asset = assets.get(pathname)
+      if (asset && (req.method === 'GET' || req.method === 'HEAD')) {
+        res.writeHead(200, {
+          'content-type': asset.type,
+          'content-length': Buffer.byteLength(asset.body),
+          // Everything the page needs comes from here: no inline script, no third party.
+          'content-security-policy':
+            asset.csp ?? "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:",
+          'x-content-type-options': 'nosniff',
+        })
+        return void res.end(req.method === 'HEAD' ? undefined : asset.body)
+      }
       const isApi = pathname === '/api' || pathname.startsWith('/api/')
       if (isApi || pathname === '/metrics' || (pathname === '/graphql' && !isGraphiQLPage(req))) {
         if (
@@ -98,17 +113,7 @@ export async function startApp(config: Config): Promise<App> {
       }
       if (isApi) return void rest(req, res, url)
       if (pathname === '/graphql') return void yoga(req, res)
-      const asset = dashboard.get(pathname)
-      if (asset && (req.method === 'GET' || req.method === 'HEAD')) {
-        res.writeHead(200, {
-          'content-type': asset.type,
-          'content-length': Buffer.byteLength(asset.body),
-          // Everything the page needs comes from here: no inline script, no third party.
-          'content-security-policy': "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:",
-          'x-content-type-options': 'nosniff',
-        })
-        return void res.end(req.method === 'HEAD' ? undefined : asset.body)
-      }
+
       sendJson(res, 404, { detail: 'Not Found' })
     },
   )

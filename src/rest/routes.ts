@@ -19,6 +19,8 @@ export interface Route {
   method: 'GET' | 'POST' | 'DELETE'
   /** Segments; `:id` captures one. */
   path: string
+  /** For the OpenAPI description (openapi.ts): the answer's schema, and which errors the route can give. */
+  doc: { id: string; summary: string; schema: string; speed?: true; state?: true }
   operation: string
   /** The request body is multipart/form-data with the file in the `file` field. */
   upload?: true
@@ -60,6 +62,12 @@ export const routes: Route[] = [
   {
     method: 'POST',
     path: '/api/upload',
+    doc: {
+      id: 'startUpload',
+      summary: 'Upload a file; it is stored at `speed` in the background',
+      schema: 'Started',
+      speed: true,
+    },
     upload: true,
     operation: `mutation Upload($file: File!, $speed: SafeInt) {
       uploadFile(file: $file, speed: $speed) { id totalSize targetSpeed }
@@ -78,6 +86,7 @@ export const routes: Route[] = [
   {
     method: 'POST',
     path: '/api/upload/:id/pause',
+    doc: { id: 'pauseUpload', summary: 'Pause a running upload', schema: 'Paused', state: true },
     operation: `mutation Pause($id: ID!) { pauseUpload(id: $id) { id } }`,
     variables: idVar,
     reply: () => ({ status: 'paused' }),
@@ -85,6 +94,13 @@ export const routes: Route[] = [
   {
     method: 'POST',
     path: '/api/upload/:id/resume',
+    doc: {
+      id: 'resumeUpload',
+      summary: 'Resume a paused upload, at a new speed if given',
+      schema: 'Resumed',
+      speed: true,
+      state: true,
+    },
     operation: `mutation Resume($id: ID!, $speed: SafeInt) { resumeUpload(id: $id, speed: $speed) { targetSpeed } }`,
     variables: (id, query) => ({ id, ...speedParam(query) }),
     reply: ({ resumeUpload }) => ({ status: 'resumed', speed: (resumeUpload as Upload).targetSpeed }),
@@ -92,6 +108,12 @@ export const routes: Route[] = [
   {
     method: 'POST',
     path: '/api/upload/:id/cancel',
+    doc: {
+      id: 'cancelUpload',
+      summary: 'Cancel a running or paused upload and remove its bytes',
+      schema: 'Canceled',
+      state: true,
+    },
     operation: `mutation Cancel($id: ID!) { cancelUpload(id: $id) { id } }`,
     variables: idVar,
     reply: () => ({ status: 'canceled' }),
@@ -99,6 +121,7 @@ export const routes: Route[] = [
   {
     method: 'GET',
     path: '/api/upload/:id/status',
+    doc: { id: 'uploadStatus', summary: "An upload's state", schema: 'Status' },
     operation: `query Status($id: ID!) { upload(id: $id) { ${STATUS_FIELDS} } }`,
     variables: idVar,
     reply: ({ upload }) => statusOf(upload as Upload),
@@ -106,6 +129,7 @@ export const routes: Route[] = [
   {
     method: 'GET',
     path: '/api/uploads',
+    doc: { id: 'listUploads', summary: 'Every upload, oldest first', schema: 'Uploads' },
     operation: `query Uploads { uploads { ${STATUS_FIELDS} } }`,
     variables: () => ({}),
     reply: ({ uploads }) => ({
@@ -115,6 +139,7 @@ export const routes: Route[] = [
   {
     method: 'GET',
     path: '/api/files',
+    doc: { id: 'listFiles', summary: 'The uploads whose complete file is stored', schema: 'Files' },
     operation: `query Files { files { id filename status } }`,
     variables: () => ({}),
     reply: ({ files }) => ({
@@ -128,6 +153,11 @@ export const routes: Route[] = [
   {
     method: 'GET',
     path: '/api/files/:id/download',
+    doc: {
+      id: 'downloadFile',
+      summary: 'Download a stored file (Range, If-Range, If-None-Match)',
+      schema: 'Error',
+    },
     operation: `query Download($id: ID!) { upload(id: $id) { id status downloadUrl storedName totalSize sha256 filename } }`,
     variables: idVar,
     reply: () => undefined,
@@ -141,6 +171,12 @@ export const routes: Route[] = [
   {
     method: 'DELETE',
     path: '/api/files/:id',
+    doc: {
+      id: 'deleteFile',
+      summary: "Delete an ended upload's file and record",
+      schema: 'Deleted',
+      state: true,
+    },
     operation: `mutation Delete($id: ID!) { deleteFile(id: $id) { id filename } }`,
     variables: idVar,
     reply: ({ deleteFile }) => {
