@@ -1,4 +1,3 @@
-import type { IncomingMessage, ServerResponse } from 'node:http'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 
 /**
@@ -68,21 +67,51 @@ new Gauge({
   },
 })
 
-/** A route label with ids taken out, so the label set stays small whatever clients request. */
+const PAGES = new Set([
+  '/',
+  '/api',
+  '/api/upload',
+  '/api/uploads',
+  '/api/files',
+  '/graphql',
+  '/healthz',
+  '/readyz',
+  '/metrics',
+  '/api/openapi.json',
+  '/api/docs',
+])
+const ACTIONS = new Set(['pause', 'resume', 'cancel', 'status', 'download'])
+
+/**
+ * A route label with ids taken out, so the label set stays small whatever clients request. Runs on every
+ * request, so it slices instead of splitting and matching.
+ */
 export function routeOf(pathname: string): string {
-  const parts = pathname.split('/')
-  if (parts[1] === 'api' && (parts[2] === 'upload' || parts[2] === 'files') && parts.length > 3)
-    parts[3] = ':id'
-  const route = parts.slice(0, 5).join('/')
-  return /^\/(api(\/[a-z]+(\/:id(\/[a-z]+)?)?)?|graphql|healthz|readyz|metrics)?$/.test(route)
-    ? route
-    : 'other'
+  const base = pathname.startsWith('/api/upload/')
+    ? '/api/upload'
+    : pathname.startsWith('/api/files/')
+      ? '/api/files'
+      : undefined
+  if (base === undefined) return PAGES.has(pathname) ? pathname : 'other'
+  const rest = pathname.slice(base.length + 1)
+  const slash = rest.indexOf('/')
+  if (slash === -1) return rest === '' ? 'other' : `${base}/:id`
+  const action = rest.slice(slash + 1)
+  return ACTIONS.has(action) ? `${base}/:id/${action}` : 'other'
 }
 
-/** Times a request from its arrival to the end of its answer. */
-export function timeRequest(req: IncomingMessage, res: ServerResponse, pathname: string): void {
-  const end = requestDuration.startTimer()
-  res.once('finish', () =>
-    end({ method: req.method ?? 'GET', route: routeOf(pathname), status: res.statusCode }),
-  )
+type Observer = { observe(seconds: number): void }
+/** One labelled child per (method, route, status): prom-client would otherwise hash the labels on every request. */
+const observers = new Map<string, Observer>()
+
+/** Records how long a request took, from its arrival (`started`, performance.now()) to now. */
+export function observeRequest(method: string, pathname: string, status: number, started: number): void {
+  const route = routeOf(pathname)
+  const key = `${method} ${route} ${status}`
+  let observer = observers.get(key)
+  if (!observer) {
+    observer = requestDuration.labels(method, route, String(status))
+    observers.set(key, observer)
+  }
+  observer.observe((performance.now() - started) / 1000)
 }

@@ -7,7 +7,7 @@ import { ConfigError, type Config } from './config.js'
 import { applyCors } from './cors.js'
 import { buildDashboard } from './dashboard.js'
 import { buildApiDocs } from './rest/docs.js'
-import { observe, registry, timeRequest } from './metrics.js'
+import { observe, observeRequest, registry } from './metrics.js'
 import { createGraphQL } from './graphql/yoga.js'
 import { schema } from './graphql/schema.js'
 import { attachGraphQLWs } from './graphql/ws.js'
@@ -65,12 +65,16 @@ export async function startApp(config: Config): Promise<App> {
     // Enforce headersTimeout every second (Node checks every 30 s by default, which lets trickling headers linger).
     { connectionsCheckingInterval: 1000, headersTimeout: config.headersTimeoutMs, requestTimeout: 0 },
     (req: IncomingMessage, res: ServerResponse) => {
-      inFlight.add(res)
-      res.once('close', () => inFlight.delete(res))
-      if (applyCors(req, res, config.corsOrigins)) return
+      const started = performance.now()
       const url = new URL(req.url ?? '/', 'http://localhost')
       const { pathname } = url
-      timeRequest(req, res, pathname)
+      inFlight.add(res)
+      // One listener per response does both jobs: this runs on every request.
+      res.once('close', () => {
+        inFlight.delete(res)
+        observeRequest(req.method ?? 'GET', pathname, res.statusCode, started)
+      })
+      if (applyCors(req, res, config.corsOrigins)) return
       // Probes for orchestrators: no token needed, nothing revealed.
       if (pathname === '/healthz') return sendJson(res, 200, { status: 'ok' })
       if (pathname === '/readyz') {
