@@ -3,7 +3,7 @@ import { access, mkdir, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { badInput, notFound, ServiceError } from '../errors.js'
 import { log } from '../log.js'
-import { bytesStored, type LiveState } from '../metrics.js'
+import { stored, type LiveState } from '../metrics.js'
 import { storedNameFor } from './filename.js'
 import type { StagedFile } from './ingest.js'
 import { ProgressFeed } from './progress.js'
@@ -281,7 +281,7 @@ export class UploadService {
       hash: live.hash,
       signal: controller.signal,
       onProgress: (offset) => {
-        bytesStored.inc(offset - record.uploadedSize)
+        stored.bytes += offset - record.uploadedSize
         record.uploadedSize = offset
         meter.record(offset)
         this.progressed(record, live)
