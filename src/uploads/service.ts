@@ -184,7 +184,6 @@ export class UploadService {
     await file.moveTo(this.stagingPath(record))
     return this.locked(id, async () => {
       this.options.store.insert(record)
-      this.live.set(id, { hash: createHash('sha256'), run: undefined, progressTimer: undefined })
       this.start(record)
       return this.commit(record, 'IN_PROGRESS', 'upload.started')
     })
