@@ -2,12 +2,13 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { mkdir } from 'node:fs/promises'
-import { bearerToken, tokenMatches } from './access.js'
+import { bearerToken, downloadSignatureValid, signedDownloadPath, tokenMatches } from './access.js'
 import { ConfigError, type Config } from './config.js'
 import { applyCors } from './cors.js'
 import { buildDashboard } from './dashboard.js'
 import { buildApiDocs } from './rest/docs.js'
 import { observe, observeRequest, registry } from './metrics.js'
+import type { Context } from './graphql/context.js'
 import { createGraphQL } from './graphql/yoga.js'
 import { schema } from './graphql/schema.js'
 import { attachGraphQLWs } from './graphql/ws.js'
@@ -32,6 +33,17 @@ export interface App {
 const isGraphiQLPage = (req: IncomingMessage) =>
   req.method === 'GET' && /text\/html/.test(req.headers.accept ?? '')
 
+/** A GET or HEAD of a download link that carries a valid signature instead of a bearer header. */
+function isSignedDownload(req: IncomingMessage, url: URL, token: string): boolean {
+  const id = /^\/api\/files\/([^/]+)\/download$/.exec(url.pathname)?.[1]
+  if (id === undefined || (req.method !== 'GET' && req.method !== 'HEAD')) return false
+  try {
+    return downloadSignatureValid(decodeURIComponent(id), url.searchParams, token)
+  } catch {
+    return false // a malformed escape in the id
+  }
+}
+
 function unauthorized(res: ServerResponse, rest: boolean): void {
   res.setHeader('www-authenticate', 'Bearer')
   const message = 'Missing or wrong access token: send Authorization: Bearer <API_TOKEN>'
@@ -55,10 +67,17 @@ export async function startApp(config: Config): Promise<App> {
     maxFileSize: config.maxUploadSize,
     idleTimeoutMs: config.bodyIdleTimeoutMs,
   }
-  const yoga = createGraphQL(service, limits)
+  const context: Context = {
+    service,
+    downloadPath: (id) =>
+      config.apiToken === undefined
+        ? `/api/files/${encodeURIComponent(id)}/download`
+        : signedDownloadPath(id, config.apiToken),
+  }
+  const yoga = createGraphQL(context, limits)
   // Static pages and their files, held in memory: the dashboard, the REST docs and their OpenAPI description.
   const assets = new Map([...(await buildDashboard()), ...(await buildApiDocs())])
-  const rest = createRestHandler(schema, { service }, limits, config.uploadDir)
+  const rest = createRestHandler(schema, context, limits, config.uploadDir)
 
   const inFlight = new Set<ServerResponse>()
   const server = createServer(
@@ -103,11 +122,9 @@ export async function startApp(config: Config): Promise<App> {
       }
       const isApi = pathname === '/api' || pathname.startsWith('/api/')
       if (isApi || pathname === '/metrics' || (pathname === '/graphql' && !isGraphiQLPage(req))) {
-        if (
-          config.apiToken !== undefined &&
-          !tokenMatches(bearerToken(req.headers.authorization), config.apiToken)
-        ) {
-          return unauthorized(res, isApi)
+        const token = config.apiToken
+        if (token !== undefined && !tokenMatches(bearerToken(req.headers.authorization), token)) {
+          if (!isSignedDownload(req, url, token)) return unauthorized(res, isApi)
         }
       }
       if (pathname === '/metrics') {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { rm, writeFile } from 'node:fs/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { contentDisposition, parseRange } from '../src/rest/download.js'
-import { api, bytes, gql, restUpload, waitForStatus } from './support/clients.js'
+import { api, bytes, gql, restUpload, waitFor, waitForStatus } from './support/clients.js'
 import { startServer, type TestServer } from './support/server.js'
 
 let server: TestServer
@@ -137,5 +137,62 @@ describe('health and readiness', () => {
       await rm(`${broken.dir}/.staging`, { force: true })
       await broken.stop()
     }
+  })
+})
+
+describe('download links when API_TOKEN is set', () => {
+  const TOKEN = 'download-token-0123456789'
+  let locked: TestServer
+  let lockedId: string
+  const data = bytes(30_000)
+  const auth = { authorization: `Bearer ${TOKEN}` }
+  beforeAll(async () => {
+    locked = await startServer({ API_TOKEN: TOKEN })
+    const form = new FormData()
+    form.append('file', new Blob([data]), 'secret.bin')
+    const started = (await (
+      await fetch(`${locked.url}/api/upload?speed=0`, { method: 'POST', body: form, headers: auth })
+    ).json()) as { upload_id: string }
+    lockedId = started.upload_id
+    await waitFor(async () => {
+      const r = await fetch(`${locked.url}/api/upload/${lockedId}/status`, { headers: auth })
+      return ((await r.json()) as { status: string }).status === 'completed' || undefined
+    })
+  })
+  afterAll(() => locked.stop())
+
+  const signedLink = async () => {
+    const response = await fetch(`${locked.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...auth },
+      body: JSON.stringify({ query: `{ upload(id: "${lockedId}") { downloadUrl } }` }),
+    })
+    return ((await response.json()) as { data: { upload: { downloadUrl: string } } }).data.upload.downloadUrl
+  }
+
+  it('downloadUrl is a signed, expiring link that works without a header (a browser link, curl -O)', async () => {
+    const link = await signedLink()
+    expect(link).toMatch(/^\/api\/files\/[^/]+\/download\?expires=\d+&signature=[\w-]+$/)
+    const response = await fetch(`${locked.url}${link}`)
+    expect(response.status).toBe(200)
+    expect(Buffer.from(await response.arrayBuffer()).equals(data)).toBe(true)
+  })
+
+  it('refuses a link without a signature, a tampered or expired one, or one used for anything else', async () => {
+    const link = new URL(await signedLink(), locked.url)
+    const expect401 = async (url: string, method = 'GET') =>
+      expect((await fetch(url, { method })).status, `${method} ${url}`).toBe(401)
+    await expect401(`${locked.url}/api/files/${lockedId}/download`)
+    const tampered = new URL(link)
+    tampered.searchParams.set('signature', 'A' + (link.searchParams.get('signature') ?? '').slice(1))
+    await expect401(tampered.href)
+    const later = new URL(link)
+    later.searchParams.set('expires', String(Number(link.searchParams.get('expires')) + 60))
+    await expect401(later.href)
+    const { signedDownloadPath } = await import('../src/access.js')
+    await expect401(`${locked.url}${signedDownloadPath(lockedId, TOKEN, Date.now() - 2 * 3600 * 1000)}`)
+    await expect401(`${locked.url}/api/files/another-id/download${link.search}`)
+    await expect401(`${locked.url}/api/files/${lockedId}${link.search}`, 'DELETE')
+    await expect401(`${locked.url}/api/uploads${link.search}`)
   })
 })

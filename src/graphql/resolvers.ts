@@ -8,8 +8,8 @@ export const resolvers: Resolvers = {
   DateTime,
   File,
   Upload: {
-    downloadUrl: (upload) =>
-      upload.status === 'COMPLETED' ? `/api/files/${encodeURIComponent(upload.id)}/download` : null,
+    downloadUrl: (upload, _, { downloadPath }) =>
+      upload.status === 'COMPLETED' ? downloadPath(upload.id) : null,
   },
   Query: {
     upload: (_, { id }, { service }) => service.get(id),

@@ -2,7 +2,6 @@ import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor'
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql'
 import { createGraphQLError, createYoga, type Plugin } from 'graphql-yoga'
 import type { IngestLimits } from '../uploads/ingest.js'
-import type { UploadService } from '../uploads/service.js'
 import type { Context } from './context.js'
 import { maskError, serverErrorLogger } from './errors.js'
 import { useStreamingUploads, type NodeServerContext } from './multipart.js'
@@ -26,11 +25,11 @@ function useOperationSizeLimit(): Plugin {
   }
 }
 
-export function createGraphQL(service: UploadService, limits: IngestLimits) {
+export function createGraphQL(context: Context, limits: IngestLimits) {
   return createYoga<NodeServerContext, Context>({
     schema,
     graphqlEndpoint: '/graphql',
-    context: { service },
+    context,
     maskedErrors: { maskError },
     maxRequestBodySize: false,
     // Depth, aliases, cost, tokens and directives are bounded by GraphQL Armor's defaults (depth 6, 15
