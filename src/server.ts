@@ -65,7 +65,6 @@ export async function startApp(config: Config): Promise<App> {
   const limits: IngestLimits = {
     stagingDir: service.stagingDir,
     maxFileSize: config.maxUploadSize,
-    idleTimeoutMs: config.bodyIdleTimeoutMs,
   }
   const context: Context = {
     service,

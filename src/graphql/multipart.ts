@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createGraphQLError, type GraphQLParams, type Plugin } from 'graphql-yoga'
 import { badInput, httpStatusOf, ServiceError } from '../errors.js'
-import { receiveMultipart, type IngestLimits, type MultipartBody } from '../uploads/ingest.js'
+import { isMultipart, receiveMultipart, type IngestLimits, type MultipartBody } from '../uploads/ingest.js'
 
 export interface NodeServerContext {
   req: IncomingMessage
@@ -66,7 +66,7 @@ export function useStreamingUploads(
 ): Plugin<Record<string, unknown>, NodeServerContext> {
   return {
     onRequestParse({ request, serverContext, setRequestParser }) {
-      if (!/^multipart\/form-data\b/i.test(request.headers.get('content-type') ?? '')) return
+      if (!isMultipart(request.headers.get('content-type'))) return
       const { req, res } = serverContext
       setRequestParser(async () => {
         try {

@@ -1,7 +1,7 @@
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor'
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql'
 import { createGraphQLError, createYoga, type Plugin } from 'graphql-yoga'
-import type { IngestLimits } from '../uploads/ingest.js'
+import { isMultipart, type IngestLimits } from '../uploads/ingest.js'
 import type { Context } from './context.js'
 import { maskError, serverErrorLogger } from './errors.js'
 import { useStreamingUploads, type NodeServerContext } from './multipart.js'
@@ -14,7 +14,7 @@ const MAX_OPERATION_BYTES = 1024 * 1024
 function useOperationSizeLimit(): Plugin {
   return {
     onRequestParse({ request }) {
-      if (/^multipart\/form-data\b/i.test(request.headers.get('content-type') ?? '')) return
+      if (isMultipart(request.headers.get('content-type'))) return
       const length = Number(request.headers.get('content-length') ?? 0)
       if (length > MAX_OPERATION_BYTES) {
         throw createGraphQLError(`Request body is larger than ${MAX_OPERATION_BYTES} bytes`, {

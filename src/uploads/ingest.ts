@@ -43,8 +43,6 @@ export interface IngestLimits {
   stagingDir: string
   /** Bytes per file; one byte more fails the request with PAYLOAD_TOO_LARGE at once. */
   maxFileSize: number
-  /** A body that sends nothing for this long is dropped. */
-  idleTimeoutMs: number
 }
 
 export interface MultipartBody {
@@ -72,7 +70,8 @@ class Digest extends Transform {
 const ESCAPES: Record<string, string> = { '%22': '"', '%0d': '\r', '%0a': '\n' }
 const unescapeFilename = (name: string) => name.replace(/%22|%0D|%0A/gi, (escape) => ESCAPES[escape.toLowerCase()] ?? escape)
 
-const isMultipart = (req: IncomingMessage) => /^multipart\/form-data\b/i.test(req.headers['content-type'] ?? '')
+/** Whether a Content-Type is multipart/form-data: the one test every transport uses. */
+export const isMultipart = (contentType: string | null | undefined) => /^multipart\/form-data\b/i.test(contentType ?? '')
 
 /**
  * Streams a multipart/form-data request: every file part straight into its own staging file (hashed on the
@@ -81,7 +80,7 @@ const isMultipart = (req: IncomingMessage) => /^multipart\/form-data\b/i.test(re
  * it removes what it staged and rejects: nothing is left behind.
  */
 export async function receiveMultipart(req: IncomingMessage, limits: IngestLimits): Promise<MultipartBody> {
-  if (!isMultipart(req)) throw badInput('Expected a multipart/form-data body')
+  if (!isMultipart(req.headers['content-type'])) throw badInput('Expected a multipart/form-data body')
   // Someone may have removed the folder while we ran; recreating it costs one syscall.
   await mkdir(limits.stagingDir, { recursive: true })
   return stream(req, limits)
@@ -190,8 +189,6 @@ function stream(req: IncomingMessage, limits: IngestLimits): Promise<MultipartBo
       if (!req.complete) fail(new Error('Client closed the connection before the body arrived'))
     })
     req.on('error', fail)
-    // A slow link may take hours to send a large file; only a link that sends nothing at all is dropped.
-    req.setTimeout(limits.idleTimeoutMs, () => req.destroy(new Error('Request body timed out')))
     req.pipe(parser)
   })
 }
