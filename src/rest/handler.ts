@@ -70,9 +70,9 @@ function match(table: CompiledRoute[], method: string, pathname: string): Match 
 }
 
 /**
- * /api/*: finds the route, streams the file for the upload route, runs the route's GraphQL operation
- * against the same schema and context as /graphql, and shapes the answer. Errors map through the same
- * `maskError` as GraphQL, then from code to HTTP status.
+ * /api/*: finds the route, receives the file for the upload route, runs the route's GraphQL operation
+ * against the same schema and context as /graphql, and shapes the answer (or, for a download, streams the
+ * stored file). Errors map through the same `maskError` as GraphQL, then from code to HTTP status.
  */
 export function createRestHandler(
   schema: GraphQLSchema,
