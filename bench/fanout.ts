@@ -57,7 +57,7 @@ function stalledReader(url: URL): Promise<() => void> {
     const socket = connect(Number(url.port), url.hostname)
     let seen = ''
     socket.write(
-      'GET /graphql HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      'GET /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
         'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n' +
         'Sec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n',
     )

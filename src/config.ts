@@ -22,8 +22,10 @@ export interface Config {
   headersTimeoutMs: number
   /** When set, every call needs `Authorization: Bearer <token>` (graphql-ws: in connection_init). */
   apiToken: string | undefined
-  /** Origins allowed to call from a browser; empty (the default) turns CORS off. `*` allows any. */
+  /** Origins allowed to call from a browser besides the service's own; empty (the default) turns CORS off. `*` allows any. */
   corsOrigins: string[]
+  /** Host names accepted besides loopback ones when listening on loopback (DNS-rebinding guard). */
+  allowedHosts: string[]
   /** debug, info (default), warn or error. */
   logLevel: LogLevel
 }
@@ -72,6 +74,38 @@ function token(env: Env): string | undefined {
   return value
 }
 
+const list = (env: Env, name: string) =>
+  (env[name] ?? '')
+    .split(',')
+    .map((item) => item.trim())
+    .filter(Boolean)
+
+/** `scheme://host[:port]`, as browsers send it in `Origin` (normalised as they do), or `*`. */
+function origins(env: Env): string[] {
+  return list(env, 'CORS_ORIGINS').map((value) => {
+    if (value === '*') return value
+    const origin = /^https?:\/\/[^/?#@\s]+\/?$/i.test(value) ? URL.parse(value)?.origin : undefined
+    if (origin === undefined || origin === 'null') {
+      throw new ConfigError(
+        `CORS_ORIGINS must list origins such as https://app.example.com or http://localhost:3000 (scheme, host and port only), or *; got ${JSON.stringify(value)}`,
+      )
+    }
+    return origin
+  })
+}
+
+function hosts(env: Env): string[] {
+  const values = list(env, 'ALLOWED_HOSTS').map((value) => value.toLowerCase())
+  for (const value of values) {
+    if (!/^\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$|^[0-9a-f:]+$/.test(value)) {
+      throw new ConfigError(
+        `ALLOWED_HOSTS must list host names (no scheme or port), such as uploads.example.com or .example.com; got ${JSON.stringify(value)}`,
+      )
+    }
+  }
+  return values
+}
+
 /** Validated once at start-up: a bad value stops the server with a message naming the variable. */
 export function loadConfig(env: Env = readEnv()): Config {
   const uploadDir = resolve(env.UPLOAD_DIR?.trim() || 'uploads')
@@ -86,10 +120,8 @@ export function loadConfig(env: Env = readEnv()): Config {
     bodyIdleTimeoutMs: wholeNumber(env, 'BODY_IDLE_TIMEOUT_MS', 60_000, { min: 1 }),
     headersTimeoutMs: wholeNumber(env, 'HEADERS_TIMEOUT_MS', 30_000, { min: 1 }),
     apiToken: token(env),
-    corsOrigins: (env.CORS_ORIGINS ?? '')
-      .split(',')
-      .map((origin) => origin.trim())
-      .filter(Boolean),
+    corsOrigins: origins(env),
+    allowedHosts: hosts(env),
     logLevel: logLevel(env),
   }
 }

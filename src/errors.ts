@@ -7,6 +7,8 @@ export const errorCatalogue = {
   INVALID_STATE: 400,
   BAD_USER_INPUT: 422,
   PAYLOAD_TOO_LARGE: 413,
+  /** A browser page on another origin, or a Host this service does not answer to (see origin.ts). */
+  FORBIDDEN: 403,
   /** The storage folder is full: the client did nothing wrong, but should know it may retry later. */
   INSUFFICIENT_STORAGE: 507,
 } as const

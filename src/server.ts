@@ -1,17 +1,18 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { mkdir } from 'node:fs/promises'
 import { bearerToken, downloadSignatureValid, signedDownloadPath, tokenMatches } from './access.js'
 import { ConfigError, type Config } from './config.js'
-import { applyCors } from './cors.js'
+import { applyCors, listensOnLoopback, refusal, type OriginPolicy } from './origin.js'
 import { buildDashboard } from './dashboard.js'
 import { buildApiDocs } from './rest/docs.js'
 import { observe, observeRequest, registry } from './metrics.js'
 import type { Context } from './graphql/context.js'
 import { createGraphQL } from './graphql/yoga.js'
 import { schema } from './graphql/schema.js'
-import { attachGraphQLWs } from './graphql/ws.js'
+import { createGraphQLWs } from './graphql/ws.js'
 import { createRestHandler, sendJson } from './rest/handler.js'
 import type { IngestLimits } from './uploads/ingest.js'
 import { UploadService } from './uploads/service.js'
@@ -43,6 +44,14 @@ function isSignedDownload(req: IncomingMessage, url: URL, token: string): boolea
     return false // a malformed escape in the id
   }
 }
+
+function forbidden(res: ServerResponse, graphql: boolean, message: string): void {
+  if (!graphql) return sendJson(res, 403, { detail: message })
+  sendJson(res, 403, { errors: [{ message, extensions: { code: 'FORBIDDEN' } }] })
+}
+
+/** Probes for orchestrators reveal nothing and change nothing: no origin, host or token check. */
+const isProbe = (pathname: string) => pathname === '/healthz' || pathname === '/readyz'
 
 function unauthorized(res: ServerResponse, rest: boolean): void {
   res.setHeader('www-authenticate', 'Bearer')
@@ -78,6 +87,11 @@ export async function startApp(config: Config): Promise<App> {
   const assets = new Map([...(await buildDashboard()), ...(await buildApiDocs())])
   const rest = createRestHandler(schema, context, limits, config.uploadDir)
 
+  const policy: OriginPolicy = {
+    corsOrigins: config.corsOrigins,
+    allowedHosts: config.allowedHosts,
+    loopback: listensOnLoopback(config.host),
+  }
   const inFlight = new Set<ServerResponse>()
   const server = createServer(
     // Enforce headersTimeout every second (Node checks every 30 s by default, which lets trickling headers linger).
@@ -92,8 +106,12 @@ export async function startApp(config: Config): Promise<App> {
         inFlight.delete(res)
         observeRequest(req.method ?? 'GET', pathname, res.statusCode, started)
       })
+      const refused = isProbe(pathname) ? undefined : refusal(req, policy)
+      if (refused !== undefined) {
+        if (!req.complete) res.setHeader('connection', 'close')
+        return forbidden(res, pathname === '/graphql', refused)
+      }
       if (applyCors(req, res, config.corsOrigins)) return
-      // Probes for orchestrators: no token needed, nothing revealed.
       if (pathname === '/healthz') return sendJson(res, 200, { status: 'ok' })
       if (pathname === '/readyz') {
         return void service
@@ -140,7 +158,19 @@ export async function startApp(config: Config): Promise<App> {
   // A large file on a slow link can take hours: no limit on a whole request (requestTimeout 0), only on a
   // connection that sends nothing (SSE and WebSocket ping every 12 s, so they never look idle).
   server.timeout = config.bodyIdleTimeoutMs
-  const ws = attachGraphQLWs(server, yoga, config.apiToken)
+  const ws = createGraphQLWs(yoga, config.apiToken)
+  // WebSocket handshakes get the same origin and host checks as every request (browsers send no preflight
+  // for them, and CORS does not apply): a refused one gets a plain 403 and never reaches graphql-ws.
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const pathname = (req.url ?? '/').split('?')[0]
+    const refused = pathname === '/graphql' ? refusal(req, policy) : 'Not Found'
+    if (refused === undefined) return ws.handleUpgrade(req, socket, head)
+    const status = refused === 'Not Found' ? '404 Not Found' : '403 Forbidden'
+    const body = JSON.stringify({ detail: refused })
+    socket.end(
+      `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    )
+  })
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)

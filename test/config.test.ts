@@ -23,9 +23,24 @@ describe('configuration', () => {
     ['PORT', '70000'],
     ['MAX_UPLOAD_SIZE', '0'],
     ['MAX_UPLOAD_SIZE', '10GB'],
+    ['CORS_ORIGINS', 'notaurl'],
+    ['CORS_ORIGINS', 'https://app.example/path'],
+    ['CORS_ORIGINS', 'ftp://app.example'],
+    ['CORS_ORIGINS', 'app.example'],
+    ['ALLOWED_HOSTS', 'https://uploads.example'],
+    ['ALLOWED_HOSTS', 'uploads.example:8000'],
   ])('%s=%s stops start-up with a message naming the variable', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError)
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`^${name} `))
+  })
+
+  it('normalises CORS_ORIGINS as browsers send Origin, and lower-cases ALLOWED_HOSTS', () => {
+    const config = loadConfig({
+      CORS_ORIGINS: 'https://App.Example:443/, http://localhost:3000, *',
+      ALLOWED_HOSTS: 'Uploads.Example, .corp.example',
+    })
+    expect(config.corsOrigins).toEqual(['https://app.example', 'http://localhost:3000', '*'])
+    expect(config.allowedHosts).toEqual(['uploads.example', '.corp.example'])
   })
 
   it('reads .env, and the environment wins over it', async () => {

@@ -103,7 +103,7 @@ describe('bodies that do not arrive whole', () => {
     await new Promise((resolve) => socket.once('connect', resolve))
     const head = '--b\r\nContent-Disposition: form-data; name="file"; filename="cut.bin"\r\n\r\n'
     socket.write(
-      'POST /api/upload?speed=0 HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n' +
+      'POST /api/upload?speed=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n' +
         `Content-Length: ${1_000_000}\r\n\r\n${head}`,
     )
     socket.write(bytes(30_000))
@@ -166,7 +166,7 @@ describe('bodies that do not arrive whole', () => {
     const socket = connect(Number(port), '127.0.0.1')
     const { body, contentType } = multipart([{ name: 'file', filename: 'slow.bin', content: bytes(4000) }])
     socket.write(
-      `POST /api/upload?speed=0 HTTP/1.1\r\nHost: x\r\nContent-Type: ${contentType}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
+      `POST /api/upload?speed=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ${contentType}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
     )
     for (let i = 0; i < body.length; i += 1000) {
       socket.write(body.subarray(i, i + 1000))

@@ -1,4 +1,5 @@
-import type { Server } from 'node:http'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { GraphQLError, type ExecutionArgs, type ExecutionResult } from 'graphql'
 import { useServer } from 'graphql-ws/use/ws'
@@ -30,15 +31,11 @@ interface EnvelopedRoot {
 
 /**
  * graphql-ws on the same port and path as HTTP GraphQL. Each operation runs through yoga's envelop, so
- * WebSocket clients get the same schema, context, plugins and error masking as HTTP ones.
+ * WebSocket clients get the same schema, context, plugins and error masking as HTTP ones. The http server
+ * decides which upgrades reach it (path, origin, host) and hands them over with `handleUpgrade`.
  */
-export function attachGraphQLWs(
-  server: Server,
-  yoga: GraphQLApp,
-  apiToken: string | undefined,
-  path = '/graphql',
-) {
-  const wss = new WebSocketServer({ server, path, maxPayload: MAX_MESSAGE_BYTES })
+export function createGraphQLWs(yoga: GraphQLApp, apiToken: string | undefined) {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES })
   const graphqlWs = useServer(
     {
       connectionInitWaitTimeout: CONNECTION_INIT_TIMEOUT_MS,
@@ -93,6 +90,9 @@ export function attachGraphQLWs(
   )
 
   return {
+    handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+      wss.handleUpgrade(req, socket, head, (client) => wss.emit('connection', client, req))
+    },
     /**
      * Closes every socket with 1001 Going Away. A client that does not answer the close handshake (one that
      * has stopped reading) is cut off after a moment, or the server would wait for it.
