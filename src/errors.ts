@@ -11,6 +11,8 @@ export const errorCatalogue = {
   FORBIDDEN: 403,
   /** The storage folder is full: the client did nothing wrong, but should know it may retry later. */
   INSUFFICIENT_STORAGE: 507,
+  /** The server cannot do it now (its state store is unreachable or failing, or it is shutting down): retry. */
+  UNAVAILABLE: 503,
 } as const
 
 export type ErrorCode = keyof typeof errorCatalogue
@@ -20,10 +22,14 @@ export class ServiceError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
+    /** The request body itself is at fault (too large, malformed): GraphQL answers it with the HTTP status too. */
+    readonly ofBody = false,
   ) {
     super(message)
   }
 }
+
+export const bodyError = (code: ErrorCode, message: string) => new ServiceError(code, message, true)
 
 /** Echoes at most 80 characters of what the client sent: an error message is no place for a megabyte. */
 const quote = (text: string) => JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}…` : text)
@@ -31,6 +37,8 @@ const quote = (text: string) => JSON.stringify(text.length > 80 ? `${text.slice(
 export const notFound = (id: string) => new ServiceError('NOT_FOUND', `Upload ${quote(id)} not found`)
 
 export const badInput = (message: string) => new ServiceError('BAD_USER_INPUT', message)
+
+export const unavailable = (message: string) => new ServiceError('UNAVAILABLE', message)
 
 export function httpStatusOf(code: unknown): number {
   return typeof code === 'string' && code in errorCatalogue ? errorCatalogue[code as ErrorCode] : 500

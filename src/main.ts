@@ -1,14 +1,25 @@
 import { ConfigError, loadConfig } from './config.js'
 import { log, setLogLevel } from './log.js'
-import { startApp } from './server.js'
+import { createApp, StartupError } from './server.js'
+import { FolderLockError } from './uploads/folder-lock.js'
+import { StateFileError } from './uploads/local-store.js'
 
 /** A shutdown that takes longer than this is cut short; state was checkpointed as it went. */
 const SHUTDOWN_LIMIT_MS = 5000
 
+/** What an operator must fix: one line on stderr, no stack trace. */
+const OPERATOR_ERRORS = [ConfigError, StartupError, FolderLockError, StateFileError]
+
 async function main(): Promise<void> {
   const config = loadConfig()
   setLogLevel(config.logLevel)
-  const app = await startApp(config)
+  const app = await createApp(config)
+  try {
+    await app.listen()
+  } catch (error) {
+    await app.close().catch(() => undefined)
+    throw error
+  }
   log('info', 'server.started', {
     url: app.url,
     graphiql: `${app.url}/graphql`,
@@ -38,8 +49,12 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  // A configuration error is the operator's to fix: say it plainly, on stderr, as well as in the log.
-  if (error instanceof ConfigError) console.error(`Configuration error: ${error.message}`)
-  log('error', 'server.start_failed', { error })
+  if (OPERATOR_ERRORS.some((kind) => error instanceof kind)) {
+    const prefix = error instanceof ConfigError ? 'Configuration error: ' : ''
+    console.error(`${prefix}${(error as Error).message}`)
+    log('error', 'server.start_failed', { error: (error as Error).message })
+  } else {
+    log('error', 'server.start_failed', { error })
+  }
   process.exit(1)
 })

@@ -35,7 +35,7 @@ const requestDuration = new Histogram({
 })
 
 export interface LiveState {
-  countByStatus(): Record<string, number>
+  countByStatus(): Promise<Partial<Record<string, number>>>
   activeTransfers(): number
   subscriptions(): number
 }
@@ -52,9 +52,10 @@ new Gauge({
   help: 'Uploads by status',
   labelNames: ['status'] as const,
   registers: [registry],
-  collect() {
+  async collect() {
+    const counts = (await live?.countByStatus()) ?? {}
     this.reset()
-    for (const [status, count] of Object.entries(live?.countByStatus() ?? {})) this.set({ status }, count)
+    for (const [status, count] of Object.entries(counts)) this.set({ status }, count ?? 0)
   },
 })
 new Gauge({

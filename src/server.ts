@@ -1,31 +1,44 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { constants } from 'node:fs'
+import { access, mkdir } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { mkdir } from 'node:fs/promises'
 import { bearerToken, downloadSignatureValid, signedDownloadPath, tokenMatches } from './access.js'
+import { asset, isAsset } from './assets.js'
 import { ConfigError, type Config } from './config.js'
-import { applyCors, listensOnLoopback, refusal, type OriginPolicy } from './origin.js'
-import { buildDashboard } from './dashboard.js'
-import { buildApiDocs } from './rest/docs.js'
-import { observe, observeRequest, registry } from './metrics.js'
 import type { Context } from './graphql/context.js'
-import { createGraphQL } from './graphql/yoga.js'
 import { schema } from './graphql/schema.js'
 import { createGraphQLWs } from './graphql/ws.js'
+import { createGraphQL } from './graphql/yoga.js'
+import { log } from './log.js'
+import { observe, observeRequest, registry } from './metrics.js'
+import { applyCors, listensOnLoopback, refusal, type OriginPolicy } from './origin.js'
 import { createRestHandler, sendJson } from './rest/handler.js'
+import { FolderLock } from './uploads/folder-lock.js'
+import { stopHashWorker } from './uploads/hasher.js'
 import type { IngestLimits } from './uploads/ingest.js'
+import { LocalStore, StateFileError } from './uploads/local-store.js'
 import { UploadService } from './uploads/service.js'
-import { Store } from './uploads/store.js'
+import { Storage } from './uploads/storage.js'
 
 /** How long a shutdown waits for requests under way; the whole shutdown must fit in 5 s. */
 const IN_FLIGHT_GRACE_MS = 3000
 
+/** A reason the server cannot start that the operator must fix; said in one line, without a stack. */
+export class StartupError extends Error {
+  override readonly name = 'StartupError'
+}
+
 export interface App {
-  /** e.g. http://127.0.0.1:8000 */
+  /** e.g. http://127.0.0.1:8000; known once listening. */
   url: string
   port: number
   service: UploadService
+  /** Listens, then recovers: nothing in the folder is swept or carried on before the port is ours. */
+  listen(): Promise<void>
+  /** Settles once start-up's sweep and recovery are done (/readyz says "ready" from then on). */
+  recovered: Promise<void>
   /** Stops taking work, checkpoints every transfer and closes every socket. Running uploads stay IN_PROGRESS. */
   close(): Promise<void>
 }
@@ -45,6 +58,13 @@ function isSignedDownload(req: IncomingMessage, url: URL, token: string): boolea
   }
 }
 
+function unauthorized(res: ServerResponse, rest: boolean): void {
+  res.setHeader('www-authenticate', 'Bearer')
+  const message = 'Missing or wrong access token: send Authorization: Bearer <API_TOKEN>'
+  if (rest) return sendJson(res, 401, { detail: message })
+  sendJson(res, 401, { errors: [{ message, extensions: { code: 'UNAUTHENTICATED' } }] })
+}
+
 function forbidden(res: ServerResponse, graphql: boolean, message: string): void {
   if (!graphql) return sendJson(res, 403, { detail: message })
   sendJson(res, 403, { errors: [{ message, extensions: { code: 'FORBIDDEN' } }] })
@@ -53,28 +73,62 @@ function forbidden(res: ServerResponse, graphql: boolean, message: string): void
 /** Probes for orchestrators reveal nothing and change nothing: no origin, host or token check. */
 const isProbe = (pathname: string) => pathname === '/healthz' || pathname === '/readyz'
 
-function unauthorized(res: ServerResponse, rest: boolean): void {
-  res.setHeader('www-authenticate', 'Bearer')
-  const message = 'Missing or wrong access token: send Authorization: Bearer <API_TOKEN>'
-  if (rest) return sendJson(res, 401, { detail: message })
-  sendJson(res, 401, { errors: [{ message, extensions: { code: 'UNAUTHENTICATED' } }] })
+/** The storage folder must exist and take writes, or nothing else can work: said as a configuration error. */
+async function usableFolder(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true })
+    await access(dir, constants.W_OK | constants.X_OK)
+  } catch (error) {
+    const reason =
+      (error as NodeJS.ErrnoException).code === 'EACCES'
+        ? 'this user may not write to it'
+        : (error as Error).message
+    throw new ConfigError(`UPLOAD_DIR ${dir} is not a usable folder: ${reason}`)
+  }
 }
 
-/** One Node http server: /graphql (yoga over HTTP and SSE, graphql-ws on upgrade) and /api (the REST shim). */
-export async function startApp(config: Config): Promise<App> {
-  await mkdir(config.uploadDir, { recursive: true }).catch((error: Error) => {
-    throw new ConfigError(`UPLOAD_DIR ${config.uploadDir} is not a usable folder: ${error.message}`)
-  })
-  const store = await Store.open(config.stateFile)
-  const service = await UploadService.open({
-    uploadDir: config.uploadDir,
-    store,
-    defaultSpeed: config.defaultSpeed,
-  })
-  const limits: IngestLimits = {
-    stagingDir: service.stagingDir,
-    maxFileSize: config.maxUploadSize,
+function listenError(error: NodeJS.ErrnoException, config: Config): Error {
+  if (error.code === 'EADDRINUSE')
+    return new StartupError(`Port ${config.port} is in use: stop the other server or set PORT`)
+  if (error.code === 'EADDRNOTAVAIL' || error.code === 'ENOTFOUND' || error.code === 'EAI_AGAIN')
+    return new StartupError(
+      `HOST ${config.host} is not an address of this machine: set HOST to one (127.0.0.1 by default, 0.0.0.0 for all)`,
+    )
+  if (error.code === 'EACCES')
+    return new StartupError(`Port ${config.port} needs privileges this user lacks: set PORT above 1023`)
+  return error
+}
+
+/**
+ * One Node http server: /graphql (yoga over HTTP and SSE, graphql-ws on upgrade), /api (the REST shim) and
+ * the dashboard. Built in this order, so a second server on the same folder, or a state file that cannot
+ * be trusted, stops before anything is touched: the folder's lock, then the state (read only), then
+ * everything else. `listen` binds the port and only then sweeps and recovers.
+ */
+export async function createApp(config: Config): Promise<App> {
+  await usableFolder(config.uploadDir)
+  const lock = await FolderLock.acquire(config.uploadDir)
+  try {
+    return await build(config, lock)
+  } catch (error) {
+    await lock.release()
+    throw error
   }
+}
+
+async function build(config: Config, lock: FolderLock): Promise<App> {
+  const storage = new Storage(config.uploadDir)
+  if (!(await LocalStore.exists(config.stateFile)) && (await storage.holdsTransfers())) {
+    throw new StateFileError(
+      `state file ${config.stateFile} is missing, but ${config.uploadDir} holds unfinished uploads' bytes (.part or .staging files): restore the state file (or STATE_FILE), or remove those files to start afresh`,
+    )
+  }
+  const store = await LocalStore.open(config.stateFile)
+  await storage.prepare()
+  // Decided now, before anyone is served: afterwards a file may belong to a request under way.
+  const orphans = await storage.orphans(await store.unfinished())
+  const service = new UploadService({ store, storage, defaultSpeed: config.defaultSpeed })
+  const limits: IngestLimits = { storage, maxRequestFileBytes: config.maxUploadSize }
   const context: Context = {
     service,
     downloadPath: (id) =>
@@ -83,15 +137,13 @@ export async function startApp(config: Config): Promise<App> {
         : signedDownloadPath(id, config.apiToken),
   }
   const yoga = createGraphQL(context, limits)
-  // Static pages and their files, held in memory: the dashboard, the REST docs and their OpenAPI description.
-  const assets = new Map([...(await buildDashboard()), ...(await buildApiDocs())])
-  const rest = createRestHandler(schema, context, limits, config.uploadDir)
-
+  const rest = createRestHandler(schema, context, limits)
   const policy: OriginPolicy = {
     corsOrigins: config.corsOrigins,
     allowedHosts: config.allowedHosts,
     loopback: listensOnLoopback(config.host),
   }
+
   const inFlight = new Set<ServerResponse>()
   const server = createServer(
     // Enforce headersTimeout every second (Node checks every 30 s by default, which lets trickling headers linger).
@@ -125,17 +177,24 @@ export async function startApp(config: Config): Promise<App> {
           )
       }
       // Pages and their files hold no data: served without a token (the pages ask for one where needed).
-      const asset = assets.get(pathname)
-      if (asset && (req.method === 'GET' || req.method === 'HEAD')) {
-        res.writeHead(200, {
-          'content-type': asset.type,
-          'content-length': Buffer.byteLength(asset.body),
-          // Everything the page needs comes from here: no inline script, no third party.
-          'content-security-policy':
-            asset.csp ?? "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:",
-          'x-content-type-options': 'nosniff',
-        })
-        return void res.end(req.method === 'HEAD' ? undefined : asset.body)
+      if (isAsset(pathname) && (req.method === 'GET' || req.method === 'HEAD')) {
+        return void asset(pathname).then(
+          (found) => {
+            res.writeHead(200, {
+              'content-type': found.type,
+              'content-length': Buffer.byteLength(found.body),
+              // Everything the page needs comes from here: no inline script, no third party.
+              'content-security-policy':
+                found.csp ?? "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:",
+              'x-content-type-options': 'nosniff',
+            })
+            res.end(req.method === 'HEAD' ? undefined : found.body)
+          },
+          (error: unknown) => {
+            log('error', 'asset.missing', { pathname, error })
+            sendJson(res, 503, { detail: `${pathname} is not built: run npm run build` })
+          },
+        )
       }
       const isApi = pathname === '/api' || pathname.startsWith('/api/')
       if (isApi || pathname === '/metrics' || (pathname === '/graphql' && !isGraphiQLPage(req))) {
@@ -172,33 +231,65 @@ export async function startApp(config: Config): Promise<App> {
     )
   })
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(config.port, config.host, () => resolve())
-  })
-  observe(service.liveState)
-  const { port } = server.address() as AddressInfo
-  const host = config.host.includes(':') ? `[${config.host}]` : config.host
-
+  let listening = false
   let closing: Promise<void> | undefined
-  return {
-    url: `http://${host}:${port}`,
-    port,
+  const app: App = {
+    url: '',
+    port: 0,
     service,
+    recovered: Promise.resolve(),
+    async listen() {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', (error: NodeJS.ErrnoException) => reject(listenError(error, config)))
+        server.listen(config.port, config.host, () => resolve())
+      })
+      listening = true
+      const { port } = server.address() as AddressInfo
+      const host = config.host.includes(':') ? `[${config.host}]` : config.host
+      app.port = port
+      app.url = `http://${host}:${port}`
+      observe(service.liveState)
+      app.recovered = service.recover(orphans)
+    },
     close: () =>
       (closing ??= (async () => {
-        // New connections are refused from here on; idle keep-alive ones are closed.
-        const stopped = new Promise<void>((resolve) => server.close(() => resolve()))
-        server.closeIdleConnections()
-        // Subscriptions never end by themselves: end them (SSE streams finish, sockets get 1001).
-        service.feed.close()
-        await ws.close()
-        // Requests under way (an upload body still arriving, a mutation) get a moment to finish.
-        const deadline = Date.now() + IN_FLIGHT_GRACE_MS
-        while (inFlight.size > 0 && Date.now() < deadline) await sleep(20)
+        if (listening) await stopServing(server, inFlight, () => ws.close(), service)
         await service.close()
-        server.closeAllConnections()
-        await stopped
+        await store.close()
+        await stopHashWorker()
+        await lock.release()
       })()),
   }
+  return app
+}
+
+async function stopServing(
+  server: Server,
+  inFlight: Set<ServerResponse>,
+  closeSockets: () => Promise<void>,
+  service: UploadService,
+): Promise<void> {
+  // New connections are refused from here on; idle keep-alive ones are closed.
+  const stopped = new Promise<void>((resolve) => server.close(() => resolve()))
+  server.closeIdleConnections()
+  // Subscriptions never end by themselves: end them (SSE streams finish, sockets get 1001).
+  service.feed.close()
+  await closeSockets()
+  // Requests under way (an upload body still arriving, a mutation) get a moment to finish.
+  const deadline = Date.now() + IN_FLIGHT_GRACE_MS
+  while (inFlight.size > 0 && Date.now() < deadline) await sleep(20)
+  server.closeAllConnections()
+  await stopped
+}
+
+/** createApp, then listen: a running server. */
+export async function startApp(config: Config): Promise<App> {
+  const app = await createApp(config)
+  try {
+    await app.listen()
+  } catch (error) {
+    await app.close()
+    throw error
+  }
+  return app
 }

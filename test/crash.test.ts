@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { api, bytes, restUpload, statusOf, waitFor, waitForStatus, wsClient } from './support/clients.js'
 import { spawnServer, type ChildServer } from './support/child.js'
+import { readState as readStateIn } from './support/state.js'
 
 let dir: string
 let running: ChildServer[] = []
@@ -31,10 +32,7 @@ async function kill(server: ChildServer, signal: NodeJS.Signals) {
 
 const sizeOf = (path: string) => stat(path).then((s) => s.size)
 
-interface StateFile {
-  uploads: Record<string, { status: string; uploadedSize: number }>
-}
-const readState = async () => JSON.parse(await readFile(join(dir, '.uploads.json'), 'utf8')) as StateFile
+const readState = () => readStateIn(dir)
 
 describe('SIGKILL in the middle of a transfer', () => {
   it('the upload is running again at start-up, continues from the bytes on disk, and completes byte for byte', async () => {

@@ -4,29 +4,13 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { afterEach, describe, expect, it } from 'vitest'
 import { api, bytes, restUpload, statusOf, waitForStatus } from './support/clients.js'
 import { listStorage, startServer, type TestServer } from './support/server.js'
+import { readState } from './support/state.js'
 
 let server: TestServer | undefined
 afterEach(async () => {
   await server?.stop()
   server = undefined
 })
-
-interface StateFile {
-  version: number
-  uploads: Record<
-    string,
-    {
-      id: string
-      status: string
-      storedName: string
-      sha256: string
-      uploadedSize: number
-      error: string | null
-    }
-  >
-}
-const readState = async (dir: string) =>
-  JSON.parse(await readFile(join(dir, '.uploads.json'), 'utf8')) as StateFile
 
 describe('state in the lowdb JSON file', () => {
   it('is written to disk before a change of state is acknowledged', async () => {

@@ -156,7 +156,7 @@ describe('a subscriber that does not read', () => {
 
   it('gets the latest state of each upload when it reads again, not a backlog (and nothing overflows)', async () => {
     const feed = new ProgressFeed()
-    const events = feed.follow(undefined, () => [])
+    const events = feed.follow(undefined, async () => [])
     const firstRead = events.next() // attaches the listener, as a transport's first read does
     feed.publish(view('a', 0))
     await firstRead

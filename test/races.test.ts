@@ -1,8 +1,9 @@
-import { readdir, readFile, stat } from 'node:fs/promises'
+import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { api, bytes, gql, restUpload } from './support/clients.js'
 import { startServer, type TestServer } from './support/server.js'
+import { readState } from './support/state.js'
 
 let server: TestServer
 beforeAll(async () => {
@@ -63,9 +64,7 @@ describe('a storm of concurrent calls on the same uploads', () => {
     const listed = (await api<{ uploads: Listed[] }>(server.url, 'GET', '/api/uploads')).body.uploads.filter(
       (u) => ids.includes(u.upload_id),
     )
-    const state = JSON.parse(await readFile(join(server.dir, '.uploads.json'), 'utf8')) as {
-      uploads: Record<string, { status: string; uploadedSize: number; storedName: string }>
-    }
+    const state = await readState(server.dir)
     const names = await readdir(server.dir)
     const staging = await readdir(join(server.dir, '.staging'))
     expect(listed.every((u) => u.status !== 'failed')).toBe(true)

@@ -1,4 +1,4 @@
-import type { StagedFile } from '../uploads/ingest.js';
+import type { IncomingFile } from '../uploads/ingest.js';
 import type { GraphQLResolveInfo, GraphQLScalarType, GraphQLScalarTypeConfig } from 'graphql';
 import type { UploadView } from '../uploads/record.js';
 import type { Context } from '../graphql/context.js';
@@ -18,7 +18,7 @@ export type Scalars = {
    * A file part of a GraphQL multipart request (https://github.com/jaydenseric/graphql-multipart-request-spec).
    * The server streams it to a staging file while the request arrives; it is never held in memory.
    */
-  File: { input: StagedFile; output: StagedFile; }
+  File: { input: IncomingFile; output: IncomingFile; }
   /**
    * A whole number between -(2^53 - 1) and 2^53 - 1, sent as a JSON number.
    * Byte counts and speeds use it because GraphQL's Int stops at 2 GiB.
@@ -39,6 +39,11 @@ export type Mutation = {
   pauseUpload: Upload;
   /** Continue a PAUSED upload from where it stopped, at a new speed when one is given. */
   resumeUpload: Upload;
+  /**
+   * A new speed in bytes per second (0 = unlimited). An IN_PROGRESS upload takes it within one chunk, without
+   * a pause; a PAUSED one keeps it for its resume. Errors as resumeUpload does (BAD_USER_INPUT, INVALID_STATE).
+   */
+  setSpeed: Upload;
   /**
    * Receive a file and start writing it into storage at `speed` bytes per second
    * (the server's default speed when omitted, unlimited when 0). Answers as soon as the file has arrived.
@@ -65,6 +70,12 @@ export type MutationPauseUploadArgs = {
 export type MutationResumeUploadArgs = {
   id: Scalars['ID']['input'];
   speed?: InputMaybe<Scalars['SafeInt']['input']>;
+};
+
+
+export type MutationSetSpeedArgs = {
+  id: Scalars['ID']['input'];
+  speed: Scalars['SafeInt']['input'];
 };
 
 
@@ -107,8 +118,8 @@ export type Upload = {
   __typename?: 'Upload';
   completedAt?: Maybe<Scalars['DateTime']['output']>;
   createdAt: Scalars['DateTime']['output'];
-  /** Bytes per second over about the last second; 0 unless IN_PROGRESS. */
-  currentSpeed: Scalars['Float']['output'];
+  /** Bytes per second over about the last second, rounded to a whole number; 0 unless IN_PROGRESS. */
+  currentSpeed: Scalars['SafeInt']['output'];
   /** Where to download the stored file (HTTP Range supported); null until the upload is COMPLETED. */
   downloadUrl?: Maybe<Scalars['String']['output']>;
   /** Why the upload failed, when it did. */
@@ -218,7 +229,6 @@ export type ResolversTypes = ResolversObject<{
   Boolean: ResolverTypeWrapper<Scalars['Boolean']['output']>;
   DateTime: ResolverTypeWrapper<Scalars['DateTime']['output']>;
   File: ResolverTypeWrapper<Scalars['File']['output']>;
-  Float: ResolverTypeWrapper<Scalars['Float']['output']>;
   ID: ResolverTypeWrapper<Scalars['ID']['output']>;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
@@ -234,7 +244,6 @@ export type ResolversParentTypes = ResolversObject<{
   Boolean: Scalars['Boolean']['output'];
   DateTime: Scalars['DateTime']['output'];
   File: Scalars['File']['output'];
-  Float: Scalars['Float']['output'];
   ID: Scalars['ID']['output'];
   Mutation: Record<PropertyKey, never>;
   Query: Record<PropertyKey, never>;
@@ -257,6 +266,7 @@ export type MutationResolvers<ContextType = Context, ParentType extends Resolver
   deleteFile?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationDeleteFileArgs, 'id'>>;
   pauseUpload?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationPauseUploadArgs, 'id'>>;
   resumeUpload?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationResumeUploadArgs, 'id'>>;
+  setSpeed?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationSetSpeedArgs, 'id' | 'speed'>>;
   uploadFile?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationUploadFileArgs, 'file'>>;
 }>;
 
@@ -277,7 +287,7 @@ export type SubscriptionResolvers<ContextType = Context, ParentType extends Reso
 export type UploadResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Upload'] = ResolversParentTypes['Upload']> = ResolversObject<{
   completedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
-  currentSpeed?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  currentSpeed?: Resolver<ResolversTypes['SafeInt'], ParentType, ContextType>;
   downloadUrl?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   error?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   filename?: Resolver<ResolversTypes['String'], ParentType, ContextType>;

@@ -1,6 +1,7 @@
 import { GraphQLError } from 'graphql'
 import { maskError as yogaMaskError, type YogaLogger } from 'graphql-yoga'
-import { ServiceError } from '../errors.js'
+import { httpStatusOf, ServiceError } from '../errors.js'
+import { RequestEnded } from '../uploads/ingest.js'
 import { log, type LogLevel } from '../log.js'
 
 /** A GraphQLError that graphql-js raised itself (bad variable, unknown field) or that wraps another one. */
@@ -31,7 +32,10 @@ export function maskError(error: unknown, message: string, isDev?: boolean): Err
       source: located?.source,
       positions: located?.positions,
       path: located?.path,
-      extensions: { code: service.code },
+      extensions: {
+        code: service.code,
+        ...(service.ofBody ? { http: { status: httpStatusOf(service.code) } } : {}),
+      },
     })
   }
   if (error instanceof GraphQLError && isOriginalGraphQLError(error)) {
@@ -53,6 +57,11 @@ export function maskError(error: unknown, message: string, isDev?: boolean): Err
   return yogaMaskError(error, message, isDev)
 }
 
+/** A request whose client went away mid-body (see ingest.ts): nobody to answer, nothing to report. */
+const endedRequest = (error: unknown): boolean =>
+  error instanceof RequestEnded ||
+  (error instanceof GraphQLError && error.originalError instanceof RequestEnded)
+
 /** yoga's logger, writing our JSON lines. A client's mistake is not a server error, so it is not logged as one. */
 export function serverErrorLogger(): YogaLogger {
   const at =
@@ -69,7 +78,8 @@ export function serverErrorLogger(): YogaLogger {
     debug: at('debug'),
     info: at('info'),
     warn: at('warn'),
-    error: (...args: unknown[]) => void (args.some(fromService) || at('error')(...args)),
+    error: (...args: unknown[]) =>
+      void (args.some((arg) => fromService(arg) || endedRequest(arg)) || at('error')(...args)),
   }
 }
 

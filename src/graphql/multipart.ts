@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createGraphQLError, type GraphQLParams, type Plugin } from 'graphql-yoga'
-import { badInput, httpStatusOf, ServiceError } from '../errors.js'
-import { isMultipart, receiveMultipart, type IngestLimits, type MultipartBody } from '../uploads/ingest.js'
+import { badInput, bodyError, httpStatusOf, ServiceError } from '../errors.js'
+import { IncomingFile, isMultipart, receiveMultipart, type IngestLimits } from '../uploads/ingest.js'
 
 export interface NodeServerContext {
   req: IncomingMessage
@@ -27,9 +27,7 @@ function placeAt(root: unknown, path: string, value: unknown): void {
   ;(node as Record<string, unknown>)[last] = value
 }
 
-function parseJsonField(body: MultipartBody, name: string): unknown {
-  const text = body.fields.get(name)
-  if (text === undefined) throw badInput(`Multipart request has no "${name}" field`)
+function parseJson(text: string, name: string): unknown {
   try {
     return JSON.parse(text)
   } catch {
@@ -37,29 +35,49 @@ function parseJsonField(body: MultipartBody, name: string): unknown {
   }
 }
 
-/** GraphQL multipart request spec: `operations` with null placeholders, `map` from file parts to them. */
-function operationsOf(body: MultipartBody): GraphQLParams {
-  const operations = parseJsonField(body, 'operations')
-  const map = parseJsonField(body, 'map')
+/**
+ * GraphQL multipart request spec: `operations` (with null where files go), then `map` (file part → paths),
+ * then the file parts. Each mapped part becomes an IncomingFile placed into the variables at once.
+ */
+function placeFiles(operations: unknown, mapText: string): Map<string, IncomingFile> {
   if (typeof operations !== 'object' || operations === null || Array.isArray(operations)) {
     throw badInput('"operations" must be a JSON object (batched operations are not supported)')
   }
+  const map = parseJson(mapText, 'map')
   if (typeof map !== 'object' || map === null || Array.isArray(map))
     throw badInput('"map" must be a JSON object')
+  const files = new Map<string, IncomingFile>()
   for (const [part, paths] of Object.entries(map)) {
-    const file = body.files.get(part)
-    if (!file)
-      throw badInput(`"map" names file part ${JSON.stringify(part)}, which the request does not contain`)
-    if (!Array.isArray(paths)) throw badInput(`"map" entry ${JSON.stringify(part)} must be an array of paths`)
-    for (const path of paths) placeAt(operations, String(path), file)
+    if (!Array.isArray(paths) || paths.length === 0)
+      throw badInput(`"map" entry ${JSON.stringify(part)} must be a non-empty array of paths`)
+    // The spec allows one part in several places; each upload needs bytes of its own, so it is refused.
+    if (paths.length > 1)
+      throw badInput(
+        `"map" sends file part ${JSON.stringify(part)} to ${paths.length} places; send one file part per variable`,
+      )
+    const file = new IncomingFile(part)
+    placeAt(operations, String(paths[0]), file)
+    files.set(part, file)
   }
-  return operations as GraphQLParams
+  return files
+}
+
+/** An ingest error becomes the HTTP answer: 413, 422 or 507 (the body itself was at fault). */
+function asHttpError(error: unknown): unknown {
+  if (!(error instanceof ServiceError)) return error
+  return createGraphQLError(error.message, {
+    extensions: { code: error.code, http: { status: httpStatusOf(error.code) } },
+  })
 }
 
 /**
- * Streams GraphQL multipart requests to staging files instead of letting yoga collect them in memory.
+ * Streams GraphQL multipart requests to staging files instead of letting yoga collect them in memory, and
+ * hands the operation to yoga as soon as `map` has arrived: it is parsed, validated and its other variables
+ * checked (a bad speed, a broken query) before the first byte of any file is read. Resolvers get
+ * IncomingFiles and await their arrival.
+ *
  * Needs `maxRequestBodySize: false`: yoga's limit re-reads the body as a web stream, which would take the
- * bytes from under busboy. The size limit is enforced in the stream instead.
+ * bytes from under busboy. The limits are enforced in the stream instead (see ingest.ts).
  */
 export function useStreamingUploads(
   limits: IngestLimits,
@@ -69,24 +87,61 @@ export function useStreamingUploads(
       if (!isMultipart(request.headers.get('content-type'))) return
       const { req, res } = serverContext
       setRequestParser(async () => {
+        let operations: unknown
+        let files: Map<string, IncomingFile> | undefined
+        const taken = new Set<string>()
+        let ready!: { resolve: (params: GraphQLParams) => void; reject: (error: unknown) => void }
+        const params = new Promise<GraphQLParams>((resolve, reject) => (ready = { resolve, reject }))
+        const session = receiveMultipart(req, limits, {
+          onField(name, value) {
+            if (files) return // nothing is expected after map; ignored, but bounded by the ingest
+            if (name === 'operations') {
+              if (operations !== undefined) throw badInput('"operations" was sent twice')
+              operations = parseJson(value, 'operations')
+            } else if (name === 'map') {
+              if (operations === undefined) throw badInput('"operations" must come before "map"')
+              files = placeFiles(operations, value)
+              ready.resolve(operations as GraphQLParams)
+            }
+          },
+          fileFor(field) {
+            if (!files) throw badInput('File parts must come after the "operations" and "map" fields')
+            const file = files.get(field)
+            if (file) taken.add(field)
+            // A part the map does not name is read and dropped, never stored.
+            return file
+          },
+        })
+        // Answered (early, or on error) before the body finished: stop reading it and remove what it left.
+        res.once('close', () => {
+          session.abort()
+          void session.dispose()
+        })
+        session.done.then(
+          () => {
+            if (!files)
+              return ready.reject(badInput('The multipart request has no "operations" and "map" fields'))
+            for (const [field, file] of files)
+              if (!taken.has(field))
+                file.reject(
+                  bodyError(
+                    'BAD_USER_INPUT',
+                    `"map" names file part ${JSON.stringify(field)}, which the request does not contain`,
+                  ),
+                )
+          },
+          (error: unknown) => ready.reject(error),
+        )
         try {
-          const body = await receiveMultipart(req, limits)
-          // Whatever the operation did not take over is removed once the answer has gone out.
-          res.once('close', () => void body.dispose())
-          try {
-            return operationsOf(body)
-          } catch (error) {
-            await body.dispose()
-            throw error
-          }
+          return await params
         } catch (error) {
-          if (!(error instanceof ServiceError)) throw error
-          if (!req.complete) res.setHeader('connection', 'close')
-          throw createGraphQLError(error.message, {
-            extensions: { code: error.code, http: { status: httpStatusOf(error.code) } },
-          })
+          throw asHttpError(error)
         }
       })
+    },
+    onResponse({ serverContext }) {
+      // Answering before the whole body arrived (an early refusal): close rather than read the rest of it.
+      if (serverContext && !serverContext.req.complete) serverContext.res.setHeader('connection', 'close')
     },
   }
 }

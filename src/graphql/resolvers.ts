@@ -13,13 +13,15 @@ export const resolvers: Resolvers = {
   },
   Query: {
     upload: (_, { id }, { service }) => service.get(id),
-    uploads: (_, __, { service }) => service.list(),
-    files: (_, __, { service }) => service.files(),
+    uploads: async (_, __, { service }) => (await service.page({ first: Number.MAX_SAFE_INTEGER })).uploads,
+    files: async (_, __, { service }) =>
+      (await service.page({ first: Number.MAX_SAFE_INTEGER, status: ['COMPLETED'] })).uploads,
   },
   Mutation: {
     uploadFile: (_, { file, speed }, { service }) => service.create(file, speed),
     pauseUpload: (_, { id }, { service }) => service.pause(id),
     resumeUpload: (_, { id, speed }, { service }) => service.resume(id, speed),
+    setSpeed: (_, { id, speed }, { service }) => service.setSpeed(id, speed),
     cancelUpload: (_, { id }, { service }) => service.cancel(id),
     deleteFile: (_, { id }, { service }) => service.delete(id),
   },

@@ -1,5 +1,5 @@
 import { GraphQLError, GraphQLScalarType, Kind, type ValueNode } from 'graphql'
-import { StagedFile } from '../uploads/ingest.js'
+import { IncomingFile } from '../uploads/ingest.js'
 
 function safeInteger(value: unknown): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
@@ -33,10 +33,10 @@ export const DateTime = new GraphQLScalarType<string, string>({
 })
 
 /** Only the multipart ingest can produce a File: a JSON value or a literal in the query never is one. */
-export const File = new GraphQLScalarType<StagedFile, never>({
+export const File = new GraphQLScalarType<IncomingFile, never>({
   name: 'File',
   parseValue(value) {
-    if (value instanceof StagedFile) return value
+    if (value instanceof IncomingFile) return value
     throw new GraphQLError(
       'File must be a file part of a multipart request (see the GraphQL multipart request spec)',
     )

@@ -1,5 +1,4 @@
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor'
-import { renderGraphiQL } from '@graphql-yoga/render-graphiql'
 import { createGraphQLError, createYoga, type Plugin } from 'graphql-yoga'
 import { isMultipart, type IngestLimits } from '../uploads/ingest.js'
 import type { Context } from './context.js'
@@ -7,23 +6,59 @@ import { maskError, serverErrorLogger } from './errors.js'
 import { useStreamingUploads, type NodeServerContext } from './multipart.js'
 import { schema } from './schema.js'
 
-/** JSON and form bodies (not file uploads) larger than this are refused before they are read. */
-const MAX_OPERATION_BYTES = 1024 * 1024
+/** JSON and form bodies (not file uploads) larger than this are refused as they arrive. */
+export const MAX_OPERATION_BYTES = 1024 * 1024
 
-/** yoga's own body limit has to be off (see useStreamingUploads); this keeps one for everything else. */
-function useOperationSizeLimit(): Plugin {
+const tooLarge = () =>
+  createGraphQLError(`Request body is larger than ${MAX_OPERATION_BYTES} bytes`, {
+    extensions: { code: 'PAYLOAD_TOO_LARGE', http: { status: 413 } },
+  })
+
+/**
+ * yoga's own body limit has to be off (it would also wrap multipart bodies, whose bytes busboy reads): this
+ * one applies to every other body, and counts the bytes as they arrive, so a chunked body (no
+ * Content-Length) is cut off at the limit too, never read whole into memory.
+ */
+function useOperationSizeLimit(): Plugin<Record<string, unknown>, NodeServerContext> {
   return {
-    onRequestParse({ request }) {
+    onRequestParse({ request, requestParser, setRequestParser, serverContext, fetchAPI }) {
       if (isMultipart(request.headers.get('content-type'))) return
-      const length = Number(request.headers.get('content-length') ?? 0)
-      if (length > MAX_OPERATION_BYTES) {
-        throw createGraphQLError(`Request body is larger than ${MAX_OPERATION_BYTES} bytes`, {
-          extensions: { code: 'PAYLOAD_TOO_LARGE', http: { status: 413 } },
-        })
+      const refuse = () => {
+        // The rest of the body is not wanted: close the connection rather than read it.
+        serverContext?.res.setHeader('connection', 'close')
+        return tooLarge()
       }
+      if (Number(request.headers.get('content-length') ?? 0) > MAX_OPERATION_BYTES) throw refuse()
+      const body = request.body
+      if (!requestParser || !body) return
+      let bytes = 0
+      // As yoga's own limit does: a native body needs the native TransformStream, a ponyfilled one its own.
+      const Transform = body instanceof ReadableStream ? globalThis.TransformStream : fetchAPI.TransformStream
+      const counted = body.pipeThrough(
+        new Transform<Uint8Array, Uint8Array>({
+          transform(chunk, controller) {
+            bytes += chunk.byteLength
+            if (bytes > MAX_OPERATION_BYTES) controller.error(refuse())
+            else controller.enqueue(chunk)
+          },
+        }),
+      )
+      const limited = new fetchAPI.Request(request.url, {
+        method: request.method,
+        headers: request.headers,
+        body: counted,
+        // @ts-expect-error Node's fetch needs `duplex` for a streamed body; lib.dom's RequestInit lacks it.
+        duplex: 'half',
+      })
+      setRequestParser(() => requestParser(limited))
     },
   }
 }
+
+/** GraphiQL's page is 9 MB of bundled assets: loaded the first time someone opens it, not at start-up. */
+const renderGraphiQL = async (
+  options: Parameters<typeof import('@graphql-yoga/render-graphiql').renderGraphiQL>[0],
+) => (await import('@graphql-yoga/render-graphiql')).renderGraphiQL(options)
 
 export function createGraphQL(context: Context, limits: IngestLimits) {
   return createYoga<NodeServerContext, Context>({
@@ -35,7 +70,7 @@ export function createGraphQL(context: Context, limits: IngestLimits) {
     // Depth, aliases, cost, tokens and directives are bounded by GraphQL Armor's defaults (depth 6, 15
     // aliases, cost 5000, 1000 tokens, 50 directives); they apply to graphql-ws too, through the envelop.
     plugins: [useStreamingUploads(limits), useOperationSizeLimit(), EnvelopArmorPlugin()],
-    // CORS is decided once for /api and /graphql alike, in the http server (src/cors.ts).
+    // CORS and origins are decided once for every route, in the http server (src/origin.ts).
     cors: false,
     // GraphiQL's assets are bundled (no CDN) and its subscriptions use graphql-ws on this same path.
     renderGraphiQL,

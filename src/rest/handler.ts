@@ -1,18 +1,22 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { join } from 'node:path'
 import { parse, validate, type ExecutionResult, type GraphQLSchema } from 'graphql'
 import { compileQuery, isCompiledQuery } from 'graphql-jit'
-import { httpStatusOf, ServiceError } from '../errors.js'
+import { badInput, bodyError, httpStatusOf, ServiceError } from '../errors.js'
 import type { Context } from '../graphql/context.js'
 import { codeOf, maskError } from '../graphql/errors.js'
-import { receiveMultipart, type IngestLimits } from '../uploads/ingest.js'
+import { IncomingFile, receiveMultipart, RequestEnded, type IngestLimits } from '../uploads/ingest.js'
 import { log } from '../log.js'
 import { sendFile } from './download.js'
-import { routes, type Route } from './routes.js'
+import { parseSpeed, routes, SET_SPEED, type Route } from './routes.js'
+
+type Run = (
+  context: Context,
+  variables: Record<string, unknown>,
+) => Promise<ExecutionResult> | ExecutionResult
 
 interface CompiledRoute extends Route {
   segments: string[]
-  run: (context: Context, variables: Record<string, unknown>) => Promise<ExecutionResult> | ExecutionResult
+  run: Run
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -28,23 +32,15 @@ function sendError(req: IncomingMessage, res: ServerResponse, status: number, de
   sendJson(res, status, { detail })
 }
 
-function compile(schema: GraphQLSchema): CompiledRoute[] {
-  return routes.map((route) => {
-    const document = parse(route.operation)
-    const errors = validate(schema, document)
-    if (errors.length > 0)
-      throw new Error(`${route.method} ${route.path}: ${errors.map((e) => e.message).join('; ')}`)
-    // The documents never change: compiled once to plain functions (graphql-jit), the same resolvers run
-    // without graphql-js re-walking the document on every request.
-    const compiled = compileQuery(schema, document)
-    if (!isCompiledQuery(compiled))
-      throw new Error(`${route.method} ${route.path}: ${JSON.stringify(compiled.errors)}`)
-    return {
-      ...route,
-      segments: route.path.split('/'),
-      run: (context, variables) => compiled.query(undefined, context, variables),
-    }
-  })
+function compileOperation(schema: GraphQLSchema, name: string, operation: string): Run {
+  const document = parse(operation)
+  const errors = validate(schema, document)
+  if (errors.length > 0) throw new Error(`${name}: ${errors.map((e) => e.message).join('; ')}`)
+  // The documents never change: compiled once to plain functions (graphql-jit), the same resolvers run
+  // without graphql-js re-walking the document on every request.
+  const compiled = compileQuery(schema, document)
+  if (!isCompiledQuery(compiled)) throw new Error(`${name}: ${JSON.stringify(compiled.errors)}`)
+  return (context, variables) => compiled.query(undefined, context, variables)
 }
 
 /** The route for a path, with its `:id`; or the methods the path does allow, for a 405. */
@@ -69,18 +65,102 @@ function match(table: CompiledRoute[], method: string, pathname: string): Match 
   return { allowed }
 }
 
+/** A GraphQL error, masked as everywhere, becomes an HTTP status and a detail. */
+function failureOf(result: ExecutionResult): { status: number; detail: string } | undefined {
+  const [first] = result.errors ?? []
+  if (!first) return undefined
+  const error = maskError(first, 'Internal Server Error')
+  const status = httpStatusOf(codeOf(error))
+  if (status >= 500) log('error', 'rest.error', { error: first.originalError ?? first })
+  return { status, detail: error.message }
+}
+
+const describePart = ([name, kind]: [string, string]) => `${JSON.stringify(name.slice(0, 40))} (${kind})`
+
+/**
+ * The upload route's body: multipart, with the file in the `file` part and, optionally, a `speed` field.
+ * The query string was checked before this (a bad `?speed` never costs a byte of upload); the operation
+ * runs as soon as the `file` part begins, so the resolver checks the rest before the bytes arrive, and
+ * answers once they have.
+ */
+async function receiveUpload(
+  req: IncomingMessage,
+  res: ServerResponse,
+  limits: IngestLimits,
+  variables: Record<string, unknown>,
+  run: (variables: Record<string, unknown>) => Promise<ExecutionResult>,
+  setSpeed: (id: string, speed: number) => Promise<ExecutionResult>,
+): Promise<ExecutionResult> {
+  const querySpeed = variables.speed as number | undefined
+  let formSpeed: number | undefined
+  let file: IncomingFile | undefined
+  const seen: [string, string][] = []
+  let begun!: () => void
+  const fileBegan = new Promise<void>((resolve) => (begun = resolve))
+  const session = receiveMultipart(req, limits, {
+    onField(name, value) {
+      seen.push([name, 'a text field, not a file'])
+      if (name !== 'speed') return
+      // Checked as it arrives, wherever it is in the body.
+      const speed = parseSpeed(value, 'the speed field')
+      if (querySpeed !== undefined && speed !== querySpeed)
+        throw badInput(
+          `speed is given twice and the two disagree (?speed=${querySpeed}, and the form field speed=${speed}); give one`,
+        )
+      if (formSpeed !== undefined && speed !== formSpeed)
+        throw badInput('The speed field was sent twice with different values')
+      formSpeed = speed
+    },
+    fileFor(field) {
+      seen.push([field, 'a file'])
+      if (field !== 'file') return undefined // read and dropped, never stored
+      if (file)
+        throw bodyError('BAD_USER_INPUT', 'The "file" part was sent more than once; send one file per upload')
+      file = new IncomingFile(field)
+      begun()
+      return file
+    },
+  })
+  res.once('close', () => {
+    session.abort()
+    void session.dispose()
+  })
+
+  await Promise.race([fileBegan, session.done])
+  if (!file) {
+    const parts = seen.length === 0 ? 'none' : seen.map(describePart).join(', ')
+    throw bodyError(
+      'BAD_USER_INPUT',
+      `The body has no "file" part holding a file; send it as curl -F "file=@path/to/file". Parts received: ${parts}`,
+    )
+  }
+  const speedAtStart = querySpeed ?? formSpeed
+  const result = await run({ ...variables, file, speed: speedAtStart })
+  if (result.errors?.length) return result
+  // The answer waits for the rest of the body: a speed field may come after the file part.
+  await session.done
+  const id = (result.data?.uploadFile as { id: string } | undefined)?.id
+  if (id !== undefined && formSpeed !== undefined && formSpeed !== speedAtStart) {
+    const changed = await setSpeed(id, formSpeed)
+    if (changed.errors?.length) return changed
+    const created = result.data?.uploadFile as { targetSpeed: number } | undefined
+    if (created) created.targetSpeed = formSpeed
+  }
+  return result
+}
+
 /**
  * /api/*: finds the route, receives the file for the upload route, runs the route's GraphQL operation
  * against the same schema and context as /graphql, and shapes the answer (or, for a download, streams the
  * stored file). Errors map through the same `maskError` as GraphQL, then from code to HTTP status.
  */
-export function createRestHandler(
-  schema: GraphQLSchema,
-  context: Context,
-  limits: IngestLimits,
-  uploadDir: string,
-) {
-  const table = compile(schema)
+export function createRestHandler(schema: GraphQLSchema, context: Context, limits: IngestLimits) {
+  const table: CompiledRoute[] = routes.map((route) => ({
+    ...route,
+    segments: route.path.split('/'),
+    run: compileOperation(schema, `${route.method} ${route.path}`, route.operation),
+  }))
+  const setSpeed = compileOperation(schema, 'setSpeed', SET_SPEED)
 
   return async function handleRest(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     let found: Match
@@ -97,27 +177,34 @@ export function createRestHandler(
     const { route, id } = found
     try {
       const variables = route.variables(id, url.searchParams)
-      if (route.upload) {
-        const body = await receiveMultipart(req, limits)
-        res.once('close', () => void body.dispose())
-        variables.file = body.files.get('file')
-      }
-      const result = await route.run(context, variables)
-      const [first] = result.errors ?? []
-      if (first) {
-        const error = maskError(first, 'Unexpected error')
-        return sendError(req, res, httpStatusOf(codeOf(error)), error.message)
-      }
+      const result = route.upload
+        ? await receiveUpload(
+            req,
+            res,
+            limits,
+            variables,
+            async (v) => route.run(context, v),
+            async (upload, speed) => setSpeed(context, { id: upload, speed }),
+          )
+        : await route.run(context, variables)
+      const failure = failureOf(result)
+      if (failure) return sendError(req, res, failure.status, failure.detail)
       if (route.file) {
         const file = route.file(result.data ?? {})
         if ('missing' in file) return sendError(req, res, 404, file.missing)
-        return await sendFile(req, res, { ...file, path: join(uploadDir, file.storedName) })
+        return await sendFile(req, res, { ...file, path: limits.storage.storedPath(file) })
       }
       sendJson(res, 200, route.reply(result.data ?? {}))
     } catch (error) {
-      if (error instanceof ServiceError) return sendError(req, res, httpStatusOf(error.code), error.message)
-      if (!req.complete) return void res.destroy()
+      // The client went away, or was answered already: there is no one to tell, and nothing went wrong here.
+      if (error instanceof RequestEnded || res.writableEnded || res.destroyed) return void res.destroy()
+      if (error instanceof ServiceError) {
+        const status = httpStatusOf(error.code)
+        if (status >= 500) log('error', 'rest.error', { method: req.method, path: url.pathname, error })
+        return sendError(req, res, status, error.message)
+      }
       log('error', 'rest.error', { method: req.method, path: url.pathname, error })
+      if (!req.complete) return void res.destroy()
       sendError(req, res, 500, 'Internal Server Error')
     }
   }

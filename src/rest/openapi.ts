@@ -35,6 +35,7 @@ export const schemas: Record<string, Schema> = {
   Paused: object({ status: { const: 'paused' } }),
   Resumed: object({ status: { const: 'resumed' }, speed: int }),
   Canceled: object({ status: { const: 'canceled' } }),
+  SpeedSet: object({ status: STATUS, speed: int }),
   Status: object(uploadStatus),
   Uploads: object({
     uploads: { type: 'array', items: object({ upload_id: { type: 'string' }, ...uploadStatus }) },

@@ -1,3 +1,5 @@
+import { badInput } from '../errors.js'
+
 /**
  * The /api contract of the older service, as a table: each route names the GraphQL operation it runs and how
  * its result is reshaped into the documented JSON. No rule lives here; the resolvers and the upload service
@@ -29,7 +31,8 @@ export interface Route {
   /** For a download: the stored file to stream instead of a JSON answer, or a reason there is none. */
   file?: (
     data: Data,
-  ) => { storedName: string; size: number; sha256: string; filename: string } | { missing: string }
+  ) =>
+    { id: string; storedName: string; size: number; sha256: string; filename: string } | { missing: string }
 }
 
 const STATUS_FIELDS = 'id filename status uploadedSize totalSize currentSpeed targetSpeed'
@@ -47,16 +50,32 @@ const statusOf = (upload: Upload) => ({
 })
 
 /**
- * A query string is text; GraphQL wants a number. A whole number is passed as one; anything else is passed
- * as it came, so the SafeInt scalar rejects it with its own message (422), not a guess made here.
+ * A speed as curl users write it: a whole number of bytes per second. Refused in the words of the REST
+ * contract (the parameter's name and what it takes), before any body is read; GraphQL's scalar checks it
+ * again, but its wording (variables, types) is not for curl users.
  */
+export function parseSpeed(raw: string, name = 'speed'): number {
+  const text = raw.trim()
+  const value = Number(text)
+  if (!/^\d+$/.test(text)) {
+    throw badInput(
+      `${name} must be a whole number of bytes per second, 0 or more (0 = unlimited), such as ${name}=1048576 for 1 MiB/s; got ${JSON.stringify(raw.slice(0, 80))}`,
+    )
+  }
+  if (!Number.isSafeInteger(value))
+    throw badInput(`${name} must be at most ${Number.MAX_SAFE_INTEGER}; got ${text.slice(0, 80)}`)
+  return value
+}
+
 function speedParam(query: URLSearchParams): Data {
   const speed = query.get('speed')
-  if (speed === null) return {}
-  return { speed: /^-?\d+$/.test(speed.trim()) ? Number(speed) : speed }
+  return speed === null ? {} : { speed: parseSpeed(speed) }
 }
 
 const idVar = (id: string | undefined) => ({ id })
+
+/** Run after an upload whose `speed` form field came after its file part (see handler.ts). */
+export const SET_SPEED = `mutation SetSpeed($id: ID!, $speed: SafeInt!) { setSpeed(id: $id, speed: $speed) { targetSpeed } }`
 
 export const routes: Route[] = [
   {
@@ -104,6 +123,30 @@ export const routes: Route[] = [
     operation: `mutation Resume($id: ID!, $speed: SafeInt) { resumeUpload(id: $id, speed: $speed) { targetSpeed } }`,
     variables: (id, query) => ({ id, ...speedParam(query) }),
     reply: ({ resumeUpload }) => ({ status: 'resumed', speed: (resumeUpload as Upload).targetSpeed }),
+  },
+  {
+    method: 'POST',
+    path: '/api/upload/:id/speed',
+    doc: {
+      id: 'setSpeed',
+      summary: 'Change the speed of a running upload (at once, no pause) or of a paused one (for its resume)',
+      schema: 'SpeedSet',
+      speed: true,
+      state: true,
+    },
+    operation: `mutation SetSpeed($id: ID!, $speed: SafeInt!) { setSpeed(id: $id, speed: $speed) { status targetSpeed } }`,
+    variables: (id, query) => {
+      const speed = query.get('speed')
+      if (speed === null)
+        throw badInput(
+          'speed is required: POST /api/upload/{upload_id}/speed?speed=1048576 (bytes per second; 0 = unlimited)',
+        )
+      return { id, speed: parseSpeed(speed) }
+    },
+    reply: ({ setSpeed }) => {
+      const upload = setSpeed as Upload
+      return { status: restStatus(upload.status), speed: upload.targetSpeed }
+    },
   },
   {
     method: 'POST',
@@ -165,7 +208,7 @@ export const routes: Route[] = [
       const u = upload as Upload & { downloadUrl: string | null; storedName: string; sha256: string }
       if (u.downloadUrl === null)
         return { missing: `Upload ${u.id} has no complete file (it is ${restStatus(u.status)})` }
-      return { storedName: u.storedName, size: u.totalSize, sha256: u.sha256, filename: u.filename }
+      return { id: u.id, storedName: u.storedName, size: u.totalSize, sha256: u.sha256, filename: u.filename }
     },
   },
   {

@@ -1,87 +1,113 @@
-import { randomUUID } from 'node:crypto'
 import { Worker } from 'node:worker_threads'
+import type { FromWorker, ToWorker } from './hash-worker.js'
 
 /**
  * sha256 on the second core. Ingest would otherwise parse multipart and hash (~1 s per GiB here) on the
- * same thread, one after the other. One worker serves every stream; blocks are moved to it, not copied.
+ * same thread, one after the other. One worker serves every stream; blocks are moved to it, not copied. It
+ * starts with the first stream and stops when none has been open for a while, so an idle server runs no
+ * helper thread.
  */
-const WORKER = `
-const { parentPort } = require('node:worker_threads')
-const { createHash } = require('node:crypto')
-const hashes = new Map()
-parentPort.on('message', ({ id, block, length, done }) => {
-  if (done === 'drop') return void hashes.delete(id)
-  let hash = hashes.get(id)
-  if (!hash) hashes.set(id, (hash = createHash('sha256')))
-  if (length > 0) hash.update(new Uint8Array(block, 0, length))
-  if (done === 'digest') {
-    hashes.delete(id)
-    parentPort.postMessage({ id, digest: hash.digest('hex') })
-  } else parentPort.postMessage({ id, hashed: length, block }, [block])
-})
-`
 
 /** Bytes one stream may have in flight to the worker before `update` makes its caller wait. */
 const MAX_IN_FLIGHT = 4 * 1024 * 1024
 const BLOCK = 1024 * 1024
+const IDLE_STOP_MS = 10_000
 
-interface Pending {
+interface Stream {
   inFlight: number
   drained?: () => void
   digested?: (hex: string) => void
+  /** Set when the worker died under this stream: every later call rejects with it. */
+  failed?: Error
+  failedWaiter?: (error: Error) => void
 }
 
 let worker: Worker | undefined
-const streams = new Map<string, Pending>()
+let idleTimer: NodeJS.Timeout | undefined
+let nextId = 1
+const streams = new Map<number, Stream>()
 /** Blocks the worker has handed back, for reuse: allocating a fresh 1 MiB per block doubles peak memory. */
 const spare: ArrayBuffer[] = []
 const MAX_SPARE = 8
 
 const takeBlock = () => new Uint8Array(spare.pop() ?? new ArrayBuffer(BLOCK))
 
+/**
+ * Built, the worker is plain .js. From source (tsx, vitest) it is a .ts file: the worker registers tsx's
+ * loader itself first (a worker's `--import` in execArgv does not reach its module loader on Node 20).
+ */
+function spawn(): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./hash-worker.js', import.meta.url))
+  // An eval'd worker resolves bare names from the working folder: the checkout, when running from source.
+  const file = new URL('./hash-worker.ts', import.meta.url).href
+  const boot = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(file)}) })`
+  return new Worker(boot, { eval: true })
+}
+
 function shared(): Worker {
+  clearTimeout(idleTimer)
   if (worker) return worker
-  const started = new Worker(WORKER, { eval: true })
+  const started = spawn()
   started.unref()
-  started.on('message', (message: { id: string; hashed?: number; digest?: string; block?: ArrayBuffer }) => {
-    if (message.block && spare.length < MAX_SPARE) spare.push(message.block)
-    const pending = streams.get(message.id)
-    if (!pending) return
-    if (message.digest !== undefined) {
+  started.on('message', (message: FromWorker) => {
+    if ('block' in message && spare.length < MAX_SPARE) spare.push(message.block)
+    const stream = streams.get(message.id)
+    if (!stream) return
+    if ('digest' in message) {
       streams.delete(message.id)
-      pending.digested?.(message.digest)
+      stream.digested?.(message.digest)
     } else {
-      pending.inFlight -= message.hashed ?? 0
-      if (pending.inFlight <= MAX_IN_FLIGHT / 2) pending.drained?.()
+      stream.inFlight -= message.hashed
+      if (stream.inFlight <= MAX_IN_FLIGHT / 2) stream.drained?.()
     }
+    if (streams.size === 0) scheduleStop()
   })
-  // A worker that dies takes its streams with it: their digests will never come, so their uploads must fail.
-  started.on('error', () => undefined)
-  started.on('exit', () => {
+  const died = (reason: string) => {
+    if (worker !== started) return
     worker = undefined
-    for (const [id, pending] of streams) {
+    spare.length = 0
+    // Its streams' hashes died with it: they can never be finished, so their uploads must fail, loudly.
+    const error = new Error(`The hashing worker stopped (${reason}); send the file again`)
+    for (const [id, stream] of streams) {
       streams.delete(id)
-      pending.digested?.('')
-      pending.drained?.()
+      stream.failed = error
+      stream.failedWaiter?.(error)
     }
-  })
+  }
+  started.on('error', (error) => died(error.message))
+  started.on('exit', (code) => died(`exit code ${code}`))
   worker = started
   return started
 }
 
+function scheduleStop(): void {
+  clearTimeout(idleTimer)
+  idleTimer = setTimeout(() => {
+    if (streams.size === 0) void stopHashWorker()
+  }, IDLE_STOP_MS).unref()
+}
+
+/** Stops the worker now (shutdown, or an idle server). Streams still open fail. */
+export async function stopHashWorker(): Promise<void> {
+  clearTimeout(idleTimer)
+  await worker?.terminate()
+}
+
 /** A running sha256 computed off the main thread. */
 export class OffThreadHash {
-  private readonly id = randomUUID()
-  private readonly pending: Pending = { inFlight: 0 }
+  private readonly id = nextId++
+  private readonly stream: Stream = { inFlight: 0 }
   private block = takeBlock()
   private used = 0
 
   constructor() {
-    streams.set(this.id, this.pending)
+    streams.set(this.id, this.stream)
+    shared()
   }
 
   /** Adds bytes; resolves at once unless too many are still waiting for the worker. */
   async update(bytes: Uint8Array): Promise<void> {
+    this.check()
     let at = 0
     while (at < bytes.length) {
       const n = Math.min(BLOCK - this.used, bytes.length - at)
@@ -90,30 +116,45 @@ export class OffThreadHash {
       at += n
       if (this.used === BLOCK) this.send()
     }
-    if (this.pending.inFlight > MAX_IN_FLIGHT) {
-      await new Promise<void>((resolve) => (this.pending.drained = resolve))
-      this.pending.drained = undefined
-    }
+    if (this.stream.inFlight > MAX_IN_FLIGHT) await this.wait((done) => (this.stream.drained = done))
   }
 
-  /** The hex digest of everything added; an empty string if the worker died. */
+  /** The hex digest of everything added. */
   digest(): Promise<string> {
-    const done = new Promise<string>((resolve) => (this.pending.digested = resolve))
+    this.check()
+    const done = this.wait<string>((resolve) => (this.stream.digested = resolve))
     this.send('digest')
     return done
   }
 
   /** Forgets the stream (a failed upload). */
   drop(): void {
-    streams.delete(this.id)
-    shared().postMessage({ id: this.id, done: 'drop' })
+    if (!streams.delete(this.id)) return
+    worker?.postMessage({ id: this.id, done: 'drop' } satisfies ToWorker)
+    if (streams.size === 0) scheduleStop()
+  }
+
+  private check(): void {
+    if (this.stream.failed) throw this.stream.failed
+  }
+
+  /** Waits for the worker, or rejects at once if it dies meanwhile. */
+  private wait<T = void>(arm: (resolve: (value: T) => void) => void): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.stream.failedWaiter = reject
+      arm((value) => {
+        this.stream.failedWaiter = undefined
+        resolve(value)
+      })
+    })
   }
 
   /** Moves the block to the worker (no copy) and starts a new one. */
   private send(done?: 'digest'): void {
-    const block = this.block.buffer
-    this.pending.inFlight += this.used
-    shared().postMessage({ id: this.id, block, length: this.used, done }, [block])
+    this.check()
+    const block = this.block.buffer as ArrayBuffer
+    this.stream.inFlight += this.used
+    shared().postMessage({ id: this.id, block, length: this.used, done } satisfies ToWorker, [block])
     this.block = done ? new Uint8Array(0) : takeBlock()
     this.used = 0
   }

@@ -1,54 +1,94 @@
 import busboy from 'busboy'
 import { randomUUID } from 'node:crypto'
 import { createWriteStream } from 'node:fs'
-import { mkdir, rename, rm } from 'node:fs/promises'
+import { rename, rm } from 'node:fs/promises'
 import type { IncomingMessage } from 'node:http'
-import { join } from 'node:path'
 import { Transform, type TransformCallback, type Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { badInput, ServiceError } from '../errors.js'
+import { bodyError } from '../errors.js'
 import { bytesReceived } from '../metrics.js'
 import { OffThreadHash } from './hasher.js'
+import type { Storage } from './storage.js'
 
 /** Big buffers move a multipart body through busboy to disk in fewer, larger syscalls. */
 const STREAM_HWM = 1024 * 1024
-
-/**
- * A file that has arrived whole in the staging folder. The upload service takes it over with `moveTo`;
- * whatever no one took over is removed when its request ends.
- */
-export class StagedFile {
-  private moved = false
-  constructor(
-    public path: string,
-    readonly filename: string,
-    readonly mimeType: string,
-    readonly size: number,
-    /** Hex sha256 of the bytes as they arrived. */
-    readonly sha256: string,
-  ) {}
-
-  async moveTo(destination: string): Promise<void> {
-    await rename(this.path, destination)
-    this.path = destination
-    this.moved = true
-  }
-
-  async discard(): Promise<void> {
-    if (!this.moved) await rm(this.path, { force: true })
-  }
-}
+/** Text fields of one request together (GraphQL's `operations` and `map` included). */
+export const MAX_FIELD_BYTES = 1024 * 1024
+const MAX_FIELDS = 100
+const MAX_FILES = 20
 
 export interface IngestLimits {
-  stagingDir: string
-  /** Bytes per file; one byte more fails the request with PAYLOAD_TOO_LARGE at once. */
-  maxFileSize: number
+  storage: Storage
+  /** Bytes of files in one request, all of its parts together; one byte more fails it with 413 at once. */
+  maxRequestFileBytes: number
 }
 
-export interface MultipartBody {
-  fields: ReadonlyMap<string, string>
-  files: ReadonlyMap<string, StagedFile>
-  /** Removes every staged file that was not moved elsewhere. Safe to call more than once. */
+/** The request ended before its body did: the client went away, or was answered early. Nobody to tell. */
+export class RequestEnded extends Error {
+  override readonly name = 'RequestEnded'
+}
+
+/** A file that has arrived whole in the staging folder, hashed on the way. */
+export interface StagedFile {
+  readonly filename: string
+  readonly mimeType: string
+  readonly size: number
+  /** Hex sha256 of the bytes as they arrived. */
+  readonly sha256: string
+  /** Takes the file over: whatever nobody moved is removed when its request ends. */
+  moveTo(destination: string): Promise<void>
+}
+
+/**
+ * A file part of a request that is still arriving. Transports hand it to resolvers as soon as the request
+ * says a file will come (GraphQL: at `map`; REST: when the `file` part begins), so every other argument is
+ * checked, and refused, before the file's bytes are read. `arrived` settles once the part is on disk, or
+ * with the error that stopped the request.
+ */
+export class IncomingFile {
+  filename = ''
+  mimeType = ''
+  readonly arrived: Promise<StagedFile>
+  private settle!: { resolve: (file: StagedFile) => void; reject: (error: Error) => void }
+
+  constructor(
+    /** The part's field name, for messages. */
+    readonly field: string,
+  ) {
+    this.arrived = new Promise<StagedFile>((resolve, reject) => (this.settle = { resolve, reject }))
+    // Nobody may ever await it (a resolver that refused its other arguments first): that is no crash.
+    this.arrived.catch(() => undefined)
+  }
+
+  /** @internal the ingest */
+  resolve(file: StagedFile): void {
+    this.settle.resolve(file)
+  }
+
+  /** @internal the ingest, or a transport whose request ended without this part */
+  reject(error: Error): void {
+    this.settle.reject(error)
+  }
+}
+
+export interface MultipartHandlers {
+  /** A text field; throw a ServiceError to refuse the request. */
+  onField?(name: string, value: string): void
+  /**
+   * A file part begins: the IncomingFile it is to be streamed into, or undefined to discard it unread (its
+   * bytes still count against the request's limit). Throw a ServiceError to refuse the request.
+   */
+  fileFor(field: string): IncomingFile | undefined
+}
+
+export interface MultipartSession {
+  /** Settles when the whole body has arrived and every file taken is on disk, or with what stopped it. */
+  done: Promise<void>
+  /** Names of every part seen, in order, for messages ("the parts that came were …"). */
+  parts: string[]
+  /** Stops reading (the request was answered before its body arrived); a finished session is left alone. */
+  abort(): void
+  /** Removes every staged file nobody moved. Safe to call more than once. */
   dispose(): Promise<void>
 }
 
@@ -56,8 +96,16 @@ export interface MultipartBody {
 class Digest extends Transform {
   readonly hash = new OffThreadHash()
   size = 0
+  constructor(private readonly count: (n: number) => void) {
+    super({ highWaterMark: STREAM_HWM })
+  }
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.size += chunk.length
+    try {
+      this.count(chunk.length)
+    } catch (error) {
+      return callback(error as Error)
+    }
     // Waits only when the worker is 4 MiB behind: memory stays flat, the parse goes on meanwhile.
     this.hash.update(chunk).then(() => callback(null, chunk), callback)
   }
@@ -68,43 +116,53 @@ class Digest extends Transform {
  * busboy leaves them so. Undo exactly those, so the name shown is the name the user's file had.
  */
 const ESCAPES: Record<string, string> = { '%22': '"', '%0d': '\r', '%0a': '\n' }
-const unescapeFilename = (name: string) => name.replace(/%22|%0D|%0A/gi, (escape) => ESCAPES[escape.toLowerCase()] ?? escape)
+const unescapeFilename = (name: string) =>
+  name.replace(/%22|%0D|%0A/gi, (escape) => ESCAPES[escape.toLowerCase()] ?? escape)
 
 /** Whether a Content-Type is multipart/form-data: the one test every transport uses. */
-export const isMultipart = (contentType: string | null | undefined) => /^multipart\/form-data\b/i.test(contentType ?? '')
-
-/**
- * Streams a multipart/form-data request: every file part straight into its own staging file (hashed on the
- * way, never held in memory), every text field into `fields`. Resolves when the whole body has arrived and
- * every file is on disk. On any failure (a client that goes away, a file over the limit, a malformed body)
- * it removes what it staged and rejects: nothing is left behind.
- */
-export async function receiveMultipart(req: IncomingMessage, limits: IngestLimits): Promise<MultipartBody> {
-  if (!isMultipart(req.headers['content-type'])) throw badInput('Expected a multipart/form-data body')
-  // Someone may have removed the folder while we ran; recreating it costs one syscall.
-  await mkdir(limits.stagingDir, { recursive: true })
-  return stream(req, limits)
-}
+export const isMultipart = (contentType: string | null | undefined) =>
+  /^multipart\/form-data\b/i.test(contentType ?? '')
 
 /** A full disk is no client's fault, but the client should hear it plainly, and may retry later. */
 function storageError(error: Error): Error {
   const code = (error as NodeJS.ErrnoException).code
   return code === 'ENOSPC' || code === 'EDQUOT'
-    ? new ServiceError('INSUFFICIENT_STORAGE', 'The server has no room left to store this file')
+    ? bodyError('INSUFFICIENT_STORAGE', 'The server has no room left to store this file')
     : error
 }
 
-function stream(req: IncomingMessage, limits: IngestLimits): Promise<MultipartBody> {
-  const fields = new Map<string, string>()
-  const files = new Map<string, StagedFile>()
+/**
+ * Streams a multipart/form-data request as it arrives: each file part the handlers take goes straight into
+ * a staging file (hashed on the way, never held in memory), others are read and dropped, text fields go to
+ * `onField`. The whole request is bounded: its files together by `maxRequestFileBytes`, its text fields
+ * together by 1 MiB, at most 20 files and 100 fields. On any failure (a client that goes away, a limit
+ * crossed, a malformed body, a handler that refuses) it stops reading, removes what it staged and rejects
+ * `done`; every IncomingFile it was given rejects with the same error. Nothing is left behind.
+ */
+export function receiveMultipart(
+  req: IncomingMessage,
+  limits: IngestLimits,
+  handlers: MultipartHandlers,
+): MultipartSession {
+  const parts: string[] = []
   const writing = new Set<string>()
+  const staged = new Map<string, { moved: boolean }>()
   const dispose = async () => {
-    const paths = [...writing]
+    const paths = [...writing, ...[...staged].filter(([, s]) => !s.moved).map(([path]) => path)]
     writing.clear()
-    await Promise.all([...paths.map((path) => rm(path, { force: true })), ...[...files.values()].map((f) => f.discard())])
+    staged.clear()
+    await Promise.all(paths.map((path) => rm(path, { force: true })))
+  }
+  let abort = () => {}
+  if (!isMultipart(req.headers['content-type'])) {
+    const done = Promise.reject(
+      bodyError('BAD_USER_INPUT', 'Expected a multipart/form-data body: send the file with curl -F "file=@path/to/file"'),
+    )
+    done.catch(() => undefined)
+    return { done, parts, abort, dispose }
   }
 
-  return new Promise<MultipartBody>((resolve, reject) => {
+  const done = new Promise<void>((resolve, reject) => {
     let parser: busboy.Busboy
     try {
       parser = busboy({
@@ -115,80 +173,148 @@ function stream(req: IncomingMessage, limits: IngestLimits): Promise<MultipartBo
         defParamCharset: 'utf8',
         highWaterMark: STREAM_HWM,
         fileHwm: STREAM_HWM,
-        limits: { fileSize: limits.maxFileSize, fieldSize: 1024 * 1024, fields: 100, files: 20, parts: 120 },
+        limits: {
+          fileSize: limits.maxRequestFileBytes,
+          fieldSize: MAX_FIELD_BYTES,
+          fields: MAX_FIELDS,
+          files: MAX_FILES,
+          parts: MAX_FIELDS + MAX_FILES,
+        },
       })
     } catch (error) {
-      reject(badInput(`Malformed multipart body: ${(error as Error).message}`))
+      reject(bodyError('BAD_USER_INPUT', `Malformed multipart body: ${(error as Error).message}`))
       return
     }
 
+    const given: IncomingFile[] = []
     const fileWrites: Promise<void>[] = []
     const sinks = new Set<Writable>()
-    let failed = false
+    let fileBytes = 0
+    let fieldBytes = 0
+    let failed: Error | undefined
+    let settled = false
+    const tooLarge = () =>
+      bodyError(
+        'PAYLOAD_TOO_LARGE',
+        `The files in this request add up to more than the limit of ${limits.maxRequestFileBytes} bytes`,
+      )
+    const countFileBytes = (n: number) => {
+      fileBytes += n
+      if (fileBytes > limits.maxRequestFileBytes) throw tooLarge()
+    }
     const fail = (error: Error) => {
       if (failed) return
-      failed = true
+      failed = error
       // Stop reading but leave the socket open: the caller may still answer (413, 422) before closing it.
       req.unpipe(parser)
       for (const sink of sinks) sink.destroy()
+      for (const file of given) file.reject(error)
       void Promise.allSettled(fileWrites)
         .then(dispose)
         .finally(() => reject(error))
     }
+    abort = () => {
+      if (!settled) fail(new RequestEnded('The request was answered before its body arrived'))
+    }
+    const attempt = (step: () => void) => {
+      try {
+        step()
+      } catch (error) {
+        fail(error as Error)
+      }
+    }
 
     parser.on('file', (field, stream, info) => {
+      // busboy destroys a part's stream with an error when the body is cut off inside it; the parser's own
+      // 'error' says so too. Without a listener from the first moment, that error would end the process.
+      stream.on('error', () => undefined)
+      parts.push(field)
       if (failed) return void stream.resume()
-      const path = join(limits.stagingDir, `${randomUUID()}.incoming`)
+      let file: IncomingFile | undefined
+      try {
+        file = handlers.fileFor(field)
+      } catch (error) {
+        fail(error as Error)
+      }
+      stream.once('limit', () => fail(tooLarge()))
+      if (failed || !file) {
+        // Not stored, never held: read and dropped, but counted, so it cannot be a way around the limit.
+        stream.on('data', (chunk: Buffer) => attempt(() => countFileBytes(chunk.length)))
+        return void stream.resume()
+      }
+      const taken = file
+      taken.filename = unescapeFilename(info.filename ?? '')
+      taken.mimeType = info.mimeType
+      given.push(taken)
+      const path = limits.storage.incomingPath(randomUUID())
       writing.add(path)
-      const digest = new Digest()
-      stream.once('limit', () =>
-        fail(new ServiceError('PAYLOAD_TOO_LARGE', `File is larger than the limit of ${limits.maxFileSize} bytes`)),
-      )
-      const sink = createWriteStream(path, { flags: 'wx', highWaterMark: STREAM_HWM })
-      sinks.add(sink)
-      const write = pipeline(stream, digest, sink)
+      const digest = new Digest(countFileBytes)
+      // Someone may have removed the staging folder while we ran; recreating it costs one syscall.
+      const write = limits.storage
+        .prepare()
+        .then(() => {
+          if (failed) throw failed
+          const sink = createWriteStream(path, { flags: 'wx', highWaterMark: STREAM_HWM })
+          sinks.add(sink)
+          return pipeline(stream, digest, sink).finally(() => sinks.delete(sink))
+        })
         .then(async () => {
           if (failed) return digest.hash.drop()
           const sha256 = await digest.hash.digest()
-          if (sha256 === '') throw new Error('Hashing the upload failed')
-          if (files.has(field)) {
-            // Still in `writing`, so the failure below removes it with the rest.
-            throw badInput(`File field ${JSON.stringify(field)} was sent more than once; send one file per field`)
-          }
-          files.set(
-            field,
-            new StagedFile(path, unescapeFilename(info.filename ?? ''), info.mimeType, digest.size, sha256),
-          )
+          const entry = { moved: false }
+          staged.set(path, entry)
           writing.delete(path)
           bytesReceived.inc(digest.size)
+          let at = path
+          taken.resolve({
+            filename: taken.filename,
+            mimeType: taken.mimeType,
+            size: digest.size,
+            sha256,
+            async moveTo(destination) {
+              await rename(at, destination)
+              staged.delete(at)
+              at = destination
+              entry.moved = true
+            },
+          })
         })
         .catch((error: Error) => {
           digest.hash.drop()
+          stream.resume()
           fail(storageError(error))
         })
-        .finally(() => sinks.delete(sink))
       fileWrites.push(write)
     })
     parser.on('field', (name, value, info) => {
-      if (info.valueTruncated) fail(badInput(`Field ${JSON.stringify(name)} is too large`))
-      else fields.set(name, value)
+      parts.push(name)
+      if (failed) return
+      fieldBytes += Buffer.byteLength(value)
+      if (info.valueTruncated || fieldBytes > MAX_FIELD_BYTES) {
+        return fail(bodyError('BAD_USER_INPUT', `Text fields too large: this request's add up to more than ${MAX_FIELD_BYTES} bytes`))
+      }
+      attempt(() => handlers.onField?.(name, value))
     })
-    parser.on('filesLimit', () => fail(badInput('Too many files in one request')))
-    parser.on('fieldsLimit', () => fail(badInput('Too many fields in one request')))
-    parser.on('partsLimit', () => fail(badInput('Too many parts in one request')))
+    parser.on('filesLimit', () => fail(bodyError('BAD_USER_INPUT', `Too many files in one request (at most ${MAX_FILES})`)))
+    parser.on('fieldsLimit', () => fail(bodyError('BAD_USER_INPUT', `Too many fields in one request (at most ${MAX_FIELDS})`)))
+    parser.on('partsLimit', () => fail(bodyError('BAD_USER_INPUT', 'Too many parts in one request')))
     // `on`, not `once`: busboy can emit more than one error for one bad body, and an unheard one ends the process.
-    parser.on('error', (error: Error) => fail(badInput(`Malformed multipart body: ${error.message}`)))
+    parser.on('error', (error: Error) => fail(bodyError('BAD_USER_INPUT', `Malformed multipart body: ${error.message}`)))
     parser.once('close', () => {
       void Promise.all(fileWrites).then(() => {
-        if (!failed) resolve({ fields, files, dispose })
+        if (failed) return
+        settled = true
+        resolve()
       })
     })
 
     // A client that goes away mid-body: its request never completes.
     req.once('close', () => {
-      if (!req.complete) fail(new Error('Client closed the connection before the body arrived'))
+      if (!req.complete) fail(new RequestEnded('The client closed the connection before the body arrived'))
     })
     req.on('error', fail)
     req.pipe(parser)
   })
+  done.catch(() => undefined)
+  return { done, parts, abort: () => abort(), dispose }
 }

@@ -23,14 +23,15 @@ export class ProgressFeed {
 
   /**
    * States of one upload (`id`) or of all, starting with `snapshot()` taken after the listener is attached,
-   * so no event between the two is lost. Following one upload ends after its first final state.
+   * so no event between the two is lost (a published state newer than the snapshot's replaces it). Following
+   * one upload ends after its first final state.
    *
    * Each subscriber holds at most one pending state per upload: a newer state replaces the queued one in
    * place, and values are handed over one at a time as the reader asks. A reader that falls behind gets the
    * latest state of each upload when it reads again, never a backlog. (yoga's PubSub queues instead, and at
    * 1024 pending events throws an uncaught RepeaterOverflowError that ends the process.)
    */
-  follow(id: string | undefined, snapshot: () => UploadView[]): AsyncIterableIterator<UploadView> {
+  follow(id: string | undefined, snapshot: () => Promise<UploadView[]>): AsyncIterableIterator<UploadView> {
     return new Repeater<UploadView>(async (push, stop) => {
       const pending = new Map<string, UploadView>()
       let wake = () => {}
@@ -48,7 +49,10 @@ export class ProgressFeed {
       this.listeners.add(listener)
       this.stops.add(stop)
       try {
-        for (const view of snapshot()) listener(view)
+        for (const view of await snapshot()) {
+          // An event that arrived while the snapshot was read is at least as new: keep it.
+          if (!pending.has(view.id)) pending.set(view.id, view)
+        }
         while (!stopped) {
           const first = pending.values().next()
           if (first.done) {

@@ -2,28 +2,31 @@ import type { UploadStatus } from '../generated/graphql.js'
 
 export type { UploadStatus }
 
+export const UPLOAD_STATUSES: readonly UploadStatus[] = ['IN_PROGRESS', 'PAUSED', 'COMPLETED', 'CANCELED', 'FAILED']
+
 /** One upload as the store keeps it: everything needed to answer for it and to carry it on after a restart. */
 export interface UploadRecord {
-  id: string
+  readonly id: string
   /** As the client sent it; for display only, never a path. */
-  filename: string
-  /** `{id}_{safe filename}`, the only name used on disk. */
-  storedName: string
-  status: UploadStatus
-  uploadedSize: number
-  totalSize: number
-  targetSpeed: number
+  readonly filename: string
+  /** `{id}_{safe filename}`, the only name used on disk (see storage.ts). */
+  readonly storedName: string
+  readonly status: UploadStatus
+  readonly uploadedSize: number
+  readonly totalSize: number
+  readonly targetSpeed: number
   /** Hex sha256 of the bytes received, taken while they arrived. */
-  sha256: string
-  error: string | null
-  createdAt: string
-  updatedAt: string
-  completedAt: string | null
+  readonly sha256: string
+  readonly error: string | null
+  readonly createdAt: string
+  readonly updatedAt: string
+  readonly completedAt: string | null
 }
 
-/** What clients see: the record plus the live speed, which is measured, not stored. */
+/** What clients see: the record with the live byte count and speed of a running transfer. */
 export interface UploadView extends UploadRecord {
-  currentSpeed: number
+  /** Bytes per second over about the last second, rounded; 0 unless moving. */
+  readonly currentSpeed: number
 }
 
 export const FINAL_STATUSES: ReadonlySet<UploadStatus> = new Set(['COMPLETED', 'CANCELED', 'FAILED'])

@@ -1,243 +1,292 @@
 import { createHash, randomUUID, type Hash } from 'node:crypto'
-import { access, mkdir, rename, rm, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
-import { badInput, notFound, ServiceError } from '../errors.js'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { badInput, notFound, ServiceError, unavailable } from '../errors.js'
 import { log } from '../log.js'
 import { stored, type LiveState } from '../metrics.js'
-import { storedNameFor } from './filename.js'
-import type { StagedFile } from './ingest.js'
+import type { IncomingFile } from './ingest.js'
 import { ProgressFeed } from './progress.js'
 import { RateMeter } from './rate.js'
-import { sweep, verifiedPrefix } from './recovery.js'
 import { isFinal, type UploadRecord, type UploadStatus, type UploadView } from './record.js'
-import type { Store } from './store.js'
-import { runTransfer } from './transfer.js'
+import type { PageQuery, RecordStore } from './records.js'
+import { storedNameFor, type Storage } from './storage.js'
+import { Transfer } from './transfer.js'
 
-/** Progress events per upload: at most one per this many ms while bytes move (state changes go at once). */
+/** Progress events: every running upload whose byte count moved is published this often (state changes go at once). */
 const PROGRESS_EVERY_MS = 100
-/** Running uploads' byte counts reach the state file about this often. */
+/** Running uploads' byte counts reach the record store about this often. */
 const CHECKPOINT_EVERY_MS = 1000
+/** A client call waits at most this long for an earlier call on the same upload, then gets 503. */
+const LOCK_WAIT_MS = 10_000
 
 export interface UploadServiceOptions {
-  uploadDir: string
-  store: Store
+  store: RecordStore
+  storage: Storage
   defaultSpeed: number
+}
+
+export interface UploadPage {
+  uploads: UploadView[]
+  hasNextPage: boolean
+  endCursor: string | null
 }
 
 /** One transfer run, from a start or resume to its pause, cancel, end or failure. */
 interface Run {
+  transfer: Transfer
   controller: AbortController
-  /** The copy itself: resolves with the offset it reached. */
-  copied: Promise<number>
   meter: RateMeter
+  /** The record as the run started (IN_PROGRESS); the live byte count is `offset`. */
+  record: UploadRecord
+  offset: number
+  updatedAt: string
+  published: number
+  checkpointed: number
 }
 
-/** What an unfinished upload needs in memory besides its record. */
-interface Live {
-  /** sha256 of the bytes in `.part`, as read back from it; carried across pauses. */
+/** sha256 of a `.part`'s first `offset` bytes, carried across pauses so a resume need not re-read them. */
+interface PartHash {
   hash: Hash
-  run: Run | undefined
-  progressTimer: NodeJS.Timeout | undefined
+  offset: number
 }
-
-/** A transfer's partial file in storage: `{uuid}_{name}.part`. */
-const PART_FILE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}_.*\.part$/
 
 const now = () => new Date().toISOString()
-
-const exists = (path: string) =>
-  access(path).then(
-    () => true,
-    () => false,
-  )
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
 }
 
 /**
- * Owns every upload's state machine: IN_PROGRESS ⇄ PAUSED → COMPLETED | CANCELED | FAILED. It is the only
- * writer of the store, and every change of state is on disk before the call that made it returns. Calls on
- * the same upload run one at a time (a per-upload lock), so racing clients see one consistent order.
+ * Owns every upload's state machine: IN_PROGRESS ⇄ PAUSED → COMPLETED | CANCELED | FAILED. Records change
+ * only through the record store, and a change is durable there before anyone sees it: before the call that
+ * made it returns, before it is published, before memory holds it. Calls on the same upload run one at a
+ * time (a per-upload lock), so racing clients see one consistent order.
  */
 export class UploadService {
   readonly feed = new ProgressFeed()
-  readonly stagingDir: string
-  private readonly live = new Map<string, Live>()
+  private readonly runs = new Map<string, Run>()
+  private readonly hashes = new Map<string, PartHash>()
   private readonly locks = new Map<string, Promise<unknown>>()
-  private readonly checkpoint: NodeJS.Timeout
-  private dirty = false
+  private readonly ticker: NodeJS.Timeout
+  private readonly checkpointer: NodeJS.Timeout
+  private checkpointFailing = false
+  private recovering: Promise<void> = Promise.resolve()
+  private recovered = true
   private closed = false
 
-  private constructor(private readonly options: UploadServiceOptions) {
-    this.stagingDir = join(options.uploadDir, '.staging')
-    this.checkpoint = setInterval(() => {
-      if (!this.dirty) return
-      this.dirty = false
-      this.options.store.save().catch(() => (this.dirty = true))
-    }, CHECKPOINT_EVERY_MS).unref()
+  constructor(private readonly options: UploadServiceOptions) {
+    this.ticker = setInterval(() => this.publishProgress(), PROGRESS_EVERY_MS).unref()
+    this.checkpointer = setInterval(() => void this.checkpoint(), CHECKPOINT_EVERY_MS).unref()
   }
 
-  static async open(options: UploadServiceOptions): Promise<UploadService> {
-    const service = new UploadService(options)
-    await mkdir(service.stagingDir, { recursive: true })
-    await service.recover()
-    return service
+  private get store(): RecordStore {
+    return this.options.store
   }
 
-  /**
-   * After a restart: removes staging files of bodies that never finished arriving and bytes no record owns,
-   * then carries on every unfinished upload from the bytes in its `.part` that match staging.
-   */
-  private async recover(): Promise<void> {
-    const records = this.options.store.list()
-    const unfinished = records.filter((record) => !isFinal(record.status))
-    const staged = new Set(unfinished.map((record) => record.id))
-    const owned = new Set(records.map((record) => record.storedName))
-    for (const record of unfinished) owned.add(`${record.storedName}.part`)
-    await sweep(this.stagingDir, (name) => staged.has(name))
-    await sweep(this.options.uploadDir, (name) => !PART_FILE.test(name) || owned.has(name))
-    for (const record of unfinished) {
-      const live = this.liveOf(record)
-      void this.locked(record.id, async () => {
-        if (this.closed || this.options.store.get(record.id) !== record) return
-        if (!(await exists(this.stagingPath(record)))) {
-          return this.fail(record, 'Its received bytes are gone from the staging folder; upload it again')
-        }
-        const { offset, hash } = await verifiedPrefix(this.partPath(record), this.stagingPath(record))
-        live.hash = hash
-        record.uploadedSize = offset
-        if (record.status === 'IN_PROGRESS') this.start(record)
-        await this.commit(record, record.status, 'upload.recovered')
-      }).catch((error: unknown) => this.locked(record.id, () => this.fail(record, describe(error))))
-    }
+  private get storage(): Storage {
+    return this.options.storage
   }
 
   /** What the metrics gauges read when scraped. */
   readonly liveState: LiveState = {
-    countByStatus: () => {
-      const counts: Record<string, number> = {}
-      for (const record of this.options.store.list()) counts[record.status] = (counts[record.status] ?? 0) + 1
-      return counts
-    },
-    activeTransfers: () => [...this.live.values()].filter((live) => live.run).length,
+    countByStatus: () => this.store.countByStatus(),
+    activeTransfers: () => this.runs.size,
     subscriptions: () => this.feed.subscriberCount,
+  }
+
+  // ---- start-up ------------------------------------------------------------------------------------------
+
+  /**
+   * After a restart, once this process holds the folder and serves requests: removes `orphans` (decided
+   * before serving anyone, see Storage.orphans) and carries on every unfinished upload from the bytes on
+   * disk. Each upload is recovered under its own lock, so a request for it waits for its recovery.
+   */
+  recover(orphans: readonly string[]): Promise<void> {
+    this.recovered = false
+    this.recovering = (async () => {
+      await this.storage.remove(orphans).catch((error: unknown) => log('warn', 'recovery.sweep_failed', { error }))
+      const unfinished = await this.store.unfinished()
+      await Promise.all(
+        unfinished.map((record) =>
+          this.locked(record.id, () => this.recoverOne(record.id)).catch((error: unknown) =>
+            this.locked(record.id, async () => {
+              const current = await this.store.get(record.id)
+              if (current && !isFinal(current.status)) await this.fail(current, describe(error))
+            }).catch((failure: unknown) => log('error', 'upload.recovery_failed', { id: record.id, error: failure })),
+          ),
+        ),
+      )
+    })().finally(() => (this.recovered = true))
+    return this.recovering
+  }
+
+  private async recoverOne(id: string): Promise<void> {
+    const record = await this.store.get(id)
+    if (this.closed || !record || isFinal(record.status)) return
+    const { storage } = this
+    // A crash between the rename into place and COMPLETED reaching the store: the file is whole and was
+    // verified before it was renamed; make sure, then finish the job.
+    const storedSize = await storage.sizeOf(storage.storedPath(record))
+    if (storedSize === record.totalSize && (await storage.sizeOf(storage.partPath(record))) === undefined) {
+      const digest = await storage.hashFile(storage.storedPath(record))
+      if (digest === record.sha256) {
+        await this.durably({ ...record, status: 'COMPLETED', uploadedSize: record.totalSize, completedAt: now(), updatedAt: now() }, 'upload.completed')
+        await storage.removeStaging(record).catch(() => undefined)
+        return
+      }
+    }
+    if ((await storage.sizeOf(storage.stagingPath(record))) === undefined) {
+      return this.fail(record, 'Its received bytes are gone from the staging folder; upload it again')
+    }
+    const { offset, hash } = await storage.verifiedPrefix(record)
+    this.hashes.set(id, { hash, offset })
+    const next = { ...record, uploadedSize: offset, updatedAt: now() }
+    await this.store.put(next)
+    log('info', 'upload.recovered', { id, status: record.status, uploadedSize: offset, totalSize: record.totalSize })
+    if (record.status === 'IN_PROGRESS') this.start(next)
+    this.feed.publish(this.view(next))
   }
 
   // ---- queries -------------------------------------------------------------------------------------------
 
-  get(id: string): UploadView {
-    return this.view(this.record(id))
+  async get(id: string): Promise<UploadView> {
+    return this.view(await this.record(id))
   }
 
-  list(): UploadView[] {
-    return this.options.store.list().map((record) => this.view(record))
+  async page(query: PageQuery): Promise<UploadPage> {
+    const page = await this.store.page(query)
+    return { uploads: page.records.map((record) => this.view(record)), hasNextPage: page.hasNextPage, endCursor: page.endCursor }
   }
 
-  /** Uploads whose complete file is in storage. */
-  files(): UploadView[] {
-    return this.list().filter((upload) => upload.status === 'COMPLETED')
-  }
-
-  /** Live states of one upload, or of every upload when `id` is undefined (starting with the active ones). */
-  watch(id?: string): AsyncIterableIterator<UploadView> {
-    if (id !== undefined) this.record(id)
-    return this.feed.follow(id, () =>
-      id !== undefined ? [this.get(id)] : this.list().filter((upload) => !isFinal(upload.status)),
+  /** Live states of one upload, or of every upload when `id` is undefined (starting with the unfinished ones). */
+  async watch(id?: string): Promise<AsyncIterableIterator<UploadView>> {
+    if (id !== undefined) await this.record(id)
+    return this.feed.follow(id, async () =>
+      id !== undefined
+        ? [await this.get(id)]
+        : (await this.store.unfinished()).map((record) => this.view(record)),
     )
   }
 
   /** Why the service cannot take uploads now, or undefined when it can: open, and its storage writable. */
   async notReady(): Promise<string | undefined> {
     if (this.closed) return 'shutting down'
-    const probe = join(this.stagingDir, '.ready-probe')
-    try {
-      await writeFile(probe, '')
-      await rm(probe, { force: true })
-      return undefined
-    } catch (error) {
-      return `storage is not writable: ${describe(error)}`
-    }
+    if (!this.recovered) return 'recovering the uploads of the last run'
+    return this.storage.writable()
   }
 
   // ---- commands ------------------------------------------------------------------------------------------
 
-  async create(file: StagedFile, speed?: number | null): Promise<UploadView> {
-    const targetSpeed = this.speed(speed ?? this.options.defaultSpeed)
+  /**
+   * Checks the speed before anything else, so a bad one is refused before the file's bytes are read; then
+   * waits for the file, records the upload and starts its transfer. Answers once the file has arrived.
+   */
+  async create(file: IncomingFile, speed?: number | null): Promise<UploadView> {
+    const targetSpeed = this.checkSpeed(speed ?? this.options.defaultSpeed)
+    this.assertOpen()
+    const staged = await file.arrived
     this.assertOpen()
     const id = randomUUID()
     const at = now()
     const record: UploadRecord = {
       id,
-      filename: file.filename,
-      storedName: storedNameFor(id, file.filename),
+      filename: staged.filename,
+      storedName: storedNameFor(id, staged.filename),
       status: 'IN_PROGRESS',
       uploadedSize: 0,
-      totalSize: file.size,
+      totalSize: staged.size,
       targetSpeed,
-      sha256: file.sha256,
+      sha256: staged.sha256,
       error: null,
       createdAt: at,
       updatedAt: at,
       completedAt: null,
     }
-    await file.moveTo(this.stagingPath(record))
     return this.locked(id, async () => {
-      this.options.store.insert(record)
+      // Recorded first: a crash before the move leaves a record whose bytes are gone (it fails, with the
+      // reason, at the next start), never bytes that no record owns.
+      await this.save(record)
+      try {
+        await staged.moveTo(this.storage.stagingPath(record))
+      } catch (error) {
+        await this.fail(record, `The received file could not be kept: ${describe(error)}`)
+        throw error
+      }
+      this.hashes.set(id, { hash: createHash('sha256'), offset: 0 })
       this.start(record)
-      return this.commit(record, 'IN_PROGRESS', 'upload.started')
+      return this.announce(record, 'upload.started')
     })
   }
 
   pause(id: string): Promise<UploadView> {
-    return this.locked(id, async () => {
-      const record = this.record(id)
+    return this.command(id, async () => {
+      const record = await this.record(id)
       this.expect(record, ['IN_PROGRESS'], 'paused')
-      const offset = await this.stop(record)
+      const offset = await this.stopRun(id)
       if (offset === record.totalSize) {
         // The last chunk landed while we asked: finish it, and say it can no longer be paused.
         await this.complete(record)
-        throw this.conflict(record, 'paused')
+        throw this.conflict(await this.record(id), 'paused')
       }
-      return this.commit(record, 'PAUSED', 'upload.paused')
+      const next = { ...record, status: 'PAUSED' as const, uploadedSize: offset, updatedAt: now() }
+      await this.saveOrRestart(record, offset, next)
+      return this.announce(next, 'upload.paused')
     })
   }
 
   resume(id: string, speed?: number | null): Promise<UploadView> {
-    return this.locked(id, async () => {
-      const record = this.record(id)
-      const targetSpeed = speed == null ? record.targetSpeed : this.speed(speed)
+    return this.command(id, async () => {
+      const record = await this.record(id)
+      const targetSpeed = speed == null ? record.targetSpeed : this.checkSpeed(speed)
       this.expect(record, ['PAUSED'], 'resumed')
       this.assertOpen()
-      record.targetSpeed = targetSpeed
-      record.status = 'IN_PROGRESS'
-      this.start(record)
-      return this.commit(record, 'IN_PROGRESS', 'upload.resumed')
+      const offset = await this.prepareHash(record)
+      const next = { ...record, status: 'IN_PROGRESS' as const, targetSpeed, uploadedSize: offset, updatedAt: now() }
+      await this.save(next)
+      this.start(next)
+      return this.announce(next, 'upload.resumed')
+    })
+  }
+
+  /** A new speed for a running upload (taken within one chunk, no pause) or a paused one (kept for its resume). */
+  setSpeed(id: string, speed: number): Promise<UploadView> {
+    return this.command(id, async () => {
+      const record = await this.record(id)
+      const targetSpeed = this.checkSpeed(speed)
+      this.expect(record, ['IN_PROGRESS', 'PAUSED'], 'given a new speed')
+      const run = this.runs.get(id)
+      const next = { ...record, targetSpeed, uploadedSize: run?.offset ?? record.uploadedSize, updatedAt: now() }
+      await this.save(next)
+      if (run) {
+        run.transfer.setSpeed(targetSpeed)
+        run.record = { ...run.record, targetSpeed }
+      }
+      return this.announce(next, 'upload.speed_changed')
     })
   }
 
   cancel(id: string): Promise<UploadView> {
-    return this.locked(id, async () => {
-      const record = this.record(id)
+    return this.command(id, async () => {
+      const record = await this.record(id)
       this.expect(record, ['IN_PROGRESS', 'PAUSED'], 'canceled')
-      await this.stop(record)
-      await this.removeBytes(record)
-      record.uploadedSize = 0
-      return this.commit(record, 'CANCELED', 'upload.canceled')
+      const offset = await this.stopRun(id)
+      // The count reached is kept: scripts that follow progress read a drop as corruption. The bytes go.
+      const next = { ...record, status: 'CANCELED' as const, uploadedSize: offset, updatedAt: now() }
+      await this.saveOrRestart(record, offset, next)
+      this.hashes.delete(id)
+      await this.storage.removeBytes(record).catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
+      return this.announce(next, 'upload.canceled')
     })
   }
 
   /** Removes an ended upload's record and whatever bytes it still has; answers with the record as it was. */
   delete(id: string): Promise<UploadView> {
-    return this.locked(id, async () => {
-      const record = this.record(id)
+    return this.command(id, async () => {
+      const record = await this.record(id)
       this.expect(record, ['COMPLETED', 'CANCELED', 'FAILED'], 'deleted', 'cancel it first')
-      const view = this.view(record)
-      await Promise.all([this.removeBytes(record), rm(this.storedPath(record), { force: true })])
-      this.options.store.remove(id)
-      await this.options.store.save()
+      await this.guard(() => this.store.remove(id))
+      await this.storage.removeAll(record).catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
       log('info', 'upload.deleted', { id, filename: record.filename })
-      return view
+      return this.view(record)
     })
   }
 
@@ -247,157 +296,234 @@ export class UploadService {
    */
   async close(): Promise<void> {
     this.closed = true
-    this.stopCheckpoints()
+    clearInterval(this.ticker)
+    clearInterval(this.checkpointer)
     this.feed.close()
-    await Promise.all(
-      [...this.live.keys()].map((id) =>
-        this.locked(id, async () => {
-          const record = this.options.store.get(id)
-          if (record) await this.stop(record)
-        }),
-      ),
+    await this.recovering.catch(() => undefined)
+    const stopped = await Promise.all(
+      [...this.runs.values()].map(async (run) => ({ run, offset: await this.stopRun(run.record.id) })),
     )
-    await this.options.store.save()
-  }
-
-  private stopCheckpoints(): void {
-    clearInterval(this.checkpoint)
+    await this.store
+      .progress(stopped.map(({ run, offset }) => ({ id: run.record.id, uploadedSize: offset, updatedAt: now() })))
+      .catch((error: unknown) => log('error', 'upload.checkpoint_failed', { error }))
   }
 
   // ---- the transfer --------------------------------------------------------------------------------------
 
   private start(record: UploadRecord): void {
-    const live = this.liveOf(record)
+    const part = this.hashes.get(record.id)
+    if (!part || part.offset !== record.uploadedSize) throw new Error(`no hash of ${record.id}'s first ${record.uploadedSize} bytes`)
     const controller = new AbortController()
     const meter = new RateMeter()
     meter.record(record.uploadedSize)
-    const copied = runTransfer({
-      source: this.stagingPath(record),
-      target: this.partPath(record),
+    const run: Run = {
+      record,
+      controller,
+      meter,
+      offset: record.uploadedSize,
+      updatedAt: record.updatedAt,
+      published: record.uploadedSize,
+      checkpointed: record.uploadedSize,
+      transfer: undefined as unknown as Transfer, // set just below; the callbacks never run before that
+    }
+    run.transfer = new Transfer({
+      source: this.storage.stagingPath(record),
+      target: this.storage.partPath(record),
       offset: record.uploadedSize,
       total: record.totalSize,
       speed: record.targetSpeed,
-      hash: live.hash,
+      hash: part.hash,
       signal: controller.signal,
       onProgress: (offset) => {
-        stored.bytes += offset - record.uploadedSize
-        record.uploadedSize = offset
+        stored.bytes += offset - run.offset
+        run.offset = part.offset = offset
         meter.record(offset)
-        this.progressed(record, live)
       },
     })
-    const run: Run = { controller, copied, meter }
-    live.run = run
+    this.runs.set(record.id, run)
     // Whoever stops a run (pause, cancel, close) handles its outcome; a run that ends by itself is ours.
-    copied.then(
+    run.transfer.done.then(
       (offset) => {
-        if (offset === record.totalSize) void this.finishRun(record, run, () => this.complete(record))
+        if (offset === record.totalSize) void this.ended(run, (current) => this.complete(current))
       },
-      (error: unknown) => void this.finishRun(record, run, () => this.fail(record, describe(error))),
+      (error: unknown) => {
+        this.hashes.delete(record.id)
+        void this.ended(run, (current) => this.fail(current, describe(error)))
+      },
     )
   }
 
-  private finishRun(record: UploadRecord, run: Run, finish: () => Promise<unknown>): Promise<unknown> {
-    return this.locked(record.id, async () => {
-      if (this.live.get(record.id)?.run !== run || this.closed) return
-      await finish()
-    }).catch(() => undefined)
+  private ended(run: Run, finish: (record: UploadRecord) => Promise<void>): Promise<void> {
+    const { id } = run.record
+    return this.locked(id, async () => {
+      if (this.runs.get(id) !== run || this.closed) return
+      this.runs.delete(id)
+      const record = await this.store.get(id)
+      if (record && !isFinal(record.status)) await finish({ ...record, uploadedSize: run.offset })
+    }).catch((error: unknown) => log('error', 'upload.finish_failed', { id, error }))
   }
 
   /** Aborts the running copy, if any, and waits for its chunk in flight: no byte moves after this. */
-  private async stop(record: UploadRecord): Promise<number> {
-    const live = this.live.get(record.id)
-    const run = live?.run
-    if (!live || !run) return record.uploadedSize
-    live.run = undefined
+  private async stopRun(id: string): Promise<number> {
+    const run = this.runs.get(id)
+    if (!run) return (await this.store.get(id))?.uploadedSize ?? 0
+    this.runs.delete(id)
     run.controller.abort()
-    const offset = await run.copied.catch(() => record.uploadedSize)
-    record.uploadedSize = offset
-    return offset
+    return run.transfer.done.catch(() => {
+      // It failed as we stopped it: its hash may be of bytes that never landed. Rebuilt from disk on resume.
+      this.hashes.delete(id)
+      return run.offset
+    })
   }
 
+  /** The hash of the `.part` up to where it can be trusted, re-reading it only when memory lost track. */
+  private async prepareHash(record: UploadRecord): Promise<number> {
+    const part = this.hashes.get(record.id)
+    if (part && part.offset === record.uploadedSize) return part.offset
+    const verified = await this.storage.verifiedPrefix(record)
+    this.hashes.set(record.id, verified)
+    return verified.offset
+  }
+
+  /**
+   * Completion, ordered so that a crash at any point recovers to the truth: the hash of the bytes written
+   * is checked against the one taken on arrival; the `.part` (already flushed) is renamed into place; then
+   * COMPLETED reaches the store; only then does the staging copy go. (Before the rename, recovery resumes
+   * the transfer; after it, recovery finds the whole file, checks it, and completes.)
+   */
   private async complete(record: UploadRecord): Promise<void> {
-    const live = this.liveOf(record)
-    live.run = undefined
+    const part = this.hashes.get(record.id)
+    this.hashes.delete(record.id)
+    const digest = part && part.offset === record.totalSize ? part.hash.digest('hex') : await this.storage.hashFile(this.storage.partPath(record))
+    if (digest !== record.sha256) {
+      return this.fail(record, `Stored bytes do not match what was received (sha256 ${digest}, expected ${record.sha256})`)
+    }
     try {
-      // The hash of the file as stored (the transfer read back every chunk it wrote), against the one taken
-      // while the upload arrived.
-      const digest = live.hash.digest('hex')
-      if (digest !== record.sha256) {
-        return await this.fail(record, `Stored bytes do not match what was received (sha256 ${digest}, expected ${record.sha256})`)
-      }
-      await rename(this.partPath(record), this.storedPath(record))
-      await rm(this.stagingPath(record), { force: true })
+      await this.storage.finalize(record)
     } catch (error) {
       return this.fail(record, describe(error))
     }
-    record.completedAt = now()
-    await this.commit(record, 'COMPLETED', 'upload.completed')
+    const at = now()
+    await this.durably({ ...record, status: 'COMPLETED', uploadedSize: record.totalSize, completedAt: at, updatedAt: at }, 'upload.completed')
+    await this.storage.removeStaging(record).catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id: record.id, error }))
   }
 
+  /**
+   * The `.part` goes first (it may be what filled the disk, and without it recovery simply starts the
+   * transfer over), then FAILED reaches the store, then the staging copy goes.
+   */
   private async fail(record: UploadRecord, reason: string): Promise<void> {
-    const live = this.live.get(record.id)
-    if (live) live.run = undefined
-    record.error = reason
-    await this.removeBytes(record).catch(() => undefined)
-    await this.commit(record, 'FAILED', 'upload.failed')
+    this.hashes.delete(record.id)
+    await this.storage.removePart(record).catch(() => undefined)
+    await this.durably({ ...record, status: 'FAILED', error: reason, updatedAt: now() }, 'upload.failed')
+    await this.storage.removeStaging(record).catch(() => undefined)
   }
 
   // ---- state ---------------------------------------------------------------------------------------------
 
+  /** Writes a change; a store that cannot take it is the server's problem, answered as 503. */
+  private async save(record: UploadRecord): Promise<void> {
+    await this.guard(() => this.store.put(record))
+  }
+
+  private async guard<T>(write: () => Promise<T>): Promise<T> {
+    try {
+      return await write()
+    } catch (error) {
+      if (error instanceof ServiceError) throw error
+      log('error', 'store.write_failed', { error })
+      throw unavailable(`The change could not be saved (${describe(error)}); nothing was changed, try again`)
+    }
+  }
+
+  /** A stop (pause, cancel) whose new state cannot be saved undoes itself: the transfer runs on as recorded. */
+  private async saveOrRestart(record: UploadRecord, offset: number, next: UploadRecord): Promise<void> {
+    try {
+      await this.save(next)
+    } catch (error) {
+      if (record.status === 'IN_PROGRESS' && !this.closed) {
+        const current = { ...record, uploadedSize: offset }
+        await this.prepareHash(current).then((at) => this.start({ ...current, uploadedSize: at }))
+      }
+      throw error
+    }
+  }
+
   /**
-   * Sets the status, writes the store and publishes the new state. The write finishes before the caller's
-   * answer goes out: an acknowledged change survives a crash.
+   * A change nobody waits for (completion, failure): retried until the store takes it, and logged, so
+   * memory and disk never disagree in silence. If the server stops first, recovery at the next start
+   * reaches the same outcome from the bytes on disk.
    */
-  private async commit(record: UploadRecord, status: UploadStatus = record.status, event?: string): Promise<UploadView> {
-    record.status = status
-    record.updatedAt = now()
-    if (event) {
-      const { id, filename, uploadedSize, totalSize, targetSpeed, error } = record
-      log(status === 'FAILED' ? 'warn' : 'info', event, { id, filename, uploadedSize, totalSize, targetSpeed, error })
+  private async durably(record: UploadRecord, event: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.store.put(record)
+        break
+      } catch (error) {
+        log('error', 'store.write_failed', { id: record.id, status: record.status, attempt, error })
+        if (this.closed) return
+        await sleep(Math.min(250 * 2 ** attempt, 5000))
+      }
     }
-    const live = this.live.get(record.id)
-    if (live) {
-      clearTimeout(live.progressTimer)
-      live.progressTimer = undefined
-      if (isFinal(status)) this.live.delete(record.id)
-    }
-    await this.options.store.save()
+    this.announce(record, event)
+  }
+
+  private announce(record: UploadRecord, event: string): UploadView {
+    const { id, filename, uploadedSize, totalSize, targetSpeed, error } = record
+    log(record.status === 'FAILED' ? 'warn' : 'info', event, { id, filename, uploadedSize, totalSize, targetSpeed, error })
     const view = this.view(record)
     this.feed.publish(view)
     return view
   }
 
-  /** Called per chunk: marks the checkpoint dirty and publishes at most every PROGRESS_EVERY_MS. */
-  private progressed(record: UploadRecord, live: Live): void {
-    this.dirty = true
-    live.progressTimer ??= setTimeout(() => {
-      live.progressTimer = undefined
-      if (record.status !== 'IN_PROGRESS') return
+  /** Every running upload whose byte count moved since its last event. */
+  private publishProgress(): void {
+    if (this.feed.subscriberCount === 0) {
+      for (const run of this.runs.values()) run.published = run.offset
+      return
+    }
+    const at = now()
+    for (const run of this.runs.values()) {
+      if (run.offset === run.published) continue
+      run.published = run.offset
       // The record did change (its byte count): updatedAt says when, and subscribers can see how fresh it is.
-      record.updatedAt = now()
-      this.feed.publish(this.view(record))
-    }, PROGRESS_EVERY_MS)
+      run.updatedAt = at
+      this.feed.publish(this.view(run.record))
+    }
+  }
+
+  private async checkpoint(): Promise<void> {
+    const moved = [...this.runs.values()].filter((run) => run.offset !== run.checkpointed)
+    if (moved.length === 0) return
+    const at = now()
+    const entries = moved.map((run) => ({ id: run.record.id, uploadedSize: run.offset, updatedAt: at }))
+    try {
+      await this.store.progress(entries)
+      for (const [i, run] of moved.entries()) run.checkpointed = entries[i]?.uploadedSize ?? run.checkpointed
+      if (this.checkpointFailing) log('info', 'upload.checkpoint_recovered')
+      this.checkpointFailing = false
+    } catch (error) {
+      if (!this.checkpointFailing) log('error', 'upload.checkpoint_failed', { error })
+      this.checkpointFailing = true
+    }
   }
 
   private view(record: UploadRecord): UploadView {
-    const run = record.status === 'IN_PROGRESS' ? this.live.get(record.id)?.run : undefined
-    return { ...record, currentSpeed: run ? run.meter.rate() : 0 }
+    const run = record.status === 'IN_PROGRESS' ? this.runs.get(record.id) : undefined
+    if (!run) return { ...record, currentSpeed: 0 }
+    return {
+      ...record,
+      targetSpeed: run.record.targetSpeed,
+      uploadedSize: run.offset,
+      updatedAt: run.updatedAt > record.updatedAt ? run.updatedAt : record.updatedAt,
+      currentSpeed: Math.round(run.meter.rate()),
+    }
   }
 
-  private record(id: string): UploadRecord {
-    const record = this.options.store.get(id)
+  private async record(id: string): Promise<UploadRecord> {
+    const record = await this.store.get(id)
     if (!record) throw notFound(id)
     return record
-  }
-
-  private liveOf(record: UploadRecord): Live {
-    let live = this.live.get(record.id)
-    if (!live) {
-      live = { hash: createHash('sha256'), run: undefined, progressTimer: undefined }
-      this.live.set(record.id, live)
-    }
-    return live
   }
 
   private expect(record: UploadRecord, allowed: UploadStatus[], action: string, hint?: string): void {
@@ -405,12 +531,11 @@ export class UploadService {
   }
 
   private conflict(record: UploadRecord, action: string, hint?: string): ServiceError {
-    const state = record.status.toLowerCase()
-    const why = hint ?? `it is ${state}`
+    const why = hint ?? `it is ${record.status.toLowerCase()}`
     return new ServiceError('INVALID_STATE', `Upload ${record.id} cannot be ${action}: ${why}`)
   }
 
-  private speed(value: number): number {
+  private checkSpeed(value: number): number {
     if (!Number.isSafeInteger(value) || value < 0) {
       throw badInput(`speed must be a whole number of bytes per second, 0 or more (0 = unlimited); got ${value}`)
     }
@@ -418,7 +543,28 @@ export class UploadService {
   }
 
   private assertOpen(): void {
-    if (this.closed) throw new ServiceError('INVALID_STATE', 'The server is shutting down')
+    if (this.closed) throw unavailable('The server is shutting down')
+  }
+
+  /** A client's call: refused fast if the upload stays busy (a store that is down) rather than left hanging. */
+  private command<T>(id: string, task: () => Promise<T>): Promise<T> {
+    let started = false
+    let timer: NodeJS.Timeout | undefined
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        if (!started) reject(unavailable(`Upload ${id} is busy; try again`))
+      }, LOCK_WAIT_MS)
+    })
+    const run = this.locked(id, () => {
+      if (timer === undefined) return Promise.reject(unavailable(`Upload ${id} is busy; try again`))
+      started = true
+      clearTimeout(timer)
+      return task()
+    })
+    return Promise.race([run, timedOut]).finally(() => {
+      clearTimeout(timer)
+      timer = undefined
+    })
   }
 
   /** Runs `task` after every earlier task on the same upload has settled. */
@@ -431,21 +577,5 @@ export class UploadService {
       if (this.locks.get(id) === tail) this.locks.delete(id)
     })
     return result
-  }
-
-  private async removeBytes(record: UploadRecord): Promise<void> {
-    await Promise.all([rm(this.partPath(record), { force: true }), rm(this.stagingPath(record), { force: true })])
-  }
-
-  private stagingPath(record: UploadRecord): string {
-    return join(this.stagingDir, record.id)
-  }
-
-  private partPath(record: UploadRecord): string {
-    return `${this.storedPath(record)}.part`
-  }
-
-  private storedPath(record: UploadRecord): string {
-    return join(this.options.uploadDir, record.storedName)
   }
 }

@@ -1,5 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises'
-
 /** Chunks at least this big even at a crawl, so 1 B/s does not mean a syscall per byte. */
 const MIN_CHUNK = 256
 /** The largest chunk while throttled: pause, resume and speed changes act within one of these. */
@@ -23,29 +21,46 @@ export function chunkSizeFor(speed: number): number {
   return Math.min(MAX_THROTTLED_CHUNK, Math.max(MIN_CHUNK, Math.round(speed / CHUNKS_PER_SECOND)))
 }
 
+const abortError = () => Object.assign(new Error('The operation was aborted'), { name: 'AbortError' })
+
 /**
  * A token bucket: tokens accrue at `rate` per second up to `capacity`; taking more than there are waits
  * exactly as long as the missing tokens take to accrue. Waiting measures real elapsed time, so a timer that
  * fires late is made up on the next take instead of slowing the whole transfer down. The bucket starts with
- * `initial` tokens (see headStartFor), so the first bytes after a start or resume move at once.
+ * `initial` tokens (see headStartFor), so the first bytes after a start or resume move at once. The rate can
+ * change while a take waits: the wait is recomputed at the new rate.
  */
 export class TokenBucket {
   private tokens: number
   private last: number
-  readonly capacity: number
+  private capacity = 0
+  private wake: (() => void) | undefined
 
   constructor(
-    readonly rate: number,
-    chunk: number,
+    private rate: number,
     initial: number,
     private readonly now: () => number = performance.now.bind(performance),
   ) {
-    // One chunk plus ~50 ms of credit. The slack keeps what accrues while a timer fires late (capped at one
-    // chunk, each late timer's overshoot would be lost: ~1 ms twenty times a second, 2 % slow); the cap keeps
-    // the byte curve from running more than 50 ms and a chunk ahead of the line after a stall.
-    this.capacity = chunk + rate / CHUNKS_PER_SECOND
+    this.setCapacity()
     this.tokens = initial
     this.last = this.now()
+  }
+
+  /** One chunk plus ~50 ms of credit (see the constructor's comment in git history for the measurements). */
+  private setCapacity(): void {
+    // The slack keeps what accrues while a timer fires late (capped at one chunk, each late timer's overshoot
+    // would be lost: ~1 ms twenty times a second, 2 % slow); the cap keeps the byte curve from running more
+    // than 50 ms and a chunk ahead of the line after a stall.
+    this.capacity = chunkSizeFor(this.rate) + this.rate / CHUNKS_PER_SECOND
+  }
+
+  /** A new rate from now on; what accrued so far is kept (up to the new capacity). */
+  setRate(rate: number): void {
+    this.refill()
+    this.rate = rate
+    this.setCapacity()
+    this.tokens = Math.min(this.tokens, this.capacity)
+    this.wake?.()
   }
 
   private refill(): void {
@@ -58,7 +73,22 @@ export class TokenBucket {
   async take(n: number, signal?: AbortSignal): Promise<void> {
     this.refill()
     while (this.tokens < n) {
-      await sleep(((n - this.tokens) * 1000) / this.rate, undefined, { signal })
+      if (signal?.aborted) throw abortError()
+      await new Promise<void>((resolve, reject) => {
+        const done = () => {
+          clearTimeout(timer)
+          signal?.removeEventListener('abort', onAbort)
+          this.wake = undefined
+          resolve()
+        }
+        const onAbort = () => {
+          done()
+          reject(abortError())
+        }
+        const timer = setTimeout(done, ((n - this.tokens) * 1000) / this.rate)
+        this.wake = done
+        signal?.addEventListener('abort', onAbort, { once: true })
+      })
       this.refill()
     }
     this.tokens -= n

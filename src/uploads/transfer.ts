@@ -1,5 +1,5 @@
 import type { Hash } from 'node:crypto'
-import { open } from 'node:fs/promises'
+import { open, type FileHandle } from 'node:fs/promises'
 import { chunkSizeFor, headStartFor, TokenBucket } from './throttle.js'
 
 export interface TransferJob {
@@ -12,77 +12,103 @@ export interface TransferJob {
   /** Bytes per second; 0 means unlimited. */
   speed: number
   /**
-   * sha256 of the bytes in the target before `offset`, as read back from it. Every chunk written is read back,
-   * checked against what was meant, and added, so at the end it is the hash of the file as stored.
+   * sha256 of the bytes in the target before `offset`. Every chunk written is added, so at the end it is the
+   * hash of exactly the bytes stored, in order. A run that rejects leaves it unusable.
    */
   hash: Hash
-  /** Aborting stops the copy after the chunk in flight; the promise then resolves with the offset reached. */
+  /** Aborting stops the copy after the chunk in flight; `done` then resolves with the offset reached. */
   signal: AbortSignal
   /** Called after every chunk with the new offset. Runs on the hot path: keep it cheap. */
   onProgress: (offset: number) => void
 }
 
 /**
- * A throttled transfer flushes to disk every this many bytes, so the flush before completion is small and
- * completion lands on time. (Unthrottled, one flush at the end is cheaper.)
+ * Dirty bytes are flushed in the background every this many, one flush at a time, so the flush that must
+ * finish before completion is small and completion lands on time.
  */
-const FLUSH_EVERY = 4 * 1024 * 1024
+const FLUSH_EVERY = 8 * 1024 * 1024
 
 const isAbort = (error: unknown) => error instanceof Error && error.name === 'AbortError'
 
-/**
- * Copies source → target from `offset` at `speed`, in chunks sized for that speed, and resolves with the
- * offset reached: `total` when done (the target is then flushed to disk), less when aborted. I/O errors
- * reject. Reads and writes use explicit positions, so a resumed copy never depends on file cursors.
- */
-export async function runTransfer(job: TransferJob): Promise<number> {
-  const chunk = chunkSizeFor(job.speed)
-  const head = job.speed > 0 ? headStartFor(job.speed) : chunk
-  const bucket = job.speed > 0 ? new TokenBucket(job.speed, chunk, head) : undefined
-  const buffer = Buffer.allocUnsafe(chunk)
-  const readBack = Buffer.allocUnsafe(chunk)
-  let offset = job.offset
-  const source = await open(job.source, 'r')
-  try {
-    // Read and write: 'r+' keeps the bytes already there, 'w+' starts empty; 'a' would ignore positions on Linux.
-    const target = await open(job.target, offset > 0 ? 'r+' : 'w+')
-    try {
-      if (offset > 0) await target.truncate(offset)
-      let flushed = offset
-      while (offset < job.total && !job.signal.aborted) {
-        // The first chunk is the head start, so the first byte lands at once without putting the curve ahead.
-        const want = Math.min(offset === job.offset ? head : chunk, job.total - offset)
-        await bucket?.take(want, job.signal)
-        const { bytesRead } = await source.read(buffer, 0, want, offset)
-        if (bytesRead === 0) throw new Error(`staging file ended at byte ${offset} of ${job.total}`)
-        // A write may be short (a file system that is nearly full): write the rest, until done or an error.
-        for (let written = 0; written < bytesRead; ) {
-          const { bytesWritten } = await target.write(buffer, written, bytesRead - written, offset + written)
-          written += bytesWritten
-        }
-        // Read back what the disk now holds: a write that lies (a failing or full device) stops here, and the
-        // running hash is of the stored bytes, not of what we meant to store.
-        const { bytesRead: stored } = await target.read(readBack, 0, bytesRead, offset)
-        if (stored !== bytesRead || !readBack.subarray(0, stored).equals(buffer.subarray(0, bytesRead))) {
-          throw new Error(`Stored bytes differ from the bytes sent at offset ${offset}`)
-        }
-        job.hash.update(readBack.subarray(0, stored))
-        offset += bytesRead
-        job.onProgress(offset)
-        if (bucket && offset - flushed >= FLUSH_EVERY) {
-          await target.datasync()
-          flushed = offset
-        }
-      }
-      // A completed file must be on disk before it is renamed into place and reported complete.
-      if (offset === job.total) await target.datasync()
-    } catch (error) {
-      if (!isAbort(error)) throw error
-    } finally {
-      await target.close()
-    }
-  } finally {
-    await source.close()
+async function writeAll(target: FileHandle, buffer: Buffer, length: number, position: number): Promise<void> {
+  // A write may be short (a file system that is nearly full): write the rest, until done or an error.
+  for (let written = 0; written < length; ) {
+    const { bytesWritten } = await target.write(buffer, written, length - written, position + written)
+    written += bytesWritten
   }
-  return offset
+}
+
+/** One run of a transfer, from a start or resume to its end, pause, cancel or failure. */
+export class Transfer {
+  /** Resolves with the offset reached: `total` when done (the target is then flushed to disk), less when stopped. */
+  readonly done: Promise<number>
+  private speed: number
+  private bucket: TokenBucket | undefined
+
+  constructor(private readonly job: TransferJob) {
+    this.speed = job.speed
+    this.done = this.run()
+  }
+
+  /** Takes effect from the next chunk; a chunk waiting for its tokens waits at the new rate. */
+  setSpeed(speed: number): void {
+    this.speed = speed
+    if (speed === 0) this.bucket = undefined
+    else if (this.bucket) this.bucket.setRate(speed)
+    else this.bucket = new TokenBucket(speed, headStartFor(speed))
+  }
+
+  /**
+   * Copies source → target from `offset` at the current speed, in chunks sized for it. I/O errors reject.
+   * Reads and writes use explicit positions, so a resumed copy never depends on file cursors.
+   */
+  private async run(): Promise<number> {
+    const { job } = this
+    if (this.speed > 0) this.bucket = new TokenBucket(this.speed, headStartFor(this.speed))
+    let buffer = Buffer.allocUnsafe(Math.min(chunkSizeFor(this.speed), Math.max(job.total - job.offset, 1)))
+    let offset = job.offset
+    let flushing: Promise<void> | undefined
+    let flushed = offset
+    const source = await open(job.source, 'r')
+    try {
+      // Read and write: 'r+' keeps the bytes already there, 'w+' starts empty; 'a' would ignore positions on Linux.
+      const target = await open(job.target, offset > 0 ? 'r+' : 'w+')
+      try {
+        if (offset > 0) await target.truncate(offset)
+        let first = true
+        while (offset < job.total && !job.signal.aborted) {
+          const chunk = chunkSizeFor(this.speed)
+          // The first chunk is the head start, so the first byte lands at once without putting the curve ahead.
+          const want = Math.min(first && this.bucket ? headStartFor(this.speed) : chunk, job.total - offset)
+          first = false
+          await this.bucket?.take(want, job.signal)
+          if (buffer.length < want) buffer = Buffer.allocUnsafe(want)
+          const { bytesRead } = await source.read(buffer, 0, want, offset)
+          if (bytesRead === 0) throw new Error(`staging file ended at byte ${offset} of ${job.total}`)
+          const written = writeAll(target, buffer, bytesRead, offset)
+          // Hashed on this thread while libuv's writes it. If the write fails, the run rejects and the upload
+          // fails with it, hash and all; if it succeeds, exactly these bytes are stored at this offset.
+          job.hash.update(buffer.subarray(0, bytesRead))
+          await written
+          offset += bytesRead
+          job.onProgress(offset)
+          if (offset - flushed >= FLUSH_EVERY && !flushing) {
+            flushed = offset
+            flushing = target.datasync().finally(() => (flushing = undefined))
+          }
+        }
+        await flushing
+        // A completed file must be on disk before it is renamed into place and reported complete.
+        if (offset === job.total) await target.datasync()
+      } catch (error) {
+        await flushing?.catch(() => undefined)
+        if (!isAbort(error)) throw error
+      } finally {
+        await target.close()
+      }
+    } finally {
+      await source.close()
+    }
+    return offset
+  }
 }

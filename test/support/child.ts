@@ -11,9 +11,9 @@ export interface ChildServer {
   output: () => string
 }
 
-/** The real server in its own process, started as `npm start` does, on an ephemeral port. */
+/** The real, built server in its own process, started as `npm start` does, on an ephemeral port. */
 export async function spawnServer(dir: string, env: Record<string, string> = {}): Promise<ChildServer> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  const child = spawn(process.execPath, ['dist/main.js'], {
     cwd: ROOT,
     env: { ...process.env, NODE_ENV: 'production', UPLOAD_DIR: dir, PORT: '0', HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

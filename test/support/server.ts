@@ -24,6 +24,8 @@ export async function startServer(env: Record<string, string> = {}, dir?: string
   const folder = dir ?? (await mkdtemp(join(tmpdir(), 'uploads-test-')))
   const config = loadConfig({ UPLOAD_DIR: folder, PORT: '0', HOST: '127.0.0.1', ...env })
   const app = await startApp(config)
+  // Start-up's sweep and recovery run after the port is bound; tests start from where they are done.
+  await app.recovered
   const server: TestServer = {
     app,
     url: app.url,

@@ -1,0 +1,489 @@
+import { mkdir, open, readdir, readFile, rename, rm, type FileHandle } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
+import { Low, type Adapter } from 'lowdb'
+import type { UploadRecord, UploadStatus } from './record.js'
+import {
+  decodeCursor,
+  encodeCursor,
+  recordProblem,
+  sortKey,
+  unfinished,
+  type Page,
+  type PageQuery,
+  type Progress,
+  type RecordStore,
+} from './records.js'
+
+/**
+ * The embedded record store: every record in memory, persisted per change.
+ *
+ * - The snapshot is a lowdb JSON document (`STATE_FILE`, default `.uploads.json`): `{version, seq, uploads}`.
+ * - Every change after it is one line appended to a journal (`.uploads.journal.<first seq>`), fsynced before
+ *   the change is acknowledged or visible. Changes that arrive while a flush is under way go out together
+ *   in the next one (group commit), so a thousand small uploads a second cost a few hundred fsyncs, not
+ *   thousands of whole-document rewrites.
+ * - When the journal outgrows the snapshot, a new snapshot is written in the background (streamed out in
+ *   slices, so 100k records never block the event loop for long) and the old journal files are removed.
+ *
+ * Replaying a journal entry is idempotent (a whole record, a removal, or byte counts), so a snapshot taken
+ * while changes go on can only hold state at or after its `seq`, and replaying from `seq` gives the truth.
+ */
+
+type Entry = { s: number; put: UploadRecord } | { s: number; del: string } | { s: number; p: [string, number, string][] }
+
+interface Snapshot {
+  version: 1 | 2
+  /** The journal entries after this one are not in the snapshot (absent in version 1: 0). */
+  seq?: number
+  uploads: Record<string, UploadRecord>
+}
+
+/** The state file or journal cannot be trusted: start-up stops and nothing is touched. */
+export class StateFileError extends Error {
+  override readonly name = 'StateFileError'
+}
+
+/** A new snapshot once the journal is larger than this and larger than the snapshot itself. */
+const COMPACT_AT_BYTES = 4 * 1024 * 1024
+/** Records serialised per slice while a snapshot is written; each slice is well under 5 ms. */
+const SNAPSHOT_SLICE = 500
+
+async function fsyncDir(path: string): Promise<void> {
+  const handle = await open(path, 'r')
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
+
+async function writeAll(handle: FileHandle, data: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < data.length; ) {
+    const { bytesWritten } = await handle.write(data, done, data.length - done, position + done)
+    done += bytesWritten
+  }
+}
+
+/**
+ * lowdb's adapter for the snapshot: reads and validates it whole; writes it to a temp file in slices (so a
+ * large state never blocks the event loop), fsyncs it, renames it into place and fsyncs the folder, so the
+ * file is always one whole version, even after a power cut. (lowdb's own JSONFile never fsyncs.)
+ */
+class SnapshotFile implements Adapter<Snapshot> {
+  private readonly temp: string
+  bytes = 0
+
+  constructor(readonly file: string) {
+    this.temp = join(dirname(file), `.${basename(file)}.tmp`)
+  }
+
+  async read(): Promise<Snapshot | null> {
+    let text: string
+    try {
+      text = await readFile(this.file, 'utf8')
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null
+      throw error
+    }
+    this.bytes = Buffer.byteLength(text)
+    let data: unknown
+    try {
+      data = JSON.parse(text)
+    } catch (error) {
+      throw new StateFileError(`state file ${this.file} is not valid JSON: ${(error as Error).message}`)
+    }
+    const problem = snapshotProblem(data)
+    if (problem) throw new StateFileError(`state file ${this.file} ${problem}`)
+    return data as Snapshot
+  }
+
+  async write(data: Snapshot): Promise<void> {
+    const handle = await open(this.temp, 'w')
+    let size = 0
+    try {
+      const put = async (text: string) => {
+        const buffer = Buffer.from(text)
+        await writeAll(handle, buffer, size)
+        size += buffer.length
+      }
+      await put(`{"version":2,"seq":${data.seq ?? 0},"uploads":{`)
+      const ids = Object.keys(data.uploads)
+      let first = true
+      for (let i = 0; i < ids.length; i += SNAPSHOT_SLICE) {
+        let slice = ''
+        for (const id of ids.slice(i, i + SNAPSHOT_SLICE)) {
+          const record = data.uploads[id]
+          if (record === undefined) continue // removed while we wrote; its removal is in the journal
+          slice += `${first ? '' : ','}${JSON.stringify(id)}:${JSON.stringify(record)}`
+          first = false
+        }
+        await put(slice)
+      }
+      await put('}}')
+      await handle.datasync()
+    } finally {
+      await handle.close()
+    }
+    await rename(this.temp, this.file)
+    await fsyncDir(dirname(this.file))
+    this.bytes = size
+  }
+}
+
+function snapshotProblem(data: unknown): string | undefined {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return `holds ${JSON.stringify(data)?.slice(0, 40)}, not a state document`
+  const doc = data as Record<string, unknown>
+  if (doc.version !== 1 && doc.version !== 2) return `has version ${JSON.stringify(doc.version)}; this server reads versions 1 and 2`
+  if (doc.seq !== undefined && !(typeof doc.seq === 'number' && Number.isSafeInteger(doc.seq) && doc.seq >= 0)) return 'has no valid seq'
+  if (typeof doc.uploads !== 'object' || doc.uploads === null || Array.isArray(doc.uploads)) return 'has no uploads object'
+  for (const [id, record] of Object.entries(doc.uploads)) {
+    const problem = recordProblem(record, id)
+    if (problem) return `has an upload ${JSON.stringify(id.slice(0, 80))} that ${problem}`
+  }
+  return undefined
+}
+
+function entryProblem(entry: unknown): string | undefined {
+  if (typeof entry !== 'object' || entry === null) return 'is not an object'
+  const e = entry as Record<string, unknown>
+  if (typeof e.s !== 'number' || !Number.isSafeInteger(e.s)) return 'has no sequence number'
+  if ('put' in e) return recordProblem(e.put) && `puts an upload that ${recordProblem(e.put)}`
+  if ('del' in e) return typeof e.del === 'string' ? undefined : 'removes no id'
+  if ('p' in e && Array.isArray(e.p)) {
+    const ok = e.p.every((p) => Array.isArray(p) && typeof p[0] === 'string' && Number.isSafeInteger(p[1]) && typeof p[2] === 'string')
+    return ok ? undefined : 'has malformed progress'
+  }
+  return 'is of no known kind'
+}
+
+interface Pending {
+  seq: number
+  line: string
+  apply: () => void
+  resolve: () => void
+  reject: (error: unknown) => void
+}
+
+const JOURNAL = /\.journal\.(\d+)$/
+
+export class LocalStore implements RecordStore {
+  private readonly records: Record<string, UploadRecord>
+  /** Sort keys in creation order, for pages; kept sorted by insertion (new records almost always go last). */
+  private readonly order: string[] = []
+  private seq: number
+  private journal: { handle: FileHandle; path: string; size: number } | undefined
+  private queue: Pending[] = []
+  private flushing: Promise<void> | undefined
+  private compacting: Promise<void> | undefined
+  private closed = false
+
+  private constructor(
+    private readonly db: Low<Snapshot>,
+    private readonly snapshot: SnapshotFile,
+    private readonly journalBase: string,
+    seq: number,
+  ) {
+    this.records = db.data.uploads
+    this.seq = seq
+    for (const record of Object.values(this.records)) {
+      Object.freeze(record)
+      this.order.push(sortKey(record))
+    }
+    this.order.sort()
+  }
+
+  /** Whether any state is on disk for this file (a snapshot or a journal). */
+  static async exists(file: string): Promise<boolean> {
+    const names = await readdir(dirname(file)).catch(() => [] as string[])
+    const base = basename(journalBaseOf(file))
+    return names.includes(basename(file)) || names.some((name) => name.startsWith(`${base}.`) && JOURNAL.test(name))
+  }
+
+  /**
+   * Reads the snapshot and replays the journal. Anything malformed stops start-up with a StateFileError that
+   * names the file and the problem; only a torn last line (a write cut off by a crash, never acknowledged)
+   * is dropped.
+   */
+  static async open(file: string): Promise<LocalStore> {
+    await mkdir(dirname(file), { recursive: true })
+    const snapshot = new SnapshotFile(file)
+    const db = new Low<Snapshot>(snapshot, { version: 2, seq: 0, uploads: {} })
+    await db.read()
+    const base = journalBaseOf(file)
+    const journals = (await readdir(dirname(file)))
+      .filter((name) => name.startsWith(`${basename(base)}.`) && JOURNAL.test(name))
+      .map((name) => ({ path: join(dirname(file), name), first: Number(JOURNAL.exec(name)?.[1]) }))
+      .sort((a, b) => a.first - b.first)
+    const from = db.data.seq ?? 0
+    let seq = from
+    let last: { path: string; size: number } | undefined
+    for (const journal of journals) {
+      const text = await readFile(journal.path, 'utf8')
+      const lines = text.split('\n')
+      // A final piece without its newline is a write that a crash cut off: it was never acknowledged.
+      const torn = lines.pop() ?? ''
+      let size = 0
+      for (const [index, line] of lines.entries()) {
+        let entry: unknown
+        try {
+          entry = JSON.parse(line)
+        } catch {
+          throw new StateFileError(`journal ${journal.path} line ${index + 1} is not valid JSON; the state cannot be trusted`)
+        }
+        const problem = entryProblem(entry)
+        if (problem) throw new StateFileError(`journal ${journal.path} line ${index + 1} ${problem}`)
+        const e = entry as Entry
+        size += Buffer.byteLength(line) + 1
+        if (e.s <= from) continue
+        seq = Math.max(seq, e.s)
+        applyEntry(db.data.uploads, e)
+      }
+      last = { path: journal.path, size }
+      if (torn !== '' && journal === journals.at(-1)) {
+        const handle = await open(journal.path, 'r+')
+        await handle.truncate(size)
+        await handle.sync()
+        await handle.close()
+      } else if (torn !== '') {
+        throw new StateFileError(`journal ${journal.path} ends in a partial line, but a newer journal follows it`)
+      }
+    }
+    // A first start writes an empty snapshot, so "no state on disk" always means it was lost (see server.ts).
+    if (snapshot.bytes === 0 && journals.length === 0) await db.write()
+    const store = new LocalStore(db, snapshot, base, seq)
+    if (last) store.journal = { handle: await open(last.path, 'r+'), path: last.path, size: last.size }
+    return store
+  }
+
+  // ---- reads ---------------------------------------------------------------------------------------------
+
+  async get(id: string): Promise<UploadRecord | undefined> {
+    return Object.hasOwn(this.records, id) ? this.records[id] : undefined
+  }
+
+  async page({ status, after, first }: PageQuery): Promise<Page> {
+    let start = 0
+    if (after !== undefined) {
+      const key = decodeCursor(after)
+      start = key === undefined ? this.order.length : upperBound(this.order, key)
+    }
+    const wanted = status === undefined ? undefined : new Set(status)
+    const records: UploadRecord[] = []
+    let i = start
+    for (; i < this.order.length && records.length < first; i++) {
+      const record = this.records[idOf(this.order[i] ?? '')]
+      if (record && (!wanted || wanted.has(record.status))) records.push(record)
+    }
+    let hasNextPage = false
+    for (; i < this.order.length && !hasNextPage; i++) {
+      const record = this.records[idOf(this.order[i] ?? '')]
+      hasNextPage = record !== undefined && (!wanted || wanted.has(record.status))
+    }
+    const end = records.at(-1)
+    return { records, hasNextPage, endCursor: end ? encodeCursor(sortKey(end)) : null }
+  }
+
+  async unfinished(): Promise<UploadRecord[]> {
+    return Object.values(this.records).filter(unfinished)
+  }
+
+  async countByStatus(): Promise<Partial<Record<UploadStatus, number>>> {
+    const counts: Partial<Record<UploadStatus, number>> = {}
+    for (const { status } of Object.values(this.records)) counts[status] = (counts[status] ?? 0) + 1
+    return counts
+  }
+
+  // ---- writes --------------------------------------------------------------------------------------------
+
+  put(record: UploadRecord): Promise<void> {
+    const frozen = Object.freeze({ ...record })
+    return this.append({ put: frozen }, () => this.set(frozen))
+  }
+
+  remove(id: string): Promise<void> {
+    return this.append({ del: id }, () => this.delete(id))
+  }
+
+  progress(entries: readonly Progress[]): Promise<void> {
+    if (entries.length === 0) return Promise.resolve()
+    const p = entries.map((e): [string, number, string] => [e.id, e.uploadedSize, e.updatedAt])
+    return this.append({ p }, () => applyProgress(this.records, p))
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    await this.flushing
+    await this.compacting?.catch(() => undefined)
+    await this.journal?.handle.close()
+    this.journal = undefined
+  }
+
+  private set(record: UploadRecord): void {
+    if (!Object.hasOwn(this.records, record.id)) insertSorted(this.order, sortKey(record))
+    this.records[record.id] = record
+  }
+
+  private delete(id: string): void {
+    const record = this.records[id]
+    if (!record) return
+    Reflect.deleteProperty(this.records, id)
+    const at = lowerBound(this.order, sortKey(record))
+    if (this.order[at] === sortKey(record)) this.order.splice(at, 1)
+  }
+
+  private append(entry: Omit<Entry, 's'> & Record<string, unknown>, apply: () => void): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('the record store is closed'))
+    const seq = ++this.seq
+    const line = `${JSON.stringify({ s: seq, ...entry })}\n`
+    return new Promise((resolve, reject) => {
+      this.queue.push({ seq, line, apply, resolve, reject })
+      this.flushing ??= this.flush()
+    })
+  }
+
+  /** Writes everything queued, one fsync per batch, until the queue is empty. */
+  private async flush(): Promise<void> {
+    for (;;) {
+      if (this.queue.length === 0) {
+        // Rotating here, with nothing queued and no other flush possible, means every seq handed out so
+        // far is applied and in the old journal, and every later one goes to the new journal.
+        if (!this.shouldCompact()) break
+        await this.rotate().catch(() => undefined)
+        continue
+      }
+      const batch = this.queue.splice(0)
+      try {
+        await this.write(Buffer.from(batch.map((p) => p.line).join('')), batch[0]?.seq ?? this.seq)
+        for (const pending of batch) pending.apply()
+        for (const pending of batch) pending.resolve()
+      } catch (error) {
+        for (const pending of batch) pending.reject(error)
+      }
+    }
+    this.flushing = undefined
+  }
+
+  private async write(data: Buffer, firstSeq: number): Promise<void> {
+    let journal = this.journal
+    // The folder (or the journal) may have been removed under us: writing on to an unlinked file would
+    // lose every change without a word. Start a new journal, after a snapshot of everything known.
+    if (journal && (await journal.handle.stat()).nlink === 0) {
+      await journal.handle.close().catch(() => undefined)
+      this.journal = journal = undefined
+      await mkdir(dirname(this.snapshot.file), { recursive: true })
+      await this.writeSnapshot(firstSeq - 1)
+    }
+    if (!journal) journal = this.journal = await this.openJournal(firstSeq)
+    try {
+      await writeAll(journal.handle, data, journal.size)
+      await journal.handle.datasync()
+      journal.size += data.length
+    } catch (error) {
+      // Cut off whatever part of the batch did land, so the next write does not follow a torn line.
+      await journal.handle.truncate(journal.size).catch(() => undefined)
+      throw error
+    }
+  }
+
+  private async openJournal(firstSeq: number) {
+    const path = `${this.journalBase}.${firstSeq}`
+    await mkdir(dirname(path), { recursive: true })
+    const handle = await open(path, 'wx').catch(async (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error
+      return open(path, 'r+')
+    })
+    await fsyncDir(dirname(path))
+    return { handle, path, size: (await handle.stat()).size }
+  }
+
+  private shouldCompact(): boolean {
+    const size = this.journal?.size ?? 0
+    return !this.closed && !this.compacting && size > COMPACT_AT_BYTES && size > this.snapshot.bytes
+  }
+
+  /** Starts a new journal after `seq`, then writes a snapshot at `seq` in the background. */
+  private async rotate(): Promise<void> {
+    const old = this.journal
+    const seq = this.seq
+    this.journal = await this.openJournal(seq + 1)
+    await old?.handle.close()
+    this.compacting = this.writeSnapshot(seq)
+      .then(() => this.removeJournalsUpTo(seq))
+      .catch(() => undefined) // the old journals stay; the next rotation tries again
+      .finally(() => (this.compacting = undefined))
+  }
+
+  /** One snapshot write at a time (a compaction and a folder that vanished could otherwise overlap). */
+  private snapshotting: Promise<void> = Promise.resolve()
+  private writeSnapshot(seq: number): Promise<void> {
+    const write = this.snapshotting.then(() => {
+      this.db.data.seq = seq
+      return this.db.write()
+    })
+    this.snapshotting = write.catch(() => undefined)
+    return write
+  }
+
+  private async removeJournalsUpTo(seq: number): Promise<void> {
+    const dir = dirname(this.snapshot.file)
+    const prefix = `${basename(this.journalBase)}.`
+    for (const name of await readdir(dir)) {
+      const first = Number(JOURNAL.exec(name)?.[1] ?? NaN)
+      if (name.startsWith(prefix) && first <= seq && join(dir, name) !== this.journal?.path)
+        await rm(join(dir, name), { force: true })
+    }
+  }
+
+  /** For tests and benchmarks: compact now, whatever the journal's size. */
+  async compactNow(): Promise<void> {
+    while (this.flushing) await this.flushing
+    await this.rotate()
+    await this.compacting
+  }
+}
+
+const journalBaseOf = (file: string) => file.replace(/\.json$/, '') + '.journal'
+
+const idOf = (key: string) => key.slice(key.indexOf('|') + 1)
+
+function applyEntry(records: Record<string, UploadRecord>, entry: Entry): void {
+  if ('put' in entry) records[entry.put.id] = entry.put
+  else if ('del' in entry) Reflect.deleteProperty(records, entry.del)
+  else applyProgress(records, entry.p)
+}
+
+function applyProgress(records: Record<string, UploadRecord>, entries: [string, number, string][]): void {
+  for (const [id, uploadedSize, updatedAt] of entries) {
+    const record = Object.hasOwn(records, id) ? records[id] : undefined
+    if (record && unfinished(record) && uploadedSize <= record.totalSize)
+      records[id] = Object.freeze({ ...record, uploadedSize, updatedAt })
+  }
+}
+
+function lowerBound(keys: readonly string[], key: string): number {
+  let lo = 0
+  let hi = keys.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if ((keys[mid] ?? '') < key) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
+
+function upperBound(keys: readonly string[], key: string): number {
+  let lo = 0
+  let hi = keys.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if ((keys[mid] ?? '') <= key) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
+
+function insertSorted(keys: string[], key: string): void {
+  const last = keys.at(-1)
+  if (last === undefined || last <= key) keys.push(key)
+  else keys.splice(lowerBound(keys, key), 0, key)
+}

@@ -1,0 +1,85 @@
+import { isFinal, UPLOAD_STATUSES, type UploadRecord, type UploadStatus } from './record.js'
+
+/** A running upload's byte count, checkpointed about once a second (state changes go through `put`). */
+export interface Progress {
+  id: string
+  uploadedSize: number
+  updatedAt: string
+}
+
+export interface PageQuery {
+  /** Only uploads in these states; all when absent. */
+  status?: readonly UploadStatus[]
+  /** An `endCursor` from an earlier page: the page starts after it. */
+  after?: string
+  first: number
+}
+
+export interface Page {
+  records: UploadRecord[]
+  hasNextPage: boolean
+  /** Cursor of the last record on the page; null when the page is empty. */
+  endCursor: string | null
+}
+
+/**
+ * Where upload records live: the embedded store (lowdb and a journal, one process) or Redis (several
+ * instances). A write resolves once it is durable, and only then do reads see it: an acknowledged change
+ * survives a crash, and memory never holds what the disk does not. Records are never mutated in place; a
+ * change is a new record passed to `put`.
+ */
+export interface RecordStore {
+  get(id: string): Promise<UploadRecord | undefined>
+  /** Oldest first (by createdAt, then id). */
+  page(query: PageQuery): Promise<Page>
+  /** Every upload that has not ended, for recovery. */
+  unfinished(): Promise<UploadRecord[]>
+  countByStatus(): Promise<Partial<Record<UploadStatus, number>>>
+  put(record: UploadRecord): Promise<void>
+  remove(id: string): Promise<void>
+  /** Byte counts of running uploads; applied only to records that have not ended meanwhile. */
+  progress(entries: readonly Progress[]): Promise<void>
+  close(): Promise<void>
+}
+
+/** Creation order: a cursor is the sort key of the last record seen, opaque to clients. */
+export const sortKey = (record: Pick<UploadRecord, 'createdAt' | 'id'>) => `${record.createdAt}|${record.id}`
+export const encodeCursor = (key: string) => Buffer.from(key).toString('base64url')
+export function decodeCursor(cursor: string): string | undefined {
+  const key = Buffer.from(cursor, 'base64url').toString()
+  return /^\d{4}-\d\d-\d\dT[\d:.]+Z\|.+$/.test(key) ? key : undefined
+}
+
+const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/
+const HEX64 = /^[0-9a-f]{64}$/
+const count = (value: unknown) => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
+
+/**
+ * What is wrong with a record read back from storage, or undefined when it is whole. A state file is
+ * trusted with paths (the stored name is joined to the folder), so a record that could point outside it is
+ * as wrong as one that is missing a field.
+ */
+export function recordProblem(value: unknown, id?: string): string | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'is not an object'
+  const r = value as Record<string, unknown>
+  if (typeof r.id !== 'string' || r.id === '') return 'has no id'
+  if (id !== undefined && r.id !== id) return `is filed under ${JSON.stringify(id)} but has id ${JSON.stringify(r.id)}`
+  if (typeof r.filename !== 'string') return 'has no filename'
+  if (typeof r.storedName !== 'string' || !r.storedName.startsWith(`${r.id}_`) || /[/\\\0]/.test(r.storedName))
+    return 'has a storedName that is not {id}_{name}'
+  if (typeof r.status !== 'string' || !UPLOAD_STATUSES.includes(r.status as UploadStatus))
+    return `has an unknown status ${JSON.stringify(r.status)}`
+  for (const field of ['uploadedSize', 'totalSize', 'targetSpeed'] as const)
+    if (!count(r[field])) return `has no whole, non-negative ${field}`
+  if ((r.uploadedSize as number) > (r.totalSize as number)) return 'has more bytes uploaded than its size'
+  if (typeof r.sha256 !== 'string' || !HEX64.test(r.sha256)) return 'has no sha256'
+  if (r.error !== null && typeof r.error !== 'string') return 'has an error that is not text'
+  for (const field of ['createdAt', 'updatedAt'] as const)
+    if (typeof r[field] !== 'string' || !ISO.test(r[field] as string)) return `has no ${field}`
+  if (r.completedAt !== null && (typeof r.completedAt !== 'string' || !ISO.test(r.completedAt)))
+    return 'has a completedAt that is not a time'
+  if (r.status === 'COMPLETED' && r.completedAt === null) return 'is completed but has no completedAt'
+  return undefined
+}
+
+export const unfinished = (record: UploadRecord) => !isFinal(record.status)
