@@ -175,6 +175,8 @@ export class LocalStore implements RecordStore {
   private queue: Pending[] = []
   private flushing: Promise<void> | undefined
   private compacting: Promise<void> | undefined
+  /** The journal vanished: nothing more is written until a fresh snapshot is on disk. */
+  private lostJournal = false
   private closed = false
 
   private constructor(
@@ -366,12 +368,17 @@ export class LocalStore implements RecordStore {
   private async write(data: Buffer, firstSeq: number): Promise<void> {
     let journal = this.journal
     // The folder (or the journal) may have been removed under us: writing on to an unlinked file would
-    // lose every change without a word. Start a new journal, after a snapshot of everything known.
+    // lose every change without a word. A new journal may start only after a snapshot of everything known
+    // is durable (else a restart would replay it over nothing), so until one is, every write fails.
     if (journal && (await journal.handle.stat()).nlink === 0) {
       await journal.handle.close().catch(() => undefined)
       this.journal = journal = undefined
+      this.lostJournal = true
+    }
+    if (this.lostJournal) {
       await mkdir(dirname(this.snapshot.file), { recursive: true })
       await this.writeSnapshot(firstSeq - 1)
+      this.lostJournal = false
     }
     if (!journal) journal = this.journal = await this.openJournal(firstSeq)
     try {

@@ -65,6 +65,8 @@ export class UploadService {
   readonly feed = new ProgressFeed()
   private readonly runs = new Map<string, Run>()
   private readonly hashes = new Map<string, PartHash>()
+  /** Runs that reached their end and are being completed (or failed): the byte count they reached. */
+  private readonly finishing = new Map<string, number>()
   private readonly locks = new Map<string, Promise<unknown>>()
   private readonly ticker: NodeJS.Timeout
   private readonly checkpointer: NodeJS.Timeout
@@ -358,8 +360,15 @@ export class UploadService {
     return this.locked(id, async () => {
       if (this.runs.get(id) !== run || this.closed) return
       this.runs.delete(id)
-      const record = await this.store.get(id)
-      if (record && !isFinal(record.status)) await finish({ ...record, uploadedSize: run.offset })
+      // Until the outcome is recorded the record still says IN_PROGRESS at its last checkpoint; clients see
+      // the bytes the run reached (a count that went back would read as corruption).
+      this.finishing.set(id, run.offset)
+      try {
+        const record = await this.store.get(id)
+        if (record && !isFinal(record.status)) await finish({ ...record, uploadedSize: run.offset })
+      } finally {
+        this.finishing.delete(id)
+      }
     }).catch((error: unknown) => log('error', 'upload.finish_failed', { id, error }))
   }
 
@@ -510,7 +519,10 @@ export class UploadService {
 
   private view(record: UploadRecord): UploadView {
     const run = record.status === 'IN_PROGRESS' ? this.runs.get(record.id) : undefined
-    if (!run) return { ...record, currentSpeed: 0 }
+    if (!run) {
+      const reached = record.status === 'IN_PROGRESS' ? this.finishing.get(record.id) : undefined
+      return { ...record, uploadedSize: reached ?? record.uploadedSize, currentSpeed: 0 }
+    }
     return {
       ...record,
       targetSpeed: run.record.targetSpeed,

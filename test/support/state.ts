@@ -16,19 +16,22 @@ export interface SavedUpload {
  * What the state on disk says, read as a stranger would: the snapshot (`.uploads.json`), then every journal
  * line after its seq. Written apart from the server's own reader, so the two can disagree.
  */
-export async function readState(dir: string): Promise<{ uploads: Record<string, SavedUpload> }> {
-  const text = await readFile(join(dir, '.uploads.json'), 'utf8').catch(() => undefined)
+export async function readState(
+  dir: string,
+  file = '.uploads.json',
+): Promise<{ uploads: Record<string, SavedUpload> }> {
+  const text = await readFile(join(dir, file), 'utf8').catch(() => undefined)
   const snapshot =
     text === undefined
       ? { seq: 0, uploads: {} }
       : (JSON.parse(text) as { seq?: number; uploads: Record<string, SavedUpload> })
   const uploads = { ...snapshot.uploads }
+  const prefix = `${file.replace(/\.json$/, '')}.journal.`
   const journals = (await readdir(dir))
-    .map((name) => /^\.uploads\.journal\.(\d+)$/.exec(name))
-    .filter((match) => match !== null)
-    .sort((a, b) => Number(a[1]) - Number(b[1]))
-  for (const match of journals) {
-    const lines = (await readFile(join(dir, match[0]), 'utf8')).split('\n')
+    .filter((name) => name.startsWith(prefix) && /^\d+$/.test(name.slice(prefix.length)))
+    .sort((a, b) => Number(a.slice(prefix.length)) - Number(b.slice(prefix.length)))
+  for (const name of journals) {
+    const lines = (await readFile(join(dir, name), 'utf8')).split('\n')
     for (const line of lines) {
       if (line === '') continue
       let entry: { s: number; put?: SavedUpload; del?: string; p?: [string, number, string][] }

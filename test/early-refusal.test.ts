@@ -1,0 +1,189 @@
+import { readdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { api, bytes, multipart, rawRequest, waitFor, waitForStatus } from './support/clients.js'
+import { multipartHead, openRequest, partHead } from './support/raw.js'
+import { listStorage, startServer, type TestServer } from './support/server.js'
+
+/**
+ * Bad input is refused as soon as it is known, never after the file: a client that sends 4 GiB with a typo
+ * in its speed hears about it after the first bytes, and the server reads no more of it.
+ */
+const HUGE = 4 * 1024 ** 3
+
+let server: TestServer
+beforeAll(async () => {
+  server = await startServer({ MAX_UPLOAD_SIZE: String(HUGE + 1024 ** 2) })
+})
+afterAll(() => server.stop())
+
+const incoming = async () =>
+  (await listStorage(server.dir)).staging.filter((name) => name.endsWith('.incoming'))
+const uploads = async () =>
+  (await api<{ uploads: unknown[] }>(server.url, 'GET', '/api/uploads')).body.uploads
+
+describe('REST: a bad query string is refused before the body is read', () => {
+  it.each(['abc', '1M', '1.5', '-1', '1e6', ''])(
+    '?speed=%j on a 4 GiB upload → 422 after the first bytes',
+    async (speed) => {
+      const before = (await uploads()).length
+      const request = openRequest(
+        server.url,
+        multipartHead(`/api/upload?speed=${encodeURIComponent(speed)}`, HUGE),
+      )
+      request.write(partHead('file', 'huge.bin'))
+      request.write(bytes(64 * 1024))
+      const answer = await request.answer
+      request.end()
+      expect(answer.status).toBe(422)
+      expect(JSON.parse(answer.body)).toEqual({
+        detail: expect.stringMatching(/^speed must be a whole number/),
+      })
+      // In the words of the REST contract: no GraphQL variables, `$`, or type names.
+      expect(answer.body).not.toMatch(/\$|Variable|SafeInt|Int!/)
+      expect(answer.headers).toMatch(/connection: close/i)
+      await waitFor(async () => (await incoming()).length === 0)
+      expect((await uploads()).length).toBe(before)
+    },
+  )
+})
+
+describe('GraphQL multipart: the operation is checked when `map` arrives, before any file byte', () => {
+  const UPLOAD = 'mutation ($file: File!, $speed: SafeInt) { uploadFile(file: $file, speed: $speed) { id } }'
+
+  async function refusedEarly(operations: unknown, map = '{"0":["variables.file"]}') {
+    const request = openRequest(server.url, multipartHead('/graphql', HUGE))
+    request.write(`${partHead('operations')}${JSON.stringify(operations)}\r\n${partHead('map')}${map}\r\n`)
+    request.write(partHead('0', 'huge.bin'))
+    request.write(bytes(64 * 1024))
+    const answer = await request.answer
+    request.end()
+    await waitFor(async () => (await incoming()).length === 0)
+    return {
+      status: answer.status,
+      body: JSON.parse(answer.body) as { errors: { message: string; extensions: { code: string } }[] },
+    }
+  }
+
+  it('an invalid speed variable → BAD_USER_INPUT', async () => {
+    const { status, body } = await refusedEarly({ query: UPLOAD, variables: { file: null, speed: 'abc' } })
+    expect(status).toBeGreaterThanOrEqual(400)
+    expect(body.errors[0]?.extensions.code).toBe('BAD_USER_INPUT')
+  })
+
+  it('a negative speed, which only the resolver can judge → BAD_USER_INPUT', async () => {
+    const { body } = await refusedEarly({ query: UPLOAD, variables: { file: null, speed: -5 } })
+    expect(body.errors[0]).toMatchObject({
+      message: expect.stringMatching(/speed/),
+      extensions: { code: 'BAD_USER_INPUT' },
+    })
+  })
+
+  it('a broken operation → an error with a code', async () => {
+    const { body } = await refusedEarly({
+      query: 'mutation ($file: File!) { uploadFile(file: $file) { id ',
+      variables: { file: null },
+    })
+    expect(body.errors[0]).toMatchObject({
+      message: expect.stringMatching(/Syntax Error/),
+      extensions: { code: expect.any(String) },
+    })
+  })
+
+  it('one file part mapped to two variables → BAD_USER_INPUT, up front', async () => {
+    const query =
+      'mutation ($a: File!, $b: File!) { a: uploadFile(file: $a) { id } b: uploadFile(file: $b) { id } }'
+    const { status, body } = await refusedEarly(
+      { query, variables: { a: null, b: null } },
+      '{"0":["variables.a","variables.b"]}',
+    )
+    expect(status).toBe(422)
+    expect(body.errors[0]).toMatchObject({
+      message: expect.stringMatching(/one file part per variable/),
+      extensions: { code: 'BAD_USER_INPUT' },
+    })
+  })
+
+  it('file parts sent before `map` → BAD_USER_INPUT', async () => {
+    const { body, contentType } = multipart([
+      { name: 'operations', content: JSON.stringify({ query: UPLOAD, variables: { file: null } }) },
+      { name: '0', filename: 'a.bin', content: 'early' },
+      { name: 'map', content: '{"0":["variables.file"]}' },
+    ])
+    const response = await rawRequest(server.url, '/graphql', {
+      headers: { 'content-type': contentType },
+      body,
+    })
+    expect(response.status).toBe(422)
+    expect(JSON.stringify(response.body)).toMatch(/after the \\"operations\\" and \\"map\\"/)
+  })
+})
+
+describe('limits on the whole request', () => {
+  let small: TestServer
+  beforeAll(async () => {
+    small = await startServer({ MAX_UPLOAD_SIZE: String(64 * 1024) })
+  })
+  afterAll(() => small.stop())
+
+  it('files that each fit but together exceed MAX_UPLOAD_SIZE → 413, nothing staged', async () => {
+    const query =
+      'mutation ($a: File!, $b: File!, $c: File!) { a: uploadFile(file: $a) { id } b: uploadFile(file: $b) { id } c: uploadFile(file: $c) { id } }'
+    const { body, contentType } = multipart([
+      { name: 'operations', content: JSON.stringify({ query, variables: { a: null, b: null, c: null } }) },
+      { name: 'map', content: '{"0":["variables.a"],"1":["variables.b"],"2":["variables.c"]}' },
+      { name: '0', filename: 'a.bin', content: bytes(30 * 1024) },
+      { name: '1', filename: 'b.bin', content: bytes(30 * 1024) },
+      { name: '2', filename: 'c.bin', content: bytes(30 * 1024) },
+    ])
+    const response = await rawRequest(small.url, '/graphql', {
+      headers: { 'content-type': contentType },
+      body,
+    }).catch((error: Error) => ({ status: 0, body: { error: error.message } }))
+    expect(response.status).toBe(413)
+    expect(JSON.stringify(response.body)).toMatch(/add up to more than the limit of 65536 bytes/)
+    await waitFor(async () => (await listStorage(small.dir)).staging.length === 0)
+  })
+
+  it('text fields that each fit but together exceed 1 MiB → 422, never held', async () => {
+    const fields = Array.from({ length: 5 }, (_, i) => ({ name: `f${i}`, content: 'x'.repeat(300 * 1024) }))
+    const { body, contentType } = multipart([...fields, { name: 'file', filename: 'a.bin', content: 'a' }])
+    const response = await rawRequest(small.url, '/api/upload', {
+      headers: { 'content-type': contentType },
+      body,
+    })
+    expect(response).toEqual({
+      status: 422,
+      body: { detail: expect.stringMatching(/Text fields too large/) },
+    })
+  })
+
+  it('a REST part other than `file` is read and dropped, never stored', async () => {
+    const junk = bytes(40 * 1024)
+    const content = bytes(20 * 1024)
+    const rest = Buffer.concat([content, Buffer.from('\r\n--b0undary--\r\n')])
+    const head = Buffer.concat([
+      Buffer.from(partHead('junk', 'junk.bin')),
+      junk,
+      Buffer.from(`\r\n${partHead('file', 'kept.bin')}`),
+    ])
+    const request = openRequest(small.url, multipartHead('/api/upload?speed=0', head.length + rest.length))
+    request.write(head)
+    request.write(content.subarray(0, 1000))
+    // The `file` part has begun (its staging file exists), so the junk part before it has been parsed whole:
+    // had it been stored, its own staging file would be here beside it.
+    await waitFor(async () =>
+      (await listStorage(small.dir)).staging.some((name) => name.endsWith('.incoming')),
+    )
+    const staged = (await listStorage(small.dir)).staging.filter((name) => name.endsWith('.incoming'))
+    expect(staged).toHaveLength(1)
+    request.write(rest.subarray(1000))
+    const answer = await request.answer
+    request.end()
+    expect(answer.status).toBe(200)
+    const id = (JSON.parse(answer.body) as { upload_id: string }).upload_id
+    await waitForStatus(small.url, id, 'completed')
+    expect(await readFile(join(small.dir, `${id}_kept.bin`))).toEqual(content)
+    expect((await readdir(small.dir)).filter((name) => name.includes('junk'))).toEqual([])
+  })
+})

@@ -1,0 +1,166 @@
+import { execFileSync } from 'node:child_process'
+import { appendFile, mkdtemp, open, readdir, rm, stat, statfs, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { stopHashWorker } from '../src/uploads/hasher.js'
+import { api, bytes, gql, restUpload, statusOf, waitFor, waitForStatus } from './support/clients.js'
+import { spawnServer, type ChildServer } from './support/child.js'
+import { multipartHead, openRequest, partHead } from './support/raw.js'
+import { listStorage, startServer, type TestServer } from './support/server.js'
+import { readState } from './support/state.js'
+
+const cleanups: (() => Promise<void> | void)[] = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+/**
+ * A folder on a small real file system of its own, which can be filled to the last byte under a running
+ * server and emptied again. (Remounting it read-only is refused while the server holds its journal open.)
+ */
+async function mount(): Promise<{ dir: string; full(on: boolean): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'state-disk-'))
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir])
+  cleanups.push(async () => {
+    execFileSync('umount', ['-l', dir])
+    await rm(dir, { recursive: true, force: true })
+  })
+  const filler = join(dir, 'filler')
+  return {
+    dir,
+    async full(on) {
+      if (!on) return rm(filler, { force: true })
+      const { bavail, bsize } = await statfs(dir)
+      await writeFile(filler, Buffer.alloc(bavail * bsize))
+      // Whatever rounding left, fill it too: the next write must fail.
+      await appendFile(filler, Buffer.alloc(64 * 1024)).catch(() => undefined)
+    },
+  }
+}
+
+async function child(env: Record<string, string>): Promise<ChildServer & { dir: string }> {
+  const storage = await mkdtemp(join(tmpdir(), 'uploads-state-faults-'))
+  const server = await spawnServer(storage, env)
+  cleanups.push(async () => {
+    server.child.kill('SIGKILL')
+    await server.exited
+    await rm(storage, { recursive: true, force: true })
+  })
+  return { ...server, dir: storage }
+}
+
+/**
+ * The fault: someone removes the state files under the running server, and its disk is full. The server
+ * notices the journal is gone at its next write; it may start a new one only after a snapshot of every
+ * record, which cannot be written now, so every change is refused until there is room again.
+ * (A full disk alone refuses nothing at first: an append still fits in the last page of the journal.)
+ */
+async function breakStore(
+  disk: { dir: string; full(on: boolean): Promise<void> },
+  server: ChildServer,
+): Promise<void> {
+  // Stopped meanwhile, so its next write (a checkpoint, say) comes after both, never in between.
+  server.child.kill('SIGSTOP')
+  try {
+    for (const name of await readdir(disk.dir)) {
+      // Held open, so their pages stay taken when the server lets go of them: no room appears.
+      const handle = await open(join(disk.dir, name), 'r')
+      cleanups.push(() => handle.close())
+      await rm(join(disk.dir, name), { force: true })
+    }
+    await disk.full(true)
+  } finally {
+    server.child.kill('SIGCONT')
+  }
+}
+
+const isRoot = process.getuid?.() === 0
+
+describe.skipIf(!isRoot)('a state store that cannot be written', () => {
+  it('refuses a pause with 503 and leaves the transfer running as recorded; once writable, nothing is lost', async () => {
+    const disk = await mount()
+    const server = await child({ STATE_FILE: join(disk.dir, 'state.json') })
+    const done = await restUpload(server.url, bytes(1000), { speed: 0, filename: 'earlier.bin' })
+    await waitForStatus(server.url, done.body.upload_id, 'completed')
+    const { body } = await restUpload(server.url, bytes(200_000), { speed: 20_000 })
+    const id = body.upload_id
+    await breakStore(disk, server)
+
+    const pause = await api(server.url, 'POST', `/api/upload/${id}/pause`)
+    expect(pause.status).toBe(503)
+    expect(pause.body).toEqual({ detail: expect.stringMatching(/could not be saved .*nothing was changed/) })
+    const graphql = await gql(server.url, `mutation { pauseUpload(id: "${id}") { id } }`)
+    expect(graphql.errors?.[0]?.extensions?.code).toBe('UNAVAILABLE')
+    const speed = await api(server.url, 'POST', `/api/upload/${id}/speed?speed=1000`)
+    expect(speed.status).toBe(503)
+    // The record says running at 20 kB/s, so it is: the bytes still move, at the recorded speed.
+    const running = (await statusOf(server.url, id)).body
+    expect(running).toMatchObject({ status: 'in_progress', target_speed: 20_000 })
+    await waitFor(
+      async () => (await statusOf(server.url, id)).body.uploaded_size > running.uploaded_size + 4000,
+    )
+    expect(server.output()).toMatch(/"event":"store.write_failed"/)
+
+    await disk.full(false)
+    expect((await api(server.url, 'POST', `/api/upload/${id}/pause`)).status).toBe(200)
+    // The new snapshot holds every record, the ones from before the fault included.
+    const state = await readState(disk.dir, 'state.json')
+    expect(state.uploads[id]?.status).toBe('PAUSED')
+    expect(state.uploads[done.body.upload_id]?.status).toBe('COMPLETED')
+  })
+
+  it('a completion it cannot save is retried and logged; until then API and disk both still say in progress', async () => {
+    const disk = await mount()
+    const server = await child({ STATE_FILE: join(disk.dir, 'state.json') })
+    const content = bytes(60_000)
+    const { body } = await restUpload(server.url, content, { speed: 30_000 })
+    const id = body.upload_id
+    await breakStore(disk, server)
+    // The transfer finishes (its bytes are on another disk) but COMPLETED cannot be recorded yet.
+    await waitFor(() =>
+      /"event":"store.write_failed","id":"[^"]+","status":"COMPLETED"/.test(server.output()),
+    )
+    expect(await stat(join(server.dir, `${id}_data.bin`))).toMatchObject({ size: content.length })
+    expect((await statusOf(server.url, id)).body).toMatchObject({
+      status: 'in_progress',
+      uploaded_size: content.length,
+    })
+
+    await disk.full(false)
+    await waitForStatus(server.url, id, 'completed')
+    expect((await readState(disk.dir, 'state.json')).uploads[id]?.status).toBe('COMPLETED')
+    expect(await readdir(join(server.dir, '.staging'))).not.toContain(id)
+  })
+})
+
+describe('a hashing worker that dies mid-upload', () => {
+  let server: TestServer
+  cleanups.push(() => server?.stop())
+
+  it('fails the uploads it was hashing at once (never a wait forever), leaves no .incoming, and the next works', async () => {
+    server = await startServer()
+    cleanups.push(() => server.stop())
+    const content = bytes(30_000)
+    const tail = Buffer.from('\r\n--b0undary--\r\n')
+    const head = Buffer.from(partHead('file', 'doomed.bin'))
+    const request = openRequest(
+      server.url,
+      multipartHead('/api/upload?speed=0', head.length + content.length + tail.length),
+    )
+    request.write(head)
+    request.write(content.subarray(0, 10_000))
+    await waitFor(async () =>
+      (await listStorage(server.dir)).staging.some((name) => name.endsWith('.incoming')),
+    )
+    await stopHashWorker()
+    request.write(Buffer.concat([content.subarray(10_000), tail]))
+    const answer = await request.answer
+    request.end()
+    expect(answer.status).toBe(500)
+    await waitFor(async () => (await listStorage(server.dir)).staging.length === 0)
+    const next = await restUpload(server.url, bytes(5000), { speed: 0 })
+    expect(next.status).toBe(200)
+    await waitForStatus(server.url, next.body.upload_id, 'completed')
+  })
+})
