@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { bearerToken, downloadSignatureValid, signedDownloadPath, tokenMatches } from './access.js'
 import { asset, isAsset } from './assets.js'
+import { assignRequestId, requestIdOf } from './request-id.js'
 import { ConfigError, type Config } from './config.js'
 import type { Context } from './graphql/context.js'
 import { schema } from './graphql/schema.js'
@@ -150,6 +151,7 @@ async function build(config: Config, lock: FolderLock): Promise<App> {
     { connectionsCheckingInterval: 1000, headersTimeout: config.headersTimeoutMs, requestTimeout: 0 },
     (req: IncomingMessage, res: ServerResponse) => {
       const started = performance.now()
+      res.setHeader('x-request-id', assignRequestId(req))
       const url = new URL(req.url ?? '/', 'http://localhost')
       const { pathname } = url
       inFlight.add(res)
@@ -191,7 +193,7 @@ async function build(config: Config, lock: FolderLock): Promise<App> {
             res.end(req.method === 'HEAD' ? undefined : found.body)
           },
           (error: unknown) => {
-            log('error', 'asset.missing', { pathname, error })
+            log('error', 'asset.missing', { requestId: requestIdOf(req), pathname, error })
             sendJson(res, 503, { detail: `${pathname} is not built: run npm run build` })
           },
         )
@@ -221,6 +223,7 @@ async function build(config: Config, lock: FolderLock): Promise<App> {
   // WebSocket handshakes get the same origin and host checks as every request (browsers send no preflight
   // for them, and CORS does not apply): a refused one gets a plain 403 and never reaches graphql-ws.
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    assignRequestId(req)
     const pathname = (req.url ?? '/').split('?')[0]
     const refused = pathname === '/graphql' ? refusal(req, policy) : 'Not Found'
     if (refused === undefined) return ws.handleUpgrade(req, socket, head)

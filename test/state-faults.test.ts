@@ -87,9 +87,16 @@ describe.skipIf(!isRoot)('a state store that cannot be written', () => {
     const id = body.upload_id
     await breakStore(disk, server)
 
-    const pause = await api(server.url, 'POST', `/api/upload/${id}/pause`)
+    const pause = await fetch(`${server.url}/api/upload/${id}/pause`, { method: 'POST' })
     expect(pause.status).toBe(503)
-    expect(pause.body).toEqual({ detail: expect.stringMatching(/could not be saved .*nothing was changed/) })
+    expect(await pause.json()).toEqual({
+      detail: expect.stringMatching(/could not be saved .*nothing was changed/),
+    })
+    // A 5xx is logged with the id its answer carries, so a user's report finds the line.
+    const requestId = pause.headers.get('x-request-id')
+    expect(server.output()).toMatch(
+      new RegExp(`"event":"rest.error","requestId":"${requestId}".*"status":503`),
+    )
     const graphql = await gql(server.url, `mutation { pauseUpload(id: "${id}") { id } }`)
     expect(graphql.errors?.[0]?.extensions?.code).toBe('UNAVAILABLE')
     const speed = await api(server.url, 'POST', `/api/upload/${id}/speed?speed=1000`)

@@ -90,13 +90,26 @@ export type Query = {
   files: Array<Upload>;
   /** One upload by id. Errors with NOT_FOUND when there is none. */
   upload: Upload;
-  /** Every upload, oldest first, whatever its status. */
+  /** How many uploads are in each state. */
+  uploadCounts: UploadCounts;
+  /**
+   * Uploads, oldest first: all of them by default, or a page. `status` keeps only those states; `first` is the
+   * page size (at most 1000); `after` is the `cursor` of the last upload of the previous page. A page shorter
+   * than `first` is the last one.
+   */
   uploads: Array<Upload>;
 };
 
 
 export type QueryUploadArgs = {
   id: Scalars['ID']['input'];
+};
+
+
+export type QueryUploadsArgs = {
+  after?: InputMaybe<Scalars['String']['input']>;
+  first?: InputMaybe<Scalars['Int']['input']>;
+  status?: InputMaybe<Array<UploadStatus>>;
 };
 
 export type Subscription = {
@@ -120,6 +133,8 @@ export type Upload = {
   createdAt: Scalars['DateTime']['output'];
   /** Bytes per second over about the last second, rounded to a whole number; 0 unless IN_PROGRESS. */
   currentSpeed: Scalars['SafeInt']['output'];
+  /** Where this upload is in the list: pass it as `after` to get the uploads that follow it. */
+  cursor: Scalars['String']['output'];
   /** Where to download the stored file (HTTP Range supported); null until the upload is COMPLETED. */
   downloadUrl?: Maybe<Scalars['String']['output']>;
   /** Why the upload failed, when it did. */
@@ -138,6 +153,17 @@ export type Upload = {
   updatedAt: Scalars['DateTime']['output'];
   /** Bytes written into storage so far. */
   uploadedSize: Scalars['SafeInt']['output'];
+};
+
+/** How many uploads are on record in each state. */
+export type UploadCounts = {
+  __typename?: 'UploadCounts';
+  canceled: Scalars['Int']['output'];
+  completed: Scalars['Int']['output'];
+  failed: Scalars['Int']['output'];
+  inProgress: Scalars['Int']['output'];
+  paused: Scalars['Int']['output'];
+  total: Scalars['Int']['output'];
 };
 
 export type UploadStatus =
@@ -230,12 +256,14 @@ export type ResolversTypes = ResolversObject<{
   DateTime: ResolverTypeWrapper<Scalars['DateTime']['output']>;
   File: ResolverTypeWrapper<Scalars['File']['output']>;
   ID: ResolverTypeWrapper<Scalars['ID']['output']>;
+  Int: ResolverTypeWrapper<Scalars['Int']['output']>;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
   SafeInt: ResolverTypeWrapper<Scalars['SafeInt']['output']>;
   String: ResolverTypeWrapper<Scalars['String']['output']>;
   Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Upload: ResolverTypeWrapper<UploadView>;
+  UploadCounts: ResolverTypeWrapper<UploadCounts>;
   UploadStatus: UploadStatus;
 }>;
 
@@ -245,12 +273,14 @@ export type ResolversParentTypes = ResolversObject<{
   DateTime: Scalars['DateTime']['output'];
   File: Scalars['File']['output'];
   ID: Scalars['ID']['output'];
+  Int: Scalars['Int']['output'];
   Mutation: Record<PropertyKey, never>;
   Query: Record<PropertyKey, never>;
   SafeInt: Scalars['SafeInt']['output'];
   String: Scalars['String']['output'];
   Subscription: Record<PropertyKey, never>;
   Upload: UploadView;
+  UploadCounts: UploadCounts;
 }>;
 
 export interface DateTimeScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes['DateTime'], any> {
@@ -273,7 +303,8 @@ export type MutationResolvers<ContextType = Context, ParentType extends Resolver
 export type QueryResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Query'] = ResolversParentTypes['Query']> = ResolversObject<{
   files?: Resolver<Array<ResolversTypes['Upload']>, ParentType, ContextType>;
   upload?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<QueryUploadArgs, 'id'>>;
-  uploads?: Resolver<Array<ResolversTypes['Upload']>, ParentType, ContextType>;
+  uploadCounts?: Resolver<ResolversTypes['UploadCounts'], ParentType, ContextType>;
+  uploads?: Resolver<Array<ResolversTypes['Upload']>, ParentType, ContextType, Partial<QueryUploadsArgs>>;
 }>;
 
 export interface SafeIntScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes['SafeInt'], any> {
@@ -288,6 +319,7 @@ export type UploadResolvers<ContextType = Context, ParentType extends ResolversP
   completedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
   currentSpeed?: Resolver<ResolversTypes['SafeInt'], ParentType, ContextType>;
+  cursor?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   downloadUrl?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   error?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   filename?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
@@ -301,6 +333,15 @@ export type UploadResolvers<ContextType = Context, ParentType extends ResolversP
   uploadedSize?: Resolver<ResolversTypes['SafeInt'], ParentType, ContextType>;
 }>;
 
+export type UploadCountsResolvers<ContextType = Context, ParentType extends ResolversParentTypes['UploadCounts'] = ResolversParentTypes['UploadCounts']> = ResolversObject<{
+  canceled?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  completed?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  failed?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  inProgress?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  paused?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  total?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+}>;
+
 export type Resolvers<ContextType = Context> = ResolversObject<{
   DateTime?: GraphQLScalarType;
   File?: GraphQLScalarType;
@@ -309,5 +350,6 @@ export type Resolvers<ContextType = Context> = ResolversObject<{
   SafeInt?: GraphQLScalarType;
   Subscription?: SubscriptionResolvers<ContextType>;
   Upload?: UploadResolvers<ContextType>;
+  UploadCounts?: UploadCountsResolvers<ContextType>;
 }>;
 

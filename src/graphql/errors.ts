@@ -78,8 +78,13 @@ export function serverErrorLogger(): YogaLogger {
     debug: at('debug'),
     info: at('info'),
     warn: at('warn'),
+    // Errors of an operation are logged by useServerErrorLog, with the request id; a client's mistake is not
+    // a server error; a client that went away mid-body has no one to tell.
     error: (...args: unknown[]) =>
-      void (args.some((arg) => fromService(arg) || endedRequest(arg)) || at('error')(...args)),
+      void (
+        args.some((arg) => arg instanceof GraphQLError || fromService(arg) || endedRequest(arg)) ||
+        at('error')(...args)
+      ),
   }
 }
 

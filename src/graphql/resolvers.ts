@@ -1,6 +1,17 @@
 import type { Resolvers } from '../generated/graphql.js'
 import type { UploadView } from '../uploads/record.js'
+import { badInput } from '../errors.js'
+import { encodeCursor, sortKey } from '../uploads/records.js'
 import { DateTime, File, SafeInt } from './scalars.js'
+
+const MAX_PAGE = 1000
+
+/** No `first`: every upload (the REST list's contract); otherwise a page of 1 to 1000. */
+function pageSize(first: number | null | undefined): number {
+  if (first == null) return Number.MAX_SAFE_INTEGER
+  if (first < 1 || first > MAX_PAGE) throw badInput(`first must be from 1 to ${MAX_PAGE}; got ${first}`)
+  return first
+}
 
 /** Thin on purpose: every rule lives in the upload service, so every transport obeys the same ones. */
 export const resolvers: Resolvers = {
@@ -10,10 +21,14 @@ export const resolvers: Resolvers = {
   Upload: {
     downloadUrl: (upload, _, { downloadPath }) =>
       upload.status === 'COMPLETED' ? downloadPath(upload.id) : null,
+    cursor: (upload) => encodeCursor(sortKey(upload)),
   },
   Query: {
     upload: (_, { id }, { service }) => service.get(id),
-    uploads: async (_, __, { service }) => (await service.page({ first: Number.MAX_SAFE_INTEGER })).uploads,
+    uploads: async (_, { status, first, after }, { service }) =>
+      (await service.page({ status: status ?? undefined, first: pageSize(first), after: after ?? undefined }))
+        .uploads,
+    uploadCounts: async (_, __, { service }) => service.counts(),
     files: async (_, __, { service }) =>
       (await service.page({ first: Number.MAX_SAFE_INTEGER, status: ['COMPLETED'] })).uploads,
   },

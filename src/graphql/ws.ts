@@ -5,6 +5,7 @@ import { GraphQLError, type ExecutionArgs, type ExecutionResult } from 'graphql'
 import { useServer } from 'graphql-ws/use/ws'
 import { WebSocketServer } from 'ws'
 import { bearerToken, tokenMatches } from '../access.js'
+import { requestIdOf } from '../request-id.js'
 import type { GraphQLApp } from './yoga.js'
 
 /** Pings every 12 s (graphql-ws's default) so proxies do not drop idle subscription sockets. */
@@ -36,6 +37,8 @@ interface EnvelopedRoot {
  */
 export function createGraphQLWs(yoga: GraphQLApp, apiToken: string | undefined) {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES })
+  // The handshake's answer carries the request id too: every log line about this socket's operations names it.
+  wss.on('headers', (headers, req) => headers.push(`X-Request-Id: ${requestIdOf(req) ?? ''}`))
   const graphqlWs = useServer(
     {
       connectionInitWaitTimeout: CONNECTION_INIT_TIMEOUT_MS,

@@ -1,8 +1,18 @@
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor'
-import { createGraphQLError, createYoga, type Plugin } from 'graphql-yoga'
+import type { IncomingMessage } from 'node:http'
+import type { GraphQLError } from 'graphql'
+import {
+  createGraphQLError,
+  createYoga,
+  handleStreamOrSingleExecutionResult,
+  type Plugin,
+} from 'graphql-yoga'
+import { httpStatusOf } from '../errors.js'
+import { log } from '../log.js'
+import { requestIdOf } from '../request-id.js'
 import { isMultipart, type IngestLimits } from '../uploads/ingest.js'
 import type { Context } from './context.js'
-import { maskError, serverErrorLogger } from './errors.js'
+import { codeOf, maskError, serverErrorLogger } from './errors.js'
 import { useStreamingUploads, type NodeServerContext } from './multipart.js'
 import { schema } from './schema.js'
 
@@ -55,6 +65,43 @@ function useOperationSizeLimit(): Plugin<Record<string, unknown>, NodeServerCont
   }
 }
 
+/** An error that is the server's fault (not a client's mistake), as the client will see it masked. */
+function isServerError(error: GraphQLError): boolean {
+  return httpStatusOf(codeOf(maskError(error, 'Internal Server Error'))) >= 500
+}
+
+/**
+ * Every server error on GraphQL (over HTTP, SSE or graphql-ws, which runs through this same envelop) is
+ * logged with the real error, which the client only sees masked, and the id of the request or socket.
+ */
+function useServerErrorLog(): Plugin<Record<string, unknown>, NodeServerContext> {
+  const report = (errors: readonly GraphQLError[] | undefined, context: unknown) => {
+    for (const error of errors ?? []) {
+      if (!isServerError(error)) continue
+      const req = (context as { req?: IncomingMessage }).req
+      log('error', 'graphql.error', {
+        requestId: requestIdOf(req),
+        path: error.path,
+        error: error.originalError ?? error,
+      })
+    }
+  }
+  return {
+    onExecute: () => ({
+      onExecuteDone: (payload) =>
+        handleStreamOrSingleExecutionResult(payload, ({ result }) =>
+          report(result.errors, payload.args.contextValue),
+        ),
+    }),
+    onSubscribe: () => ({
+      onSubscribeResult: (payload) =>
+        handleStreamOrSingleExecutionResult(payload, ({ result }) =>
+          report(result.errors, payload.args.contextValue),
+        ),
+    }),
+  }
+}
+
 /** GraphiQL's page is 9 MB of bundled assets: loaded the first time someone opens it, not at start-up. */
 const renderGraphiQL = async (
   options: Parameters<typeof import('@graphql-yoga/render-graphiql').renderGraphiQL>[0],
@@ -69,7 +116,12 @@ export function createGraphQL(context: Context, limits: IngestLimits) {
     maxRequestBodySize: false,
     // Depth, aliases, cost, tokens and directives are bounded by GraphQL Armor's defaults (depth 6, 15
     // aliases, cost 5000, 1000 tokens, 50 directives); they apply to graphql-ws too, through the envelop.
-    plugins: [useStreamingUploads(limits), useOperationSizeLimit(), EnvelopArmorPlugin()],
+    plugins: [
+      useStreamingUploads(limits),
+      useOperationSizeLimit(),
+      EnvelopArmorPlugin(),
+      useServerErrorLog(),
+    ],
     // CORS and origins are decided once for every route, in the http server (src/origin.ts).
     cors: false,
     // GraphiQL's assets are bundled (no CDN) and its subscriptions use graphql-ws on this same path.

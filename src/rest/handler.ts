@@ -6,6 +6,7 @@ import type { Context } from '../graphql/context.js'
 import { codeOf, maskError } from '../graphql/errors.js'
 import { IncomingFile, receiveMultipart, RequestEnded, type IngestLimits } from '../uploads/ingest.js'
 import { log } from '../log.js'
+import { requestIdOf } from '../request-id.js'
 import { sendFile } from './download.js'
 import { parseSpeed, routes, SET_SPEED, type Route } from './routes.js'
 
@@ -25,8 +26,26 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   res.end(json)
 }
 
-/** Every error body on /api is `{"detail": "..."}`, as the older service's clients expect. */
-function sendError(req: IncomingMessage, res: ServerResponse, status: number, detail: string): void {
+/**
+ * Every error body on /api is `{"detail": "..."}`, as the older service's clients expect. A 5xx is the
+ * server's fault: logged, with its error and the request's id (which the answer's `x-request-id` carries).
+ */
+function sendError(
+  req: IncomingMessage,
+  res: ServerResponse,
+  status: number,
+  detail: string,
+  error?: unknown,
+): void {
+  if (status >= 500) {
+    log('error', 'rest.error', {
+      requestId: requestIdOf(req),
+      method: req.method,
+      path: req.url,
+      status,
+      error: error ?? detail,
+    })
+  }
   // Answering before the body has arrived (413, 422): close rather than read the rest of it.
   if (!req.complete) res.setHeader('connection', 'close')
   sendJson(res, status, { detail })
@@ -65,14 +84,12 @@ function match(table: CompiledRoute[], method: string, pathname: string): Match 
   return { allowed }
 }
 
-/** A GraphQL error, masked as everywhere, becomes an HTTP status and a detail. */
-function failureOf(result: ExecutionResult): { status: number; detail: string } | undefined {
+/** A GraphQL error, masked as everywhere, becomes an HTTP status and a detail (and the error, for the log). */
+function failureOf(result: ExecutionResult): { status: number; detail: string; error: unknown } | undefined {
   const [first] = result.errors ?? []
   if (!first) return undefined
   const error = maskError(first, 'Internal Server Error')
-  const status = httpStatusOf(codeOf(error))
-  if (status >= 500) log('error', 'rest.error', { error: first.originalError ?? first })
-  return { status, detail: error.message }
+  return { status: httpStatusOf(codeOf(error)), detail: error.message, error: first.originalError ?? first }
 }
 
 const describePart = ([name, kind]: [string, string]) => `${JSON.stringify(name.slice(0, 40))} (${kind})`
@@ -188,7 +205,7 @@ export function createRestHandler(schema: GraphQLSchema, context: Context, limit
           )
         : await route.run(context, variables)
       const failure = failureOf(result)
-      if (failure) return sendError(req, res, failure.status, failure.detail)
+      if (failure) return sendError(req, res, failure.status, failure.detail, failure.error)
       if (route.file) {
         const file = route.file(result.data ?? {})
         if ('missing' in file) return sendError(req, res, 404, file.missing)
@@ -198,14 +215,18 @@ export function createRestHandler(schema: GraphQLSchema, context: Context, limit
     } catch (error) {
       // The client went away, or was answered already: there is no one to tell, and nothing went wrong here.
       if (error instanceof RequestEnded || res.writableEnded || res.destroyed) return void res.destroy()
-      if (error instanceof ServiceError) {
-        const status = httpStatusOf(error.code)
-        if (status >= 500) log('error', 'rest.error', { method: req.method, path: url.pathname, error })
-        return sendError(req, res, status, error.message)
+      if (error instanceof ServiceError)
+        return sendError(req, res, httpStatusOf(error.code), error.message, error)
+      if (!req.complete) {
+        log('error', 'rest.error', {
+          requestId: requestIdOf(req),
+          method: req.method,
+          path: url.pathname,
+          error,
+        })
+        return void res.destroy()
       }
-      log('error', 'rest.error', { method: req.method, path: url.pathname, error })
-      if (!req.complete) return void res.destroy()
-      sendError(req, res, 500, 'Internal Server Error')
+      sendError(req, res, 500, 'Internal Server Error', error)
     }
   }
 }

@@ -7,7 +7,7 @@ import type { IncomingFile } from './ingest.js'
 import { ProgressFeed } from './progress.js'
 import { RateMeter } from './rate.js'
 import { isFinal, type UploadRecord, type UploadStatus, type UploadView } from './record.js'
-import type { PageQuery, RecordStore } from './records.js'
+import { decodeCursor, type PageQuery, type RecordStore } from './records.js'
 import { storedNameFor, type Storage } from './storage.js'
 import { Transfer } from './transfer.js'
 
@@ -155,8 +155,23 @@ export class UploadService {
   }
 
   async page(query: PageQuery): Promise<UploadPage> {
+    if (query.after !== undefined && decodeCursor(query.after) === undefined)
+      throw badInput(`after must be the cursor of an upload from this server; got ${JSON.stringify(query.after.slice(0, 80))}`)
     const page = await this.store.page(query)
     return { uploads: page.records.map((record) => this.view(record)), hasNextPage: page.hasNextPage, endCursor: page.endCursor }
+  }
+
+  async counts(): Promise<{ total: number; inProgress: number; paused: number; completed: number; canceled: number; failed: number }> {
+    const by = await this.store.countByStatus()
+    const of = (status: UploadStatus) => by[status] ?? 0
+    const counts = {
+      inProgress: of('IN_PROGRESS'),
+      paused: of('PAUSED'),
+      completed: of('COMPLETED'),
+      canceled: of('CANCELED'),
+      failed: of('FAILED'),
+    }
+    return { total: Object.values(counts).reduce((a, b) => a + b, 0), ...counts }
   }
 
   /** Live states of one upload, or of every upload when `id` is undefined (starting with the unfinished ones). */
