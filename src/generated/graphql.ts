@@ -31,8 +31,15 @@ export type Mutation = {
   /** Stop an IN_PROGRESS or PAUSED upload for good and remove its partial bytes. */
   cancelUpload: Upload;
   /**
-   * Remove an upload that has ended (COMPLETED, CANCELED or FAILED): its stored file and its record.
-   * A running or paused upload must be canceled first (INVALID_STATE). Answers with the record as it was.
+   * Remove every ended upload in `status` (by default all of COMPLETED, CANCELED and FAILED), as deleteFile
+   * does, with or without their files. Answers with how many were removed. Running and paused ones are never
+   * touched (asking for them is BAD_USER_INPUT).
+   */
+  clearUploads: Scalars['Int']['output'];
+  /**
+   * Remove an upload that has ended (COMPLETED, CANCELED or FAILED): its stored file and its record; with
+   * `keepFile`, only the record, and a completed upload's file stays in the storage folder under its stored
+   * name. A running or paused upload must be canceled first (INVALID_STATE). Answers with the record as it was.
    */
   deleteFile: Upload;
   /** Stop writing bytes. Only an IN_PROGRESS upload can be paused (else INVALID_STATE). */
@@ -57,8 +64,15 @@ export type MutationCancelUploadArgs = {
 };
 
 
+export type MutationClearUploadsArgs = {
+  keepFiles?: InputMaybe<Scalars['Boolean']['input']>;
+  status?: InputMaybe<Array<UploadStatus>>;
+};
+
+
 export type MutationDeleteFileArgs = {
   id: Scalars['ID']['input'];
+  keepFile?: InputMaybe<Scalars['Boolean']['input']>;
 };
 
 
@@ -293,7 +307,8 @@ export interface FileScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes
 
 export type MutationResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
   cancelUpload?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationCancelUploadArgs, 'id'>>;
-  deleteFile?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationDeleteFileArgs, 'id'>>;
+  clearUploads?: Resolver<ResolversTypes['Int'], ParentType, ContextType, RequireFields<MutationClearUploadsArgs, 'keepFiles'>>;
+  deleteFile?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationDeleteFileArgs, 'id' | 'keepFile'>>;
   pauseUpload?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationPauseUploadArgs, 'id'>>;
   resumeUpload?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationResumeUploadArgs, 'id'>>;
   setSpeed?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationSetSpeedArgs, 'id' | 'speed'>>;

@@ -38,7 +38,9 @@ export const resolvers: Resolvers = {
     resumeUpload: (_, { id, speed }, { service }) => service.resume(id, speed),
     setSpeed: (_, { id, speed }, { service }) => service.setSpeed(id, speed),
     cancelUpload: (_, { id }, { service }) => service.cancel(id),
-    deleteFile: (_, { id }, { service }) => service.delete(id),
+    deleteFile: (_, { id, keepFile }, { service }) => service.delete(id, keepFile ?? false),
+    clearUploads: (_, { status, keepFiles }, { service }) =>
+      service.clear(status ?? undefined, keepFiles ?? false),
   },
   Subscription: {
     uploadProgress: {

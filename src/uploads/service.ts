@@ -295,16 +295,40 @@ export class UploadService {
     })
   }
 
-  /** Removes an ended upload's record and whatever bytes it still has; answers with the record as it was. */
-  delete(id: string): Promise<UploadView> {
+  /**
+   * Removes an ended upload's record and whatever bytes it still has (its stored file stays with
+   * `keepFile`); answers with the record as it was.
+   */
+  delete(id: string, keepFile = false): Promise<UploadView> {
     return this.command(id, async () => {
       const record = await this.record(id)
       this.expect(record, ['COMPLETED', 'CANCELED', 'FAILED'], 'deleted', 'cancel it first')
       await this.guard(() => this.store.remove(id))
-      await this.storage.removeAll(record).catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
-      log('info', 'upload.deleted', { id, filename: record.filename })
+      const remove = keepFile ? this.storage.removeBytes(record) : this.storage.removeAll(record)
+      await remove.catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
+      log('info', 'upload.deleted', { id, filename: record.filename, keptFile: keepFile && record.status === 'COMPLETED' })
       return this.view(record)
     })
+  }
+
+  /** Deletes every ended upload in `statuses`, a page at a time; answers with how many went. */
+  async clear(statuses: readonly UploadStatus[] = ['COMPLETED', 'CANCELED', 'FAILED'], keepFiles = false): Promise<number> {
+    const running = statuses.filter((status) => !isFinal(status))
+    if (running.length > 0) throw badInput(`only ended uploads can be cleared; not ${running.join(', ')}`)
+    let removed = 0
+    for (;;) {
+      // Always the first page: what was deleted is gone from it, and one that ended meanwhile joins in.
+      const { records } = await this.store.page({ status: statuses, first: 500 })
+      if (records.length === 0) return removed
+      for (const record of records) {
+        await this.delete(record.id, keepFiles).then(
+          () => removed++,
+          (error: unknown) => {
+            if (!(error instanceof ServiceError && error.code === 'NOT_FOUND')) throw error
+          },
+        )
+      }
+    }
   }
 
   /**

@@ -1,0 +1,119 @@
+import { readdir } from 'node:fs/promises'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { api, bytes, gql, restUpload, waitForStatus } from './support/clients.js'
+import { startServer, type TestServer } from './support/server.js'
+
+let server: TestServer
+const completed: string[] = []
+let running: string
+let canceled: string
+beforeAll(async () => {
+  server = await startServer()
+  for (let i = 0; i < 7; i++) {
+    const { body } = await restUpload(server.url, bytes(100 + i), { speed: 0, filename: `done-${i}.bin` })
+    completed.push(body.upload_id)
+  }
+  for (const id of completed) await waitForStatus(server.url, id, 'completed')
+  running = (await restUpload(server.url, bytes(100_000), { speed: 1000, filename: 'running.bin' })).body
+    .upload_id
+  canceled = (await restUpload(server.url, bytes(100_000), { speed: 1000, filename: 'canceled.bin' })).body
+    .upload_id
+  await api(server.url, 'POST', `/api/upload/${canceled}/cancel`)
+})
+afterAll(() => server.stop())
+
+interface Listed {
+  id: string
+  filename: string
+  status: string
+  cursor: string
+}
+const PAGE = `query ($first: Int, $after: String, $status: [UploadStatus!]) {
+  uploads(first: $first, after: $after, status: $status) { id filename status cursor }
+}`
+
+async function page(variables: Record<string, unknown>) {
+  const result = await gql<{ uploads: Listed[] }>(server.url, PAGE, variables)
+  if (result.errors) throw new Error(JSON.stringify(result.errors))
+  return result.data!.uploads
+}
+
+describe('uploads: pages, oldest first', () => {
+  it('without arguments lists every upload, oldest first', async () => {
+    const all = await page({})
+    expect(all.map((u) => u.id)).toEqual([...completed, running, canceled])
+  })
+
+  it('pages of `first`, each starting after the last cursor, cover the list once, in order', async () => {
+    const seen: string[] = []
+    let after: string | undefined
+    for (let i = 0; i < 10; i++) {
+      const uploads = await page({ first: 3, after })
+      seen.push(...uploads.map((u) => u.id))
+      if (uploads.length < 3) break
+      after = uploads.at(-1)!.cursor
+    }
+    expect(seen).toEqual([...completed, running, canceled])
+  })
+
+  it('`status` keeps only those states, and pages within them', async () => {
+    const firstTwo = await page({ status: ['COMPLETED'], first: 2 })
+    expect(firstTwo.map((u) => u.id)).toEqual(completed.slice(0, 2))
+    const rest = await page({ status: ['COMPLETED'], first: 100, after: firstTwo[1]!.cursor })
+    expect(rest.map((u) => u.id)).toEqual(completed.slice(2))
+    const active = await page({ status: ['IN_PROGRESS', 'PAUSED'] })
+    expect(active.map((u) => u.id)).toEqual([running])
+  })
+
+  it('uploadCounts counts each state', async () => {
+    const { data } = await gql<{ uploadCounts: Record<string, number> }>(
+      server.url,
+      '{ uploadCounts { total inProgress paused completed canceled failed } }',
+    )
+    expect(data?.uploadCounts).toEqual({
+      total: 9,
+      inProgress: 1,
+      paused: 0,
+      completed: 7,
+      canceled: 1,
+      failed: 0,
+    })
+  })
+
+  it.each([
+    [{ first: 0 }, /first must be from 1 to 1000/],
+    [{ first: 1001 }, /first must be from 1 to 1000/],
+    [{ first: 5, after: 'not-a-cursor' }, /after must be the cursor of an upload/],
+  ])('%j → BAD_USER_INPUT', async (variables, message) => {
+    const result = await gql(server.url, PAGE, variables)
+    expect(result.errors?.[0]).toMatchObject({
+      message: expect.stringMatching(message),
+      extensions: { code: 'BAD_USER_INPUT' },
+    })
+  })
+})
+
+describe('deleting ended uploads', () => {
+  it('deleteFile with keepFile forgets the record and leaves the completed file in the folder', async () => {
+    const id = completed.shift()!
+    const result = await gql(server.url, `mutation { deleteFile(id: "${id}", keepFile: true) { id } }`)
+    expect(result.errors).toBeUndefined()
+    expect((await api(server.url, 'GET', `/api/upload/${id}/status`)).status).toBe(404)
+    expect(await readdir(server.dir)).toContain(`${id}_done-0.bin`)
+  })
+
+  it('clearUploads removes every ended one (files too, unless kept), and never a running one', async () => {
+    const refused = await gql(server.url, 'mutation { clearUploads(status: [IN_PROGRESS]) }')
+    expect(refused.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT')
+    const kept = await gql<{ clearUploads: number }>(
+      server.url,
+      'mutation { clearUploads(status: [CANCELED], keepFiles: true) }',
+    )
+    expect(kept.data?.clearUploads).toBe(1)
+    const cleared = await gql<{ clearUploads: number }>(server.url, 'mutation { clearUploads }')
+    expect(cleared.data?.clearUploads).toBe(completed.length)
+    expect((await page({})).map((u) => u.id)).toEqual([running])
+    const names = await readdir(server.dir)
+    for (const id of completed) expect(names.some((name) => name.startsWith(id))).toBe(false)
+  })
+})
