@@ -123,6 +123,13 @@ const unescapeFilename = (name: string) =>
 export const isMultipart = (contentType: string | null | undefined) =>
   /^multipart\/form-data\b/i.test(contentType ?? '')
 
+/** No room for a file and its second copy: said before the file is read, or as soon as it is known. */
+export const noRoom = (needed: number, free: number) =>
+  bodyError(
+    'INSUFFICIENT_STORAGE',
+    `The server has no room left to store this file: it needs ${2 * needed} bytes while it is written into place (the file is kept twice until then), and ${free} are free`,
+  )
+
 /** A full disk is no client's fault, but the client should hear it plainly, and may retry later. */
 function storageError(error: Error): Error {
   const code = (error as NodeJS.ErrnoException).code
@@ -162,7 +169,16 @@ export function receiveMultipart(
     return { done, parts, abort, dispose }
   }
 
-  const done = new Promise<void>((resolve, reject) => {
+  // A file is held twice until its transfer completes (staging, then the .part beside the stored file):
+  // a body whose declared length cannot fit twice is refused before a byte of it is read.
+  const declared = Number(req.headers['content-length'] ?? NaN)
+  const room = Number.isSafeInteger(declared)
+    ? limits.storage.free().then((free) => {
+        if (free < 2 * declared) throw noRoom(declared, free)
+      })
+    : Promise.resolve()
+
+  const done = room.then(() => new Promise<void>((resolve, reject) => {
     let parser: busboy.Busboy
     try {
       parser = busboy({
@@ -314,7 +330,7 @@ export function receiveMultipart(
     })
     req.on('error', fail)
     req.pipe(parser)
-  })
+  }))
   done.catch(() => undefined)
   return { done, parts, abort: () => abort(), dispose }
 }

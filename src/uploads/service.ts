@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { badInput, notFound, ServiceError, unavailable } from '../errors.js'
 import { log } from '../log.js'
 import { stored, type LiveState } from '../metrics.js'
-import type { IncomingFile } from './ingest.js'
+import { noRoom, type IncomingFile } from './ingest.js'
 import { ProgressFeed } from './progress.js'
 import { RateMeter } from './rate.js'
 import { isFinal, type UploadRecord, type UploadStatus, type UploadView } from './record.js'
@@ -202,6 +202,9 @@ export class UploadService {
     this.assertOpen()
     const staged = await file.arrived
     this.assertOpen()
+    // Its staging copy is on disk; the .part needs as much again until the transfer completes.
+    const free = await this.storage.free()
+    if (free < staged.size) throw noRoom(staged.size, free + staged.size)
     const id = randomUUID()
     const at = now()
     const record: UploadRecord = {

@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, open, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { safeFilename } from './filename.js'
 
@@ -155,6 +155,12 @@ export class Storage {
     } finally {
       await target.close()
     }
+  }
+
+  /** Bytes this process may still write into the folder's file system. */
+  async free(): Promise<number> {
+    const { bavail, bsize } = await statfs(this.root)
+    return bavail * bsize
   }
 
   /** Whether the storage folder takes writes now (for /readyz). */

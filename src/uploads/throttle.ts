@@ -35,6 +35,8 @@ export class TokenBucket {
   private last: number
   private capacity = 0
   private wake: (() => void) | undefined
+  /** Bumped by every change of rate: a take waiting across one gives up and lets its caller re-plan. */
+  private epoch = 0
 
   constructor(
     private rate: number,
@@ -54,12 +56,21 @@ export class TokenBucket {
     this.capacity = chunkSizeFor(this.rate) + this.rate / CHUNKS_PER_SECOND
   }
 
-  /** A new rate from now on; what accrued so far is kept (up to the new capacity). */
+  /**
+   * A new rate from now on; what accrued so far is kept (up to the new capacity). A take waiting now returns
+   * false: its chunk was sized for the old rate (and may not even fit the new capacity).
+   */
   setRate(rate: number): void {
     this.refill()
     this.rate = rate
     this.setCapacity()
     this.tokens = Math.min(this.tokens, this.capacity)
+    this.interrupt()
+  }
+
+  /** Makes a waiting take return false (its caller's plan changed: a new rate, or no bucket at all). */
+  interrupt(): void {
+    this.epoch++
     this.wake?.()
   }
 
@@ -69,9 +80,13 @@ export class TokenBucket {
     this.last = now
   }
 
-  /** Waits until `n` tokens are there and takes them; rejects with an AbortError when `signal` aborts. */
-  async take(n: number, signal?: AbortSignal): Promise<void> {
+  /**
+   * Waits until `n` tokens are there and takes them (true), or returns false, taking nothing, if the rate
+   * changed meanwhile; rejects with an AbortError when `signal` aborts.
+   */
+  async take(n: number, signal?: AbortSignal): Promise<boolean> {
     this.refill()
+    const epoch = this.epoch
     while (this.tokens < n) {
       if (signal?.aborted) throw abortError()
       await new Promise<void>((resolve, reject) => {
@@ -89,8 +104,10 @@ export class TokenBucket {
         this.wake = done
         signal?.addEventListener('abort', onAbort, { once: true })
       })
+      if (this.epoch !== epoch) return false
       this.refill()
     }
     this.tokens -= n
+    return true
   }
 }

@@ -50,11 +50,13 @@ export class Transfer {
     this.done = this.run()
   }
 
-  /** Takes effect from the next chunk; a chunk waiting for its tokens waits at the new rate. */
+  /** Takes effect at once: a chunk waiting for its tokens is re-planned at the new speed. */
   setSpeed(speed: number): void {
     this.speed = speed
-    if (speed === 0) this.bucket = undefined
-    else if (this.bucket) this.bucket.setRate(speed)
+    if (speed === 0) {
+      this.bucket?.interrupt()
+      this.bucket = undefined
+    } else if (this.bucket) this.bucket.setRate(speed)
     else this.bucket = new TokenBucket(speed, headStartFor(speed))
   }
 
@@ -81,7 +83,8 @@ export class Transfer {
           // The first chunk is the head start, so the first byte lands at once without putting the curve ahead.
           const want = Math.min(first && this.bucket ? headStartFor(this.speed) : chunk, job.total - offset)
           first = false
-          await this.bucket?.take(want, job.signal)
+          // False: the speed changed while this chunk waited, so it is planned again at the new one.
+          if (this.bucket && !(await this.bucket.take(want, job.signal))) continue
           if (buffer.length < want) buffer = Buffer.allocUnsafe(want)
           const { bytesRead } = await source.read(buffer, 0, want, offset)
           if (bytesRead === 0) throw new Error(`staging file ended at byte ${offset} of ${job.total}`)

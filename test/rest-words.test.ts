@@ -1,0 +1,139 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { api, bytes, multipart, rawRequest, restUpload, statusOf } from './support/clients.js'
+import { startServer, type TestServer } from './support/server.js'
+
+/** Errors on /api are for curl users: they name the REST parameter and what it takes, never GraphQL's terms. */
+const GRAPHQL_WORDS = /\$|Variable|SafeInt|File!|ID!|non-null|GraphQL/
+
+let server: TestServer
+beforeAll(async () => {
+  server = await startServer()
+})
+afterAll(() => server.stop())
+
+const send = (parts: Parameters<typeof multipart>[0], query = '') => {
+  const { body, contentType } = multipart(parts)
+  return rawRequest(server.url, `/api/upload${query}`, { headers: { 'content-type': contentType }, body })
+}
+
+describe('bad speeds, in the words of the REST contract', () => {
+  it.each(['1M', '1.5', 'abc', '1e6', '', '-3', '99999999999999999999'])('?speed=%j', async (speed) => {
+    const { status, body } = await restUpload(server.url, bytes(10), { speed })
+    expect(status).toBe(422)
+    expect(body).toEqual({ detail: expect.stringMatching(/^speed must be (a whole number|at most)/) })
+    expect(JSON.stringify(body)).not.toMatch(GRAPHQL_WORDS)
+  })
+
+  it('resume with a bad speed says the same, and the upload stays paused', async () => {
+    const { body } = await restUpload(server.url, bytes(50_000), { speed: 1000 })
+    await api(server.url, 'POST', `/api/upload/${body.upload_id}/pause`)
+    const answer = await api(server.url, 'POST', `/api/upload/${body.upload_id}/resume?speed=2M`)
+    expect(answer).toEqual({
+      status: 422,
+      body: { detail: expect.stringMatching(/^speed must be a whole number/) },
+    })
+    expect((await statusOf(server.url, body.upload_id)).body.status).toBe('paused')
+  })
+})
+
+describe('a speed form field', () => {
+  it('is honoured when the query has none, before the file part or after it', async () => {
+    for (const parts of [
+      [
+        { name: 'speed', content: '2048' },
+        { name: 'file', filename: 'a.bin', content: bytes(100) },
+      ],
+      [
+        { name: 'file', filename: 'b.bin', content: bytes(100) },
+        { name: 'speed', content: '2048' },
+      ],
+    ]) {
+      const { status, body } = await send(parts)
+      expect(status).toBe(200)
+      expect(body.speed).toBe(2048)
+      expect((await statusOf(server.url, String(body.upload_id))).body.target_speed).toBe(2048)
+    }
+  })
+
+  it('that agrees with the query is fine; one that disagrees → 422 naming both', async () => {
+    const same = await send(
+      [
+        { name: 'speed', content: '4096' },
+        { name: 'file', filename: 'a.bin', content: 'x' },
+      ],
+      '?speed=4096',
+    )
+    expect(same.status).toBe(200)
+    const differ = await send(
+      [
+        { name: 'speed', content: '1024' },
+        { name: 'file', filename: 'a.bin', content: 'x' },
+      ],
+      '?speed=4096',
+    )
+    expect(differ).toEqual({
+      status: 422,
+      body: { detail: expect.stringMatching(/\?speed=4096.*speed=1024/) },
+    })
+  })
+
+  it('that is not a number → 422 in REST words', async () => {
+    const { status, body } = await send([
+      { name: 'speed', content: 'fast' },
+      { name: 'file', filename: 'a.bin', content: 'x' },
+    ])
+    expect(status).toBe(422)
+    expect(body.detail).toMatch(/^the speed field must be a whole number/)
+  })
+})
+
+describe('a missing file part', () => {
+  it.each([
+    [
+      'the file under another name (-F upload=@…)',
+      [{ name: 'upload', filename: 'a.bin', content: 'x' }],
+      /"upload" \(a file\)/,
+    ],
+    [
+      'text instead of a file (-F "file=<x")',
+      [{ name: 'file', content: 'x' }],
+      /"file" \(a text field, not a file\)/,
+    ],
+    ['nothing at all', [] as Parameters<typeof multipart>[0], /Parts received: none/],
+  ])('%s → 422 saying so and naming the parts that came', async (_, parts, named) => {
+    const { status, body } = await send(parts)
+    expect(status).toBe(422)
+    expect(body.detail).toMatch(
+      /has no "file" part holding a file; send it as curl -F "file=@path\/to\/file"/,
+    )
+    expect(body.detail).toMatch(named)
+    expect(JSON.stringify(body)).not.toMatch(GRAPHQL_WORDS)
+  })
+
+  it('a raw body (--data-binary @file) → 422 saying how to send it', async () => {
+    const answer = await rawRequest(server.url, '/api/upload', {
+      headers: { 'content-type': 'application/octet-stream' },
+      body: Buffer.from('raw bytes'),
+    })
+    expect(answer).toEqual({
+      status: 422,
+      body: {
+        detail: expect.stringMatching(/multipart\/form-data body: send the file with curl -F "file=@/),
+      },
+    })
+  })
+})
+
+describe('other REST errors never speak GraphQL either', () => {
+  it.each([
+    ['POST', '/api/upload/nope/pause'],
+    ['POST', '/api/upload/nope/resume?speed=5'],
+    ['GET', '/api/upload/nope/status'],
+    ['DELETE', '/api/files/nope'],
+    ['GET', '/api/files/nope/download'],
+  ])('%s %s', async (method, path) => {
+    const { status, body } = await api(server.url, method, path)
+    expect(status).toBe(404)
+    expect(JSON.stringify(body)).not.toMatch(GRAPHQL_WORDS)
+  })
+})
