@@ -21,6 +21,20 @@ const config: CodegenConfig = {
         },
       },
     },
+    // A typed client for the example in examples/client: the client preset types each document it finds.
+    'examples/client/gql/': {
+      preset: 'client',
+      documents: ['examples/client/**/*.ts', '!examples/client/gql/**'],
+      config: {
+        documentMode: 'string',
+        // ESM imports with .js endings, as NodeNext wants.
+        emitLegacyCommonJSImports: false,
+        useTypeImports: true,
+        enumsAsTypes: true,
+        scalars: { SafeInt: 'number', DateTime: 'string', File: 'Blob | null', ID: 'string' },
+      },
+      presetConfig: { fragmentMasking: false },
+    },
   },
 }
 

@@ -2,7 +2,7 @@ import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  { ignores: ['node_modules', 'dist', 'uploads', 'src/generated', 'test-artifacts'] },
+  { ignores: ['node_modules', 'dist', 'uploads', 'src/generated', 'examples/client/gql', 'test-artifacts'] },
   js.configs.recommended,
   ...tseslint.configs.strict,
   {
