@@ -54,6 +54,10 @@ describe('/api/openapi.json', () => {
 
     const other = await restUpload(server.url, bytes(20_000), { speed: 1000 })
     expectMatches(
+      'SpeedSet',
+      (await api(server.url, 'POST', `/api/upload/${other.body.upload_id}/speed?speed=2000`)).body,
+    )
+    expectMatches(
       'Canceled',
       (await api(server.url, 'POST', `/api/upload/${other.body.upload_id}/cancel`)).body,
     )

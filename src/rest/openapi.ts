@@ -58,6 +58,11 @@ const json = (schema: string, description: string) => ({
   content: { 'application/json': { schema: { $ref: `#/components/schemas/${schema}` } } },
 })
 const error = (description: string) => json('Error', description)
+const REQUEST_ID = {
+  description: 'The id of this request, as the server logged it',
+  schema: { type: 'string' },
+}
+
 const SPEED = {
   name: 'speed',
   in: 'query',
@@ -92,10 +97,18 @@ function operation(route: Route): Schema {
   if (route.doc.state) responses[400] = error("The upload's state does not allow this")
   if (route.doc.speed || route.upload) responses[422] = error('Invalid input')
   if (route.upload) {
-    responses[413] = error('File over MAX_UPLOAD_SIZE')
-    responses[507] = error('No room left in storage')
+    responses[413] = error('The files of the request together are over MAX_UPLOAD_SIZE')
+    responses[507] = error(
+      'No room in storage for the file twice (staging, then the copy being written into place)',
+    )
   }
   responses[401] = error('Missing or wrong token (only when API_TOKEN is set)')
+  responses[403] = error('A browser page on another origin, or a Host this service does not answer to')
+  if (route.method !== 'GET')
+    responses[503] = error('The change could not be saved now; nothing was changed, try again')
+  // Every answer names its request, for matching a report with the server's log.
+  for (const response of Object.values(responses) as { headers?: unknown }[])
+    response.headers = { 'x-request-id': REQUEST_ID }
   return {
     operationId: route.doc.id,
     summary: route.doc.summary,
@@ -108,7 +121,15 @@ function operation(route: Route): Schema {
               'multipart/form-data': {
                 schema: {
                   type: 'object',
-                  properties: { file: { type: 'string', contentMediaType: 'application/octet-stream' } },
+                  properties: {
+                    file: { type: 'string', contentMediaType: 'application/octet-stream' },
+                    speed: {
+                      type: 'integer',
+                      minimum: 0,
+                      description:
+                        'Bytes per second, when the query gives none (both given: they must agree)',
+                    },
+                  },
                   required: ['file'],
                 },
               },
