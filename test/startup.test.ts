@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { createServer, type Server } from 'node:net'
 import type { AddressInfo } from 'node:net'
@@ -122,6 +123,24 @@ describe('a port that is taken', () => {
     expect(result.code).toBe(1)
     expect(result.stderr.trim()).toMatch(/^HOST 192\.0\.2\.1 is not an address of this machine/)
   })
+})
+
+describe('a storage folder that cannot be written', () => {
+  it.skipIf(process.getuid?.() !== 0)(
+    'stops start-up with one configuration error naming UPLOAD_DIR',
+    async () => {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', dir])
+      try {
+        const result = await runUntilExit(dir)
+        expect(result.code).toBe(1)
+        expect(result.stderr.trim()).toMatch(
+          new RegExp(`^Configuration error: UPLOAD_DIR ${dir} is not a usable folder: .*read-only`, 'i'),
+        )
+      } finally {
+        execFileSync('umount', [dir])
+      }
+    },
+  )
 })
 
 describe('a state file that cannot be trusted stops start-up and touches nothing', () => {
