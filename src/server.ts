@@ -24,7 +24,7 @@ import { UploadService } from './uploads/service.js'
 import { Storage } from './uploads/storage.js'
 
 /** How long a shutdown waits for requests under way; the whole shutdown must fit in 5 s. */
-const IN_FLIGHT_GRACE_MS = 3000
+const IN_FLIGHT_GRACE_MS = 0
 
 /** A reason the server cannot start that the operator must fix; said in one line, without a stack. */
 export class StartupError extends Error {

@@ -5,6 +5,8 @@ export interface Progress {
   id: string
   uploadedSize: number
   updatedAt: string
+  /** The writer's lease (see lease.ts): a store shared by several processes writes only under the current one. */
+  fence?: string
 }
 
 export interface PageQuery {
@@ -35,11 +37,20 @@ export interface RecordStore {
   /** Every upload that has not ended, for recovery. */
   unfinished(): Promise<UploadRecord[]>
   countByStatus(): Promise<Partial<Record<UploadStatus, number>>>
-  put(record: UploadRecord): Promise<void>
-  remove(id: string): Promise<void>
+  /**
+   * Writes a whole record. With `fence` (a lease's value), a store shared by several processes refuses with
+   * a FencedError when that lease is no longer the upload's current one.
+   */
+  put(record: UploadRecord, fence?: string): Promise<void>
+  remove(id: string, fence?: string): Promise<void>
   /** Byte counts of running uploads; applied only to records that have not ended meanwhile. */
   progress(entries: readonly Progress[]): Promise<void>
   close(): Promise<void>
+}
+
+/** A write under a lease that another process has since taken over: it did not happen. */
+export class FencedError extends Error {
+  override readonly name = 'FencedError'
 }
 
 /** Creation order: a cursor is the sort key of the last record seen, opaque to clients. */

@@ -3,13 +3,15 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { badInput, notFound, ServiceError, unavailable } from '../errors.js'
 import { log } from '../log.js'
 import { stored, type LiveState } from '../metrics.js'
+import { LocalBus, type Bus, type Command, type Outcome } from './bus.js'
 import { noRoom, type IncomingFile } from './ingest.js'
+import { LocalLeases, type Leases } from './lease.js'
 import { ProgressFeed } from './progress.js'
 import { RateMeter } from './rate.js'
 import { isFinal, type UploadRecord, type UploadStatus, type UploadView } from './record.js'
-import { decodeCursor, type PageQuery, type RecordStore } from './records.js'
+import { decodeCursor, FencedError, type PageQuery, type RecordStore } from './records.js'
 import { storedNameFor, type Storage } from './storage.js'
-import { Transfer } from './transfer.js'
+import { LeaseLostError, Transfer } from './transfer.js'
 
 /** Progress events: every running upload whose byte count moved is published this often (state changes go at once). */
 const PROGRESS_EVERY_MS = 100
@@ -17,11 +19,19 @@ const PROGRESS_EVERY_MS = 100
 const CHECKPOINT_EVERY_MS = 1000
 /** A client call waits at most this long for an earlier call on the same upload, then gets 503. */
 const LOCK_WAIT_MS = 10_000
+/** With shared leases: how often running uploads that nobody owns (their instance died) are looked for. */
+const ADOPT_EVERY_MS = 1000
+/** A state heard from another instance is trusted for a running upload's live figures this long. */
+const REMOTE_FRESH_MS = 3000
 
 export interface UploadServiceOptions {
   store: RecordStore
   storage: Storage
   defaultSpeed: number
+  /** Who owns which upload: this process alone (the default), or instances sharing Redis. */
+  leases?: Leases
+  /** How states and commands travel between processes: in process (the default), or over Redis. */
+  bus?: Bus
 }
 
 export interface UploadPage {
@@ -71,13 +81,32 @@ export class UploadService {
   private readonly ticker: NodeJS.Timeout
   private readonly checkpointer: NodeJS.Timeout
   private checkpointFailing = false
+  private readonly leases: Leases
+  private readonly bus: Bus
+  /** Live figures of uploads that run elsewhere, from their owners' published states. */
+  private readonly remote = new Map<string, { view: UploadView; at: number }>()
+  private adopter: NodeJS.Timeout | undefined
+  private adopting = false
   private recovering: Promise<void> = Promise.resolve()
   private recovered = true
   private closed = false
 
   constructor(private readonly options: UploadServiceOptions) {
+    this.leases = options.leases ?? new LocalLeases()
+    this.bus = options.bus ?? new LocalBus()
+    this.bus.onState((view, local) => {
+      if (!local) this.remember(view)
+      this.feed.publish(view)
+    })
+    this.bus.onCommand((command) => this.serve(command))
+    this.leases.onLost((id) => void this.lost(id))
     this.ticker = setInterval(() => this.publishProgress(), PROGRESS_EVERY_MS).unref()
     this.checkpointer = setInterval(() => void this.checkpoint(), CHECKPOINT_EVERY_MS).unref()
+  }
+
+  /** Whether leases are shared with other instances (Redis), rather than all this process's. */
+  private get shared(): boolean {
+    return this.leases.instance !== 'local'
   }
 
   private get store(): RecordStore {
@@ -105,7 +134,13 @@ export class UploadService {
   recover(orphans: readonly string[]): Promise<void> {
     this.recovered = false
     this.recovering = (async () => {
-      await this.storage.remove(orphans).catch((error: unknown) => log('warn', 'recovery.sweep_failed', { error }))
+      const doomed = this.shared ? await this.stillOrphans(orphans) : orphans
+      await this.storage.remove(doomed).catch((error: unknown) => log('warn', 'recovery.sweep_failed', { error }))
+      if (this.shared) {
+        // Running uploads are carried on by whoever holds (or takes) their lease: see adopt().
+        this.adopter = setInterval(() => void this.adopt(), ADOPT_EVERY_MS).unref()
+        return this.adopt()
+      }
       const unfinished = await this.store.unfinished()
       await Promise.all(
         unfinished.map((record) =>
@@ -119,6 +154,70 @@ export class UploadService {
       )
     })().finally(() => (this.recovered = true))
     return this.recovering
+  }
+
+  /**
+   * On shared storage the orphan list was made before this instance served anyone, but other instances were
+   * serving all along: a file is removed only if it still belongs to no unfinished upload now, and a body
+   * still arriving at a live instance is never touched.
+   */
+  private async stillOrphans(paths: readonly string[]): Promise<string[]> {
+    const live = await this.leases.liveInstances()
+    const doomed: string[] = []
+    for (const path of paths) {
+      const owner = this.storage.ownerOfIncoming(path)
+      if (owner !== undefined) {
+        if (!live.has(owner)) doomed.push(path)
+        continue
+      }
+      const id = this.storage.uploadIdOf(path)
+      const record = id === undefined ? undefined : await this.store.get(id)
+      if (!record || isFinal(record.status)) doomed.push(path)
+    }
+    return doomed
+  }
+
+  /**
+   * With shared leases: every running upload that nobody holds (its instance died, or let go) is taken
+   * over by whichever instance gets its lease first, and carried on from the bytes verified on disk.
+   */
+  private async adopt(): Promise<void> {
+    if (this.adopting || this.closed) return
+    this.adopting = true
+    try {
+      let after: string | undefined
+      for (;;) {
+        const page = await this.store.page({ status: ['IN_PROGRESS'], first: 500, after })
+        const ids = page.records.map((record) => record.id).filter((id) => !this.runs.has(id))
+        const holders = await this.leases.holders(ids)
+        for (const [i, id] of ids.entries()) {
+          if (holders[i] !== undefined || this.closed) continue
+          if (!(await this.leases.acquire(id))) continue
+          await this.locked(id, () => this.recoverOne(id)).catch((error: unknown) =>
+            log('error', 'upload.adoption_failed', { id, error }),
+          )
+          if (!this.runs.has(id)) await this.leases.release(id)
+          else log('info', 'upload.adopted', { id, instance: this.leases.instance })
+        }
+        if (!page.hasNextPage || !page.endCursor) break
+        after = page.endCursor
+      }
+    } catch (error) {
+      log('warn', 'upload.adoption_paused', { error: describe(error) })
+    } finally {
+      this.adopting = false
+    }
+  }
+
+  /** This process no longer holds the upload's lease: its run stops at once, and writes nothing more. */
+  private async lost(id: string): Promise<void> {
+    const run = this.runs.get(id)
+    if (!run) return
+    log('warn', 'upload.lease_lost', { id, instance: this.leases.instance, uploadedSize: run.offset })
+    this.runs.delete(id)
+    this.hashes.delete(id)
+    run.controller.abort()
+    await run.transfer.done.catch(() => undefined)
   }
 
   private async recoverOne(id: string): Promise<void> {
@@ -142,10 +241,10 @@ export class UploadService {
     const { offset, hash } = await storage.verifiedPrefix(record)
     this.hashes.set(id, { hash, offset })
     const next = { ...record, uploadedSize: offset, updatedAt: now() }
-    await this.store.put(next)
+    await this.store.put(next, this.fenceOf(id))
     log('info', 'upload.recovered', { id, status: record.status, uploadedSize: offset, totalSize: record.totalSize })
     if (record.status === 'IN_PROGRESS') this.start(next)
-    this.feed.publish(this.view(next))
+    this.bus.publish(this.view(next))
   }
 
   // ---- queries -------------------------------------------------------------------------------------------
@@ -238,7 +337,49 @@ export class UploadService {
   }
 
   pause(id: string): Promise<UploadView> {
-    return this.command(id, async () => {
+    return this.dispatch({ op: 'pause', id })
+  }
+
+  resume(id: string, speed?: number | null): Promise<UploadView> {
+    if (speed != null) this.checkSpeed(speed)
+    return this.dispatch({ op: 'resume', id, speed: speed ?? null })
+  }
+
+  /** A new speed for a running upload (taken within one chunk, no pause) or a paused one (kept for its resume). */
+  setSpeed(id: string, speed: number): Promise<UploadView> {
+    this.checkSpeed(speed)
+    return this.dispatch({ op: 'setSpeed', id, speed })
+  }
+
+  cancel(id: string): Promise<UploadView> {
+    return this.dispatch({ op: 'cancel', id })
+  }
+
+  /**
+   * Removes an ended upload's record and whatever bytes it still has (its stored file stays with
+   * `keepFile`); answers with the record as it was.
+   */
+  delete(id: string, keepFile = false): Promise<UploadView> {
+    return this.dispatch({ op: 'delete', id, keepFile })
+  }
+
+  private perform(command: Command): Promise<UploadView> {
+    switch (command.op) {
+      case 'pause':
+        return this.doPause(command.id)
+      case 'resume':
+        return this.doResume(command.id, command.speed)
+      case 'setSpeed':
+        return this.doSetSpeed(command.id, command.speed)
+      case 'cancel':
+        return this.doCancel(command.id)
+      case 'delete':
+        return this.doDelete(command.id, command.keepFile)
+    }
+  }
+
+  private async doPause(id: string): Promise<UploadView> {
+    {
       const record = await this.record(id)
       this.expect(record, ['IN_PROGRESS'], 'paused')
       const offset = await this.stopRun(id)
@@ -250,11 +391,11 @@ export class UploadService {
       const next = { ...record, status: 'PAUSED' as const, uploadedSize: offset, updatedAt: now() }
       await this.saveOrRestart(record, offset, next)
       return this.announce(next, 'upload.paused')
-    })
+    }
   }
 
-  resume(id: string, speed?: number | null): Promise<UploadView> {
-    return this.command(id, async () => {
+  private async doResume(id: string, speed: number | null): Promise<UploadView> {
+    {
       const record = await this.record(id)
       const targetSpeed = speed == null ? record.targetSpeed : this.checkSpeed(speed)
       this.expect(record, ['PAUSED'], 'resumed')
@@ -264,12 +405,11 @@ export class UploadService {
       await this.save(next)
       this.start(next)
       return this.announce(next, 'upload.resumed')
-    })
+    }
   }
 
-  /** A new speed for a running upload (taken within one chunk, no pause) or a paused one (kept for its resume). */
-  setSpeed(id: string, speed: number): Promise<UploadView> {
-    return this.command(id, async () => {
+  private async doSetSpeed(id: string, speed: number): Promise<UploadView> {
+    {
       const record = await this.record(id)
       const targetSpeed = this.checkSpeed(speed)
       this.expect(record, ['IN_PROGRESS', 'PAUSED'], 'given a new speed')
@@ -281,11 +421,11 @@ export class UploadService {
         run.record = { ...run.record, targetSpeed }
       }
       return this.announce(next, 'upload.speed_changed')
-    })
+    }
   }
 
-  cancel(id: string): Promise<UploadView> {
-    return this.command(id, async () => {
+  private async doCancel(id: string): Promise<UploadView> {
+    {
       const record = await this.record(id)
       this.expect(record, ['IN_PROGRESS', 'PAUSED'], 'canceled')
       const offset = await this.stopRun(id)
@@ -295,23 +435,57 @@ export class UploadService {
       this.hashes.delete(id)
       await this.storage.removeBytes(record).catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
       return this.announce(next, 'upload.canceled')
-    })
+    }
   }
 
-  /**
-   * Removes an ended upload's record and whatever bytes it still has (its stored file stays with
-   * `keepFile`); answers with the record as it was.
-   */
-  delete(id: string, keepFile = false): Promise<UploadView> {
-    return this.command(id, async () => {
+  private async doDelete(id: string, keepFile: boolean): Promise<UploadView> {
+    {
       const record = await this.record(id)
       this.expect(record, ['COMPLETED', 'CANCELED', 'FAILED'], 'deleted', 'cancel it first')
-      await this.guard(() => this.store.remove(id))
+      await this.guard(() => this.store.remove(id, this.fenceOf(id)))
       const remove = keepFile ? this.storage.removeBytes(record) : this.storage.removeAll(record)
       await remove.catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
       log('info', 'upload.deleted', { id, filename: record.filename, keptFile: keepFile && record.status === 'COMPLETED' })
       return this.view(record)
-    })
+    }
+  }
+
+  /**
+   * Runs a command where the upload's lease is: here if this process holds it or can take it (then gives
+   * it back unless the upload now runs here), else at the instance that holds it, over the bus.
+   */
+  private async dispatch(command: Command, hops = 0): Promise<UploadView> {
+    const { id } = command
+    if (this.leases.held(id)) return this.command(id, () => this.perform(command))
+    await this.record(id) // NOT_FOUND before any lease is asked for
+    const fence = await this.guard(() => this.leases.acquire(id))
+    if (fence) {
+      try {
+        return await this.command(id, () => this.perform(command))
+      } finally {
+        if (!this.runs.has(id)) await this.leases.release(id).catch(() => undefined)
+      }
+    }
+    const owner = await this.guard(() => this.leases.holder(id))
+    if (owner === undefined || owner === this.leases.instance) {
+      // Let go between our two questions: ask again, a few times.
+      if (hops >= 3) throw unavailable(`Upload ${id} changes hands too fast; try again`)
+      return this.dispatch(command, hops + 1)
+    }
+    const outcome = await this.bus.request(owner, command)
+    if ('error' in outcome) throw new ServiceError(outcome.error.code, outcome.error.message)
+    return outcome.ok
+  }
+
+  /** A command forwarded by another instance: run it as if it had come here (it may move on once more). */
+  private async serve(command: Command): Promise<Outcome> {
+    try {
+      return { ok: await this.dispatch(command, 2) }
+    } catch (error) {
+      if (error instanceof ServiceError) return { error: { code: error.code, message: error.message } }
+      log('error', 'upload.command_failed', { command, error })
+      return { error: { code: 'UNAVAILABLE', message: describe(error) } }
+    }
   }
 
   /** Deletes every ended upload in `statuses`, a page at a time; answers with how many went. */
@@ -347,9 +521,19 @@ export class UploadService {
     const stopped = await Promise.all(
       [...this.runs.values()].map(async (run) => ({ run, offset: await this.stopRun(run.record.id) })),
     )
+    clearInterval(this.adopter)
     await this.store
-      .progress(stopped.map(({ run, offset }) => ({ id: run.record.id, uploadedSize: offset, updatedAt: now() })))
+      .progress(
+        stopped.map(({ run, offset }) => ({
+          id: run.record.id,
+          uploadedSize: offset,
+          updatedAt: now(),
+          fence: this.leases.held(run.record.id)?.value,
+        })),
+      )
       .catch((error: unknown) => log('error', 'upload.checkpoint_failed', { error }))
+    // Handed back at once, so another instance carries them on now rather than when the leases run out.
+    await Promise.all(stopped.map(({ run }) => this.leases.release(run.record.id).catch(() => undefined)))
   }
 
   // ---- the transfer --------------------------------------------------------------------------------------
@@ -378,6 +562,8 @@ export class UploadService {
       speed: record.targetSpeed,
       hash: part.hash,
       signal: controller.signal,
+      // Checked before every write: past its lease's deadline a stalled owner stops, whatever else happens.
+      mayWrite: () => (this.leases.held(record.id)?.deadline ?? 0) > performance.now(),
       onProgress: (offset) => {
         stored.bytes += offset - run.offset
         run.offset = part.offset = offset
@@ -392,6 +578,8 @@ export class UploadService {
       },
       (error: unknown) => {
         this.hashes.delete(record.id)
+        // Not a failure of the upload: this process may no longer act on it, and its new owner carries on.
+        if (error instanceof LeaseLostError) return void this.lost(record.id)
         void this.ended(run, (current) => this.fail(current, describe(error)))
       },
     )
@@ -474,7 +662,12 @@ export class UploadService {
 
   /** Writes a change; a store that cannot take it is the server's problem, answered as 503. */
   private async save(record: UploadRecord): Promise<void> {
-    await this.guard(() => this.store.put(record))
+    await this.guard(() => this.store.put(record, this.fenceOf(record.id)))
+  }
+
+  /** The lease this process writes an upload's record under (the store refuses it once someone took over). */
+  private fenceOf(id: string): string | undefined {
+    return this.leases.held(id)?.value
   }
 
   private async guard<T>(write: () => Promise<T>): Promise<T> {
@@ -508,9 +701,11 @@ export class UploadService {
   private async durably(record: UploadRecord, event: string): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.store.put(record)
+        await this.store.put(record, this.fenceOf(record.id))
         break
       } catch (error) {
+        // Another instance holds the upload now: what this one wanted to record is not its to say.
+        if (error instanceof FencedError) return void log('warn', 'upload.fenced', { id: record.id, status: record.status })
         log('error', 'store.write_failed', { id: record.id, status: record.status, attempt, error })
         if (this.closed) return
         await sleep(Math.min(250 * 2 ** attempt, 5000))
@@ -523,7 +718,7 @@ export class UploadService {
     const { id, filename, uploadedSize, totalSize, targetSpeed, error } = record
     log(record.status === 'FAILED' ? 'warn' : 'info', event, { id, filename, uploadedSize, totalSize, targetSpeed, error })
     const view = this.view(record)
-    this.feed.publish(view)
+    this.bus.publish(view)
     return view
   }
 
@@ -539,7 +734,7 @@ export class UploadService {
       run.published = run.offset
       // The record did change (its byte count): updatedAt says when, and subscribers can see how fresh it is.
       run.updatedAt = at
-      this.feed.publish(this.view(run.record))
+      this.bus.publish(this.view(run.record))
     }
   }
 
@@ -547,7 +742,12 @@ export class UploadService {
     const moved = [...this.runs.values()].filter((run) => run.offset !== run.checkpointed)
     if (moved.length === 0) return
     const at = now()
-    const entries = moved.map((run) => ({ id: run.record.id, uploadedSize: run.offset, updatedAt: at }))
+    const entries = moved.map((run) => ({
+      id: run.record.id,
+      uploadedSize: run.offset,
+      updatedAt: at,
+      fence: this.fenceOf(run.record.id),
+    }))
     try {
       await this.store.progress(entries)
       for (const [i, run] of moved.entries()) run.checkpointed = entries[i]?.uploadedSize ?? run.checkpointed
@@ -559,10 +759,24 @@ export class UploadService {
     }
   }
 
+  /** A state published by the instance that runs the upload: its live figures, until they go stale. */
+  private remember(view: UploadView): void {
+    if (view.status === 'IN_PROGRESS') this.remote.set(view.id, { view, at: performance.now() })
+    else this.remote.delete(view.id)
+  }
+
   private view(record: UploadRecord): UploadView {
     const run = record.status === 'IN_PROGRESS' ? this.runs.get(record.id) : undefined
     if (!run) {
       const reached = record.status === 'IN_PROGRESS' ? this.finishing.get(record.id) : undefined
+      if (reached === undefined && record.status === 'IN_PROGRESS') {
+        // Running elsewhere: the store has its byte count of up to a second ago, its owner the live one.
+        const heard = this.remote.get(record.id)
+        if (heard && performance.now() - heard.at < REMOTE_FRESH_MS && heard.view.uploadedSize >= record.uploadedSize) {
+          const { uploadedSize, currentSpeed, updatedAt } = heard.view
+          return { ...record, uploadedSize, currentSpeed, updatedAt: updatedAt > record.updatedAt ? updatedAt : record.updatedAt }
+        }
+      }
       return { ...record, uploadedSize: reached ?? record.uploadedSize, currentSpeed: 0 }
     }
     return {

@@ -1,7 +1,7 @@
 import { createHash, type Hash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { mkdir, open, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { safeFilename } from './filename.js'
 
 /**
@@ -41,7 +41,11 @@ async function fsyncDir(path: string): Promise<void> {
 export class Storage {
   readonly stagingDir: string
 
-  constructor(readonly root: string) {
+  constructor(
+    readonly root: string,
+    /** Names this process's bodies still arriving, so instances sharing the folder never sweep each other's. */
+    private readonly instance = 'local',
+  ) {
     this.stagingDir = join(root, '.staging')
   }
 
@@ -64,7 +68,18 @@ export class Storage {
 
   /** A new, unique path for a body that is still arriving. */
   incomingPath(name: string): string {
-    return join(this.stagingDir, `${name}.incoming`)
+    return join(this.stagingDir, `${this.instance}.${name}.incoming`)
+  }
+
+  /** The instance a body still arriving belongs to, or undefined for any other path. */
+  ownerOfIncoming(path: string): string | undefined {
+    const name = basename(path)
+    return INCOMING.test(name) ? name.slice(0, name.indexOf('.')) : undefined
+  }
+
+  /** The upload a staging or `.part` file belongs to, or undefined for any other path. */
+  uploadIdOf(path: string): string | undefined {
+    return new RegExp(`^(${UUID})(?:$|_.*\\.part$)`).exec(basename(path))?.[1]
   }
 
   /**

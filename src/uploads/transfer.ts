@@ -20,6 +20,13 @@ export interface TransferJob {
   signal: AbortSignal
   /** Called after every chunk with the new offset. Runs on the hot path: keep it cheap. */
   onProgress: (offset: number) => void
+  /** Asked before every write; false stops the copy at once with a LeaseLostError (see lease.ts). */
+  mayWrite?: () => boolean
+}
+
+/** The transfer's owner may no longer write (its lease ran out): stopped before the next write. */
+export class LeaseLostError extends Error {
+  override readonly name = 'LeaseLostError'
 }
 
 /**
@@ -88,6 +95,7 @@ export class Transfer {
           if (buffer.length < want) buffer = Buffer.allocUnsafe(want)
           const { bytesRead } = await source.read(buffer, 0, want, offset)
           if (bytesRead === 0) throw new Error(`staging file ended at byte ${offset} of ${job.total}`)
+          if (job.mayWrite && !job.mayWrite()) throw new LeaseLostError(`lease lost at byte ${offset}`)
           const written = writeAll(target, buffer, bytesRead, offset)
           // Hashed on this thread while libuv's writes it. If the write fails, the run rejects and the upload
           // fails with it, hash and all; if it succeeds, exactly these bytes are stored at this offset.

@@ -1,0 +1,54 @@
+import type { ErrorCode } from '../errors.js'
+import type { UploadView } from './record.js'
+
+/** What a client asked of an upload, as data: so it can be carried to the process that owns it. */
+export type Command =
+  | { op: 'pause'; id: string }
+  | { op: 'resume'; id: string; speed: number | null }
+  | { op: 'setSpeed'; id: string; speed: number }
+  | { op: 'cancel'; id: string }
+  | { op: 'delete'; id: string; keepFile: boolean }
+
+/** A command's outcome, as data: the new state, or the error a client should see. */
+export type Outcome = { ok: UploadView } | { error: { code: ErrorCode; message: string } }
+
+/**
+ * How the processes of one service talk: every state of every upload reaches every process (so any of them
+ * can answer a subscriber), and a command reaches the process that owns the upload and its outcome comes
+ * back. In one process (LocalBus) both are function calls; across instances they go over Redis (redis-bus.ts).
+ */
+export interface Bus {
+  /** Sends an upload's new state to every process's subscribers, this one's included. */
+  publish(view: UploadView): void
+  /** Receives every state published by any process. */
+  onState(listener: (view: UploadView, local: boolean) => void): void
+  /** Carries a command to `instance` and resolves with its outcome; rejects (UNAVAILABLE) if none comes. */
+  request(instance: string, command: Command): Promise<Outcome>
+  /** Serves commands sent to this process. */
+  onCommand(handler: (command: Command) => Promise<Outcome>): void
+  close(): Promise<void>
+}
+
+export class LocalBus implements Bus {
+  private readonly listeners: ((view: UploadView, local: boolean) => void)[] = []
+  private handler: ((command: Command) => Promise<Outcome>) | undefined
+
+  publish(view: UploadView): void {
+    for (const listener of this.listeners) listener(view, true)
+  }
+
+  onState(listener: (view: UploadView, local: boolean) => void): void {
+    this.listeners.push(listener)
+  }
+
+  async request(_instance: string, command: Command): Promise<Outcome> {
+    if (!this.handler) throw new Error('no command handler')
+    return this.handler(command)
+  }
+
+  onCommand(handler: (command: Command) => Promise<Outcome>): void {
+    this.handler = handler
+  }
+
+  async close(): Promise<void> {}
+}
