@@ -28,6 +28,10 @@ export interface Config {
   allowedHosts: string[]
   /** debug, info (default), warn or error. */
   logLevel: LogLevel
+  /** When set, this instance shares records, leases and live progress with every instance on this Redis. */
+  redisUrl: string | undefined
+  /** This instance's name in logs, metrics and leases; default `{hostname}-{random}`, unique per start. */
+  instanceId: string | undefined
 }
 
 export class ConfigError extends Error {
@@ -94,6 +98,28 @@ function origins(env: Env): string[] {
   })
 }
 
+function redisUrl(env: Env): string | undefined {
+  const value = env.REDIS_URL?.trim()
+  if (!value) return undefined
+  const url = URL.parse(value)
+  if (!url || !/^rediss?:$/.test(url.protocol) || !url.hostname || !/^(\/\d*)?$/.test(url.pathname)) {
+    throw new ConfigError(
+      `REDIS_URL must be redis://host:port[/db] (or rediss:// for TLS); got ${JSON.stringify(value.replace(/\/\/[^@/]*@/, '//***@'))}`,
+    )
+  }
+  return value
+}
+
+function instanceId(env: Env): string | undefined {
+  const value = env.INSTANCE_ID?.trim()
+  if (!value) return undefined
+  if (!/^[\w.-]{1,64}$/.test(value))
+    throw new ConfigError(
+      `INSTANCE_ID must be 1 to 64 letters, digits, dots, dashes or underscores; got ${JSON.stringify(value)}`,
+    )
+  return value
+}
+
 function hosts(env: Env): string[] {
   const values = list(env, 'ALLOWED_HOSTS').map((value) => value.toLowerCase())
   for (const value of values) {
@@ -123,5 +149,7 @@ export function loadConfig(env: Env = readEnv()): Config {
     corsOrigins: origins(env),
     allowedHosts: hosts(env),
     logLevel: logLevel(env),
+    redisUrl: redisUrl(env),
+    instanceId: instanceId(env),
   }
 }

@@ -4,6 +4,12 @@ const LEVELS = { debug: 10, info: 20, warn: 30, error: 40 } as const
 export type LogLevel = keyof typeof LEVELS
 
 let threshold: number = LEVELS.info
+/** Fields every line carries (the instance's name, when several share a service). */
+let common: Record<string, unknown> = {}
+
+export function setLogFields(fields: Record<string, unknown>): void {
+  common = fields
+}
 
 /** From LOG_LEVEL; validated with the rest of the configuration. */
 export function setLogLevel(level: LogLevel): void {
@@ -15,7 +21,7 @@ export const isLogLevel = (value: string): value is LogLevel => value in LEVELS
 export function log(level: LogLevel, event: string, fields: Record<string, unknown> = {}): void {
   if (LEVELS[level] < threshold) return
   const line = JSON.stringify(
-    { time: new Date().toISOString(), level, event, ...fields },
+    { time: new Date().toISOString(), level, event, ...common, ...fields },
     (_key, value: unknown) =>
       value instanceof Error ? { message: value.message, stack: value.stack } : value,
   )

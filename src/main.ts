@@ -3,12 +3,13 @@ import { log, setLogLevel } from './log.js'
 import { createApp, StartupError } from './server.js'
 import { FolderLockError } from './uploads/folder-lock.js'
 import { StateFileError } from './uploads/local-store.js'
+import { RedisUnreachableError } from './redis.js'
 
 /** A shutdown that takes longer than this is cut short; state was checkpointed as it went. */
 const SHUTDOWN_LIMIT_MS = 5000
 
 /** What an operator must fix: one line on stderr, no stack trace. */
-const OPERATOR_ERRORS = [ConfigError, StartupError, FolderLockError, StateFileError]
+const OPERATOR_ERRORS = [ConfigError, StartupError, FolderLockError, StateFileError, RedisUnreachableError]
 
 async function main(): Promise<void> {
   const config = loadConfig()
@@ -24,6 +25,7 @@ async function main(): Promise<void> {
     url: app.url,
     graphiql: `${app.url}/graphql`,
     uploadDir: config.uploadDir,
+    state: config.redisUrl === undefined ? config.stateFile : 'shared over Redis',
     access: config.apiToken === undefined ? 'open (no API_TOKEN)' : 'token required',
   })
 

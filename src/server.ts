@@ -12,7 +12,8 @@ import type { Context } from './graphql/context.js'
 import { schema } from './graphql/schema.js'
 import { createGraphQLWs } from './graphql/ws.js'
 import { createGraphQL } from './graphql/yoga.js'
-import { log } from './log.js'
+import { joinCluster, newInstanceId, type Cluster } from './cluster.js'
+import { log, setLogFields } from './log.js'
 import { observe, observeRequest, registry } from './metrics.js'
 import { applyCors, listensOnLoopback, refusal, type OriginPolicy } from './origin.js'
 import { createRestHandler, sendJson } from './rest/handler.js'
@@ -24,7 +25,7 @@ import { UploadService } from './uploads/service.js'
 import { Storage } from './uploads/storage.js'
 
 /** How long a shutdown waits for requests under way; the whole shutdown must fit in 5 s. */
-const IN_FLIGHT_GRACE_MS = 0
+const IN_FLIGHT_GRACE_MS = 3000
 
 /** A reason the server cannot start that the operator must fix; said in one line, without a stack. */
 export class StartupError extends Error {
@@ -108,27 +109,53 @@ function listenError(error: NodeJS.ErrnoException, config: Config): Error {
  */
 export async function createApp(config: Config): Promise<App> {
   await usableFolder(config.uploadDir)
-  const lock = await FolderLock.acquire(config.uploadDir)
+  const shared = config.redisUrl !== undefined
+  const instance = config.instanceId ?? (shared ? newInstanceId() : 'local')
+  if (shared) setLogFields({ instance })
+  // Alone on its folder, or one of the instances that share it (and their state, over Redis).
+  const lock = await FolderLock.acquire(config.uploadDir, shared ? 'shared' : 'exclusive')
   try {
-    return await build(config, lock)
+    return await build(config, lock, instance)
   } catch (error) {
     await lock.release()
     throw error
   }
 }
 
-async function build(config: Config, lock: FolderLock): Promise<App> {
-  const storage = new Storage(config.uploadDir)
-  if (!(await LocalStore.exists(config.stateFile)) && (await storage.holdsTransfers())) {
+async function build(config: Config, lock: FolderLock, instance: string): Promise<App> {
+  const cluster = config.redisUrl === undefined ? undefined : await joinCluster(config.redisUrl, instance)
+  if (cluster) registry.setDefaultLabels({ service_instance: instance })
+  try {
+    return await serve(config, lock, instance, cluster)
+  } catch (error) {
+    await cluster?.close()
+    throw error
+  }
+}
+
+async function serve(
+  config: Config,
+  lock: FolderLock,
+  instance: string,
+  cluster: Cluster | undefined,
+): Promise<App> {
+  const storage = new Storage(config.uploadDir, instance)
+  if (!cluster && !(await LocalStore.exists(config.stateFile)) && (await storage.holdsTransfers())) {
     throw new StateFileError(
       `state file ${config.stateFile} is missing, but ${config.uploadDir} holds unfinished uploads' bytes (.part or .staging files): restore the state file (or STATE_FILE), or remove those files to start afresh`,
     )
   }
-  const store = await LocalStore.open(config.stateFile)
+  const store = cluster?.store ?? (await LocalStore.open(config.stateFile))
   await storage.prepare()
   // Decided now, before anyone is served: afterwards a file may belong to a request under way.
   const orphans = await storage.orphans(await store.unfinished())
-  const service = new UploadService({ store, storage, defaultSpeed: config.defaultSpeed })
+  const service = new UploadService({
+    store,
+    storage,
+    defaultSpeed: config.defaultSpeed,
+    leases: cluster?.leases,
+    bus: cluster?.bus,
+  })
   const limits: IngestLimits = { storage, maxRequestFileBytes: config.maxUploadSize }
   const context: Context = {
     service,
@@ -170,6 +197,7 @@ async function build(config: Config, lock: FolderLock): Promise<App> {
       if (pathname === '/readyz') {
         return void service
           .notReady()
+          .then(async (reason) => reason ?? (await cluster?.unhealthy()))
           .then((reason) =>
             sendJson(
               res,
@@ -259,6 +287,7 @@ async function build(config: Config, lock: FolderLock): Promise<App> {
         if (listening) await stopServing(server, inFlight, () => ws.close(), service)
         await service.close()
         await store.close()
+        await cluster?.close()
         await stopHashWorker()
         await lock.release()
       })()),

@@ -130,7 +130,11 @@ export function useStreamingUploads(
                   ),
                 )
           },
-          (error: unknown) => ready.reject(error),
+          (error: unknown) => {
+            ready.reject(error)
+            // The operation may be running already, waiting for a file part that will never come now.
+            for (const [field, file] of files ?? []) if (!taken.has(field)) file.reject(error as Error)
+          },
         )
         try {
           return await params

@@ -76,7 +76,14 @@ export function createGraphQLWs(yoga: GraphQLApp, apiToken: string | undefined) 
         } catch (error) {
           return [error as never]
         }
-        const errors = validate(schema, document)
+        // GraphQL Armor's rules throw their refusals rather than report them: caught, they are this
+        // operation's errors, and the socket with its other subscriptions stays open.
+        let errors
+        try {
+          errors = validate(schema, document)
+        } catch (error) {
+          return [error as never]
+        }
         if (errors.length > 0) return errors
         return {
           schema,

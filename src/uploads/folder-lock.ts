@@ -50,10 +50,9 @@ export class FolderLock {
     const owner = await readOwner(ownerFile)
     const here = hostname()
     const fresh = owner !== undefined && Date.now() - owner.touched < STALE_AFTER_MS
-    if (fresh && owner.host !== here && (mode === 'exclusive' || owner.mode === 'exclusive'))
-      throw inUse(dir, owner)
-    if (fresh && owner.host === here && owner.mode === 'shared' && mode === 'exclusive' && owner.pid !== process.pid && alive(owner.pid))
-      throw inUse(dir, owner)
+    // Instances sharing the folder over Redis all keep its heartbeat fresh: one alone may not join them.
+    if (fresh && owner.mode === 'shared' && mode === 'exclusive') throw inUse(dir, owner)
+    if (fresh && owner.host !== here && owner.mode === 'exclusive') throw inUse(dir, owner)
 
     let server: Server | undefined
     if (mode === 'exclusive') {
@@ -125,14 +124,6 @@ async function readOwner(file: string): Promise<(Owner & { touched: number }) | 
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
 
 function inUse(dir: string, owner: Owner | undefined): FolderLockError {
   const who = owner ? ` (pid ${owner.pid} on ${owner.host}, since ${owner.since})` : ''

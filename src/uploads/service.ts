@@ -321,9 +321,14 @@ export class UploadService {
       completedAt: null,
     }
     return this.locked(id, async () => {
+      // Whoever creates an upload runs it: its lease first, so every write below is under it.
+      if (!(await this.guard(() => this.leases.acquire(id)))) throw unavailable(`Upload ${id} could not be started; try again`)
       // Recorded first: a crash before the move leaves a record whose bytes are gone (it fails, with the
       // reason, at the next start), never bytes that no record owns.
-      await this.save(record)
+      await this.save(record).catch(async (error: unknown) => {
+        await this.leases.release(id)
+        throw error
+      })
       try {
         await staged.moveTo(this.storage.stagingPath(record))
       } catch (error) {
@@ -724,7 +729,8 @@ export class UploadService {
 
   /** Every running upload whose byte count moved since its last event. */
   private publishProgress(): void {
-    if (this.feed.subscriberCount === 0) {
+    // Alone, nobody listening means nobody to tell; shared, subscribers may be on any instance.
+    if (this.feed.subscriberCount === 0 && !this.shared) {
       for (const run of this.runs.values()) run.published = run.offset
       return
     }
