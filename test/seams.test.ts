@@ -1,0 +1,332 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Redis } from 'ioredis'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { connectRedis, ready } from '../src/redis.js'
+import { LocalBus, type Bus } from '../src/uploads/bus.js'
+import { LocalLeases, type Leases } from '../src/uploads/lease.js'
+import { LocalStore } from '../src/uploads/local-store.js'
+import type { UploadRecord, UploadStatus } from '../src/uploads/record.js'
+import { FencedError, type RecordStore } from '../src/uploads/records.js'
+import { RedisBus } from '../src/uploads/redis-bus.js'
+import { RedisLeases } from '../src/uploads/redis-lease.js'
+import { RedisStore } from '../src/uploads/redis-store.js'
+import { waitFor } from './support/clients.js'
+import { startRedis, type TestRedis } from './support/redis.js'
+
+/**
+ * Each seam the upload service talks to has two implementations, the embedded default and Redis. One
+ * contract per seam, run against both: what the service relies on holds for either.
+ */
+let redis: TestRedis
+const connections: Redis[] = []
+const scratch: string[] = []
+beforeAll(async () => {
+  redis = await startRedis()
+})
+afterAll(async () => {
+  for (const connection of connections) connection.disconnect()
+  await redis.stop()
+  for (const dir of scratch) await rm(dir, { recursive: true, force: true })
+})
+
+let prefixes = 0
+async function connection(): Promise<Redis> {
+  const client = connectRedis(redis.url, `test-${connections.length}`)
+  connections.push(client)
+  await ready(client, redis.url)
+  return client
+}
+
+const at = (second: number) => new Date(Date.UTC(2026, 11, 1, 10, 0, second)).toISOString()
+const hex = (n: number) => n.toString(16).padStart(64, '0')
+const record = (
+  n: number,
+  status: UploadStatus = 'COMPLETED',
+  extra: Partial<UploadRecord> = {},
+): UploadRecord => {
+  const id = `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`
+  return {
+    id,
+    filename: `file ${n}.bin`,
+    storedName: `${id}_file ${n}.bin`,
+    status,
+    uploadedSize: status === 'COMPLETED' ? 100 : 10,
+    totalSize: 100,
+    targetSpeed: 1000,
+    sha256: hex(n),
+    error: status === 'FAILED' ? 'it broke' : null,
+    createdAt: at(n),
+    updatedAt: at(n),
+    completedAt: status === 'COMPLETED' ? at(n) : null,
+    ...extra,
+  }
+}
+
+const stores: [string, () => Promise<{ store: RecordStore; shared: boolean }>][] = [
+  [
+    'embedded (lowdb + journal)',
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'seam-store-'))
+      scratch.push(dir)
+      return { store: await LocalStore.open(join(dir, 'state.json')), shared: false }
+    },
+  ],
+  ['Redis', async () => ({ store: new RedisStore(await connection(), `seam${++prefixes}`), shared: true })],
+]
+
+describe.each(stores)('RecordStore: %s', (_, make) => {
+  let store: RecordStore
+  let shared: boolean
+  beforeAll(async () => {
+    ;({ store, shared } = await make())
+    // Out of creation order on purpose: lists come back in creation order whatever the writing order.
+    for (const n of [3, 1, 2, 5, 4]) await store.put(record(n, n % 2 ? 'COMPLETED' : 'IN_PROGRESS'))
+    await store.put(record(6, 'PAUSED'))
+    await store.put(record(7, 'FAILED'))
+  })
+  afterAll(() => store.close())
+
+  it('gives back what was put, whole, nulls included; nothing for an unknown id', async () => {
+    expect(await store.get(record(7).id)).toEqual(record(7, 'FAILED'))
+    expect(await store.get(record(2).id)).toEqual(record(2, 'IN_PROGRESS'))
+    expect(await store.get('nope')).toBeUndefined()
+    expect(await store.get('__proto__')).toBeUndefined()
+  })
+
+  it('pages in creation order, resuming after a cursor, filtered by status', async () => {
+    const first = await store.page({ first: 3 })
+    expect(first.records.map((r) => r.filename)).toEqual(['file 1.bin', 'file 2.bin', 'file 3.bin'])
+    expect(first.hasNextPage).toBe(true)
+    const rest = await store.page({ first: 10, after: first.endCursor! })
+    expect(rest.records.map((r) => r.filename)).toEqual([
+      'file 4.bin',
+      'file 5.bin',
+      'file 6.bin',
+      'file 7.bin',
+    ])
+    expect(rest.hasNextPage).toBe(false)
+    const active = await store.page({ first: 10, status: ['IN_PROGRESS', 'PAUSED'] })
+    expect(active.records.map((r) => r.filename)).toEqual(['file 2.bin', 'file 4.bin', 'file 6.bin'])
+    const none = await store.page({ first: 10, status: ['CANCELED'] })
+    expect(none).toEqual({ records: [], hasNextPage: false, endCursor: null })
+  })
+
+  it('counts by status, and lists the unfinished', async () => {
+    expect(await store.countByStatus()).toMatchObject({ COMPLETED: 3, IN_PROGRESS: 2, PAUSED: 1, FAILED: 1 })
+    expect((await store.unfinished()).map((r) => r.filename).sort()).toEqual([
+      'file 2.bin',
+      'file 4.bin',
+      'file 6.bin',
+    ])
+  })
+
+  it('a new state moves a record between lists, and keeps its place in creation order', async () => {
+    await store.put({ ...record(2, 'PAUSED'), updatedAt: at(50) })
+    const paused = await store.page({ first: 10, status: ['PAUSED'] })
+    expect(paused.records.map((r) => r.filename)).toEqual(['file 2.bin', 'file 6.bin'])
+    expect((await store.page({ first: 10, status: ['IN_PROGRESS'] })).records.map((r) => r.filename)).toEqual(
+      ['file 4.bin'],
+    )
+    expect((await store.page({ first: 2 })).records.map((r) => r.filename)).toEqual([
+      'file 1.bin',
+      'file 2.bin',
+    ])
+  })
+
+  it('byte counts reach unfinished records only', async () => {
+    await store.progress([
+      { id: record(4).id, uploadedSize: 77, updatedAt: at(51) },
+      { id: record(1).id, uploadedSize: 5, updatedAt: at(51) },
+    ])
+    expect(await store.get(record(4).id)).toMatchObject({ uploadedSize: 77, updatedAt: at(51) })
+    expect(await store.get(record(1).id)).toMatchObject({ uploadedSize: 100 })
+  })
+
+  it('removes a record from every list', async () => {
+    await store.remove(record(3).id)
+    expect(await store.get(record(3).id)).toBeUndefined()
+    expect((await store.page({ first: 10 })).records.map((r) => r.filename)).not.toContain('file 3.bin')
+    expect((await store.countByStatus()).COMPLETED).toBe(2)
+    await store.remove('never-there')
+  })
+
+  it('a write under a lease that is no longer current is refused, when the store is shared', async () => {
+    if (!shared) return // one process: every lease is its own, always current
+    const r = record(20, 'IN_PROGRESS')
+    await store.put(r)
+    await expect(store.put({ ...r, status: 'PAUSED' }, 'someone:1')).rejects.toBeInstanceOf(FencedError)
+    expect((await store.get(r.id))?.status).toBe('IN_PROGRESS')
+  })
+})
+
+describe('RecordStore (embedded) after a restart', () => {
+  it('reads back every change, through a compaction and the journal after it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'seam-restart-'))
+    scratch.push(dir)
+    const file = join(dir, 'state.json')
+    const store = await LocalStore.open(file)
+    for (let n = 1; n <= 5; n++) await store.put(record(n, 'IN_PROGRESS'))
+    await store.compactNow()
+    await store.put(record(2, 'COMPLETED'))
+    await store.remove(record(3).id)
+    await store.progress([{ id: record(4).id, uploadedSize: 42, updatedAt: at(40) }])
+    await store.close()
+    const again = await LocalStore.open(file)
+    expect(
+      (await again.page({ first: 10 })).records.map((r) => [r.filename, r.status, r.uploadedSize]),
+    ).toEqual([
+      ['file 1.bin', 'IN_PROGRESS', 10],
+      ['file 2.bin', 'COMPLETED', 100],
+      ['file 4.bin', 'IN_PROGRESS', 42],
+      ['file 5.bin', 'IN_PROGRESS', 10],
+    ])
+    await again.close()
+  })
+})
+
+describe('Leases', () => {
+  it('embedded: this process holds every lease, with no deadline', async () => {
+    const leases: Leases = new LocalLeases()
+    expect(await leases.acquire('a')).toMatchObject({ id: 'a', deadline: Infinity })
+    expect(leases.held('anything')).toBeDefined()
+    expect(await leases.holder('a')).toBe(leases.instance)
+  })
+
+  it('Redis: one holder at a time, a higher token each time, free again once released', async () => {
+    const a = new RedisLeases(await connection(), 'instance-a', 'leases1')
+    const b = new RedisLeases(await connection(), 'instance-b', 'leases1')
+    try {
+      const first = await a.acquire('u1')
+      expect(first?.value).toMatch(/^instance-a:\d+$/)
+      expect(a.held('u1')).toEqual(first)
+      expect(await b.acquire('u1')).toBeUndefined()
+      expect(b.held('u1')).toBeUndefined()
+      expect(await b.holder('u1')).toBe('instance-a')
+      expect(await b.holders(['u1', 'u2'])).toEqual(['instance-a', undefined])
+      await a.release('u1')
+      const second = await b.acquire('u1')
+      expect(Number(second!.value.split(':')[1])).toBeGreaterThan(Number(first!.value.split(':')[1]))
+      expect(a.held('u1')).toBeUndefined()
+      await a.start()
+      await b.start()
+      expect(await a.liveInstances()).toEqual(new Set(['instance-a', 'instance-b']))
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
+
+  it('Redis: a holder whose lease was taken over hears it at its next renewal, and stops holding it', async () => {
+    const client = await connection()
+    const a = new RedisLeases(client, 'instance-a', 'leases2')
+    const lost: string[] = []
+    a.onLost((id) => lost.push(id))
+    try {
+      await a.acquire('u1')
+      await client.set('leases2:lease:u1', 'instance-b:99') // as if it had expired and been taken
+      const deadline = Date.now() + 3000
+      while (lost.length === 0 && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      expect(lost).toEqual(['u1'])
+      expect(a.held('u1')).toBeUndefined()
+    } finally {
+      await a.close()
+    }
+  })
+})
+
+const view = (id: string, uploadedSize: number) => ({
+  ...record(1, 'IN_PROGRESS'),
+  id,
+  uploadedSize,
+  currentSpeed: 5,
+})
+
+const buses: [string, () => Promise<[Bus, Bus]>][] = [
+  [
+    'in process',
+    async () => {
+      const bus = new LocalBus()
+      return [bus, bus]
+    },
+  ],
+  [
+    'Redis',
+    async () => {
+      const prefix = `bus${++prefixes}`
+      const one = new RedisBus(await connection(), await connection(), 'one', () => [], prefix)
+      const two = new RedisBus(await connection(), await connection(), 'two', () => ['u1'], prefix)
+      await one.start()
+      await two.start()
+      return [one, two]
+    },
+  ],
+]
+
+describe.each(buses)('Bus: %s', (_, make) => {
+  let one: Bus
+  let two: Bus
+  beforeAll(async () => {
+    ;[one, two] = await make()
+  })
+  afterAll(async () => {
+    await one.close()
+    await two.close()
+  })
+
+  it('a published state reaches listeners here (local) and on the other side', async () => {
+    const here: [string, boolean][] = []
+    const there: [string, boolean][] = []
+    one.onState((v, local) => here.push([v.id, local]))
+    const arrived = new Promise<void>((resolve) =>
+      two.onState((v, local) => {
+        there.push([v.id, local])
+        if (v.id === 'b') resolve()
+      }),
+    )
+    one.publish(view('a', 1))
+    one.publish(view('b', 2))
+    await arrived
+    expect(here).toEqual([
+      ['a', true],
+      ['b', true],
+    ])
+    expect(there.map(([id]) => id)).toEqual(['a', 'b'])
+  })
+
+  it('a command reaches its owner, and its outcome (or its error) comes back', async () => {
+    two.onCommand(async (command) =>
+      command.op === 'pause'
+        ? { ok: view(command.id, 7) }
+        : { error: { code: 'INVALID_STATE', message: 'no' } },
+    )
+    expect(await one.request('two', { op: 'pause', id: 'u1' })).toEqual({ ok: view('u1', 7) })
+    expect(await one.request('two', { op: 'cancel', id: 'u1' })).toEqual({
+      error: { code: 'INVALID_STATE', message: 'no' },
+    })
+  })
+})
+
+describe('Bus (Redis): a lost message does not strand a command', () => {
+  it('the owner finds the wanted change at its next look, and the requester finds the outcome', async () => {
+    const client = await connection()
+    const prefix = `lost${++prefixes}`
+    const requester = new RedisBus(client, await connection(), 'requester', () => [], prefix)
+    // An owner that is not subscribed to its command channel: every message to it is lost.
+    const owner = new RedisBus(await connection(), await connection(), 'owner', () => ['u9'], prefix)
+    owner.onCommand(async (command) => ({ ok: view(command.id, 9) }))
+    await requester.start()
+    try {
+      const started = performance.now()
+      expect(await requester.request('owner', { op: 'pause', id: 'u9' })).toEqual({ ok: view('u9', 9) })
+      expect(performance.now() - started).toBeLessThan(3000)
+      // Done, so no longer wanted (the owner removes it as it answers).
+      await waitFor(async () => (await client.get(`${prefix}:want:u9`)) === null)
+    } finally {
+      await requester.close()
+      await owner.close()
+    }
+  })
+})
