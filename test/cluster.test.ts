@@ -1,0 +1,218 @@
+import { createHash } from 'node:crypto'
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { api, bytes, restUpload, statusOf, waitFor, waitForStatus, wsClient } from './support/clients.js'
+import { runUntilExit, spawnServer, type ChildServer } from './support/child.js'
+import { startRedis, type TestRedis } from './support/redis.js'
+
+/**
+ * Three real instances as child processes, one storage folder, one real redis-server: any instance answers
+ * for every upload, commands reach the transfer wherever it runs, and an instance that dies is replaced by
+ * another that carries on its uploads from the bytes on disk.
+ */
+let redis: TestRedis
+let dir: string
+let instances: ChildServer[] = []
+beforeAll(async () => {
+  redis = await startRedis()
+})
+afterAll(() => redis.stop())
+afterEach(async () => {
+  for (const instance of instances) {
+    instance.child.kill('SIGCONT')
+    instance.child.kill('SIGKILL')
+  }
+  await Promise.all(instances.map((instance) => instance.exited))
+  instances = []
+  await redis.client().flushall()
+  await rm(dir, { recursive: true, force: true })
+})
+
+async function cluster(n = 3): Promise<ChildServer[]> {
+  dir = await mkdtemp(join(tmpdir(), 'uploads-cluster-'))
+  instances = await Promise.all(
+    Array.from({ length: n }, (_, i) =>
+      spawnServer(dir, { REDIS_URL: redis.url, INSTANCE_ID: `node-${'abc'[i]}` }),
+    ),
+  )
+  return instances
+}
+
+const sha = (content: Buffer) => createHash('sha256').update(content).digest('hex')
+const sizeOf = (path: string) =>
+  stat(path).then(
+    (s) => s.size,
+    () => -1,
+  )
+const part = (id: string) => join(dir, `${id}_data.bin.part`)
+
+describe('any instance answers for every upload', () => {
+  it('upload via one, follow on another over graphql-ws, pause via a third, resume via the first', async () => {
+    const [a, b, c] = await cluster()
+    const content = bytes(150_000)
+    const { body } = await restUpload(a!.url, content, { speed: 50_000 })
+    const id = body.upload_id
+
+    const client = wsClient(b!.url)
+    const events: { status: string; uploadedSize: number }[] = []
+    const followed = (async () => {
+      for await (const result of client.iterate<{ uploadProgress: { status: string; uploadedSize: number } }>(
+        {
+          query: 'subscription ($id: ID) { uploadProgress(id: $id) { status uploadedSize } }',
+          variables: { id },
+        },
+      )) {
+        events.push(result.data!.uploadProgress)
+      }
+    })()
+    await waitFor(
+      () => events.filter((e) => e.status === 'IN_PROGRESS' && e.uploadedSize > 10_000).length >= 3,
+    )
+    // Status and lists on an instance that does not run it show its live state too.
+    expect((await statusOf(c!.url, id)).body).toMatchObject({
+      status: 'in_progress',
+      current_speed: expect.any(Number),
+    })
+    expect((await statusOf(c!.url, id)).body.uploaded_size).toBeGreaterThan(10_000)
+
+    const asked = performance.now()
+    expect(await api(c!.url, 'POST', `/api/upload/${id}/pause`)).toEqual({
+      status: 200,
+      body: { status: 'paused' },
+    })
+    const answered = performance.now() - asked
+    const atPause = await sizeOf(part(id))
+    expect((await statusOf(b!.url, id)).body).toMatchObject({ status: 'paused', uploaded_size: atPause })
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    expect(await sizeOf(part(id))).toBe(atPause) // not a byte after the answer, on the owner's side too
+
+    expect(await api(a!.url, 'POST', `/api/upload/${id}/resume?speed=500000`)).toMatchObject({
+      body: { status: 'resumed', speed: 500_000 },
+    })
+    await followed
+    await client.dispose()
+    expect(events[0]?.status).toBe('IN_PROGRESS')
+    expect(events.map((e) => e.status)).toContain('PAUSED')
+    expect(events.at(-1)).toEqual({ status: 'COMPLETED', uploadedSize: content.length })
+    expect(sha(await readFile(join(dir, `${id}_data.bin`)))).toBe(sha(content))
+    expect(answered).toBeLessThan(1000) // the benchmark measures it; here it must only not wait on a timeout
+  })
+
+  it('cancel sent to a non-owner: at the answer the partial bytes are gone', async () => {
+    const [a, b] = await cluster(2)
+    const { body } = await restUpload(a!.url, bytes(100_000), { speed: 20_000 })
+    const id = body.upload_id
+    await waitFor(async () => (await sizeOf(part(id))) > 2000)
+    expect(await api(b!.url, 'POST', `/api/upload/${id}/cancel`)).toEqual({
+      status: 200,
+      body: { status: 'canceled' },
+    })
+    expect(await sizeOf(part(id))).toBe(-1)
+    expect(await readdir(join(dir, '.staging'))).not.toContain(id)
+    expect((await statusOf(a!.url, id)).body.status).toBe('canceled')
+  })
+})
+
+describe('an instance that dies', () => {
+  it('SIGKILLed mid-transfer: another adopts its upload within lease + 5 s and finishes it byte-identical', async () => {
+    const [a, b, c] = await cluster()
+    const content = bytes(200_000)
+    const { body } = await restUpload(a!.url, content, { speed: 100_000 })
+    const id = body.upload_id
+    await waitFor(async () => (await sizeOf(part(id))) > 30_000)
+    a!.child.kill('SIGKILL')
+    await a!.exited
+    const killedAt = performance.now()
+    const onDisk = await sizeOf(part(id))
+    // Carried on from the bytes verified on disk, never from zero.
+    await waitFor(async () => (await statusOf(b!.url, id)).body.uploaded_size > onDisk, 15_000)
+    expect(performance.now() - killedAt).toBeLessThan(5000 + 5000)
+    await waitForStatus(c!.url, id, 'completed', 20_000)
+    expect(sha(await readFile(join(dir, `${id}_data.bin`)))).toBe(sha(content))
+  })
+
+  it('stalled past its lease (SIGSTOP): another takes over, and the stalled one never writes another byte', async () => {
+    const [a, b] = await cluster(2)
+    const content = bytes(150_000)
+    const { body } = await restUpload(a!.url, content, { speed: 100_000 })
+    const id = body.upload_id
+    await waitFor(async () => (await sizeOf(part(id))) > 20_000)
+    a!.child.kill('SIGSTOP')
+    await waitForStatus(b!.url, id, 'completed', 25_000)
+    const stored = join(dir, `${id}_data.bin`)
+    const before = await stat(stored)
+    a!.child.kill('SIGCONT')
+    // Given time to act on what it last meant to do: it stops at its lease's deadline instead.
+    await waitFor(() => /"event":"(upload\.lease_lost|lease\.lost)"/.test(a!.output()), 10_000)
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    const after = await stat(stored)
+    expect(after.mtimeMs).toBe(before.mtimeMs)
+    expect(after.size).toBe(content.length)
+    expect(sha(await readFile(stored))).toBe(sha(content))
+    expect((await statusOf(a!.url, id)).body.status).toBe('completed')
+  })
+})
+
+describe('Redis restarting mid-run', () => {
+  it('no instance crashes or hangs: answers are quick 503s meanwhile, transfers go on and complete', async () => {
+    const [a, b] = await cluster(2)
+    const content = bytes(250_000)
+    const { body } = await restUpload(a!.url, content, { speed: 50_000 })
+    const id = body.upload_id
+    await waitFor(async () => (await sizeOf(part(id))) > 20_000)
+    const restarted = redis.restart(1500)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const asked = performance.now()
+    const during = await api(b!.url, 'GET', `/api/upload/${id}/status`)
+    expect(during.status).toBe(503)
+    expect(during.body).toEqual({ detail: expect.stringMatching(/Redis/) })
+    expect(performance.now() - asked).toBeLessThan(3000)
+    expect((await fetch(`${a!.url}/readyz`)).status).toBe(503)
+    await restarted
+    await waitForStatus(b!.url, id, 'completed', 20_000)
+    expect(sha(await readFile(join(dir, `${id}_data.bin`)))).toBe(sha(content))
+    expect(a!.child.exitCode).toBeNull()
+    expect(b!.child.exitCode).toBeNull()
+    await waitFor(async () => (await fetch(`${a!.url}/readyz`)).status === 200)
+  })
+})
+
+describe('many uploads over the instances', () => {
+  it('30 throttled uploads spread over three instances each finish within 5 % of their ideal time', async () => {
+    const nodes = await cluster()
+    const speed = 100_000
+    const size = 100_000 // one second each
+    const uploads = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => restUpload(nodes[i % 3]!.url, bytes(size), { speed })),
+    )
+    const ids = uploads.map((u) => u.body.upload_id)
+    for (const id of ids) await waitForStatus(nodes[0]!.url, id, 'completed', 20_000)
+    const records = await Promise.all(
+      ids.map(async (id) => {
+        const response = await fetch(`${nodes[1]!.url}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ query: `{ upload(id: "${id}") { createdAt completedAt } }` }),
+        })
+        return ((await response.json()) as { data: { upload: { createdAt: string; completedAt: string } } })
+          .data.upload
+      }),
+    )
+    for (const { createdAt, completedAt } of records) {
+      const seconds = (Date.parse(completedAt) - Date.parse(createdAt)) / 1000
+      expect(seconds).toBeGreaterThan(0.95)
+      expect(seconds).toBeLessThan(1.05)
+    }
+  })
+})
+
+describe('a folder that instances share over Redis', () => {
+  it('refuses a server started on it without REDIS_URL, saying to set it', async () => {
+    await cluster(1)
+    const alone = await runUntilExit(dir)
+    expect(alone.code).toBe(1)
+    expect(alone.stderr).toMatch(/is used by instances that share state over Redis.*same REDIS_URL/)
+  })
+})
