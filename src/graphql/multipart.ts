@@ -143,9 +143,12 @@ export function useStreamingUploads(
         }
       })
     },
-    onResponse({ serverContext }) {
+    onResponse({ serverContext, response }) {
       // Answering before the whole body arrived (an early refusal): close rather than read the rest of it.
       if (serverContext && !serverContext.req.complete) serverContext.res.setHeader('connection', 'close')
+      // An event stream goes out as it happens, even through a proxy that buffers answers (nginx's default).
+      if (response.headers.get('content-type')?.startsWith('text/event-stream'))
+        response.headers.set('x-accel-buffering', 'no')
     },
   }
 }
