@@ -174,5 +174,16 @@ describe('behind nginx with deploy/nginx.conf', () => {
     // Two seconds of events, spread out as they happened, not in one burst at the end.
     expect(times.length).toBeGreaterThan(10)
     expect(times.at(-1)! - times[0]!).toBeGreaterThan(1500)
+    // Each instance also asks any proxy not to buffer its event streams, whatever that proxy's configuration
+    // (nginx acts on the header and does not pass it on, so it is read from an instance directly).
+    const direct = new AbortController()
+    const response = await fetch(`${instances[0]!.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ query: `subscription { uploadProgress(id: "${id}") { status } }` }),
+      signal: direct.signal,
+    })
+    expect(response.headers.get('x-accel-buffering')).toBe('no')
+    direct.abort()
   })
 })
