@@ -13,6 +13,12 @@ describe('configuration', () => {
       port: 8000,
       host: '127.0.0.1',
       maxUploadSize: 10 * 1024 ** 3,
+      bodyIdleTimeoutMs: 60_000,
+      headersTimeoutMs: 30_000,
+      apiToken: undefined,
+      corsOrigins: [],
+      allowedHosts: [],
+      logLevel: 'info',
     })
   })
 
@@ -45,14 +51,20 @@ describe('configuration', () => {
 
   it('reads .env, and the environment wins over it', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'env-'))
+    const { PORT, UPLOAD_DIR } = process.env
     try {
       await writeFile(join(dir, '.env'), 'UPLOAD_DIR=from-file\nPORT=9001\n')
       process.env.PORT = '9002'
+      delete process.env.UPLOAD_DIR
       const config = loadConfig(readEnv(dir))
       expect(config.uploadDir).toBe(resolve('from-file'))
       expect(config.port).toBe(9002)
     } finally {
-      delete process.env.PORT
+      // Put the runner's environment back as it was.
+      for (const [name, value] of Object.entries({ PORT, UPLOAD_DIR })) {
+        if (value === undefined) Reflect.deleteProperty(process.env, name)
+        else process.env[name] = value
+      }
       await rm(dir, { recursive: true })
     }
   })

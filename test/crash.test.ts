@@ -4,7 +4,16 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { api, bytes, restUpload, statusOf, waitFor, waitForStatus, wsClient } from './support/clients.js'
+import {
+  api,
+  bytes,
+  restUpload,
+  seededRandom,
+  statusOf,
+  waitFor,
+  waitForStatus,
+  wsClient,
+} from './support/clients.js'
 import { spawnServer, type ChildServer } from './support/child.js'
 import { readState as readStateIn } from './support/state.js'
 
@@ -19,8 +28,8 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
-async function start(): Promise<ChildServer> {
-  const server = await spawnServer(dir)
+async function start(folder = dir): Promise<ChildServer> {
+  const server = await spawnServer(folder)
   running.push(server)
   return server
 }
@@ -34,6 +43,18 @@ const sizeOf = (path: string) => stat(path).then((s) => s.size)
 
 const readState = () => readStateIn(dir)
 
+/** The server's log lines for one upload and event, parsed; waits for the first, since stdout lags behind HTTP. */
+async function logged(server: ChildServer, event: string, id: string) {
+  const lines = () =>
+    server
+      .output()
+      .split('\n')
+      .filter((line) => line.includes(`"event":"${event}"`))
+      .map((line) => JSON.parse(line) as { id?: string; uploadedSize?: number })
+      .filter((line) => line.id === id)
+  return waitFor(() => (lines().length > 0 ? lines() : undefined))
+}
+
 describe('SIGKILL in the middle of a transfer', () => {
   it('the upload is running again at start-up, continues from the bytes on disk, and completes byte for byte', async () => {
     let server = await start()
@@ -45,13 +66,11 @@ describe('SIGKILL in the middle of a transfer', () => {
     const onDisk = await sizeOf(part)
 
     server = await start()
-    const startedAt = performance.now()
     expect((await statusOf(server.url, body.upload_id)).body.status).toBe('in_progress')
-    // The bytes on disk are checked against staging in the background; within a second it goes on from them.
-    await waitFor(
-      async () => (await statusOf(server.url, body.upload_id)).body.uploaded_size >= onDisk || undefined,
-    )
-    expect(performance.now() - startedAt).toBeLessThan(1000)
+    // The bytes on disk are checked against staging in the background, and the transfer goes on from the
+    // last one that matches: after a SIGKILL (no power cut), every byte written is good.
+    const [recovered] = await logged(server, 'upload.recovered', body.upload_id)
+    expect(recovered?.uploadedSize).toBe(onDisk)
     await waitForStatus(server.url, body.upload_id, 'completed')
     expect((await readFile(join(dir, `${body.upload_id}_data.bin`))).equals(content)).toBe(true)
   })
@@ -64,12 +83,17 @@ describe('SIGKILL in the middle of a transfer', () => {
     await waitFor(async () => ((await sizeOf(part).catch(() => 0)) > 60_000 ? true : undefined))
     await kill(server, 'SIGKILL')
     const size = await sizeOf(part)
+    const torn = size - 5000
     const file = await open(part, 'r+')
-    await file.write(Buffer.alloc(5000, 0xee), 0, 5000, size - 5000)
+    await file.write(Buffer.alloc(5000, 0xee), 0, 5000, torn)
     await file.close()
+    // Where the garbage starts to differ from the real bytes (they may begin with 0xee by chance; the seed fixes it).
+    let differs = torn
+    while (content[differs] === 0xee) differs++
 
     server = await start()
-    await waitForStatus(server.url, body.upload_id, 'in_progress')
+    const [recovered] = await logged(server, 'upload.recovered', body.upload_id)
+    expect(recovered?.uploadedSize).toBe(differs)
     await waitForStatus(server.url, body.upload_id, 'completed')
     expect((await readFile(join(dir, `${body.upload_id}_data.bin`))).equals(content)).toBe(true)
   })
@@ -82,7 +106,9 @@ describe('SIGKILL in the middle of a transfer', () => {
     await api(server.url, 'POST', `/api/upload/${canceled.body.upload_id}/cancel`)
     const content = bytes(50_000)
     const paused = await restUpload(server.url, content, { speed: 10_000 })
-    await sleep(200)
+    // Paused with bytes in its .part, so the resume after the restart has a prefix to check and keep.
+    const pausedPart = join(dir, `${paused.body.upload_id}_data.bin.part`)
+    await waitFor(async () => ((await sizeOf(pausedPart).catch(() => 0)) > 0 ? true : undefined))
     await api(server.url, 'POST', `/api/upload/${paused.body.upload_id}/pause`)
     await kill(server, 'SIGKILL')
 
@@ -95,28 +121,88 @@ describe('SIGKILL in the middle of a transfer', () => {
     expect((await readFile(join(dir, `${paused.body.upload_id}_data.bin`))).equals(content)).toBe(true)
   })
 
-  it('leaves a parseable state file whenever it strikes, however busy the writes', async () => {
+  it('leaves a state file the server reads back, holding every acknowledged change, however busy the writes', async () => {
+    const random = seededRandom()
     for (let round = 0; round < 4; round++) {
-      const server = await start()
-      const ids: string[] = []
-      for (let i = 0; i < 12; i++)
-        ids.push((await restUpload(server.url, bytes(20_000), { speed: 5000 })).body.upload_id)
-      // State changes as fast as the clients can make them, while progress is checkpointed.
-      const churn = (async () => {
-        for (;;) {
-          for (const id of ids) {
-            await api(server.url, 'POST', `/api/upload/${id}/pause`).catch(() => undefined)
-            await api(server.url, 'POST', `/api/upload/${id}/resume`).catch(() => undefined)
-          }
+      // A folder per round, so no round's restart has to carry on the uploads of the rounds before it.
+      const folder = join(dir, `round-${round}`)
+      const server = await start(folder)
+      // What clients were told about each upload: the last status acknowledged, and one asked for meanwhile
+      // (a change the kill interrupted may or may not have reached the disk; either is right).
+      const told = new Map<string, { acked: string; asked?: string }>()
+      let killed = false
+      let stopping = false
+      // A call that gets no answer is fine only once the kill is under way; any answer must be a success.
+      const call = async <T extends { status: number; body: unknown }>(send: () => Promise<T>) => {
+        let answer: T
+        try {
+          answer = await send()
+        } catch (error) {
+          if (killed) return undefined
+          throw error
         }
-      })()
-      await sleep(100 + Math.random() * 400)
-      await kill(server, 'SIGKILL')
-      void churn.catch(() => undefined)
-      const state = await readState()
-      expect(Object.keys(state.uploads).length).toBeGreaterThanOrEqual(round * 12)
+        expect(answer.status, JSON.stringify(answer.body)).toBe(200)
+        return answer
+      }
+      // State changes as fast as the clients can make them, one at a time per upload, all uploads at once.
+      const churn = async (id: string, entry: { acked: string; asked?: string }) => {
+        for (let paused = false; !stopping; paused = !paused) {
+          entry.asked = paused ? 'IN_PROGRESS' : 'PAUSED'
+          if (
+            !(await call(() => api(server.url, 'POST', `/api/upload/${id}/${paused ? 'resume' : 'pause'}`)))
+          )
+            return
+          entry.acked = entry.asked
+          delete entry.asked
+        }
+      }
+      // A client that got a wrong answer (or none before the kill) stops, and fails the test below.
+      const failures: unknown[] = []
+      const clients: Promise<void>[] = []
+      const client = (task: Promise<void>) =>
+        clients.push(task.catch((error: unknown) => void failures.push(error)))
+      for (let i = 0; i < 12; i++) {
+        client(
+          (async () => {
+            const answer = await call(() => restUpload(server.url, bytes(20_000), { speed: 5000 }))
+            if (!answer) return
+            const entry = { acked: 'IN_PROGRESS' }
+            told.set(answer.body.upload_id, entry)
+            client(churn(answer.body.upload_id, entry))
+          })(),
+        )
+      }
+      try {
+        // Struck at a seeded moment once there is something to lose: during creations, churn and checkpoints.
+        await waitFor(() => told.size > 0 || failures.length > 0)
+        await sleep(random() * 400)
+      } finally {
+        killed = true
+        stopping = true
+        await kill(server, 'SIGKILL')
+        // Every client is done before the aftermath is looked at; none goes on calling a dead port. (A
+        // creation that ends now may add its churn, which ends at once: stopping is set.)
+        while (clients.length > 0) await Promise.all(clients.splice(0))
+      }
+      if (failures.length > 0) throw failures[0]
+
+      const state = await readStateIn(folder)
+      expect(Object.keys(state.uploads).length).toBeGreaterThanOrEqual(told.size)
+      expect(Object.keys(state.uploads).length).toBeLessThanOrEqual(12)
+      for (const [id, { acked, asked }] of told) {
+        expect(state.uploads[id], `upload ${id}, acknowledged`).toBeDefined()
+        expect([acked, ...(asked ? [asked] : [])], `upload ${id}`).toContain(state.uploads[id]!.status)
+      }
+      // And the server itself reads it back, to the same statuses.
+      const again = await start(folder)
+      for (const id of told.keys()) {
+        const { body } = await statusOf(again.url, id)
+        expect(body.status, `upload ${id}`).toBe(state.uploads[id]!.status.toLowerCase())
+      }
+      await kill(again, 'SIGKILL')
     }
-  })
+    // Eight server processes start in this test; on a busy machine each can take a second or two.
+  }, 60_000)
 })
 
 describe('SIGTERM', () => {
@@ -134,7 +220,9 @@ describe('SIGTERM', () => {
     const began = performance.now()
     const exit = await kill(server, 'SIGTERM')
     expect(exit).toEqual({ code: 0, signal: null })
-    expect(performance.now() - began).toBeLessThan(3000)
+    // The documented limit. A server that waited for this client's close handshake would take ws's 30 s
+    // (or be cut off at 5 s by its own watchdog, with exit code 1).
+    expect(performance.now() - began).toBeLessThan(5000)
     socket.destroy()
   })
 
@@ -150,12 +238,26 @@ describe('SIGTERM', () => {
       query: `subscription { uploadProgress(id: "${body.upload_id}") { status } }`,
     })
     await events.next()
-    const sse = fetch(`${server.url}/graphql`, {
+    const response = await fetch(`${server.url}/graphql`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
       body: JSON.stringify({ query: `subscription { uploadProgress { id status } }` }),
-    }).then((response) => response.text())
-    await sleep(300)
+    })
+    // The stream is live once its first event (the running upload, from the snapshot) has come.
+    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader()
+    let streamed = ''
+    while (!/^event: next$/m.test(streamed)) {
+      const { value, done } = await reader.read()
+      if (done) throw new Error(`the SSE stream ended before its first event: ${streamed}`)
+      streamed += value
+    }
+    const sse = (async () => {
+      for (;;) {
+        const { value, done } = await reader.read()
+        if (done) return streamed
+        streamed += value
+      }
+    })()
 
     const began = performance.now()
     const exit = await kill(server, 'SIGTERM')

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { SafeInt } from '../src/graphql/scalars.js'
 import { bytes, gql, gqlUpload, multipart, rawRequest, waitFor } from './support/clients.js'
 import { listStorage, startServer, type TestServer } from './support/server.js'
 
@@ -78,6 +79,15 @@ describe('GraphQL: uploadFile over the multipart request spec', () => {
   it('carries speeds and sizes past 2^31 (SafeInt, not Int)', async () => {
     const { upload: created } = await upload(10, 5_000_000_000)
     expect(created.targetSpeed).toBe(5_000_000_000)
+    // No test can send a 5 GB file; the sizes are of the same type, and it carries such numbers both ways.
+    const { data } = await gql<{
+      __type: { fields: { name: string; type: { ofType: { name: string } } }[] }
+    }>(server.url, '{ __type(name: "Upload") { fields { name type { ofType { name } } } } }')
+    const typeOf = (field: string) => data?.__type.fields.find((f) => f.name === field)?.type.ofType.name
+    expect([typeOf('uploadedSize'), typeOf('totalSize')]).toEqual(['SafeInt', 'SafeInt'])
+    expect(SafeInt.serialize(5_000_000_000)).toBe(5_000_000_000)
+    expect(SafeInt.parseValue(2 ** 53 - 1)).toBe(2 ** 53 - 1)
+    expect(() => SafeInt.parseValue(2 ** 53)).toThrow(/SafeInt/)
   })
 
   it('rejects a speed that is negative with BAD_USER_INPUT and keeps nothing', async () => {
@@ -146,10 +156,13 @@ describe('GraphQL: mutations and their error codes', () => {
   it('deleteFile removes a completed upload and answers with it', async () => {
     const { upload: created } = await upload(100, 0, 'bye.txt')
     await waitFor(async () => (await fetchUpload(created.id)).status === 'COMPLETED')
+    expect((await listStorage(server.dir)).stored).toContain(created.storedName)
     const deleted = await gql<{ deleteFile: Upload }>(server.url, DELETE, { id: created.id })
     expect(deleted.data?.deleteFile).toEqual({ id: created.id, filename: 'bye.txt', status: 'COMPLETED' })
     const files = await gql<{ files: { id: string }[] }>(server.url, '{ files { id } }')
     expect(files.data?.files.map((f) => f.id)).not.toContain(created.id)
+    expect(codeOf(await gql(server.url, `{ upload(id: "${created.id}") { id } }`))).toBe('NOT_FOUND')
+    expect((await listStorage(server.dir)).stored).not.toContain(created.storedName)
   })
 
   it.each([

@@ -1,16 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ProgressFeed } from '../src/uploads/progress.js'
 import type { UploadView } from '../src/uploads/record.js'
-import {
-  api,
-  bytes,
-  collectWs,
-  gql,
-  restUpload,
-  waitFor,
-  waitForStatus,
-  wsClient,
-} from './support/clients.js'
+import { api, bytes, collectWs, restUpload, waitForStatus, within, wsClient } from './support/clients.js'
 import { startServer, type TestServer } from './support/server.js'
 
 let server: TestServer
@@ -54,24 +45,33 @@ describe('uploadProgress over graphql-ws (WebSocket on /graphql)', () => {
   it('reports pause and cancel as they happen and ends on the final state', async () => {
     const { body } = await restUpload(server.url, bytes(50_000), { speed: 5000 })
     const client = wsClient(server.url)
-    try {
-      const seen = collectWs<Progress>(client, FOLLOW, { id: body.upload_id })
-      await waitFor(
-        async () =>
-          (
-            await gql<{ upload: { uploadedSize: number } }>(
-              server.url,
-              `{ upload(id: "${body.upload_id}") { uploadedSize } }`,
-            )
-          ).data?.upload.uploadedSize,
+    const events = client.iterate<Progress>({ query: FOLLOW, variables: { id: body.upload_id } })
+    // Each status as it comes, until the one wanted: every step below follows the event before it.
+    const statuses: string[] = []
+    const until = (status: string) =>
+      within(
+        (async () => {
+          for (;;) {
+            const { value, done } = await events.next()
+            if (done) throw new Error(`the subscription ended before ${status}: ${statuses.join(', ')}`)
+            statuses.push(value.data!.uploadProgress.status)
+            if (statuses.at(-1) === status) return
+          }
+        })(),
+        5000,
+        `${status} after ${statuses.join(', ')}`,
       )
+    try {
+      await until('IN_PROGRESS')
       await api(server.url, 'POST', `/api/upload/${body.upload_id}/pause`)
+      await until('PAUSED')
       await api(server.url, 'POST', `/api/upload/${body.upload_id}/cancel`)
-      const statuses = (await seen).map((e) => e.uploadProgress.status)
-      expect(statuses).toContain('PAUSED')
-      expect(statuses.at(-1)).toBe('CANCELED')
-      expect(statuses.indexOf('PAUSED')).toBeLessThan(statuses.indexOf('CANCELED'))
+      await until('CANCELED')
+      // The final state ends the subscription.
+      expect(await events.next()).toEqual({ done: true, value: undefined })
+      expect(statuses.filter((status) => status !== 'IN_PROGRESS')).toEqual(['PAUSED', 'CANCELED'])
     } finally {
+      await events.return?.()
       await client.dispose()
     }
   })
@@ -97,23 +97,39 @@ describe('uploadProgress over graphql-ws (WebSocket on /graphql)', () => {
     }
   })
 
-  it('without an id it follows every upload', async () => {
+  it('without an id it follows every upload, starting with the running and paused ones', async () => {
+    const running = (await restUpload(server.url, bytes(100_000), { speed: 1000 })).body.upload_id
+    const paused = (await restUpload(server.url, bytes(100_000), { speed: 1000 })).body.upload_id
+    await api(server.url, 'POST', `/api/upload/${paused}/pause`)
     const client = wsClient(server.url)
     const seen = new Map<string, string[]>()
     const events = client.iterate<Progress>({ query: FOLLOW })
+    const until = (done: () => boolean, what: string) =>
+      within(
+        (async () => {
+          while (!done()) {
+            const { value } = await events.next()
+            const { id, status } = value!.data!.uploadProgress
+            seen.set(id, [...(seen.get(id) ?? []), status])
+          }
+        })(),
+        5000,
+        what,
+      )
     try {
+      // The snapshot first: it is what says the subscription is live, so nothing after it can be missed.
+      await until(() => seen.has(running) && seen.has(paused), 'the running and the paused upload')
+      expect(seen.get(running)?.[0]).toBe('IN_PROGRESS')
+      expect(seen.get(paused)?.[0]).toBe('PAUSED')
       const first = await restUpload(server.url, bytes(3000), { speed: 0 })
       const second = await restUpload(server.url, bytes(3000), { speed: 0 })
       const ids = [first.body.upload_id, second.body.upload_id]
-      for await (const { data } of events) {
-        const { id, status } = data!.uploadProgress
-        seen.set(id, [...(seen.get(id) ?? []), status])
-        if (ids.every((i) => seen.get(i)?.includes('COMPLETED'))) break
-      }
+      await until(() => ids.every((i) => seen.get(i)?.includes('COMPLETED')), 'both new uploads, completed')
       for (const id of ids) expect(seen.get(id)?.at(-1)).toBe('COMPLETED')
     } finally {
       await events.return?.()
       await client.dispose()
+      for (const id of [running, paused]) await api(server.url, 'POST', `/api/upload/${id}/cancel`)
     }
   })
 })

@@ -8,10 +8,11 @@ import {
   rawRequest,
   restUpload,
   statusOf,
+  waitFor,
   waitForStatus,
   type UploadStatusBody,
 } from './support/clients.js'
-import { startServer, type TestServer } from './support/server.js'
+import { listStorage, startServer, type TestServer } from './support/server.js'
 
 let server: TestServer
 beforeAll(async () => {
@@ -123,9 +124,19 @@ describe('the /api contract of the older service', () => {
   })
 
   it('files still listed in /api/files are complete: running uploads are not among them', async () => {
+    const { body: done } = await restUpload(server.url, bytes(100), { speed: 0 })
+    await waitForStatus(server.url, done.upload_id, 'completed')
     const { body: started } = await restUpload(server.url, bytes(5000), { speed: SLOW })
-    const files = await api<{ files: { upload_id: string }[] }>(server.url, 'GET', '/api/files')
-    expect(files.body.files.map((f) => f.upload_id)).not.toContain(started.upload_id)
+    expect((await statusOf(server.url, started.upload_id)).body.status).toBe('in_progress')
+    const files = await api<{ files: { upload_id: string; status: string }[] }>(
+      server.url,
+      'GET',
+      '/api/files',
+    )
+    const listed = files.body.files.map((f) => f.upload_id)
+    expect(listed).toContain(done.upload_id)
+    expect(listed).not.toContain(started.upload_id)
+    expect(files.body.files.filter((f) => f.status !== 'completed')).toEqual([])
     await api(server.url, 'POST', `/api/upload/${started.upload_id}/cancel`)
   })
 })
@@ -174,9 +185,21 @@ describe('/api errors: status code and {"detail"}', () => {
   it.each([['abc'], ['1.5'], ['-1'], [''], ['1e3'], ['99999999999999999999']])(
     'speed=%s → 422 and nothing is stored',
     async (speed) => {
-      const { status, body } = await restUpload(server.url, bytes(100), { speed })
+      const ids = async () =>
+        (await api<{ uploads: { upload_id: string }[] }>(server.url, 'GET', '/api/uploads')).body.uploads.map(
+          (upload) => upload.upload_id,
+        )
+      const idsBefore = await ids()
+      const storedBefore = (await listStorage(server.dir)).stored
+      const { status, body } = await restUpload(server.url, bytes(100), { speed, filename: 'refused.bin' })
       expect(status).toBe(422)
       expect(body).toEqual({ detail: expect.stringMatching(/speed|SafeInt/) })
+      // No record, no file, and nothing left in staging once the request is over.
+      expect(await ids()).toEqual(idsBefore)
+      expect((await listStorage(server.dir)).stored).toEqual(storedBefore)
+      await waitFor(async () =>
+        (await listStorage(server.dir)).staging.every((name) => !name.endsWith('.incoming')),
+      )
     },
   )
 

@@ -1,10 +1,20 @@
 import { getIntrospectionQuery } from 'graphql'
-import { connect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createClient } from 'graphql-ws'
 import WebSocket from 'ws'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { api, bytes, gql, multipart, rawRequest, restUpload, waitFor, wsClient } from './support/clients.js'
+import {
+  api,
+  bytes,
+  gql,
+  multipart,
+  rawRequest,
+  restUpload,
+  socketRequest,
+  waitFor,
+  within,
+  wsClient,
+} from './support/clients.js'
 import { listStorage, startServer, type TestServer } from './support/server.js'
 
 const TOKEN = 'test-token-0123456789abcdef'
@@ -114,9 +124,10 @@ describe('CORS', () => {
 })
 
 describe('abusive clients', () => {
+  const IDLE_MS = 700
   let server: TestServer
   beforeAll(async () => {
-    server = await startServer({ HEADERS_TIMEOUT_MS: '500', BODY_IDLE_TIMEOUT_MS: '700' })
+    server = await startServer({ BODY_IDLE_TIMEOUT_MS: String(IDLE_MS) })
   })
   afterAll(() => server.stop())
 
@@ -139,31 +150,21 @@ describe('abusive clients', () => {
     expect(response.status).toBe(413)
   })
 
-  it('headers that trickle in are cut off by the headers timeout', async () => {
-    const { port } = new URL(server.url)
-    const socket = connect(Number(port), '127.0.0.1')
-    let answer = ''
-    socket.on('data', (chunk: Buffer) => (answer += chunk.toString()))
-    const closed = new Promise((resolve) => socket.once('close', resolve))
-    socket.write('GET /api/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\n')
-    for (let i = 0; i < 10 && !socket.destroyed; i++) {
-      socket.write(`X-Slow-${i}: 1\r\n`)
-      await sleep(200)
-    }
-    await closed
-    expect(answer === '' || /^HTTP\/1.1 408/.test(answer)).toBe(true)
-  })
-
-  it('an upload body that stops sending is dropped, and leaves nothing', async () => {
-    const { port } = new URL(server.url)
-    const socket = connect(Number(port), '127.0.0.1')
-    const closed = new Promise((resolve) => socket.once('close', resolve))
-    socket.write(
+  it('an upload body that stops sending is dropped after the idle timeout, and leaves nothing', async () => {
+    const { socket, closed } = socketRequest(
+      server.url,
       'POST /api/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n' +
         '--b\r\nContent-Disposition: form-data; name="file"; filename="stall.bin"\r\n\r\n',
     )
     socket.write(bytes(1000))
-    await closed
+    const stoppedAt = performance.now()
+    // Its bytes were being staged; the drop must take them away.
+    await waitFor(async () =>
+      (await listStorage(server.dir)).staging.some((name) => name.endsWith('.incoming')),
+    )
+    const answer = await within(closed, IDLE_MS * 10, 'the stalled upload was dropped')
+    expect(answer.status).toBe(0)
+    expect(answer.closedAt - stoppedAt).toBeGreaterThanOrEqual(IDLE_MS * 0.9)
     await waitFor(async () => (await listStorage(server.dir)).staging.length === 0)
   })
 
@@ -196,6 +197,40 @@ describe('abusive clients', () => {
       await client.dispose()
       await api(server.url, 'POST', `/api/upload/${body.upload_id}/cancel`)
     }
+  })
+})
+
+describe('headers that trickle in', () => {
+  // The headers timeout is short and the idle timeout long, so the two cannot be mistaken for each other:
+  // a connection sending a header line every 100 ms is never idle, and only the headers timeout can end it.
+  const HEADERS_MS = 500
+  let server: TestServer
+  beforeAll(async () => {
+    server = await startServer({ HEADERS_TIMEOUT_MS: String(HEADERS_MS), BODY_IDLE_TIMEOUT_MS: '60000' })
+  })
+  afterAll(() => server.stop())
+
+  it('are cut off by the headers timeout, with Node’s 408', async () => {
+    const began = performance.now()
+    const { socket, closed } = socketRequest(server.url, 'GET /api/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\n')
+    let open = true
+    void closed.then(() => (open = false))
+    const trickle = (async () => {
+      for (let i = 0; open && i < 100; i++) {
+        socket.write(`X-Slow-${i}: 1\r\n`)
+        await sleep(100)
+      }
+    })()
+    let answer
+    try {
+      // Node checks the headers timeout once a second here (connectionsCheckingInterval).
+      answer = await within(closed, HEADERS_MS + 1000 + 3000, 'the trickling headers were cut off')
+    } finally {
+      socket.destroy()
+      await trickle
+    }
+    expect(answer.status).toBe(408)
+    expect(answer.closedAt - began).toBeGreaterThanOrEqual(HEADERS_MS * 0.9)
   })
 })
 

@@ -1,10 +1,42 @@
-import { randomBytes } from 'node:crypto'
+import { createCipheriv, createHash } from 'node:crypto'
 import { request } from 'node:http'
+import { connect, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createClient, type Client } from 'graphql-ws'
 import WebSocket from 'ws'
 
-export const bytes = (size: number): Buffer<ArrayBuffer> => randomBytes(size) as Buffer<ArrayBuffer>
+/**
+ * The suite's one seed. Everything "random" in the tests derives from it, so a failure happens again on the
+ * next run, with the same bytes and the same choices.
+ */
+export const SEED = 20261125
+
+const BYTES_KEY = createHash('sha256').update(`test bytes ${SEED}`).digest()
+let bytesCalls = 0
+
+/**
+ * `size` bytes that look random (no pattern a parser or a compressor could lean on) but are the same on every
+ * run: the AES-256-CTR keystream of a fixed key. Each call starts its own stretch of the stream (the call's
+ * number in the counter's high half), so two calls never return the same bytes. Runs at memory speed.
+ */
+export function bytes(size: number): Buffer<ArrayBuffer> {
+  const iv = Buffer.alloc(16)
+  iv.writeUInt32BE(++bytesCalls, 0)
+  const cipher = createCipheriv('aes-256-ctr', BYTES_KEY, iv)
+  return Buffer.concat([cipher.update(Buffer.alloc(size)), cipher.final()]) as Buffer<ArrayBuffer>
+}
+
+/** A seeded stand-in for Math.random (mulberry32): the same seed, the same sequence in [0, 1). */
+export function seededRandom(seed: number = SEED): () => number {
+  let state = seed >>> 0
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0
+    let t = state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
+  }
+}
 
 export interface JsonResponse<T = Record<string, unknown>> {
   status: number
@@ -113,6 +145,55 @@ export function rawRequest(
     req.on('error', reject)
     req.end(body)
   })
+}
+
+export interface SocketAnswer {
+  /** 0 when the server closed without answering. */
+  status: number
+  headers: string
+  body: string
+  /** performance.now() when the server closed the connection. */
+  closedAt: number
+}
+
+/**
+ * An HTTP/1.1 request written by hand on a socket, for what fetch will not do: headers or a body that arrive
+ * piece by piece, or a body that is never finished. `closed` resolves once the server has closed the
+ * connection, with whatever it answered. The caller writes; a write after the server closed is ignored.
+ */
+export function socketRequest(url: string, head: string): { socket: Socket; closed: Promise<SocketAnswer> } {
+  const socket = connect(Number(new URL(url).port), '127.0.0.1')
+  // A server that closes while we still send resets us; what it answered before that is in `chunks`.
+  socket.on('error', () => undefined)
+  const chunks: Buffer[] = []
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+  const closed = new Promise<SocketAnswer>((resolve) =>
+    socket.once('close', () => {
+      const text = Buffer.concat(chunks).toString()
+      const split = text.indexOf('\r\n\r\n')
+      resolve({
+        status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0),
+        headers: split === -1 ? text : text.slice(0, split),
+        body: split === -1 ? '' : text.slice(split + 4),
+        closedAt: performance.now(),
+      })
+    }),
+  )
+  socket.write(head)
+  return { socket, closed }
+}
+
+/** `promise`, or a failure saying `what` did not happen within `ms`: a wait that cannot pass by timing out. */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)
+  })
+  try {
+    return await Promise.race([promise, late])
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 export function wsClient(url: string): Client {
