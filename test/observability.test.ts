@@ -93,3 +93,19 @@ describe('structured logs', () => {
     for (const line of lines) expect(Date.parse(line.time)).not.toBeNaN()
   })
 })
+
+describe('errors a client causes on its socket', () => {
+  it('a WebSocket message over the limit closes that socket (1009) and is one JSON log line, nothing raw on stderr', async () => {
+    const { default: WebSocket } = await import('ws')
+    const socket = new WebSocket(server.url.replace(/^http/, 'ws') + '/graphql', 'graphql-transport-ws')
+    await new Promise((resolve) => socket.on('open', resolve))
+    const before = server.output().length
+    socket.send(JSON.stringify({ type: 'connection_init', payload: { pad: 'x'.repeat(70_000) } }))
+    const code = await new Promise<number>((resolve) => socket.on('close', (c) => resolve(c)))
+    expect(code).toBe(1009)
+    await waitFor(() => /"event":"ws.client_error"/.test(server.output().slice(before)))
+    const lines = server.output().slice(before).split('\n').filter(Boolean)
+    for (const line of lines) expect(() => JSON.parse(line), line.slice(0, 200)).not.toThrow()
+    expect(server.output().slice(before)).not.toMatch(/Internal error emitted/)
+  })
+})

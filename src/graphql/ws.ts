@@ -5,6 +5,7 @@ import { GraphQLError, type ExecutionArgs, type ExecutionResult } from 'graphql'
 import { useServer } from 'graphql-ws/use/ws'
 import { WebSocketServer } from 'ws'
 import { bearerToken, tokenMatches } from '../access.js'
+import { log } from '../log.js'
 import { requestIdOf } from '../request-id.js'
 import type { GraphQLApp } from './yoga.js'
 
@@ -101,7 +102,21 @@ export function createGraphQLWs(yoga: GraphQLApp, apiToken: string | undefined) 
 
   return {
     handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-      wss.handleUpgrade(req, socket, head, (client) => wss.emit('connection', client, req))
+      wss.handleUpgrade(req, socket, head, (client) => {
+        // A socket's errors are the client's doing (a message over the limit, bad framing), and ws has closed
+        // the socket for each already. graphql-ws would print each one raw with console.error, which any
+        // client could fill stderr with: it becomes one log line instead, and graphql-ws never hears of it.
+        const emit = client.emit.bind(client)
+        client.emit = ((event: string | symbol, ...args: unknown[]) => {
+          if (event !== 'error') return emit(event, ...args)
+          log('warn', 'ws.client_error', {
+            requestId: requestIdOf(req),
+            error: (args[0] as Error | undefined)?.message,
+          })
+          return true
+        }) as typeof client.emit
+        wss.emit('connection', client, req)
+      })
     },
     /**
      * Closes every socket with 1001 Going Away. A client that does not answer the close handshake (one that

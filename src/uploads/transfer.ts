@@ -29,6 +29,9 @@ export class LeaseLostError extends Error {
   override readonly name = 'LeaseLostError'
 }
 
+/** How often a running copy makes sure its target is still in the folder (someone may remove it). */
+const CHECK_LINKED_MS = 500
+
 /**
  * Dirty bytes are flushed in the background every this many, one flush at a time, so the flush that must
  * finish before completion is small and completion lands on time.
@@ -85,6 +88,7 @@ export class Transfer {
       try {
         if (offset > 0) await target.truncate(offset)
         let first = true
+        let checked = performance.now()
         while (offset < job.total && !job.signal.aborted) {
           const chunk = chunkSizeFor(this.speed)
           // The first chunk is the head start, so the first byte lands at once without putting the curve ahead.
@@ -103,6 +107,11 @@ export class Transfer {
           await written
           offset += bytesRead
           job.onProgress(offset)
+          // Writing on into a file nobody can reach any more would only say so at the final rename, hours on.
+          if (performance.now() - checked > CHECK_LINKED_MS) {
+            checked = performance.now()
+            if ((await target.stat()).nlink === 0) throw new Error(`${job.target} was removed while it was being written`)
+          }
           if (offset - flushed >= FLUSH_EVERY && !flushing) {
             flushed = offset
             flushing = target.datasync().finally(() => (flushing = undefined))
