@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { api, bytes, restUpload, statusOf, waitFor, waitForStatus, wsClient } from './support/clients.js'
 import { runUntilExit, spawnServer, type ChildServer } from './support/child.js'
+import { multipartHead, openRequest, partHead } from './support/raw.js'
 import { startRedis, type TestRedis } from './support/redis.js'
 
 /**
@@ -209,6 +210,41 @@ describe('many uploads over the instances', () => {
 })
 
 describe('a folder that instances share over Redis', () => {
+  it('an instance starting up never sweeps a body still arriving at another one', async () => {
+    const [a] = await cluster(1)
+    const content = bytes(60_000)
+    const tail = Buffer.from('\r\n--b0undary--\r\n')
+    const head = Buffer.from(partHead('file', 'arriving.bin'))
+    const upload = openRequest(
+      a!.url,
+      multipartHead('/api/upload?speed=0', head.length + content.length + tail.length),
+    )
+    upload.write(head)
+    upload.write(content.subarray(0, 20_000))
+    await waitFor(async () =>
+      (await readdir(join(dir, '.staging'))).some((name) => name.endsWith('.incoming')),
+    )
+    const b = await spawnServer(dir, { REDIS_URL: redis.url, INSTANCE_ID: 'node-late' })
+    instances.push(b)
+    await waitFor(async () => (await fetch(`${b.url}/readyz`)).status === 200)
+    expect((await readdir(join(dir, '.staging'))).some((name) => name.endsWith('.incoming'))).toBe(true)
+    upload.write(Buffer.concat([content.subarray(20_000), tail]))
+    const answer = await upload.answer
+    upload.end()
+    expect(answer.status).toBe(200)
+    const id = (JSON.parse(answer.body) as { upload_id: string }).upload_id
+    await waitForStatus(b.url, id, 'completed')
+    expect(sha(await readFile(join(dir, `${id}_arriving.bin`)))).toBe(sha(content))
+  })
+
+  it('logs and /metrics name the instance (metrics stay per instance)', async () => {
+    const [a, b] = await cluster(2)
+    expect(a!.output()).toMatch(/"event":"server.started","instance":"node-a"/)
+    const metrics = await (await fetch(`${b!.url}/metrics`)).text()
+    expect(metrics).toMatch(/^process_resident_memory_bytes\{service_instance="node-b"\} \d+/m)
+    expect(metrics).not.toMatch(/node-a/)
+  })
+
   it('refuses a server started on it without REDIS_URL, saying to set it', async () => {
     await cluster(1)
     const alone = await runUntilExit(dir)
