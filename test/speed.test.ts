@@ -39,6 +39,9 @@ describe('setSpeed on a running upload', () => {
     expect(fast).toBeGreaterThan(200_000)
     const status = (await statusOf(server.url, id)).body
     expect(status).toMatchObject({ status: 'in_progress', target_speed: 400_000 })
+    // Whole bytes per second, not 1028811.809266605.
+    expect(Number.isInteger(status.current_speed)).toBe(true)
+    expect(status.current_speed).toBeGreaterThan(0)
     await api(server.url, 'POST', `/api/upload/${id}/cancel`)
   })
 
