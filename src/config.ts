@@ -14,6 +14,8 @@ export interface Config {
   port: number
   /** Default 127.0.0.1; use 0.0.0.0 in a container. */
   host: string
+  /** Bytes per second for all transfers of this instance together, shared fairly; 0 (default) means no cap. */
+  maxTotalSpeed: number
   /** Largest file accepted, in bytes. Default 10 GiB. */
   maxUploadSize: number
   /** A connection that sends nothing for this long is dropped (uploads and SSE included). Default 60 s. */
@@ -143,6 +145,7 @@ export function loadConfig(env: Env = readEnv()): Config {
     port: wholeNumber(env, 'PORT', 8000, { max: 65_535 }),
     host,
     maxUploadSize: wholeNumber(env, 'MAX_UPLOAD_SIZE', 10 * 1024 ** 3, { min: 1 }),
+    maxTotalSpeed: wholeNumber(env, 'MAX_TOTAL_SPEED', 0),
     bodyIdleTimeoutMs: wholeNumber(env, 'BODY_IDLE_TIMEOUT_MS', 60_000, { min: 1 }),
     headersTimeoutMs: wholeNumber(env, 'HEADERS_TIMEOUT_MS', 30_000, { min: 1 }),
     apiToken: token(env),

@@ -81,6 +81,8 @@ const PAGES = new Set([
   '/api/upload',
   '/api/uploads',
   '/api/files',
+  '/api/limits',
+  '/api/limits/total-speed',
   '/graphql',
   '/healthz',
   '/readyz',
@@ -88,7 +90,7 @@ const PAGES = new Set([
   '/api/openapi.json',
   '/api/docs',
 ])
-const ACTIONS = new Set(['pause', 'resume', 'cancel', 'status', 'download'])
+const ACTIONS = new Set(['pause', 'resume', 'speed', 'cancel', 'status', 'download'])
 
 /**
  * A route label with ids taken out, so the label set stays small whatever clients request. Runs on every

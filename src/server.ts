@@ -153,6 +153,7 @@ async function serve(
     store,
     storage,
     defaultSpeed: config.defaultSpeed,
+    maxTotalSpeed: config.maxTotalSpeed,
     leases: cluster?.leases,
     bus: cluster?.bus,
   })

@@ -26,6 +26,16 @@ export type Scalars = {
   SafeInt: { input: number; output: number; }
 };
 
+/** Settings of the whole service, which apply to every transfer. */
+export type Limits = {
+  __typename?: 'Limits';
+  /**
+   * Bytes per second for all the transfers of one instance together (0: no cap). Uploads share it max-min
+   * fairly: one that asks less than an even share gets its own speed, and the others split the rest.
+   */
+  maxTotalSpeed: Scalars['SafeInt']['output'];
+};
+
 export type Mutation = {
   __typename?: 'Mutation';
   /** Stop an IN_PROGRESS or PAUSED upload for good and remove its partial bytes. */
@@ -46,6 +56,12 @@ export type Mutation = {
   pauseUpload: Upload;
   /** Continue a PAUSED upload from where it stopped, at a new speed when one is given. */
   resumeUpload: Upload;
+  /**
+   * A new cap on the speed of all transfers together, in bytes per second (0: no cap), on every instance at
+   * once; running transfers take it within a few milliseconds. It holds until the next start, when
+   * MAX_TOTAL_SPEED sets it. BAD_USER_INPUT for a speed that is not a whole number of 0 or more.
+   */
+  setMaxTotalSpeed: Limits;
   /**
    * A new speed in bytes per second (0 = unlimited). An IN_PROGRESS upload takes it within one chunk, without
    * a pause; a PAUSED one keeps it for its resume. Errors as resumeUpload does (BAD_USER_INPUT, INVALID_STATE).
@@ -87,6 +103,11 @@ export type MutationResumeUploadArgs = {
 };
 
 
+export type MutationSetMaxTotalSpeedArgs = {
+  speed: Scalars['SafeInt']['input'];
+};
+
+
 export type MutationSetSpeedArgs = {
   id: Scalars['ID']['input'];
   speed: Scalars['SafeInt']['input'];
@@ -102,6 +123,8 @@ export type Query = {
   __typename?: 'Query';
   /** The uploads whose complete file is in storage. */
   files: Array<Upload>;
+  /** The server-wide limits now in force. */
+  limits: Limits;
   /** One upload by id. Errors with NOT_FOUND when there is none. */
   upload: Upload;
   /** How many uploads are in each state. */
@@ -271,6 +294,7 @@ export type ResolversTypes = ResolversObject<{
   File: ResolverTypeWrapper<Scalars['File']['output']>;
   ID: ResolverTypeWrapper<Scalars['ID']['output']>;
   Int: ResolverTypeWrapper<Scalars['Int']['output']>;
+  Limits: ResolverTypeWrapper<Limits>;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
   SafeInt: ResolverTypeWrapper<Scalars['SafeInt']['output']>;
@@ -288,6 +312,7 @@ export type ResolversParentTypes = ResolversObject<{
   File: Scalars['File']['output'];
   ID: Scalars['ID']['output'];
   Int: Scalars['Int']['output'];
+  Limits: Limits;
   Mutation: Record<PropertyKey, never>;
   Query: Record<PropertyKey, never>;
   SafeInt: Scalars['SafeInt']['output'];
@@ -305,18 +330,24 @@ export interface FileScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes
   name: 'File';
 }
 
+export type LimitsResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Limits'] = ResolversParentTypes['Limits']> = ResolversObject<{
+  maxTotalSpeed?: Resolver<ResolversTypes['SafeInt'], ParentType, ContextType>;
+}>;
+
 export type MutationResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
   cancelUpload?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationCancelUploadArgs, 'id'>>;
   clearUploads?: Resolver<ResolversTypes['Int'], ParentType, ContextType, RequireFields<MutationClearUploadsArgs, 'keepFiles'>>;
   deleteFile?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationDeleteFileArgs, 'id' | 'keepFile'>>;
   pauseUpload?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationPauseUploadArgs, 'id'>>;
   resumeUpload?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationResumeUploadArgs, 'id'>>;
+  setMaxTotalSpeed?: Resolver<ResolversTypes['Limits'], ParentType, ContextType, RequireFields<MutationSetMaxTotalSpeedArgs, 'speed'>>;
   setSpeed?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationSetSpeedArgs, 'id' | 'speed'>>;
   uploadFile?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationUploadFileArgs, 'file'>>;
 }>;
 
 export type QueryResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Query'] = ResolversParentTypes['Query']> = ResolversObject<{
   files?: Resolver<Array<ResolversTypes['Upload']>, ParentType, ContextType>;
+  limits?: Resolver<ResolversTypes['Limits'], ParentType, ContextType>;
   upload?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<QueryUploadArgs, 'id'>>;
   uploadCounts?: Resolver<ResolversTypes['UploadCounts'], ParentType, ContextType>;
   uploads?: Resolver<Array<ResolversTypes['Upload']>, ParentType, ContextType, Partial<QueryUploadsArgs>>;
@@ -360,6 +391,7 @@ export type UploadCountsResolvers<ContextType = Context, ParentType extends Reso
 export type Resolvers<ContextType = Context> = ResolversObject<{
   DateTime?: GraphQLScalarType;
   File?: GraphQLScalarType;
+  Limits?: LimitsResolvers<ContextType>;
   Mutation?: MutationResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;
   SafeInt?: GraphQLScalarType;

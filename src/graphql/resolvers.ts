@@ -29,6 +29,7 @@ export const resolvers: Resolvers = {
       (await service.page({ status: status ?? undefined, first: pageSize(first), after: after ?? undefined }))
         .uploads,
     uploadCounts: async (_, __, { service }) => service.counts(),
+    limits: (_, __, { service }) => service.limits(),
     files: async (_, __, { service }) =>
       (await service.page({ first: Number.MAX_SAFE_INTEGER, status: ['COMPLETED'] })).uploads,
   },
@@ -41,6 +42,7 @@ export const resolvers: Resolvers = {
     deleteFile: (_, { id, keepFile }, { service }) => service.delete(id, keepFile ?? false),
     clearUploads: (_, { status, keepFiles }, { service }) =>
       service.clear(status ?? undefined, keepFiles ?? false),
+    setMaxTotalSpeed: (_, { speed }, { service }) => service.setMaxTotalSpeed(speed),
   },
   Subscription: {
     uploadProgress: {

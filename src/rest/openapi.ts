@@ -36,6 +36,7 @@ export const schemas: Record<string, Schema> = {
   Resumed: object({ status: { const: 'resumed' }, speed: int }),
   Canceled: object({ status: { const: 'canceled' } }),
   SpeedSet: object({ status: STATUS, speed: int }),
+  Limits: object({ max_total_speed: int }),
   Status: object(uploadStatus),
   Uploads: object({
     uploads: { type: 'array', items: object({ upload_id: { type: 'string' }, ...uploadStatus }) },

@@ -79,6 +79,36 @@ export const SET_SPEED = `mutation SetSpeed($id: ID!, $speed: SafeInt!) { setSpe
 
 export const routes: Route[] = [
   {
+    method: 'GET',
+    path: '/api/limits',
+    doc: { id: 'limits', summary: 'The server-wide limits now in force', schema: 'Limits' },
+    operation: `query Limits { limits { maxTotalSpeed } }`,
+    variables: () => ({}),
+    reply: ({ limits }) => ({ max_total_speed: (limits as { maxTotalSpeed: number }).maxTotalSpeed }),
+  },
+  {
+    method: 'POST',
+    path: '/api/limits/total-speed',
+    doc: {
+      id: 'setMaxTotalSpeed',
+      summary: 'Cap the speed of all transfers together (0: no cap), shared fairly; until the next start',
+      schema: 'Limits',
+      speed: true,
+    },
+    operation: `mutation SetMaxTotalSpeed($speed: SafeInt!) { setMaxTotalSpeed(speed: $speed) { maxTotalSpeed } }`,
+    variables: (_, query) => {
+      const speed = query.get('speed')
+      if (speed === null)
+        throw badInput(
+          'speed is required: POST /api/limits/total-speed?speed=10485760 (bytes per second; 0 = no cap)',
+        )
+      return { speed: parseSpeed(speed) }
+    },
+    reply: ({ setMaxTotalSpeed }) => ({
+      max_total_speed: (setMaxTotalSpeed as { maxTotalSpeed: number }).maxTotalSpeed,
+    }),
+  },
+  {
     method: 'POST',
     path: '/api/upload',
     doc: {

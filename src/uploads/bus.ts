@@ -9,6 +9,12 @@ export type Command =
   | { op: 'cancel'; id: string }
   | { op: 'delete'; id: string; keepFile: boolean }
 
+/** Settings of the whole service that every process applies to the transfers it runs. */
+export interface Limits {
+  /** Bytes per second for all transfers of one instance together; 0: no cap. */
+  maxTotalSpeed: number
+}
+
 /** A command's outcome, as data: the new state, or the error a client should see. */
 export type Outcome = { ok: UploadView } | { error: { code: ErrorCode; message: string } }
 
@@ -26,12 +32,24 @@ export interface Bus {
   request(instance: string, command: Command): Promise<Outcome>
   /** Serves commands sent to this process. */
   onCommand(handler: (command: Command) => Promise<Outcome>): void
+  /** Sends the server-wide limits to every process, this one's included. */
+  publishLimits(limits: Limits): void
+  onLimits(listener: (limits: Limits) => void): void
   close(): Promise<void>
 }
 
 export class LocalBus implements Bus {
   private readonly listeners: ((view: UploadView, local: boolean) => void)[] = []
   private handler: ((command: Command) => Promise<Outcome>) | undefined
+  private readonly limitListeners: ((limits: Limits) => void)[] = []
+
+  publishLimits(limits: Limits): void {
+    for (const listener of this.limitListeners) listener(limits)
+  }
+
+  onLimits(listener: (limits: Limits) => void): void {
+    this.limitListeners.push(listener)
+  }
 
   publish(view: UploadView): void {
     for (const listener of this.listeners) listener(view, true)

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { unavailable } from '../errors.js'
 import { log } from '../log.js'
-import type { Bus, Command, Outcome } from './bus.js'
+import type { Bus, Command, Limits, Outcome } from './bus.js'
 import type { UploadView } from './record.js'
 
 /** How long a requester waits for the owner's outcome before answering 503. */
@@ -32,6 +32,7 @@ interface Envelope {
  */
 export class RedisBus implements Bus {
   private readonly listeners: ((view: UploadView, local: boolean) => void)[] = []
+  private readonly limitListeners: ((limits: Limits) => void)[] = []
   private handler: ((command: Command) => Promise<Outcome>) | undefined
   private readonly waiting = new Map<string, (outcome: Outcome) => void>()
   /** Requests this instance has run (or is running), so a duplicate gets the same outcome. */
@@ -51,12 +52,17 @@ export class RedisBus implements Bus {
     this.sweeper = setInterval(() => void this.sweep(), SWEEP_EVERY_MS).unref()
   }
 
-  private channel(kind: 'states' | 'cmd' | 'reply', instance?: string): string {
+  private channel(kind: 'states' | 'cmd' | 'reply' | 'limits', instance?: string): string {
     return instance === undefined ? `${this.prefix}:${kind}` : `${this.prefix}:${kind}:${instance}`
   }
 
   async start(): Promise<void> {
-    await this.subscriber.subscribe(this.channel('states'), this.channel('cmd', this.instance), this.channel('reply', this.instance))
+    await this.subscriber.subscribe(
+      this.channel('states'),
+      this.channel('limits'),
+      this.channel('cmd', this.instance),
+      this.channel('reply', this.instance),
+    )
   }
 
   publish(view: UploadView): void {
@@ -75,6 +81,18 @@ export class RedisBus implements Bus {
 
   onState(listener: (view: UploadView, local: boolean) => void): void {
     this.listeners.push(listener)
+  }
+
+  /** Every instance applies new limits at once; this one's own listeners hear them from Redis too. */
+  publishLimits(limits: Limits): void {
+    for (const listener of this.limitListeners) listener(limits)
+    this.redis.publish(this.channel('limits'), JSON.stringify({ from: this.instance, limits })).catch((error: unknown) =>
+      log('warn', 'bus.publish_failed', { error: (error as Error).message }),
+    )
+  }
+
+  onLimits(listener: (limits: Limits) => void): void {
+    this.limitListeners.push(listener)
   }
 
   onCommand(handler: (command: Command) => Promise<Outcome>): void {
@@ -120,6 +138,9 @@ export class RedisBus implements Bus {
         const { from, view } = JSON.parse(message) as { from: string; view: UploadView }
         if (from === this.instance) return
         for (const listener of this.listeners) listener(view, false)
+      } else if (channel === this.channel('limits')) {
+        const { from, limits } = JSON.parse(message) as { from: string; limits: Limits }
+        if (from !== this.instance) for (const listener of this.limitListeners) listener(limits)
       } else if (channel === this.channel('cmd', this.instance)) {
         void this.serve(JSON.parse(message) as Envelope)
       } else if (channel === this.channel('reply', this.instance)) {

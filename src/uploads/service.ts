@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { badInput, notFound, ServiceError, unavailable } from '../errors.js'
 import { log } from '../log.js'
 import { stored, type LiveState } from '../metrics.js'
-import { LocalBus, type Bus, type Command, type Outcome } from './bus.js'
+import { LocalBus, type Bus, type Command, type Limits, type Outcome } from './bus.js'
 import { noRoom, type IncomingFile } from './ingest.js'
 import { LocalLeases, type Leases } from './lease.js'
 import { ProgressFeed } from './progress.js'
@@ -11,6 +11,7 @@ import { RateMeter } from './rate.js'
 import { isFinal, type UploadRecord, type UploadStatus, type UploadView } from './record.js'
 import { decodeCursor, FencedError, type PageQuery, type RecordStore } from './records.js'
 import { storedNameFor, type Storage } from './storage.js'
+import { Scheduler } from './scheduler.js'
 import { LeaseLostError, Transfer } from './transfer.js'
 
 /** Progress events: every running upload whose byte count moved is published this often (state changes go at once). */
@@ -32,6 +33,8 @@ export interface UploadServiceOptions {
   leases?: Leases
   /** How states and commands travel between processes: in process (the default), or over Redis. */
   bus?: Bus
+  /** Bytes per second for all transfers of this process together, shared fairly; 0 (default): no cap. */
+  maxTotalSpeed?: number
 }
 
 export interface UploadPage {
@@ -73,6 +76,8 @@ function describe(error: unknown): string {
  */
 export class UploadService {
   readonly feed = new ProgressFeed()
+  /** Paces every transfer of this process, under the server-wide cap. */
+  private readonly scheduler: Scheduler
   private readonly runs = new Map<string, Run>()
   private readonly hashes = new Map<string, PartHash>()
   /** Runs that reached their end and are being completed (or failed): the byte count they reached. */
@@ -99,6 +104,11 @@ export class UploadService {
       this.feed.publish(view)
     })
     this.bus.onCommand((command) => this.serve(command))
+    this.scheduler = new Scheduler(options.maxTotalSpeed ?? 0)
+    this.bus.onLimits(({ maxTotalSpeed }) => {
+      this.scheduler.setCap(maxTotalSpeed)
+      log('info', 'limits.changed', { maxTotalSpeed })
+    })
     this.leases.onLost((id) => void this.lost(id))
     this.ticker = setInterval(() => this.publishProgress(), PROGRESS_EVERY_MS).unref()
     this.checkpointer = setInterval(() => void this.checkpoint(), CHECKPOINT_EVERY_MS).unref()
@@ -271,6 +281,20 @@ export class UploadService {
       failed: of('FAILED'),
     }
     return { total: Object.values(counts).reduce((a, b) => a + b, 0), ...counts }
+  }
+
+  limits(): Limits {
+    return { maxTotalSpeed: this.scheduler.maxTotalSpeed }
+  }
+
+  /**
+   * A new cap on the speed of all transfers together (0: none), shared max-min fairly among them; every
+   * instance applies it at once. It holds until the next start (MAX_TOTAL_SPEED sets it then).
+   */
+  setMaxTotalSpeed(speed: number): Limits {
+    this.checkSpeed(speed)
+    this.bus.publishLimits({ maxTotalSpeed: speed })
+    return this.limits()
   }
 
   /** Live states of one upload, or of every upload when `id` is undefined (starting with the unfinished ones). */
@@ -565,6 +589,7 @@ export class UploadService {
       offset: record.uploadedSize,
       total: record.totalSize,
       speed: record.targetSpeed,
+      scheduler: this.scheduler,
       hash: part.hash,
       signal: controller.signal,
       // Checked before every write: past its lease's deadline a stalled owner stops, whatever else happens.

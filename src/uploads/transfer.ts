@@ -1,6 +1,6 @@
 import type { Hash } from 'node:crypto'
 import { open, type FileHandle } from 'node:fs/promises'
-import { chunkSizeFor, headStartFor, TokenBucket } from './throttle.js'
+import type { Flow, Scheduler } from './scheduler.js'
 
 export interface TransferJob {
   /** The staging file holding every byte received. */
@@ -11,6 +11,8 @@ export interface TransferJob {
   total: number
   /** Bytes per second; 0 means unlimited. */
   speed: number
+  /** Paces this transfer among every other (and under the server-wide cap). */
+  scheduler: Scheduler
   /**
    * sha256 of the bytes in the target before `offset`. Every chunk written is added, so at the end it is the
    * hash of exactly the bytes stored, in order. A run that rejects leaves it unusable.
@@ -52,22 +54,16 @@ async function writeAll(target: FileHandle, buffer: Buffer, length: number, posi
 export class Transfer {
   /** Resolves with the offset reached: `total` when done (the target is then flushed to disk), less when stopped. */
   readonly done: Promise<number>
-  private speed: number
-  private bucket: TokenBucket | undefined
+  private readonly flow: Flow
 
   constructor(private readonly job: TransferJob) {
-    this.speed = job.speed
-    this.done = this.run()
+    this.flow = job.scheduler.flow(job.speed)
+    this.done = this.run().finally(() => this.flow.close())
   }
 
-  /** Takes effect at once: a chunk waiting for its tokens is re-planned at the new speed. */
+  /** Takes effect at once: a chunk waiting for its turn is planned again at the new speed. */
   setSpeed(speed: number): void {
-    this.speed = speed
-    if (speed === 0) {
-      this.bucket?.interrupt()
-      this.bucket = undefined
-    } else if (this.bucket) this.bucket.setRate(speed)
-    else this.bucket = new TokenBucket(speed, headStartFor(speed))
+    this.flow.setRate(speed)
   }
 
   /**
@@ -75,9 +71,8 @@ export class Transfer {
    * Reads and writes use explicit positions, so a resumed copy never depends on file cursors.
    */
   private async run(): Promise<number> {
-    const { job } = this
-    if (this.speed > 0) this.bucket = new TokenBucket(this.speed, headStartFor(this.speed))
-    let buffer = Buffer.allocUnsafe(Math.min(chunkSizeFor(this.speed), Math.max(job.total - job.offset, 1)))
+    const { job, flow } = this
+    let buffer = Buffer.allocUnsafe(Math.min(flow.chunk(), Math.max(job.total - job.offset, 1)))
     let offset = job.offset
     let flushing: Promise<void> | undefined
     let flushed = offset
@@ -90,12 +85,11 @@ export class Transfer {
         let first = true
         let checked = performance.now()
         while (offset < job.total && !job.signal.aborted) {
-          const chunk = chunkSizeFor(this.speed)
           // The first chunk is the head start, so the first byte lands at once without putting the curve ahead.
-          const want = Math.min(first && this.bucket ? headStartFor(this.speed) : chunk, job.total - offset)
+          const want = Math.min(first ? flow.head : flow.chunk(), job.total - offset)
           first = false
-          // False: the speed changed while this chunk waited, so it is planned again at the new one.
-          if (this.bucket && !(await this.bucket.take(want, job.signal))) continue
+          // False: the speed (or the cap) changed while this chunk waited, so it is planned again.
+          if (!(await flow.grant(want, job.signal))) continue
           if (buffer.length < want) buffer = Buffer.allocUnsafe(want)
           const { bytesRead } = await source.read(buffer, 0, want, offset)
           if (bytesRead === 0) throw new Error(`staging file ended at byte ${offset} of ${job.total}`)

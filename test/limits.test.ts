@@ -1,0 +1,119 @@
+import { stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { api, bytes, gql, restUpload, waitFor } from './support/clients.js'
+import { startServer, type TestServer } from './support/server.js'
+
+/**
+ * MAX_TOTAL_SPEED caps all transfers together and is shared max-min fairly. Measured here on the bytes on
+ * disk, loosely (the benchmark holds the figures to ±5 %); the behaviour, not the precision, is the test.
+ */
+let server: TestServer
+beforeAll(async () => {
+  server = await startServer({ MAX_TOTAL_SPEED: String(400_000) })
+})
+afterAll(() => server.stop())
+
+const onDisk = (id: string) =>
+  stat(join(server.dir, `${id}_data.bin.part`)).then(
+    (s) => s.size,
+    () => 0,
+  )
+
+/** Bytes each upload wrote over `ms`, per second. */
+async function rates(ids: string[], ms: number): Promise<number[]> {
+  const before = await Promise.all(ids.map(onDisk))
+  const t = performance.now()
+  await new Promise((resolve) => setTimeout(resolve, ms))
+  const after = await Promise.all(ids.map(onDisk))
+  const seconds = (performance.now() - t) / 1000
+  return after.map((size, i) => (size - before[i]!) / seconds)
+}
+
+const cancelAll = (ids: string[]) =>
+  Promise.all(ids.map((id) => api(server.url, 'POST', `/api/upload/${id}/cancel`)))
+
+describe('MAX_TOTAL_SPEED', () => {
+  it('is shared evenly among uploads that each ask for more, and their sum stays at the cap', async () => {
+    const ids = await Promise.all(
+      Array.from(
+        { length: 4 },
+        async () => (await restUpload(server.url, bytes(2_000_000), { speed: 1_000_000 })).body.upload_id,
+      ),
+    )
+    await waitFor(async () => (await Promise.all(ids.map(onDisk))).every((size) => size > 10_000))
+    const each = await rates(ids, 1000)
+    for (const rate of each) {
+      expect(rate).toBeGreaterThan(100_000 * 0.8)
+      expect(rate).toBeLessThan(100_000 * 1.2)
+    }
+    const sum = each.reduce((a, b) => a + b, 0)
+    expect(sum).toBeLessThan(400_000 * 1.1)
+    expect(sum).toBeGreaterThan(400_000 * 0.85)
+    await cancelAll(ids)
+  })
+
+  it('max-min: one asking less than a fair share gets its own speed, and the others split the rest', async () => {
+    const big = await Promise.all(
+      Array.from(
+        { length: 3 },
+        async () => (await restUpload(server.url, bytes(2_000_000), { speed: 1_000_000 })).body.upload_id,
+      ),
+    )
+    const small = (await restUpload(server.url, bytes(500_000), { speed: 40_000 })).body.upload_id
+    const ids = [...big, small]
+    await waitFor(async () => (await Promise.all(ids.map(onDisk))).every((size) => size > 2000))
+    const [a, b, c, s] = await rates(ids, 1000)
+    expect(s).toBeGreaterThan(40_000 * 0.8)
+    expect(s).toBeLessThan(40_000 * 1.2)
+    for (const rate of [a!, b!, c!]) {
+      expect(rate).toBeGreaterThan(120_000 * 0.8)
+      expect(rate).toBeLessThan(120_000 * 1.2)
+    }
+    await cancelAll(ids)
+  })
+
+  it('changes at run time, over REST and GraphQL, and running transfers take it at once', async () => {
+    expect(await api(server.url, 'GET', '/api/limits')).toEqual({
+      status: 200,
+      body: { max_total_speed: 400_000 },
+    })
+    const ids = await Promise.all(
+      Array.from(
+        { length: 2 },
+        async () => (await restUpload(server.url, bytes(3_000_000), { speed: 0 })).body.upload_id,
+      ),
+    )
+    await waitFor(async () => (await Promise.all(ids.map(onDisk))).every((size) => size > 10_000))
+    expect(await api(server.url, 'POST', '/api/limits/total-speed?speed=1000000')).toEqual({
+      status: 200,
+      body: { max_total_speed: 1_000_000 },
+    })
+    const faster = (await rates(ids, 600)).reduce((x, y) => x + y, 0)
+    expect(faster).toBeGreaterThan(1_000_000 * 0.8)
+    expect(faster).toBeLessThan(1_000_000 * 1.2)
+    const result = await gql<{ setMaxTotalSpeed: { maxTotalSpeed: number } }>(
+      server.url,
+      'mutation { setMaxTotalSpeed(speed: 200000) { maxTotalSpeed } }',
+    )
+    expect(result.data?.setMaxTotalSpeed).toEqual({ maxTotalSpeed: 200_000 })
+    const slower = (await rates(ids, 600)).reduce((x, y) => x + y, 0)
+    expect(slower).toBeLessThan(200_000 * 1.25)
+    expect(
+      (await gql<{ limits: { maxTotalSpeed: number } }>(server.url, '{ limits { maxTotalSpeed } }')).data
+        ?.limits,
+    ).toEqual({
+      maxTotalSpeed: 200_000,
+    })
+    await cancelAll(ids)
+  })
+
+  it('refuses a bad cap in REST words (422) and GraphQL (BAD_USER_INPUT)', async () => {
+    expect((await api(server.url, 'POST', '/api/limits/total-speed?speed=fast')).status).toBe(422)
+    expect((await api(server.url, 'POST', '/api/limits/total-speed')).body).toEqual({
+      detail: expect.stringMatching(/speed is required/),
+    })
+    const negative = await gql(server.url, 'mutation { setMaxTotalSpeed(speed: -1) { maxTotalSpeed } }')
+    expect(negative.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT')
+  })
+})
