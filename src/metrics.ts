@@ -38,6 +38,8 @@ export interface LiveState {
   countByStatus(): Promise<Partial<Record<string, number>>>
   activeTransfers(): number
   subscriptions(): number
+  /** graphql-ws sockets closed for reading too slowly (fanout.ts). */
+  slowConsumersClosed(): number
 }
 
 let live: LiveState | undefined
@@ -64,6 +66,15 @@ new Gauge({
   registers: [registry],
   collect() {
     this.set(live?.activeTransfers() ?? 0)
+  },
+})
+new Counter({
+  name: 'graphql_ws_slow_consumers_closed_total',
+  help: 'graphql-ws sockets closed (1013) because they had too much unsent data for too long',
+  registers: [registry],
+  collect() {
+    this.reset()
+    this.inc(live?.slowConsumersClosed() ?? 0)
   },
 })
 new Gauge({

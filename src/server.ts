@@ -280,7 +280,12 @@ async function serve(
       const host = config.host.includes(':') ? `[${config.host}]` : config.host
       app.port = port
       app.url = `http://${host}:${port}`
-      observe(service.liveState)
+      // A graphql-ws group is one listener on the feed for all of its members.
+      observe({
+        ...service.liveState,
+        subscriptions: () => service.feed.subscriberCount - ws.fanout.groupCount + ws.fanout.members,
+        slowConsumersClosed: () => ws.fanout.slowClosed,
+      })
       app.recovered = service.recover(orphans)
     },
     close: () =>

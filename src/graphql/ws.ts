@@ -1,9 +1,11 @@
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { GraphQLError, type ExecutionArgs, type ExecutionResult } from 'graphql'
+import { execute, getOperationAST, GraphQLError, type ExecutionArgs, type ExecutionResult } from 'graphql'
+import { codeOf, maskError } from './errors.js'
 import { useServer } from 'graphql-ws/use/ws'
-import { WebSocketServer } from 'ws'
+import { WebSocketServer, type WebSocket } from 'ws'
+import { Fanout, groupKey } from './fanout.js'
 import { bearerToken, tokenMatches } from '../access.js'
 import { log } from '../log.js'
 import { requestIdOf } from '../request-id.js'
@@ -29,6 +31,26 @@ type Result =
 interface EnvelopedRoot {
   execute: (args: ExecutionArgs) => Result
   subscribe: (args: ExecutionArgs) => Result
+  /** For a subscription: the group it shares with every subscriber that asked the same (see fanout.ts). */
+  fanout?: { key: string; socket: WebSocket; id: string }
+}
+
+/** Errors in a shared event's result as clients see them everywhere, the server's own logged with their id. */
+function masked(result: ExecutionResult, args: ExecutionArgs): ExecutionResult {
+  if (!result.errors?.length) return result
+  const errors = result.errors.map((error) => {
+    const shown = maskError(error, 'Internal Server Error') as GraphQLError
+    if (codeOf(shown) === 'INTERNAL_SERVER_ERROR') {
+      const req = (args.contextValue as { req?: IncomingMessage } | undefined)?.req
+      log('error', 'graphql.error', {
+        requestId: requestIdOf(req),
+        path: error.path,
+        error: error.originalError ?? error,
+      })
+    }
+    return shown
+  })
+  return { ...result, errors }
 }
 
 /**
@@ -38,6 +60,7 @@ interface EnvelopedRoot {
  */
 export function createGraphQLWs(yoga: GraphQLApp, apiToken: string | undefined) {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES })
+  const fanout = new Fanout()
   // The handshake's answer carries the request id too: every log line about this socket's operations names it.
   wss.on('headers', (headers, req) => headers.push(`X-Request-Id: ${requestIdOf(req) ?? ''}`))
   const graphqlWs = useServer(
@@ -55,8 +78,22 @@ export function createGraphQLWs(yoga: GraphQLApp, apiToken: string | undefined) 
         return tokenMatches(presented, apiToken)
       },
       execute: (args) => (args.rootValue as EnvelopedRoot).execute(args),
-      subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args),
-      onSubscribe: async (ctx, _id, params) => {
+      subscribe: (args) => {
+        const root = args.rootValue as EnvelopedRoot
+        if (!root.fanout) return root.subscribe(args)
+        const { key, socket, id } = root.fanout
+        return fanout.join(
+          key,
+          args,
+          // The selection over one state, run by graphql-js itself (the envelop's executor would start a
+          // new subscription for a subscription document), its errors masked as everywhere else.
+          (each) => masked(execute(each) as ExecutionResult, each),
+          (each) => root.subscribe(each),
+          socket,
+          id,
+        ) as Promise<AsyncIterable<ExecutionResult>>
+      },
+      onSubscribe: async (ctx, id, params) => {
         // graphql-ws has already registered this one, so it counts itself.
         if (Object.keys(ctx.subscriptions).length > MAX_SUBSCRIPTIONS_PER_SOCKET) {
           return [
@@ -86,13 +123,25 @@ export function createGraphQLWs(yoga: GraphQLApp, apiToken: string | undefined) 
           return [error as never]
         }
         if (errors.length > 0) return errors
+        const operation = getOperationAST(document, params.operationName)?.operation
         return {
           schema,
           document,
           operationName: params.operationName,
           variableValues: params.variables,
           contextValue: await contextFactory(),
-          rootValue: { execute, subscribe } satisfies EnvelopedRoot,
+          rootValue: {
+            execute,
+            subscribe,
+            fanout:
+              operation === 'subscription'
+                ? {
+                    key: groupKey(params.query, params.variables, params.operationName),
+                    socket: ctx.extra.socket,
+                    id,
+                  }
+                : undefined,
+          } satisfies EnvelopedRoot,
         }
       },
     },
@@ -101,6 +150,7 @@ export function createGraphQLWs(yoga: GraphQLApp, apiToken: string | undefined) 
   )
 
   return {
+    fanout,
     handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
       wss.handleUpgrade(req, socket, head, (client) => {
         // A socket's errors are the client's doing (a message over the limit, bad framing), and ws has closed

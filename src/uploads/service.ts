@@ -132,6 +132,7 @@ export class UploadService {
     countByStatus: () => this.store.countByStatus(),
     activeTransfers: () => this.runs.size,
     subscriptions: () => this.feed.subscriberCount,
+    slowConsumersClosed: () => 0,
   }
 
   // ---- start-up ------------------------------------------------------------------------------------------
