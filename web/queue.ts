@@ -1,0 +1,229 @@
+/**
+ * Files on their way in: chosen (each with its own speed, the form's until edited), then sent one at a time
+ * with their progress and a Cancel, until the server has each one as an upload record.
+ */
+import { AuthError } from './api.js'
+import { bytes, percent, speed } from './format.js'
+import { sendFile, SendCanceled, type Sending } from './send.js'
+import { SpeedField } from './speed-field.js'
+
+type State = 'pending' | 'waiting' | 'sending'
+
+interface Item {
+  file: File
+  state: State
+  li: HTMLLIElement
+  /** The pending file's controls (its speed and Remove), or the sending ones (progress and Cancel). */
+  controls: HTMLSpanElement
+  field: SpeedField
+  speed: number
+  sending?: Sending
+  progress?: HTMLProgressElement
+  note?: HTMLSpanElement
+  sent: number
+  total: number
+  /** Enables the Upload button again, once this (the first file of a batch) has started or left. */
+  release?: () => void
+}
+
+export interface QueueOptions {
+  list: HTMLUListElement
+  /** The form's speed: the one every chosen file starts with. */
+  defaultSpeed: SpeedField
+  button: HTMLButtonElement
+  say(text: string): void
+  /** The server refused the token; the file is back in the list, to be sent once it is fixed. */
+  unauthorized(error: AuthError): void
+  /** Something changed that the overall line reports (a send started, moved, ended). */
+  changed(): void
+}
+
+export class SendQueue {
+  private readonly items: Item[] = []
+
+  constructor(private readonly options: QueueOptions) {
+    const { defaultSpeed } = options
+    const follow = () => {
+      for (const item of this.items)
+        if (item.state === 'pending' && !item.field.dirty) item.field.copy(defaultSpeed)
+    }
+    defaultSpeed.number.addEventListener('input', follow)
+    defaultSpeed.unit.addEventListener('change', follow)
+    this.show()
+  }
+
+  get pendingCount(): number {
+    return this.items.filter((item) => item.state === 'pending').length
+  }
+
+  /** Files being sent or waiting to be, and their bytes sent of all. */
+  summary(): { files: number; sent: number; total: number } {
+    const moving = this.items.filter((item) => item.state !== 'pending')
+    return {
+      files: moving.length,
+      sent: moving.reduce((n, item) => n + item.sent, 0),
+      total: moving.reduce((n, item) => n + (item.total || item.file.size), 0),
+    }
+  }
+
+  add(files: Iterable<File>): void {
+    for (const file of files) {
+      const li = document.createElement('li')
+      const name = document.createElement('span')
+      name.className = 'name'
+      name.textContent = file.name
+      const size = document.createElement('span')
+      size.className = 'size'
+      size.textContent = bytes(file.size)
+      const field = SpeedField.create(
+        `Speed for ${file.name} (to send)`,
+        `Speed unit for ${file.name} (to send)`,
+        0,
+      )
+      field.copy(this.options.defaultSpeed)
+      const controls = document.createElement('span')
+      controls.className = 'controls'
+      const item: Item = { file, state: 'pending', li, controls, field, speed: 0, sent: 0, total: 0 }
+      li.append(name, size, controls)
+      this.pendingControls(item)
+      this.items.push(item)
+      this.options.list.append(li)
+    }
+    this.show()
+  }
+
+  /** The Upload button: every pending file leaves the list at once (a second click finds none to send). */
+  submit(): void {
+    const pending = this.items.filter((item) => item.state === 'pending')
+    const [first] = pending
+    if (!first) return this.options.say('Choose a file first')
+    const { button } = this.options
+    const hadFocus = document.activeElement === button
+    const focusInList = this.options.list.contains(document.activeElement)
+    button.disabled = true
+    for (const item of pending) {
+      item.speed = item.field.value() ?? 0
+      this.sendingControls(item)
+    }
+    if (focusInList) pending[0]?.li.querySelector('button')?.focus()
+    // Enabled again once the first of them is on its way, has left, or waits behind another file's send.
+    first.release = () => {
+      first.release = undefined
+      button.disabled = false
+      if (hadFocus && document.activeElement === document.body) button.focus()
+    }
+    this.pump()
+    if (first.state === 'waiting') first.release()
+    this.options.changed()
+  }
+
+  /** Starts the next waiting file when none is being sent. */
+  private pump(): void {
+    if (this.items.some((item) => item.state === 'sending')) return
+    const item = this.items.find((i) => i.state === 'waiting')
+    if (!item) return
+    item.state = 'sending'
+    if (item.note) item.note.textContent = 'sending'
+    const sending = sendFile(item.file, item.speed, {
+      started: () => item.release?.(),
+      progress: (sent, total) => {
+        item.sent = sent
+        item.total = total
+        if (item.progress) {
+          item.progress.max = Math.max(1, total)
+          item.progress.value = sent
+        }
+        if (item.note) item.note.textContent = `${percent(sent, total)} %`
+        this.options.changed()
+      },
+    })
+    item.sending = sending
+    sending.done.then(
+      () => {
+        this.options.say(`${item.file.name} is being stored at ${speed(item.speed)}`)
+        this.remove(item)
+      },
+      (error: Error) => {
+        if (error instanceof AuthError) {
+          item.sent = 0
+          item.total = 0
+          this.pendingControls(item)
+          this.options.unauthorized(error)
+        } else {
+          this.options.say(
+            error instanceof SendCanceled
+              ? `Sending ${item.file.name} canceled; nothing was stored`
+              : `${item.file.name} was not sent: ${error.message}`,
+          )
+          this.remove(item)
+        }
+      },
+    )
+    sending.done
+      .catch(() => undefined)
+      .finally(() => {
+        item.release?.()
+        this.pump()
+        this.options.changed()
+      })
+  }
+
+  private pendingControls(item: Item): void {
+    item.state = 'pending'
+    item.sending = undefined
+    item.progress = undefined
+    item.note = undefined
+    const remove = document.createElement('button')
+    remove.type = 'button'
+    remove.className = 'secondary small'
+    remove.textContent = 'Remove'
+    remove.setAttribute('aria-label', `Remove ${item.file.name}`)
+    remove.addEventListener('click', () => {
+      const next = this.items[this.items.indexOf(item) + 1]
+      this.remove(item)
+      ;(next?.li.querySelector('input') ?? this.options.defaultSpeed.number).focus()
+    })
+    item.controls.replaceChildren(...item.field.elements, remove)
+    item.li.className = 'pending'
+  }
+
+  private sendingControls(item: Item): void {
+    item.state = 'waiting'
+    const progress = document.createElement('progress')
+    progress.setAttribute('aria-label', `Sending ${item.file.name}`)
+    progress.max = Math.max(1, item.file.size)
+    progress.value = 0
+    const note = document.createElement('span')
+    note.className = 'note'
+    note.textContent = 'waiting'
+    const cancel = document.createElement('button')
+    cancel.type = 'button'
+    cancel.className = 'secondary small'
+    cancel.textContent = 'Cancel'
+    cancel.setAttribute('aria-label', `Cancel sending ${item.file.name}`)
+    cancel.addEventListener('click', () => {
+      if (item.state === 'sending') item.sending?.cancel()
+      else if (item.state === 'waiting') {
+        this.options.say(`Sending ${item.file.name} canceled; nothing was stored`)
+        this.remove(item)
+        this.options.changed()
+      }
+    })
+    item.progress = progress
+    item.note = note
+    item.controls.replaceChildren(`at ${speed(item.speed)}`, progress, note, cancel)
+    item.li.className = 'sending'
+  }
+
+  private remove(item: Item): void {
+    item.release?.()
+    const at = this.items.indexOf(item)
+    if (at >= 0) this.items.splice(at, 1)
+    item.li.remove()
+    this.show()
+  }
+
+  private show(): void {
+    this.options.list.hidden = this.items.length === 0
+  }
+}
