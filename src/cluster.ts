@@ -1,5 +1,3 @@
-import { randomBytes } from 'node:crypto'
-import { hostname } from 'node:os'
 import type { Redis } from 'ioredis'
 import { connectRedis, ready } from './redis.js'
 import type { Bus } from './uploads/bus.js'
@@ -21,11 +19,6 @@ export interface Cluster {
 }
 
 const PING_TIMEOUT_MS = 1000
-
-export const newInstanceId = () =>
-  `${hostname()
-    .replace(/[^\w.-]/g, '-')
-    .slice(0, 40)}-${randomBytes(3).toString('hex')}`
 
 export async function joinCluster(url: string, instance: string): Promise<Cluster> {
   const redis = connectRedis(url, `uploads:${instance}`)

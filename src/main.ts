@@ -1,15 +1,18 @@
 import { ConfigError, loadConfig } from './config.js'
 import { log, setLogLevel } from './log.js'
-import { createApp, StartupError } from './server.js'
-import { FolderLockError } from './uploads/folder-lock.js'
-import { StateFileError } from './uploads/local-store.js'
-import { RedisUnreachableError } from './redis.js'
+import { createApp } from './server.js'
 
 /** A shutdown that takes longer than this is cut short; state was checkpointed as it went. */
 const SHUTDOWN_LIMIT_MS = 5000
 
-/** What an operator must fix: one line on stderr, no stack trace. */
-const OPERATOR_ERRORS = [ConfigError, StartupError, FolderLockError, StateFileError, RedisUnreachableError]
+/** What an operator must fix: one line on stderr, no stack trace. (By name: Redis's code loads only when used.) */
+const OPERATOR_ERRORS = new Set([
+  'ConfigError',
+  'StartupError',
+  'FolderLockError',
+  'StateFileError',
+  'RedisUnreachableError',
+])
 
 async function main(): Promise<void> {
   const config = loadConfig()
@@ -51,7 +54,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  if (OPERATOR_ERRORS.some((kind) => error instanceof kind)) {
+  if (error instanceof Error && OPERATOR_ERRORS.has(error.name)) {
     const prefix = error instanceof ConfigError ? 'Configuration error: ' : ''
     console.error(`${prefix}${(error as Error).message}`)
     log('error', 'server.start_failed', { error: (error as Error).message })

@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { hostname } from 'node:os'
 import { constants } from 'node:fs'
 import { access, mkdir } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
@@ -8,15 +10,12 @@ import { bearerToken, downloadSignatureValid, signedDownloadPath, tokenMatches }
 import { asset, isAsset } from './assets.js'
 import { assignRequestId, requestIdOf } from './request-id.js'
 import { ConfigError, type Config } from './config.js'
+import type { Cluster } from './cluster.js'
 import type { Context } from './graphql/context.js'
-import { schema } from './graphql/schema.js'
-import { createGraphQLWs } from './graphql/ws.js'
-import { createGraphQL } from './graphql/yoga.js'
-import { joinCluster, newInstanceId, type Cluster } from './cluster.js'
 import { log, setLogFields } from './log.js'
 import { observe, observeRequest, registry } from './metrics.js'
 import { applyCors, listensOnLoopback, refusal, type OriginPolicy } from './origin.js'
-import { createRestHandler, sendJson } from './rest/handler.js'
+import { sendJson } from './http-json.js'
 import { FolderLock } from './uploads/folder-lock.js'
 import { stopHashWorker } from './uploads/hasher.js'
 import type { IngestLimits } from './uploads/ingest.js'
@@ -110,7 +109,7 @@ function listenError(error: NodeJS.ErrnoException, config: Config): Error {
 export async function createApp(config: Config): Promise<App> {
   await usableFolder(config.uploadDir)
   const shared = config.redisUrl !== undefined
-  const instance = config.instanceId ?? (shared ? newInstanceId() : 'local')
+  const instance = config.instanceId ?? (shared ? instanceName() : 'local')
   if (shared) setLogFields({ instance })
   // Alone on its folder, or one of the instances that share it (and their state, over Redis).
   const lock = await FolderLock.acquire(config.uploadDir, shared ? 'shared' : 'exclusive')
@@ -123,7 +122,11 @@ export async function createApp(config: Config): Promise<App> {
 }
 
 async function build(config: Config, lock: FolderLock, instance: string): Promise<App> {
-  const cluster = config.redisUrl === undefined ? undefined : await joinCluster(config.redisUrl, instance)
+  // Redis and its client are loaded only by instances that share state over it.
+  const cluster =
+    config.redisUrl === undefined
+      ? undefined
+      : await (await import('./cluster.js')).joinCluster(config.redisUrl, instance)
   if (cluster) registry.setDefaultLabels({ service_instance: instance })
   try {
     return await serve(config, lock, instance, cluster)
@@ -165,8 +168,12 @@ async function serve(
         ? `/api/files/${encodeURIComponent(id)}/download`
         : signedDownloadPath(id, config.apiToken),
   }
-  const yoga = createGraphQL(context, limits)
-  const rest = createRestHandler(schema, context, limits)
+  // GraphQL (yoga, graphql-ws) and the REST shim are most of what the process loads: they load right after
+  // the port opens, so /readyz answers at once; a request that comes first waits for them.
+  let apiLoaded: Awaited<ReturnType<typeof loadApi>> | undefined
+  const loadingApi = (): Promise<Awaited<ReturnType<typeof loadApi>>> =>
+    (apiPromise ??= loadApi(context, limits, config.apiToken).then((loaded) => (apiLoaded = loaded)))
+  let apiPromise: Promise<Awaited<ReturnType<typeof loadApi>>> | undefined
   const policy: OriginPolicy = {
     corsOrigins: config.corsOrigins,
     allowedHosts: config.allowedHosts,
@@ -239,8 +246,11 @@ async function serve(
           res.writeHead(200, { 'content-type': registry.contentType }).end(text)
         })
       }
-      if (isApi) return void rest(req, res, url)
-      if (pathname === '/graphql') return void yoga(req, res)
+      if (isApi || pathname === '/graphql') {
+        const serve = (api: Awaited<ReturnType<typeof loadApi>>) =>
+          isApi ? api.rest(req, res, url) : api.yoga(req, res)
+        return void (apiLoaded ? serve(apiLoaded) : loadingApi().then(serve))
+      }
 
       sendJson(res, 404, { detail: 'Not Found' })
     },
@@ -248,14 +258,13 @@ async function serve(
   // A large file on a slow link can take hours: no limit on a whole request (requestTimeout 0), only on a
   // connection that sends nothing (SSE and WebSocket ping every 12 s, so they never look idle).
   server.timeout = config.bodyIdleTimeoutMs
-  const ws = createGraphQLWs(yoga, config.apiToken)
   // WebSocket handshakes get the same origin and host checks as every request (browsers send no preflight
   // for them, and CORS does not apply): a refused one gets a plain 403 and never reaches graphql-ws.
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     assignRequestId(req)
     const pathname = (req.url ?? '/').split('?')[0]
     const refused = pathname === '/graphql' ? refusal(req, policy) : 'Not Found'
-    if (refused === undefined) return ws.handleUpgrade(req, socket, head)
+    if (refused === undefined) return void loadingApi().then((api) => api.ws.handleUpgrade(req, socket, head))
     const status = refused === 'Not Found' ? '404 Not Found' : '403 Forbidden'
     const body = JSON.stringify({ detail: refused })
     socket.end(
@@ -283,14 +292,18 @@ async function serve(
       // A graphql-ws group is one listener on the feed for all of its members.
       observe({
         ...service.liveState,
-        subscriptions: () => service.feed.subscriberCount - ws.fanout.groupCount + ws.fanout.members,
-        slowConsumersClosed: () => ws.fanout.slowClosed,
+        subscriptions: () =>
+          service.feed.subscriberCount -
+          (apiLoaded?.ws.fanout.groupCount ?? 0) +
+          (apiLoaded?.ws.fanout.members ?? 0),
+        slowConsumersClosed: () => apiLoaded?.ws.fanout.slowClosed ?? 0,
       })
       app.recovered = service.recover(orphans)
+      void loadingApi()
     },
     close: () =>
       (closing ??= (async () => {
-        if (listening) await stopServing(server, inFlight, () => ws.close(), service)
+        if (listening) await stopServing(server, inFlight, async () => apiLoaded?.ws.close(), service)
         await service.close()
         await store.close()
         await cluster?.close()
@@ -318,6 +331,25 @@ async function stopServing(
   while (inFlight.size > 0 && Date.now() < deadline) await sleep(20)
   server.closeAllConnections()
   await stopped
+}
+
+/** Everything that answers GraphQL and REST, loaded once, after the port opens (see serve()). */
+async function loadApi(context: Context, limits: IngestLimits, apiToken: string | undefined) {
+  const [{ schema }, { createGraphQL }, { createGraphQLWs }, { createRestHandler }] = await Promise.all([
+    import('./graphql/schema.js'),
+    import('./graphql/yoga.js'),
+    import('./graphql/ws.js'),
+    import('./rest/handler.js'),
+  ])
+  const yoga = createGraphQL(context, limits)
+  return { yoga, ws: createGraphQLWs(yoga, apiToken), rest: createRestHandler(schema, context, limits) }
+}
+
+/** A name for an instance that was given none: the host's, and a few random characters, unique per start. */
+function instanceName(): string {
+  return `${hostname()
+    .replace(/[^\w.-]/g, '-')
+    .slice(0, 40)}-${randomBytes(3).toString('hex')}`
 }
 
 /** createApp, then listen: a running server. */

@@ -189,4 +189,15 @@ describe('a subscriber that does not read', () => {
     await events.return?.()
     expect(feed.subscriberCount).toBe(0)
   })
+
+  it('a reader that leaves while nothing happens (a paused upload) lets go at once', async () => {
+    const feed = new ProgressFeed()
+    const events = feed.follow('quiet', async () => [view('quiet', 1)])
+    await events.next() // its snapshot; now it waits for a state that may never come
+    const waiting = events.next()
+    expect(feed.subscriberCount).toBe(1)
+    await events.return?.()
+    expect(feed.subscriberCount).toBe(0)
+    expect(await waiting).toEqual({ done: true, value: undefined })
+  })
 })

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { parse, validate, type ExecutionResult, type GraphQLSchema } from 'graphql'
-import { compileQuery, isCompiledQuery } from 'graphql-jit'
+import { sendJson } from '../http-json.js'
 import { badInput, bodyError, httpStatusOf, ServiceError } from '../errors.js'
 import type { Context } from '../graphql/context.js'
 import { codeOf, maskError } from '../graphql/errors.js'
@@ -20,11 +20,7 @@ interface CompiledRoute extends Route {
   run: Run
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const json = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) })
-  res.end(json)
-}
+export { sendJson }
 
 /**
  * Every error body on /api is `{"detail": "..."}`, as the older service's clients expect. A 5xx is the
@@ -51,15 +47,23 @@ function sendError(
   sendJson(res, status, { detail })
 }
 
+/**
+ * The documents never change: each is validated now, and compiled to plain functions (graphql-jit) the
+ * first time it runs, so the same resolvers run without graphql-js re-walking the document on every
+ * request, and a server that is never asked for REST never loads the compiler.
+ */
 function compileOperation(schema: GraphQLSchema, name: string, operation: string): Run {
   const document = parse(operation)
   const errors = validate(schema, document)
   if (errors.length > 0) throw new Error(`${name}: ${errors.map((e) => e.message).join('; ')}`)
-  // The documents never change: compiled once to plain functions (graphql-jit), the same resolvers run
-  // without graphql-js re-walking the document on every request.
-  const compiled = compileQuery(schema, document)
-  if (!isCompiledQuery(compiled)) throw new Error(`${name}: ${JSON.stringify(compiled.errors)}`)
-  return (context, variables) => compiled.query(undefined, context, variables)
+  let compiled: Promise<Run> | undefined
+  const compile = async (): Promise<Run> => {
+    const { compileQuery, isCompiledQuery } = await import('graphql-jit')
+    const query = compileQuery(schema, document)
+    if (!isCompiledQuery(query)) throw new Error(`${name}: ${JSON.stringify(query.errors)}`)
+    return (context, variables) => query.query(undefined, context, variables)
+  }
+  return async (context, variables) => (await (compiled ??= compile()))(context, variables)
 }
 
 /** The route for a path, with its `:id`; or the methods the path does allow, for a 405. */
