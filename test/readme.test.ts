@@ -35,7 +35,9 @@ async function readmeCommands(): Promise<Command[]> {
     const line = raw.replace(/\s+#\s.*$/, '')
     if (line.trim() === '') continue
     const text = line.replace(/\\$/, '').trimEnd()
-    pending = pending ? { ...pending, text: `${pending.text} ${text.trim()}` } : { text: text.trim(), line: i + 1 }
+    pending = pending
+      ? { ...pending, text: `${pending.text} ${text.trim()}` }
+      : { text: text.trim(), line: i + 1 }
     if (!line.endsWith('\\')) {
       commands.push(pending)
       pending = undefined
@@ -88,10 +90,14 @@ describe('README.md', () => {
       // -f: an HTTP error answer fails the command; -sS: quiet unless something went wrong.
       const script = `set -e\n${assignments.join('\n')}\n${placeholders(text).replace(/^curl /, 'curl -fsS ')}`
       const result = await run('bash', ['-c', script], { cwd: scratch, env, timeout: 15_000 }).catch(
-        (error: { stderr?: string; code?: number }) => ({ stdout: '', stderr: `exit ${error.code}: ${error.stderr}` }),
+        (error: { stderr?: string; code?: number }) => ({
+          stdout: '',
+          stderr: `exit ${error.code}: ${error.stderr}`,
+        }),
       )
       expect(result.stderr, `README.md line ${line}: ${text}`).toBe('')
-      if (result.stdout.startsWith('{')) expect(JSON.parse(result.stdout), `line ${line}`).not.toHaveProperty('errors')
+      if (result.stdout.startsWith('{'))
+        expect(JSON.parse(result.stdout), `line ${line}`).not.toHaveProperty('errors')
     }
     // The downloads landed where the commands said.
     const saved = await readdir(scratch)
