@@ -1,4 +1,4 @@
-import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises'
+import { mkdtemp, open, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import {
   api,
   bytes,
+  gql,
   restUpload,
   seededRandom,
   statusOf,
@@ -15,6 +16,7 @@ import {
   wsClient,
 } from './support/clients.js'
 import { spawnServer, type ChildServer } from './support/child.js'
+import { multipartHead, openRequest, partHead } from './support/raw.js'
 import { readState as readStateIn } from './support/state.js'
 
 let dir: string
@@ -203,6 +205,33 @@ describe('SIGKILL in the middle of a transfer', () => {
     }
     // Eight server processes start in this test; on a busy machine each can take a second or two.
   }, 60_000)
+})
+
+describe('SIGKILL while a file is still arriving', () => {
+  it('its sender must send it again: at the next start it is gone from the lists, its bytes too', async () => {
+    let server = await start()
+    const request = openRequest(server.url, multipartHead('/api/upload?speed=0', 16 * 1024 ** 2))
+    request.write(partHead('file', 'arriving.bin'))
+    request.write(bytes(128 * 1024))
+    const id = await waitFor(async () => {
+      const listed = await gql<{ uploads: { id: string; receivedSize: number }[] }>(
+        server.url,
+        '{ uploads(status: [RECEIVING]) { id receivedSize } }',
+      )
+      return listed.data?.uploads.find((upload) => upload.receivedSize >= 128 * 1024)?.id
+    })
+    // On record as it arrives (so a restart knows of it), with nothing on disk the record does not own.
+    expect(Object.keys((await readState()).uploads)).toContain(id)
+    await kill(server, 'SIGKILL')
+    request.end()
+
+    server = await start()
+    const [forgotten] = await logged(server, 'upload.not_received', id)
+    expect(forgotten).toBeDefined()
+    expect((await statusOf(server.url, id)).status).toBe(404)
+    expect(Object.keys((await readState()).uploads)).not.toContain(id)
+    expect(await readdir(join(dir, '.staging')).catch(() => [])).toEqual([])
+  })
 })
 
 describe('SIGTERM', () => {

@@ -89,15 +89,19 @@ describe('MAX_TOTAL_SPEED', () => {
       status: 200,
       body: { max_total_speed: 1_000_000 },
     })
-    const faster = (await rates(ids, 600)).reduce((x, y) => x + y, 0)
-    expect(faster).toBeGreaterThan(1_000_000 * 0.8)
+    // A busy machine can only make transfers slower: the upper bounds are the cap, the lower ones only
+    // show the change was taken (well past the old cap of 400 kB/s).
+    const faster = (await rates(ids, 1000)).reduce((x, y) => x + y, 0)
+    expect(faster).toBeGreaterThan(600_000)
     expect(faster).toBeLessThan(1_000_000 * 1.2)
     const result = await gql<{ setMaxTotalSpeed: { maxTotalSpeed: number } }>(
       server.url,
       'mutation { setMaxTotalSpeed(speed: 200000) { maxTotalSpeed } }',
     )
     expect(result.data?.setMaxTotalSpeed).toEqual({ maxTotalSpeed: 200_000 })
-    const slower = (await rates(ids, 600)).reduce((x, y) => x + y, 0)
+    // Chunks granted under the old cap may still be landing; the rate is read once they have.
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const slower = (await rates(ids, 1000)).reduce((x, y) => x + y, 0)
     expect(slower).toBeLessThan(200_000 * 1.25)
     expect(
       (await gql<{ limits: { maxTotalSpeed: number } }>(server.url, '{ limits { maxTotalSpeed } }')).data

@@ -1,6 +1,6 @@
 import { readdir } from 'node:fs/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { api, bytes, gql, restUpload, waitForStatus } from './support/clients.js'
+import { api, bytes, gql, restUpload, waitForStatus, wsClient } from './support/clients.js'
 import { startServer, type TestServer } from './support/server.js'
 
 let server: TestServer
@@ -100,6 +100,33 @@ describe('deleting ended uploads', () => {
     expect(result.errors).toBeUndefined()
     expect((await api(server.url, 'GET', `/api/upload/${id}/status`)).status).toBe(404)
     expect(await readdir(server.dir)).toContain(`${id}_done-0.bin`)
+  })
+
+  it('the live feed says when one leaves the record, so a live list can drop it without asking again', async () => {
+    const id = completed.shift()!
+    const client = wsClient(server.url)
+    let subscribed = () => {}
+    const first = new Promise<void>((resolve) => (subscribed = resolve))
+    try {
+      const heard = (async () => {
+        for await (const result of client.iterate<{ uploadProgress: Listed & { removed: boolean } }>({
+          query: 'subscription { uploadProgress { id status removed } }',
+        })) {
+          // The feed opens with the unfinished uploads (here, the running one): from then on it hears all.
+          subscribed()
+          const event = result.data?.uploadProgress
+          if (event?.id === id) return event
+        }
+        return undefined
+      })()
+      await first
+      await gql(server.url, `mutation { deleteFile(id: "${id}") { id } }`)
+      expect(await heard).toEqual({ id, status: 'COMPLETED', removed: true })
+      const asked = await gql<{ uploads: { removed: boolean }[] }>(server.url, '{ uploads { removed } }')
+      expect(asked.data?.uploads.every((upload) => !upload.removed)).toBe(true)
+    } finally {
+      await client.dispose()
+    }
   })
 
   it('clearUploads removes every ended one (files too, unless kept), and never a running one', async () => {

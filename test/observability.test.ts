@@ -89,7 +89,13 @@ describe('structured logs', () => {
       )
     expect(lines[0]).toMatchObject({ level: 'info', event: 'server.started', url: server.url })
     const mine = lines.filter((line) => line.id === body.upload_id).map((line) => line.event)
-    expect(mine).toEqual(['upload.started', 'upload.paused', 'upload.resumed', 'upload.completed'])
+    expect(mine).toEqual([
+      'upload.receiving',
+      'upload.started',
+      'upload.paused',
+      'upload.resumed',
+      'upload.completed',
+    ])
     for (const line of lines) expect(Date.parse(line.time)).not.toBeNaN()
   })
 })

@@ -3,7 +3,7 @@
  * what an answer means (a refused token is an AuthError, so the page can ask for the right one).
  */
 
-export type Status = 'IN_PROGRESS' | 'PAUSED' | 'COMPLETED' | 'CANCELED' | 'FAILED'
+export type Status = 'RECEIVING' | 'IN_PROGRESS' | 'PAUSED' | 'COMPLETED' | 'CANCELED' | 'FAILED'
 export const FINAL: readonly Status[] = ['COMPLETED', 'CANCELED', 'FAILED']
 export const isFinal = (status: Status) => FINAL.includes(status)
 
@@ -11,6 +11,8 @@ export interface Upload {
   id: string
   filename: string
   status: Status
+  /** Bytes of the file the server has so far (all of them once it is past RECEIVING). */
+  receivedSize: number
   uploadedSize: number
   totalSize: number
   currentSpeed: number
@@ -19,6 +21,8 @@ export interface Upload {
   error: string | null
   createdAt: string
   cursor: string
+  /** Only in the live feed's last word on an upload that has left the record. */
+  removed: boolean
 }
 
 /** Where an upload sorts in the list (oldest first, as the API pages them). */
@@ -26,6 +30,7 @@ export const order = (u: Upload) => `${u.createdAt}|${u.id}`
 
 export interface Counts {
   total: number
+  receiving: number
   inProgress: number
   paused: number
   completed: number
@@ -34,8 +39,8 @@ export interface Counts {
 }
 
 export const FIELDS =
-  'id filename status uploadedSize totalSize currentSpeed targetSpeed downloadUrl error createdAt cursor'
-export const COUNTS = 'uploadCounts { total inProgress paused completed canceled failed }'
+  'id filename status receivedSize uploadedSize totalSize currentSpeed targetSpeed downloadUrl error createdAt cursor removed'
+export const COUNTS = 'uploadCounts { total receiving inProgress paused completed canceled failed }'
 
 /** The server wants a token (none was given) or refused the one given. */
 export class AuthError extends Error {

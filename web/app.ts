@@ -60,6 +60,13 @@ let events = 0
 const overall = new Overall($('#overall'))
 
 function live(u: Upload): void {
+  if (u.removed) {
+    latest.delete(u.id)
+    overall.forget(u.id)
+    list.drop(u.id)
+    list.recount()
+    return
+  }
   const known = latest.get(u.id)?.upload
   // An ended upload never runs again: a late progress event must not bring it back.
   if (known && isFinal(known.status) && !isFinal(u.status)) return

@@ -11,6 +11,7 @@ export type Filter = 'ALL' | Status
 
 const COUNT_OF: Record<Filter, keyof Counts> = {
   ALL: 'total',
+  RECEIVING: 'receiving',
   IN_PROGRESS: 'inProgress',
   PAUSED: 'paused',
   COMPLETED: 'completed',
@@ -20,6 +21,7 @@ const COUNT_OF: Record<Filter, keyof Counts> = {
 
 const EMPTY_TEXT: Record<Filter, string> = {
   ALL: 'No uploads yet.',
+  RECEIVING: 'No file is arriving.',
   IN_PROGRESS: 'No upload is in progress.',
   PAUSED: 'No upload is paused.',
   COMPLETED: 'No completed uploads.',
@@ -176,6 +178,19 @@ export class UploadList {
     })
     this.showEmpty()
     if (losesFocus) (this.rows[Math.min(focusedAt, this.rows.length - 1)] ?? this.el.heading).focus()
+  }
+
+  /** An upload that has left the record (deleted, or its file never arrived): its row goes at once. */
+  drop(id: string): void {
+    const row = this.byId.get(id)
+    if (!row) return
+    const hadFocus = row.tr.contains(document.activeElement)
+    const at = this.rows.indexOf(row)
+    row.tr.remove()
+    this.byId.delete(id)
+    this.rows.splice(at, 1)
+    this.showEmpty()
+    if (hadFocus) (this.rows[Math.min(at, this.rows.length - 1)] ?? this.el.heading).focus()
   }
 
   /** A state from the live feed. */

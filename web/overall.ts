@@ -20,6 +20,11 @@ export class Overall {
     this.schedule()
   }
 
+  forget(id: string): void {
+    this.active.delete(id)
+    this.schedule()
+  }
+
   /** Forgets every upload (a reconnect: the live feed sends the unfinished ones again). */
   reset(): void {
     this.active.clear()
@@ -44,11 +49,15 @@ export class Overall {
   private render(): void {
     const all = [...this.active.values()]
     const running = all.filter((u) => u.status === 'IN_PROGRESS')
-    const paused = all.length - running.length
+    const paused = all.filter((u) => u.status === 'PAUSED').length
+    const arriving = all.length - running.length - paused
     const parts: string[] = []
     if (all.length === 0) parts.push('No active uploads')
     else {
-      parts.push(`${all.length} active: ${running.length} running, ${paused} paused`)
+      parts.push(
+        `${all.length} active: ${running.length} running, ${paused} paused` +
+          (arriving > 0 ? `, ${arriving} arriving` : ''),
+      )
       if (running.length > 0) {
         const rate = running.reduce((n, u) => n + u.currentSpeed, 0)
         parts.push(`${speed(rate).replace('unlimited', '0 B/s')} in all`)

@@ -17,6 +17,7 @@ export interface RowActions {
 }
 
 const STATUS_TEXT: Record<Upload['status'], string> = {
+  RECEIVING: 'receiving',
   IN_PROGRESS: 'in progress',
   PAUSED: 'paused',
   COMPLETED: 'completed',
@@ -87,12 +88,27 @@ export class Row {
     const final = isFinal(u.status)
     this.tr.classList.toggle('ended', final)
     this.tr.dataset.status = u.status
-    this.size.textContent = bytes(u.totalSize)
-    this.bar.max = Math.max(1, u.totalSize)
-    this.bar.value = u.status === 'COMPLETED' ? this.bar.max : u.uploadedSize
-    this.percent.textContent = `${u.status === 'COMPLETED' ? 100 : percent(u.uploadedSize, u.totalSize)} %`
-    this.current.textContent =
-      u.status !== 'IN_PROGRESS' ? (final ? '' : '–') : u.currentSpeed > 0 ? speed(u.currentSpeed) : '0 B/s'
+    const moving = u.status === 'IN_PROGRESS' || u.status === 'RECEIVING'
+    if (u.status === 'RECEIVING') {
+      // Still arriving: how much is in, of a size known only when its sender said it (tus), else unknown.
+      this.size.textContent = u.totalSize > 0 ? bytes(u.totalSize) : `${bytes(u.receivedSize)} so far`
+      this.bar.max = Math.max(1, u.totalSize)
+      if (u.totalSize > 0) this.bar.value = u.receivedSize
+      else this.bar.removeAttribute('value')
+      this.percent.textContent = u.totalSize > 0 ? `${percent(u.receivedSize, u.totalSize)} % in` : 'arriving'
+    } else {
+      this.size.textContent = bytes(u.totalSize)
+      this.bar.max = Math.max(1, u.totalSize)
+      this.bar.value = u.status === 'COMPLETED' ? this.bar.max : u.uploadedSize
+      this.percent.textContent = `${u.status === 'COMPLETED' ? 100 : percent(u.uploadedSize, u.totalSize)} %`
+    }
+    this.current.textContent = !moving
+      ? final
+        ? ''
+        : '–'
+      : u.currentSpeed > 0
+        ? speed(u.currentSpeed)
+        : '0 B/s'
     this.target.textContent = final ? '' : ` / ${speed(u.targetSpeed)}`
     this.left.textContent = timeLeft(u)
     this.status.textContent = STATUS_TEXT[u.status] + (u.error ? `: ${u.error}` : '')
@@ -105,13 +121,15 @@ export class Row {
     const u = this.upload
     const controls = this.active ?? this.buildActive()
     const running = u.status === 'IN_PROGRESS'
+    // A file still arriving takes a speed for its transfer; only its sender can pause it.
+    const speedable = running || u.status === 'RECEIVING'
     const hadFocus = document.activeElement === controls.pause
     controls.pause.hidden = !running
     if (hadFocus && !running) controls.submit.focus()
-    controls.submit.textContent = running ? 'Set speed' : 'Resume'
+    controls.submit.textContent = speedable ? 'Set speed' : 'Resume'
     controls.submit.setAttribute(
       'aria-label',
-      running ? `Set speed for ${u.filename}` : `Resume ${u.filename}`,
+      speedable ? `Set speed for ${u.filename}` : `Resume ${u.filename}`,
     )
     if (!controls.field.dirty && !controls.field.focused) controls.field.set(u.targetSpeed)
   }
@@ -130,9 +148,9 @@ export class Row {
       event.preventDefault()
       const value = field.value()
       if (value === undefined) return this.act.say(`The speed for ${u.filename} must be a number, 0 or more`)
-      const running = this.upload.status === 'IN_PROGRESS'
+      const speedable = this.upload.status !== 'PAUSED'
       this.run(async () => {
-        await (running ? this.act.setSpeed(this.upload, value) : this.act.resume(this.upload, value))
+        await (speedable ? this.act.setSpeed(this.upload, value) : this.act.resume(this.upload, value))
         field.dirty = false
       })
     })

@@ -38,7 +38,10 @@ export type Limits = {
 
 export type Mutation = {
   __typename?: 'Mutation';
-  /** Stop an IN_PROGRESS or PAUSED upload for good and remove its partial bytes. */
+  /**
+   * Stop a RECEIVING, IN_PROGRESS or PAUSED upload for good and remove its partial bytes. A file still arriving
+   * is refused: its request ends with an error and no more of it is read.
+   */
   cancelUpload: Upload;
   /**
    * Remove every ended upload in `status` (by default all of COMPLETED, CANCELED and FAILED), as deleteFile
@@ -52,7 +55,10 @@ export type Mutation = {
    * name. A running or paused upload must be canceled first (INVALID_STATE). Answers with the record as it was.
    */
   deleteFile: Upload;
-  /** Stop writing bytes. Only an IN_PROGRESS upload can be paused (else INVALID_STATE). */
+  /**
+   * Stop writing bytes. Only an IN_PROGRESS upload can be paused (else INVALID_STATE); one still RECEIVING is
+   * paused by its sender, which stops sending.
+   */
   pauseUpload: Upload;
   /** Continue a PAUSED upload from where it stopped, at a new speed when one is given. */
   resumeUpload: Upload;
@@ -153,8 +159,8 @@ export type Subscription = {
   __typename?: 'Subscription';
   /**
    * Live state of one upload (or, without `id`, of every upload): first its current state, then an event on
-   * every status change and about ten a second while bytes move. Ends when a followed upload reaches
-   * COMPLETED, CANCELED or FAILED. A slow reader gets the latest state of each upload, never a backlog.
+   * every status change, about ten a second while bytes move, and one with `removed` when an upload leaves the
+   * record. Ends when a followed upload reaches COMPLETED, CANCELED or FAILED. A slow reader gets the latest state of each upload, never a backlog.
    */
   uploadProgress: Upload;
 };
@@ -168,7 +174,10 @@ export type Upload = {
   __typename?: 'Upload';
   completedAt?: Maybe<Scalars['DateTime']['output']>;
   createdAt: Scalars['DateTime']['output'];
-  /** Bytes per second over about the last second, rounded to a whole number; 0 unless IN_PROGRESS. */
+  /**
+   * Bytes per second over about the last second, rounded to a whole number: arriving while RECEIVING, written
+   * into storage while IN_PROGRESS; 0 otherwise.
+   */
   currentSpeed: Scalars['SafeInt']['output'];
   /** Where this upload is in the list: pass it as `after` to get the uploads that follow it. */
   cursor: Scalars['String']['output'];
@@ -176,16 +185,29 @@ export type Upload = {
   downloadUrl?: Maybe<Scalars['String']['output']>;
   /** Why the upload failed, when it did. */
   error?: Maybe<Scalars['String']['output']>;
+  /** A tus upload still RECEIVING is removed at this time unless more bytes arrive; null otherwise. */
+  expiresAt?: Maybe<Scalars['DateTime']['output']>;
   /** The name the client sent, kept for display. */
   filename: Scalars['String']['output'];
   id: Scalars['ID']['output'];
-  /** Hex sha256 of the bytes received. */
+  /** Bytes received from the client so far; all of them once it is past RECEIVING. */
+  receivedSize: Scalars['SafeInt']['output'];
+  /**
+   * True only in the uploadProgress event that says this upload has left the record: deleted (deleteFile,
+   * clearUploads), or a multipart file whose request ended before all of it arrived (that event is FAILED, with
+   * the reason). A live list drops it; queries never see it true.
+   */
+  removed: Scalars['Boolean']['output'];
+  /** Hex sha256 of the bytes received; empty while RECEIVING. */
   sha256: Scalars['String']['output'];
+  /** How the file arrived: MULTIPART (one request) or TUS (resumable). */
+  source: UploadSource;
   status: UploadStatus;
   /** The file's name inside the storage folder: {id}_{sanitised filename}. */
   storedName: Scalars['String']['output'];
   /** Bytes per second asked for; 0 means unlimited. */
   targetSpeed: Scalars['SafeInt']['output'];
+  /** The file's size; for a multipart upload still RECEIVING, 0 until it has arrived (its length is not sent). */
   totalSize: Scalars['SafeInt']['output'];
   updatedAt: Scalars['DateTime']['output'];
   /** Bytes written into storage so far. */
@@ -200,8 +222,13 @@ export type UploadCounts = {
   failed: Scalars['Int']['output'];
   inProgress: Scalars['Int']['output'];
   paused: Scalars['Int']['output'];
+  receiving: Scalars['Int']['output'];
   total: Scalars['Int']['output'];
 };
+
+export type UploadSource =
+  | 'MULTIPART'
+  | 'TUS';
 
 export type UploadStatus =
   /** Stopped on request; its partial bytes were removed. */
@@ -213,7 +240,13 @@ export type UploadStatus =
   /** Bytes are moving from staging into storage. */
   | 'IN_PROGRESS'
   /** Stopped on request; resumeUpload continues from the same byte. */
-  | 'PAUSED';
+  | 'PAUSED'
+  /**
+   * The file is still arriving (receivedSize grows); its transfer into storage starts when the last byte is in.
+   * A tus upload stays here across dropped connections and restarts until its sender finishes it, cancels it,
+   * or it expires.
+   */
+  | 'RECEIVING';
 
 export type WithIndex<TObject> = TObject & Record<string, any>;
 export type ResolversObject<TObject> = WithIndex<TObject>;
@@ -302,6 +335,7 @@ export type ResolversTypes = ResolversObject<{
   Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Upload: ResolverTypeWrapper<UploadView>;
   UploadCounts: ResolverTypeWrapper<UploadCounts>;
+  UploadSource: UploadSource;
   UploadStatus: UploadStatus;
 }>;
 
@@ -368,9 +402,13 @@ export type UploadResolvers<ContextType = Context, ParentType extends ResolversP
   cursor?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   downloadUrl?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   error?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  expiresAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   filename?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  receivedSize?: Resolver<ResolversTypes['SafeInt'], ParentType, ContextType>;
+  removed?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   sha256?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  source?: Resolver<ResolversTypes['UploadSource'], ParentType, ContextType>;
   status?: Resolver<ResolversTypes['UploadStatus'], ParentType, ContextType>;
   storedName?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   targetSpeed?: Resolver<ResolversTypes['SafeInt'], ParentType, ContextType>;
@@ -385,6 +423,7 @@ export type UploadCountsResolvers<ContextType = Context, ParentType extends Reso
   failed?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   inProgress?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   paused?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  receiving?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   total?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
 }>;
 

@@ -22,6 +22,8 @@ export const resolvers: Resolvers = {
     downloadUrl: (upload, _, { downloadPath }) =>
       upload.status === 'COMPLETED' ? downloadPath(upload.id) : null,
     cursor: (upload) => encodeCursor(sortKey(upload)),
+    source: (upload) => (upload.source === 'tus' ? 'TUS' : 'MULTIPART'),
+    removed: (upload) => upload.removed === true,
   },
   Query: {
     upload: (_, { id }, { service }) => service.get(id),

@@ -209,6 +209,8 @@ export function createRestHandler(schema: GraphQLSchema, context: Context, limit
           )
         : await route.run(context, variables)
       const failure = failureOf(result)
+      // The resolver heard that the client went away mid-body: there is no one to answer.
+      if (failure?.error instanceof RequestEnded) return void res.destroy()
       if (failure) return sendError(req, res, failure.status, failure.detail, failure.error)
       if (route.file) {
         const file = route.file(result.data ?? {})

@@ -37,8 +37,11 @@ export interface Route {
 
 const STATUS_FIELDS = 'id filename status uploadedSize totalSize currentSpeed targetSpeed'
 
-/** GraphQL enum values are UPPER_CASE; the REST contract has always used lower case. */
-const restStatus = (status: string) => status.toLowerCase()
+/**
+ * GraphQL enum values are UPPER_CASE; the REST contract has always used lower case, and knows five states:
+ * an upload still arriving is `in_progress` (with nothing stored yet) to it.
+ */
+const restStatus = (status: string) => (status === 'RECEIVING' ? 'in_progress' : status.toLowerCase())
 
 const statusOf = (upload: Upload) => ({
   status: restStatus(upload.status),

@@ -48,16 +48,30 @@ export interface StagedFile {
 export class IncomingFile {
   filename = ''
   mimeType = ''
+  /** Bytes of it received so far. */
+  received = 0
+  /** Settles once the part begins (its filename known), or with what stopped the request first. */
+  readonly began: Promise<void>
   readonly arrived: Promise<StagedFile>
+  /** Stops the request that carries it (the upload was canceled while it arrived); set by the ingest. */
+  abort: (reason: Error) => void = () => {}
   private settle!: { resolve: (file: StagedFile) => void; reject: (error: Error) => void }
+  private start!: { resolve: () => void; reject: (error: Error) => void }
 
   constructor(
     /** The part's field name, for messages. */
     readonly field: string,
   ) {
+    this.began = new Promise<void>((resolve, reject) => (this.start = { resolve, reject }))
     this.arrived = new Promise<StagedFile>((resolve, reject) => (this.settle = { resolve, reject }))
-    // Nobody may ever await it (a resolver that refused its other arguments first): that is no crash.
+    // Nobody may ever await them (a resolver that refused its other arguments first): that is no crash.
+    this.began.catch(() => undefined)
     this.arrived.catch(() => undefined)
+  }
+
+  /** @internal the ingest, as the part begins */
+  begin(): void {
+    this.start.resolve()
   }
 
   /** @internal the ingest */
@@ -67,6 +81,7 @@ export class IncomingFile {
 
   /** @internal the ingest, or a transport whose request ended without this part */
   reject(error: Error): void {
+    this.start.reject(error)
     this.settle.reject(error)
   }
 }
@@ -96,11 +111,15 @@ export interface MultipartSession {
 class Digest extends Transform {
   readonly hash = new OffThreadHash()
   size = 0
-  constructor(private readonly count: (n: number) => void) {
+  constructor(
+    private readonly count: (n: number) => void,
+    private readonly file: IncomingFile,
+  ) {
     super({ highWaterMark: STREAM_HWM })
   }
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.size += chunk.length
+    this.file.received = this.size
     try {
       this.count(chunk.length)
     } catch (error) {
@@ -261,10 +280,12 @@ export function receiveMultipart(
       const taken = file
       taken.filename = unescapeFilename(info.filename ?? '')
       taken.mimeType = info.mimeType
+      taken.abort = (reason) => fail(reason)
       given.push(taken)
+      taken.begin()
       const path = limits.storage.incomingPath(randomUUID())
       writing.add(path)
-      const digest = new Digest(countFileBytes)
+      const digest = new Digest(countFileBytes, taken)
       // Someone may have removed the staging folder while we ran; recreating it costs one syscall.
       const write = limits.storage
         .prepare()

@@ -7,6 +7,7 @@ import {
   encodeCursor,
   recordProblem,
   sortKey,
+  withDefaults,
   unfinished,
   type Page,
   type PageQuery,
@@ -136,7 +137,9 @@ function snapshotProblem(data: unknown): string | undefined {
   if (doc.version !== 1 && doc.version !== 2) return `has version ${JSON.stringify(doc.version)}; this server reads versions 1 and 2`
   if (doc.seq !== undefined && !(typeof doc.seq === 'number' && Number.isSafeInteger(doc.seq) && doc.seq >= 0)) return 'has no valid seq'
   if (typeof doc.uploads !== 'object' || doc.uploads === null || Array.isArray(doc.uploads)) return 'has no uploads object'
-  for (const [id, record] of Object.entries(doc.uploads)) {
+  for (const [id, stored] of Object.entries(doc.uploads)) {
+    const record = withDefaults(stored)
+    ;(doc.uploads as Record<string, unknown>)[id] = record
     const problem = recordProblem(record, id)
     if (problem) return `has an upload ${JSON.stringify(id.slice(0, 80))} that ${problem}`
   }
@@ -147,7 +150,10 @@ function entryProblem(entry: unknown): string | undefined {
   if (typeof entry !== 'object' || entry === null) return 'is not an object'
   const e = entry as Record<string, unknown>
   if (typeof e.s !== 'number' || !Number.isSafeInteger(e.s)) return 'has no sequence number'
-  if ('put' in e) return recordProblem(e.put) && `puts an upload that ${recordProblem(e.put)}`
+  if ('put' in e) {
+    e.put = withDefaults(e.put)
+    return recordProblem(e.put) && `puts an upload that ${recordProblem(e.put)}`
+  }
   if ('del' in e) return typeof e.del === 'string' ? undefined : 'removes no id'
   if ('p' in e && Array.isArray(e.p)) {
     const ok = e.p.every((p) => Array.isArray(p) && typeof p[0] === 'string' && Number.isSafeInteger(p[1]) && typeof p[2] === 'string')

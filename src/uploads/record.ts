@@ -2,7 +2,10 @@ import type { UploadStatus } from '../generated/graphql.js'
 
 export type { UploadStatus }
 
-export const UPLOAD_STATUSES: readonly UploadStatus[] = ['IN_PROGRESS', 'PAUSED', 'COMPLETED', 'CANCELED', 'FAILED']
+export const UPLOAD_STATUSES: readonly UploadStatus[] = ['RECEIVING', 'IN_PROGRESS', 'PAUSED', 'COMPLETED', 'CANCELED', 'FAILED']
+
+/** How the bytes arrived: one multipart body, or tus (resumable, over as many requests as it takes). */
+export type UploadSource = 'multipart' | 'tus'
 
 /** One upload as the store keeps it: everything needed to answer for it and to carry it on after a restart. */
 export interface UploadRecord {
@@ -12,10 +15,16 @@ export interface UploadRecord {
   /** `{id}_{safe filename}`, the only name used on disk (see storage.ts). */
   readonly storedName: string
   readonly status: UploadStatus
+  /** Bytes received so far (all of them once it is past RECEIVING). */
+  readonly receivedSize: number
+  readonly source: UploadSource
+  /** A tus upload still receiving is removed at this time unless more bytes arrive (RESUMABLE_EXPIRY). */
+  readonly expiresAt: string | null
+  /** Bytes written into storage so far. */
   readonly uploadedSize: number
   readonly totalSize: number
   readonly targetSpeed: number
-  /** Hex sha256 of the bytes received, taken while they arrived. */
+  /** Hex sha256 of the bytes received, taken while they arrived; empty until they all have. */
   readonly sha256: string
   readonly error: string | null
   readonly createdAt: string
@@ -27,6 +36,8 @@ export interface UploadRecord {
 export interface UploadView extends UploadRecord {
   /** Bytes per second over about the last second, rounded; 0 unless moving. */
   readonly currentSpeed: number
+  /** Set only on the last state published of an upload that has left the record (deleted, or never arrived). */
+  readonly removed?: true
 }
 
 export const FINAL_STATUSES: ReadonlySet<UploadStatus> = new Set(['COMPLETED', 'CANCELED', 'FAILED'])

@@ -83,7 +83,11 @@ export function recordProblem(value: unknown, id?: string): string | undefined {
   for (const field of ['uploadedSize', 'totalSize', 'targetSpeed'] as const)
     if (!count(r[field])) return `has no whole, non-negative ${field}`
   if ((r.uploadedSize as number) > (r.totalSize as number)) return 'has more bytes uploaded than its size'
-  if (typeof r.sha256 !== 'string' || !HEX64.test(r.sha256)) return 'has no sha256'
+  if (!count(r.receivedSize)) return 'has no whole, non-negative receivedSize'
+  if (r.source !== 'multipart' && r.source !== 'tus') return `has an unknown source ${JSON.stringify(r.source)}`
+  if (r.expiresAt !== null && (typeof r.expiresAt !== 'string' || !ISO.test(r.expiresAt))) return 'has an expiresAt that is not a time'
+  const receiving = r.status === 'RECEIVING'
+  if (typeof r.sha256 !== 'string' || !(HEX64.test(r.sha256) || (receiving && r.sha256 === ''))) return 'has no sha256'
   if (r.error !== null && typeof r.error !== 'string') return 'has an error that is not text'
   for (const field of ['createdAt', 'updatedAt'] as const)
     if (typeof r[field] !== 'string' || !ISO.test(r[field] as string)) return `has no ${field}`
@@ -94,3 +98,14 @@ export function recordProblem(value: unknown, id?: string): string | undefined {
 }
 
 export const unfinished = (record: UploadRecord) => !isFinal(record.status)
+
+/**
+ * A record as stored before uploads could be received over time (no receivedSize, source or expiresAt):
+ * it had arrived whole, over multipart. Applied before a record read back is checked.
+ */
+export function withDefaults(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return value
+  const r = value as Record<string, unknown>
+  if ('receivedSize' in r && 'source' in r && 'expiresAt' in r) return value
+  return { receivedSize: r.totalSize, source: 'multipart', expiresAt: null, ...r }
+}

@@ -65,8 +65,8 @@ type Scripted = Redis & {
   uploadProgress(...args: (string | number)[]): Promise<number>
 }
 
-const NUMBERS = new Set(['uploadedSize', 'totalSize', 'targetSpeed'])
-const NULLABLE = ['error', 'completedAt'] as const
+const NUMBERS = new Set(['uploadedSize', 'totalSize', 'targetSpeed', 'receivedSize'])
+const NULLABLE = ['error', 'completedAt', 'expiresAt'] as const
 
 function toFields(record: UploadRecord): string[] {
   const fields: string[] = []

@@ -4,7 +4,7 @@ import { badInput, notFound, ServiceError, unavailable } from '../errors.js'
 import { log } from '../log.js'
 import { stored, type LiveState } from '../metrics.js'
 import { LocalBus, type Bus, type Command, type Limits, type Outcome } from './bus.js'
-import { noRoom, type IncomingFile } from './ingest.js'
+import { noRoom, RequestEnded, type IncomingFile, type StagedFile } from './ingest.js'
 import { LocalLeases, type Leases } from './lease.js'
 import { ProgressFeed } from './progress.js'
 import { RateMeter } from './rate.js'
@@ -64,6 +64,12 @@ interface PartHash {
 
 const now = () => new Date().toISOString()
 
+/** Why a body did not arrive, said for the upload's record. */
+function arrivalFailure(error: unknown): string {
+  if (error instanceof RequestEnded) return 'The connection closed before the whole file arrived; send it again'
+  return error instanceof Error ? error.message : String(error)
+}
+
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
 }
@@ -80,6 +86,11 @@ export class UploadService {
   private readonly scheduler: Scheduler
   private readonly runs = new Map<string, Run>()
   private readonly hashes = new Map<string, PartHash>()
+  /** Uploads still arriving: their received byte count, and how to stop them (a cancel). */
+  private readonly arriving = new Map<
+    string,
+    { received: () => number; stop: (reason: Error) => void; meter: RateMeter; published: number }
+  >()
   /** Runs that reached their end and are being completed (or failed): the byte count they reached. */
   private readonly finishing = new Map<string, number>()
   private readonly locks = new Map<string, Promise<unknown>>()
@@ -234,6 +245,11 @@ export class UploadService {
   private async recoverOne(id: string): Promise<void> {
     const record = await this.store.get(id)
     if (this.closed || !record || isFinal(record.status)) return
+    if (record.status === 'RECEIVING') {
+      // A multipart body cannot be resumed once its connection is gone; a tus upload waits for its sender.
+      if (record.source === 'multipart') return this.forget(id, 'The server restarted before the whole file arrived; send it again', record.receivedSize)
+      return
+    }
     const { storage } = this
     // A crash between the rename into place and COMPLETED reaching the store: the file is whole and was
     // verified before it was renamed; make sure, then finish the job.
@@ -271,10 +287,19 @@ export class UploadService {
     return { uploads: page.records.map((record) => this.view(record)), hasNextPage: page.hasNextPage, endCursor: page.endCursor }
   }
 
-  async counts(): Promise<{ total: number; inProgress: number; paused: number; completed: number; canceled: number; failed: number }> {
+  async counts(): Promise<{
+    total: number
+    receiving: number
+    inProgress: number
+    paused: number
+    completed: number
+    canceled: number
+    failed: number
+  }> {
     const by = await this.store.countByStatus()
     const of = (status: UploadStatus) => by[status] ?? 0
     const counts = {
+      receiving: of('RECEIVING'),
       inProgress: of('IN_PROGRESS'),
       paused: of('PAUSED'),
       completed: of('COMPLETED'),
@@ -324,42 +349,79 @@ export class UploadService {
   async create(file: IncomingFile, speed?: number | null): Promise<UploadView> {
     const targetSpeed = this.checkSpeed(speed ?? this.options.defaultSpeed)
     this.assertOpen()
-    const staged = await file.arrived
+    await file.began
     this.assertOpen()
-    // Its staging copy is on disk; the .part needs as much again until the transfer completes.
-    const free = await this.storage.free()
-    if (free < staged.size) throw noRoom(staged.size, free + staged.size)
     const id = randomUUID()
     const at = now()
-    const record: UploadRecord = {
+    const receiving: UploadRecord = {
       id,
-      filename: staged.filename,
-      storedName: storedNameFor(id, staged.filename),
-      status: 'IN_PROGRESS',
+      filename: file.filename,
+      storedName: storedNameFor(id, file.filename),
+      status: 'RECEIVING',
+      receivedSize: 0,
+      source: 'multipart',
+      expiresAt: null,
       uploadedSize: 0,
-      totalSize: staged.size,
+      totalSize: 0,
       targetSpeed,
-      sha256: staged.sha256,
+      sha256: '',
       error: null,
       createdAt: at,
       updatedAt: at,
       completedAt: null,
     }
-    return this.locked(id, async () => {
+    // Recorded as it begins to arrive, so lists and subscribers see it (and its receivedSize grow), and a
+    // cancel can stop it. The lock is not held meanwhile: the body may take hours.
+    await this.locked(id, async () => {
       // Whoever creates an upload runs it: its lease first, so every write below is under it.
       if (!(await this.guard(() => this.leases.acquire(id)))) throw unavailable(`Upload ${id} could not be started; try again`)
-      // Recorded first: a crash before the move leaves a record whose bytes are gone (it fails, with the
-      // reason, at the next start), never bytes that no record owns.
-      await this.save(record).catch(async (error: unknown) => {
+      await this.save(receiving).catch(async (error: unknown) => {
         await this.leases.release(id)
         throw error
       })
-      try {
-        await staged.moveTo(this.storage.stagingPath(record))
-      } catch (error) {
-        await this.fail(record, `The received file could not be kept: ${describe(error)}`)
+      this.arriving.set(id, { received: () => file.received, stop: (reason) => file.abort(reason), meter: new RateMeter(), published: -1 })
+      this.announce(receiving, 'upload.receiving')
+    })
+    let staged: StagedFile
+    try {
+      staged = await file.arrived
+    } catch (error) {
+      await this.locked(id, () => this.forget(id, arrivalFailure(error), file.received)).catch((failure: unknown) =>
+        log('error', 'upload.cleanup_failed', { id, error: failure }),
+      )
+      throw error
+    }
+    return this.locked(id, async () => {
+      this.arriving.delete(id)
+      const current = await this.record(id)
+      if (current.status !== 'RECEIVING') {
+        await this.leases.release(id)
+        throw this.conflict(current, 'stored', `it was ${current.status.toLowerCase()} while it arrived`)
+      }
+      // Its staging copy is on disk; the .part needs as much again until the transfer completes.
+      const free = await this.storage.free()
+      if (free < staged.size) {
+        const error = noRoom(staged.size, free + staged.size)
+        await this.forget(id, error.message, staged.size)
         throw error
       }
+      // Recorded first (RECEIVING): a crash before the move leaves a record that fails at the next start,
+      // with the reason, never bytes that no record owns.
+      try {
+        await staged.moveTo(this.storage.stagingPath(current))
+      } catch (error) {
+        await this.fail(current, `The received file could not be kept: ${describe(error)}`)
+        throw error
+      }
+      const record: UploadRecord = {
+        ...current,
+        status: 'IN_PROGRESS',
+        receivedSize: staged.size,
+        totalSize: staged.size,
+        sha256: staged.sha256,
+        updatedAt: now(),
+      }
+      await this.save(record)
       this.hashes.set(id, { hash: createHash('sha256'), offset: 0 })
       this.start(record)
       return this.announce(record, 'upload.started')
@@ -411,6 +473,7 @@ export class UploadService {
   private async doPause(id: string): Promise<UploadView> {
     {
       const record = await this.record(id)
+      this.notReceiving(record, 'paused')
       this.expect(record, ['IN_PROGRESS'], 'paused')
       const offset = await this.stopRun(id)
       if (offset === record.totalSize) {
@@ -428,6 +491,7 @@ export class UploadService {
     {
       const record = await this.record(id)
       const targetSpeed = speed == null ? record.targetSpeed : this.checkSpeed(speed)
+      this.notReceiving(record, 'resumed')
       this.expect(record, ['PAUSED'], 'resumed')
       this.assertOpen()
       const offset = await this.prepareHash(record)
@@ -442,7 +506,7 @@ export class UploadService {
     {
       const record = await this.record(id)
       const targetSpeed = this.checkSpeed(speed)
-      this.expect(record, ['IN_PROGRESS', 'PAUSED'], 'given a new speed')
+      this.expect(record, ['RECEIVING', 'IN_PROGRESS', 'PAUSED'], 'given a new speed')
       const run = this.runs.get(id)
       const next = { ...record, targetSpeed, uploadedSize: run?.offset ?? record.uploadedSize, updatedAt: now() }
       await this.save(next)
@@ -457,7 +521,8 @@ export class UploadService {
   private async doCancel(id: string): Promise<UploadView> {
     {
       const record = await this.record(id)
-      this.expect(record, ['IN_PROGRESS', 'PAUSED'], 'canceled')
+      this.expect(record, ['RECEIVING', 'IN_PROGRESS', 'PAUSED'], 'canceled')
+      if (record.status === 'RECEIVING') return this.cancelReceiving(record)
       const offset = await this.stopRun(id)
       // The count reached is kept: scripts that follow progress read a drop as corruption. The bytes go.
       const next = { ...record, status: 'CANCELED' as const, uploadedSize: offset, updatedAt: now() }
@@ -468,6 +533,36 @@ export class UploadService {
     }
   }
 
+  /**
+   * A multipart body that never arrived (the client went, a limit, a malformed body): the client heard why,
+   * its watchers hear it failed, and then it is gone from the lists, as if never sent (nothing to clean up).
+   */
+  private async forget(id: string, reason: string, received: number): Promise<void> {
+    this.arriving.delete(id)
+    const current = await this.store.get(id)
+    if (current?.status === 'RECEIVING') {
+      // Gone before anyone hears it failed: a watcher that then looks finds nothing, never a stale RECEIVING.
+      await this.guard(() => this.store.remove(id, this.fenceOf(id)))
+      this.bus.publish({
+        ...this.view({ ...current, status: 'FAILED', error: reason, receivedSize: received, updatedAt: now() }),
+        removed: true,
+      })
+      log('info', 'upload.not_received', { id, filename: current.filename, receivedSize: received, reason })
+    }
+    await this.leases.release(id)
+  }
+
+  /** Canceled while it arrives: the request carrying it (or the tus sender's next request) is refused. */
+  private async cancelReceiving(record: UploadRecord): Promise<UploadView> {
+    const arriving = this.arriving.get(record.id)
+    const next = { ...record, status: 'CANCELED' as const, receivedSize: arriving?.received() ?? record.receivedSize, updatedAt: now() }
+    await this.save(next)
+    this.arriving.delete(record.id)
+    arriving?.stop(new ServiceError('INVALID_STATE', `Upload ${record.id} was canceled while it arrived`))
+    await this.storage.removeBytes(record).catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id: record.id, error }))
+    return this.announce(next, 'upload.canceled')
+  }
+
   private async doDelete(id: string, keepFile: boolean): Promise<UploadView> {
     {
       const record = await this.record(id)
@@ -476,6 +571,8 @@ export class UploadService {
       const remove = keepFile ? this.storage.removeBytes(record) : this.storage.removeAll(record)
       await remove.catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
       log('info', 'upload.deleted', { id, filename: record.filename, keptFile: keepFile && record.status === 'COMPLETED' })
+      // Live lists drop it without asking again.
+      this.bus.publish({ ...this.view(record), removed: true })
       return this.view(record)
     }
   }
@@ -761,6 +858,15 @@ export class UploadService {
       return
     }
     const at = now()
+    for (const [id, arriving] of this.arriving) {
+      const received = arriving.received()
+      arriving.meter.record(received)
+      if (received === arriving.published) continue
+      arriving.published = received
+      void this.store.get(id).then((record) => {
+        if (record?.status === 'RECEIVING') this.bus.publish({ ...this.view(record), updatedAt: at })
+      })
+    }
     for (const run of this.runs.values()) {
       if (run.offset === run.published) continue
       run.published = run.offset
@@ -798,6 +904,11 @@ export class UploadService {
   }
 
   private view(record: UploadRecord): UploadView {
+    if (record.status === 'RECEIVING') {
+      const arriving = this.arriving.get(record.id)
+      if (!arriving) return { ...record, currentSpeed: 0 }
+      return { ...record, receivedSize: arriving.received(), currentSpeed: Math.round(arriving.meter.rate()) }
+    }
     const run = record.status === 'IN_PROGRESS' ? this.runs.get(record.id) : undefined
     if (!run) {
       const reached = record.status === 'IN_PROGRESS' ? this.finishing.get(record.id) : undefined
@@ -824,6 +935,13 @@ export class UploadService {
     const record = await this.store.get(id)
     if (!record) throw notFound(id)
     return record
+  }
+
+  /** While an upload arrives, its sender decides when bytes move: stop sending to pause, send to go on. */
+  private notReceiving(record: UploadRecord, action: string): void {
+    if (record.status === 'RECEIVING') {
+      throw this.conflict(record, action, 'it is still being received, and its sender controls that: it pauses by not sending, and goes on by sending again')
+    }
   }
 
   private expect(record: UploadRecord, allowed: UploadStatus[], action: string, hint?: string): void {

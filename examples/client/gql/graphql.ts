@@ -14,7 +14,13 @@ export type UploadStatus =
   /** Bytes are moving from staging into storage. */
   | 'IN_PROGRESS'
   /** Stopped on request; resumeUpload continues from the same byte. */
-  | 'PAUSED';
+  | 'PAUSED'
+  /**
+   * The file is still arriving (receivedSize grows); its transfer into storage starts when the last byte is in.
+   * A tus upload stays here across dropped connections and restarts until its sender finishes it, cancels it,
+   * or it expires.
+   */
+  | 'RECEIVING';
 
 export type UploadFileMutationVariables = Exact<{
   file: Blob | null;
