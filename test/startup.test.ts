@@ -216,6 +216,32 @@ describe('a state file that cannot be trusted stops start-up and touches nothing
     expect((await statusOf(server.url, ID)).body).toMatchObject({ status: 'paused', filename: 'kept.bin' })
   })
 
+  it.each([
+    [
+      'a missing state file beside a journal that begins after a compaction',
+      undefined,
+      /state file .*\.uploads\.json is missing, but the oldest journal .*\.uploads\.journal\.41 begins at change 41/,
+    ],
+    [
+      'a state file whose journal begins after a gap',
+      JSON.stringify({ version: 2, seq: 7, uploads: {} }),
+      /state file .*\.uploads\.json ends at change 7, but the oldest journal .*\.uploads\.journal\.41 begins at change 41/,
+    ],
+  ])('%s: the changes in between are lost, so it is refused', async (_, snapshot, problem) => {
+    // The paused upload was recorded before change 41: replaying only the later journal would forget it,
+    // and the sweep would then delete its bytes.
+    if (snapshot !== undefined) await writeFile(join(dir, '.uploads.json'), snapshot)
+    await writeFile(
+      join(dir, '.uploads.journal.41'),
+      `${JSON.stringify({ s: 41, p: [[ID, 8, '2026-12-01T10:00:01.000Z']] })}\n`,
+    )
+    await unfinishedBytes()
+    const result = await runUntilExit(dir)
+    expect(result.code).toBe(1)
+    expect(result.stderr).toMatch(problem)
+    await stillThere()
+  })
+
   it('a missing state file beside unfinished uploads’ bytes is refused too (they would all be swept)', async () => {
     await unfinishedBytes()
     const result = await runUntilExit(dir)

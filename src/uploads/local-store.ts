@@ -223,6 +223,14 @@ export class LocalStore implements RecordStore {
       .map((name) => ({ path: join(dirname(file), name), first: Number(JOURNAL.exec(name)?.[1]) }))
       .sort((a, b) => a.first - b.first)
     const from = db.data.seq ?? 0
+    // The oldest journal must begin where the snapshot ends: one that begins later means the changes in
+    // between are gone (a snapshot that was lost or replaced, a journal removed), and replaying the rest
+    // over what is left would forget uploads whose bytes the sweep would then delete.
+    const oldest = journals[0]
+    if (oldest && oldest.first > from + 1) {
+      const said = snapshot.bytes === 0 ? `the state file ${file} is missing` : `the state file ${file} ends at change ${from}`
+      throw new StateFileError(`${said}, but the oldest journal ${oldest.path} begins at change ${oldest.first}: the changes in between are lost`)
+    }
     let seq = from
     let last: { path: string; size: number } | undefined
     for (const journal of journals) {
