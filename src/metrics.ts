@@ -55,7 +55,9 @@ new Gauge({
   labelNames: ['status'] as const,
   registers: [registry],
   async collect() {
-    const counts = (await live?.countByStatus()) ?? {}
+    // A store that cannot answer now (Redis away) leaves the last counts standing: a scrape must not fail.
+    const counts = await live?.countByStatus().catch(() => undefined)
+    if (counts === undefined) return
     this.reset()
     for (const [status, count] of Object.entries(counts)) this.set({ status }, count ?? 0)
   },

@@ -242,9 +242,13 @@ async function serve(
         }
       }
       if (pathname === '/metrics') {
-        return void registry.metrics().then((text) => {
-          res.writeHead(200, { 'content-type': registry.contentType }).end(text)
-        })
+        return void registry.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+          (error: unknown) => {
+            log('error', 'metrics.failed', { error })
+            sendJson(res, 503, { detail: 'Metrics cannot be read now; try again' })
+          },
+        )
       }
       if (isApi || pathname === '/graphql') {
         const serve = (api: Awaited<ReturnType<typeof loadApi>>) =>

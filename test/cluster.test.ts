@@ -35,7 +35,8 @@ async function cluster(n = 3): Promise<ChildServer[]> {
   dir = await mkdtemp(join(tmpdir(), 'uploads-cluster-'))
   instances = await Promise.all(
     Array.from({ length: n }, (_, i) =>
-      spawnServer(dir, { REDIS_URL: redis.url, INSTANCE_ID: `node-${'abc'[i]}` }),
+      // Dotted, as hostnames often are (ip-10-0-0-1.ec2.internal): a name is never cut at its first dot.
+      spawnServer(dir, { REDIS_URL: redis.url, INSTANCE_ID: `node-${'abc'[i]}.ec2.internal` }),
     ),
   )
   return instances
@@ -170,6 +171,8 @@ describe('Redis restarting mid-run', () => {
     expect(during.status).toBe(503)
     expect(during.body).toEqual({ detail: expect.stringMatching(/Redis/) })
     expect(performance.now() - asked).toBeLessThan(3000)
+    // A scrape meanwhile answers (the counts it cannot read stay as they were) and ends nothing.
+    expect((await fetch(`${b!.url}/metrics`)).status).toBe(200)
     expect((await fetch(`${a!.url}/readyz`)).status).toBe(503)
     await restarted
     await waitForStatus(b!.url, id, 'completed', 20_000)
@@ -177,6 +180,22 @@ describe('Redis restarting mid-run', () => {
     expect(a!.child.exitCode).toBeNull()
     expect(b!.child.exitCode).toBeNull()
     await waitFor(async () => (await fetch(`${a!.url}/readyz`)).status === 200)
+  })
+})
+
+describe('Redis away for longer than a lease can wait', () => {
+  it('the transfer stops at its deadline, and is taken up again from the bytes on disk once Redis is back', async () => {
+    const [a, b] = await cluster(2)
+    const content = bytes(300_000)
+    const { body } = await restUpload(a!.url, content, { speed: 50_000 })
+    const id = body.upload_id
+    await waitFor(async () => (await sizeOf(part(id))) > 20_000)
+    // 4 s away: past the owner's own deadline (it stops writing), short of the lease's 5 s in Redis, so
+    // the first renewal afterwards could still succeed. Held but run by nobody, it would never finish.
+    await redis.restart(4000)
+    await waitFor(() => /"event":"upload\.lease_lost"/.test(a!.output() + b!.output()), 10_000)
+    await waitForStatus(b!.url, id, 'completed', 25_000)
+    expect(sha(await readFile(join(dir, `${id}_data.bin`)))).toBe(sha(content))
   })
 })
 
@@ -238,9 +257,9 @@ describe('a folder that instances share over Redis', () => {
 
   it('logs and /metrics name the instance (metrics stay per instance)', async () => {
     const [a, b] = await cluster(2)
-    expect(a!.output()).toMatch(/"event":"server.started","instance":"node-a"/)
+    expect(a!.output()).toMatch(/"event":"server.started","instance":"node-a\.ec2\.internal"/)
     const metrics = await (await fetch(`${b!.url}/metrics`)).text()
-    expect(metrics).toMatch(/^process_resident_memory_bytes\{service_instance="node-b"\} \d+/m)
+    expect(metrics).toMatch(/^process_resident_memory_bytes\{service_instance="node-b\.ec2\.internal"\} \d+/m)
     expect(metrics).not.toMatch(/node-a/)
   })
 

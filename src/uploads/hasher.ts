@@ -83,7 +83,13 @@ function shared(): Worker {
 function scheduleStop(): void {
   clearTimeout(idleTimer)
   idleTimer = setTimeout(() => {
-    if (streams.size === 0) void stopHashWorker()
+    if (streams.size > 0 || !worker) return
+    // Forgotten before it is told to end: a stream that starts while it ends gets a new worker, not this
+    // dying one (whose exit fails only the streams it had, and it has none).
+    const idle = worker
+    worker = undefined
+    spare.length = 0
+    void idle.terminate()
   }, IDLE_STOP_MS).unref()
 }
 

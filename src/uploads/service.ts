@@ -156,7 +156,14 @@ export class UploadService {
   recover(orphans: readonly string[]): Promise<void> {
     this.recovered = false
     this.recovering = (async () => {
-      const doomed = this.shared ? await this.stillOrphans(orphans) : orphans
+      // Which leftovers to sweep, asked of Redis when shared: if it cannot say now, nothing is swept (the next
+      // start sweeps them), rather than guess or end the process.
+      const doomed = this.shared
+        ? await this.stillOrphans(orphans).catch((error: unknown) => {
+            log('warn', 'recovery.sweep_skipped', { error: describe(error) })
+            return []
+          })
+        : orphans
       await this.storage.remove(doomed).catch((error: unknown) => log('warn', 'recovery.sweep_failed', { error }))
       if (this.shared) {
         // Running uploads are carried on by whoever holds (or takes) their lease: see adopt().
@@ -234,12 +241,17 @@ export class UploadService {
   /** This process no longer holds the upload's lease: its run stops at once, and writes nothing more. */
   private async lost(id: string): Promise<void> {
     const run = this.runs.get(id)
-    if (!run) return
-    log('warn', 'upload.lease_lost', { id, instance: this.leases.instance, uploadedSize: run.offset })
-    this.runs.delete(id)
-    this.hashes.delete(id)
-    run.controller.abort()
-    await run.transfer.done.catch(() => undefined)
+    if (run) {
+      log('warn', 'upload.lease_lost', { id, instance: this.leases.instance, uploadedSize: run.offset })
+      this.runs.delete(id)
+      this.hashes.delete(id)
+      run.controller.abort()
+      await run.transfer.done.catch(() => undefined)
+    }
+    // The run stopped at its own deadline, but a late renewal may still have kept the lease in Redis: an
+    // upload held by an instance that runs nothing would never be adopted. Let go (a no-op if it is
+    // someone else's now), and whoever takes it next carries on from the bytes on disk.
+    await this.leases.release(id).catch(() => undefined)
   }
 
   private async recoverOne(id: string): Promise<void> {
@@ -583,7 +595,14 @@ export class UploadService {
    */
   private async dispatch(command: Command, hops = 0): Promise<UploadView> {
     const { id } = command
-    if (this.leases.held(id)) return this.command(id, () => this.perform(command))
+    if (this.leases.held(id)) {
+      try {
+        return await this.command(id, () => this.perform(command))
+      } finally {
+        // Paused, canceled, deleted: nothing runs here, so nothing is left to hold it for.
+        if (this.shared && !this.runs.has(id)) await this.leases.release(id).catch(() => undefined)
+      }
+    }
     await this.record(id) // NOT_FOUND before any lease is asked for
     const fence = await this.guard(() => this.leases.acquire(id))
     if (fence) {
@@ -726,6 +745,7 @@ export class UploadService {
         if (record && !isFinal(record.status)) await finish({ ...record, uploadedSize: run.offset })
       } finally {
         this.finishing.delete(id)
+        if (this.shared && !this.runs.has(id)) await this.leases.release(id).catch(() => undefined)
       }
     }).catch((error: unknown) => log('error', 'upload.finish_failed', { id, error }))
   }
@@ -793,9 +813,14 @@ export class UploadService {
     await this.guard(() => this.store.put(record, this.fenceOf(record.id)))
   }
 
-  /** The lease this process writes an upload's record under (the store refuses it once someone took over). */
+  /**
+   * The lease this process writes an upload's record under (the store refuses it once someone took over).
+   * Shared, a write with no lease held would pass every fence, so it is refused here instead.
+   */
   private fenceOf(id: string): string | undefined {
-    return this.leases.held(id)?.value
+    const held = this.leases.held(id)
+    if (!held && this.shared) throw new FencedError(`this instance no longer holds upload ${id}`)
+    return held?.value
   }
 
   private async guard<T>(write: () => Promise<T>): Promise<T> {
@@ -877,14 +902,17 @@ export class UploadService {
   }
 
   private async checkpoint(): Promise<void> {
-    const moved = [...this.runs.values()].filter((run) => run.offset !== run.checkpointed)
+    // A run whose lease just lapsed is about to stop; its count is the next owner's to record.
+    const moved = [...this.runs.values()].filter(
+      (run) => run.offset !== run.checkpointed && this.leases.held(run.record.id) !== undefined,
+    )
     if (moved.length === 0) return
     const at = now()
     const entries = moved.map((run) => ({
       id: run.record.id,
       uploadedSize: run.offset,
       updatedAt: at,
-      fence: this.fenceOf(run.record.id),
+      fence: this.leases.held(run.record.id)?.value,
     }))
     try {
       await this.store.progress(entries)

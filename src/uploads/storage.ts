@@ -74,7 +74,10 @@ export class Storage {
   /** The instance a body still arriving belongs to, or undefined for any other path. */
   ownerOfIncoming(path: string): string | undefined {
     const name = basename(path)
-    return INCOMING.test(name) ? name.slice(0, name.indexOf('.')) : undefined
+    if (!INCOMING.test(name)) return undefined
+    // `{instance}.{uuid}.incoming`: the instance's name may hold dots of its own (ip-10-0-0-1.ec2.internal).
+    const stem = name.slice(0, -'.incoming'.length)
+    return stem.slice(0, stem.lastIndexOf('.'))
   }
 
   /** The upload a staging or `.part` file belongs to, or undefined for any other path. */
