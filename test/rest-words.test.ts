@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { api, bytes, multipart, rawRequest, restUpload, statusOf } from './support/clients.js'
-import { startServer, type TestServer } from './support/server.js'
+import { api, bytes, multipart, rawRequest, restUpload, statusOf, waitFor } from './support/clients.js'
+import { multipartHead, openRequest, partHead } from './support/raw.js'
+import { listStorage, startServer, type TestServer } from './support/server.js'
 
 /** Errors on /api are for curl users: they name the REST parameter and what it takes, never GraphQL's terms. */
 const GRAPHQL_WORDS = /\$|Variable|SafeInt|File!|ID!|non-null|GraphQL/
@@ -76,6 +77,45 @@ describe('a speed form field', () => {
       body: { detail: expect.stringMatching(/\?speed=4096.*speed=1024/) },
     })
   })
+
+  it.each([
+    ['disagrees with the query', 'speed=1024', '?speed=4096', /\?speed=4096.*speed=1024/],
+    ['is not a number', 'speed=fast', '', /^the speed field must be a whole number/],
+  ])(
+    'after the file part, that %s → 422, and the upload its file began is undone',
+    async (_, field, query, detail) => {
+      const [name, value] = field.split('=') as [string, string]
+      const stagedBefore = (await listStorage(server.dir)).staging
+      const file = bytes(50_000)
+      const between = `\r\n${partHead(name)}`
+      const tail = `${value}\r\n--b0undary--\r\n`
+      const length = partHead('file', 'late.bin').length + file.length + between.length + tail.length
+      const request = openRequest(server.url, multipartHead(`/api/upload${query}`, length))
+      request.write(partHead('file', 'late.bin'))
+      request.write(file)
+      request.write(between)
+      // The file is whole (the next part began) and its upload running before the field that spoils the
+      // request arrives.
+      const listed = () =>
+        api<{ uploads: { upload_id: string; filename: string; total_size: number }[] }>(
+          server.url,
+          'GET',
+          '/api/uploads',
+        ).then(({ body }) => body.uploads.filter((upload) => upload.filename === 'late.bin'))
+      await waitFor(async () => (await listed()).some((upload) => upload.total_size === file.length))
+      request.write(tail)
+      const answer = await request.answer
+      request.end()
+      expect(answer.status).toBe(422)
+      expect(JSON.parse(answer.body)).toEqual({ detail: expect.stringMatching(detail) })
+      // Nothing of it stays: not on record, not on disk.
+      expect(await listed()).toEqual([])
+      const { stored, staging } = await listStorage(server.dir)
+      expect(stored.filter((stored) => stored.includes('late.bin'))).toEqual([])
+      // (Earlier tests' uploads may finish meanwhile and take their staging copies with them.)
+      expect(staging.filter((staged) => !stagedBefore.includes(staged))).toEqual([])
+    },
+  )
 
   it('that is not a number → 422 in REST words', async () => {
     const { status, body } = await send([

@@ -8,7 +8,7 @@ import { IncomingFile, receiveMultipart, RequestEnded, type IngestLimits } from 
 import { log } from '../log.js'
 import { requestIdOf } from '../request-id.js'
 import { sendFile } from './download.js'
-import { parseSpeed, routes, SET_SPEED, type Route } from './routes.js'
+import { DISCARD, parseSpeed, routes, SET_SPEED, type Route } from './routes.js'
 
 type Run = (
   context: Context,
@@ -111,6 +111,7 @@ async function receiveUpload(
   variables: Record<string, unknown>,
   run: (variables: Record<string, unknown>) => Promise<ExecutionResult>,
   setSpeed: (id: string, speed: number) => Promise<ExecutionResult>,
+  discard: (id: string) => Promise<ExecutionResult>,
 ): Promise<ExecutionResult> {
   const querySpeed = variables.speed as number | undefined
   let formSpeed: number | undefined
@@ -158,9 +159,15 @@ async function receiveUpload(
   const speedAtStart = querySpeed ?? formSpeed
   const result = await run({ ...variables, file, speed: speedAtStart })
   if (result.errors?.length) return result
-  // The answer waits for the rest of the body: a speed field may come after the file part.
-  await session.done
   const id = (result.data?.uploadFile as { id: string } | undefined)?.id
+  // The answer waits for the rest of the body: a speed field may come after the file part. If what comes
+  // is bad, the request is refused whole: the upload its file began is undone, nothing of it kept.
+  try {
+    await session.done
+  } catch (error) {
+    if (id !== undefined) await discard(id)
+    throw error
+  }
   if (id !== undefined && formSpeed !== undefined && formSpeed !== speedAtStart) {
     const changed = await setSpeed(id, formSpeed)
     if (changed.errors?.length) return changed
@@ -182,6 +189,7 @@ export function createRestHandler(schema: GraphQLSchema, context: Context, limit
     run: compileOperation(schema, `${route.method} ${route.path}`, route.operation),
   }))
   const setSpeed = compileOperation(schema, 'setSpeed', SET_SPEED)
+  const discard = compileOperation(schema, 'discard', DISCARD)
 
   return async function handleRest(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     let found: Match
@@ -206,6 +214,7 @@ export function createRestHandler(schema: GraphQLSchema, context: Context, limit
             variables,
             async (v) => route.run(context, v),
             async (upload, speed) => setSpeed(context, { id: upload, speed }),
+            async (upload) => discard(context, { id: upload }),
           )
         : await route.run(context, variables)
       const failure = failureOf(result)

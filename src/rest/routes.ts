@@ -79,6 +79,8 @@ const idVar = (id: string | undefined) => ({ id })
 
 /** Run after an upload whose `speed` form field came after its file part (see handler.ts). */
 export const SET_SPEED = `mutation SetSpeed($id: ID!, $speed: SafeInt!) { setSpeed(id: $id, speed: $speed) { targetSpeed } }`
+/** An upload whose request turned out bad after its file (a speed field after it): undone, bytes and record. */
+export const DISCARD = `mutation Discard($id: ID!) { cancelUpload(id: $id) { id } deleteFile(id: $id) { id } }`
 
 export const routes: Route[] = [
   {
