@@ -20,7 +20,7 @@ const uploadStatus = {
   filename: { type: 'string' },
   uploaded_size: int,
   total_size: int,
-  current_speed: { type: 'number', minimum: 0 },
+  current_speed: int,
   target_speed: int,
 }
 
