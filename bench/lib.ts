@@ -58,21 +58,39 @@ export interface BenchServer {
   stop(): Promise<void>
 }
 
-export async function startServer(env: Record<string, string> = {}): Promise<BenchServer> {
-  const dir = await mkdtemp(join(tmpdir(), 'bench-uploads-'))
-  const child = spawn(process.execPath, ['dist/main.js'], {
-    cwd: ROOT,
-    env: { ...process.env, NODE_ENV: 'production', UPLOAD_DIR: dir, PORT: '0', HOST: '127.0.0.1', ...env },
+export interface StartOptions {
+  /** Spawned through `bash -c 'ulimit -n …; exec node …'`, for servers that hold thousands of sockets. */
+  manyFiles?: boolean
+}
+
+/**
+ * With `env.UPLOAD_DIR` the server stores there and the folder is the caller's to remove (several instances
+ * share one); without it, a fresh folder is made and removed on stop.
+ */
+export async function startServer(
+  env: Record<string, string> = {},
+  options: StartOptions = {},
+): Promise<BenchServer> {
+  const own = env.UPLOAD_DIR === undefined
+  const dir = env.UPLOAD_DIR ?? (await mkdtemp(join(tmpdir(), 'bench-uploads-')))
+  const child = spawnNode(['dist/main.js'], {
+    env: { NODE_ENV: 'production', UPLOAD_DIR: dir, PORT: '0', HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
+    manyFiles: options.manyFiles,
   })
   const url = await new Promise<string>((resolve, reject) => {
     let out = ''
-    child.stdout.on('data', (chunk: Buffer) => {
-      out += chunk.toString()
-      const found = /"url":"(http:\/\/[\d.]+:\d+)"/.exec(out)
-      if (found?.[1]) resolve(found[1])
+    let found = false
+    child.stdout!.on('data', (chunk: Buffer) => {
+      if (found) return // keep reading (a full pipe would block the server), but hold nothing
+      out = (out + chunk.toString()).slice(-64 * 1024)
+      const match = /"url":"(http:\/\/[\d.]+:\d+)"/.exec(out)
+      if (match?.[1]) {
+        found = true
+        resolve(match[1])
+      }
     })
-    child.once('exit', () => reject(new Error(`server exited: ${out}`)))
+    child.once('exit', () => reject(new Error(`server exited: ${out.slice(-2000)}`)))
   })
   return {
     url,
@@ -80,16 +98,116 @@ export async function startServer(env: Record<string, string> = {}): Promise<Ben
     pid: child.pid!,
     child,
     async stop() {
-      const exited = new Promise((resolve) => child.once('exit', resolve))
-      const began = performance.now()
-      child.kill('SIGTERM')
-      await exited
-      const took = performance.now() - began
-      if (took > 2000) console.error(`(server took ${Math.round(took)} ms to shut down)`)
-      await rm(dir, { recursive: true, force: true })
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve))
+        const began = performance.now()
+        child.kill('SIGTERM')
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+        await exited
+        clearTimeout(timer)
+        const took = performance.now() - began
+        if (took > 2000) console.error(`(server took ${Math.round(took)} ms to shut down)`)
+      }
+      if (own) await rm(dir, { recursive: true, force: true })
     },
   }
 }
+
+/** Every process the bench spawned and has not seen exit: killed if the bench itself exits first. */
+const spawned = new Set<ChildProcess>()
+process.once('exit', () => {
+  for (const child of spawned) child.kill('SIGKILL')
+})
+/** Kills `child` if the bench exits before it does. */
+export function track<T extends ChildProcess>(child: T): T {
+  spawned.add(child)
+  child.once('exit', () => spawned.delete(child))
+  return child
+}
+
+/**
+ * Node (this one) in its own process, in the project's folder. With `manyFiles`, through bash so that its
+ * open-files limit is raised first (as far as the hard limit allows).
+ */
+export function spawnNode(
+  args: string[],
+  options: {
+    env?: Record<string, string>
+    stdio?: ('ignore' | 'pipe' | 'inherit')[]
+    manyFiles?: boolean | undefined
+  } = {},
+): ChildProcess {
+  const env = { ...process.env, ...options.env }
+  const stdio = options.stdio ?? ['pipe', 'pipe', 'inherit']
+  const quoted = [process.execPath, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ')
+  const child = options.manyFiles
+    ? spawn('bash', ['-c', `ulimit -n 65536 2>/dev/null || ulimit -n hard; exec ${quoted}`], {
+        cwd: ROOT,
+        env,
+        stdio,
+      })
+    : spawn(process.execPath, args, { cwd: ROOT, env, stdio })
+  return track(child)
+}
+
+/** Ends a child process: SIGTERM, then SIGKILL if it has not gone within `graceMs`. */
+export async function endProcess(child: ChildProcess, graceMs = 3000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  child.kill('SIGTERM')
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)
+  await exited
+  clearTimeout(timer)
+}
+
+/** Polls `url`/readyz until it answers 200 (every `everyMs`); rejects after `timeoutMs`. */
+export async function waitReady(url: string, timeoutMs = 30_000, everyMs = 5): Promise<void> {
+  const deadline = performance.now() + timeoutMs
+  for (;;) {
+    const ok = await fetch(`${url}/readyz`).then(
+      (r) => r.status === 200,
+      () => false,
+    )
+    if (ok) return
+    if (performance.now() > deadline) throw new Error(`${url}/readyz did not answer 200 in ${timeoutMs} ms`)
+    await sleep(everyMs)
+  }
+}
+
+/** A row that says what failed, so one failure does not cost the rest of the figure. */
+export function failed(figure: string, measure: string, error: unknown): Row {
+  console.error(error)
+  return {
+    figure,
+    measure: `${measure}: failed: ${(error as Error)?.message ?? String(error)}`.slice(0, 300),
+    value: NaN,
+    unit: '',
+    target: '',
+    pass: false,
+  }
+}
+
+/** Runs one part of a figure; a failure becomes a failing row. */
+export async function attempt(figure: string, measure: string, run: () => Promise<Row[]>): Promise<Row[]> {
+  try {
+    return await run()
+  } catch (error) {
+    return [failed(figure, measure, error)]
+  }
+}
+
+/** Epoch milliseconds with sub-millisecond resolution; comparable across processes on one machine. */
+export const now = () => performance.timeOrigin + performance.now()
+
+/** A value from a Prometheus text exposition, or undefined when the metric is not there. */
+export async function metric(url: string, name: string): Promise<number | undefined> {
+  const text = await fetch(`${url}/metrics`).then((r) => r.text())
+  const found = new RegExp(`^${name}(?:\\{[^}]*\\})?\\s+([\\d.eE+-]+)`, 'm').exec(text)
+  return found?.[1] === undefined ? undefined : Number(found[1])
+}
+
+/** A time in ms, or a count, as text for a table cell. */
+export const ms = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2))
 
 /** Resident memory now and at its peak (VmHWM), in bytes. */
 export async function memoryOf(pid: number): Promise<{ rss: number; peak: number }> {

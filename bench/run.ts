@@ -4,18 +4,25 @@
  *
  *   BENCH_SIZE_MB  size of the ingest/transfer file (default 1024)
  *   BENCH_RUNS     runs per figure; medians are quoted (default 3)
- *   BENCH_ONLY     comma-separated figures to run: ingest,throttle,control,concurrency,fanout,status
+ *   BENCH_ONLY     comma-separated figures to run: ingest,throttle,control,concurrency,fanout,status,cluster,
+ *                  scale,cap,state,tiny,idle
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
+import { cap } from './cap.js'
+import { cluster } from './cluster.js'
 import { concurrency } from './concurrency.js'
 import { control } from './control.js'
 import { fanout } from './fanout.js'
+import { idle } from './idle.js'
 import { ingestAndTransfer } from './ingest.js'
 import { makeFile, MiB, ROOT, type Row } from './lib.js'
+import { scale } from './scale.js'
+import { state } from './state.js'
 import { status } from './status.js'
 import { throttle } from './throttle.js'
+import { tiny } from './tiny.js'
 
 const size = Number(process.env.BENCH_SIZE_MB ?? 1024) * MiB
 const runs = Number(process.env.BENCH_RUNS ?? 3)
@@ -75,6 +82,12 @@ try {
   await figure('concurrency', () => concurrency(scratch))
   await figure('fanout', () => fanout(scratch))
   await figure('status', () => status(scratch))
+  await figure('cluster', () => cluster(scratch))
+  await figure('scale', () => scale(scratch))
+  await figure('cap', () => cap(scratch))
+  await figure('state', () => state(scratch, runs))
+  await figure('tiny', () => tiny())
+  await figure('idle', () => idle())
 
   const machine = {
     cpu: cpus()[0]?.model ?? 'unknown',
@@ -110,7 +123,8 @@ ${markdown}
 \`\`\`sh
 npm ci
 npm run bench                      # builds, then runs every figure (about ${Math.ceil(machine.seconds / 60)} min); writes bench/results.json and this file
-BENCH_ONLY=throttle npm run bench  # one figure: ingest, throttle, control, concurrency, fanout, status
+BENCH_ONLY=throttle npm run bench  # one figure: ingest, throttle, control, concurrency, fanout, status,
+                                   # cluster, scale, cap, state, tiny, idle
 BENCH_SIZE_MB=256 BENCH_RUNS=5 npm run bench
 \`\`\`
 
