@@ -1,5 +1,7 @@
 import type { Redis } from 'ioredis'
+import type { Locker } from '@tus/utils'
 import { connectRedis, ready } from './redis.js'
+import { RedisLocker } from './tus/redis-locker.js'
 import type { Bus } from './uploads/bus.js'
 import type { Leases } from './uploads/lease.js'
 import { RedisBus } from './uploads/redis-bus.js'
@@ -13,6 +15,8 @@ export interface Cluster {
   store: RecordStore
   leases: Leases
   bus: Bus
+  /** tus: one request at a time writes an upload, whichever instance it reached. */
+  locker: Locker
   /** Why this instance cannot serve now (Redis unreachable), or undefined. */
   unhealthy(): Promise<string | undefined>
   close(): Promise<void>
@@ -28,13 +32,16 @@ export async function joinCluster(url: string, instance: string): Promise<Cluste
   await ready(subscriber, url)
   const leases = new RedisLeases(redis, instance)
   const bus = new RedisBus(redis, subscriber, instance, () => leases.heldIds())
+  const locker = new RedisLocker(redis, subscriber)
   await leases.start()
   await bus.start()
+  await locker.start()
   return {
     instance,
     store: new RedisStore(redis),
     leases,
     bus,
+    locker,
     async unhealthy() {
       let timer: NodeJS.Timeout | undefined
       try {

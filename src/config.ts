@@ -34,6 +34,8 @@ export interface Config {
   redisUrl: string | undefined
   /** This instance's name in logs, metrics and leases; default `{hostname}-{random}`, unique per start. */
   instanceId: string | undefined
+  /** A resumable (tus) upload that receives no byte for this long is removed. Default 24 h. */
+  resumableExpiryMs: number
 }
 
 export class ConfigError extends Error {
@@ -62,6 +64,22 @@ function wholeNumber(
     throw new ConfigError(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`)
   }
   return value
+}
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+
+/** A length of time: `500ms`, `90s`, `30m`, `24h`, `7d`, or a plain number of seconds. */
+function duration(env: Env, name: string, fallbackMs: number): number {
+  const raw = env[name]?.trim()
+  if (raw === undefined || raw === '') return fallbackMs
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw)
+  const ms = match ? Math.round(Number(match[1]) * (UNIT_MS[match[2] ?? 's'] ?? 1000)) : NaN
+  if (!Number.isSafeInteger(ms) || ms < 1) {
+    throw new ConfigError(
+      `${name} must be a length of time such as 24h, 30m, 90s or 500ms (a plain number is seconds); got ${JSON.stringify(raw)}`,
+    )
+  }
+  return ms
 }
 
 function logLevel(env: Env): LogLevel {
@@ -154,5 +172,6 @@ export function loadConfig(env: Env = readEnv()): Config {
     logLevel: logLevel(env),
     redisUrl: redisUrl(env),
     instanceId: instanceId(env),
+    resumableExpiryMs: duration(env, 'RESUMABLE_EXPIRY', 24 * 3_600_000),
   }
 }

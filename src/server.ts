@@ -15,6 +15,7 @@ import type { Context } from './graphql/context.js'
 import { log, setLogFields } from './log.js'
 import { observe, observeRequest, registry } from './metrics.js'
 import { applyCors, listensOnLoopback, refusal, type OriginPolicy } from './origin.js'
+import { TUS_PATH } from './tus/path.js'
 import { sendJson } from './http-json.js'
 import { FolderLock } from './uploads/folder-lock.js'
 import { stopHashWorker } from './uploads/hasher.js'
@@ -159,6 +160,7 @@ async function serve(
     maxTotalSpeed: config.maxTotalSpeed,
     leases: cluster?.leases,
     bus: cluster?.bus,
+    resumableExpiryMs: config.resumableExpiryMs,
   })
   const limits: IngestLimits = { storage, maxRequestFileBytes: config.maxUploadSize }
   const context: Context = {
@@ -174,6 +176,17 @@ async function serve(
   const loadingApi = (): Promise<Awaited<ReturnType<typeof loadApi>>> =>
     (apiPromise ??= loadApi(context, limits, config.apiToken).then((loaded) => (apiLoaded = loaded)))
   let apiPromise: Promise<Awaited<ReturnType<typeof loadApi>>> | undefined
+  // tus (@tus/server) loads on its first request: most servers never see one.
+  let tusHandler: Promise<(req: IncomingMessage, res: ServerResponse) => Promise<void>> | undefined
+  const loadTus = async () =>
+    (await import('./tus/server.js')).createTusHandler({
+      service,
+      storage,
+      maxSize: config.maxUploadSize,
+      expiryMs: config.resumableExpiryMs,
+      corsAllows: (origin) => config.corsOrigins.includes('*') || config.corsOrigins.includes(origin),
+      locker: cluster?.locker,
+    })
   const policy: OriginPolicy = {
     corsOrigins: config.corsOrigins,
     allowedHosts: config.allowedHosts,
@@ -235,11 +248,21 @@ async function serve(
         )
       }
       const isApi = pathname === '/api' || pathname.startsWith('/api/')
-      if (isApi || pathname === '/metrics' || (pathname === '/graphql' && !isGraphiQLPage(req))) {
+      const isTus = pathname === TUS_PATH || pathname.startsWith(`${TUS_PATH}/`)
+      if (isApi || isTus || pathname === '/metrics' || (pathname === '/graphql' && !isGraphiQLPage(req))) {
         const token = config.apiToken
         if (token !== undefined && !tokenMatches(bearerToken(req.headers.authorization), token)) {
-          if (!isSignedDownload(req, url, token)) return unauthorized(res, isApi)
+          if (!isSignedDownload(req, url, token)) return unauthorized(res, isApi || isTus)
         }
+      }
+      if (isTus) {
+        return void (tusHandler ??= loadTus())
+          .then((handle) => handle(req, res))
+          .catch((error: unknown) => {
+            log('error', 'tus.error', { requestId: requestIdOf(req), error })
+            if (!res.headersSent) sendJson(res, 500, { detail: 'Internal Server Error' })
+            else res.destroy()
+          })
       }
       if (pathname === '/metrics') {
         return void registry.metrics().then(

@@ -3,10 +3,11 @@ import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { api, bytes, restUpload, statusOf, waitFor, waitForStatus, wsClient } from './support/clients.js'
+import { api, bytes, gql, restUpload, statusOf, waitFor, waitForStatus, wsClient } from './support/clients.js'
 import { runUntilExit, spawnServer, type ChildServer } from './support/child.js'
 import { multipartHead, openRequest, partHead } from './support/raw.js'
 import { startRedis, type TestRedis } from './support/redis.js'
+import { tusClientUpload, tusCreate, tusHead, type Sent } from './support/tus.js'
 
 /**
  * Three real instances as child processes, one storage folder, one real redis-server: any instance answers
@@ -154,6 +155,47 @@ describe('an instance that dies', () => {
     expect(after.size).toBe(content.length)
     expect(sha(await readFile(stored))).toBe(sha(content))
     expect((await statusOf(a!.url, id)).body.status).toBe('completed')
+  })
+})
+
+describe('resumable uploads (tus) over several instances', () => {
+  it('cut off at one instance, resumed through another, the file is byte-identical; a cancel via a third stops a PATCH in flight', async () => {
+    const [a, b, c] = await cluster()
+    const content = bytes(4 * 1024 ** 2)
+    const cut = await tusClientUpload(a!.url, content, {
+      chunkSize: 1024 ** 2,
+      metadata: { filename: 'data.bin', speed: '0' },
+      stopWhen: (accepted) => accepted >= 2 * 1024 ** 2,
+    })
+    const id = cut.url.split('/').pop() ?? ''
+    const sent: Sent[] = []
+    await tusClientUpload(b!.url, content, { uploadUrl: `${b!.url}/files/${id}`, chunkSize: 1024 ** 2, sent })
+    expect(sent.filter((request) => request.method === 'PATCH')[0]?.offset).toBeGreaterThanOrEqual(
+      2 * 1024 ** 2,
+    )
+    await waitForStatus(c!.url, id, 'completed', 20_000)
+    expect(sha(await readFile(join(dir, `${id}_data.bin`)))).toBe(sha(content))
+
+    // A PATCH arriving at a; the cancel goes to c, and reaches it.
+    const other = await tusCreate(a!.url, 2_000_000, { filename: 'stopped.bin' })
+    const request = openRequest(
+      a!.url,
+      `PATCH /files/${other.id} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: 2000000\r\n\r\n`,
+    )
+    request.write(bytes(100_000))
+    // (Asked over GraphQL: a tus HEAD would itself ask the PATCH under way to let go of the upload.)
+    await waitFor(async () => {
+      const { data } = await gql<{ upload: { receivedSize: number } }>(
+        b!.url,
+        `{ upload(id: "${other.id}") { receivedSize } }`,
+      )
+      return (data?.upload.receivedSize ?? 0) >= 100_000
+    })
+    expect((await api(c!.url, 'POST', `/api/upload/${other.id}/cancel`)).status).toBe(200)
+    const answer = await request.answer
+    request.end()
+    expect(answer.status).toBe(410)
+    expect((await tusHead(`${b!.url}/files/${other.id}`)).status).toBe(410)
   })
 })
 

@@ -148,6 +148,11 @@ describe('a file that is still arriving', () => {
     expect((await listStorage(server.dir)).stored.filter((name) => name.startsWith(id))).toEqual([])
     const status = await api<{ status: string }>(server.url, 'GET', `/api/upload/${id}/status`)
     expect(status.body.status).toBe('canceled')
+    // Its record (canceled before its sha256 was known) reads back at the next start.
+    server = await server.restart()
+    expect((await api<{ status: string }>(server.url, 'GET', `/api/upload/${id}/status`)).body.status).toBe(
+      'canceled',
+    )
   })
 
   it('canceled while it arrives over GraphQL multipart: the mutation answers INVALID_STATE', async () => {

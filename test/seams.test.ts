@@ -2,8 +2,11 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Redis } from 'ioredis'
+import { MemoryLocker } from '@tus/server'
+import type { Locker } from '@tus/utils'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connectRedis, ready } from '../src/redis.js'
+import { RedisLocker } from '../src/tus/redis-locker.js'
 import { LocalBus, type Bus } from '../src/uploads/bus.js'
 import { LocalLeases, type Leases } from '../src/uploads/lease.js'
 import { LocalStore } from '../src/uploads/local-store.js'
@@ -331,5 +334,66 @@ describe('Bus (Redis): a lost message does not strand a command', () => {
       await requester.close()
       await owner.close()
     }
+  })
+})
+
+// tus's Locker: one request at a time writes an upload. In one process @tus/server's MemoryLocker; over
+// Redis, RedisLocker, whichever instance each request reached.
+/** Two lockers that guard the same uploads: one process's requests, or two instances over one Redis. */
+const lockers: [string, () => Promise<[Locker, Locker]>][] = [
+  [
+    'in one process',
+    async () => {
+      const locker = new MemoryLocker({ acquireLockTimeout: 2000 })
+      return [locker, locker]
+    },
+  ],
+  [
+    'Redis',
+    async () => {
+      const prefix = `lk${++prefixes}`
+      const instance = async () => {
+        const locker = new RedisLocker(await connection(), await connection(), prefix)
+        await locker.start()
+        return locker
+      }
+      return [await instance(), await instance()]
+    },
+  ],
+]
+
+describe.each(lockers)('Locker: %s', (_, make) => {
+  it('holds one request at a time, asks the holder to let go, and hands it over once it has', async () => {
+    const [locker, other] = await make()
+    const first = locker.newLock('u1')
+    let asked = 0
+    await first.lock(new AbortController().signal, () => {
+      asked++
+      void first.unlock()
+    })
+    const second = other.newLock('u1')
+    const took = performance.now()
+    await second.lock(new AbortController().signal, () => undefined)
+    expect(asked).toBe(1)
+    expect(performance.now() - took).toBeLessThan(1500)
+    // A different upload is never held up by it.
+    const unrelated = locker.newLock('u2')
+    await unrelated.lock(new AbortController().signal, () => undefined)
+    await unrelated.unlock()
+    await second.unlock()
+  })
+
+  it('a request that gives up waiting (its signal) is refused, and the holder keeps the lock', async () => {
+    const [locker] = await make()
+    const holder = locker.newLock('u3')
+    await holder.lock(new AbortController().signal, () => undefined) // never lets go
+    const waiting = new AbortController()
+    const refused = locker.newLock('u3').lock(waiting.signal, () => undefined)
+    setTimeout(() => waiting.abort(), 200)
+    await expect(refused).rejects.toMatchObject({ status_code: 500 })
+    await holder.unlock()
+    const after = locker.newLock('u3')
+    await after.lock(new AbortController().signal, () => undefined)
+    await after.unlock()
   })
 })

@@ -107,6 +107,8 @@ export class OffThreadHash {
   private readonly stream: Stream = { inFlight: 0 }
   private block = takeBlock()
   private used = 0
+  /** Bytes added so far. */
+  size = 0
 
   constructor() {
     streams.set(this.id, this.stream)
@@ -116,6 +118,8 @@ export class OffThreadHash {
   /** Adds bytes; resolves at once unless too many are still waiting for the worker. */
   async update(bytes: Uint8Array): Promise<void> {
     this.check()
+    if (this.block.length === 0) this.block = takeBlock()
+    this.size += bytes.length
     let at = 0
     while (at < bytes.length) {
       const n = Math.min(BLOCK - this.used, bytes.length - at)
@@ -133,6 +137,16 @@ export class OffThreadHash {
     const done = this.wait<string>((resolve) => (this.stream.digested = resolve))
     this.send('digest')
     return done
+  }
+
+  /**
+   * Between two requests of a resumable upload, which may be hours apart: what is buffered goes to the
+   * worker and the block is given back, so a waiting hash holds a few hundred bytes there, not 1 MiB here.
+   */
+  park(): void {
+    if (this.used > 0) this.send()
+    if (this.block.length > 0 && spare.length < MAX_SPARE) spare.push(this.block.buffer as ArrayBuffer)
+    this.block = new Uint8Array(0)
   }
 
   /** Forgets the stream (a failed upload). */

@@ -86,8 +86,9 @@ export function recordProblem(value: unknown, id?: string): string | undefined {
   if (!count(r.receivedSize)) return 'has no whole, non-negative receivedSize'
   if (r.source !== 'multipart' && r.source !== 'tus') return `has an unknown source ${JSON.stringify(r.source)}`
   if (r.expiresAt !== null && (typeof r.expiresAt !== 'string' || !ISO.test(r.expiresAt))) return 'has an expiresAt that is not a time'
-  const receiving = r.status === 'RECEIVING'
-  if (typeof r.sha256 !== 'string' || !(HEX64.test(r.sha256) || (receiving && r.sha256 === ''))) return 'has no sha256'
+  // Known once every byte is in: an upload still arriving, or one that ended before it all did, has none.
+  const mayLackHash = r.status === 'RECEIVING' || r.status === 'CANCELED' || r.status === 'FAILED'
+  if (typeof r.sha256 !== 'string' || !(HEX64.test(r.sha256) || (mayLackHash && r.sha256 === ''))) return 'has no sha256'
   if (r.error !== null && typeof r.error !== 'string') return 'has an error that is not text'
   for (const field of ['createdAt', 'updatedAt'] as const)
     if (typeof r[field] !== 'string' || !ISO.test(r[field] as string)) return `has no ${field}`

@@ -22,6 +22,8 @@ const CHECKPOINT_EVERY_MS = 1000
 const LOCK_WAIT_MS = 10_000
 /** With shared leases: how often running uploads that nobody owns (their instance died) are looked for. */
 const ADOPT_EVERY_MS = 1000
+/** Expired resumable uploads are looked for this often (at most; more often when they expire sooner). */
+const EXPIRE_EVERY_MS = 60_000
 /** A state heard from another instance is trusted for a running upload's live figures this long. */
 const REMOTE_FRESH_MS = 3000
 
@@ -35,6 +37,8 @@ export interface UploadServiceOptions {
   bus?: Bus
   /** Bytes per second for all transfers of this process together, shared fairly; 0 (default): no cap. */
   maxTotalSpeed?: number
+  /** A resumable upload that receives no byte for this long is removed (RESUMABLE_EXPIRY); default 24 h. */
+  resumableExpiryMs?: number
 }
 
 export interface UploadPage {
@@ -102,6 +106,8 @@ export class UploadService {
   /** Live figures of uploads that run elsewhere, from their owners' published states. */
   private readonly remote = new Map<string, { view: UploadView; at: number }>()
   private adopter: NodeJS.Timeout | undefined
+  private readonly expirer: NodeJS.Timeout
+  private expiring = false
   private adopting = false
   private recovering: Promise<void> = Promise.resolve()
   private recovered = true
@@ -123,6 +129,12 @@ export class UploadService {
     this.leases.onLost((id) => void this.lost(id))
     this.ticker = setInterval(() => this.publishProgress(), PROGRESS_EVERY_MS).unref()
     this.checkpointer = setInterval(() => void this.checkpoint(), CHECKPOINT_EVERY_MS).unref()
+    const expiry = this.expiryMs
+    this.expirer = setInterval(() => void this.expire(), Math.min(EXPIRE_EVERY_MS, Math.max(expiry / 4, 100))).unref()
+  }
+
+  private get expiryMs(): number {
+    return this.options.resumableExpiryMs ?? 24 * 3_600_000
   }
 
   /** Whether leases are shared with other instances (Redis), rather than all this process's. */
@@ -258,8 +270,11 @@ export class UploadService {
     const record = await this.store.get(id)
     if (this.closed || !record || isFinal(record.status)) return
     if (record.status === 'RECEIVING') {
-      // A multipart body cannot be resumed once its connection is gone; a tus upload waits for its sender.
+      // A multipart body cannot be resumed once its connection is gone; a tus upload waits for its sender,
+      // with what reached the disk (its last request may have been cut off before it was counted).
       if (record.source === 'multipart') return this.forget(id, 'The server restarted before the whole file arrived; send it again', record.receivedSize)
+      const onDisk = Math.min((await this.storage.sizeOf(this.storage.stagingPath(record))) ?? 0, record.totalSize)
+      if (onDisk !== record.receivedSize) await this.store.put({ ...record, receivedSize: onDisk, updatedAt: now() }, this.fenceOf(id))
       return
     }
     const { storage } = this
@@ -425,19 +440,160 @@ export class UploadService {
         await this.fail(current, `The received file could not be kept: ${describe(error)}`)
         throw error
       }
-      const record: UploadRecord = {
-        ...current,
-        status: 'IN_PROGRESS',
-        receivedSize: staged.size,
-        totalSize: staged.size,
-        sha256: staged.sha256,
-        updatedAt: now(),
-      }
-      await this.save(record)
-      this.hashes.set(id, { hash: createHash('sha256'), offset: 0 })
-      this.start(record)
-      return this.announce(record, 'upload.started')
+      return this.run(current, staged.size, staged.sha256)
     })
+  }
+
+  /** All of an upload's bytes are in staging, with their sha256: on record as IN_PROGRESS, its transfer started. */
+  private async run(current: UploadRecord, size: number, sha256: string): Promise<UploadView> {
+    const record: UploadRecord = {
+      ...current,
+      status: 'IN_PROGRESS',
+      receivedSize: size,
+      totalSize: size,
+      sha256,
+      expiresAt: null,
+      updatedAt: now(),
+    }
+    await this.save(record)
+    this.hashes.set(record.id, { hash: createHash('sha256'), offset: 0 })
+    this.start(record)
+    return this.announce(record, 'upload.started')
+  }
+
+  // ---- resumable (tus) uploads ---------------------------------------------------------------------------
+
+  /**
+   * A resumable upload announced by its sender (tus creation): on record, RECEIVING, before any byte of it
+   * is stored. Its bytes then arrive over as many requests as it takes, each one between beginReceiving and
+   * endReceiving; it expires RESUMABLE_EXPIRY after its last byte.
+   */
+  async createResumable(input: { id: string; filename: string; size: number; speed?: number | null }): Promise<UploadView> {
+    const targetSpeed = this.checkSpeed(input.speed ?? this.options.defaultSpeed)
+    this.assertOpen()
+    const { id, filename, size } = input
+    const at = now()
+    const record: UploadRecord = {
+      id,
+      filename,
+      storedName: storedNameFor(id, filename),
+      status: 'RECEIVING',
+      receivedSize: 0,
+      source: 'tus',
+      expiresAt: this.expiresFrom(Date.now()),
+      uploadedSize: 0,
+      totalSize: size,
+      targetSpeed,
+      sha256: '',
+      error: null,
+      createdAt: at,
+      updatedAt: at,
+      completedAt: null,
+    }
+    // It is kept twice until its transfer completes (staging, then the .part): refused now if that cannot fit.
+    const free = await this.storage.free()
+    if (free < 2 * size) throw noRoom(size, free)
+    return this.locked(id, async () => {
+      if (!(await this.guard(() => this.leases.acquire(id)))) throw unavailable(`Upload ${id} could not be created; try again`)
+      try {
+        await this.save(record)
+      } finally {
+        if (this.shared) await this.leases.release(id).catch(() => undefined)
+      }
+      return this.announce(record, 'upload.receiving')
+    })
+  }
+
+  /**
+   * A request carrying more of a resumable upload begins at byte `offset`. While it lasts this process
+   * holds the upload, so a cancel sent anywhere reaches it and `stop`s the request, and its receivedSize
+   * is followed live. Answers with the function that counts bytes as they arrive.
+   */
+  async beginReceiving(id: string, offset: number, stop: (reason: Error) => void): Promise<{ count: (n: number) => void; record: UploadRecord }> {
+    return this.locked(id, async () => {
+      const record = await this.record(id)
+      if (record.status !== 'RECEIVING' || record.source !== 'tus') throw this.conflict(record, 'sent more bytes')
+      this.assertOpen()
+      if (!this.leases.held(id) && !(await this.guard(() => this.leases.acquire(id))))
+        throw unavailable(`Upload ${id} is receiving bytes at another instance; try again`)
+      let received = offset
+      this.arriving.set(id, { received: () => received, stop, meter: new RateMeter(), published: -1 })
+      return { record, count: (n) => void (received += n) }
+    })
+  }
+
+  /**
+   * The request that began at beginReceiving ended (its piece is in, or its sender went away): the bytes
+   * that reached the disk (`received` in all) are kept and counted, and it expires RESUMABLE_EXPIRY from
+   * now. With every byte in, and their sha256, its transfer starts.
+   */
+  async endReceiving(id: string, received: number, sha256?: string): Promise<UploadView> {
+    return this.locked(id, async () => {
+      this.arriving.delete(id)
+      const current = await this.record(id)
+      if (current.status !== 'RECEIVING') {
+        // Canceled (or expired) while it arrived: its bytes are gone, and so is the upload for its sender.
+        if (this.shared) await this.leases.release(id).catch(() => undefined)
+        throw this.conflict(current, 'sent more bytes')
+      }
+      if (received === current.totalSize && sha256 !== undefined) {
+        // The staging copy is whole where the transfer reads it; the .part needs as much again.
+        const free = await this.storage.free()
+        if (free < received) {
+          const error = noRoom(received, free + received)
+          await this.fail(current, error.message)
+          throw error
+        }
+        return this.run(current, received, sha256)
+      }
+      const next = { ...current, receivedSize: received, expiresAt: this.expiresFrom(Date.now()), updatedAt: now() }
+      try {
+        await this.save(next)
+      } finally {
+        if (this.shared) await this.leases.release(id).catch(() => undefined)
+      }
+      const view = this.view(next)
+      this.bus.publish(view)
+      return view
+    })
+  }
+
+  private expiresFrom(at: number): string {
+    return new Date(at + this.expiryMs).toISOString()
+  }
+
+  /**
+   * Resumable uploads whose sender has sent nothing for RESUMABLE_EXPIRY end FAILED, with the reason, and
+   * their bytes go. With several instances, whoever takes an upload's lease first expires it.
+   */
+  private async expire(): Promise<void> {
+    if (this.expiring || this.closed || !this.recovered) return
+    this.expiring = true
+    try {
+      const at = new Date().toISOString()
+      let after: string | undefined
+      for (;;) {
+        const page = await this.store.page({ status: ['RECEIVING'], first: 500, after })
+        for (const record of page.records) {
+          if (record.source !== 'tus' || record.expiresAt === null || record.expiresAt > at || this.arriving.has(record.id)) continue
+          // Shared: skipped if this instance holds it (a request of it under way here) or another does.
+          if (this.shared && (this.leases.held(record.id) || !(await this.leases.acquire(record.id)))) continue
+          await this.locked(record.id, async () => {
+            const current = await this.store.get(record.id)
+            if (current?.status !== 'RECEIVING' || current.expiresAt === null || current.expiresAt > at) return
+            const hours = this.expiryMs / 3_600_000
+            const period = hours >= 1 ? `${+hours.toFixed(2)} h` : `${+(this.expiryMs / 1000).toFixed(3)} s`
+            await this.fail(current, `Expired: no byte arrived for ${period} (RESUMABLE_EXPIRY); send the file again`)
+          }).finally(() => this.leases.release(record.id).catch(() => undefined))
+        }
+        if (!page.hasNextPage || !page.endCursor) break
+        after = page.endCursor
+      }
+    } catch (error) {
+      log('warn', 'upload.expiry_paused', { error: describe(error) })
+    } finally {
+      this.expiring = false
+    }
   }
 
   pause(id: string): Promise<UploadView> {
@@ -662,6 +818,7 @@ export class UploadService {
     this.closed = true
     clearInterval(this.ticker)
     clearInterval(this.checkpointer)
+    clearInterval(this.expirer)
     this.feed.close()
     await this.recovering.catch(() => undefined)
     const stopped = await Promise.all(
@@ -927,14 +1084,20 @@ export class UploadService {
 
   /** A state published by the instance that runs the upload: its live figures, until they go stale. */
   private remember(view: UploadView): void {
-    if (view.status === 'IN_PROGRESS') this.remote.set(view.id, { view, at: performance.now() })
+    if (view.status === 'IN_PROGRESS' || view.status === 'RECEIVING') this.remote.set(view.id, { view, at: performance.now() })
     else this.remote.delete(view.id)
   }
 
   private view(record: UploadRecord): UploadView {
     if (record.status === 'RECEIVING') {
       const arriving = this.arriving.get(record.id)
-      if (!arriving) return { ...record, currentSpeed: 0 }
+      if (!arriving) {
+        // Arriving at another instance: its live count, as that instance last published it.
+        const heard = this.remote.get(record.id)
+        if (heard?.view.status === 'RECEIVING' && performance.now() - heard.at < REMOTE_FRESH_MS && heard.view.receivedSize >= record.receivedSize)
+          return { ...record, receivedSize: heard.view.receivedSize, currentSpeed: heard.view.currentSpeed }
+        return { ...record, currentSpeed: 0 }
+      }
       return { ...record, receivedSize: arriving.received(), currentSpeed: Math.round(arriving.meter.rate()) }
     }
     const run = record.status === 'IN_PROGRESS' ? this.runs.get(record.id) : undefined

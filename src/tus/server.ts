@@ -1,0 +1,102 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { Server } from '@tus/server'
+import type { Locker } from '@tus/utils'
+import { httpStatusOf, ServiceError } from '../errors.js'
+import { log } from '../log.js'
+import { requestIdOf } from '../request-id.js'
+import type { UploadService } from '../uploads/service.js'
+import type { Storage } from '../uploads/storage.js'
+import { resumableMetadata } from './metadata.js'
+import { TUS_PATH } from './path.js'
+import { TusStore } from './store.js'
+
+export interface TusOptions {
+  service: UploadService
+  storage: Storage
+  /** Tus-Max-Size: MAX_UPLOAD_SIZE. */
+  maxSize: number
+  /** RESUMABLE_EXPIRY: an upload that receives nothing for this long is removed. */
+  expiryMs: number
+  /** Whether a browser page on `origin` may call (CORS_ORIGINS); same-origin pages need no CORS. */
+  corsAllows: (origin: string) => boolean
+  /** Who may write an upload now: in this process (the default), or over Redis for several instances. */
+  locker?: Locker
+}
+
+/**
+ * Resumable uploads, tus 1.0 at /files/: @tus/server does the protocol (core, creation,
+ * creation-with-upload, termination, expiration; OPTIONS, 412 without Tus-Resumable, 409 on a wrong
+ * offset, 413 over Tus-Max-Size), TusStore puts the bytes in staging and tells the upload service, which
+ * starts the throttled transfer once the last byte is in. An upload's id, the last segment of its
+ * Location, is its id everywhere else.
+ */
+export function createTusHandler(
+  options: TusOptions,
+): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const { service, expiryMs } = options
+  const tus = new Server({
+    path: TUS_PATH,
+    datastore: new TusStore(service, options.storage),
+    maxSize: options.maxSize,
+    namingFunction: () => randomUUID(),
+    ...(options.locker ? { locker: options.locker } : {}),
+    allowedOrigins: options.corsAllows,
+    // tus's own list lacks Upload-Expires, which browsers must be able to read too.
+    exposedHeaders: ['Upload-Expires', 'X-Request-Id'],
+    // Checked before anything is stored: a bad speed is a 400 with the reason.
+    onUploadCreate: async (_req, upload) => ({ metadata: resumableMetadata(upload.metadata) }),
+    // A finished upload expires no more (see below).
+    onUploadFinish: async (req) => {
+      nodeResponse(req)?.removeHeader('upload-expires')
+      return {}
+    },
+    onResponseError: (req, error) => {
+      const status =
+        error instanceof ServiceError
+          ? httpStatusOf(error.code)
+          : 'status_code' in error
+            ? error.status_code
+            : 500
+      if (status >= 500) {
+        const node = nodeResponse(req)
+        log('error', 'tus.error', {
+          requestId: node ? requestIdOf(node.req) : undefined,
+          method: req.method,
+          error,
+        })
+      }
+      if (error instanceof ServiceError) return { status_code: status, body: `${error.message}\n` }
+      return undefined
+    },
+  })
+
+  return async (req, res) => {
+    // Upload-Expires: RESUMABLE_EXPIRY after the last byte. A request that brings bytes ends about now;
+    // a HEAD says what the record says.
+    if (req.headers['tus-resumable'] !== undefined) {
+      if (req.method === 'POST' || req.method === 'PATCH')
+        res.setHeader('upload-expires', new Date(Date.now() + expiryMs).toUTCString())
+      if (req.method === 'HEAD') {
+        const record = await service.get(idIn(req.url)).catch(() => undefined)
+        if (record?.status === 'RECEIVING' && record.expiresAt)
+          res.setHeader('upload-expires', new Date(record.expiresAt).toUTCString())
+      }
+    }
+    await tus.handle(req, res)
+  }
+}
+
+/** The upload id in /files/{id}, or '' (which no upload has). */
+function idIn(url: string | undefined): string {
+  try {
+    return decodeURIComponent(/^\/files\/([^/?]+)/.exec(url ?? '')?.[1] ?? '')
+  } catch {
+    return ''
+  }
+}
+
+/** The Node response behind @tus/server's web request (srvx keeps it there). */
+function nodeResponse(req: unknown): ServerResponse | undefined {
+  return (req as { runtime?: { node?: { res?: ServerResponse } } }).runtime?.node?.res
+}

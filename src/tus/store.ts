@@ -1,0 +1,191 @@
+import { createReadStream } from 'node:fs'
+import { pipeline, Transform, type Readable } from 'node:stream'
+import { FileStore, type Configstore } from '@tus/file-store'
+import { ERRORS, Upload } from '@tus/utils'
+import { OffThreadHash } from '../uploads/hasher.js'
+import type { UploadRecord } from '../uploads/record.js'
+import type { UploadService } from '../uploads/service.js'
+import type { Storage } from '../uploads/storage.js'
+import { ServiceError } from '../errors.js'
+
+/** A hash waiting for its upload's next request is let go after this long (the next one re-reads the prefix). */
+const PARKED_MS = 60_000
+const READ_CHUNK = 1024 * 1024
+
+/** The upload's record is where tus's metadata lives (see TusStore): nothing is kept beside the file. */
+const recordsHoldIt: Configstore = {
+  get: async () => undefined,
+  set: async () => undefined,
+  delete: async () => undefined,
+  list: async () => [],
+}
+
+/** What onUploadCreate made of the sender's Upload-Metadata (see metadata.ts). */
+export interface ResumableMetadata extends Record<string, string | null> {
+  filename: string
+}
+
+/**
+ * @tus/file-store, writing straight into the staging folder: a tus upload's bytes land at `.staging/{id}`,
+ * where its transfer reads them, so nothing is copied when the last byte is in. Wrapped, not forked:
+ * - the upload's record is its metadata (no `.json` beside each file): what the service says of it is what
+ *   tus says of it, so an upload canceled, failed or expired is gone for its tus client too (410);
+ * - every byte written is counted as it arrives and hashed (sha256, off the main thread), across requests
+ *   and restarts: a request that starts where the last hash left off goes on with it, any other (after a
+ *   restart, on another instance, after a request cut off mid-write) hashes the bytes on disk first;
+ * - termination is a cancel.
+ */
+export class TusStore extends FileStore {
+  private readonly parked = new Map<string, { hash: OffThreadHash; timer: NodeJS.Timeout }>()
+
+  constructor(
+    private readonly service: UploadService,
+    private readonly storage: Storage,
+  ) {
+    super({ directory: storage.stagingDir, configstore: recordsHoldIt })
+    // Every length is known at creation (a transfer needs it), so no creation-defer-length. The expiry
+    // is the service's (RESUMABLE_EXPIRY after the last byte), announced by the handler (server.ts).
+    this.extensions = ['creation', 'creation-with-upload', 'termination', 'expiration']
+  }
+
+  override async create(upload: Upload): Promise<Upload> {
+    const metadata = upload.metadata as ResumableMetadata
+    await this.service.createResumable({
+      id: upload.id,
+      filename: metadata.filename,
+      size: upload.size ?? 0,
+      speed: metadata.speed == null ? undefined : Number(metadata.speed),
+    })
+    return super.create(upload)
+  }
+
+  override async getUpload(id: string): Promise<Upload> {
+    const record = await this.recordOf(id)
+    const metadata = { filename: record.filename }
+    const { totalSize: size, createdAt: creation_date } = record
+    if (record.status === 'RECEIVING') {
+      const onDisk = await this.storage.sizeOf(this.storage.stagingPath(record))
+      if (onDisk === undefined) throw ERRORS.FILE_NO_LONGER_EXISTS
+      return new Upload({ id, size, offset: Math.min(onDisk, size), metadata, creation_date })
+    }
+    // Canceled, failed or expired: its bytes are gone and it cannot be resumed; its sender starts over.
+    if (record.status === 'CANCELED' || record.status === 'FAILED') throw ERRORS.FILE_NO_LONGER_EXISTS
+    // Past receiving: every byte arrived.
+    return new Upload({ id, size, offset: size, metadata, creation_date })
+  }
+
+  /** Termination: the upload is canceled, wherever it stands, and its bytes go. */
+  override async remove(id: string): Promise<void> {
+    await this.service.cancel(id)
+  }
+
+  override async write(readable: Readable, id: string, offset: number): Promise<number> {
+    let stopped = false
+    const { record, count } = await this.service.beginReceiving(id, offset, (reason) => {
+      stopped = true
+      // Said to the sender in tus's words: this upload is gone (410).
+      readable.destroy(Object.assign(new Error(reason.message), ERRORS.FILE_NO_LONGER_EXISTS))
+    })
+    let written: number
+    let hash: OffThreadHash | undefined
+    let failure: unknown
+    try {
+      // The rest of it and its .part must both fit (the staging copy stays until the transfer completes).
+      const needed = record.totalSize - offset + record.totalSize
+      const free = await this.storage.free()
+      if (free < needed)
+        throw new ServiceError(
+          'INSUFFICIENT_STORAGE',
+          `The server has no room left for the rest of this file: it needs ${needed} more bytes (the rest, and its copy while it is written into place), and ${free} are free`,
+        )
+      hash = await this.hashAt(record, offset)
+      const hashing = hash
+      const tee = new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          hashing.update(chunk).then(() => {
+            count(chunk.length)
+            done(null, chunk)
+          }, done)
+        },
+      })
+      written = await super.write(
+        pipeline(readable, tee, () => undefined),
+        id,
+        offset,
+      )
+    } catch (error) {
+      failure = error
+      written = Math.min(
+        (await this.storage.sizeOf(this.storage.stagingPath(record))) ?? offset,
+        record.totalSize,
+      )
+    }
+    try {
+      if (hash && failure === undefined && written === record.totalSize) {
+        const sha256 = await hash.digest()
+        await this.service.endReceiving(id, written, sha256)
+      } else {
+        // Kept for the next request if it hashed exactly what reached the disk.
+        if (hash && hash.size === written) this.park(id, hash)
+        else hash?.drop()
+        await this.service.endReceiving(id, written)
+      }
+    } catch (error) {
+      // Canceled or expired while it arrived: gone for its sender too.
+      if (stopped || (error instanceof ServiceError && error.code === 'INVALID_STATE'))
+        throw ERRORS.FILE_NO_LONGER_EXISTS
+      throw error
+    }
+    if (failure !== undefined) throw failure
+    return written
+  }
+
+  private async recordOf(id: string): Promise<UploadRecord> {
+    let record: UploadRecord
+    try {
+      record = await this.service.get(id)
+    } catch (error) {
+      if (error instanceof ServiceError && error.code === 'NOT_FOUND') throw ERRORS.FILE_NOT_FOUND
+      throw error
+    }
+    // An upload that came in one multipart request is no tus upload.
+    if (record.source !== 'tus') throw ERRORS.FILE_NOT_FOUND
+    return record
+  }
+
+  /** A running sha256 of the upload's first `offset` bytes: the one kept from its last request, or made anew. */
+  private async hashAt(record: UploadRecord, offset: number): Promise<OffThreadHash> {
+    const kept = this.parked.get(record.id)
+    this.parked.delete(record.id)
+    if (kept) clearTimeout(kept.timer)
+    if (kept && kept.hash.size === offset) return kept.hash
+    kept?.hash.drop()
+    const hash = new OffThreadHash()
+    try {
+      if (offset > 0) {
+        const prefix = createReadStream(this.storage.stagingPath(record), {
+          start: 0,
+          end: offset - 1,
+          highWaterMark: READ_CHUNK,
+        })
+        for await (const chunk of prefix) await hash.update(chunk as Buffer)
+      }
+      if (hash.size !== offset)
+        throw new Error(`only ${hash.size} of the ${offset} bytes received are on disk`)
+    } catch (error) {
+      hash.drop()
+      throw error
+    }
+    return hash
+  }
+
+  private park(id: string, hash: OffThreadHash): void {
+    hash.park()
+    const timer = setTimeout(() => {
+      if (this.parked.get(id)?.hash !== hash) return
+      this.parked.delete(id)
+      hash.drop()
+    }, PARKED_MS).unref()
+    this.parked.set(id, { hash, timer })
+  }
+}

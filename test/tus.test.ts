@@ -1,0 +1,395 @@
+import { createHash } from 'node:crypto'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { api, bytes, gql, statusOf, waitFor, waitForStatus, wsClient } from './support/clients.js'
+import { spawnServer } from './support/child.js'
+import { multipartHead, openRequest } from './support/raw.js'
+import { listStorage, startServer, type TestServer } from './support/server.js'
+import {
+  tusClientUpload,
+  tusCreate,
+  tusDelete,
+  tusHead,
+  tusMetadata,
+  tusPatch,
+  type Sent,
+} from './support/tus.js'
+
+/**
+ * Resumable uploads over tus 1.0 at /files/, beside multipart: a dropped connection never means sending
+ * the file again, and a tus upload is an upload like any other (one id, the same throttled, verified
+ * transfer, the same controls).
+ */
+const MAX = 40 * 1024 ** 2
+const sha = (content: Uint8Array) => createHash('sha256').update(content).digest('hex')
+
+interface Seen {
+  id: string
+  status: string
+  source: string
+  receivedSize: number
+  totalSize: number
+  uploadedSize: number
+  targetSpeed: number
+  sha256: string
+  error: string | null
+  expiresAt: string | null
+}
+const FIELDS = 'id status source receivedSize totalSize uploadedSize targetSpeed sha256 error expiresAt'
+
+let server: TestServer
+beforeAll(async () => {
+  server = await startServer({ MAX_UPLOAD_SIZE: String(MAX) })
+})
+afterAll(() => server.stop())
+
+const uploadOf = async (id: string) =>
+  (await gql<{ upload: Seen }>(server.url, `{ upload(id: "${id}") { ${FIELDS} } }`)).data?.upload
+
+describe('the tus endpoint', () => {
+  it('OPTIONS announces tus 1.0.0, its extensions and Tus-Max-Size = MAX_UPLOAD_SIZE', async () => {
+    const response = await fetch(`${server.url}/files/`, { method: 'OPTIONS' })
+    expect(response.status).toBe(204)
+    expect(response.headers.get('tus-version')).toBe('1.0.0')
+    expect(response.headers.get('tus-max-size')).toBe(String(MAX))
+    expect(response.headers.get('tus-extension')?.split(',').sort()).toEqual([
+      'creation',
+      'creation-with-upload',
+      'expiration',
+      'termination',
+    ])
+  })
+
+  it('answers each protocol error with its status, and a refused creation stores nothing', async () => {
+    const before = await listStorage(server.dir)
+    // No Tus-Resumable: 412.
+    const bare = await fetch(`${server.url}/files/`, { method: 'POST', headers: { 'upload-length': '10' } })
+    expect(bare.status).toBe(412)
+    // Over Tus-Max-Size: 413.
+    expect((await tusCreate(server.url, MAX + 1)).status).toBe(413)
+    // A speed that is not a whole number of bytes a second: 400, with the reason, before any byte.
+    const badSpeed = await tusCreate(server.url, 10, { filename: 'a.bin', speed: '1M' })
+    expect(badSpeed.status).toBe(400)
+    expect(badSpeed.body).toMatch(/speed in Upload-Metadata must be a whole number.*"1M"/)
+    expect(await listStorage(server.dir)).toEqual(before)
+    // An unknown upload: 404.
+    expect((await tusHead(`${server.url}/files/0b3a1c4e-1111-4222-8333-444455556666`)).status).toBe(404)
+    // A wrong offset: 409, and nothing is written.
+    const { location } = await tusCreate(server.url, 100)
+    expect((await tusPatch(location, 5, bytes(10))).status).toBe(409)
+    expect((await tusHead(location)).headers.get('upload-offset')).toBe('0')
+    // More than the declared length: 413, nothing written.
+    expect((await tusPatch(location, 0, bytes(101))).status).toBe(413)
+    expect((await tusHead(location)).headers.get('upload-offset')).toBe('0')
+  })
+
+  it('one id: the last segment of Location is the upload in GraphQL and REST, RECEIVING until its last byte', async () => {
+    const content = bytes(60_000)
+    const created = await tusCreate(server.url, content.length, { filename: 'résumé.pdf', speed: '30000' })
+    expect(created.status).toBe(201)
+    expect(created.location).toMatch(new RegExp(`^${server.url}/files/[0-9a-f-]{36}$`))
+    expect(await uploadOf(created.id)).toMatchObject({
+      id: created.id,
+      status: 'RECEIVING',
+      source: 'TUS',
+      receivedSize: 0,
+      totalSize: content.length,
+      uploadedSize: 0,
+      targetSpeed: 30_000,
+      sha256: '',
+    })
+    const patched = await tusPatch(created.location, 0, content.subarray(0, 20_000))
+    expect(patched.status).toBe(204)
+    expect(patched.headers.get('upload-offset')).toBe('20000')
+    expect(await uploadOf(created.id)).toMatchObject({ status: 'RECEIVING', receivedSize: 20_000 })
+    // The REST contract knows five statuses: a file still arriving is in_progress, with nothing stored.
+    expect((await statusOf(server.url, created.id)).body).toMatchObject({
+      status: 'in_progress',
+      filename: 'résumé.pdf',
+      uploaded_size: 0,
+      total_size: content.length,
+      target_speed: 30_000,
+    })
+    await tusPatch(created.location, 20_000, content.subarray(20_000))
+    // All in: the throttled transfer runs at the speed the metadata asked, and is paused and resumed by id.
+    const running = await uploadOf(created.id)
+    expect(running).toMatchObject({
+      status: 'IN_PROGRESS',
+      receivedSize: content.length,
+      sha256: sha(content),
+    })
+    expect((await api(server.url, 'POST', `/api/upload/${created.id}/pause`)).status).toBe(200)
+    expect((await api(server.url, 'POST', `/api/upload/${created.id}/resume?speed=0`)).status).toBe(200)
+    await waitForStatus(server.url, created.id, 'completed')
+    expect(sha(await readFile(join(server.dir, `${created.id}_résumé.pdf`)))).toBe(sha(content))
+    // A tus client that asks again hears every byte arrived.
+    expect((await tusHead(created.location)).headers.get('upload-offset')).toBe(String(content.length))
+    expect((await fetch(`${server.url}/api/files/${created.id}/download`)).status).toBe(200)
+  })
+
+  it('accepts Uppy’s `name` for the file name, and bytes sent with the creation itself', async () => {
+    const content = bytes(5000)
+    const response = await fetch(`${server.url}/files/`, {
+      method: 'POST',
+      headers: {
+        'tus-resumable': '1.0.0',
+        'upload-length': String(content.length),
+        'upload-metadata': tusMetadata({ name: 'from-uppy.txt', speed: '0' }),
+        'content-type': 'application/offset+octet-stream',
+      },
+      body: content,
+    })
+    expect(response.status).toBe(201)
+    expect(response.headers.get('upload-offset')).toBe(String(content.length))
+    const id = response.headers.get('location')?.split('/').pop() ?? ''
+    await waitForStatus(server.url, id, 'completed')
+    expect(await readFile(join(server.dir, `${id}_from-uppy.txt`))).toEqual(content)
+  })
+})
+
+describe('tus-js-client', () => {
+  it('an upload cut off half-way resumes where it stopped, sending only the rest; the stored file is byte-identical', async () => {
+    const content = bytes(8 * 1024 ** 2)
+    const first: Sent[] = []
+    const cut = await tusClientUpload(server.url, content, {
+      chunkSize: 1024 ** 2,
+      metadata: { filename: 'resumed.bin', speed: '0' },
+      sent: first,
+      stopWhen: (accepted) => accepted >= content.length / 2,
+    })
+    expect(cut.aborted).toBe(true)
+    const id = cut.url.split('/').pop() ?? ''
+    const reached = (await uploadOf(id))?.receivedSize ?? 0
+    expect(reached).toBeGreaterThanOrEqual(content.length / 2)
+    expect(reached).toBeLessThan(content.length)
+
+    const second: Sent[] = []
+    const done = await tusClientUpload(server.url, content, {
+      uploadUrl: cut.url,
+      chunkSize: 1024 ** 2,
+      sent: second,
+    })
+    expect(done).toEqual({ url: cut.url, aborted: false })
+    // It asked where to go on from, and sent from there: no byte before `reached` went twice.
+    expect(second[0]).toEqual({ method: 'HEAD', offset: undefined })
+    const patches = second.filter((request) => request.method === 'PATCH')
+    expect(patches[0]?.offset).toBe(reached)
+    expect(patches.every((request) => (request.offset ?? 0) >= reached)).toBe(true)
+    expect(second.some((request) => request.method === 'POST')).toBe(false)
+
+    await waitForStatus(server.url, id, 'completed')
+    expect(sha(await readFile(join(server.dir, `${id}_resumed.bin`)))).toBe(sha(content))
+    expect((await uploadOf(id))?.sha256).toBe(sha(content))
+  })
+})
+
+describe('bytes that arrive, and requests that end', () => {
+  it('a PATCH whose connection drops keeps the bytes that arrived; HEAD gives the offset to go on from', async () => {
+    const content = bytes(400_000)
+    const { location, id } = await tusCreate(server.url, content.length, {
+      filename: 'dropped.bin',
+      speed: '0',
+    })
+    const head = multipartHead(new URL(location).pathname, content.length).replace(
+      /Content-Type: [^\r]+\r\n/,
+      'Content-Type: application/offset+octet-stream\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n',
+    )
+    const request = openRequest(server.url, head.replace('POST', 'PATCH'))
+    request.write(content.subarray(0, 150_000))
+    await waitFor(async () => ((await uploadOf(id))?.receivedSize ?? 0) >= 150_000)
+    request.end() // the connection drops mid-body
+    const offset = await waitFor(async () => {
+      const answer = await tusHead(location)
+      const value = Number(answer.headers.get('upload-offset'))
+      return value >= 150_000 ? value : undefined
+    })
+    expect(offset).toBe(150_000)
+    expect((await uploadOf(id))?.status).toBe('RECEIVING')
+    // The rest, from there: the whole file, byte for byte, with its sha256 taken across both requests.
+    expect((await tusPatch(location, offset, content.subarray(offset))).status).toBe(204)
+    await waitForStatus(server.url, id, 'completed')
+    expect(sha(await readFile(join(server.dir, `${id}_dropped.bin`)))).toBe(sha(content))
+    expect((await uploadOf(id))?.sha256).toBe(sha(content))
+  })
+
+  it('receivedSize grows live over the subscription, about ten events a second, while bytes arrive', async () => {
+    const content = bytes(1_000_000)
+    const { location, id } = await tusCreate(server.url, content.length, { filename: 'live.bin' })
+    const head = `PATCH ${new URL(location).pathname} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: ${content.length}\r\n\r\n`
+    const request = openRequest(server.url, head)
+    const client = wsClient(server.url)
+    const events: { receivedSize: number; at: number }[] = []
+    const watching = (async () => {
+      for await (const result of client.iterate<{ uploadProgress: Seen }>({
+        query: `subscription { uploadProgress(id: "${id}") { ${FIELDS} } }`,
+      })) {
+        const event = result.data?.uploadProgress
+        if (event?.status === 'RECEIVING')
+          events.push({ receivedSize: event.receivedSize, at: performance.now() })
+        if (event && event.status !== 'RECEIVING') return
+      }
+    })()
+    try {
+      // 2 s of arrival: a slice every 20 ms.
+      for (let at = 0; at < 500_000; at += 5000) {
+        request.write(content.subarray(at, at + 5000))
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+      const moving = events.filter((event, i) => i > 0 && event.receivedSize > events[i - 1]!.receivedSize)
+      const seconds = (moving.at(-1)!.at - moving[0]!.at) / 1000
+      const rate = (moving.length - 1) / seconds
+      expect(rate).toBeGreaterThan(7)
+      expect(rate).toBeLessThan(12)
+      request.write(content.subarray(500_000))
+      await watching
+    } finally {
+      request.end()
+      await client.dispose()
+    }
+  })
+
+  it('termination (DELETE) cancels it: its bytes go, and the next HEAD or PATCH gets 410', async () => {
+    const { location, id } = await tusCreate(server.url, 100_000, { filename: 'ended.bin' })
+    await tusPatch(location, 0, bytes(30_000))
+    expect((await tusDelete(location)).status).toBe(204)
+    expect(await uploadOf(id)).toMatchObject({ status: 'CANCELED' })
+    expect((await tusHead(location)).status).toBe(410)
+    expect((await tusPatch(location, 30_000, bytes(10))).status).toBe(410)
+    expect((await listStorage(server.dir)).staging).not.toContain(id)
+  })
+
+  it('canceled while it arrives: the PATCH in flight is refused, the sender’s next request gets 410, nothing is left', async () => {
+    const { location, id } = await tusCreate(server.url, 4_000_000, { filename: 'stopped.bin' })
+    const head = `PATCH ${new URL(location).pathname} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: 4000000\r\n\r\n`
+    const request = openRequest(server.url, head)
+    request.write(bytes(100_000))
+    await waitFor(async () => ((await uploadOf(id))?.receivedSize ?? 0) >= 100_000)
+    // The sender pauses and resumes it, not anyone else.
+    for (const mutation of [`pauseUpload(id: "${id}")`, `resumeUpload(id: "${id}")`]) {
+      const refused = await gql(server.url, `mutation { ${mutation} { id } }`)
+      expect(refused.errors?.[0]).toMatchObject({
+        message: expect.stringMatching(/still being received.*sender/),
+        extensions: { code: 'INVALID_STATE' },
+      })
+    }
+    const canceled = await gql<{ cancelUpload: Seen }>(
+      server.url,
+      `mutation { cancelUpload(id: "${id}") { ${FIELDS} } }`,
+    )
+    expect(canceled.data?.cancelUpload.status).toBe('CANCELED')
+    const answer = await request.answer
+    request.end()
+    expect(answer.status).toBe(410)
+    expect((await tusHead(location)).status).toBe(410)
+    await waitFor(async () => !(await listStorage(server.dir)).staging.includes(id))
+  })
+})
+
+describe('expiry', () => {
+  let short: TestServer
+  beforeAll(async () => {
+    short = await startServer({ RESUMABLE_EXPIRY: '1s' })
+  })
+  afterAll(() => short.stop())
+
+  it('an upload that receives nothing for RESUMABLE_EXPIRY is removed by the server itself: FAILED, with the reason', async () => {
+    const created = await tusCreate(short.url, 100_000, { filename: 'late.bin' })
+    const announced = Date.parse(created.headers.get('upload-expires') ?? '')
+    expect(announced).toBeGreaterThan(Date.now())
+    expect(announced).toBeLessThan(Date.now() + 2000)
+    // A byte arriving puts it off: Upload-Expires moves on.
+    await new Promise((resolve) => setTimeout(resolve, 600))
+    const patched = await tusPatch(created.location, 0, bytes(10_000))
+    expect(Date.parse(patched.headers.get('upload-expires') ?? '')).toBeGreaterThanOrEqual(announced)
+    const head = await tusHead(created.location)
+    expect(head.headers.get('upload-expires')).toBe(patched.headers.get('upload-expires'))
+    const failed = await waitFor(async () => {
+      const upload = (await gql<{ upload: Seen }>(short.url, `{ upload(id: "${created.id}") { ${FIELDS} } }`))
+        .data?.upload
+      return upload?.status === 'FAILED' ? upload : undefined
+    }, 5000)
+    expect(failed.error).toMatch(/Expired: no byte arrived for 1 s \(RESUMABLE_EXPIRY\)/)
+    expect((await tusHead(created.location)).status).toBe(410)
+    expect((await listStorage(short.dir)).staging).not.toContain(created.id)
+  })
+})
+
+describe('with API_TOKEN', () => {
+  const TOKEN = 'tus-token-0123456789'
+  let guarded: TestServer
+  beforeAll(async () => {
+    guarded = await startServer({ API_TOKEN: TOKEN })
+  })
+  afterAll(() => guarded.stop())
+
+  it('every tus method needs the token', async () => {
+    const auth = { authorization: `Bearer ${TOKEN}` }
+    const created = await tusCreate(guarded.url, 10, { filename: 'a.bin' }, auth)
+    expect(created.status).toBe(201)
+    const location = created.location
+    expect((await fetch(`${guarded.url}/files/`, { method: 'OPTIONS' })).status).toBe(401)
+    expect((await tusCreate(guarded.url, 10)).status).toBe(401)
+    expect((await tusHead(location)).status).toBe(401)
+    expect((await tusPatch(location, 0, bytes(10))).status).toBe(401)
+    expect((await tusDelete(location)).status).toBe(401)
+    expect((await tusHead(location, auth)).headers.get('upload-offset')).toBe('0')
+    expect((await tusPatch(location, 0, bytes(10), auth)).status).toBe(204)
+  })
+})
+
+describe('from a browser page on an allowed origin', () => {
+  let open: TestServer
+  beforeAll(async () => {
+    open = await startServer({ CORS_ORIGINS: 'http://app.example' })
+  })
+  afterAll(() => open.stop())
+
+  it('may read Location, Upload-Offset, Upload-Length, Upload-Expires and Tus-* headers; other origins get 403', async () => {
+    const created = await tusCreate(open.url, 10, { filename: 'a.bin' }, { origin: 'http://app.example' })
+    expect(created.headers.get('access-control-allow-origin')).toBe('http://app.example')
+    const exposed = (created.headers.get('access-control-expose-headers') ?? '').toLowerCase().split(/,\s*/)
+    for (const header of [
+      'location',
+      'upload-offset',
+      'upload-length',
+      'upload-expires',
+      'tus-resumable',
+      'tus-version',
+    ])
+      expect(exposed).toContain(header)
+    expect((await tusCreate(open.url, 10, {}, { origin: 'http://evil.example' })).status).toBe(403)
+  })
+})
+
+describe('a server restart mid-upload', () => {
+  it('loses none of what arrived: tus-js-client goes on from the offset on disk, and the file is byte-identical', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'uploads-tus-restart-'))
+    let child = await spawnServer(dir)
+    try {
+      const content = bytes(6 * 1024 ** 2)
+      const cut = await tusClientUpload(child.url, content, {
+        chunkSize: 1024 ** 2,
+        metadata: { filename: 'across.bin', speed: '0' },
+        stopWhen: (accepted) => accepted >= 3 * 1024 ** 2,
+      })
+      const id = cut.url.split('/').pop() ?? ''
+      child.child.kill('SIGKILL')
+      await child.exited
+      child = await spawnServer(dir)
+      const moved = `${child.url}/files/${id}`
+      const offset = Number((await tusHead(moved)).headers.get('upload-offset'))
+      expect(offset).toBeGreaterThanOrEqual(3 * 1024 ** 2)
+      const sent: Sent[] = []
+      await tusClientUpload(child.url, content, { uploadUrl: moved, chunkSize: 1024 ** 2, sent })
+      expect(sent.filter((request) => request.method === 'PATCH')[0]?.offset).toBe(offset)
+      await waitForStatus(child.url, id, 'completed')
+      expect(sha(await readFile(join(dir, `${id}_across.bin`)))).toBe(sha(content))
+    } finally {
+      child.child.kill('SIGKILL')
+      await child.exited
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
