@@ -2,7 +2,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js'
 import { existsSync } from 'node:fs'
 import { chromium } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { openApiPath, schemas } from '../src/rest/openapi.js'
+import { openApiPath, schemas, tusOperations } from '../src/rest/openapi.js'
 import { routes } from '../src/rest/routes.js'
 import { api, bytes, restUpload, waitForStatus } from './support/clients.js'
 import { startServer, type TestServer } from './support/server.js'
@@ -33,7 +33,17 @@ describe('/api/openapi.json', () => {
     const documented = Object.entries(spec.paths).flatMap(([path, ops]) =>
       Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`),
     )
-    expect(documented.sort()).toEqual(routes.map((r) => `${r.method} ${openApiPath(r)}`).sort())
+    const tus = Object.entries(tusOperations).flatMap(([path, ops]) =>
+      Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`),
+    )
+    expect(tus.sort()).toEqual([
+      'DELETE /files/{id}',
+      'HEAD /files/{id}',
+      'OPTIONS /files/',
+      'PATCH /files/{id}',
+      'POST /files/',
+    ])
+    expect(documented.sort()).toEqual([...routes.map((r) => `${r.method} ${openApiPath(r)}`), ...tus].sort())
   })
 
   it('every answer matches its documented schema, errors included', async () => {

@@ -6,6 +6,7 @@ import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bytes, restUpload, waitForStatus } from './support/clients.js'
 import { startServer, type TestServer } from './support/server.js'
+import { tusCreate } from './support/tus.js'
 
 /**
  * Every shell command the README shows runs as written, against a real server: curl and all. Only the
@@ -57,7 +58,14 @@ beforeAll(async () => {
   const running = await restUpload(server.url, bytes(200_000), { speed: 1000, filename: 'running.bin' })
   const done = await restUpload(server.url, bytes(30_000), { speed: 0, filename: 'done.zip' })
   await waitForStatus(server.url, done.body.upload_id, 'completed')
-  env = { ...(process.env as Record<string, string>), ID: running.body.upload_id, DONE: done.body.upload_id }
+  // A tus upload as long as the file the commands send.
+  const tus = await tusCreate(server.url, 50_000, { filename: 'file.zip' })
+  env = {
+    ...(process.env as Record<string, string>),
+    ID: running.body.upload_id,
+    DONE: done.body.upload_id,
+    TUS: tus.id,
+  }
 })
 afterAll(async () => {
   await server.stop()
@@ -69,6 +77,7 @@ const placeholders = (text: string) =>
     .replaceAll('http://localhost:8000', server.url)
     .replaceAll('/path/to/file.zip', join(scratch, 'input', 'file.zip'))
     .replaceAll('<upload_id>', env.DONE!)
+    .replaceAll('<tus_id>', env.TUS!)
     .replaceAll('…', env.DONE!)
 
 describe('README.md', () => {
@@ -103,5 +112,8 @@ describe('README.md', () => {
     const saved = await readdir(scratch)
     expect(saved).toContain('done.zip') // -OJ: the uploaded name
     expect((await readFile(join(scratch, 'file.zip'))).length).toBe(30_000) // -o file.zip
+    // The tus sequence sent the whole file, and its transfer ran like any upload's.
+    const tus = await waitForStatus(server.url, env.TUS!, 'completed')
+    expect(tus).toMatchObject({ filename: 'file.zip', uploaded_size: 50_000 })
   })
 })

@@ -142,8 +142,152 @@ function operation(route: Route): Schema {
   }
 }
 
+const TUS = { 'Tus-Resumable': { required: true, schema: { const: '1.0.0' } } }
+const tusHeader = (name: string, description: string, schema: Schema = { type: 'integer', minimum: 0 }) => ({
+  name,
+  in: 'header',
+  required: true,
+  description,
+  schema,
+})
+const tusAnswer = (description: string, headers: Record<string, string> = {}) => ({
+  description,
+  headers: {
+    ...Object.fromEntries(
+      Object.entries(headers).map(([name, about]) => [
+        name,
+        { description: about, schema: { type: 'string' } },
+      ]),
+    ),
+    'x-request-id': REQUEST_ID,
+  },
+})
+const tusRefusals = {
+  401: tusAnswer('Missing or wrong token (only when API_TOKEN is set)'),
+  403: tusAnswer('A browser page on another origin, or a Host this service does not answer to'),
+  412: tusAnswer('No Tus-Resumable: 1.0.0 header'),
+}
+const uploadId = {
+  name: 'id',
+  in: 'path',
+  required: true,
+  schema: { type: 'string' },
+  description: 'The upload id: the last segment of Location',
+}
+
+/**
+ * tus 1.0 at /files/ (served by @tus/server; see https://tus.io/protocols/resumable-upload): documented
+ * here so one description covers every way in. Bodies and errors are tus's (plain text), not JSON.
+ */
+export const tusOperations: Record<string, Record<string, Schema>> = {
+  '/files/': {
+    options: {
+      operationId: 'tusOptions',
+      tags: ['tus'],
+      summary: 'What this tus server supports: Tus-Version, Tus-Extension, Tus-Max-Size (= MAX_UPLOAD_SIZE)',
+      responses: {
+        204: tusAnswer('Capabilities', {
+          'Tus-Version': '1.0.0',
+          'Tus-Extension': 'creation,creation-with-upload,termination,expiration',
+          'Tus-Max-Size': 'MAX_UPLOAD_SIZE',
+        }),
+        401: tusRefusals[401],
+      },
+    },
+    post: {
+      operationId: 'tusCreate',
+      tags: ['tus'],
+      summary:
+        'Create a resumable upload (RECEIVING from now on); Upload-Metadata: filename (or name), filetype, speed (bytes per second, 0 = unlimited). Bytes may come in the same request (creation-with-upload).',
+      parameters: [
+        { name: 'Tus-Resumable', in: 'header', ...TUS['Tus-Resumable'] },
+        tusHeader('Upload-Length', 'The file’s size in bytes, at most MAX_UPLOAD_SIZE'),
+        {
+          ...tusHeader('Upload-Metadata', 'Comma-separated `key base64(value)` pairs', { type: 'string' }),
+          required: false,
+        },
+      ],
+      responses: {
+        201: tusAnswer('Created', {
+          Location: '/files/{id}: {id} is the upload’s id everywhere',
+          'Upload-Expires': 'RESUMABLE_EXPIRY after the last byte',
+          'Upload-Offset': 'With bytes in the request',
+        }),
+        400: tusAnswer(
+          'Bad metadata (such as a speed that is not a whole number), before anything is stored',
+        ),
+        413: tusAnswer('Upload-Length over MAX_UPLOAD_SIZE'),
+        507: tusAnswer('No room in storage for the file twice'),
+        ...tusRefusals,
+      },
+    },
+  },
+  '/files/{id}': {
+    head: {
+      operationId: 'tusOffset',
+      tags: ['tus'],
+      summary:
+        'Where to go on from: Upload-Offset is what the server has (after a dropped connection or a restart)',
+      parameters: [uploadId, { name: 'Tus-Resumable', in: 'header', ...TUS['Tus-Resumable'] }],
+      responses: {
+        200: tusAnswer('The upload', {
+          'Upload-Offset': 'Bytes received',
+          'Upload-Length': 'Its size',
+          'Upload-Expires': 'While it is receiving',
+        }),
+        404: tusAnswer('No such upload'),
+        410: tusAnswer('Canceled, failed or expired: start again'),
+        ...tusRefusals,
+      },
+    },
+    patch: {
+      operationId: 'tusAppend',
+      tags: ['tus'],
+      summary:
+        'Send bytes from Upload-Offset on (Content-Type: application/offset+octet-stream); the bytes that arrive are kept even if the connection drops. With the last byte, the throttled transfer starts.',
+      parameters: [
+        uploadId,
+        { name: 'Tus-Resumable', in: 'header', ...TUS['Tus-Resumable'] },
+        tusHeader('Upload-Offset', 'Must equal the server’s offset (HEAD)'),
+      ],
+      requestBody: {
+        required: true,
+        content: {
+          'application/offset+octet-stream': {
+            schema: { type: 'string', contentMediaType: 'application/octet-stream' },
+          },
+        },
+      },
+      responses: {
+        204: tusAnswer('Stored', {
+          'Upload-Offset': 'The new offset',
+          'Upload-Expires': 'While more bytes are due',
+        }),
+        404: tusAnswer('No such upload'),
+        409: tusAnswer('Upload-Offset is not the server’s offset'),
+        410: tusAnswer('Canceled (possibly while this request arrived), failed or expired'),
+        413: tusAnswer('More bytes than Upload-Length'),
+        507: tusAnswer('No room in storage for the rest of the file twice'),
+        ...tusRefusals,
+      },
+    },
+    delete: {
+      operationId: 'tusTerminate',
+      tags: ['tus'],
+      summary: 'Termination: cancels the upload (as cancelUpload does) and removes its bytes',
+      parameters: [uploadId, { name: 'Tus-Resumable', in: 'header', ...TUS['Tus-Resumable'] }],
+      responses: {
+        204: tusAnswer('Canceled'),
+        400: tusAnswer('It has ended already'),
+        404: tusAnswer('No such upload'),
+        ...tusRefusals,
+      },
+    },
+  },
+}
+
 export function openApiDocument(): Schema {
-  const paths: Record<string, Record<string, Schema>> = {}
+  const paths: Record<string, Record<string, Schema>> = { ...tusOperations }
   for (const route of routes)
     (paths[openApiPath(route)] ??= {})[route.method.toLowerCase()] = operation(route)
   return {
@@ -152,7 +296,7 @@ export function openApiDocument(): Schema {
       title: 'Throttled upload service: REST API',
       version: '1.0.0',
       description:
-        'The /api contract kept for curl users and scripts. Every route runs a GraphQL operation on /graphql’s schema. Speeds are bytes per second; 0 is unlimited.',
+        'The /api contract kept for curl users and scripts (every route runs a GraphQL operation on /graphql’s schema), and resumable uploads over tus 1.0 at /files/. Speeds are bytes per second; 0 is unlimited.',
     },
     components: {
       schemas,
