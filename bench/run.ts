@@ -5,7 +5,7 @@
  *   BENCH_SIZE_MB  size of the ingest/transfer file (default 1024)
  *   BENCH_RUNS     runs per figure; medians are quoted (default 3)
  *   BENCH_ONLY     comma-separated figures to run: ingest,throttle,control,concurrency,fanout,status,cluster,
- *                  scale,cap,state,tiny,idle
+ *                  scale,cap,state,tiny,idle,tus
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { cpus, tmpdir, totalmem } from 'node:os'
@@ -23,6 +23,7 @@ import { state } from './state.js'
 import { status } from './status.js'
 import { throttle } from './throttle.js'
 import { tiny } from './tiny.js'
+import { tus } from './tus.js'
 
 const size = Number(process.env.BENCH_SIZE_MB ?? 1024) * MiB
 const runs = Number(process.env.BENCH_RUNS ?? 3)
@@ -77,6 +78,15 @@ try {
       await rm(file)
     }
   })
+  await figure('tus', async () => {
+    const file = join(scratch, 'big')
+    await makeFile(file, size)
+    try {
+      return await tus(file, size, runs, scratch)
+    } finally {
+      await rm(file)
+    }
+  })
   await figure('throttle', () => throttle(runs, scratch))
   await figure('control', () => control(Math.max(5, runs), scratch))
   await figure('concurrency', () => concurrency(scratch))
@@ -124,7 +134,7 @@ ${markdown}
 npm ci
 npm run bench                      # builds, then runs every figure (about ${Math.ceil(machine.seconds / 60)} min); writes bench/results.json and this file
 BENCH_ONLY=throttle npm run bench  # one figure: ingest, throttle, control, concurrency, fanout, status,
-                                   # cluster, scale, cap, state, tiny, idle
+                                   # cluster, scale, cap, state, tiny, idle, tus
 BENCH_SIZE_MB=256 BENCH_RUNS=5 npm run bench
 \`\`\`
 

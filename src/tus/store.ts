@@ -1,5 +1,6 @@
-import { createReadStream } from 'node:fs'
-import { pipeline, Transform, type Readable } from 'node:stream'
+import { createReadStream, createWriteStream } from 'node:fs'
+import { Transform, type Readable } from 'node:stream'
+import { pipeline as pipelineAsync } from 'node:stream/promises'
 import { FileStore, type Configstore } from '@tus/file-store'
 import { ERRORS, Upload } from '@tus/utils'
 import { OffThreadHash } from '../uploads/hasher.js'
@@ -11,6 +12,7 @@ import { ServiceError } from '../errors.js'
 /** A hash waiting for its upload's next request is let go after this long (the next one re-reads the prefix). */
 const PARKED_MS = 60_000
 const READ_CHUNK = 1024 * 1024
+const WRITE_BUFFER = 1024 * 1024
 
 /** The upload's record is where tus's metadata lives (see TusStore): nothing is kept beside the file. */
 const recordsHoldIt: Configstore = {
@@ -108,11 +110,15 @@ export class TusStore extends FileStore {
           }, done)
         },
       })
-      written = await super.write(
-        pipeline(readable, tee, () => undefined),
-        id,
-        offset,
-      )
+      // FileStore.write's own, with a 1 MiB write buffer: its default 16 KiB made every chunk wait for a
+      // write to finish before the next was read (a 512 MiB PATCH took 4.7 s; the bare stream 1.9 s).
+      const file = createWriteStream(this.storage.stagingPath(record), {
+        flags: 'r+',
+        start: offset,
+        highWaterMark: WRITE_BUFFER,
+      })
+      await pipelineAsync(readable, tee, file)
+      written = offset + file.bytesWritten
     } catch (error) {
       failure = error
       written = Math.min(
