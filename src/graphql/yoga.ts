@@ -38,7 +38,11 @@ function useOperationSizeLimit(): Plugin<Record<string, unknown>, NodeServerCont
         serverContext?.res.setHeader('connection', 'close')
         return tooLarge()
       }
-      if (Number(request.headers.get('content-length') ?? 0) > MAX_OPERATION_BYTES) throw refuse()
+      const declared = request.headers.get('content-length')
+      if (Number(declared ?? 0) > MAX_OPERATION_BYTES) throw refuse()
+      // A declared length is all the body there can be (Node's parser holds the client to it): only a
+      // chunked body needs counting. The counting stream would cost most requests a third of their time.
+      if (declared !== null) return
       const body = request.body
       if (!requestParser || !body) return
       let bytes = 0
