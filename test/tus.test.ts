@@ -129,6 +129,13 @@ describe('the tus endpoint', () => {
     expect((await fetch(`${server.url}/api/files/${created.id}/download`)).status).toBe(200)
   })
 
+  it('an empty file is whole at its creation, and stored', async () => {
+    const created = await tusCreate(server.url, 0, { filename: 'empty.txt' })
+    expect(created.status).toBe(201)
+    await waitForStatus(server.url, created.id, 'completed')
+    expect(await readFile(join(server.dir, `${created.id}_empty.txt`))).toEqual(Buffer.alloc(0))
+  })
+
   it('accepts Uppy’s `name` for the file name, and bytes sent with the creation itself', async () => {
     const content = bytes(5000)
     const response = await fetch(`${server.url}/files/`, {

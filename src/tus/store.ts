@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { createReadStream, createWriteStream } from 'node:fs'
 import { Transform, type Readable } from 'node:stream'
 import { pipeline as pipelineAsync } from 'node:stream/promises'
@@ -13,6 +14,7 @@ import { ServiceError } from '../errors.js'
 const PARKED_MS = 60_000
 const READ_CHUNK = 1024 * 1024
 const WRITE_BUFFER = 1024 * 1024
+const EMPTY_SHA256 = createHash('sha256').digest('hex')
 
 /** The upload's record is where tus's metadata lives (see TusStore): nothing is kept beside the file. */
 const recordsHoldIt: Configstore = {
@@ -58,7 +60,13 @@ export class TusStore extends FileStore {
       size: upload.size ?? 0,
       speed: metadata.speed == null ? undefined : Number(metadata.speed),
     })
-    return super.create(upload)
+    const created = await super.create(upload)
+    // An empty file has arrived whole at its creation: no request will bring it any byte.
+    if (upload.size === 0) {
+      await this.service.beginReceiving(upload.id, 0, () => undefined)
+      await this.service.endReceiving(upload.id, 0, EMPTY_SHA256)
+    }
+    return created
   }
 
   override async getUpload(id: string): Promise<Upload> {
