@@ -226,10 +226,8 @@ export class UploadService {
     if (this.adopting || this.closed) return
     this.adopting = true
     try {
-      let after: string | undefined
-      for (;;) {
-        const page = await this.store.page({ status: ['IN_PROGRESS'], first: 500, after })
-        const ids = page.records.map((record) => record.id).filter((id) => !this.runs.has(id))
+      for await (const records of this.pages(['IN_PROGRESS'])) {
+        const ids = records.map((record) => record.id).filter((id) => !this.runs.has(id))
         const holders = await this.leases.holders(ids)
         for (const [i, id] of ids.entries()) {
           if (holders[i] !== undefined || this.closed) continue
@@ -240,13 +238,22 @@ export class UploadService {
           if (!this.runs.has(id)) await this.leases.release(id)
           else log('info', 'upload.adopted', { id, instance: this.leases.instance })
         }
-        if (!page.hasNextPage || !page.endCursor) break
-        after = page.endCursor
       }
     } catch (error) {
       log('warn', 'upload.adoption_paused', { error: describe(error) })
     } finally {
       this.adopting = false
+    }
+  }
+
+  /** The records in `status`, a page at a time: 100k of them are never one answer. */
+  private async *pages(status: UploadStatus[]): AsyncGenerator<UploadRecord[]> {
+    let after: string | undefined
+    for (;;) {
+      const page = await this.store.page({ status, first: 500, after })
+      yield page.records
+      if (!page.hasNextPage || !page.endCursor) return
+      after = page.endCursor
     }
   }
 
@@ -571,10 +578,8 @@ export class UploadService {
     this.expiring = true
     try {
       const at = new Date().toISOString()
-      let after: string | undefined
-      for (;;) {
-        const page = await this.store.page({ status: ['RECEIVING'], first: 500, after })
-        for (const record of page.records) {
+      for await (const records of this.pages(['RECEIVING'])) {
+        for (const record of records) {
           if (record.source !== 'tus' || record.expiresAt === null || record.expiresAt > at || this.arriving.has(record.id)) continue
           // Shared: skipped if this instance holds it (a request of it under way here) or another does.
           if (this.shared && (this.leases.held(record.id) || !(await this.leases.acquire(record.id)))) continue
@@ -586,8 +591,6 @@ export class UploadService {
             await this.fail(current, `Expired: no byte arrived for ${period} (RESUMABLE_EXPIRY); send the file again`)
           }).finally(() => this.leases.release(record.id).catch(() => undefined))
         }
-        if (!page.hasNextPage || !page.endCursor) break
-        after = page.endCursor
       }
     } catch (error) {
       log('warn', 'upload.expiry_paused', { error: describe(error) })
