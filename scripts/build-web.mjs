@@ -1,5 +1,7 @@
 // Builds the dashboard into dist/web once, when the package is built or installed (npm's `prepare`), so
-// the server bundles nothing at start-up: web/app.ts with graphql-ws's client, minified, plus its page.
+// the server bundles nothing at start-up: web/app.ts with graphql-ws's client and tus-js-client's browser
+// build (the package's `browser` field, which esbuild follows), minified, plus its page. Nothing is loaded
+// from anywhere else: the page's CSP allows this server only.
 import { build } from 'esbuild'
 import { copyFile, mkdir, utimes } from 'node:fs/promises'
 import { URL } from 'node:url'

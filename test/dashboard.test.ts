@@ -2,11 +2,14 @@
  * The dashboard in Debian's Chromium, at desktop (1280×800) and phone (390×844) width, against real servers:
  * speeds per file with units, sending progress and canceling a send, one record per click, a running upload's
  * speed changed without a pause, 200 uploads (filter, pages, overall line, height), clearing finished uploads
- * through a dialog, token mode, the keyboard, and no console errors or failed requests anywhere.
+ * through a dialog, token mode, the keyboard, and no console errors or failed requests anywhere. Files go
+ * over tus: a send goes on from the server's offset after the server restarts, after the network drops and
+ * after a page reload (the same file chosen again), and stops when its upload is canceled on the server.
  */
 import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { mkdir, readFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
@@ -16,14 +19,15 @@ import {
   favicon,
   focusedName,
   gql,
-  incoming,
   makeUploads,
   measure,
   openDashboard,
+  recordTus,
   rest,
   restUpload,
   settled,
   shownNames,
+  staged,
   unlabelled,
   until,
   VIEWPORTS,
@@ -31,6 +35,8 @@ import {
   type Kind,
   type ViewportName,
 } from './support/dashboard-page.js'
+import { cutProxy } from './support/cut-proxy.js'
+import { restartableServer } from './support/restartable.js'
 import { startServer, type TestServer } from './support/server.js'
 
 const ARTIFACTS = new URL('../test-artifacts/', import.meta.url).pathname
@@ -114,6 +120,10 @@ async function screenshot(page: Page, name: string, viewport: ViewportName, docs
   await page.screenshot({ path: `${ARTIFACTS}dashboard-${name}-${viewport}.png`, fullPage: true })
   if (docs && WRITE_DOCS) await page.screenshot({ path: `${DOCS}${docs}` })
 }
+
+/** tus-js-client's stored sends (fingerprint → upload URL) in the page's localStorage. */
+const tusEntries = (page: Page) =>
+  page.evaluate(() => Object.keys(localStorage).filter((key) => key.startsWith('tus::')))
 
 /** Slows this page's network to `bytesPerSecond` up (DevTools throttling), so a send takes a while. */
 async function throttleUploads(page: Page, bytesPerSecond: number): Promise<void> {
@@ -215,6 +225,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the dashboard at %s wid
     const { page, problems, server } = await session(viewport)
     await page.getByText('No uploads yet.').waitFor()
     await throttleUploads(page, 64 * 1024)
+    const requests = recordTus(page, { now: 'sending' })
     await page
       .getByLabel('Choose or drop files')
       .setInputFiles({ name: 'big.bin', mimeType: 'application/octet-stream', buffer: randomBytes(2 << 20) })
@@ -236,7 +247,9 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the dashboard at %s wid
           0) > 0,
     )
     expect(await page.locator('#overall').textContent()).toMatch(/sending 1 file \(.+ of .+, \d+ %\)/)
-    await until('the body to start arriving', async () => (await incoming(server.dir)).length > 0)
+    await until('the body to start arriving', async () => (await staged(server.dir)).length > 0)
+    // The server has it from its first byte on: a row of its own, receiving.
+    await waitForStatus(page, 'big.bin', 'receiving')
     await screenshot(page, 'sending', viewport)
     // Disabled while the send was starting, enabled again once its bytes were on their way.
     expect(await page.getByRole('button', { name: 'Upload', exact: true }).isEnabled()).toBe(true)
@@ -248,11 +261,22 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the dashboard at %s wid
     await page.getByRole('button', { name: 'Cancel sending big.bin' }).click()
     await page.getByText('Sending big.bin canceled; nothing was stored').waitFor()
     expect(await page.getByLabel('Sending big.bin').count()).toBe(0)
-    // The server drops the half-sent body, and records nothing.
-    await until('the half-sent body to be dropped', async () => (await incoming(server.dir)).length === 0)
+    // The send is ended on the server (tus termination), which drops the half-sent bytes and the record.
+    await until('the half-sent body to be dropped', async () => (await staged(server.dir)).length === 0)
     expect(await counts(server.url)).toMatchObject({ total: 0 })
-    expect(await page.getByText('No uploads yet.').isVisible()).toBe(true)
-    expect(await page.locator('#overall').textContent()).toBe('No active uploads')
+    await page.getByText('No uploads yet.').waitFor()
+    await page
+      .locator('#overall')
+      .filter({ hasText: /^No active uploads$/ })
+      .waitFor()
+    // Ended with tus's termination (DELETE) of the one upload the send made.
+    const [made] = requests.filter((r) => r.method === 'POST')
+    expect(requests.filter((r) => r.method === 'DELETE').map((r) => r.id)).toEqual([
+      requests.find((r) => r.method === 'PATCH')?.id,
+    ])
+    expect(made).toBeDefined()
+    // Nothing left to go on with: choosing big.bin again would send it anew.
+    expect(await tusEntries(page)).toEqual([])
 
     // The next file goes through.
     await throttleUploads(page, -1)
@@ -608,4 +632,244 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the dashboard at %s wid
     expect(await statusOf(page, 'keys.txt')).toBe('canceled')
     expect(problems).toEqual([])
   }, 60_000)
+})
+
+/** What the server says of its uploads, with how much of each has arrived. */
+const arrivals = async (url: string) =>
+  (
+    await gql<{
+      uploads: {
+        id: string
+        filename: string
+        status: string
+        receivedSize: number
+        targetSpeed: number
+        storedName: string
+      }[]
+    }>(url, '{ uploads { id filename status receivedSize targetSpeed storedName } }')
+  ).uploads
+
+/** What a page logs while its server is out of reach (by design here): requests refused, cut or offline. */
+const LOST = [
+  'CONNECTION_REFUSED',
+  'CONNECTION_RESET',
+  'CONNECTION_CLOSED',
+  'EMPTY_RESPONSE',
+  'SOCKET_NOT_CONNECTED',
+]
+const lostConnection = (problem: string) =>
+  LOST.some((code) => problem === `console: Failed to load resource: net::ERR_${code}`) ||
+  /^console: WebSocket connection to '[^']+' failed/.test(problem)
+
+describe('the dashboard sends over tus (resumable)', () => {
+  it('goes on from the server’s offset when the server stops mid-send and starts again: one upload, never started over', async () => {
+    const server = await restartableServer()
+    const open: { page?: Page } = {}
+    onTestFinished(async (context) => {
+      // The server's own account, for a failure that is its doing.
+      if (context.task.result?.state === 'fail') console.log(`server log:\n${server.current().output()}`)
+      await open.page?.close()
+      await server.stop()
+    })
+    const { page, problems } = await openDashboard(browser, server.url, 'desktop')
+    open.page = page
+    page.setDefaultTimeout(30_000)
+    await page.getByText('No uploads yet.').waitFor()
+    const phase = { now: 'before' }
+    const requests = recordTus(page, phase)
+    await throttleUploads(page, 256 * 1024)
+    const content = randomBytes(4 << 20)
+    await page.getByLabel('Speed unit', { exact: true }).selectOption({ label: 'unlimited' })
+    await page
+      .getByLabel('Choose or drop files')
+      .setInputFiles({ name: 'across.bin', mimeType: 'application/octet-stream', buffer: content })
+    await page.getByRole('button', { name: 'Upload', exact: true }).click()
+
+    // Receiving: the row shows what the server has, while the page is still sending.
+    await waitForStatus(page, 'across.bin', 'receiving')
+    const arrived = await until(
+      'a MiB to arrive',
+      async () => {
+        const [upload] = await arrivals(server.url)
+        return upload?.status === 'RECEIVING' && upload.receivedSize >= 1 << 20 && upload
+      },
+      60_000,
+    )
+    await movedPast(page, 'across.bin', 0)
+    expect(await row(page, 'across.bin').locator('td.progress').textContent()).toMatch(/\d+ % in$/)
+
+    // The server goes away mid-request: the page keeps trying, and says so.
+    await server.kill('SIGKILL')
+    phase.now = 'after'
+    await page.locator('#queue li.retrying').filter({ hasText: 'connection lost, trying again' }).waitFor()
+    expect(await page.getByRole('button', { name: 'Cancel sending across.bin' }).isVisible()).toBe(true)
+    await screenshot(page, 'retrying', 'desktop')
+
+    // Back on the same port and folder: the page finds it by itself and sends only the rest.
+    await server.start()
+    await waitForStatus(page, 'across.bin', 'completed', 120_000)
+    const patches = requests.filter((r) => r.method === 'PATCH')
+    const resumedAt = patches.find((r) => r.phase === 'after')?.offset
+    // It asked where to go on from (HEAD), and went on from there: well past the start.
+    expect(requests.some((r) => r.method === 'HEAD' && r.phase === 'after')).toBe(true)
+    expect(resumedAt).toBeGreaterThanOrEqual(512 * 1024)
+    expect(patches.filter((r) => r.phase === 'after').every((r) => (r.offset ?? 0) >= resumedAt!)).toBe(true)
+    // One upload, made once, carried to the end under the same id.
+    expect(requests.filter((r) => r.method === 'POST')).toHaveLength(1)
+    expect(new Set(requests.filter((r) => r.method !== 'POST').map((r) => r.id))).toEqual(
+      new Set([arrived.id]),
+    )
+    const stored = await arrivals(server.url)
+    expect(stored.map((u) => [u.id, u.status])).toEqual([[arrived.id, 'COMPLETED']])
+    expect((await readFile(join(server.dir, stored[0]!.storedName))).equals(content)).toBe(true)
+    // Sent in full: nothing is kept to go on with.
+    await page.locator('#queue').waitFor({ state: 'hidden' })
+    expect(await tusEntries(page)).toEqual([])
+    expect(problems.filter((problem) => !lostConnection(problem))).toEqual([])
+  }, 180_000)
+
+  it('goes on from the server’s offset after the network drops mid-send and comes back', async () => {
+    const server = await startServer()
+    const proxy = await cutProxy(server.url)
+    const open: { page?: Page } = {}
+    onTestFinished(async () => {
+      await open.page?.close()
+      await proxy.close()
+      await server.stop()
+    })
+    // The page reaches the server through a network that the test can drop.
+    const { page, problems } = await openDashboard(browser, proxy.url, 'desktop')
+    open.page = page
+    page.setDefaultTimeout(30_000)
+    await page.getByText('No uploads yet.').waitFor()
+    const phase = { now: 'before' }
+    const requests = recordTus(page, phase)
+    await throttleUploads(page, 256 * 1024)
+    const content = randomBytes(2 << 20)
+    await page.getByLabel('Speed unit', { exact: true }).selectOption({ label: 'unlimited' })
+    await page
+      .getByLabel('Choose or drop files')
+      .setInputFiles({ name: 'dropped.bin', mimeType: 'application/octet-stream', buffer: content })
+    await page.getByRole('button', { name: 'Upload', exact: true }).click()
+    const arrived = await until(
+      'half a MiB to arrive',
+      async () => {
+        const [upload] = await arrivals(server.url)
+        return upload?.status === 'RECEIVING' && upload.receivedSize >= 512 * 1024 && upload
+      },
+      60_000,
+    )
+
+    // The network drops: the request under way is cut off, and the page keeps trying while it is down.
+    proxy.cut()
+    phase.now = 'after'
+    await page.locator('#queue li.retrying').filter({ hasText: 'connection lost, trying again' }).waitFor()
+    // The server keeps what arrived, and waits for the rest.
+    const kept = await until('the cut-off request to end on the server', async () => {
+      const upload = await server.app.service.get(arrived.id)
+      return upload?.status === 'RECEIVING' && upload.receivedSize >= 512 * 1024 && upload.receivedSize
+    })
+
+    // Back: the next attempt asks where to go on from, and sends only the rest.
+    proxy.restore()
+    await waitForStatus(page, 'dropped.bin', 'completed', 90_000)
+    const resumedAt = requests.find((r) => r.method === 'PATCH' && r.phase === 'after')?.offset
+    expect(resumedAt).toBe(kept)
+    expect(requests.filter((r) => r.method === 'HEAD' && r.phase === 'after').length).toBeGreaterThan(0)
+    expect(requests.filter((r) => r.method === 'POST')).toHaveLength(1)
+    const stored = await arrivals(server.url)
+    expect(stored.map((u) => [u.id, u.status])).toEqual([[arrived.id, 'COMPLETED']])
+    expect((await readFile(join(server.dir, stored[0]!.storedName))).equals(content)).toBe(true)
+    expect(problems.filter((problem) => !lostConnection(problem))).toEqual([])
+  }, 120_000)
+
+  it('stops its send when the upload is canceled on the server while it arrives, and makes no new one', async () => {
+    // The send hears of it as tus does: its upload is gone (410 or 404).
+    const { page, problems, server } = await session('desktop', { allowStatuses: [404, 410] })
+    page.setDefaultTimeout(30_000)
+    await page.getByText('No uploads yet.').waitFor()
+    const requests = recordTus(page, { now: 'sending' })
+    await throttleUploads(page, 128 * 1024)
+    await page.getByLabel('Choose or drop files').setInputFiles({
+      name: 'stopped.bin',
+      mimeType: 'application/octet-stream',
+      buffer: randomBytes(2 << 20),
+    })
+    await page.getByRole('button', { name: 'Upload', exact: true }).click()
+    await waitForStatus(page, 'stopped.bin', 'receiving')
+    await movedPast(page, 'stopped.bin', 0)
+
+    // Canceled from its row (or by anyone else): the page stops sending and says why.
+    await page.getByRole('button', { name: 'Cancel stopped.bin' }).click()
+    await waitForStatus(page, 'stopped.bin', 'canceled')
+    await page
+      .getByText(
+        'stopped.bin was not sent: the server no longer has this upload (it was canceled, failed or expired there)',
+      )
+      .waitFor()
+    await page.locator('#queue').waitFor({ state: 'hidden' })
+    // No new upload in its place, and nothing kept to go on with.
+    expect(requests.filter((r) => r.method === 'POST')).toHaveLength(1)
+    expect(await counts(server.url)).toMatchObject({ total: 1, canceled: 1 })
+    await page.waitForFunction(() => !Object.keys(localStorage).some((key) => key.startsWith('tus::')))
+    expect(await staged(server.dir)).toEqual([])
+    expect(problems.filter((problem) => !lostConnection(problem))).toEqual([])
+  }, 90_000)
+
+  it('goes on after a page reload when the same file is chosen again (its fingerprint kept in localStorage)', async () => {
+    const { page, problems, server } = await session('desktop')
+    const folder = await mkdtemp(join(tmpdir(), 'dashboard-files-'))
+    onTestFinished(() => rm(folder, { recursive: true, force: true }))
+    const content = randomBytes(3 << 20)
+    const file = join(folder, 'again.bin')
+    await writeFile(file, content)
+    page.setDefaultTimeout(30_000)
+    await page.getByText('No uploads yet.').waitFor()
+    const phase = { now: 'before' }
+    const requests = recordTus(page, phase)
+    await throttleUploads(page, 256 * 1024)
+    await page.getByLabel('Speed unit', { exact: true }).selectOption({ label: 'unlimited' })
+    await page.getByLabel('Choose or drop files').setInputFiles(file)
+    await page.getByRole('button', { name: 'Upload', exact: true }).click()
+    await waitForStatus(page, 'again.bin', 'receiving')
+    const arrived = await until(
+      'half a MiB to arrive',
+      async () => {
+        const [upload] = await arrivals(server.url)
+        return upload?.status === 'RECEIVING' && upload.receivedSize >= 512 * 1024 && upload
+      },
+      60_000,
+    )
+    expect(await tusEntries(page)).toHaveLength(1)
+
+    // A reload ends the send; the page names the file to choose again.
+    phase.now = 'after'
+    await page.reload()
+    await page.locator('#unfinished').filter({ hasText: 'again.bin' }).waitFor()
+    expect(await page.locator('#unfinished').textContent()).toBe(
+      'Not sent in full from this browser: again.bin (3 MiB). ' +
+        'Choose it again to send the rest; the server keeps what arrived.',
+    )
+    await waitForStatus(page, 'again.bin', 'receiving')
+    expect(await tusEntries(page)).toHaveLength(1)
+    await screenshot(page, 'unfinished', 'desktop')
+
+    // Chosen again (at another speed): it goes on where the server has it, at the speed chosen now.
+    await page.getByLabel('Speed', { exact: true }).fill('2')
+    await page.getByLabel('Speed unit', { exact: true }).selectOption({ label: 'MiB/s' })
+    await page.getByLabel('Choose or drop files').setInputFiles(file)
+    await page.getByRole('button', { name: 'Upload', exact: true }).click()
+    await page.getByText('Sending again.bin goes on where the server has it').waitFor()
+    await page.locator('#unfinished').waitFor({ state: 'hidden' })
+    await waitForStatus(page, 'again.bin', 'completed', 90_000)
+    const resumedAt = requests.find((r) => r.method === 'PATCH' && r.phase === 'after')?.offset
+    expect(resumedAt).toBeGreaterThanOrEqual(256 * 1024)
+    expect(requests.filter((r) => r.method === 'POST')).toHaveLength(1)
+    const stored = await arrivals(server.url)
+    expect(stored.map((u) => [u.id, u.status, u.targetSpeed])).toEqual([[arrived.id, 'COMPLETED', 2 << 20]])
+    expect((await readFile(join(server.dir, stored[0]!.storedName))).equals(content)).toBe(true)
+    await page.locator('#queue').waitFor({ state: 'hidden' })
+    expect(await tusEntries(page)).toEqual([])
+    expect(problems).toEqual([])
+  }, 120_000)
 })

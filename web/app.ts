@@ -11,6 +11,7 @@ import { followUploads } from './live.js'
 import { Overall } from './overall.js'
 import { SendQueue } from './queue.js'
 import { SpeedField } from './speed-field.js'
+import { UnfinishedNote } from './unfinished.js'
 
 const $ = <T extends HTMLElement>(selector: string) => document.querySelector(selector) as T
 
@@ -174,7 +175,9 @@ const queue = new SendQueue({
   say,
   unauthorized: needToken,
   changed: () => overall.setSending(queue.summary()),
+  sendsChanged: () => unfinished.refresh(),
 })
+const unfinished = new UnfinishedNote($('#unfinished'), () => queue.sendingIds())
 
 $<HTMLFormElement>('#upload-form').addEventListener('submit', (event) => {
   event.preventDefault()
@@ -210,6 +213,7 @@ async function start(): Promise<void> {
   tokenForm.hidden = getToken() === ''
   workspace.hidden = false
   if (message.textContent?.startsWith('Live updates')) say('')
+  unfinished.refresh()
   stopLive = followUploads({
     update: live,
     connected: (again) => {

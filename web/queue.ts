@@ -1,6 +1,7 @@
 /**
  * Files on their way in: chosen (each with its own speed, the form's until edited), then sent one at a time
- * with their progress and a Cancel, until the server has each one as an upload record.
+ * over tus with their progress and a Cancel, until the server has all of each one's bytes. A send that loses
+ * the server keeps trying (and says so); a file chosen again after a reload goes on where the server has it.
  */
 import { AuthError } from './api.js'
 import { bytes, percent, speed } from './format.js'
@@ -22,6 +23,8 @@ interface Item {
   note?: HTMLSpanElement
   sent: number
   total: number
+  /** The upload's id on the server, once it has one. */
+  id?: string
   /** Enables the Upload button again, once this (the first file of a batch) has started or left. */
   release?: () => void
 }
@@ -36,6 +39,8 @@ export interface QueueOptions {
   unauthorized(error: AuthError): void
   /** Something changed that the overall line reports (a send started, moved, ended). */
   changed(): void
+  /** A send found its upload on the server, or ended: which sends are left unfinished may have changed. */
+  sendsChanged(): void
 }
 
 export class SendQueue {
@@ -54,6 +59,11 @@ export class SendQueue {
 
   get pendingCount(): number {
     return this.items.filter((item) => item.state === 'pending').length
+  }
+
+  /** The ids of the uploads being sent now. */
+  sendingIds(): string[] {
+    return this.items.flatMap((item) => (item.state === 'sending' && item.id ? [item.id] : []))
   }
 
   /** Files being sent or waiting to be, and their bytes sent of all. */
@@ -124,8 +134,20 @@ export class SendQueue {
     if (!item) return
     item.state = 'sending'
     if (item.note) item.note.textContent = 'sending'
+    const note = (text: string) => {
+      if (item.note) item.note.textContent = text
+    }
     const sending = sendFile(item.file, item.speed, {
       started: () => item.release?.(),
+      found: (id, resumed) => {
+        item.id = id
+        this.options.sendsChanged()
+        if (resumed) this.options.say(`Sending ${item.file.name} goes on where the server has it`)
+      },
+      retrying: (_delay, status) => {
+        note(status === 0 ? 'connection lost, trying again' : `the server answered ${status}, trying again`)
+        item.li.classList.add('retrying')
+      },
       progress: (sent, total) => {
         item.sent = sent
         item.total = total
@@ -133,7 +155,8 @@ export class SendQueue {
           item.progress.max = Math.max(1, total)
           item.progress.value = sent
         }
-        if (item.note) item.note.textContent = `${percent(sent, total)} %`
+        item.li.classList.remove('retrying')
+        note(`${percent(sent, total)} %`)
         this.options.changed()
       },
     })
@@ -147,12 +170,15 @@ export class SendQueue {
         if (error instanceof AuthError) {
           item.sent = 0
           item.total = 0
+          item.id = undefined
           this.pendingControls(item)
           this.options.unauthorized(error)
         } else {
           this.options.say(
             error instanceof SendCanceled
-              ? `Sending ${item.file.name} canceled; nothing was stored`
+              ? error.cleaned
+                ? `Sending ${item.file.name} canceled; nothing was stored`
+                : `Sending ${item.file.name} canceled; the server could not be reached, so what it has of it is removed when it expires`
               : `${item.file.name} was not sent: ${error.message}`,
           )
           this.remove(item)
@@ -165,6 +191,7 @@ export class SendQueue {
         item.release?.()
         this.pump()
         this.options.changed()
+        this.options.sendsChanged()
       })
   }
 
@@ -202,8 +229,10 @@ export class SendQueue {
     cancel.textContent = 'Cancel'
     cancel.setAttribute('aria-label', `Cancel sending ${item.file.name}`)
     cancel.addEventListener('click', () => {
-      if (item.state === 'sending') item.sending?.cancel()
-      else if (item.state === 'waiting') {
+      if (item.state === 'sending') {
+        if (item.note) item.note.textContent = 'canceling'
+        item.sending?.cancel()
+      } else if (item.state === 'waiting') {
         this.options.say(`Sending ${item.file.name} canceled; nothing was stored`)
         this.remove(item)
         this.options.changed()

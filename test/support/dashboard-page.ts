@@ -134,11 +134,35 @@ export async function until<T>(
   }
 }
 
-/** Files in staging that are bodies still arriving. */
-export const incoming = async (dir: string) =>
-  (await readdir(join(dir, '.staging')).catch(() => [] as string[])).filter((name) =>
-    name.endsWith('.incoming'),
-  )
+/** Files in staging: a tus upload's bytes as they arrive (`{id}`), or a multipart body (`….incoming`). */
+export const staged = async (dir: string) =>
+  (await readdir(join(dir, '.staging')).catch(() => [] as string[])).filter((name) => !name.startsWith('.'))
+
+/** A request the page made to tus (/files/): its method, upload id and, for a PATCH, the offset it starts at. */
+export interface TusRequest {
+  method: string
+  id: string
+  offset: number | undefined
+  /** What the test called the time it was made in (`phase.now`), e.g. before or after a restart. */
+  phase: string
+}
+
+/** Records every tus request `page` makes, from now on (across reloads), tagged with `phase.now`. */
+export function recordTus(page: Page, phase: { now: string }): TusRequest[] {
+  const seen: TusRequest[] = []
+  page.on('request', (request) => {
+    const { pathname } = new URL(request.url())
+    if (!pathname.startsWith('/files/')) return
+    const offset = request.headers()['upload-offset']
+    seen.push({
+      method: request.method(),
+      id: decodeURIComponent(pathname.slice('/files/'.length)),
+      offset: offset === undefined ? undefined : Number(offset),
+      phase: phase.now,
+    })
+  })
+  return seen
+}
 
 export interface Made {
   id: string
