@@ -1,0 +1,370 @@
+import { constants, createReadStream, type ReadStream } from 'node:fs'
+import { access, stat } from 'node:fs/promises'
+import { basename, resolve } from 'node:path'
+import { DetailedError, Upload as TusUpload, type UrlStorage } from 'tus-js-client'
+import { authHeaders, ended, type Api, type Upload } from './api.js'
+import { interrupted, whenAborted, type Context } from './context.js'
+import { CliError, EXIT, oneLine } from './errors.js'
+import { createDisplay, printable, printJson, printLine, RateMeter, hashNote, type Row } from './output.js'
+import { forget, uploadStorage } from './state.js'
+import { formatBytes, formatTarget } from './units.js'
+import { progressOf } from './watch.js'
+
+export interface PutOptions {
+  files: string[]
+  /** Bytes per second for the server to store at; its default when undefined. */
+  speed: number | undefined
+  /** Stop once each file is received, printing the ids. */
+  detach: boolean
+}
+
+interface LocalFile {
+  /** As given on the command line. */
+  given: string
+  path: string
+  name: string
+  size: number
+}
+
+/** One file of the put, from queued to its end. */
+interface Job {
+  file: LocalFile
+  row: Row
+  stage: 'queued' | 'sending' | 'storing' | 'over'
+  tus: TusUpload | undefined
+  source: ReadStream | undefined
+  id: string | undefined
+  sent: number
+  /** The offset the upload was resumed from (0 for a new one). */
+  resumedFrom: number
+  /** How it ended: the server's last word, or why it could not be sent. */
+  last: Upload | undefined
+  failure: string | undefined
+  stop: (() => void) | undefined
+}
+
+/** The files, each checked before anything is sent: a missing or unreadable one fails the whole put. */
+async function checkFiles(files: string[]): Promise<LocalFile[]> {
+  // A file named twice is sent once.
+  const unique = files.filter(
+    (given, i) => files.findIndex((other) => resolve(other) === resolve(given)) === i,
+  )
+  return Promise.all(
+    unique.map(async (given) => {
+      const path = resolve(given)
+      const shown = printable(given)
+      let size: number
+      try {
+        const info = await stat(path)
+        if (!info.isFile()) throw new CliError(`${shown} is not a file; nothing was sent`)
+        size = info.size
+        await access(path, constants.R_OK)
+      } catch (error) {
+        if (error instanceof CliError) throw error
+        const code = (error as { code?: unknown }).code
+        const why =
+          code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : oneLine(error)
+        throw new CliError(`cannot read ${shown}: ${why}; nothing was sent`)
+      }
+      return { given, path, name: basename(path), size }
+    }),
+  )
+}
+
+/** Why tus could not send a file, in one line. */
+function tusFailure(error: Error, server: string): string {
+  if (error instanceof DetailedError) {
+    const response = error.originalResponse
+    if (response) {
+      const status = response.getStatus()
+      const body = response.getBody().trim().split('\n')[0]?.slice(0, 200) ?? ''
+      const hint = status === 401 ? ' (give the service token with --token or API_TOKEN)' : ''
+      return `the server refused it: ${status}${body ? ` ${body}` : ''}${hint}`
+    }
+    if (error.causingError) return `lost the connection to ${server} (${oneLine(error.causingError)})`
+  }
+  return oneLine(error)
+}
+
+const idOf = (url: string): string => decodeURIComponent(url.split('/').pop() ?? '')
+
+/** A file's final line: how it ended. */
+function finalLine(job: Job, mode: Context['mode']): string {
+  const name = printable(job.file.name)
+  const last = job.last
+  const id = job.id ? ` (id ${job.id})` : ''
+  if (job.failure !== undefined) return `${name}: failed: ${job.failure}${id}`
+  if (!last) return `${name}: unknown${id}`
+  if (last.removed) return `${name}: deleted from the server before it was stored${id}`
+  switch (last.status) {
+    case 'COMPLETED':
+      return `${name}: completed, ${formatBytes(last.totalSize)} stored${id}${hashNote(last.sha256, mode)}`
+    case 'CANCELED':
+      return `${name}: canceled${id}`
+    case 'FAILED':
+      return `${name}: failed: ${printable(last.error ?? 'no reason given')}${id}`
+    default:
+      // --detach: received, and left to the server.
+      return `${name}: received${id}; the server stores it at ${formatTarget(last.targetSpeed)}`
+  }
+}
+
+function finalEvent(job: Job): Record<string, unknown> {
+  const last = job.last
+  return {
+    event: 'done',
+    file: job.file.given,
+    id: job.id ?? null,
+    status: last?.removed ? 'DELETED' : (last?.status ?? null),
+    sha256: last?.sha256 || null,
+    size: job.file.size,
+    resumedFrom: job.resumedFrom,
+    error: job.failure ?? last?.error ?? null,
+  }
+}
+
+/**
+ * `upctl put FILE…`: each file goes over tus, one after the other, resumably (an interrupted put of the same
+ * file continues from the server's offset), then is followed over graphql-ws until it is stored.
+ */
+export async function put(ctx: Context, options: PutOptions): Promise<number> {
+  const files = await checkFiles(options.files)
+  const { api, mode } = ctx
+  await api.ping()
+  const storage = await uploadStorage()
+  // Without a terminal, --detach prints the ids alone, one a line, for scripts to read.
+  const display = createDisplay(mode, options.detach)
+  const jobs: Job[] = files.map((file) => ({
+    file,
+    row: display.row(file.name, { stage: 'queued', done: 0, total: file.size, speed: 0 }),
+    stage: 'queued',
+    tus: undefined,
+    source: undefined,
+    id: undefined,
+    sent: 0,
+    resumedFrom: 0,
+    last: undefined,
+    failure: undefined,
+    stop: undefined,
+  }))
+
+  const finish = (job: Job) => {
+    job.stage = 'over'
+    job.source?.destroy()
+    if (mode === 'json') printJson(finalEvent(job))
+    else if (options.detach && mode === 'plain' && job.failure === undefined && job.id) printLine(job.id)
+    else job.row.finish(finalLine(job, mode))
+  }
+
+  const work = async () => {
+    const following: Promise<void>[] = []
+    for (const job of jobs) {
+      if (ctx.signal.aborted) break
+      try {
+        await send(job, { api, storage, options, mode })
+      } catch (error) {
+        job.failure = oneLine(error)
+        finish(job)
+        continue
+      }
+      if (options.detach) {
+        // Handed over: a later put of the same file is a new upload.
+        if (job.tus?.url) await forget(storage, job.tus.url)
+        job.last = await api.upload(job.id ?? '').catch(() => undefined)
+        finish(job)
+        continue
+      }
+      following.push(
+        store(job, { api, options, mode }).then(
+          async () => {
+            if (job.tus?.url) await forget(storage, job.tus.url)
+            finish(job)
+          },
+          (error: unknown) => {
+            job.failure = oneLine(error)
+            finish(job)
+          },
+        ),
+      )
+    }
+    await Promise.all(following)
+  }
+
+  const outcome = await Promise.race([work().then(() => 'done' as const), whenAborted(ctx.signal)])
+  if (outcome !== 'done') {
+    // Ctrl-C: stop sending (the upload stays on the server, resumable: no termination), stop following.
+    await Promise.all(jobs.map((job) => job.tus?.abort(false)))
+    for (const job of jobs) {
+      job.stop?.()
+      job.source?.destroy()
+    }
+    display.stop()
+    throw interrupted(howToContinue(jobs, ctx.again))
+  }
+  display.stop()
+  return jobs.every(
+    (job) => job.failure === undefined && (options.detach || job.last?.status === 'COMPLETED'),
+  )
+    ? EXIT.OK
+    : EXIT.FAILURE
+}
+
+/** The one line an interrupted put leaves: where each file stands, and the command that continues. */
+function howToContinue(jobs: Job[], again: string): string {
+  const parts = jobs
+    .filter((job) => job.stage !== 'over')
+    .map((job) => {
+      const name = printable(job.file.name)
+      if (job.stage === 'queued') return `${name} not started`
+      if (job.stage === 'sending')
+        return `${name} ${formatBytes(job.sent)} of ${formatBytes(job.file.size)} sent${job.id ? ` (upload ${job.id})` : ''}`
+      return `${name} fully sent, the server goes on storing it (upload ${job.id ?? '?'})`
+    })
+  if (parts.length === 0) return 'every file had ended'
+  const sending = jobs.some((job) => job.stage === 'queued' || job.stage === 'sending')
+  const what = sending ? 'to continue' : parts.length > 1 ? 'to follow them again' : 'to follow it again'
+  return `${parts.join('; ')}; ${what}, run the same command: ${again}`
+}
+
+interface SendDeps {
+  api: Api
+  storage: UrlStorage
+  options: PutOptions
+  mode: Context['mode']
+}
+
+/** tus-js-client's Node file reader takes an fs.ReadStream with a path as a file and reads the slices it
+ * needs from that path (lib/node/fileReader.js); its type declarations list only browser and Buffer inputs. */
+type TusInput = ConstructorParameters<typeof TusUpload>[0]
+
+/** Sends one file over tus, resuming the upload a previous put of it left, if the server still has it. */
+function send(job: Job, { api, storage, options, mode }: SendDeps): Promise<void> {
+  const { file } = job
+  const meter = new RateMeter()
+  job.stage = 'sending'
+  job.source = createReadStream(file.path)
+  // Only slices of it are read (by path); an error opening it shows when they are.
+  job.source.on('error', () => undefined)
+  const { target } = api
+  let patched = false
+  return new Promise<void>((resolveSent, reject) => {
+    const upload = new TusUpload(job.source as unknown as TusInput, {
+      endpoint: `${target.server}/files/`,
+      metadata: {
+        filename: file.name,
+        ...(options.speed === undefined ? {} : { speed: String(options.speed) }),
+      },
+      headers: authHeaders(target),
+      urlStorage: storage,
+      storeFingerprintForResuming: true,
+      // Kept until the upload is stored (see store), so a put interrupted while the server stores the file
+      // follows it again instead of sending it anew.
+      removeFingerprintOnSuccess: false,
+      retryDelays: [0, 1000, 3000, 5000],
+      onAfterResponse: (request, response) => {
+        if (request.getMethod() === 'HEAD' && response.getStatus() === 200)
+          job.resumedFrom = Number(response.getHeader('Upload-Offset') ?? 0)
+      },
+      onUploadUrlAvailable: () => {
+        job.id = idOf(upload.url ?? '')
+      },
+      onBeforeRequest: (request) => {
+        if (request.getMethod() !== 'PATCH') return
+        patched = true
+        const offset = Number(request.getHeader('Upload-Offset') ?? 0)
+        if (mode === 'json')
+          printJson({ event: 'sending', file: file.given, id: job.id, offset, size: file.size })
+      },
+      onProgress: (sent, total) => {
+        job.sent = sent
+        const speed = meter.add(sent)
+        job.row.update({ stage: 'sending', done: sent, total, speed })
+        // Events of bytes sent come after the PATCH that sends them is announced.
+        if (mode === 'json' && patched)
+          printJson({
+            event: 'progress',
+            stage: 'sending',
+            file: file.given,
+            id: job.id ?? null,
+            bytes: sent,
+            size: total,
+          })
+      },
+      onSuccess: () => {
+        job.id = idOf(upload.url ?? '')
+        job.sent = file.size
+        if (mode === 'json')
+          printJson({
+            event: 'received',
+            file: file.given,
+            id: job.id,
+            size: file.size,
+            resumedFrom: job.resumedFrom,
+          })
+        resolveSent()
+      },
+      onError: (error) => reject(new CliError(tusFailure(error, target.server))),
+    })
+    job.tus = upload
+    upload
+      .findPreviousUploads()
+      .then((previous) => {
+        // The newest upload left by a put of this very file (same path, size, mtime and server).
+        const last = previous
+          .filter((p) => p.uploadUrl)
+          .sort((a, b) => Date.parse(a.creationTime) - Date.parse(b.creationTime))
+          .pop()
+        if (last) upload.resumeFromPreviousUpload(last)
+        upload.start()
+      })
+      .catch((error: unknown) =>
+        reject(new CliError(`cannot read what earlier puts left: ${oneLine(error)}`)),
+      )
+  })
+}
+
+/** The stored stage: follows the upload over graphql-ws (never polling) until it ends. */
+async function store(
+  job: Job,
+  { api, options, mode }: { api: Api; options: PutOptions; mode: Context['mode'] },
+): Promise<void> {
+  const id = job.id ?? ''
+  job.stage = 'storing'
+  job.row.update({ stage: 'storing', done: 0, total: job.file.size, speed: 0 })
+  let speedChecked = options.speed === undefined
+  const follow = api.followToEnd(id, (upload) => {
+    job.last = upload
+    if (!speedChecked) {
+      // A resumed upload keeps the speed it was created with; the one asked now wins.
+      speedChecked = true
+      if (!ended(upload.status) && upload.targetSpeed !== options.speed)
+        void api
+          .request(`mutation Speed($id: ID!, $speed: SafeInt!) { setSpeed(id: $id, speed: $speed) { id } }`, {
+            id,
+            speed: options.speed,
+          })
+          .catch(() => undefined)
+    }
+    if (mode === 'json' && !ended(upload.status) && !upload.removed)
+      printJson({
+        event: 'progress',
+        stage: 'storing',
+        file: job.file.given,
+        id,
+        status: upload.status,
+        uploadedSize: upload.uploadedSize,
+        totalSize: upload.totalSize,
+        currentSpeed: upload.currentSpeed,
+        targetSpeed: upload.targetSpeed,
+      })
+    // Its end is said by its final line (see put).
+    if (ended(upload.status) || upload.removed) return follow.stop()
+    // All of it has arrived; the transfer into storage is about to start.
+    if (upload.status === 'RECEIVING')
+      job.row.update({ stage: 'storing', done: 0, total: upload.totalSize, speed: 0 })
+    else job.row.update(progressOf(upload))
+  })
+  job.stop = follow.stop
+  await follow.done
+  if (!job.last || (!ended(job.last.status) && !job.last.removed)) job.last = await api.upload(id)
+}

@@ -1,0 +1,639 @@
+import { createHash } from 'node:crypto'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { bytes, gql, restUpload, waitFor } from './support/clients.js'
+import { killAll, ndjson, startCli, startProcess, UPCTL, upctl } from './support/cli.js'
+import { startProxy, type Proxy } from './support/proxy.js'
+import { startServer, type TestServer } from './support/server.js'
+
+/**
+ * upctl, the terminal client (issue 14): the real built binary (`node dist/cli/upctl.js`, as `npm install -g`
+ * links it) as a child process, against a real server.
+ */
+
+const sha = (content: Uint8Array) => createHash('sha256').update(content).digest('hex')
+const KiB = 1024
+const MiB = 1024 * 1024
+
+interface Seen {
+  id: string
+  filename: string
+  status: string
+  receivedSize: number
+  uploadedSize: number
+  totalSize: number
+  targetSpeed: number
+  sha256: string
+}
+
+let server: TestServer
+let work: string
+/** Each test's own folder: its files, and upctl's state (UPCTL_STATE) so no put resumes another's. */
+let dir: string
+
+beforeAll(async () => {
+  server = await startServer()
+  work = await mkdtemp(join(tmpdir(), 'upctl-test-'))
+})
+afterAll(async () => {
+  killAll()
+  await server.stop()
+  await rm(work, { recursive: true, force: true })
+})
+afterEach(() => killAll())
+
+async function freshDir(): Promise<string> {
+  dir = await mkdtemp(join(work, 't'))
+  return dir
+}
+
+/** upctl's environment in a test: the server, a state folder of the test's own, no token from outside. */
+const env = (extra: Record<string, string | undefined> = {}) => ({
+  UPCTL_SERVER: server.url,
+  UPCTL_STATE: join(dir, 'state'),
+  API_TOKEN: undefined,
+  ...extra,
+})
+
+async function file(name: string, size: number): Promise<{ path: string; content: Buffer }> {
+  const content = bytes(size)
+  const path = join(dir, name)
+  await writeFile(path, content)
+  return { path, content }
+}
+
+const FIELDS = 'id filename status receivedSize uploadedSize totalSize targetSpeed sha256'
+async function uploadOf(id: string, url = server.url): Promise<Seen> {
+  const { data, errors } = await gql<{ upload: Seen }>(
+    url,
+    `query ($id: ID!) { upload(id: $id) { ${FIELDS} } }`,
+    {
+      id,
+    },
+  )
+  if (!data?.upload) throw new Error(JSON.stringify(errors))
+  return data.upload
+}
+const uploadCount = async () =>
+  (await gql<{ uploadCounts: { total: number } }>(server.url, '{ uploadCounts { total } }')).data
+    ?.uploadCounts.total ?? -1
+
+/** One line on stderr, and nothing else there. */
+function oneLine(stderr: string): string {
+  const lines = stderr.split('\n').filter((line) => line !== '')
+  expect(lines, `stderr: ${stderr}`).toHaveLength(1)
+  expect(stderr).not.toMatch(/\n\s+at /)
+  return lines[0] ?? ''
+}
+
+/** A port nothing listens on. */
+async function closedPort(): Promise<number> {
+  const probe = createServer()
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
+  const address = probe.address()
+  await new Promise<void>((resolve) => probe.close(() => resolve()))
+  if (address === null || typeof address === 'string') throw new Error('no port')
+  return address.port
+}
+
+const ESC = '\u001b'
+const ANSI = `${ESC}[`
+
+describe('upctl put', () => {
+  it('--json: NDJSON events in order (sending, received, storing), the last COMPLETED with the sha256 of the file', async () => {
+    await freshDir()
+    const { path, content } = await file('report.bin', 256 * KiB)
+    const run = await upctl(['put', path, '--speed', '128K', '--json'], env())
+    expect(run.stderr).toBe('')
+    expect(run.code).toBe(0)
+    const events = ndjson(run.stdout)
+    const kinds = events.map((e) =>
+      e.event === 'progress' ? `progress:${String(e.stage)}` : String(e.event),
+    )
+    // sending (with its progress), then received once, then the stored stage, then done: never out of order.
+    const order = ['sending', 'progress:sending', 'received', 'progress:storing', 'done']
+    const ranks = kinds.map((kind) => order.indexOf(kind))
+    expect(ranks).not.toContain(-1)
+    expect(ranks).toEqual([...ranks].sort((a, b) => a - b))
+    expect(kinds.filter((k) => k === 'received')).toHaveLength(1)
+    expect(kinds.at(-1)).toBe('done')
+    expect(kinds.filter((k) => k === 'done')).toHaveLength(1)
+
+    const done = events.at(-1)!
+    expect(done).toMatchObject({
+      file: path,
+      status: 'COMPLETED',
+      sha256: sha(content),
+      size: content.length,
+    })
+    const id = String(done.id)
+    expect(events.every((e) => e.id === id || (e.event === 'progress' && e.id === null))).toBe(true)
+    const first = events[0]!
+    expect(first).toMatchObject({ event: 'sending', id, offset: 0, size: content.length })
+
+    // Bytes only go forward, in each stage; storing was followed live (some events between 0 and all).
+    const sent = events.filter((e) => e.stage === 'sending').map((e) => Number(e.bytes))
+    expect(sent).toEqual([...sent].sort((a, b) => a - b))
+    const stored = events.filter((e) => e.stage === 'storing').map((e) => Number(e.uploadedSize))
+    expect(stored).toEqual([...stored].sort((a, b) => a - b))
+    expect(stored.some((n) => n > 0 && n < content.length)).toBe(true)
+
+    // What the server says: the same file, at 128 KiB/s (K = 1024).
+    expect(await uploadOf(id)).toMatchObject({
+      filename: 'report.bin',
+      status: 'COMPLETED',
+      sha256: sha(content),
+      targetSpeed: 128 * 1024,
+    })
+  }, 60_000)
+
+  it('without a terminal prints plain lines (no escape codes): each stage, then how each file ended', async () => {
+    await freshDir()
+    const a = await file('a.bin', 64 * KiB)
+    const b = await file('b.bin', 32 * KiB)
+    const run = await upctl(['put', a.path, b.path, '--speed', '0'], env())
+    expect(run.stderr).toBe('')
+    expect(run.code).toBe(0)
+    expect(run.stdout).not.toContain('\u001b')
+    expect(run.stdout).toMatch(/^a\.bin: sending \d+% /m)
+    expect(run.stdout).toMatch(/^a\.bin: completed, 64 KiB stored \(id [\w-]+\), sha256 [0-9a-f]{64}$/m)
+    expect(run.stdout).toContain(`sha256 ${sha(a.content)}`)
+    expect(run.stdout).toMatch(/^b\.bin: completed, 32 KiB stored \(id [\w-]+\), sha256 [0-9a-f]{64}$/m)
+    expect(run.stdout).toContain(`sha256 ${sha(b.content)}`)
+  }, 60_000)
+
+  it('--detach, then pause, status, resume --speed and watch to the end', async () => {
+    await freshDir()
+    const { path, content } = await file('slow.bin', 1 * MiB)
+    const detached = await upctl(['put', path, '--detach', '--speed', '16K'], env())
+    expect(detached.stderr).toBe('')
+    expect(detached.code).toBe(0)
+    // Without a terminal, --detach prints the id alone, for scripts.
+    const id = detached.stdout.trim()
+    expect(id).toMatch(/^[\w-]{8,}$/)
+    expect(detached.stdout).toBe(`${id}\n`)
+    const started = await uploadOf(id)
+    expect(started).toMatchObject({ receivedSize: content.length, targetSpeed: 16 * 1024 })
+    expect(['RECEIVING', 'IN_PROGRESS']).toContain(started.status)
+
+    const faster = await upctl(['speed', id, '32K'], env())
+    expect(faster).toMatchObject({ code: 0, stderr: '' })
+    expect(faster.stdout).toContain('32 KiB/s')
+    expect((await uploadOf(id)).targetSpeed).toBe(32 * 1024)
+
+    const paused = await upctl(['pause', id], env())
+    expect(paused).toMatchObject({ code: 0, stderr: '' })
+    expect(paused.stdout).toMatch(new RegExp(`^paused ${id} \\(slow\\.bin\\) at \\d+%`))
+    expect((await uploadOf(id)).status).toBe('PAUSED')
+
+    const status = await upctl(['status', id], env())
+    expect(status).toMatchObject({ code: 0, stderr: '' })
+    expect(status.stdout).toMatch(/^status:\s+paused$/m)
+    expect(status.stdout).toMatch(/^name:\s+slow\.bin$/m)
+    expect(status.stdout).toContain(`sha256:   ${sha(content)}`)
+    const statusJson = await upctl(['status', id, '--json'], env())
+    expect(JSON.parse(statusJson.stdout)).toMatchObject({ id, status: 'PAUSED', targetSpeed: 32 * 1024 })
+
+    // watch, started while it is paused, follows it through resume to its end.
+    const watching = startCli(['watch', id], env())
+    await watching.line((line) => /^slow\.bin: paused \d+%/.test(line), 'watch shows the paused upload')
+    const resumed = await upctl(['resume', id, '--speed', '256K'], env())
+    expect(resumed).toMatchObject({ code: 0, stderr: '' })
+    expect(resumed.stdout.trim()).toMatch(
+      new RegExp(`^resumed ${id} \\(slow\\.bin\\) at \\d+%.*, at 256 KiB/s$`),
+    )
+    const watched = await watching.exited
+    expect(watched.stderr).toBe('')
+    expect(watched.code).toBe(0)
+    expect(watched.stdout).not.toContain('\u001b')
+    expect(watched.stdout).toMatch(/^slow\.bin: storing \d+% /m)
+    expect(watched.stdout.trim().split('\n').at(-1)).toBe(
+      `slow.bin: completed, 1 MiB stored (id ${id}), sha256 ${sha(content)}`,
+    )
+    expect(await uploadOf(id)).toMatchObject({ status: 'COMPLETED', targetSpeed: 256 * 1024 })
+  }, 90_000)
+
+  it('follows its upload across a restart of the server, to the end', async () => {
+    await freshDir()
+    let own = await startServer()
+    const proxy = await startProxy(own.url)
+    try {
+      const { path, content } = await file('through.bin', 256 * KiB)
+      const putting = startCli(['put', path, '--speed', '64K', '--json', '--server', proxy.url], env())
+      await putting.line((line) => /"stage":"storing".*"uploadedSize":[1-9]/.test(line), 'storing has begun')
+      // The server stops (ending its subscriptions and sockets) and starts again on the same folder.
+      own = await own.restart()
+      proxy.retarget(own.url)
+      const before = ndjson(putting.stdout()).length
+      const run = await putting.exited
+      expect(run.stderr).toBe('')
+      expect(run.code).toBe(0)
+      const events = ndjson(run.stdout)
+      // Progress came again after the restart, and the file completed, whole.
+      expect(events.slice(before).some((e) => e.stage === 'storing')).toBe(true)
+      expect(events.at(-1)).toMatchObject({ event: 'done', status: 'COMPLETED', sha256: sha(content) })
+    } finally {
+      await proxy.close()
+      await own.stop()
+    }
+  }, 90_000)
+
+  it('an upload canceled while put and watch follow it: both exit 1, saying so', async () => {
+    await freshDir()
+    const { path } = await file('doomed.bin', 256 * KiB)
+    const putting = startCli(['put', path, '--speed', '8K', '--json'], env())
+    const received = JSON.parse(
+      await putting.line((line) => line.includes('"event":"received"'), 'put receives the file'),
+    ) as { id: string }
+    const { id } = received
+    const watching = startCli(['watch', id, '--json'], env())
+    await watching.line((line) => line.includes(`"id":"${id}"`), 'watch --json prints the first event')
+    const canceled = await upctl(['cancel', id], env())
+    expect(canceled).toMatchObject({ code: 0, stderr: '' })
+    expect(canceled.stdout).toBe(`canceled ${id} (doomed.bin); its partial bytes are removed\n`)
+    const [put, watched] = await Promise.all([putting.exited, watching.exited])
+    expect(put.code).toBe(1)
+    expect(ndjson(put.stdout).at(-1)).toMatchObject({ event: 'done', id, status: 'CANCELED', error: null })
+    expect(watched.code).toBe(1)
+    expect(ndjson(watched.stdout).at(-1)).toMatchObject({ id, status: 'CANCELED' })
+  }, 60_000)
+})
+
+describe('units and usage', () => {
+  it('reads 2.5MB/s, 512KiB, 1M and unlimited with binary prefixes, as --help says', async () => {
+    await freshDir()
+    const help = await upctl(['--help'], env())
+    expect(help.code).toBe(0)
+    expect(help.stdout).toMatch(/1K = 1KB = 1KiB = 1024 bytes\/s/)
+    const { path } = await file('units.bin', 64 * KiB)
+    const id = (await upctl(['put', path, '--detach', '--speed', '2.5MB/s'], env())).stdout.trim()
+    expect((await uploadOf(id)).targetSpeed).toBe(2_621_440)
+    // One paused (a paused upload keeps a new speed for its resume), so it never ends during the test.
+    const slow = (await upctl(['put', path, '--detach', '--speed', '1'], env())).stdout.trim()
+    expect((await upctl(['pause', slow], env())).code).toBe(0)
+    for (const [written, value] of [
+      ['512KiB', 512 * 1024],
+      ['1M', 1024 * 1024],
+      ['512K', 512 * 1024],
+      ['100/s', 100],
+      ['unlimited', 0],
+    ] as const) {
+      const run = await upctl(['speed', slow, written], env())
+      expect(run, written).toMatchObject({ code: 0, stderr: '' })
+      expect((await uploadOf(slow)).targetSpeed, written).toBe(value)
+    }
+  }, 60_000)
+
+  it('a bad unit exits 2 with one line, before anything reaches the server', async () => {
+    await freshDir()
+    const { path } = await file('units.bin', 1 * KiB)
+    const before = await uploadCount()
+    for (const args of [
+      ['put', path, '--speed', '1X'],
+      ['put', path, '--speed', '10Mb'],
+      ['put', path, '--speed=-5K'],
+      ['put', path, '--speed', ''],
+      ['resume', 'some-id', '--speed', 'fast'],
+      ['speed', 'some-id', '0.1'],
+    ]) {
+      const run = await upctl(args, env())
+      expect(run.code, args.join(' ')).toBe(2)
+      expect(oneLine(run.stderr)).toMatch(/^upctl: bad speed ".*": .* \(see upctl \w+ --help\)$/)
+      expect(run.stdout).toBe('')
+    }
+    expect(await uploadCount()).toBe(before)
+  }, 60_000)
+
+  it('usage errors exit 2 with one line', async () => {
+    await freshDir()
+    for (const args of [
+      [],
+      ['fly'],
+      ['put'],
+      ['ls', 'extra'],
+      ['put', 'x', '--nope'],
+      ['speed', 'id-only'],
+    ]) {
+      const run = await upctl(args, env())
+      expect(run.code, args.join(' ')).toBe(2)
+      expect(oneLine(run.stderr)).toMatch(/^upctl: .*\(see upctl( \w+)? --help\)$/)
+    }
+  }, 60_000)
+
+  it('a missing file exits 1 with one line naming it, and sends nothing (not even the files that exist)', async () => {
+    await freshDir()
+    const { path } = await file('here.bin', 1 * KiB)
+    const missing = join(dir, 'not-here.bin')
+    const before = await uploadCount()
+    const run = await upctl(['put', path, missing], env())
+    expect(run.code).toBe(1)
+    expect(oneLine(run.stderr)).toBe(`upctl: cannot read ${missing}: no such file; nothing was sent`)
+    expect(run.stdout).toBe('')
+    expect(await uploadCount()).toBe(before)
+  }, 30_000)
+
+  it('an unreachable server exits 1 with one line, for put, ls, watch and get', async () => {
+    await freshDir()
+    const { path } = await file('here.bin', 1 * KiB)
+    const url = `http://127.0.0.1:${await closedPort()}`
+    for (const args of [['put', path], ['ls'], ['watch'], ['get', 'some-id'], ['status', 'some-id']]) {
+      const run = await upctl([...args, '--server', url], env())
+      expect(run.code, args.join(' ')).toBe(1)
+      expect(oneLine(run.stderr)).toBe(`upctl: cannot reach the server at ${url} (connection refused)`)
+    }
+  }, 60_000)
+})
+
+describe('upctl ls', () => {
+  it('pages through every upload, oldest first: a table, --status filters, --json', async () => {
+    await freshDir()
+    // A server of its own, so the list is exactly what this test made: more than one page (100) of them.
+    const own = await startServer()
+    try {
+      const ids: string[] = []
+      for (let batch = 0; batch < 11; batch++) {
+        const answers = await Promise.all(
+          Array.from({ length: 10 }, (_, i) =>
+            restUpload(own.url, bytes(100 + i), { filename: `f${batch}-${i}.txt`, speed: 0 }),
+          ),
+        )
+        ids.push(...answers.map((a) => a.body.upload_id))
+      }
+      const { path } = await file('running.bin', 64 * KiB)
+      const running = (
+        await upctl(['put', path, '--detach', '--speed', '1K', '--server', own.url], env())
+      ).stdout.trim()
+      ids.push(running)
+      await waitFor(async () => {
+        const { data } = await gql<{ uploadCounts: { completed: number } }>(
+          own.url,
+          '{ uploadCounts { completed } }',
+        )
+        return data?.uploadCounts.completed === 110
+      }, 30_000)
+
+      const json = await upctl(['ls', '--json', '--server', own.url], env())
+      expect(json).toMatchObject({ code: 0, stderr: '' })
+      const listed = JSON.parse(json.stdout) as Seen[]
+      // Creation order; uploads made at once by the batches are in the server's order, which the ids give.
+      expect(listed.map((u) => u.id).sort()).toEqual([...ids].sort())
+      expect(listed.at(-1)?.id).toBe(running)
+
+      const table = await upctl(['ls', '--server', own.url], env())
+      expect(table).toMatchObject({ code: 0, stderr: '' })
+      const lines = table.stdout.trim().split('\n')
+      expect(lines[0]).toMatch(/^ID\s+NAME\s+STATUS\s+PROGRESS\s+SPEED \(NOW \/ TARGET\)\s+SIZE$/)
+      expect(lines).toHaveLength(112)
+      expect(lines.slice(1).map((line) => line.split(/\s+/)[0])).toEqual(listed.map((u) => u.id))
+      expect(lines.at(-1)).toMatch(
+        new RegExp(
+          `^${running}\\s+running\\.bin\\s+in_progress\\s+\\d+%\\s+[\\d.]+ (B|KiB)/s / 1 KiB/s\\s+64 KiB$`,
+        ),
+      )
+      expect(table.stdout).toMatch(/^\S+\s+f0-3\.txt\s+completed\s+100%\s+0 B\/s \/ unlimited\s+103 B$/m)
+
+      const onlyRunning = await upctl(['ls', '--status', 'in_progress', '--server', own.url], env())
+      expect(onlyRunning.stdout.trim().split('\n')).toHaveLength(2)
+      expect(onlyRunning.stdout).toContain(running)
+      const completed = JSON.parse(
+        (await upctl(['ls', '--status', 'completed', '--json', '--server', own.url], env())).stdout,
+      ) as Seen[]
+      expect(completed).toHaveLength(110)
+      expect(completed.every((u) => u.status === 'COMPLETED')).toBe(true)
+
+      const bad = await upctl(['ls', '--status', 'done', '--server', own.url], env())
+      expect(bad.code).toBe(2)
+      expect(oneLine(bad.stderr)).toMatch(/^upctl: unknown status "done": use receiving, in_progress, paused/)
+    } finally {
+      await own.stop()
+    }
+  }, 120_000)
+})
+
+describe('upctl get and rm', () => {
+  let proxy: Proxy
+  beforeAll(async () => {
+    proxy = await startProxy(server.url)
+  })
+  afterAll(() => proxy.close())
+
+  async function stored(name: string, size: number) {
+    const { path, content } = await file(name, size)
+    const run = await upctl(['put', path, '--speed', '0', '--json'], env())
+    expect(run.code).toBe(0)
+    return { id: String(ndjson(run.stdout).at(-1)?.id), content }
+  }
+
+  it('downloads byte-identical, and continues a cut download with Range and If-Range, fetching only the rest', async () => {
+    await freshDir()
+    const { id, content } = await stored('data.bin', 512 * KiB)
+
+    const whole = join(dir, 'whole.bin')
+    const first = await upctl(['get', id, '-o', whole], env())
+    expect(first).toMatchObject({ code: 0, stderr: '' })
+    expect((await readFile(whole)).equals(content)).toBe(true)
+    expect(first.stdout).toBe(`${whole}: saved, 512 KiB, sha256 ${sha(content)}\n`)
+
+    // A download cut at 200000 bytes: get asks for the rest only, if the file is still the one it began.
+    const cut = join(dir, 'cut.bin')
+    await writeFile(cut, content.subarray(0, 200_000))
+    proxy.reset()
+    const resumed = await upctl(['get', id, '-o', cut, '--json', '--server', proxy.url], env())
+    expect(resumed).toMatchObject({ code: 0, stderr: '' })
+    expect((await readFile(cut)).equals(content)).toBe(true)
+    expect(ndjson(resumed.stdout).at(-1)).toMatchObject({
+      event: 'done',
+      id,
+      status: 'COMPLETED',
+      sha256: sha(content),
+      resumedFrom: 200_000,
+    })
+    const request =
+      /GET \/api\/files\/[^ ]+\/download HTTP\/1\.1\r\n([\s\S]*?)\r\n\r\n/.exec(proxy.sent())?.[1] ?? ''
+    expect(request).toMatch(/^range: bytes=200000-$/im)
+    expect(request).toMatch(new RegExp(`^if-range: "${sha(content)}"$`, 'im'))
+    // Only the rest came back (the GraphQL answer and headers are a few KiB).
+    expect(proxy.receivedBytes()).toBeLessThan(content.length - 200_000 + 16 * KiB)
+    expect(proxy.receivedBytes()).toBeGreaterThan(content.length - 200_000)
+
+    // Run again on the whole file: nothing to fetch.
+    const again = await upctl(['get', id, '-o', cut], env())
+    expect(again).toMatchObject({ code: 0, stderr: '' })
+    expect(again.stdout).toContain('already complete')
+
+    // A start that is not this file's: the result cannot match its sha256, and get says so.
+    const wrong = join(dir, 'wrong.bin')
+    await writeFile(wrong, bytes(200_000))
+    const refused = await upctl(['get', id, '-o', wrong], env())
+    expect(refused.code).toBe(1)
+    expect(oneLine(refused.stderr)).toMatch(
+      /^upctl: .*wrong\.bin is 512 KiB with sha256 [0-9a-f]{64}, not upload .*; remove it and run get again$/,
+    )
+  }, 90_000)
+
+  it('get saves under the upload name by default, and refuses an upload that is not stored', async () => {
+    await freshDir()
+    const { id, content } = await stored('named.bin', 10 * KiB)
+    // Into the working folder, under the upload's name.
+    const into = await mkdtemp(join(dir, 'into-'))
+    const ended = await startCli(['get', id], env(), into).exited
+    expect(ended).toMatchObject({ code: 0, stderr: '' })
+    expect((await readFile(join(into, 'named.bin'))).equals(content)).toBe(true)
+    expect(ended.stdout).toBe(`named.bin: saved, 10 KiB, sha256 ${sha(content)}\n`)
+    const { path } = await file('slow.bin', 64 * KiB)
+    const slow = (await upctl(['put', path, '--detach', '--speed', '1K'], env())).stdout.trim()
+    const refused = await upctl(['get', slow, '-o', join(dir, 'x')], env())
+    expect(refused.code).toBe(1)
+    expect(oneLine(refused.stderr)).toBe(
+      `upctl: upload ${slow} has no stored file to download: it is IN_PROGRESS`,
+    )
+    await upctl(['cancel', slow], env())
+  }, 60_000)
+
+  it('rm deletes an ended upload; a running one must be canceled first; an unknown id exits 1', async () => {
+    await freshDir()
+    const { id } = await stored('gone.bin', 8 * KiB)
+    const removed = await upctl(['rm', id], env())
+    expect(removed).toMatchObject({ code: 0, stderr: '' })
+    expect(removed.stdout).toBe(`deleted ${id} (gone.bin): its stored file and its record\n`)
+    const after = await upctl(['status', id], env())
+    expect(after.code).toBe(1)
+    expect(oneLine(after.stderr)).toBe(`upctl: Upload "${id}" not found`)
+
+    const { path } = await file('busy.bin', 64 * KiB)
+    const busy = (await upctl(['put', path, '--detach', '--speed', '1K'], env())).stdout.trim()
+    const early = await upctl(['rm', busy], env())
+    expect(early.code).toBe(1)
+    expect(oneLine(early.stderr)).toMatch(/^upctl: .*cancel/i)
+    expect((await uploadOf(busy)).status).toBe('IN_PROGRESS')
+    const canceled = await upctl(['cancel', busy], env())
+    expect(canceled).toMatchObject({ code: 0, stderr: '' })
+    expect((await upctl(['rm', busy], env())).code).toBe(0)
+    expect((await upctl(['rm', busy], env())).code).toBe(1)
+  }, 60_000)
+})
+
+describe('an interrupted put', () => {
+  it('Ctrl-C leaves the upload resumable and says how to continue; the same command sends only the rest', async () => {
+    await freshDir()
+    const proxy = await startProxy(server.url)
+    try {
+      const size = 6 * MiB
+      const { path, content } = await file('big.bin', size)
+      // Slow on the way in, so that it can be interrupted half-sent.
+      proxy.setRate(1 * MiB)
+      const first = startCli(['put', path, '--speed', '0', '--json', '--server', proxy.url], env())
+      const sending = JSON.parse(
+        await first.line((line) => line.includes('"event":"sending"'), 'the first PATCH'),
+      ) as { id: string; offset: number }
+      expect(sending.offset).toBe(0)
+      const { id } = sending
+      await waitFor(async () => (await uploadOf(id)).receivedSize >= 512 * KiB, 30_000)
+      // Nothing more reaches the server, however slow the machine is to deliver the Ctrl-C.
+      proxy.hold()
+      first.child.kill('SIGINT')
+      const stopped = await first.exited
+      // Whatever was still on its way goes with the connection (as when a client's cable is pulled out).
+      proxy.cut()
+      expect(stopped.code).toBe(130)
+      const line = oneLine(stopped.stderr)
+      expect(line).toMatch(
+        new RegExp(
+          `^upctl: interrupted: big\\.bin [\\d.]+ (KiB|MiB) of 6 MiB sent \\(upload ${id}\\); to continue, run the same command: upctl put `,
+        ),
+      )
+      // Left on the server as it was: still arriving, not terminated.
+      const before = await uploadOf(id)
+      expect(before.status).toBe('RECEIVING')
+      expect(before.receivedSize).toBeGreaterThan(0)
+      expect(before.receivedSize).toBeLessThan(size)
+
+      // The command it printed, run as printed.
+      const command = line.split('run the same command: ')[1] ?? ''
+      expect(command).not.toMatch(/['"]/)
+      const [name, ...args] = command.split(' ')
+      expect(name).toBe('upctl')
+      expect(args).toEqual(['put', path, '--speed', '0', '--json', '--server', proxy.url])
+      proxy.setRate(0)
+      proxy.reset()
+      const second = await upctl(args, env())
+      expect(second).toMatchObject({ code: 0, stderr: '' })
+      const events = ndjson(second.stdout)
+      // The same upload, continued from where the server had it, not from 0.
+      const patch = events.find((e) => e.event === 'sending')!
+      expect(patch.id).toBe(id)
+      expect(Number(patch.offset)).toBeGreaterThanOrEqual(before.receivedSize)
+      expect(Number(patch.offset)).toBeLessThan(size)
+      expect(events.find((e) => e.event === 'received')).toMatchObject({ id, resumedFrom: patch.offset })
+      expect(events.at(-1)).toMatchObject({ event: 'done', id, status: 'COMPLETED', sha256: sha(content) })
+      // What went over the wire: the rest of the file (and a few KiB of requests), and a PATCH at that offset.
+      const rest = size - Number(patch.offset)
+      expect(proxy.sentBytes()).toBeGreaterThanOrEqual(rest)
+      expect(proxy.sentBytes()).toBeLessThan(rest + 32 * KiB)
+      expect(proxy.sent()).toMatch(
+        new RegExp(
+          `PATCH /files/${id} HTTP/1\\.1\\r\\n(?:[^\\r\\n]+\\r\\n)*upload-offset: ${patch.offset}\\r\\n`,
+          'i',
+        ),
+      )
+      expect(proxy.sent()).not.toMatch(/POST \/files\/ HTTP/)
+    } finally {
+      await proxy.close()
+    }
+  }, 120_000)
+})
+
+describe('on a terminal', () => {
+  it('put draws a live bar per file with its percentage, bytes, speed and time left (under script)', async () => {
+    await freshDir()
+    const { path, content } = await file('tty.bin', 512 * KiB)
+    const inner = `stty cols 120 rows 20; exec ${process.execPath} ${UPCTL} put ${path} --speed 128K`
+    const run = startProcess('script', ['-qefc', inner, '/dev/null'], { env: env(), timeoutMs: 90_000 })
+    const { code, stdout } = await run.exited
+    expect(code).toBe(0)
+    // A real terminal: cursor movement and the bar's blocks.
+    expect(stdout).toContain(ANSI)
+    const frames = stdout
+      .split(new RegExp(`\r|\n|${ESC}\\[1G`))
+      .filter((f) => f.includes('tty.bin') && f.includes('['))
+    const storing = frames.filter((f) => /storing\s+\[[█░]+\]\s+\d+%/.test(f))
+    const shares = new Set(storing.map((f) => Number(/\]\s+(\d+)%/.exec(f)?.[1])))
+    // Several distinct percentages on the way (a live bar, not only a start and an end).
+    expect([...shares].filter((n) => n > 0 && n < 100).length).toBeGreaterThanOrEqual(3)
+    expect(storing.some((f) => /\d+(\.\d)? KiB\/512 KiB\s+[\d.]+ KiB\/s\s+\d+s left/.test(f))).toBe(true)
+    // Its final line: what happened, and the id for what comes next (the server has the sha256).
+    const id = new RegExp(`tty\\.bin: completed, 512 KiB stored \\(id ([\\w-]+)\\)`).exec(stdout)?.[1] ?? ''
+    expect(await uploadOf(id)).toMatchObject({ status: 'COMPLETED', sha256: sha(content) })
+  }, 90_000)
+})
+
+describe('with API_TOKEN', () => {
+  it('sends the token over HTTP, tus and graphql-ws; without it, one line and exit 1', async () => {
+    await freshDir()
+    const token = 'upctl-test-token-0123456789'
+    const guarded = await startServer({ API_TOKEN: token })
+    try {
+      const { path, content } = await file('secret.bin', 64 * KiB)
+      const run = await upctl(
+        ['put', path, '--speed', '64K', '--json', '--token', token, '--server', guarded.url],
+        env(),
+      )
+      expect(run.stderr).toBe('')
+      expect(run.code).toBe(0)
+      expect(ndjson(run.stdout).at(-1)).toMatchObject({ status: 'COMPLETED', sha256: sha(content) })
+      // From the environment too.
+      const listed = await upctl(['ls', '--json', '--server', guarded.url], env({ API_TOKEN: token }))
+      expect(listed.code).toBe(0)
+      expect(JSON.parse(listed.stdout)).toHaveLength(1)
+
+      const refused = await upctl(['put', path, '--server', guarded.url], env())
+      expect(refused.code).toBe(1)
+      expect(oneLine(refused.stderr)).toMatch(/^upctl: .*--token or API_TOKEN/)
+    } finally {
+      await guarded.stop()
+    }
+  }, 60_000)
+})
