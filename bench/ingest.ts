@@ -55,7 +55,7 @@ export async function ingestAndTransfer(
     const { upload_id: id } = JSON.parse(r.text) as { upload_id: string }
     const done = await waitDone(server.url, id)
     if (done.status !== 'COMPLETED') throw new Error(`upload ended ${done.status}`)
-    transferSeconds.push((Date.parse(done.completedAt!) - Date.parse(done.createdAt)) / 1000)
+    transferSeconds.push((Date.parse(done.completedAt!) - Date.parse(done.receivedAt!)) / 1000)
     await gql(server.url, `mutation { deleteFile(id: "${id}") { id } }`)
     return r.seconds
   })

@@ -301,6 +301,8 @@ export async function gql<T>(
 export interface Times {
   status: string
   createdAt: string
+  /** When its last byte arrived and its transfer started: the start of every transfer figure. */
+  receivedAt: string | null
   completedAt: string | null
 }
 
@@ -309,9 +311,10 @@ export async function waitDone(url: string, id: string, everyMs = 5): Promise<Ti
   for (;;) {
     const { upload } = await gql<{ upload: Times }>(
       url,
-      `{ upload(id: "${id}") { status createdAt completedAt } }`,
+      `{ upload(id: "${id}") { status createdAt receivedAt completedAt } }`,
     )
-    if (upload.status !== 'IN_PROGRESS' && upload.status !== 'PAUSED') return upload
+    if (upload.status !== 'RECEIVING' && upload.status !== 'IN_PROGRESS' && upload.status !== 'PAUSED')
+      return upload
     await sleep(everyMs)
   }
 }

@@ -42,7 +42,7 @@ export async function throttle(runs: number, scratch: string): Promise<Row[]> {
           await sleep(SAMPLE_MS)
         }
         const done = await waitDone(server.url, id)
-        const took = (Date.parse(done.completedAt!) - Date.parse(done.createdAt)) / 1000
+        const took = (Date.parse(done.completedAt!) - Date.parse(done.receivedAt!)) / 1000
         errors.push((Math.abs(took - SECONDS) / SECONDS) * 100)
         deviations.push((worst / speed) * 1000)
       }

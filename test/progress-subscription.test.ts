@@ -162,6 +162,7 @@ describe('a subscriber that does not read', () => {
     receivedSize: 1_000_000,
     source: 'multipart',
     expiresAt: null,
+    receivedAt: null,
     uploadedSize,
     totalSize: 1e9,
     targetSpeed: 0,

@@ -9,7 +9,7 @@ import { listStorage, startServer, type TestServer } from './support/server.js'
  */
 const DECLARED = 64 * 1024 ** 2
 const FIELDS =
-  'id status source receivedSize totalSize uploadedSize currentSpeed targetSpeed sha256 error removed'
+  'id status source receivedSize totalSize uploadedSize currentSpeed targetSpeed sha256 error removed createdAt receivedAt completedAt'
 
 interface Seen {
   id: string
@@ -23,6 +23,9 @@ interface Seen {
   sha256: string
   error: string | null
   removed: boolean
+  createdAt: string
+  receivedAt: string | null
+  completedAt: string | null
 }
 
 let server: TestServer
@@ -68,6 +71,7 @@ describe('a file that is still arriving', () => {
       uploadedSize: 0,
       sha256: '',
       error: null,
+      receivedAt: null,
     })
     request.write(bytes(512 * 1024))
     const later = await arrivedAtLeast(768 * 1024, early.id)
@@ -104,6 +108,10 @@ describe('a file that is still arriving', () => {
       uploadedSize: tail + 768 * 1024,
       sha256: expect.stringMatching(/^[0-9a-f]{64}$/),
     })
+    // Created as its first bytes came, received with its last, completed once stored: in that order.
+    const { createdAt, receivedAt, completedAt } = done.data!.upload
+    expect(Date.parse(receivedAt!)).toBeGreaterThan(Date.parse(createdAt))
+    expect(Date.parse(completedAt!)).toBeGreaterThanOrEqual(Date.parse(receivedAt!))
   })
 
   it('cannot be paused or resumed (its sender does that), but takes a new speed for when it runs', async () => {

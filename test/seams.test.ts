@@ -58,6 +58,7 @@ const record = (
     receivedSize: 100,
     source: 'multipart',
     expiresAt: null,
+    receivedAt: at(n),
     uploadedSize: status === 'COMPLETED' ? 100 : 10,
     totalSize: 100,
     targetSpeed: 1000,

@@ -190,6 +190,8 @@ export type Upload = {
   /** The name the client sent, kept for display. */
   filename: Scalars['String']['output'];
   id: Scalars['ID']['output'];
+  /** When its last byte arrived and its transfer could start; null while RECEIVING. */
+  receivedAt?: Maybe<Scalars['DateTime']['output']>;
   /** Bytes received from the client so far; all of them once it is past RECEIVING. */
   receivedSize: Scalars['SafeInt']['output'];
   /**
@@ -405,6 +407,7 @@ export type UploadResolvers<ContextType = Context, ParentType extends ResolversP
   expiresAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   filename?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  receivedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   receivedSize?: Resolver<ResolversTypes['SafeInt'], ParentType, ContextType>;
   removed?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   sha256?: Resolver<ResolversTypes['String'], ParentType, ContextType>;

@@ -20,6 +20,8 @@ export interface UploadRecord {
   readonly source: UploadSource
   /** A tus upload still receiving is removed at this time unless more bytes arrive (RESUMABLE_EXPIRY). */
   readonly expiresAt: string | null
+  /** When its last byte arrived and its transfer could start; null while it is RECEIVING (or never did). */
+  readonly receivedAt: string | null
   /** Bytes written into storage so far. */
   readonly uploadedSize: number
   readonly totalSize: number

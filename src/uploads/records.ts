@@ -85,7 +85,8 @@ export function recordProblem(value: unknown, id?: string): string | undefined {
   if ((r.uploadedSize as number) > (r.totalSize as number)) return 'has more bytes uploaded than its size'
   if (!count(r.receivedSize)) return 'has no whole, non-negative receivedSize'
   if (r.source !== 'multipart' && r.source !== 'tus') return `has an unknown source ${JSON.stringify(r.source)}`
-  if (r.expiresAt !== null && (typeof r.expiresAt !== 'string' || !ISO.test(r.expiresAt))) return 'has an expiresAt that is not a time'
+  for (const field of ['expiresAt', 'receivedAt'] as const)
+    if (r[field] !== null && (typeof r[field] !== 'string' || !ISO.test(r[field]))) return `has a ${field} that is not a time`
   // Known once every byte is in: an upload still arriving, or one that ended before it all did, has none.
   const mayLackHash = r.status === 'RECEIVING' || r.status === 'CANCELED' || r.status === 'FAILED'
   if (typeof r.sha256 !== 'string' || !(HEX64.test(r.sha256) || (mayLackHash && r.sha256 === ''))) return 'has no sha256'
@@ -101,12 +102,14 @@ export function recordProblem(value: unknown, id?: string): string | undefined {
 export const unfinished = (record: UploadRecord) => !isFinal(record.status)
 
 /**
- * A record as stored before uploads could be received over time (no receivedSize, source or expiresAt):
+ * A record as stored before uploads could be received over time (no receivedSize, source, expiresAt or receivedAt):
  * it had arrived whole, over multipart. Applied before a record read back is checked.
  */
 export function withDefaults(value: unknown): unknown {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return value
   const r = value as Record<string, unknown>
-  if ('receivedSize' in r && 'source' in r && 'expiresAt' in r) return value
-  return { receivedSize: r.totalSize, source: 'multipart', expiresAt: null, ...r }
+  if ('receivedSize' in r && 'source' in r && 'expiresAt' in r && 'receivedAt' in r) return value
+  // It had arrived whole when it was recorded (or, with the rest of these fields, ended before receivedAt was kept).
+  const receivedAt = r.status === 'RECEIVING' || r.sha256 === '' ? null : r.createdAt
+  return { receivedSize: r.totalSize, source: 'multipart', expiresAt: null, receivedAt, ...r }
 }

@@ -66,7 +66,7 @@ type Scripted = Redis & {
 }
 
 const NUMBERS = new Set(['uploadedSize', 'totalSize', 'targetSpeed', 'receivedSize'])
-const NULLABLE = ['error', 'completedAt', 'expiresAt'] as const
+const NULLABLE = ['error', 'completedAt', 'expiresAt', 'receivedAt'] as const
 
 function toFields(record: UploadRecord): string[] {
   const fields: string[] = []

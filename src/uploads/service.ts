@@ -395,6 +395,7 @@ export class UploadService {
       receivedSize: 0,
       source: 'multipart',
       expiresAt: null,
+      receivedAt: null,
       uploadedSize: 0,
       totalSize: 0,
       targetSpeed,
@@ -460,6 +461,7 @@ export class UploadService {
       totalSize: size,
       sha256,
       expiresAt: null,
+      receivedAt: now(),
       updatedAt: now(),
     }
     await this.save(record)
@@ -488,6 +490,7 @@ export class UploadService {
       receivedSize: 0,
       source: 'tus',
       expiresAt: this.expiresFrom(Date.now()),
+      receivedAt: null,
       uploadedSize: 0,
       totalSize: size,
       targetSpeed,
