@@ -1,4 +1,7 @@
-import { readdir } from 'node:fs/promises'
+import { randomUUID } from 'node:crypto'
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { api, bytes, gql, restUpload, waitForStatus, wsClient } from './support/clients.js'
 import { startServer, type TestServer } from './support/server.js'
@@ -142,5 +145,54 @@ describe('deleting ended uploads', () => {
     expect((await page({})).map((u) => u.id)).toEqual([running])
     const names = await readdir(server.dir)
     for (const id of completed) expect(names.some((name) => name.startsWith(id))).toBe(false)
+  })
+})
+
+describe('the REST lists at a size that takes more than one page to read', () => {
+  it('GET /api/uploads and /api/files still answer every upload, oldest first, in one JSON document', async () => {
+    // 1,234 ended records on file (2.5 of the pages the answer is streamed in), none with a file on disk.
+    const count = 1234
+    const dir = await mkdtemp(join(tmpdir(), 'uploads-many-'))
+    const base = Date.parse('2026-01-01T00:00:00.000Z')
+    const uploads: Record<string, unknown> = {}
+    const ids: string[] = []
+    for (let i = 0; i < count; i++) {
+      const id = randomUUID()
+      const at = new Date(base + i * 1000).toISOString()
+      ids.push(id)
+      uploads[id] = {
+        id,
+        filename: `f${i}.bin`,
+        storedName: `${id}_f${i}.bin`,
+        status: i % 2 === 0 ? 'COMPLETED' : 'CANCELED',
+        receivedSize: 10,
+        source: 'multipart',
+        expiresAt: null,
+        receivedAt: at,
+        uploadedSize: i % 2 === 0 ? 10 : 4,
+        totalSize: 10,
+        targetSpeed: 0,
+        sha256: 'a'.repeat(64),
+        error: null,
+        createdAt: at,
+        updatedAt: at,
+        completedAt: i % 2 === 0 ? at : null,
+      }
+    }
+    await writeFile(join(dir, '.uploads.json'), JSON.stringify({ version: 2, seq: 0, uploads }))
+    const many = await startServer({}, dir)
+    try {
+      const listed = await api<{ uploads: { upload_id: string; status: string }[] }>(
+        many.url,
+        'GET',
+        '/api/uploads',
+      )
+      expect(listed.status).toBe(200)
+      expect(listed.body.uploads.map((upload) => upload.upload_id)).toEqual(ids)
+      const files = await api<{ files: { upload_id: string }[] }>(many.url, 'GET', '/api/files')
+      expect(files.body.files.map((file) => file.upload_id)).toEqual(ids.filter((_, i) => i % 2 === 0))
+    } finally {
+      await many.stop()
+    }
   })
 })

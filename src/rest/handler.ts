@@ -1,3 +1,4 @@
+import { once } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { parse, validate, type ExecutionResult, type GraphQLSchema } from 'graphql'
 import { sendJson } from '../http-json.js'
@@ -8,7 +9,7 @@ import { IncomingFile, receiveMultipart, RequestEnded, type IngestLimits } from 
 import { log } from '../log.js'
 import { requestIdOf } from '../request-id.js'
 import { sendFile } from './download.js'
-import { DISCARD, parseSpeed, routes, SET_SPEED, type Route } from './routes.js'
+import { DISCARD, parseSpeed, routes, SET_SPEED, type Route, type Upload } from './routes.js'
 
 type Run = (
   context: Context,
@@ -45,6 +46,41 @@ function sendError(
   // Answering before the body has arrived (413, 422): close rather than read the rest of it.
   if (!req.complete) res.setHeader('connection', 'close')
   sendJson(res, status, { detail })
+}
+
+/** Uploads per page of a streamed list: each page is well under a few milliseconds of work. */
+const LIST_PAGE = 500
+
+/**
+ * A long list, answered a page at a time (see Route.list): between pages the event loop serves everyone
+ * else, and a client that reads slowly holds back only its own next page. A failure before the first
+ * byte is an error answer; after it, the connection is cut (the JSON is left unfinished, never wrong).
+ */
+async function sendList(
+  req: IncomingMessage,
+  res: ServerResponse,
+  list: NonNullable<Route['list']>,
+  run: (page: { first: number; after?: string }) => ExecutionResult | Promise<ExecutionResult>,
+): Promise<void> {
+  let after: string | undefined
+  for (let first = true; ; first = false) {
+    const result = await run({ first: LIST_PAGE, ...(after === undefined ? {} : { after }) })
+    const failure = failureOf(result)
+    if (failure) {
+      if (first) return sendError(req, res, failure.status, failure.detail, failure.error)
+      log('error', 'rest.error', { requestId: requestIdOf(req), path: req.url, error: failure.error })
+      return void res.destroy()
+    }
+    const page = (result.data?.[list.field] ?? []) as (Upload & { cursor: string })[]
+    if (first) res.writeHead(200, { 'content-type': 'application/json' })
+    const items = page.map((upload) => JSON.stringify(list.item(upload))).join(',')
+    const text = `${first ? `{${JSON.stringify(list.key)}:[` : page.length > 0 ? ',' : ''}${items}`
+    if (page.length < LIST_PAGE) return void res.end(`${text}]}`)
+    if (!res.write(text)) await once(res, 'drain')
+    if (res.destroyed) return
+    after = page.at(-1)?.cursor
+    await new Promise((resolve) => setImmediate(resolve))
+  }
 }
 
 /**
@@ -206,6 +242,7 @@ export function createRestHandler(schema: GraphQLSchema, context: Context, limit
     const { route, id } = found
     try {
       const variables = route.variables(id, url.searchParams)
+      if (route.list) return await sendList(req, res, route.list, (page) => route.run(context, page))
       const result = route.upload
         ? await receiveUpload(
             req,

@@ -7,7 +7,8 @@ import { badInput } from '../errors.js'
  */
 
 type Data = Record<string, unknown>
-interface Upload {
+/** An upload as the REST operations select it. */
+export interface Upload {
   id: string
   filename: string
   status: string
@@ -28,6 +29,12 @@ export interface Route {
   upload?: true
   variables: (id: string | undefined, query: URLSearchParams) => Data
   reply: (data: Data) => unknown
+  /**
+   * A list that may be long (100k uploads): its operation takes `$first` and `$after` and its GraphQL
+   * `field` is a page of uploads with their `cursor`; the answer `{"<key>": [...]}` is streamed a page at a
+   * time, each item made by `item`, so no answer holds the event loop for long.
+   */
+  list?: { field: string; key: string; item: (upload: Upload) => unknown }
   /** For a download: the stored file to stream instead of a JSON answer, or a reason there is none. */
   file?: (
     data: Data,
@@ -42,6 +49,13 @@ const STATUS_FIELDS = 'id filename status uploadedSize totalSize currentSpeed ta
  * an upload still arriving is `in_progress` (with nothing stored yet) to it.
  */
 const restStatus = (status: string) => (status === 'RECEIVING' ? 'in_progress' : status.toLowerCase())
+
+const listedUpload = (upload: Upload) => ({ upload_id: upload.id, ...statusOf(upload) })
+const listedFile = (file: Upload) => ({
+  upload_id: file.id,
+  filename: file.filename,
+  status: restStatus(file.status),
+})
 
 const statusOf = (upload: Upload) => ({
   status: restStatus(upload.status),
@@ -208,25 +222,20 @@ export const routes: Route[] = [
     method: 'GET',
     path: '/api/uploads',
     doc: { id: 'listUploads', summary: 'Every upload, oldest first', schema: 'Uploads' },
-    operation: `query Uploads { uploads { ${STATUS_FIELDS} } }`,
+    operation: `query Uploads($first: Int, $after: String) { uploads(first: $first, after: $after) { cursor ${STATUS_FIELDS} } }`,
     variables: () => ({}),
-    reply: ({ uploads }) => ({
-      uploads: (uploads as Upload[]).map((upload) => ({ upload_id: upload.id, ...statusOf(upload) })),
-    }),
+    reply: ({ uploads }) => ({ uploads: (uploads as Upload[]).map(listedUpload) }),
+    list: { field: 'uploads', key: 'uploads', item: listedUpload },
   },
   {
     method: 'GET',
     path: '/api/files',
     doc: { id: 'listFiles', summary: 'The uploads whose complete file is stored', schema: 'Files' },
-    operation: `query Files { files { id filename status } }`,
+    // The uploads whose complete file is stored: `files` in GraphQL, read here a page at a time.
+    operation: `query Files($first: Int, $after: String) { uploads(status: [COMPLETED], first: $first, after: $after) { cursor id filename status } }`,
     variables: () => ({}),
-    reply: ({ files }) => ({
-      files: (files as Upload[]).map((f) => ({
-        upload_id: f.id,
-        filename: f.filename,
-        status: restStatus(f.status),
-      })),
-    }),
+    reply: ({ uploads }) => ({ files: (uploads as Upload[]).map(listedFile) }),
+    list: { field: 'uploads', key: 'files', item: listedFile },
   },
   {
     method: 'GET',
