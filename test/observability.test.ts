@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import WebSocket from 'ws'
 import { routeOf } from '../src/metrics.js'
 import { spawnServer, type ChildServer } from './support/child.js'
 import { api, bytes, restUpload, waitFor, waitForStatus, wsClient } from './support/clients.js'
@@ -113,5 +114,35 @@ describe('errors a client causes on its socket', () => {
     const lines = server.output().slice(before).split('\n').filter(Boolean)
     for (const line of lines) expect(() => JSON.parse(line), line.slice(0, 200)).not.toThrow()
     expect(server.output().slice(before)).not.toMatch(/Internal error emitted/)
+  })
+})
+
+describe('clients that vanish mid-conversation', () => {
+  it('leave no raw console output: a socket gone before its answers is no internal error', async () => {
+    // Each socket asks, then is cut at once: the answers' writes fail (EPIPE, a reset) inside graphql-ws's
+    // message handling, which used to print each one raw, with a stack.
+    const url = `${server.url.replace(/^http/, 'ws')}/graphql`
+    const vanish = () =>
+      new Promise<void>((resolve) => {
+        const socket = new WebSocket(url, 'graphql-transport-ws')
+        socket.on('open', () => {
+          socket.send(JSON.stringify({ type: 'connection_init' }))
+          for (let i = 0; i < 5; i++)
+            socket.send(
+              JSON.stringify({ id: String(i), type: 'subscribe', payload: { query: '{ uploads { id } }' } }),
+            )
+          ;(socket as unknown as { _socket: { destroy(): void } })._socket.destroy()
+          resolve()
+        })
+        socket.on('error', () => resolve())
+      })
+    for (let round = 0; round < 6; round++) await Promise.all(Array.from({ length: 200 }, vanish))
+    // The server is still well, and said nothing that is not a JSON log line.
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200)
+    const stray = server
+      .output()
+      .split('\n')
+      .filter((line) => line.trim() !== '' && !line.startsWith('{'))
+    expect(stray).toEqual([])
   })
 })

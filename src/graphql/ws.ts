@@ -165,6 +165,17 @@ export function createGraphQLWs(yoga: GraphQLApp, apiToken: string | undefined) 
           })
           return true
         }) as typeof client.emit
+        // A send that fails means the peer has gone (EPIPE, a reset): graphql-ws would print that raw too,
+        // from inside its message handling. There is no one left to tell; the socket's close follows.
+        const send = client.send.bind(client) as (data: unknown, ...rest: unknown[]) => void
+        client.send = ((data: unknown, ...rest: unknown[]) => {
+          const done = rest.at(-1)
+          if (typeof done !== 'function') return send(data, ...rest)
+          send(data, ...rest.slice(0, -1), (error?: Error) => {
+            if (error) log('debug', 'ws.send_failed', { requestId: requestIdOf(req), error: error.message })
+            ;(done as () => void)()
+          })
+        }) as typeof client.send
         wss.emit('connection', client, req)
       })
     },
