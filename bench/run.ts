@@ -7,9 +7,11 @@
  *   BENCH_ONLY     comma-separated figures to run: ingest,throttle,control,concurrency,fanout,status,cluster,
  *                  scale,cap,state,tiny,idle,tus
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { execFile } from 'node:child_process'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { cap } from './cap.js'
 import { cluster } from './cluster.js'
 import { concurrency } from './concurrency.js'
@@ -139,8 +141,11 @@ BENCH_SIZE_MB=256 BENCH_RUNS=5 npm run bench
 \`\`\`
 
 What each figure does is written at the top of its file in \`bench/\`.
-`,
+
+${await readFile(join(ROOT, 'bench', 'notes.md'), 'utf8')}`,
     )
+    // Formatted as the lint check wants it, so a fresh table never fails CI.
+    await promisify(execFile)('npx', ['prettier', '--write', 'BENCHMARKS.md'], { cwd: ROOT })
   }
 } finally {
   await rm(scratch, { recursive: true, force: true })
