@@ -79,7 +79,9 @@ function sameOrigin(origin: string, host: string): boolean {
 }
 
 const ALLOWED_METHODS = 'GET, HEAD, POST, PATCH, DELETE, OPTIONS'
-const ALLOWED_HEADERS = 'authorization, content-type, accept'
+// Besides the usual ones, tus's request headers: a page on an allowed origin sends them to /files/.
+const ALLOWED_HEADERS =
+  'authorization, content-type, accept, tus-resumable, upload-length, upload-offset, upload-metadata, upload-defer-length, upload-concat, x-http-method-override, x-requested-with'
 
 /**
  * CORS headers for the origins in CORS_ORIGINS (browsers on other origins were refused by `refusal`).

@@ -159,7 +159,7 @@ describe('an instance that dies', () => {
 })
 
 describe('resumable uploads (tus) over several instances', () => {
-  it('cut off at one instance, resumed through another, the file is byte-identical; a cancel via a third stops a PATCH in flight', async () => {
+  it('cut off at one instance, resumed through another, byte-identical; a PATCH in flight keeps going through a speed change sent elsewhere, and a cancel via a third stops one', async () => {
     const [a, b, c] = await cluster()
     const content = bytes(4 * 1024 ** 2)
     const cut = await tusClientUpload(a!.url, content, {
@@ -175,6 +175,29 @@ describe('resumable uploads (tus) over several instances', () => {
     )
     await waitForStatus(c!.url, id, 'completed', 20_000)
     expect(sha(await readFile(join(dir, `${id}_data.bin`)))).toBe(sha(content))
+
+    // A PATCH arriving at a, given a new speed via b on the way: the instance receiving it keeps it.
+    const sped = await tusCreate(a!.url, 200_000, { filename: 'sped.bin' })
+    const arriving = openRequest(
+      a!.url,
+      `PATCH /files/${sped.id} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: 200000\r\n\r\n`,
+    )
+    const spedContent = bytes(200_000)
+    arriving.write(spedContent.subarray(0, 100_000))
+    await waitFor(async () => {
+      const { data } = await gql<{ upload: { receivedSize: number } }>(
+        b!.url,
+        `{ upload(id: "${sped.id}") { receivedSize } }`,
+      )
+      return (data?.upload.receivedSize ?? 0) >= 100_000
+    })
+    expect((await api(b!.url, 'POST', `/api/upload/${sped.id}/speed?speed=0`)).status).toBe(200)
+    arriving.write(spedContent.subarray(100_000))
+    const finished = await arriving.answer
+    arriving.end()
+    expect(finished.status).toBe(204)
+    await waitForStatus(c!.url, sped.id, 'completed', 20_000)
+    expect(sha(await readFile(join(dir, `${sped.id}_sped.bin`)))).toBe(sha(spedContent))
 
     // A PATCH arriving at a; the cancel goes to c, and reaches it.
     const other = await tusCreate(a!.url, 2_000_000, { filename: 'stopped.bin' })

@@ -398,3 +398,24 @@ describe.each(lockers)('Locker: %s', (_, make) => {
     await after.unlock()
   })
 })
+
+describe('RecordStore (Redis): records written before uploads could arrive over time', () => {
+  it('read as ones that arrived whole, as they do from the embedded store’s files', async () => {
+    const client = await connection()
+    const prefix = `old${++prefixes}`
+    const store = new RedisStore(client, prefix)
+    const { receivedSize, source, expiresAt, receivedAt, ...old } = record(7)
+    void [receivedSize, source, expiresAt, receivedAt]
+    const fields = Object.entries(old).flatMap(([name, value]) =>
+      value === null ? [] : [name, String(value)],
+    )
+    await client.hset(`${prefix}:u:${old.id}`, ...fields)
+    expect(await store.get(old.id)).toEqual({
+      ...old,
+      receivedSize: old.totalSize,
+      source: 'multipart',
+      expiresAt: null,
+      receivedAt: old.createdAt,
+    })
+  })
+})

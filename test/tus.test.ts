@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -134,6 +134,38 @@ describe('the tus endpoint', () => {
     expect(created.status).toBe(201)
     await waitForStatus(server.url, created.id, 'completed')
     expect(await readFile(join(server.dir, `${created.id}_empty.txt`))).toEqual(Buffer.alloc(0))
+  })
+
+  it('an empty file sent with bytes-in-creation (none) is created, and stored', async () => {
+    const response = await fetch(`${server.url}/files/`, {
+      method: 'POST',
+      headers: {
+        'tus-resumable': '1.0.0',
+        'upload-length': '0',
+        'upload-metadata': tusMetadata({ filename: 'nothing.txt' }),
+        'content-type': 'application/offset+octet-stream',
+      },
+      body: new Uint8Array(0),
+    })
+    expect(response.status).toBe(201)
+    const id = response.headers.get('location')?.split('/').pop() ?? ''
+    await waitForStatus(server.url, id, 'completed')
+  })
+
+  it('whole on disk but never recorded as arrived (a crash right after its last byte): asked, it goes on to be stored', async () => {
+    const content = bytes(70_000)
+    const { location, id } = await tusCreate(server.url, content.length, {
+      filename: 'landed.bin',
+      speed: '0',
+    })
+    // Every byte lands, and the record never hears of it.
+    await writeFile(join(server.dir, '.staging', id), content)
+    expect((await uploadOf(id))?.status).toBe('RECEIVING')
+    // Its sender asks where to go on from: the end, so it would send nothing more.
+    expect((await tusHead(location)).headers.get('upload-offset')).toBe(String(content.length))
+    await waitForStatus(server.url, id, 'completed')
+    expect(sha(await readFile(join(server.dir, `${id}_landed.bin`)))).toBe(sha(content))
+    expect((await uploadOf(id))?.sha256).toBe(sha(content))
   })
 
   it('accepts Uppy’s `name` for the file name, and bytes sent with the creation itself', async () => {
@@ -367,6 +399,23 @@ describe('from a browser page on an allowed origin', () => {
     ])
       expect(exposed).toContain(header)
     expect((await tusCreate(open.url, 10, {}, { origin: 'http://evil.example' })).status).toBe(403)
+  })
+
+  it('passes the browser’s preflight for tus’s own request headers', async () => {
+    const preflight = await fetch(`${open.url}/files/`, {
+      method: 'OPTIONS',
+      headers: {
+        origin: 'http://app.example',
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'tus-resumable,upload-length,upload-metadata,upload-offset',
+      },
+    })
+    expect(preflight.status).toBe(204)
+    expect(preflight.headers.get('access-control-allow-origin')).toBe('http://app.example')
+    const allowed = (preflight.headers.get('access-control-allow-headers') ?? '').toLowerCase().split(/,\s*/)
+    for (const header of ['tus-resumable', 'upload-length', 'upload-metadata', 'upload-offset'])
+      expect(allowed).toContain(header)
+    expect(preflight.headers.get('access-control-allow-methods')).toMatch(/PATCH/)
   })
 })
 

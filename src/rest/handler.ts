@@ -9,7 +9,7 @@ import { IncomingFile, receiveMultipart, RequestEnded, type IngestLimits } from 
 import { log } from '../log.js'
 import { requestIdOf } from '../request-id.js'
 import { sendFile } from './download.js'
-import { DISCARD, parseSpeed, routes, SET_SPEED, type Route, type Upload } from './routes.js'
+import { CANCEL, DELETE, parseSpeed, routes, SET_SPEED, type Route, type Upload } from './routes.js'
 
 type Run = (
   context: Context,
@@ -48,7 +48,7 @@ function sendError(
   sendJson(res, status, { detail })
 }
 
-/** Uploads per page of a streamed list: each page is well under a few milliseconds of work. */
+/** Uploads per page of a streamed list: each page is a few milliseconds of work at most. */
 const LIST_PAGE = 500
 
 /**
@@ -75,8 +75,9 @@ async function sendList(
     if (first) res.writeHead(200, { 'content-type': 'application/json' })
     const items = page.map((upload) => JSON.stringify(list.item(upload))).join(',')
     const text = `${first ? `{${JSON.stringify(list.key)}:[` : page.length > 0 ? ',' : ''}${items}`
-    if (page.length < LIST_PAGE) return void res.end(`${text}]}`)
-    if (!res.write(text)) await once(res, 'drain')
+    // Only an empty page ends it: one may come short (an upload deleted while it was read) with more after.
+    if (page.length === 0) return void res.end(`${text}]}`)
+    if (!res.write(text)) await Promise.race([once(res, 'drain'), once(res, 'close')])
     if (res.destroyed) return
     after = page.at(-1)?.cursor
     await new Promise((resolve) => setImmediate(resolve))
@@ -147,7 +148,7 @@ async function receiveUpload(
   variables: Record<string, unknown>,
   run: (variables: Record<string, unknown>) => Promise<ExecutionResult>,
   setSpeed: (id: string, speed: number) => Promise<ExecutionResult>,
-  discard: (id: string) => Promise<ExecutionResult>,
+  discard: (id: string) => Promise<void>,
 ): Promise<ExecutionResult> {
   const querySpeed = variables.speed as number | undefined
   let formSpeed: number | undefined
@@ -225,7 +226,15 @@ export function createRestHandler(schema: GraphQLSchema, context: Context, limit
     run: compileOperation(schema, `${route.method} ${route.path}`, route.operation),
   }))
   const setSpeed = compileOperation(schema, 'setSpeed', SET_SPEED)
-  const discard = compileOperation(schema, 'discard', DISCARD)
+  const cancel = compileOperation(schema, 'cancel', CANCEL)
+  const remove = compileOperation(schema, 'delete', DELETE)
+  /** Undoes an upload: cancel (which an ended one refuses, as it may), then delete; a failure is logged. */
+  const discard = async (req: IncomingMessage, id: string): Promise<void> => {
+    await cancel(context, { id })
+    const removed = await remove(context, { id })
+    if (removed.errors?.length)
+      log('error', 'rest.discard_failed', { requestId: requestIdOf(req), id, error: removed.errors[0] })
+  }
 
   return async function handleRest(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     let found: Match
@@ -251,7 +260,7 @@ export function createRestHandler(schema: GraphQLSchema, context: Context, limit
             variables,
             async (v) => route.run(context, v),
             async (upload, speed) => setSpeed(context, { id: upload, speed }),
-            async (upload) => discard(context, { id: upload }),
+            (upload) => discard(req, upload),
           )
         : await route.run(context, variables)
       const failure = failureOf(result)

@@ -28,7 +28,7 @@ type Scripted = Redis & {
 export class RedisLocker implements Locker {
   private readonly redis: Scripted
   /** Locks held by requests in this process: who to ask when another request wants one. */
-  readonly held = new Map<string, { value: string; release: RequestRelease; timer: NodeJS.Timeout }>()
+  readonly held = new Map<string, { value: string; release: RequestRelease }>()
 
   constructor(
     redis: Redis,
@@ -64,6 +64,8 @@ export class RedisLocker implements Locker {
 
 class RedisLock implements Lock {
   private readonly value = randomBytes(12).toString('base64url')
+  /** Renews this lock while it is held: its own timer, which no other lock's bookkeeping can orphan. */
+  private renewing: NodeJS.Timeout | undefined
 
   constructor(
     private readonly locker: RedisLocker,
@@ -78,14 +80,14 @@ class RedisLock implements Lock {
     while (!signal.aborted && performance.now() < deadline) {
       const taken = await this.redis.set(key, this.value, 'PX', LOCK_MS, 'NX')
       if (taken === 'OK') {
-        const timer = setInterval(() => {
+        this.renewing = setInterval(() => {
           this.redis
             .tusLockRenew(key, this.value, LOCK_MS)
             .catch((error: unknown) =>
               log('warn', 'tus.lock_renew_failed', { id: this.id, error: (error as Error).message }),
             )
         }, RENEW_EVERY_MS).unref()
-        this.locker.held.set(this.id, { value: this.value, release: requestRelease, timer })
+        this.locker.held.set(this.id, { value: this.value, release: requestRelease })
         return
       }
       // Held: ask its holder (wherever it is) to let go, once, then wait for it.
@@ -99,11 +101,9 @@ class RedisLock implements Lock {
   }
 
   async unlock(): Promise<void> {
-    const held = this.locker.held.get(this.id)
-    if (held?.value === this.value) {
-      clearInterval(held.timer)
-      this.locker.held.delete(this.id)
-    }
+    clearInterval(this.renewing)
+    this.renewing = undefined
+    if (this.locker.held.get(this.id)?.value === this.value) this.locker.held.delete(this.id)
     // If Redis is away the lock runs out by itself.
     await this.redis.tusLockRelease(this.locker.key(this.id), this.value).catch(() => undefined)
   }

@@ -76,6 +76,9 @@ export class TusStore extends FileStore {
     if (record.status === 'RECEIVING') {
       const onDisk = await this.storage.sizeOf(this.storage.stagingPath(record))
       if (onDisk === undefined) throw ERRORS.FILE_NO_LONGER_EXISTS
+      // Whole on disk, yet never recorded as arrived (a crash, or a store that failed, right after its last
+      // byte): its sender will hear it has every byte and send nothing more, so it is finished here.
+      if (onDisk >= size && size > 0) await this.finishFromDisk(record)
       return new Upload({ id, size, offset: Math.min(onDisk, size), metadata, creation_date })
     }
     // Canceled, failed or expired: its bytes are gone and it cannot be resumed; its sender starts over.
@@ -91,6 +94,9 @@ export class TusStore extends FileStore {
 
   override async write(readable: Readable, id: string, offset: number): Promise<number> {
     let stopped = false
+    // Bytes sent with the creation of an empty file: it is whole already (create()), nothing to write.
+    const known = await this.recordOf(id)
+    if (known.status !== 'RECEIVING' && offset === known.totalSize) return offset
     const { record, count } = await this.service.beginReceiving(id, offset, (reason) => {
       stopped = true
       // Said to the sender in tus's words: this upload is gone (410).
@@ -139,8 +145,8 @@ export class TusStore extends FileStore {
         const sha256 = await hash.digest()
         await this.service.endReceiving(id, written, sha256)
       } else {
-        // Kept for the next request if it hashed exactly what reached the disk.
-        if (hash && hash.size === written) this.park(id, hash)
+        // Kept for the next request if it hashed exactly what reached the disk (and its worker lives).
+        if (hash && hash.size === written && hash.usable) this.park(id, hash)
         else hash?.drop()
         await this.service.endReceiving(id, written)
       }
@@ -152,6 +158,18 @@ export class TusStore extends FileStore {
     }
     if (failure !== undefined) throw failure
     return written
+  }
+
+  /** Hashes the whole file on disk and hands it on to be stored, as its last request would have. */
+  private async finishFromDisk(record: UploadRecord): Promise<void> {
+    await this.service.beginReceiving(record.id, record.totalSize, () => undefined)
+    let sha256: string | undefined
+    try {
+      const hash = await this.hashAt(record, record.totalSize)
+      sha256 = await hash.digest()
+    } finally {
+      await this.service.endReceiving(record.id, record.totalSize, sha256)
+    }
   }
 
   private async recordOf(id: string): Promise<UploadRecord> {

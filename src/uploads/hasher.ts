@@ -110,6 +110,11 @@ export class OffThreadHash {
   /** Bytes added so far. */
   size = 0
 
+  /** False once its worker has died under it: nothing more can be added, and it must not be kept. */
+  get usable(): boolean {
+    return this.stream.failed === undefined
+  }
+
   constructor() {
     streams.set(this.id, this.stream)
     shared()

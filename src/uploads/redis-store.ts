@@ -7,6 +7,7 @@ import {
   FencedError,
   recordProblem,
   sortKey,
+  withDefaults,
   type Page,
   type PageQuery,
   type Progress,
@@ -78,10 +79,12 @@ function fromFields(fields: Record<string, string>): UploadRecord | undefined {
   if (Object.keys(fields).length === 0) return undefined
   const record: Record<string, unknown> = {}
   for (const [name, value] of Object.entries(fields)) record[name] = NUMBERS.has(name) ? Number(value) : value
-  for (const name of NULLABLE) record[name] ??= null
-  const problem = recordProblem(record)
+  // A record written before uploads could arrive over time reads as one that arrived whole, as on disk.
+  const upgraded = withDefaults(record) as Record<string, unknown>
+  for (const name of NULLABLE) upgraded[name] ??= null
+  const problem = recordProblem(upgraded)
   if (problem) throw new Error(`upload ${JSON.stringify(fields.id)} in Redis ${problem}`)
-  return record as unknown as UploadRecord
+  return upgraded as unknown as UploadRecord
 }
 
 const idOf = (key: string) => key.slice(key.indexOf('|') + 1)

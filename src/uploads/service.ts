@@ -281,6 +281,9 @@ export class UploadService {
       // with what reached the disk (its last request may have been cut off before it was counted).
       if (record.source === 'multipart') return this.forget(id, 'The server restarted before the whole file arrived; send it again', record.receivedSize)
       const onDisk = Math.min((await this.storage.sizeOf(this.storage.stagingPath(record))) ?? 0, record.totalSize)
+      // Every byte reached the disk, but the crash came before it was recorded: its sender, asking, would
+      // hear it is whole and send nothing more, so it goes on from here.
+      if (onDisk === record.totalSize) return void (await this.run(record, onDisk, await this.storage.hashFile(this.storage.stagingPath(record))))
       if (onDisk !== record.receivedSize) await this.store.put({ ...record, receivedSize: onDisk, updatedAt: now() }, this.fenceOf(id))
       return
     }
@@ -588,7 +591,8 @@ export class UploadService {
           if (this.shared && (this.leases.held(record.id) || !(await this.leases.acquire(record.id)))) continue
           await this.locked(record.id, async () => {
             const current = await this.store.get(record.id)
-            if (current?.status !== 'RECEIVING' || current.expiresAt === null || current.expiresAt > at) return
+            // A request of it may have begun since it was listed: then it is not idle.
+            if (this.arriving.has(record.id) || current?.status !== 'RECEIVING' || current.expiresAt === null || current.expiresAt > at) return
             const hours = this.expiryMs / 3_600_000
             const period = hours >= 1 ? `${+hours.toFixed(2)} h` : `${+(this.expiryMs / 1000).toFixed(3)} s`
             await this.fail(current, `Expired: no byte arrived for ${period} (RESUMABLE_EXPIRY); send the file again`)
@@ -761,8 +765,8 @@ export class UploadService {
       try {
         return await this.command(id, () => this.perform(command))
       } finally {
-        // Paused, canceled, deleted: nothing runs here, so nothing is left to hold it for.
-        if (this.shared && !this.runs.has(id)) await this.leases.release(id).catch(() => undefined)
+        // Paused, canceled, deleted: nothing runs or arrives here, so nothing is left to hold it for.
+        if (this.shared && !this.runs.has(id) && !this.arriving.has(id)) await this.leases.release(id).catch(() => undefined)
       }
     }
     await this.record(id) // NOT_FOUND before any lease is asked for
@@ -908,7 +912,7 @@ export class UploadService {
         if (record && !isFinal(record.status)) await finish({ ...record, uploadedSize: run.offset })
       } finally {
         this.finishing.delete(id)
-        if (this.shared && !this.runs.has(id)) await this.leases.release(id).catch(() => undefined)
+        if (this.shared && !this.runs.has(id) && !this.arriving.has(id)) await this.leases.release(id).catch(() => undefined)
       }
     }).catch((error: unknown) => log('error', 'upload.finish_failed', { id, error }))
   }
@@ -1051,9 +1055,13 @@ export class UploadService {
       arriving.meter.record(received)
       if (received === arriving.published) continue
       arriving.published = received
-      void this.store.get(id).then((record) => {
-        if (record?.status === 'RECEIVING') this.bus.publish({ ...this.view(record), updatedAt: at })
-      })
+      // A store that cannot answer now (Redis away) skips this tick; the next one tries again.
+      this.store.get(id).then(
+        (record) => {
+          if (record?.status === 'RECEIVING') this.bus.publish({ ...this.view(record), updatedAt: at })
+        },
+        () => undefined,
+      )
     }
     for (const run of this.runs.values()) {
       if (run.offset === run.published) continue
