@@ -8,7 +8,7 @@ import { noRoom, RequestEnded, type IncomingFile, type StagedFile } from './inge
 import { LocalLeases, type Leases } from './lease.js'
 import { ProgressFeed } from './progress.js'
 import { RateMeter } from './rate.js'
-import { isFinal, type UploadRecord, type UploadStatus, type UploadView } from './record.js'
+import { isFinal, type UploadRecord, type UploadSource, type UploadStatus, type UploadView } from './record.js'
 import { decodeCursor, FencedError, type PageQuery, type RecordStore } from './records.js'
 import { storedNameFor, type Storage } from './storage.js'
 import { Scheduler } from './scheduler.js'
@@ -72,6 +72,38 @@ const now = () => new Date().toISOString()
 function arrivalFailure(error: unknown): string {
   if (error instanceof RequestEnded) return 'The connection closed before the whole file arrived; send it again'
   return error instanceof Error ? error.message : String(error)
+}
+
+/** An upload on record from its first moment: RECEIVING, nothing of it arrived or stored yet. */
+function newRecord(input: {
+  id: string
+  filename: string
+  source: UploadSource
+  /** Its length when known up front (tus); 0 until it has arrived otherwise. */
+  size: number
+  targetSpeed: number
+  expiresAt: string | null
+}): UploadRecord {
+  const at = now()
+  const { id, filename, source, size, targetSpeed, expiresAt } = input
+  return {
+    id,
+    filename,
+    storedName: storedNameFor(id, filename),
+    status: 'RECEIVING',
+    receivedSize: 0,
+    source,
+    expiresAt,
+    receivedAt: null,
+    uploadedSize: 0,
+    totalSize: size,
+    targetSpeed,
+    sha256: '',
+    error: null,
+    createdAt: at,
+    updatedAt: at,
+    completedAt: null,
+  }
 }
 
 function describe(error: unknown): string {
@@ -389,25 +421,7 @@ export class UploadService {
     await file.began
     this.assertOpen()
     const id = randomUUID()
-    const at = now()
-    const receiving: UploadRecord = {
-      id,
-      filename: file.filename,
-      storedName: storedNameFor(id, file.filename),
-      status: 'RECEIVING',
-      receivedSize: 0,
-      source: 'multipart',
-      expiresAt: null,
-      receivedAt: null,
-      uploadedSize: 0,
-      totalSize: 0,
-      targetSpeed,
-      sha256: '',
-      error: null,
-      createdAt: at,
-      updatedAt: at,
-      completedAt: null,
-    }
+    const receiving = newRecord({ id, filename: file.filename, source: 'multipart', size: 0, targetSpeed, expiresAt: null })
     // Recorded as it begins to arrive, so lists and subscribers see it (and its receivedSize grow), and a
     // cancel can stop it. The lock is not held meanwhile: the body may take hours.
     await this.locked(id, async () => {
@@ -484,25 +498,7 @@ export class UploadService {
     const targetSpeed = this.checkSpeed(input.speed ?? this.options.defaultSpeed)
     this.assertOpen()
     const { id, filename, size } = input
-    const at = now()
-    const record: UploadRecord = {
-      id,
-      filename,
-      storedName: storedNameFor(id, filename),
-      status: 'RECEIVING',
-      receivedSize: 0,
-      source: 'tus',
-      expiresAt: this.expiresFrom(Date.now()),
-      receivedAt: null,
-      uploadedSize: 0,
-      totalSize: size,
-      targetSpeed,
-      sha256: '',
-      error: null,
-      createdAt: at,
-      updatedAt: at,
-      completedAt: null,
-    }
+    const record = newRecord({ id, filename, source: 'tus', size, targetSpeed, expiresAt: this.expiresFrom(Date.now()) })
     // It is kept twice until its transfer completes (staging, then the .part): refused now if that cannot fit.
     const free = await this.storage.free()
     if (free < 2 * size) throw noRoom(size, free)
