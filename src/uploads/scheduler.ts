@@ -19,8 +19,14 @@ const MIN_CHUNKS_PER_SECOND = 4
 const CHUNK_BUDGET_PER_SECOND = 4000
 /** The clock, while any flow waits. */
 const TICK_MS = 5
-/** Credit a bucket may keep beyond one chunk: what a late tick earned is kept, a long stall is not. */
-const SLACK_SECONDS = 0.05
+/**
+ * Credit a flow may keep beyond one chunk: what a late tick earned, or a stall of the process (a GC, a
+ * descheduled VM, a busy core) cost it, is made up, up to this much, so a file still lands on time; a longer
+ * stall is not. It never puts a flow ahead of its line: credit only accrues at its speed.
+ */
+const SLACK_SECONDS = 0.25
+/** The server-wide cap keeps less: it must not let every flow burst at once. */
+const CAP_SLACK_SECONDS = 0.05
 
 interface Waiter {
   flow: Flow
@@ -147,7 +153,7 @@ export class Scheduler {
 
   /** Under a cap every chunk is a throttled one (at most 64 KiB): one of those and 50 ms' worth of credit. */
   private capacity(): number {
-    return MAX_THROTTLED_CHUNK + this.cap * SLACK_SECONDS
+    return MAX_THROTTLED_CHUNK + this.cap * CAP_SLACK_SECONDS
   }
 
   private refill(now: number): void {
