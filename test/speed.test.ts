@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { api, bytes, gql, restUpload, statusOf, waitFor, waitForStatus } from './support/clients.js'
@@ -45,8 +45,9 @@ describe('setSpeed on a running upload', () => {
     await api(server.url, 'POST', `/api/upload/${id}/cancel`)
   })
 
-  it('slows a fast one down just as promptly (GraphQL), and to unlimited with 0', async () => {
-    const { body } = await restUpload(server.url, bytes(3_000_000), { speed: 500_000 })
+  it('slows a fast one down just as promptly (GraphQL), and to unlimited with 0, storing it byte for byte', async () => {
+    const content = bytes(3_000_000)
+    const { body } = await restUpload(server.url, content, { speed: 500_000 })
     const id = body.upload_id
     await waitFor(async () => (await partSize(id)) > 50_000)
     const result = await gql<{ setSpeed: { status: string; targetSpeed: number } }>(
@@ -58,6 +59,8 @@ describe('setSpeed on a running upload', () => {
     expect(await rateOnDisk(id, 500)).toBeLessThan(40_000)
     await gql(server.url, 'mutation ($id: ID!) { setSpeed(id: $id, speed: 0) { id } }', { id })
     await waitForStatus(server.url, id, 'completed', 5000)
+    // Its chunks went from 25 kB to 500 B to 1 MiB, each change meeting a chunk read ahead at the old size.
+    expect((await readFile(join(server.dir, `${id}_data.bin`))).equals(content)).toBe(true)
   })
 })
 

@@ -72,11 +72,13 @@ export class Transfer {
    */
   private async run(): Promise<number> {
     const { job, flow } = this
-    let buffer = Buffer.allocUnsafe(Math.min(flow.chunk(), Math.max(job.total - job.offset, 1)))
     let offset = job.offset
     let flushing: Promise<void> | undefined
     let flushed = offset
     const source = await open(job.source, 'r')
+    // The next chunk is read into the other buffer while this one is written and hashed, so reads never wait
+    // for writes: an unlimited copy then runs at the pace of the slower of the disk and sha256.
+    const ahead = new ReadAhead(source, job.total)
     try {
       // Read and write: 'r+' keeps the bytes already there, 'w+' starts empty; 'a' would ignore positions on Linux.
       const target = await open(job.target, offset > 0 ? 'r+' : 'w+')
@@ -90,16 +92,15 @@ export class Transfer {
           first = false
           // False: the speed (or the cap) changed while this chunk waited, so it is planned again.
           if (!(await flow.grant(want, job.signal))) continue
-          if (buffer.length < want) buffer = Buffer.allocUnsafe(want)
-          const { bytesRead } = await source.read(buffer, 0, want, offset)
-          if (bytesRead === 0) throw new Error(`staging file ended at byte ${offset} of ${job.total}`)
+          const chunk = await ahead.take(offset, want)
           if (job.mayWrite && !job.mayWrite()) throw new LeaseLostError(`lease lost at byte ${offset}`)
-          const written = writeAll(target, buffer, bytesRead, offset)
+          const written = writeAll(target, chunk, chunk.length, offset)
           // Hashed on this thread while libuv's writes it. If the write fails, the run rejects and the upload
           // fails with it, hash and all; if it succeeds, exactly these bytes are stored at this offset.
-          job.hash.update(buffer.subarray(0, bytesRead))
+          job.hash.update(chunk)
+          ahead.prefetch(offset + chunk.length, flow.chunk())
           await written
-          offset += bytesRead
+          offset += chunk.length
           job.onProgress(offset)
           // Writing on into a file nobody can reach any more would only say so at the final rename, hours on.
           if (performance.now() - checked > CHECK_LINKED_MS) {
@@ -121,8 +122,72 @@ export class Transfer {
         await target.close()
       }
     } finally {
+      await ahead.settle()
       await source.close()
     }
     return offset
+  }
+}
+
+/**
+ * Two buffers over the staging file: `take` hands out the chunk at an offset (read ahead when it was asked
+ * for, read now when not), and `prefetch` starts reading the next one into the buffer not handed out.
+ */
+class ReadAhead {
+  private buffers: [Buffer, Buffer] = [Buffer.alloc(0), Buffer.alloc(0)]
+  /** Which buffer the next read goes into; the other holds the chunk last handed out. */
+  private spare = 0
+  private pending: { offset: number; read: Promise<number> } | undefined
+
+  constructor(
+    private readonly source: FileHandle,
+    private readonly total: number,
+  ) {}
+
+  async take(offset: number, length: number): Promise<Buffer> {
+    const pending = this.pending
+    this.pending = undefined
+    const index = this.spare
+    this.spare ^= 1
+    let have = 0
+    if (pending) {
+      const bytesRead = await pending.read
+      if (pending.offset === offset) have = Math.min(bytesRead, length)
+    }
+    const buffer = this.room(index, length, have)
+    while (have < length) {
+      const { bytesRead } = await this.source.read(buffer, have, length - have, offset + have)
+      if (bytesRead === 0) throw new Error(`staging file ended at byte ${offset + have} of ${this.total}`)
+      have += bytesRead
+    }
+    return buffer.subarray(0, length)
+  }
+
+  prefetch(offset: number, length: number): void {
+    length = Math.min(length, this.total - offset)
+    if (length <= 0) return
+    const buffer = this.room(this.spare, length, 0)
+    // A failed read ahead is read again (and then fails) by the take that wants it.
+    this.pending = {
+      offset,
+      read: this.source.read(buffer, 0, length, offset).then(
+        ({ bytesRead }) => bytesRead,
+        () => 0,
+      ),
+    }
+  }
+
+  /** Waits for a read still in flight, so the file can be closed under none. */
+  async settle(): Promise<void> {
+    await this.pending?.read
+  }
+
+  /** The buffer at `index`, grown to `length` if need be, keeping its first `keep` bytes. */
+  private room(index: number, length: number, keep: number): Buffer {
+    const buffer = this.buffers[index] ?? Buffer.alloc(0)
+    if (buffer.length >= length) return buffer
+    const grown = Buffer.allocUnsafe(length)
+    buffer.copy(grown, 0, 0, keep)
+    return (this.buffers[index] = grown)
   }
 }
