@@ -312,10 +312,13 @@ export class UploadService {
       // A multipart body cannot be resumed once its connection is gone; a tus upload waits for its sender,
       // with what reached the disk (its last request may have been cut off before it was counted).
       if (record.source === 'multipart') return this.forget(id, 'The server restarted before the whole file arrived; send it again', record.receivedSize)
-      const onDisk = Math.min((await this.storage.sizeOf(this.storage.stagingPath(record))) ?? 0, record.totalSize)
+      const staged = await this.storage.sizeOf(this.storage.stagingPath(record))
+      const onDisk = Math.min(staged ?? 0, record.totalSize)
       // Every byte reached the disk, but the crash came before it was recorded: its sender, asking, would
-      // hear it is whole and send nothing more, so it goes on from here.
-      if (onDisk === record.totalSize) return void (await this.run(record, onDisk, await this.storage.hashFile(this.storage.stagingPath(record))))
+      // hear it is whole and send nothing more, so it goes on from here. (No staging file at all: a crash
+      // before its creation finished, even for an empty file; it waits for its sender, or expires.)
+      if (staged !== undefined && onDisk === record.totalSize)
+        return void (await this.run(record, onDisk, await this.storage.hashFile(this.storage.stagingPath(record))))
       if (onDisk !== record.receivedSize) await this.store.put({ ...record, receivedSize: onDisk, updatedAt: now() }, this.fenceOf(id))
       return
     }
