@@ -71,6 +71,17 @@ const record = (
   }
 }
 
+/** A tus upload still arriving: 40 of its 100 bytes in, no hash yet, expiring unless more come. */
+const receiving = (n: number): UploadRecord =>
+  record(n, 'RECEIVING', {
+    source: 'tus',
+    receivedSize: 40,
+    uploadedSize: 0,
+    sha256: '',
+    receivedAt: null,
+    expiresAt: at(n + 30),
+  })
+
 const stores: [string, () => Promise<{ store: RecordStore; shared: boolean }>][] = [
   [
     'embedded (lowdb + journal)',
@@ -92,12 +103,14 @@ describe.each(stores)('RecordStore: %s', (_, make) => {
     for (const n of [3, 1, 2, 5, 4]) await store.put(record(n, n % 2 ? 'COMPLETED' : 'IN_PROGRESS'))
     await store.put(record(6, 'PAUSED'))
     await store.put(record(7, 'FAILED'))
+    await store.put(receiving(8))
   })
   afterAll(() => store.close())
 
   it('gives back what was put, whole, nulls included; nothing for an unknown id', async () => {
     expect(await store.get(record(7).id)).toEqual(record(7, 'FAILED'))
     expect(await store.get(record(2).id)).toEqual(record(2, 'IN_PROGRESS'))
+    expect(await store.get(record(8).id)).toEqual(receiving(8))
     expect(await store.get('nope')).toBeUndefined()
     expect(await store.get('__proto__')).toBeUndefined()
   })
@@ -112,20 +125,38 @@ describe.each(stores)('RecordStore: %s', (_, make) => {
       'file 5.bin',
       'file 6.bin',
       'file 7.bin',
+      'file 8.bin',
     ])
     expect(rest.hasNextPage).toBe(false)
     const active = await store.page({ first: 10, status: ['IN_PROGRESS', 'PAUSED'] })
     expect(active.records.map((r) => r.filename)).toEqual(['file 2.bin', 'file 4.bin', 'file 6.bin'])
+    const arriving = await store.page({ first: 10, status: ['RECEIVING', 'FAILED'] })
+    expect(arriving.records.map((r) => r.filename)).toEqual(['file 7.bin', 'file 8.bin'])
+    const one = await store.page({ first: 1, status: ['PAUSED', 'RECEIVING'] })
+    expect([one.records.map((r) => r.filename), one.hasNextPage]).toEqual([['file 6.bin'], true])
+    expect(await store.page({ first: 10, status: [] })).toEqual({
+      records: [],
+      hasNextPage: false,
+      endCursor: null,
+    })
     const none = await store.page({ first: 10, status: ['CANCELED'] })
     expect(none).toEqual({ records: [], hasNextPage: false, endCursor: null })
   })
 
-  it('counts by status, and lists the unfinished', async () => {
-    expect(await store.countByStatus()).toMatchObject({ COMPLETED: 3, IN_PROGRESS: 2, PAUSED: 1, FAILED: 1 })
-    expect((await store.unfinished()).map((r) => r.filename).sort()).toEqual([
+  it('counts every status (none is 0), and lists the unfinished, still arriving included, oldest first', async () => {
+    expect(await store.countByStatus()).toEqual({
+      RECEIVING: 1,
+      IN_PROGRESS: 2,
+      PAUSED: 1,
+      COMPLETED: 3,
+      CANCELED: 0,
+      FAILED: 1,
+    })
+    expect((await store.unfinished()).map((r) => r.filename)).toEqual([
       'file 2.bin',
       'file 4.bin',
       'file 6.bin',
+      'file 8.bin',
     ])
   })
 
@@ -140,15 +171,27 @@ describe.each(stores)('RecordStore: %s', (_, make) => {
       'file 1.bin',
       'file 2.bin',
     ])
+    // Every byte arrived: it leaves the list of those still arriving.
+    await store.put(receiving(9))
+    await store.put(record(9, 'IN_PROGRESS'))
+    const arriving = await store.page({ first: 10, status: ['RECEIVING'] })
+    expect(arriving.records.map((r) => r.filename)).toEqual(['file 8.bin'])
+    expect(await store.countByStatus()).toMatchObject({ RECEIVING: 1, IN_PROGRESS: 2 })
   })
 
-  it('byte counts reach unfinished records only', async () => {
+  it('byte counts reach unfinished records only (still arriving included), and never past the size', async () => {
     await store.progress([
       { id: record(4).id, uploadedSize: 77, updatedAt: at(51) },
       { id: record(1).id, uploadedSize: 5, updatedAt: at(51) },
+      { id: record(6).id, uploadedSize: 101, updatedAt: at(51) },
+      { id: record(8).id, uploadedSize: 3, updatedAt: at(51) },
+      { id: 'never-there', uploadedSize: 3, updatedAt: at(51) },
     ])
     expect(await store.get(record(4).id)).toMatchObject({ uploadedSize: 77, updatedAt: at(51) })
     expect(await store.get(record(1).id)).toMatchObject({ uploadedSize: 100 })
+    expect(await store.get(record(6).id)).toMatchObject({ uploadedSize: 10, updatedAt: at(6) })
+    expect(await store.get(record(8).id)).toMatchObject({ uploadedSize: 3, updatedAt: at(51) })
+    expect(await store.get('never-there')).toBeUndefined()
   })
 
   it('removes a record from every list', async () => {
@@ -156,6 +199,10 @@ describe.each(stores)('RecordStore: %s', (_, make) => {
     expect(await store.get(record(3).id)).toBeUndefined()
     expect((await store.page({ first: 10 })).records.map((r) => r.filename)).not.toContain('file 3.bin')
     expect((await store.countByStatus()).COMPLETED).toBe(2)
+    await store.remove(record(8).id)
+    expect((await store.page({ first: 10, status: ['RECEIVING'] })).records).toEqual([])
+    expect((await store.countByStatus()).RECEIVING).toBe(0)
+    expect((await store.unfinished()).map((r) => r.filename)).not.toContain('file 8.bin')
     await store.remove('never-there')
   })
 

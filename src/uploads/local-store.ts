@@ -1,7 +1,7 @@
 import { mkdir, open, readdir, readFile, rename, rm, type FileHandle } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { Low, type Adapter } from 'lowdb'
-import type { UploadRecord, UploadStatus } from './record.js'
+import { UPLOAD_STATUSES, type UploadRecord, type UploadStatus } from './record.js'
 import {
   decodeCursor,
   encodeCursor,
@@ -300,12 +300,17 @@ export class LocalStore implements RecordStore {
   }
 
   async unfinished(): Promise<UploadRecord[]> {
-    return Object.values(this.records).filter(unfinished)
+    const records: UploadRecord[] = []
+    for (const key of this.order) {
+      const record = this.records[idOf(key)]
+      if (record && unfinished(record)) records.push(record)
+    }
+    return records
   }
 
-  async countByStatus(): Promise<Partial<Record<UploadStatus, number>>> {
-    const counts: Partial<Record<UploadStatus, number>> = {}
-    for (const { status } of Object.values(this.records)) counts[status] = (counts[status] ?? 0) + 1
+  async countByStatus(): Promise<Record<UploadStatus, number>> {
+    const counts = Object.fromEntries(UPLOAD_STATUSES.map((status) => [status, 0])) as Record<UploadStatus, number>
+    for (const { status } of Object.values(this.records)) counts[status]++
     return counts
   }
 

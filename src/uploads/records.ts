@@ -34,16 +34,17 @@ export interface RecordStore {
   get(id: string): Promise<UploadRecord | undefined>
   /** Oldest first (by createdAt, then id). */
   page(query: PageQuery): Promise<Page>
-  /** Every upload that has not ended, for recovery. */
+  /** Every upload that has not ended (RECEIVING, IN_PROGRESS, PAUSED), oldest first. */
   unfinished(): Promise<UploadRecord[]>
-  countByStatus(): Promise<Partial<Record<UploadStatus, number>>>
+  /** How many uploads are in each state: every state, 0 for none (a gauge that drops to 0 says so). */
+  countByStatus(): Promise<Record<UploadStatus, number>>
   /**
    * Writes a whole record. With `fence` (a lease's value), a store shared by several processes refuses with
    * a FencedError when that lease is no longer the upload's current one.
    */
   put(record: UploadRecord, fence?: string): Promise<void>
   remove(id: string, fence?: string): Promise<void>
-  /** Byte counts of running uploads; applied only to records that have not ended meanwhile. */
+  /** Byte counts of running uploads; applied only to records that have not ended meanwhile, and never past their size. */
   progress(entries: readonly Progress[]): Promise<void>
   close(): Promise<void>
 }

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import { asUnavailable } from '../redis.js'
-import { UPLOAD_STATUSES, type UploadRecord, type UploadStatus } from './record.js'
+import { isFinal, UPLOAD_STATUSES, type UploadRecord, type UploadStatus } from './record.js'
 import {
   decodeCursor,
   encodeCursor,
@@ -46,14 +46,19 @@ redis.call('ZREM', ARGV[1] .. ':s:' .. fields[1], key)
 redis.call('DEL', KEYS[1])
 return 1
 `
-/** Byte counts of running uploads: only to unfinished records, and only under each one's current lease. */
+/**
+ * Byte counts of running uploads: only to unfinished records (as the embedded store: RECEIVING too), never
+ * past their size, and only under each one's current lease.
+ */
 const PROGRESS = `
 local p = ARGV[1]
 for i = 2, #ARGV, 4 do
   local id, size, at, fence = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local key = p .. ':u:' .. id
-  local status = redis.call('HGET', key, 'status')
-  if (status == 'IN_PROGRESS' or status == 'PAUSED') and (fence == '' or redis.call('GET', p .. ':lease:' .. id) == fence) then
+  local fields = redis.call('HMGET', key, 'status', 'totalSize')
+  local status = fields[1]
+  local unfinished = status == 'RECEIVING' or status == 'IN_PROGRESS' or status == 'PAUSED'
+  if unfinished and tonumber(size) <= tonumber(fields[2]) and (fence == '' or redis.call('GET', p .. ':lease:' .. id) == fence) then
     redis.call('HSET', key, 'uploadedSize', size, 'updatedAt', at)
   end
 end
@@ -88,6 +93,7 @@ function fromFields(fields: Record<string, string>): UploadRecord | undefined {
 }
 
 const idOf = (key: string) => key.slice(key.indexOf('|') + 1)
+const UNFINISHED = UPLOAD_STATUSES.filter((status) => !isFinal(status))
 
 export class RedisStore implements RecordStore {
   private readonly redis: Scripted
@@ -151,15 +157,15 @@ export class RedisStore implements RecordStore {
 
   unfinished(): Promise<UploadRecord[]> {
     return this.call(async () => {
-      const keys = await Promise.all(['IN_PROGRESS', 'PAUSED'].map((s) => this.redis.zrange(this.key('s', s), 0, -1)))
+      const keys = await Promise.all(UNFINISHED.map((s) => this.redis.zrange(this.key('s', s), 0, -1)))
       return this.records(keys.flat().sort())
     })
   }
 
-  countByStatus(): Promise<Partial<Record<UploadStatus, number>>> {
+  countByStatus(): Promise<Record<UploadStatus, number>> {
     return this.call(async () => {
       const counts = await Promise.all(UPLOAD_STATUSES.map((s) => this.redis.zcard(this.key('s', s))))
-      return Object.fromEntries(UPLOAD_STATUSES.map((s, i) => [s, counts[i] ?? 0]))
+      return Object.fromEntries(UPLOAD_STATUSES.map((s, i) => [s, counts[i] ?? 0])) as Record<UploadStatus, number>
     })
   }
 
