@@ -30,13 +30,19 @@ export interface Config {
   allowedHosts: string[]
   /** debug, info (default), warn or error. */
   logLevel: LogLevel
-  /** When set, this instance shares records, leases and live progress with every instance on this Redis. */
-  redisUrl: string | undefined
+  /**
+   * `embedded`: this process alone on its folder, its state in the embedded store. `shared` (REDIS_URL set):
+   * one of several instances sharing records, leases and live progress over Redis. Decided here, once, from
+   * REDIS_URL alone: nothing else (an instance's name included) changes it.
+   */
+  mode: Mode
   /** This instance's name in logs, metrics and leases; default `{hostname}-{random}`, unique per start. */
   instanceId: string | undefined
   /** A resumable (tus) upload that receives no byte for this long is removed. Default 24 h. */
   resumableExpiryMs: number
 }
+
+export type Mode = { kind: 'embedded' } | { kind: 'shared'; redisUrl: string }
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError'
@@ -118,16 +124,16 @@ function origins(env: Env): string[] {
   })
 }
 
-function redisUrl(env: Env): string | undefined {
+function mode(env: Env): Mode {
   const value = env.REDIS_URL?.trim()
-  if (!value) return undefined
+  if (!value) return { kind: 'embedded' }
   const url = URL.parse(value)
   if (!url || !/^rediss?:$/.test(url.protocol) || !url.hostname || !/^(\/\d*)?$/.test(url.pathname)) {
     throw new ConfigError(
       `REDIS_URL must be redis://host:port[/db] (or rediss:// for TLS); got ${JSON.stringify(value.replace(/\/\/[^@/]*@/, '//***@'))}`,
     )
   }
-  return value
+  return { kind: 'shared', redisUrl: value }
 }
 
 function instanceId(env: Env): string | undefined {
@@ -170,7 +176,7 @@ export function loadConfig(env: Env = readEnv()): Config {
     corsOrigins: origins(env),
     allowedHosts: hosts(env),
     logLevel: logLevel(env),
-    redisUrl: redisUrl(env),
+    mode: mode(env),
     instanceId: instanceId(env),
     resumableExpiryMs: duration(env, 'RESUMABLE_EXPIRY', 24 * 3_600_000),
   }

@@ -28,7 +28,7 @@ async function main(): Promise<void> {
     url: app.url,
     graphiql: `${app.url}/graphql`,
     uploadDir: config.uploadDir,
-    state: config.redisUrl === undefined ? config.stateFile : 'shared over Redis',
+    state: config.mode.kind === 'embedded' ? config.stateFile : 'shared over Redis',
     access: config.apiToken === undefined ? 'open (no API_TOKEN)' : 'token required',
   })
 

@@ -109,7 +109,7 @@ function listenError(error: NodeJS.ErrnoException, config: Config): Error {
  */
 export async function createApp(config: Config): Promise<App> {
   await usableFolder(config.uploadDir)
-  const shared = config.redisUrl !== undefined
+  const shared = config.mode.kind === 'shared'
   const instance = config.instanceId ?? (shared ? instanceName() : 'local')
   if (shared) setLogFields({ instance })
   // Alone on its folder, or one of the instances that share it (and their state, over Redis).
@@ -125,9 +125,9 @@ export async function createApp(config: Config): Promise<App> {
 async function build(config: Config, lock: FolderLock, instance: string): Promise<App> {
   // Redis and its client are loaded only by instances that share state over it.
   const cluster =
-    config.redisUrl === undefined
+    config.mode.kind === 'embedded'
       ? undefined
-      : await (await import('./cluster.js')).joinCluster(config.redisUrl, instance)
+      : await (await import('./cluster.js')).joinCluster(config.mode.redisUrl, instance)
   if (cluster) registry.setDefaultLabels({ service_instance: instance })
   try {
     return await serve(config, lock, instance, cluster)
@@ -158,8 +158,7 @@ async function serve(
     storage,
     defaultSpeed: config.defaultSpeed,
     maxTotalSpeed: config.maxTotalSpeed,
-    leases: cluster?.leases,
-    bus: cluster?.bus,
+    shared: cluster,
     resumableExpiryMs: config.resumableExpiryMs,
   })
   const limits: IngestLimits = { storage, maxRequestFileBytes: config.maxUploadSize }

@@ -32,13 +32,14 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
-async function cluster(n = 3): Promise<ChildServer[]> {
+// Dotted, as hostnames often are (ip-10-0-0-1.ec2.internal): a name is never cut at its first dot.
+async function cluster(
+  n = 3,
+  names = Array.from({ length: n }, (_, i) => `node-${'abc'[i]}.ec2.internal`),
+): Promise<ChildServer[]> {
   dir = await mkdtemp(join(tmpdir(), 'uploads-cluster-'))
   instances = await Promise.all(
-    Array.from({ length: n }, (_, i) =>
-      // Dotted, as hostnames often are (ip-10-0-0-1.ec2.internal): a name is never cut at its first dot.
-      spawnServer(dir, { REDIS_URL: redis.url, INSTANCE_ID: `node-${'abc'[i]}.ec2.internal` }),
-    ),
+    names.map((name) => spawnServer(dir, { REDIS_URL: redis.url, INSTANCE_ID: name })),
   )
   return instances
 }
@@ -156,6 +157,51 @@ describe('an instance that dies', () => {
     expect(sha(await readFile(stored))).toBe(sha(content))
     expect((await statusOf(a!.url, id)).body.status).toBe('completed')
   })
+})
+
+describe('a command sent while the upload’s owner is dead', () => {
+  it('answered 503 "nothing was changed": it never runs, not even once another instance adopts the upload', async () => {
+    const [a, b] = await cluster(2)
+    const content = bytes(600_000)
+    const { body } = await restUpload(a!.url, content, { speed: 50_000 })
+    const id = body.upload_id
+    await waitFor(async () => (await sizeOf(part(id))) > 20_000)
+    a!.child.kill('SIGKILL')
+    await a!.exited
+    // The order that shows the defect, made certain: the dead owner's lease outlasts the requester's wait
+    // (5 s), so the requester gives up before any instance can adopt the upload.
+    await redis.client().pexpire(`uploads:lease:${id}`, 8000)
+    expect(await api(b!.url, 'POST', `/api/upload/${id}/cancel`)).toEqual({
+      status: 503,
+      body: { detail: expect.stringMatching(/did not answer; nothing was changed, try again/) },
+    })
+    await waitFor(() => /"event":"upload\.adopted"/.test(b!.output()), 15_000)
+    const adopted = (await statusOf(b!.url, id)).body.uploaded_size
+    // A cancel still waiting would run at the adopter's first look for commands (every second).
+    await waitFor(async () => {
+      const { status, uploaded_size } = (await statusOf(b!.url, id)).body
+      expect(status).toBe('in_progress')
+      return uploaded_size >= adopted + 150_000 // three seconds on
+    }, 15_000)
+    expect((await api(b!.url, 'POST', `/api/upload/${id}/speed?speed=0`)).status).toBe(200)
+    await waitForStatus(b!.url, id, 'completed', 20_000)
+    expect(sha(await readFile(join(dir, `${id}_data.bin`)))).toBe(sha(content))
+  }, 60_000)
+})
+
+describe('an instance named "local"', () => {
+  it('is as shared as any other (REDIS_URL decides): it adopts the upload of an instance SIGKILLed mid-transfer', async () => {
+    const [a, local] = await cluster(2, ['node-a', 'local'])
+    const content = bytes(200_000)
+    const { body } = await restUpload(a!.url, content, { speed: 100_000 })
+    const id = body.upload_id
+    await waitFor(async () => (await sizeOf(part(id))) > 30_000)
+    a!.child.kill('SIGKILL')
+    await a!.exited
+    await waitForStatus(local!.url, id, 'completed', 20_000)
+    expect(local!.output()).toMatch(/"event":"upload\.adopted","instance":"local"/)
+    expect(sha(await readFile(join(dir, `${id}_data.bin`)))).toBe(sha(content))
+  }, 45_000)
 })
 
 describe('resumable uploads (tus) over several instances', () => {

@@ -40,6 +40,15 @@ describe('configuration', () => {
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`^${name} `))
   })
 
+  it('decides the mode from REDIS_URL alone: embedded without it, shared with it, whatever the instance is called', () => {
+    expect(loadConfig({}).mode).toEqual({ kind: 'embedded' })
+    expect(loadConfig({ INSTANCE_ID: 'node-a' }).mode).toEqual({ kind: 'embedded' })
+    for (const name of ['local', 'node-a', undefined]) {
+      const config = loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379', INSTANCE_ID: name })
+      expect(config.mode).toEqual({ kind: 'shared', redisUrl: 'redis://127.0.0.1:6379' })
+    }
+  })
+
   it('normalises CORS_ORIGINS as browsers send Origin, and lower-cases ALLOWED_HOSTS', () => {
     const config = loadConfig({
       CORS_ORIGINS: 'https://App.Example:443/, http://localhost:3000, *',

@@ -31,10 +31,12 @@ export interface UploadServiceOptions {
   store: RecordStore
   storage: Storage
   defaultSpeed: number
-  /** Who owns which upload: this process alone (the default), or instances sharing Redis. */
-  leases?: Leases
-  /** How states and commands travel between processes: in process (the default), or over Redis. */
-  bus?: Bus
+  /**
+   * Given for an instance among several (REDIS_URL): who owns which upload (leases), and how states and
+   * commands travel between the instances (bus). Absent, this process is alone and owns everything. Its
+   * presence alone makes the service shared, whatever the instance is called.
+   */
+  shared?: { leases: Leases; bus: Bus }
   /** Bytes per second for all transfers of this process together, shared fairly; 0 (default): no cap. */
   maxTotalSpeed?: number
   /** A resumable upload that receives no byte for this long is removed (RESUMABLE_EXPIRY); default 24 h. */
@@ -146,8 +148,8 @@ export class UploadService {
   private closed = false
 
   constructor(private readonly options: UploadServiceOptions) {
-    this.leases = options.leases ?? new LocalLeases()
-    this.bus = options.bus ?? new LocalBus()
+    this.leases = options.shared?.leases ?? new LocalLeases()
+    this.bus = options.shared?.bus ?? new LocalBus()
     this.bus.onState((view, local) => {
       if (!local) this.remember(view)
       this.feed.publish(view)
@@ -171,7 +173,7 @@ export class UploadService {
 
   /** Whether leases are shared with other instances (Redis), rather than all this process's. */
   private get shared(): boolean {
-    return this.leases.instance !== 'local'
+    return this.options.shared !== undefined
   }
 
   private get store(): RecordStore {
