@@ -119,6 +119,53 @@ describe('any instance answers for every upload', () => {
   })
 })
 
+describe('live progress over several instances', () => {
+  it('the all-uploads subscription, on any instance, starts with every unfinished upload, those still arriving included', async () => {
+    const [a, b] = await cluster(2)
+    const content = bytes(60_000)
+    const head = Buffer.from(partHead('file', 'arriving.bin'))
+    const tail = Buffer.from('\r\n--b0undary--\r\n')
+    const arriving = openRequest(
+      a!.url,
+      multipartHead('/api/upload?speed=0', head.length + content.length + tail.length),
+    )
+    arriving.write(head)
+    arriving.write(content.subarray(0, 20_000))
+    // (Asked of the instance it arrives at, which counts its bytes live.)
+    const received = async () => {
+      const { data } = await gql<{ uploads: { filename: string; receivedSize: number }[] }>(
+        a!.url,
+        '{ uploads(status: [RECEIVING]) { filename receivedSize } }',
+      )
+      return data?.uploads[0]?.receivedSize === 20_000
+    }
+    await waitFor(received, 20_000)
+    // Then a paused one, created after it: neither sends live events now, so what the subscription
+    // gives first is its starting list, in creation order.
+    const { body } = await restUpload(a!.url, bytes(50_000), { speed: 1000 })
+    expect((await api(a!.url, 'POST', `/api/upload/${body.upload_id}/pause`)).status).toBe(200)
+    const client = wsClient(b!.url)
+    const seen: { filename: string; status: string }[] = []
+    for await (const result of client.iterate<{
+      uploadProgress: { id: string; filename: string; status: string }
+    }>({
+      query: 'subscription { uploadProgress { id filename status } }',
+    })) {
+      const { id, filename, status } = result.data!.uploadProgress
+      seen.push({ filename, status })
+      if (id === body.upload_id) break
+    }
+    await client.dispose()
+    expect(seen).toEqual([
+      { filename: 'arriving.bin', status: 'RECEIVING' },
+      { filename: 'data.bin', status: 'PAUSED' },
+    ])
+    arriving.write(Buffer.concat([content.subarray(20_000), tail]))
+    expect((await arriving.answer).status).toBe(200)
+    arriving.end()
+  }, 45_000)
+})
+
 describe('an instance that dies', () => {
   it('SIGKILLed mid-transfer: another adopts its upload within lease + 5 s and finishes it byte-identical', async () => {
     const [a, b, c] = await cluster()
