@@ -28,7 +28,10 @@ export interface Bus {
   publish(view: UploadView): void
   /** Receives every state published by any process. */
   onState(listener: (view: UploadView, local: boolean) => void): void
-  /** Carries a command to `instance` and resolves with its outcome; rejects (UNAVAILABLE) if none comes. */
+  /**
+   * Carries a command to `instance` and resolves with its outcome. Rejects (UNAVAILABLE) if none comes, and
+   * then says only what is true: the command was withdrawn and nothing changed, or it may still take effect.
+   */
   request(instance: string, command: Command): Promise<Outcome>
   /** Serves commands sent to this process. */
   onCommand(handler: (command: Command) => Promise<Outcome>): void
