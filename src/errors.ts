@@ -13,6 +13,10 @@ export const errorCatalogue = {
   INSUFFICIENT_STORAGE: 507,
   /** The server cannot do it now (its state store is unreachable or failing, or it is shutting down): retry. */
   UNAVAILABLE: 503,
+  /** A GraphQL request whose body is in a media type GraphQL over HTTP does not take (text/plain, say). */
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  /** A GraphQL request that accepts no media type its answer can come in (Accept: application/xml, say). */
+  NOT_ACCEPTABLE: 406,
 } as const
 
 export type ErrorCode = keyof typeof errorCatalogue
