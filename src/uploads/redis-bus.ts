@@ -124,7 +124,7 @@ export class RedisBus implements Bus {
       return await Promise.race([outcome, timedOut])
     } catch (error) {
       if (error instanceof Error && error.name === 'ServiceError') throw error
-      throw unavailable(`The shared state (Redis) cannot be reached now: ${(error as Error).message}; try again`)
+      throw unavailable('The shared state (Redis) cannot be reached now; try again', error)
     } finally {
       clearInterval(poller)
       clearTimeout(timer)
