@@ -159,7 +159,10 @@ class ReadAhead {
     const buffer = this.room(index, length, have)
     while (have < length) {
       const { bytesRead } = await this.source.read(buffer, have, length - have, offset + have)
-      if (bytesRead === 0) throw new Error(`staging file ended at byte ${offset + have} of ${this.total}`)
+      if (bytesRead === 0)
+        throw new InternalFault(
+          `The received copy of the file ends at byte ${offset + have} of ${this.total}: it was cut short on the server`,
+        )
       have += bytesRead
     }
     return buffer.subarray(0, length)
