@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { Locker } from '@tus/utils'
+import { log } from './log.js'
 import { connectRedis, ready } from './redis.js'
 import { RedisLocker } from './tus/redis-locker.js'
 import type { Bus } from './uploads/bus.js'
@@ -53,7 +54,9 @@ export async function joinCluster(url: string, instance: string): Promise<Cluste
         ])
         return undefined
       } catch (error) {
-        return `Redis is unreachable: ${(error as Error).message}`
+        // Said to anyone who asks /readyz: not Redis's address (the log has the error).
+        log('warn', 'redis.ping_failed', { error })
+        return 'Redis is unreachable'
       } finally {
         clearTimeout(timer)
       }

@@ -1,3 +1,5 @@
+import { log } from './log.js'
+
 /**
  * The one list of errors a client can cause. Each code is stable (clients switch on it) and maps once at the
  * edge: GraphQL puts it in `extensions.code`, REST answers with its status and `{"detail": message}`.
@@ -13,6 +15,10 @@ export const errorCatalogue = {
   INSUFFICIENT_STORAGE: 507,
   /** The server cannot do it now (its state store is unreachable or failing, or it is shutting down): retry. */
   UNAVAILABLE: 503,
+  /** A GraphQL request whose body is in a media type GraphQL over HTTP does not take (text/plain, say). */
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  /** A GraphQL request that accepts no media type its answer can come in (Accept: application/xml, say). */
+  NOT_ACCEPTABLE: 406,
 } as const
 
 export type ErrorCode = keyof typeof errorCatalogue
@@ -24,8 +30,10 @@ export class ServiceError extends Error {
     message: string,
     /** The request body itself is at fault (too large, malformed): GraphQL answers it with the HTTP status too. */
     readonly ofBody = false,
+    /** What went wrong inside (a disk's error, say): for the log only, never said to the client. */
+    options?: ErrorOptions,
   ) {
-    super(message)
+    super(message, options)
   }
 }
 
@@ -38,7 +46,63 @@ export const notFound = (id: string) => new ServiceError('NOT_FOUND', `Upload ${
 
 export const badInput = (message: string) => new ServiceError('BAD_USER_INPUT', message)
 
-export const unavailable = (message: string) => new ServiceError('UNAVAILABLE', message)
+/** The server cannot do it now: `message` is what the client hears, `cause` (logged with it) what happened. */
+export const unavailable = (message: string, cause?: unknown) =>
+  new ServiceError('UNAVAILABLE', message, false, cause === undefined ? undefined : { cause })
+
+/**
+ * A failure inside the server whose message is written for clients (it names no path, no errno); what
+ * else is known (a path, the error under it) travels beside it, for the log.
+ */
+export class InternalFault extends Error {
+  override readonly name = 'InternalFault'
+  constructor(
+    message: string,
+    readonly detail: Record<string, unknown> = {},
+    options?: ErrorOptions,
+  ) {
+    super(message, options)
+  }
+}
+
+/** What each kind of system error is, said without the path or errno it came with. */
+function systemError(code: string): string {
+  switch (code) {
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return "The server's storage is full"
+    case 'EACCES':
+    case 'EPERM':
+    case 'EROFS':
+      return 'The server may not write to its storage'
+    case 'ENOENT':
+      return 'A file the server needs is missing from its storage'
+    default:
+      return "The server's storage failed"
+  }
+}
+
+/**
+ * The one place an error becomes words a client may read (an answer, a FAILED upload's reason, an event).
+ * A ServiceError and an InternalFault are written for clients already; a system error (which names a
+ * server path, and its errno) becomes a stable sentence; anything else is an internal error. The detail
+ * belongs in the log: see `faultReason`, or the edges, which log every 5xx with its request id.
+ */
+export function publicMessage(error: unknown): string {
+  if (error instanceof ServiceError || error instanceof InternalFault) return error.message
+  const code = (error as NodeJS.ErrnoException | undefined)?.code
+  if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return systemError(code)
+  return 'An internal error occurred'
+}
+
+/**
+ * An error inside the server that no request will report (a transfer's, a recovery's): logged whole as
+ * `event`, with `fields` (the upload's id), and answered with what its upload's record may say of it.
+ */
+export function faultReason(error: unknown, event: string, fields: Record<string, unknown>): string {
+  log('error', event, { ...fields, error })
+  return publicMessage(error)
+}
 
 export function httpStatusOf(code: unknown): number {
   return typeof code === 'string' && code in errorCatalogue ? errorCatalogue[code as ErrorCode] : 500

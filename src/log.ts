@@ -22,8 +22,21 @@ export function log(level: LogLevel, event: string, fields: Record<string, unkno
   if (LEVELS[level] < threshold) return
   const line = JSON.stringify(
     { time: new Date().toISOString(), level, event, ...common, ...fields },
-    (_key, value: unknown) =>
-      value instanceof Error ? { message: value.message, stack: value.stack } : value,
+    (_key, value: unknown) => (value instanceof Error ? errorFields(value) : value),
   )
   process.stdout.write(`${line}\n`)
+}
+
+/**
+ * An error as the log keeps it: its message and stack, what a system error carries (code, syscall, path),
+ * any other fields of its own, and its cause, which is where an error told to a client keeps the real one.
+ */
+function errorFields(error: Error): Record<string, unknown> {
+  const { cause } = error as { cause?: unknown }
+  return {
+    ...error,
+    message: error.message,
+    stack: error.stack,
+    ...(cause === undefined ? {} : { cause }),
+  }
 }

@@ -60,10 +60,11 @@ function isSignedDownload(req: IncomingMessage, url: URL, token: string): boolea
   }
 }
 
-function unauthorized(res: ServerResponse, rest: boolean): void {
+/** Said in the caller's protocol: a GraphQL error on /graphql, `{"detail"}` on every other route (/metrics too). */
+function unauthorized(res: ServerResponse, graphql: boolean): void {
   res.setHeader('www-authenticate', 'Bearer')
   const message = 'Missing or wrong access token: send Authorization: Bearer <API_TOKEN>'
-  if (rest) return sendJson(res, 401, { detail: message })
+  if (!graphql) return sendJson(res, 401, { detail: message })
   sendJson(res, 401, { errors: [{ message, extensions: { code: 'UNAUTHENTICATED' } }] })
 }
 
@@ -251,9 +252,21 @@ async function serve(
       if (isApi || isTus || pathname === '/metrics' || (pathname === '/graphql' && !isGraphiQLPage(req))) {
         const token = config.apiToken
         if (token !== undefined && !tokenMatches(bearerToken(req.headers.authorization), token)) {
-          if (!isSignedDownload(req, url, token)) return unauthorized(res, isApi || isTus)
+          if (!isSignedDownload(req, url, token)) return unauthorized(res, pathname === '/graphql')
         }
       }
+      const serveApi = (target: URL, graphql = false) => {
+        const serve = (api: Awaited<ReturnType<typeof loadApi>>) =>
+          graphql ? api.yoga(req, res) : api.rest(req, res, target)
+        return void (apiLoaded ? serve(apiLoaded) : loadingApi().then(serve))
+      }
+      // A GET of a tus upload's URL is that upload's download, answered by the REST download itself (the same
+      // headers, ranges and refusals; one place that streams a stored file). @tus/server's own GET reads the
+      // staging copy, which is gone once the file is stored. Served here rather than redirected: a tus client
+      // or `curl` without -L gets the file, and a bearer token needs no signed link to follow.
+      const tusUpload =
+        isTus && req.method === 'GET' ? /^[^/]+$/.exec(pathname.slice(TUS_PATH.length + 1))?.[0] : undefined
+      if (tusUpload !== undefined) return serveApi(new URL(`/api/files/${tusUpload}/download`, url))
       if (isTus) {
         return void (tusHandler ??= loadTus())
           .then((handle) => handle(req, res))
@@ -272,11 +285,7 @@ async function serve(
           },
         )
       }
-      if (isApi || pathname === '/graphql') {
-        const serve = (api: Awaited<ReturnType<typeof loadApi>>) =>
-          isApi ? api.rest(req, res, url) : api.yoga(req, res)
-        return void (apiLoaded ? serve(apiLoaded) : loadingApi().then(serve))
-      }
+      if (isApi || pathname === '/graphql') return serveApi(url, !isApi)
 
       sendJson(res, 404, { detail: 'Not Found' })
     },

@@ -3,6 +3,8 @@ import { rm, writeFile } from 'node:fs/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { contentDisposition, parseRange } from '../src/rest/download.js'
 import { api, bytes, gql, restUpload, socketRequest, waitFor, waitForStatus } from './support/clients.js'
+import { Storage } from '../src/uploads/storage.js'
+import { captureLogLines } from './support/log-lines.js'
 import { startServer, type TestServer } from './support/server.js'
 
 let server: TestServer
@@ -17,6 +19,7 @@ beforeAll(async () => {
   await waitForStatus(server.url, id, 'completed')
 })
 afterAll(() => server.stop())
+const log = captureLogLines()
 
 const download = (headers: Record<string, string> = {}, method = 'GET') =>
   fetch(`${server.url}/api/files/${id}/download`, { method, headers })
@@ -102,6 +105,42 @@ describe('GET /api/files/{id}/download', () => {
     )
     expect(running.data?.upload).toEqual({ status: 'IN_PROGRESS', downloadUrl: null })
     await api(server.url, 'POST', `/api/upload/${body.upload_id}/cancel`)
+  })
+})
+
+describe('a completed upload whose stored file has vanished', () => {
+  it('answers 410 {"detail"} to GET, HEAD and a conditional GET, never an empty reply, and logs it with the request id', async () => {
+    const { body } = await restUpload(server.url, bytes(5000), { filename: 'gone.bin', speed: 0 })
+    const lost = body.upload_id
+    await waitForStatus(server.url, lost, 'completed')
+    const { data } = await gql<{ upload: { storedName: string; sha256: string } }>(
+      server.url,
+      `{ upload(id: "${lost}") { storedName sha256 } }`,
+    )
+    const { storedName, sha256 } = data!.upload
+    // Someone removes it by hand: the record still says completed.
+    await rm(new Storage(server.dir).storedPath({ id: lost, storedName }))
+    log.clear()
+
+    const url = `${server.url}/api/files/${lost}/download`
+    const got = await fetch(url)
+    expect(got.status).toBe(410)
+    expect(got.headers.get('etag')).toBeNull()
+    expect(await got.json()).toEqual({
+      detail: expect.stringMatching(
+        /recorded as completed, but its stored file is missing.*upload the file again/,
+      ),
+    })
+    const others: RequestInit[] = [
+      { method: 'HEAD' },
+      { headers: { 'if-none-match': `"${sha256}"` } },
+      { headers: { range: 'bytes=0-9' } },
+    ]
+    for (const init of others) expect((await fetch(url, init)).status, JSON.stringify(init)).toBe(410)
+    const requestId = got.headers.get('x-request-id')
+    expect(log.lines().filter((line) => line.requestId === requestId)).toEqual([
+      expect.objectContaining({ level: 'error', event: 'download.file_missing', id: lost }),
+    ])
   })
 })
 

@@ -134,6 +134,42 @@ describe('GraphQL: uploadFile over the multipart request spec', () => {
   })
 })
 
+describe('GraphQL: a request refused over HTTP says why, as a GraphQL error', () => {
+  const post = (headers: Record<string, string>, body: string) =>
+    fetch(`${server.url}/graphql`, { method: 'POST', headers, body })
+
+  it('a body that is not JSON (text/plain) → 415 UNSUPPORTED_MEDIA_TYPE, naming what to send', async () => {
+    const response = await post({ 'content-type': 'text/plain' }, '{ uploads { id } }')
+    expect(response.status).toBe(415)
+    expect(response.headers.get('content-type')).toMatch(/^application\/json/)
+    expect(await response.json()).toEqual({
+      errors: [
+        {
+          message: expect.stringMatching(/"text\/plain".*application\/json/),
+          extensions: { code: 'UNSUPPORTED_MEDIA_TYPE' },
+        },
+      ],
+    })
+  })
+
+  it('an Accept the server cannot meet (application/xml) → 406 NOT_ACCEPTABLE, in JSON all the same', async () => {
+    const response = await post(
+      { 'content-type': 'application/json', accept: 'application/xml' },
+      JSON.stringify({ query: '{ uploads { id } }' }),
+    )
+    expect(response.status).toBe(406)
+    expect(response.headers.get('content-type')).toMatch(/^application\/json/)
+    expect(await response.json()).toEqual({
+      errors: [
+        {
+          message: expect.stringMatching(/"application\/xml".*application\/json/),
+          extensions: { code: 'NOT_ACCEPTABLE' },
+        },
+      ],
+    })
+  })
+})
+
 describe('GraphQL: mutations and their error codes', () => {
   const PAUSE = `mutation ($id: ID!) { pauseUpload(id: $id) { status currentSpeed uploadedSize } }`
   const RESUME = `mutation ($id: ID!, $speed: SafeInt) { resumeUpload(id: $id, speed: $speed) { status targetSpeed } }`

@@ -38,6 +38,7 @@ describe('/api/openapi.json', () => {
     )
     expect(tus.sort()).toEqual([
       'DELETE /files/{id}',
+      'GET /files/{id}',
       'HEAD /files/{id}',
       'OPTIONS /files/',
       'PATCH /files/{id}',

@@ -308,7 +308,11 @@ describe('recovery that fails', () => {
     const second = await start()
     const failed = await waitForStatus(second.url, id, 'failed')
     expect(failed.status).toBe('failed')
-    expect((await readState(dir)).uploads[id]?.error).toMatch(/EISDIR|directory/i)
+    // The reason says what failed, not where: the path and errno are in the log, with the upload's id.
+    const reason = (await readState(dir)).uploads[id]?.error
+    expect(reason).toMatch(/storage failed/)
+    expect(reason).not.toContain(dir)
+    expect(second.output()).toMatch(new RegExp(`"event":"upload.recovery_error","id":"${id}".*EISDIR`))
     await waitFor(async () => (await fetch(`${second.url}/readyz`)).status === 200)
     expect(second.child.exitCode).toBeNull()
   })

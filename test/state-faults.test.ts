@@ -1,13 +1,15 @@
 import { execFileSync } from 'node:child_process'
-import { appendFile, mkdtemp, open, readdir, rm, stat, statfs, writeFile } from 'node:fs/promises'
+import { appendFile, mkdir, mkdtemp, open, readdir, rm, stat, statfs, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { stopHashWorker } from '../src/uploads/hasher.js'
+import { Storage } from '../src/uploads/storage.js'
 import { api, bytes, gql, restUpload, statusOf, waitFor, waitForStatus } from './support/clients.js'
 import { spawnServer, type ChildServer } from './support/child.js'
 import { multipartHead, openRequest, partHead } from './support/raw.js'
 import { listStorage, startServer, type TestServer } from './support/server.js'
+import { tusCreate, tusPatch } from './support/tus.js'
 import { readState } from './support/state.js'
 
 const cleanups: (() => Promise<void> | void)[] = []
@@ -169,5 +171,68 @@ describe('a hashing worker that dies mid-upload', () => {
     const next = await restUpload(server.url, bytes(5000), { speed: 0 })
     expect(next.status).toBe(200)
     await waitForStatus(server.url, next.body.upload_id, 'completed')
+  })
+})
+
+/** The server's log lines that mention `text`, parsed. */
+const linesWith = (output: string, text: string) =>
+  output
+    .split('\n')
+    .filter((line) => line.startsWith('{') && line.includes(text))
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+
+describe('what a client is told of a failure inside the server', () => {
+  it('a state write that fails is a 503 with a stable detail naming no server path; the log has the path and the request id', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'state-file-'))
+    cleanups.push(() => rm(stateDir, { recursive: true, force: true }))
+    const server = await child({ STATE_FILE: join(stateDir, 'state.json') })
+    const { body } = await restUpload(server.url, bytes(200_000), { speed: 20_000 })
+    const id = body.upload_id
+    // The journal goes, so the next change needs a new snapshot first; and the snapshot's temp file (the
+    // state file's name, dotted, with .tmp) is a folder now, so that write fails with EISDIR.
+    const temp = join(stateDir, '.state.json.tmp')
+    for (const name of await readdir(stateDir)) await rm(join(stateDir, name), { force: true })
+    await mkdir(temp)
+
+    const pause = await fetch(`${server.url}/api/upload/${id}/pause`, { method: 'POST' })
+    expect(pause.status).toBe(503)
+    const { detail } = (await pause.json()) as { detail: string }
+    expect(detail).toMatch(/could not be saved .*nothing was changed, try again/)
+    const graphql = await gql(server.url, `mutation { pauseUpload(id: "${id}") { id } }`)
+    expect(graphql.errors?.[0]?.extensions?.code).toBe('UNAVAILABLE')
+    for (const told of [detail, graphql.errors?.[0]?.message ?? ''])
+      for (const secret of [stateDir, server.dir, 'EISDIR', '.tmp']) expect(told).not.toContain(secret)
+
+    const requestId = pause.headers.get('x-request-id')!
+    expect(linesWith(server.output(), temp).filter((line) => line.requestId === requestId)).toEqual([
+      expect.objectContaining({ level: 'error', event: 'rest.error', status: 503 }),
+    ])
+  })
+
+  it('an upload that fails on a disk error keeps a reason naming no server path; the log has the path and its id', async () => {
+    const server = await child({})
+    const content = bytes(20_000)
+    const created = await tusCreate(server.url, content.length, { filename: 'blocked.bin', speed: '0' })
+    const { data } = await gql<{ upload: { storedName: string } }>(
+      server.url,
+      `{ upload(id: "${created.id}") { storedName } }`,
+    )
+    // Where the file is to be stored, a folder that is not empty: putting the file in place fails.
+    const stored = new Storage(server.dir).storedPath({ id: created.id, storedName: data!.upload.storedName })
+    await mkdir(join(stored, 'in-the-way'), { recursive: true })
+    expect((await tusPatch(created.location, 0, content)).status).toBe(204)
+
+    await waitForStatus(server.url, created.id, 'failed')
+    const { data: after } = await gql<{ upload: { error: string } }>(
+      server.url,
+      `{ upload(id: "${created.id}") { error } }`,
+    )
+    const reason = after!.upload.error
+    expect(reason).toMatch(/storage/)
+    for (const secret of [server.dir, stored, 'ENOTEMPTY', 'EISDIR', 'rename'])
+      expect(reason).not.toContain(secret)
+    expect(linesWith(server.output(), stored).filter((line) => line.id === created.id)).toContainEqual(
+      expect.objectContaining({ level: 'error', event: 'upload.finalize_failed' }),
+    )
   })
 })

@@ -129,6 +129,34 @@ describe('the tus endpoint', () => {
     expect((await fetch(`${server.url}/api/files/${created.id}/download`)).status).toBe(200)
   })
 
+  it('GET of an upload’s URL is its download: the stored file with the REST download’s headers, ranges and 304; before it is stored, 404 saying so', async () => {
+    const content = bytes(50_000)
+    const created = await tusCreate(server.url, content.length, { filename: 'report.pdf', speed: '0' })
+    const early = await fetch(created.location)
+    expect(early.status).toBe(404)
+    expect(await early.json()).toEqual({
+      detail: expect.stringMatching(/has no complete file \(it is in_progress\)/),
+    })
+    await tusPatch(created.location, 0, content)
+    await waitForStatus(server.url, created.id, 'completed')
+
+    const got = await fetch(created.location)
+    expect(got.status).toBe(200)
+    expect(Buffer.from(await got.arrayBuffer()).equals(content)).toBe(true)
+    const etag = `"${sha(content)}"`
+    expect(got.headers.get('etag')).toBe(etag)
+    const rest = await fetch(`${server.url}/api/files/${created.id}/download`, { method: 'HEAD' })
+    for (const header of ['etag', 'content-length', 'content-type', 'content-disposition', 'accept-ranges'])
+      expect(got.headers.get(header), header).toBe(rest.headers.get(header))
+    const range = await fetch(created.location, { headers: { range: 'bytes=100-199' } })
+    expect(range.status).toBe(206)
+    expect(range.headers.get('content-range')).toBe(`bytes 100-199/${content.length}`)
+    expect(Buffer.from(await range.arrayBuffer()).equals(content.subarray(100, 200))).toBe(true)
+    expect((await fetch(created.location, { headers: { 'if-none-match': etag } })).status).toBe(304)
+    // The tus protocol itself is unchanged: HEAD still gives the offset.
+    expect((await tusHead(created.location)).headers.get('upload-offset')).toBe(String(content.length))
+  })
+
   it('an empty file is whole at its creation, and stored', async () => {
     const created = await tusCreate(server.url, 0, { filename: 'empty.txt' })
     expect(created.status).toBe(201)

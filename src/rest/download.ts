@@ -1,6 +1,8 @@
-import { createReadStream } from 'node:fs'
+import { open, type FileHandle } from 'node:fs/promises'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream/promises'
+import { log } from '../log.js'
+import { requestIdOf } from '../request-id.js'
 
 export interface StoredFile {
   path: string
@@ -45,32 +47,85 @@ export function parseRange(
   return [start, end]
 }
 
+/** The record says the file is stored, but it is not (see sendFile): the bytes are lost, for good. */
+export class StoredFileMissing extends Error {
+  override readonly name = 'StoredFileMissing'
+}
+
+/**
+ * The stored file, open, and checked against its record before a byte of the answer is sent: a file that
+ * is gone, or whose size is not the record's, is an error answer (with its reason), never headers that
+ * promise bytes followed by a cut connection.
+ */
+async function openStored(file: StoredFile): Promise<FileHandle> {
+  let handle: FileHandle
+  try {
+    handle = await open(file.path, 'r')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new StoredFileMissing(`stored file ${file.path} is missing`, { cause: error })
+    throw error
+  }
+  try {
+    const { size } = await handle.stat()
+    if (size !== file.size)
+      throw new Error(`stored file ${file.path} holds ${size} bytes, its record ${file.size}`)
+  } catch (error) {
+    await handle.close()
+    throw error
+  }
+  return handle
+}
+
 /**
  * Streams a stored file with what a download manager needs to resume: Content-Length, a strong ETag (its
  * sha256), Accept-Ranges, 206/416 for ranges, If-Range and If-None-Match. HEAD gets the headers alone.
+ * The file is opened first: every answer, a 304 or a HEAD too, is about bytes that are there. A file that
+ * cannot be opened rejects before anything is sent (StoredFileMissing when it is gone); a read that fails
+ * part-way is logged, and the connection cut, so the client knows its copy is short.
  */
 export async function sendFile(req: IncomingMessage, res: ServerResponse, file: StoredFile): Promise<void> {
-  const etag = `"${file.sha256}"`
-  res.setHeader('etag', etag)
-  res.setHeader('accept-ranges', 'bytes')
-  res.setHeader('content-disposition', contentDisposition(file.filename))
-  res.setHeader('content-type', 'application/octet-stream')
-  res.setHeader('x-content-type-options', 'nosniff')
-  if (req.headers['if-none-match']?.split(/\s*,\s*/).includes(etag)) return void res.writeHead(304).end()
+  const handle = await openStored(file)
+  let streaming = false
+  try {
+    const etag = `"${file.sha256}"`
+    res.setHeader('etag', etag)
+    res.setHeader('accept-ranges', 'bytes')
+    res.setHeader('content-disposition', contentDisposition(file.filename))
+    res.setHeader('content-type', 'application/octet-stream')
+    res.setHeader('x-content-type-options', 'nosniff')
+    if (req.headers['if-none-match']?.split(/\s*,\s*/).includes(etag)) return void res.writeHead(304).end()
 
-  const ifRange = req.headers['if-range']
-  const range =
-    ifRange === undefined || ifRange === etag ? parseRange(req.headers.range, file.size) : undefined
-  if (range === 'unsatisfiable') {
-    res.writeHead(416, { 'content-range': `bytes */${file.size}`, 'content-type': 'application/json' })
-    return void res.end(JSON.stringify({ detail: `Range not satisfiable for a file of ${file.size} bytes` }))
+    const ifRange = req.headers['if-range']
+    const range =
+      ifRange === undefined || ifRange === etag ? parseRange(req.headers.range, file.size) : undefined
+    if (range === 'unsatisfiable') {
+      res.writeHead(416, { 'content-range': `bytes */${file.size}`, 'content-type': 'application/json' })
+      return void res.end(
+        JSON.stringify({ detail: `Range not satisfiable for a file of ${file.size} bytes` }),
+      )
+    }
+    const [start, end] = range ?? [0, file.size - 1]
+    const length = file.size === 0 ? 0 : end - start + 1
+    if (range) res.setHeader('content-range', `bytes ${start}-${end}/${file.size}`)
+    res.writeHead(range ? 206 : 200, { 'content-length': length })
+    if (req.method === 'HEAD' || length === 0) return void res.end()
+    streaming = true
+    // The stream owns the handle from here, and closes it when it ends, fails or is destroyed.
+    const body = handle.createReadStream({ start, end, highWaterMark: 1024 * 1024 })
+    let readError: unknown
+    body.once('error', (error) => (readError = error))
+    await pipeline(body, res).catch(() => {
+      // A client that went away can resume with a Range request; a read that failed is the server's fault
+      // (pipeline has cut the connection, so the client sees its copy is short).
+      if (readError !== undefined)
+        log('error', 'download.read_failed', {
+          requestId: requestIdOf(req),
+          path: file.path,
+          error: readError,
+        })
+    })
+  } finally {
+    if (!streaming) await handle.close()
   }
-  const [start, end] = range ?? [0, file.size - 1]
-  const length = file.size === 0 ? 0 : end - start + 1
-  if (range) res.setHeader('content-range', `bytes ${start}-${end}/${file.size}`)
-  res.writeHead(range ? 206 : 200, { 'content-length': length })
-  if (req.method === 'HEAD' || length === 0) return void res.end()
-  await pipeline(createReadStream(file.path, { start, end, highWaterMark: 1024 * 1024 }), res).catch(() => {
-    // The client went away mid-download; it can resume with a Range request.
-  })
 }

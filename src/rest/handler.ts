@@ -8,7 +8,7 @@ import { codeOf, maskError } from '../graphql/errors.js'
 import { IncomingFile, receiveMultipart, RequestEnded, type IngestLimits } from '../uploads/ingest.js'
 import { log } from '../log.js'
 import { requestIdOf } from '../request-id.js'
-import { sendFile } from './download.js'
+import { sendFile, StoredFileMissing } from './download.js'
 import { CANCEL, DELETE, parseSpeed, routes, SET_SPEED, type Route, type Upload } from './routes.js'
 
 type Run = (
@@ -270,7 +270,21 @@ export function createRestHandler(schema: GraphQLSchema, context: Context, limit
       if (route.file) {
         const file = route.file(result.data ?? {})
         if ('missing' in file) return sendError(req, res, 404, file.missing)
-        return await sendFile(req, res, { ...file, path: limits.storage.storedPath(file) })
+        const path = limits.storage.storedPath(file)
+        try {
+          return await sendFile(req, res, { ...file, path })
+        } catch (error) {
+          if (!(error instanceof StoredFileMissing)) throw error
+          // The record says completed, but its bytes are gone for good (removed by hand, a lost disk): said
+          // as such, not as a server hiccup to retry; the operator hears of it in the log.
+          log('error', 'download.file_missing', { requestId: requestIdOf(req), id: file.id, path })
+          return sendError(
+            req,
+            res,
+            410,
+            `Upload ${file.id} is recorded as completed, but its stored file is missing from the server's storage: its bytes are lost; upload the file again`,
+          )
+        }
       }
       sendJson(res, 200, route.reply(result.data ?? {}))
     } catch (error) {

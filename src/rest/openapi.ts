@@ -91,6 +91,7 @@ function operation(route: Route): Schema {
         },
         206: { description: 'The requested range of the file' },
         304: { description: 'Not modified (If-None-Match)' },
+        410: error('Recorded as completed, but its stored file is missing from storage: its bytes are lost'),
         416: error('Range not satisfiable'),
       }
     : { 200: json(route.doc.schema, route.doc.summary) }
@@ -223,6 +224,22 @@ export const tusOperations: Record<string, Record<string, Schema>> = {
     },
   },
   '/files/{id}': {
+    get: {
+      operationId: 'tusDownload',
+      tags: ['tus'],
+      summary: 'The stored file: answered as GET /api/files/{id}/download is (same headers, ranges, errors)',
+      parameters: [uploadId],
+      responses: {
+        200: tusAnswer('The file, with ETag (its sha256), Content-Disposition and Accept-Ranges'),
+        206: tusAnswer('The requested range of the file'),
+        304: tusAnswer('Not modified (If-None-Match)'),
+        404: tusAnswer('No such upload, or not stored yet: {"detail"} says which'),
+        410: tusAnswer('Recorded as completed, but its stored file is missing: {"detail"}'),
+        416: tusAnswer('Range not satisfiable'),
+        401: tusRefusals[401],
+        403: tusRefusals[403],
+      },
+    },
     head: {
       operationId: 'tusOffset',
       tags: ['tus'],

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Server } from '@tus/server'
 import type { Locker } from '@tus/utils'
-import { httpStatusOf, ServiceError } from '../errors.js'
+import { httpStatusOf, publicMessage, ServiceError } from '../errors.js'
 import { log } from '../log.js'
 import { requestIdOf } from '../request-id.js'
 import type { UploadService } from '../uploads/service.js'
@@ -67,6 +67,8 @@ export function createTusHandler(
         })
       }
       if (error instanceof ServiceError) return { status_code: status, body: `${error.message}\n` }
+      // tus's own errors say what the protocol wants; anything else would go out with its message (a path).
+      if (!('status_code' in error)) return { status_code: 500, body: `${publicMessage(error)}\n` }
       return undefined
     },
   })

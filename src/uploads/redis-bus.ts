@@ -176,7 +176,7 @@ export class RedisBus implements Bus {
         await this.redis.multi().hset(want, request, text).pexpire(want, WANT_MS).exec()
         await this.redis.publish(this.channel('cmd', instance), text)
       } catch (error) {
-        return await this.giveUp(request, command, outcome, `The shared state (Redis) cannot be reached now: ${(error as Error).message}`)
+        return await this.giveUp(request, command, outcome, 'The shared state (Redis) cannot be reached now', error)
       }
       return (
         (await within(outcome, REQUEST_TIMEOUT_MS)) ??
@@ -189,16 +189,23 @@ export class RedisBus implements Bus {
   }
 
   /** Withdraws a command nobody answered, and says what became of it: only what is true. */
-  private async giveUp(request: string, command: Command, outcome: Promise<Outcome>, why: string): Promise<Outcome> {
+  private async giveUp(
+    request: string,
+    command: Command,
+    outcome: Promise<Outcome>,
+    why: string,
+    cause?: unknown,
+  ): Promise<Outcome> {
     let state: 'withdrawn' | 'taken' | 'absent'
     try {
       state = await this.redis.busWithdraw(this.wantKey(command.id), this.outcomeKey(request), request)
-    } catch {
+    } catch (error) {
       throw unavailable(
         `${why}, and the command could not be withdrawn: it may still take effect. Look at upload ${command.id} before trying again`,
+        cause ?? error,
       )
     }
-    if (state !== 'taken') throw unavailable(`${why}; nothing was changed, try again`)
+    if (state !== 'taken') throw unavailable(`${why}; nothing was changed, try again`, cause)
     const late = await within(outcome, OUTCOME_TIMEOUT_MS)
     if (late) return late
     throw unavailable(

@@ -1,6 +1,6 @@
 import { createHash, randomUUID, type Hash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { badInput, notFound, ServiceError, unavailable } from '../errors.js'
+import { badInput, faultReason, notFound, publicMessage, ServiceError, unavailable } from '../errors.js'
 import { log } from '../log.js'
 import { stored, type LiveState } from '../metrics.js'
 import { LocalBus, type Bus, type Command, type Limits, type Outcome } from './bus.js'
@@ -70,10 +70,13 @@ interface PartHash {
 
 const now = () => new Date().toISOString()
 
-/** Why a body did not arrive, said for the upload's record. */
+/**
+ * Why a body did not arrive, said for the upload's watchers. The request's edge logs a server error, with
+ * its request id; here it is only told.
+ */
 function arrivalFailure(error: unknown): string {
   if (error instanceof RequestEnded) return 'The connection closed before the whole file arrived; send it again'
-  return error instanceof Error ? error.message : String(error)
+  return publicMessage(error)
 }
 
 /** An upload on record from its first moment: RECEIVING, nothing of it arrived or stored yet. */
@@ -106,10 +109,6 @@ function newRecord(input: {
     updatedAt: at,
     completedAt: null,
   }
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error)
 }
 
 /**
@@ -206,7 +205,7 @@ export class UploadService {
       // start sweeps them), rather than guess or end the process.
       const doomed = this.shared
         ? await this.stillOrphans(orphans).catch((error: unknown) => {
-            log('warn', 'recovery.sweep_skipped', { error: describe(error) })
+            log('warn', 'recovery.sweep_skipped', { error })
             return []
           })
         : orphans
@@ -222,7 +221,8 @@ export class UploadService {
           this.locked(record.id, () => this.recoverOne(record.id)).catch((error: unknown) =>
             this.locked(record.id, async () => {
               const current = await this.store.get(record.id)
-              if (current && !isFinal(current.status)) await this.fail(current, describe(error))
+              if (current && !isFinal(current.status))
+                await this.fail(current, faultReason(error, 'upload.recovery_error', { id: record.id }))
             }).catch((failure: unknown) => log('error', 'upload.recovery_failed', { id: record.id, error: failure })),
           ),
         ),
@@ -274,7 +274,7 @@ export class UploadService {
         }
       }
     } catch (error) {
-      log('warn', 'upload.adoption_paused', { error: describe(error) })
+      log('warn', 'upload.adoption_paused', { error })
     } finally {
       this.adopting = false
     }
@@ -467,7 +467,7 @@ export class UploadService {
       try {
         await staged.moveTo(this.storage.stagingPath(current))
       } catch (error) {
-        await this.fail(current, `The received file could not be kept: ${describe(error)}`)
+        await this.fail(current, `The received file could not be kept: ${faultReason(error, 'upload.keep_failed', { id })}`)
         throw error
       }
       return this.run(current, staged.size, staged.sha256)
@@ -601,7 +601,7 @@ export class UploadService {
         }
       }
     } catch (error) {
-      log('warn', 'upload.expiry_paused', { error: describe(error) })
+      log('warn', 'upload.expiry_paused', { error })
     } finally {
       this.expiring = false
     }
@@ -797,7 +797,7 @@ export class UploadService {
     } catch (error) {
       if (error instanceof ServiceError) return { error: { code: error.code, message: error.message } }
       log('error', 'upload.command_failed', { command, error })
-      return { error: { code: 'UNAVAILABLE', message: describe(error) } }
+      return { error: { code: 'UNAVAILABLE', message: publicMessage(error) } }
     }
   }
 
@@ -895,7 +895,7 @@ export class UploadService {
         this.hashes.delete(record.id)
         // Not a failure of the upload: this process may no longer act on it, and its new owner carries on.
         if (error instanceof LeaseLostError) return void this.lost(record.id)
-        void this.ended(run, (current) => this.fail(current, describe(error)))
+        void this.ended(run, (current) => this.fail(current, faultReason(error, 'upload.transfer_error', { id: record.id })))
       },
     )
   }
@@ -956,7 +956,7 @@ export class UploadService {
     try {
       await this.storage.finalize(record)
     } catch (error) {
-      return this.fail(record, describe(error))
+      return this.fail(record, faultReason(error, 'upload.finalize_failed', { id: record.id }))
     }
     const at = now()
     await this.durably({ ...record, status: 'COMPLETED', uploadedSize: record.totalSize, completedAt: at, updatedAt: at }, 'upload.completed')
@@ -997,7 +997,8 @@ export class UploadService {
     } catch (error) {
       if (error instanceof ServiceError) throw error
       log('error', 'store.write_failed', { error })
-      throw unavailable(`The change could not be saved (${describe(error)}); nothing was changed, try again`)
+      // The client hears a stable sentence; the error (a path, an errno) is its cause, which the edge logs.
+      throw unavailable("The change could not be saved (the server's state store failed); nothing was changed, try again", error)
     }
   }
 

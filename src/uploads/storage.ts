@@ -2,6 +2,8 @@ import { createHash, type Hash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { mkdir, open, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
+import { publicMessage } from '../errors.js'
+import { log } from '../log.js'
 import { safeFilename } from './filename.js'
 
 /**
@@ -189,7 +191,9 @@ export class Storage {
       await rm(probe, { force: true })
       return undefined
     } catch (error) {
-      return `storage is not writable: ${(error as Error).message}`
+      // Said to anyone who asks /readyz: no path, no errno (the log has them).
+      log('warn', 'storage.not_writable', { error })
+      return `storage is not writable: ${publicMessage(error)}`
     }
   }
 

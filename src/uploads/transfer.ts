@@ -1,5 +1,6 @@
 import type { Hash } from 'node:crypto'
 import { open, type FileHandle } from 'node:fs/promises'
+import { InternalFault } from '../errors.js'
 import type { Flow, Scheduler } from './scheduler.js'
 
 export interface TransferJob {
@@ -105,7 +106,8 @@ export class Transfer {
           // Writing on into a file nobody can reach any more would only say so at the final rename, hours on.
           if (performance.now() - checked > CHECK_LINKED_MS) {
             checked = performance.now()
-            if ((await target.stat()).nlink === 0) throw new Error(`${job.target} was removed while it was being written`)
+            if ((await target.stat()).nlink === 0)
+              throw new InternalFault('The file being stored was removed from storage while it was written', { path: job.target })
           }
           if (offset - flushed >= FLUSH_EVERY && !flushing) {
             flushed = offset
@@ -157,7 +159,10 @@ class ReadAhead {
     const buffer = this.room(index, length, have)
     while (have < length) {
       const { bytesRead } = await this.source.read(buffer, have, length - have, offset + have)
-      if (bytesRead === 0) throw new Error(`staging file ended at byte ${offset + have} of ${this.total}`)
+      if (bytesRead === 0)
+        throw new InternalFault(
+          `The received copy of the file ends at byte ${offset + have} of ${this.total}: it was cut short on the server`,
+        )
       have += bytesRead
     }
     return buffer.subarray(0, length)
