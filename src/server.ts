@@ -12,6 +12,7 @@ import { assignRequestId, requestIdOf } from './request-id.js'
 import { ConfigError, type Config } from './config.js'
 import type { Cluster } from './cluster.js'
 import type { Context } from './graphql/context.js'
+import { closeInStages } from './linger.js'
 import { log, setLogFields } from './log.js'
 import { observe, observeRequest, registry } from './metrics.js'
 import { applyCors, listensOnLoopback, refusal, type OriginPolicy } from './origin.js'
@@ -290,6 +291,8 @@ async function serve(
       sendJson(res, 404, { detail: 'Not Found' })
     },
   )
+  // An answer before its body arrived reaches the client, even through a proxy still sending that body.
+  closeInStages(server)
   // A large file on a slow link can take hours: no limit on a whole request (requestTimeout 0), only on a
   // connection that sends nothing (SSE and WebSocket ping every 12 s, so they never look idle).
   server.timeout = config.bodyIdleTimeoutMs

@@ -1,4 +1,6 @@
+import { once } from 'node:events'
 import { readdir, readFile } from 'node:fs/promises'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { api, bytes, multipart, rawRequest, waitFor, waitForStatus } from './support/clients.js'
@@ -44,6 +46,74 @@ describe('REST: a bad query string is refused before the body is read', () => {
       expect(answer.headers).toMatch(/connection: close/i)
       await waitFor(async () => (await incoming()).length === 0)
       expect((await uploads()).length).toBe(before)
+    },
+  )
+})
+
+describe('a refused client still sending its body (or a proxy forwarding it) gets the answer, not a reset', () => {
+  /** A client that sends its body whatever it hears: the server's answer, its FIN, and any error are kept. */
+  function stubbornClient(path: string) {
+    // Half-open allowed: it goes on sending after the server's FIN, as a proxy forwarding a body does.
+    const socket = connect({ port: Number(new URL(server.url).port), host: '127.0.0.1', allowHalfOpen: true })
+    const seen = { text: '', errors: [] as string[], ended: false, sent: 0 }
+    socket.on('data', (chunk: Buffer) => (seen.text += chunk.toString('latin1')))
+    socket.on('end', () => (seen.ended = true))
+    socket.on('error', (error: NodeJS.ErrnoException) => seen.errors.push(error.code ?? error.message))
+    socket.write(multipartHead(path, HUGE))
+    socket.write(partHead('file', 'huge.bin'))
+    /** Writes `size` bytes, a MiB at a time, each once the kernel has taken it; false once the socket is gone. */
+    const send = async (size: number) => {
+      for (let left = size; left > 0 && !socket.destroyed; left -= 1024 ** 2) {
+        const chunk = bytes(Math.min(left, 1024 ** 2))
+        const ok = await new Promise<boolean>((resolve) => socket.write(chunk, (error) => resolve(!error)))
+        if (!ok) return false
+        seen.sent += chunk.length
+      }
+      return !socket.destroyed
+    }
+    return { socket, seen, send }
+  }
+
+  it('the server reads on after its early answer, and ends the connection cleanly once the client stops', async () => {
+    const client = stubbornClient('/api/upload?speed=abc')
+    // 8 MiB after the headers, as nginx forwards a body it has not yet seen refused.
+    expect(await client.send(8 * 1024 ** 2)).toBe(true)
+    await waitFor(() => client.seen.ended)
+    expect(client.seen.text).toMatch(/^HTTP\/1\.1 422 /)
+    expect(client.seen.text).toMatch(/\r\nconnection: close\r\n/i)
+    expect(client.seen.text).toMatch(/"detail":"speed must be a whole number/)
+    // The server has shut its side, and still reads: more bytes are taken without a reset.
+    expect(await client.send(4 * 1024 ** 2)).toBe(true)
+    client.socket.end()
+    await once(client.socket, 'close')
+    expect(client.seen.errors).toEqual([])
+  })
+
+  it('a body that goes on past 16 MiB after the answer is cut off', async () => {
+    const client = stubbornClient('/api/upload?speed=abc')
+    const closed = new Promise((resolve) => client.socket.once('close', resolve))
+    // Sent as fast as the server reads (in well under the 5 s bound): it lets go long before 128 MiB,
+    // whatever the kernel buffers and the server's checks every 20 ms let through.
+    expect(await client.send(128 * 1024 ** 2)).toBe(false)
+    await closed
+    expect(client.seen.text).toMatch(/^HTTP\/1\.1 422 /)
+    expect(client.seen.sent).toBeGreaterThanOrEqual(16 * 1024 ** 2)
+    expect(client.seen.sent).toBeLessThan(96 * 1024 ** 2)
+  })
+
+  it(
+    'a body that trickles on after the answer is cut off after a few seconds',
+    { timeout: 30_000 },
+    async () => {
+      const client = stubbornClient('/api/upload?speed=abc')
+      const started = performance.now()
+      // Until the server cuts it off: the next write then fails (a reset, or a broken pipe).
+      while ((await client.send(1024)) && performance.now() - started < 20_000)
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      expect(client.socket.destroyed).toBe(true)
+      expect(client.seen.text).toMatch(/^HTTP\/1\.1 422 /)
+      // The bound is 5 s; the slack is for a busy machine.
+      expect(performance.now() - started).toBeLessThan(15_000)
     },
   )
 })

@@ -144,7 +144,8 @@ export function useStreamingUploads(
       })
     },
     onResponse({ serverContext, response }) {
-      // Answering before the whole body arrived (an early refusal): close rather than read the rest of it.
+      // Answering before the whole body arrived (an early refusal): the connection ends after it, once the
+      // rest of the body has been read and dropped, within a bound (closeInStages, src/linger.ts).
       if (serverContext && !serverContext.req.complete) serverContext.res.setHeader('connection', 'close')
       // An event stream goes out as it happens, even through a proxy that buffers answers (nginx's default).
       if (response.headers.get('content-type')?.startsWith('text/event-stream'))

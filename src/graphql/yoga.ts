@@ -34,7 +34,7 @@ function useOperationSizeLimit(): Plugin<Record<string, unknown>, NodeServerCont
     onRequestParse({ request, requestParser, setRequestParser, serverContext, fetchAPI }) {
       if (isMultipart(request.headers.get('content-type'))) return
       const refuse = () => {
-        // The rest of the body is not wanted: close the connection rather than read it.
+        // The rest of the body is not wanted: the connection ends after the answer (closeInStages).
         serverContext?.res.setHeader('connection', 'close')
         return tooLarge()
       }

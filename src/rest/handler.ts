@@ -43,7 +43,8 @@ function sendError(
       error: error ?? detail,
     })
   }
-  // Answering before the body has arrived (413, 422): close rather than read the rest of it.
+  // Answering before the body has arrived (413, 422): the connection ends after it, once the rest of the
+  // body has been read and dropped, within a bound (closeInStages, src/linger.ts).
   if (!req.complete) res.setHeader('connection', 'close')
   sendJson(res, status, { detail })
 }
@@ -292,15 +293,9 @@ export function createRestHandler(schema: GraphQLSchema, context: Context, limit
       if (error instanceof RequestEnded || res.writableEnded || res.destroyed) return void res.destroy()
       if (error instanceof ServiceError)
         return sendError(req, res, httpStatusOf(error.code), error.message, error)
-      if (!req.complete) {
-        log('error', 'rest.error', {
-          requestId: requestIdOf(req),
-          method: req.method,
-          path: url.pathname,
-          error,
-        })
-        return void res.destroy()
-      }
+      // Half an answer cannot be mended: cut it. Otherwise the client (and any proxy) hears what happened,
+      // even with its body still arriving (the connection then closes in stages, see src/linger.ts).
+      if (res.headersSent) return void res.destroy()
       sendError(req, res, 500, 'Internal Server Error', error)
     }
   }
