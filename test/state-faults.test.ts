@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { appendFile, mkdtemp, open, readdir, rm, stat, statfs, writeFile } from 'node:fs/promises'
+import { appendFile, mkdir, mkdtemp, open, readdir, rm, stat, statfs, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -169,5 +169,57 @@ describe('a hashing worker that dies mid-upload', () => {
     const next = await restUpload(server.url, bytes(5000), { speed: 0 })
     expect(next.status).toBe(200)
     await waitForStatus(server.url, next.body.upload_id, 'completed')
+  })
+})
+
+describe('an arrival the state store cannot record', () => {
+  it('a multipart upload answered 503 "nothing was changed" keeps nothing: no record, no bytes, now or after the store heals', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'uploads-arrival-state-'))
+    cleanups.push(() => rm(stateDir, { recursive: true, force: true }))
+    const server = await child({ STATE_FILE: join(stateDir, 'state.json') })
+    const content = bytes(80_000)
+    const tail = Buffer.from('\r\n--b0undary--\r\n')
+    const head = Buffer.from(partHead('file', 'unrecorded.bin'))
+    const request = openRequest(
+      server.url,
+      multipartHead('/api/upload?speed=0', head.length + content.length + tail.length),
+    )
+    cleanups.push(() => request.end())
+    request.write(head)
+    request.write(content.subarray(0, 30_000))
+    const arriving = await waitFor(async () => {
+      const { data } = await gql<{ uploads: { id: string; filename: string; receivedSize: number }[] }>(
+        server.url,
+        '{ uploads { id filename receivedSize } }',
+      )
+      return data?.uploads.find((upload) => upload.filename === 'unrecorded.bin' && upload.receivedSize > 0)
+    })
+    // The journal goes, and the snapshot that must precede a new one cannot be written: its temp path is a
+    // folder. Every change is refused from here on.
+    for (const name of await readdir(stateDir))
+      if (name.includes('.journal.')) await rm(join(stateDir, name), { force: true })
+    const temp = join(stateDir, '.state.json.tmp')
+    await mkdir(temp)
+    request.write(Buffer.concat([content.subarray(30_000), tail]))
+    const answer = await request.answer
+    expect(answer.status).toBe(503)
+    expect(JSON.parse(answer.body)).toEqual({ detail: expect.stringMatching(/nothing was changed/) })
+
+    // As it said: the upload is nowhere, and its bytes are gone.
+    const { data, errors } = await gql(server.url, `{ upload(id: "${arriving.id}") { id status } }`)
+    expect(data?.upload ?? null).toBeNull()
+    expect(errors?.[0]?.extensions?.code).toBe('NOT_FOUND')
+    expect((await api<{ uploads: unknown[] }>(server.url, 'GET', '/api/uploads')).body.uploads).toEqual([])
+    expect((await listStorage(server.dir)).staging).toEqual([])
+    // Pause and delete say it does not exist, rather than that it is still being received.
+    expect((await api(server.url, 'POST', `/api/upload/${arriving.id}/pause`)).status).toBe(404)
+
+    // Once the store takes writes again, it hears the upload is gone too.
+    await rm(temp, { recursive: true })
+    await waitFor(async () => {
+      const state = await readState(stateDir, 'state.json').catch(() => undefined)
+      return state !== undefined && state.uploads[arriving.id] === undefined
+    })
+    expect((await api<{ uploads: unknown[] }>(server.url, 'GET', '/api/uploads')).body.uploads).toEqual([])
   })
 })

@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs'
 import { mkdir, open, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { safeFilename } from './filename.js'
+import { RoomLedger } from './room.js'
 
 /**
  * The storage folder's layout, in one place:
@@ -40,6 +41,11 @@ async function fsyncDir(path: string): Promise<void> {
 
 export class Storage {
   readonly stagingDir: string
+  /** Room on the folder's file system, promised to arrivals and transfers as it is granted. */
+  readonly room = new RoomLedger(async () => {
+    const { bavail, bsize } = await statfs(this.root)
+    return bavail * bsize
+  })
 
   constructor(
     readonly root: string,
@@ -175,10 +181,9 @@ export class Storage {
     }
   }
 
-  /** Bytes this process may still write into the folder's file system. */
-  async free(): Promise<number> {
-    const { bavail, bsize } = await statfs(this.root)
-    return bavail * bsize
+  /** Bytes this process may still write into the folder's file system, less what it promised already. */
+  free(): Promise<number> {
+    return this.room.free()
   }
 
   /** Whether the storage folder takes writes now (for /readyz). */
