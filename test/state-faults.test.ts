@@ -9,6 +9,7 @@ import { spawnServer, type ChildServer } from './support/child.js'
 import { multipartHead, openRequest, partHead } from './support/raw.js'
 import { listStorage, startServer, type TestServer } from './support/server.js'
 import { readState } from './support/state.js'
+import { tusCreate, tusHead, tusPatch } from './support/tus.js'
 
 const cleanups: (() => Promise<void> | void)[] = []
 afterEach(async () => {
@@ -221,5 +222,34 @@ describe('an arrival the state store cannot record', () => {
       return state !== undefined && state.uploads[arriving.id] === undefined
     })
     expect((await api<{ uploads: unknown[] }>(server.url, 'GET', '/api/uploads')).body.uploads).toEqual([])
+  })
+})
+
+describe('a tus request the state store cannot record', () => {
+  it('keeps its bytes and says so (204, the offset they reached), rather than 503 "nothing was changed"; it then goes on', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'uploads-tus-state-'))
+    cleanups.push(() => rm(stateDir, { recursive: true, force: true }))
+    const server = await child({ STATE_FILE: join(stateDir, 'state.json') })
+    const content = bytes(100_000)
+    const created = await tusCreate(server.url, content.length, { filename: 'receipt.bin', speed: '0' })
+    expect(created.status).toBe(201)
+    for (const name of await readdir(stateDir))
+      if (name.includes('.journal.')) await rm(join(stateDir, name), { force: true })
+    const temp = join(stateDir, '.state.json.tmp')
+    await mkdir(temp)
+
+    const first = await tusPatch(created.location, 0, content.subarray(0, 40_000))
+    expect(first.status).toBe(204)
+    expect(first.headers.get('upload-offset')).toBe('40000')
+    expect((await tusHead(created.location)).headers.get('upload-offset')).toBe('40000')
+
+    await rm(temp, { recursive: true })
+    const rest = await tusPatch(created.location, 40_000, content.subarray(40_000))
+    expect(rest.status).toBe(204)
+    await waitForStatus(server.url, created.id, 'completed')
+    const stored = Buffer.from(
+      await (await fetch(`${server.url}/api/files/${created.id}/download`)).arrayBuffer(),
+    )
+    expect(stored.equals(content)).toBe(true)
   })
 })

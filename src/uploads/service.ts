@@ -588,6 +588,12 @@ export class UploadService {
       const next = { ...current, receivedSize: received, expiresAt: this.expiresFrom(Date.now()), updatedAt: now() }
       try {
         await this.save(next)
+      } catch (error) {
+        // Its bytes are kept on disk whatever the store says, and its offset is read from there (by its
+        // sender's next request, and by the next start): "nothing was changed" would be untrue. Only the
+        // record's count and expiry lag until the store takes writes again.
+        if (!(error instanceof ServiceError && error.code === 'UNAVAILABLE')) throw error
+        log('warn', 'upload.receipt_unsaved', { id, receivedSize: received })
       } finally {
         if (this.shared) await this.leases.release(id).catch(() => undefined)
       }
