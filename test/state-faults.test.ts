@@ -194,7 +194,7 @@ describe('an arrival the state store cannot record', () => {
         '{ uploads { id filename receivedSize } }',
       )
       return data?.uploads.find((upload) => upload.filename === 'unrecorded.bin' && upload.receivedSize > 0)
-    })
+    }, 20_000)
     // The journal goes, and the snapshot that must precede a new one cannot be written: its temp path is a
     // folder. Every change is refused from here on.
     for (const name of await readdir(stateDir))
@@ -220,9 +220,9 @@ describe('an arrival the state store cannot record', () => {
     await waitFor(async () => {
       const state = await readState(stateDir, 'state.json').catch(() => undefined)
       return state !== undefined && state.uploads[arriving.id] === undefined
-    })
+    }, 20_000)
     expect((await api<{ uploads: unknown[] }>(server.url, 'GET', '/api/uploads')).body.uploads).toEqual([])
-  })
+  }, 60_000)
 })
 
 describe('a tus request the state store cannot record', () => {
