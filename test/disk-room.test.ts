@@ -1,10 +1,11 @@
 import { execFileSync } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, statfs, writeFile } from 'node:fs/promises'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { api, bytes, restUpload, waitFor, waitForStatus } from './support/clients.js'
+import { api, bytes, gql, restUpload, statusOf, waitFor, waitForStatus } from './support/clients.js'
+import { tusCreate, tusHead, tusPatch } from './support/tus.js'
 import { multipartHead, openRequest, partHead } from './support/raw.js'
 import { listStorage, startServer, type TestServer } from './support/server.js'
 
@@ -75,5 +76,61 @@ describe.skipIf(!isRoot)('507 counts both copies', () => {
     const { status, body } = await restUpload(server.url, bytes(600_000), { speed: 0 })
     expect(status).toBe(200)
     await waitForStatus(server.url, body.upload_id, 'completed')
+  })
+})
+
+describe.skipIf(!isRoot)('room is promised when it is granted', () => {
+  let disk: string
+  let server: TestServer
+  beforeAll(async () => {
+    disk = await mkdtemp(join(tmpdir(), 'room-promised-'))
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=5m', 'tmpfs', disk])
+    server = await startServer({}, join(disk, 'storage'))
+  })
+  afterAll(async () => {
+    await server?.stop()
+    execFileSync('umount', ['-l', disk])
+    await rm(disk, { recursive: true, force: true })
+  })
+
+  it('two tus PATCHes at once that fit only one at a time: one is taken, the other refused 507 before its bytes, and stays resumable', async () => {
+    // 3.6 MB free: room for one 1.5 MB file twice (3 MB), not for two.
+    const { bavail, bsize } = await statfs(disk)
+    await writeFile(join(disk, 'filler'), Buffer.alloc(bavail * bsize - 3_600_000))
+    const contents = [bytes(1_500_000), bytes(1_500_000)]
+    const created = await Promise.all(
+      contents.map((content, i) =>
+        tusCreate(server.url, content.length, { filename: `room${i}.bin`, speed: '0' }),
+      ),
+    )
+    expect(created.map((upload) => upload.status)).toEqual([201, 201])
+
+    const answers = await Promise.all(created.map((upload, i) => tusPatch(upload.location, 0, contents[i]!)))
+    expect(answers.map((answer) => answer.status).sort()).toEqual([204, 507])
+    const refused = answers.findIndex((answer) => answer.status === 507)
+    const taken = 1 - refused
+    expect(answers[refused]?.body).toMatch(/no room left.*kept twice/)
+
+    // The refused one lost nothing and is not over: its offset is the truth, and its sender may go on.
+    const head = await tusHead(created[refused]!.location)
+    expect(head.status).toBe(200)
+    expect(head.headers.get('upload-offset')).toBe('0')
+    expect((await statusOf(server.url, created[refused]!.id)).body.status).toBe('in_progress')
+    const { data } = await gql<{ upload: { status: string } }>(
+      server.url,
+      `{ upload(id: "${created[refused]!.id}") { status } }`,
+    )
+    expect(data?.upload.status).toBe('RECEIVING')
+
+    // Once there is room (the other is stored, then deleted), the same upload goes on and is stored whole.
+    await waitForStatus(server.url, created[taken]!.id, 'completed')
+    expect((await api(server.url, 'DELETE', `/api/files/${created[taken]!.id}`)).status).toBe(200)
+    const retry = await tusPatch(created[refused]!.location, 0, contents[refused]!)
+    expect(retry.status).toBe(204)
+    await waitForStatus(server.url, created[refused]!.id, 'completed')
+    const stored = Buffer.from(
+      await (await fetch(`${server.url}/api/files/${created[refused]!.id}/download`)).arrayBuffer(),
+    )
+    expect(stored.equals(contents[refused]!)).toBe(true)
   })
 })

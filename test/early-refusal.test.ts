@@ -3,7 +3,7 @@ import { readdir, readFile } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { api, bytes, multipart, rawRequest, waitFor, waitForStatus } from './support/clients.js'
+import { api, bytes, gql, multipart, rawRequest, waitFor, waitForStatus } from './support/clients.js'
 import { multipartHead, openRequest, partHead } from './support/raw.js'
 import { listStorage, startServer, type TestServer } from './support/server.js'
 
@@ -213,6 +213,85 @@ describe('limits on the whole request', () => {
     expect(response.status).toBe(413)
     expect(JSON.stringify(response.body)).toMatch(/add up to more than the limit of 65536 bytes/)
     await waitFor(async () => (await listStorage(small.dir)).staging.length === 0)
+  })
+
+  describe('GraphQL: a request refused after a file of it arrived whole keeps nothing of it', () => {
+    const query =
+      'mutation ($a: File!, $b: File!) { a: uploadFile(file: $a, speed: 0) { id } b: uploadFile(file: $b, speed: 0) { id } }'
+    const head = [
+      partHead('operations'),
+      JSON.stringify({ query, variables: { a: null, b: null } }),
+      '\r\n',
+      partHead('map'),
+      '{"0":["variables.a"],"1":["variables.b"]}',
+      '\r\n',
+      partHead('0', 'first.bin'),
+    ].join('')
+    const first = bytes(40 * 1024)
+    const between = `\r\n${partHead('1', 'second.bin')}`
+    const listed = async () =>
+      (
+        await gql<{ uploads: { filename: string; status: string; receivedSize: number }[] }>(
+          small.url,
+          '{ uploads { filename status receivedSize } }',
+        )
+      ).data?.uploads.filter(
+        (upload) => upload.filename === 'first.bin' || upload.filename === 'second.bin',
+      ) ?? []
+
+    // The first upload of a server starts its hashing worker, which may take a while on a busy machine.
+    beforeAll(async () => {
+      const { body, contentType } = multipart([{ name: 'file', filename: 'warm.bin', content: 'w' }])
+      const warm = await rawRequest(small.url, '/api/upload?speed=0', {
+        headers: { 'content-type': contentType },
+        body,
+      })
+      expect(warm.status).toBe(200)
+    })
+
+    it.each([
+      [
+        'the second file crosses MAX_UPLOAD_SIZE → 413',
+        Buffer.concat([bytes(40 * 1024), Buffer.from('\r\n--b0undary--\r\n')]),
+        413,
+        /add up to more than the limit of 65536 bytes/,
+      ],
+      [
+        'more file parts than allowed follow → 422',
+        Buffer.from(
+          `x\r\n${Array.from({ length: 21 }, (_, i) => `${partHead(`extra${i}`, `extra${i}.bin`)}x\r\n`).join('')}--b0undary--\r\n`,
+        ),
+        422,
+        /Too many files/,
+      ],
+      ['the connection is cut inside the second file', undefined, 0, undefined],
+    ])('%s', async (_, rest, status, detail) => {
+      const length = head.length + first.length + between.length + (rest?.length ?? 1024 ** 2)
+      const request = openRequest(small.url, multipartHead('/graphql', length))
+      request.write(head)
+      request.write(first)
+      request.write(between)
+      // The first file has arrived whole, its upload on record, before the request goes wrong; and the
+      // server is given every chance to take it (it must not: a request is taken whole or not at all).
+      await waitFor(async () =>
+        (await listed()).some(
+          (upload) => upload.filename === 'first.bin' && upload.receivedSize === first.length,
+        ),
+      )
+      await waitFor(async () => (await listed()).some((upload) => upload.status !== 'RECEIVING'), 2500).catch(
+        () => undefined,
+      )
+      if (rest) request.write(rest)
+      else request.end()
+      const answer = await request.answer
+      request.end()
+      expect(answer.status).toBe(status)
+      if (detail) expect(answer.body).toMatch(detail)
+      // Nothing of it is kept: no upload on record (the client never learns an id), no bytes on disk.
+      await waitFor(async () => (await listed()).length === 0)
+      await waitFor(async () => (await listStorage(small.dir)).staging.length === 0)
+      expect((await listStorage(small.dir)).stored.filter((name) => /first|second/.test(name))).toEqual([])
+    })
   })
 
   it('text fields that each fit but together exceed 1 MiB → 422, never held', async () => {

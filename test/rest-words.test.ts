@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { api, bytes, multipart, rawRequest, restUpload, statusOf, waitFor } from './support/clients.js'
+import { api, bytes, gql, multipart, rawRequest, restUpload, statusOf, waitFor } from './support/clients.js'
 import { multipartHead, openRequest, partHead } from './support/raw.js'
 import { listStorage, startServer, type TestServer } from './support/server.js'
 
@@ -94,15 +94,21 @@ describe('a speed form field', () => {
       request.write(partHead('file', 'late.bin'))
       request.write(file)
       request.write(between)
-      // The file is whole (the next part began) and its upload running before the field that spoils the
-      // request arrives.
+      // Every byte of the file has arrived (the next part began), its upload on record, before the field
+      // that spoils the request arrives.
       const listed = () =>
-        api<{ uploads: { upload_id: string; filename: string; total_size: number }[] }>(
+        api<{ uploads: { upload_id: string; filename: string }[] }>(server.url, 'GET', '/api/uploads').then(
+          ({ body }) => body.uploads.filter((upload) => upload.filename === 'late.bin'),
+        )
+      await waitFor(async () => {
+        const { data } = await gql<{ uploads: { filename: string; receivedSize: number }[] }>(
           server.url,
-          'GET',
-          '/api/uploads',
-        ).then(({ body }) => body.uploads.filter((upload) => upload.filename === 'late.bin'))
-      await waitFor(async () => (await listed()).some((upload) => upload.total_size === file.length))
+          '{ uploads { filename receivedSize } }',
+        )
+        return data?.uploads.some(
+          (upload) => upload.filename === 'late.bin' && upload.receivedSize === file.length,
+        )
+      })
       request.write(tail)
       const answer = await request.answer
       request.end()

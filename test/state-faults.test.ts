@@ -9,8 +9,8 @@ import { api, bytes, gql, restUpload, statusOf, waitFor, waitForStatus } from '.
 import { spawnServer, type ChildServer } from './support/child.js'
 import { multipartHead, openRequest, partHead } from './support/raw.js'
 import { listStorage, startServer, type TestServer } from './support/server.js'
-import { tusCreate, tusPatch } from './support/tus.js'
 import { readState } from './support/state.js'
+import { tusCreate, tusHead, tusPatch } from './support/tus.js'
 
 const cleanups: (() => Promise<void> | void)[] = []
 afterEach(async () => {
@@ -234,5 +234,86 @@ describe('what a client is told of a failure inside the server', () => {
     expect(linesWith(server.output(), stored).filter((line) => line.id === created.id)).toContainEqual(
       expect.objectContaining({ level: 'error', event: 'upload.finalize_failed' }),
     )
+  })
+})
+
+describe('an arrival the state store cannot record', () => {
+  it('a multipart upload answered 503 "nothing was changed" keeps nothing: no record, no bytes, now or after the store heals', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'uploads-arrival-state-'))
+    cleanups.push(() => rm(stateDir, { recursive: true, force: true }))
+    const server = await child({ STATE_FILE: join(stateDir, 'state.json') })
+    const content = bytes(80_000)
+    const tail = Buffer.from('\r\n--b0undary--\r\n')
+    const head = Buffer.from(partHead('file', 'unrecorded.bin'))
+    const request = openRequest(
+      server.url,
+      multipartHead('/api/upload?speed=0', head.length + content.length + tail.length),
+    )
+    cleanups.push(() => request.end())
+    request.write(head)
+    request.write(content.subarray(0, 30_000))
+    const arriving = await waitFor(async () => {
+      const { data } = await gql<{ uploads: { id: string; filename: string; receivedSize: number }[] }>(
+        server.url,
+        '{ uploads { id filename receivedSize } }',
+      )
+      return data?.uploads.find((upload) => upload.filename === 'unrecorded.bin' && upload.receivedSize > 0)
+    }, 20_000)
+    // The journal goes, and the snapshot that must precede a new one cannot be written: its temp path is a
+    // folder. Every change is refused from here on.
+    for (const name of await readdir(stateDir))
+      if (name.includes('.journal.')) await rm(join(stateDir, name), { force: true })
+    const temp = join(stateDir, '.state.json.tmp')
+    await mkdir(temp)
+    request.write(Buffer.concat([content.subarray(30_000), tail]))
+    const answer = await request.answer
+    expect(answer.status).toBe(503)
+    expect(JSON.parse(answer.body)).toEqual({ detail: expect.stringMatching(/nothing was changed/) })
+
+    // As it said: the upload is nowhere, and its bytes are gone.
+    const { data, errors } = await gql(server.url, `{ upload(id: "${arriving.id}") { id status } }`)
+    expect(data?.upload ?? null).toBeNull()
+    expect(errors?.[0]?.extensions?.code).toBe('NOT_FOUND')
+    expect((await api<{ uploads: unknown[] }>(server.url, 'GET', '/api/uploads')).body.uploads).toEqual([])
+    expect((await listStorage(server.dir)).staging).toEqual([])
+    // Pause and delete say it does not exist, rather than that it is still being received.
+    expect((await api(server.url, 'POST', `/api/upload/${arriving.id}/pause`)).status).toBe(404)
+
+    // Once the store takes writes again, it hears the upload is gone too.
+    await rm(temp, { recursive: true })
+    await waitFor(async () => {
+      const state = await readState(stateDir, 'state.json').catch(() => undefined)
+      return state !== undefined && state.uploads[arriving.id] === undefined
+    }, 20_000)
+    expect((await api<{ uploads: unknown[] }>(server.url, 'GET', '/api/uploads')).body.uploads).toEqual([])
+  }, 60_000)
+})
+
+describe('a tus request the state store cannot record', () => {
+  it('keeps its bytes and says so (204, the offset they reached), rather than 503 "nothing was changed"; it then goes on', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'uploads-tus-state-'))
+    cleanups.push(() => rm(stateDir, { recursive: true, force: true }))
+    const server = await child({ STATE_FILE: join(stateDir, 'state.json') })
+    const content = bytes(100_000)
+    const created = await tusCreate(server.url, content.length, { filename: 'receipt.bin', speed: '0' })
+    expect(created.status).toBe(201)
+    for (const name of await readdir(stateDir))
+      if (name.includes('.journal.')) await rm(join(stateDir, name), { force: true })
+    const temp = join(stateDir, '.state.json.tmp')
+    await mkdir(temp)
+
+    const first = await tusPatch(created.location, 0, content.subarray(0, 40_000))
+    expect(first.status).toBe(204)
+    expect(first.headers.get('upload-offset')).toBe('40000')
+    expect((await tusHead(created.location)).headers.get('upload-offset')).toBe('40000')
+
+    await rm(temp, { recursive: true })
+    const rest = await tusPatch(created.location, 40_000, content.subarray(40_000))
+    expect(rest.status).toBe(204)
+    await waitForStatus(server.url, created.id, 'completed')
+    const stored = Buffer.from(
+      await (await fetch(`${server.url}/api/files/${created.id}/download`)).arrayBuffer(),
+    )
+    expect(stored.equals(content)).toBe(true)
   })
 })

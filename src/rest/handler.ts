@@ -9,7 +9,7 @@ import { IncomingFile, receiveMultipart, RequestEnded, type IngestLimits } from 
 import { log } from '../log.js'
 import { requestIdOf } from '../request-id.js'
 import { sendFile, StoredFileMissing } from './download.js'
-import { CANCEL, DELETE, parseSpeed, routes, SET_SPEED, type Route, type Upload } from './routes.js'
+import { parseSpeed, routes, SET_SPEED, type Route, type Upload } from './routes.js'
 
 type Run = (
   context: Context,
@@ -149,7 +149,6 @@ async function receiveUpload(
   variables: Record<string, unknown>,
   run: (variables: Record<string, unknown>) => Promise<ExecutionResult>,
   setSpeed: (id: string, speed: number) => Promise<ExecutionResult>,
-  discard: (id: string) => Promise<void>,
 ): Promise<ExecutionResult> {
   const querySpeed = variables.speed as number | undefined
   let formSpeed: number | undefined
@@ -195,17 +194,13 @@ async function receiveUpload(
     )
   }
   const speedAtStart = querySpeed ?? formSpeed
+  // The upload is taken only once the whole body has arrived (see IncomingFile): if what comes after the
+  // file part is bad, the request is refused whole, and the upload its file began is undone.
   const result = await run({ ...variables, file, speed: speedAtStart })
   if (result.errors?.length) return result
   const id = (result.data?.uploadFile as { id: string } | undefined)?.id
-  // The answer waits for the rest of the body: a speed field may come after the file part. If what comes
-  // is bad, the request is refused whole: the upload its file began is undone, nothing of it kept.
-  try {
-    await session.done
-  } catch (error) {
-    if (id !== undefined) await discard(id)
-    throw error
-  }
+  // A speed field may have come after the file part.
+  await session.done
   if (id !== undefined && formSpeed !== undefined && formSpeed !== speedAtStart) {
     const changed = await setSpeed(id, formSpeed)
     if (changed.errors?.length) return changed
@@ -227,15 +222,6 @@ export function createRestHandler(schema: GraphQLSchema, context: Context, limit
     run: compileOperation(schema, `${route.method} ${route.path}`, route.operation),
   }))
   const setSpeed = compileOperation(schema, 'setSpeed', SET_SPEED)
-  const cancel = compileOperation(schema, 'cancel', CANCEL)
-  const remove = compileOperation(schema, 'delete', DELETE)
-  /** Undoes an upload: cancel (which an ended one refuses, as it may), then delete; a failure is logged. */
-  const discard = async (req: IncomingMessage, id: string): Promise<void> => {
-    await cancel(context, { id })
-    const removed = await remove(context, { id })
-    if (removed.errors?.length)
-      log('error', 'rest.discard_failed', { requestId: requestIdOf(req), id, error: removed.errors[0] })
-  }
 
   return async function handleRest(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     let found: Match
@@ -261,7 +247,6 @@ export function createRestHandler(schema: GraphQLSchema, context: Context, limit
             variables,
             async (v) => route.run(context, v),
             async (upload, speed) => setSpeed(context, { id: upload, speed }),
-            (upload) => discard(req, upload),
           )
         : await route.run(context, variables)
       const failure = failureOf(result)

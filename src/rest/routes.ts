@@ -93,12 +93,6 @@ const idVar = (id: string | undefined) => ({ id })
 
 /** Run after an upload whose `speed` form field came after its file part (see handler.ts). */
 export const SET_SPEED = `mutation SetSpeed($id: ID!, $speed: SafeInt!) { setSpeed(id: $id, speed: $speed) { targetSpeed } }`
-/**
- * An upload whose request turned out bad after its file (a speed field after it) is undone, bytes and record:
- * canceled if it still runs (a small one may have completed already), then deleted.
- */
-export const CANCEL = `mutation Cancel($id: ID!) { cancelUpload(id: $id) { id } }`
-export const DELETE = `mutation Delete($id: ID!) { deleteFile(id: $id) { id } }`
 
 export const routes: Route[] = [
   {

@@ -9,6 +9,7 @@ import type { UploadRecord } from '../uploads/record.js'
 import type { UploadService } from '../uploads/service.js'
 import type { Storage } from '../uploads/storage.js'
 import { ServiceError } from '../errors.js'
+import { storageError } from '../uploads/ingest.js'
 
 /** A hash waiting for its upload's next request is let go after this long (the next one re-reads the prefix). */
 const PARKED_MS = 60_000
@@ -97,7 +98,8 @@ export class TusStore extends FileStore {
     // Bytes sent with the creation of an empty file: it is whole already (create()), nothing to write.
     const known = await this.recordOf(id)
     if (known.status !== 'RECEIVING' && offset === known.totalSize) return offset
-    const { record, count } = await this.service.beginReceiving(id, offset, (reason) => {
+    // Refused with 507 here, before a byte is read, if the rest and its second copy cannot be promised room.
+    const { record, count, room } = await this.service.beginReceiving(id, offset, (reason) => {
       stopped = true
       // Said to the sender in tus's words: this upload is gone (410).
       readable.destroy(Object.assign(new Error(reason.message), ERRORS.FILE_NO_LONGER_EXISTS))
@@ -106,14 +108,6 @@ export class TusStore extends FileStore {
     let hash: OffThreadHash | undefined
     let failure: unknown
     try {
-      // The rest of it and its .part must both fit (the staging copy stays until the transfer completes).
-      const needed = record.totalSize - offset + record.totalSize
-      const free = await this.storage.free()
-      if (free < needed)
-        throw new ServiceError(
-          'INSUFFICIENT_STORAGE',
-          `The server has no room left for the rest of this file: it needs ${needed} more bytes (the rest, and its copy while it is written into place), and ${free} are free`,
-        )
       hash = await this.hashAt(record, offset)
       const hashing = hash
       const tee = new Transform({
@@ -131,10 +125,13 @@ export class TusStore extends FileStore {
         start: offset,
         highWaterMark: WRITE_BUFFER,
       })
+      // Bytes written, not bytes counted: those still in the write buffer are not out of the free count yet.
+      room.track(() => file.bytesWritten)
       await pipelineAsync(readable, tee, file)
       written = offset + file.bytesWritten
     } catch (error) {
-      failure = error
+      // A full disk (someone else's bytes filled it): said as such, and what did arrive is kept for a retry.
+      failure = error instanceof Error ? storageError(error) : error
       written = Math.min(
         (await this.storage.sizeOf(this.storage.stagingPath(record))) ?? offset,
         record.totalSize,

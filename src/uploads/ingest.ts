@@ -1,13 +1,14 @@
 import busboy from 'busboy'
 import { randomUUID } from 'node:crypto'
-import { createWriteStream } from 'node:fs'
+import { createWriteStream, type WriteStream } from 'node:fs'
 import { rename, rm } from 'node:fs/promises'
 import type { IncomingMessage } from 'node:http'
-import { Transform, type TransformCallback, type Writable } from 'node:stream'
+import { Transform, type TransformCallback } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { bodyError } from '../errors.js'
 import { bytesReceived } from '../metrics.js'
 import { OffThreadHash } from './hasher.js'
+import { roomFor, type Hold } from './room.js'
 import type { Storage } from './storage.js'
 
 /** Big buffers move a multipart body through busboy to disk in fewer, larger syscalls. */
@@ -35,15 +36,18 @@ export interface StagedFile {
   readonly size: number
   /** Hex sha256 of the bytes as they arrived. */
   readonly sha256: string
-  /** Takes the file over: whatever nobody moved is removed when its request ends. */
+  /** The room promised for its second copy (see room.ts): whoever moves the file takes it over. */
+  readonly room: Hold
+  /** Takes the file over: whatever nobody moved is removed (and its room let go) when its request ends. */
   moveTo(destination: string): Promise<void>
 }
 
 /**
  * A file part of a request that is still arriving. Transports hand it to resolvers as soon as the request
  * says a file will come (GraphQL: at `map`; REST: when the `file` part begins), so every other argument is
- * checked, and refused, before the file's bytes are read. `arrived` settles once the part is on disk, or
- * with the error that stopped the request.
+ * checked, and refused, before the file's bytes are read. `arrived` settles once the whole request has
+ * arrived (a request is taken whole or refused whole: a file whose request is refused later, for a later
+ * part, a limit or a cut connection, is never kept), or with the error that stopped the request.
  */
 export class IncomingFile {
   filename = ''
@@ -142,15 +146,8 @@ const unescapeFilename = (name: string) =>
 export const isMultipart = (contentType: string | null | undefined) =>
   /^multipart\/form-data\b/i.test(contentType ?? '')
 
-/** No room for a file and its second copy: said before the file is read, or as soon as it is known. */
-export const noRoom = (needed: number, free: number) =>
-  bodyError(
-    'INSUFFICIENT_STORAGE',
-    `The server has no room left to store this file: it needs ${2 * needed} bytes while it is written into place (the file is kept twice until then), and ${free} are free`,
-  )
-
 /** A full disk is no client's fault, but the client should hear it plainly, and may retry later. */
-function storageError(error: Error): Error {
+export function storageError(error: Error): Error {
   const code = (error as NodeJS.ErrnoException).code
   return code === 'ENOSPC' || code === 'EDQUOT'
     ? bodyError('INSUFFICIENT_STORAGE', 'The server has no room left to store this file')
@@ -172,9 +169,11 @@ export function receiveMultipart(
 ): MultipartSession {
   const parts: string[] = []
   const writing = new Set<string>()
-  const staged = new Map<string, { moved: boolean }>()
+  const staged = new Map<string, { moved: boolean; room: Hold }>()
   const dispose = async () => {
-    const paths = [...writing, ...[...staged].filter(([, s]) => !s.moved).map(([path]) => path)]
+    const unmoved = [...staged].filter(([, s]) => !s.moved)
+    for (const [, entry] of unmoved) entry.room.release()
+    const paths = [...writing, ...unmoved.map(([path]) => path)]
     writing.clear()
     staged.clear()
     await Promise.all(paths.map((path) => rm(path, { force: true })))
@@ -188,16 +187,17 @@ export function receiveMultipart(
     return { done, parts, abort, dispose }
   }
 
-  // A file is held twice until its transfer completes (staging, then the .part beside the stored file):
-  // a body whose declared length cannot fit twice is refused before a byte of it is read.
+  // A body whose declared length cannot fit twice (see room.ts) is refused before a byte of it is read; one
+  // that can is promised that room, so no other request counts the same free bytes meanwhile. (A chunked
+  // body is granted its room file by file, as each has arrived.)
   const declared = Number(req.headers['content-length'] ?? NaN)
-  const room = Number.isSafeInteger(declared)
-    ? limits.storage.free().then((free) => {
-        if (free < 2 * declared) throw noRoom(declared, free)
-      })
-    : Promise.resolve()
+  const granted = Number.isSafeInteger(declared)
+    ? limits.storage.room.grant(roomFor(declared))
+    : Promise.resolve(limits.storage.room.hold(0))
+  let room: Hold | undefined
 
-  const done = room.then(() => new Promise<void>((resolve, reject) => {
+  const received = granted.then((hold) => new Promise<void>((resolve, reject) => {
+    room = hold
     let parser: busboy.Busboy
     try {
       parser = busboy({
@@ -223,7 +223,16 @@ export function receiveMultipart(
 
     const given: IncomingFile[] = []
     const fileWrites: Promise<void>[] = []
-    const sinks = new Set<Writable>()
+    /** Hands each file to its taker once the whole request has arrived. */
+    const handOver: (() => void)[] = []
+    const sinks = new Set<WriteStream>()
+    // Bytes of this request that reached the disk, which leave its room's promise as they do.
+    let landed = 0
+    hold.track(() => {
+      let sum = landed
+      for (const sink of sinks) sum += sink.bytesWritten
+      return sum
+    })
     let fileBytes = 0
     let fieldBytes = 0
     let failed: Error | undefined
@@ -293,28 +302,36 @@ export function receiveMultipart(
           if (failed) throw failed
           const sink = createWriteStream(path, { flags: 'wx', highWaterMark: STREAM_HWM })
           sinks.add(sink)
-          return pipeline(stream, digest, sink).finally(() => sinks.delete(sink))
+          return pipeline(stream, digest, sink).finally(() => {
+            landed += sink.bytesWritten
+            sinks.delete(sink)
+          })
         })
         .then(async () => {
           if (failed) return digest.hash.drop()
           const sha256 = await digest.hash.digest()
-          const entry = { moved: false }
+          // Its staging copy is on disk; its second copy needs as much again, out of the request's promise.
+          const second = await limits.storage.room.grant(roomFor(digest.size, digest.size), hold)
+          const entry = { moved: false, room: second }
           staged.set(path, entry)
           writing.delete(path)
+          if (failed) throw failed
           bytesReceived.inc(digest.size)
           let at = path
-          taken.resolve({
+          const file: StagedFile = {
             filename: taken.filename,
             mimeType: taken.mimeType,
             size: digest.size,
             sha256,
+            room: second,
             async moveTo(destination) {
               await rename(at, destination)
               staged.delete(at)
               at = destination
               entry.moved = true
             },
-          })
+          }
+          handOver.push(() => taken.resolve(file))
         })
         .catch((error: Error) => {
           digest.hash.drop()
@@ -341,6 +358,7 @@ export function receiveMultipart(
       void Promise.all(fileWrites).then(() => {
         if (failed) return
         settled = true
+        for (const give of handOver) give()
         resolve()
       })
     })
@@ -352,6 +370,8 @@ export function receiveMultipart(
     req.on('error', fail)
     req.pipe(parser)
   }))
+  // What the request promised beyond its files' second copies (its own overhead) is anyone's once it ends.
+  const done = received.finally(() => room?.release())
   done.catch(() => undefined)
   return { done, parts, abort: () => abort(), dispose }
 }

@@ -4,12 +4,13 @@ import { badInput, faultReason, notFound, publicMessage, ServiceError, unavailab
 import { log } from '../log.js'
 import { stored, type LiveState } from '../metrics.js'
 import { LocalBus, type Bus, type Command, type Limits, type Outcome } from './bus.js'
-import { noRoom, RequestEnded, type IncomingFile, type StagedFile } from './ingest.js'
+import { RequestEnded, type IncomingFile, type StagedFile } from './ingest.js'
 import { LocalLeases, type Leases } from './lease.js'
 import { ProgressFeed } from './progress.js'
 import { RateMeter } from './rate.js'
 import { isFinal, type UploadRecord, type UploadSource, type UploadStatus, type UploadView } from './record.js'
 import { decodeCursor, FencedError, type PageQuery, type RecordStore } from './records.js'
+import { roomFor, type Hold } from './room.js'
 import { storedNameFor, type Storage } from './storage.js'
 import { Scheduler } from './scheduler.js'
 import { LeaseLostError, Transfer } from './transfer.js'
@@ -128,6 +129,13 @@ export class UploadService {
     string,
     { received: () => number; stop: (reason: Error) => void; meter: RateMeter; published: number }
   >()
+  /** Room promised to each upload of this process until its transfer completes (or it ends otherwise). */
+  private readonly rooms = new Map<string, Hold>()
+  /**
+   * Arrivals undone whose record the store could not remove yet: gone for every client now (they were told
+   * nothing was kept), removed from the store as soon as it takes writes, or by recovery at the next start.
+   */
+  private readonly undone = new Set<string>()
   /** Runs that reached their end and are being completed (or failed): the byte count they reached. */
   private readonly finishing = new Map<string, number>()
   private readonly locks = new Map<string, Promise<unknown>>()
@@ -298,6 +306,7 @@ export class UploadService {
       log('warn', 'upload.lease_lost', { id, instance: this.leases.instance, uploadedSize: run.offset })
       this.runs.delete(id)
       this.hashes.delete(id)
+      this.letGo(id)
       run.controller.abort()
       await run.transfer.done.catch(() => undefined)
     }
@@ -358,7 +367,9 @@ export class UploadService {
     if (query.after !== undefined && decodeCursor(query.after) === undefined)
       throw badInput(`after must be the cursor of an upload from this server; got ${JSON.stringify(query.after.slice(0, 80))}`)
     const page = await this.store.page(query)
-    return { uploads: page.records.map((record) => this.view(record)), hasNextPage: page.hasNextPage, endCursor: page.endCursor }
+    // An undone arrival may leave a page one short; its cursor still says where the next one starts.
+    const records = page.records.filter((record) => !this.undone.has(record.id))
+    return { uploads: records.map((record) => this.view(record)), hasNextPage: page.hasNextPage, endCursor: page.endCursor }
   }
 
   async counts(): Promise<{
@@ -373,7 +384,7 @@ export class UploadService {
     const by = await this.store.countByStatus()
     const of = (status: UploadStatus) => by[status] ?? 0
     const counts = {
-      receiving: of('RECEIVING'),
+      receiving: Math.max(0, of('RECEIVING') - this.undone.size),
       inProgress: of('IN_PROGRESS'),
       paused: of('PAUSED'),
       completed: of('COMPLETED'),
@@ -403,7 +414,7 @@ export class UploadService {
     return this.feed.follow(id, async () =>
       id !== undefined
         ? [await this.get(id)]
-        : (await this.store.unfinished()).map((record) => this.view(record)),
+        : (await this.store.unfinished()).filter((record) => !this.undone.has(record.id)).map((record) => this.view(record)),
     )
   }
 
@@ -455,22 +466,19 @@ export class UploadService {
         await this.leases.release(id)
         throw this.conflict(current, 'stored', `it was ${current.status.toLowerCase()} while it arrived`)
       }
-      // Its staging copy is on disk; the .part needs as much again until the transfer completes.
-      const free = await this.storage.free()
-      if (free < staged.size) {
-        const error = noRoom(staged.size, free + staged.size)
-        await this.forget(id, error.message, staged.size)
-        throw error
-      }
-      // Recorded first (RECEIVING): a crash before the move leaves a record that fails at the next start,
-      // with the reason, never bytes that no record owns.
+      // Recorded first (RECEIVING): a crash before it is recorded as arrived leaves a record that the next
+      // start forgets, with its bytes, never bytes that no record owns. Its second copy's room was promised
+      // as it arrived (see ingest.ts); it is this upload's now.
       try {
         await staged.moveTo(this.storage.stagingPath(current))
+        this.rooms.set(id, staged.room)
+        return await this.run(current, staged.size, staged.sha256)
       } catch (error) {
-        await this.fail(current, `The received file could not be kept: ${faultReason(error, 'upload.keep_failed', { id })}`)
+        // Not on record as arrived (the store refused it, say): its client hears it was not taken, so
+        // nothing of it is kept, neither its record nor its bytes.
+        await this.forget(id, `The received file could not be kept: ${faultReason(error, 'upload.keep_failed', { id })}`, staged.size)
         throw error
       }
-      return this.run(current, staged.size, staged.sha256)
     })
   }
 
@@ -504,9 +512,8 @@ export class UploadService {
     this.assertOpen()
     const { id, filename, size } = input
     const record = newRecord({ id, filename, source: 'tus', size, targetSpeed, expiresAt: this.expiresFrom(Date.now()) })
-    // It is kept twice until its transfer completes (staging, then the .part): refused now if that cannot fit.
-    const free = await this.storage.free()
-    if (free < 2 * size) throw noRoom(size, free)
+    // Refused now if it cannot fit; its room is promised only when its bytes come (beginReceiving).
+    await this.storage.room.check(roomFor(size))
     return this.locked(id, async () => {
       if (!(await this.guard(() => this.leases.acquire(id)))) throw unavailable(`Upload ${id} could not be created; try again`)
       try {
@@ -523,16 +530,30 @@ export class UploadService {
    * holds the upload, so a cancel sent anywhere reaches it and `stop`s the request, and its receivedSize
    * is followed live. Answers with the function that counts bytes as they arrive.
    */
-  async beginReceiving(id: string, offset: number, stop: (reason: Error) => void): Promise<{ count: (n: number) => void; record: UploadRecord }> {
+  async beginReceiving(
+    id: string,
+    offset: number,
+    stop: (reason: Error) => void,
+  ): Promise<{ count: (n: number) => void; record: UploadRecord; room: Hold }> {
     return this.locked(id, async () => {
       const record = await this.record(id)
       if (record.status !== 'RECEIVING' || record.source !== 'tus') throw this.conflict(record, 'sent more bytes')
       this.assertOpen()
-      if (!this.leases.held(id) && !(await this.guard(() => this.leases.acquire(id))))
-        throw unavailable(`Upload ${id} is receiving bytes at another instance; try again`)
+      // The rest of it, and its second copy: promised now, or refused (507) before a byte of it is read. It
+      // stays as it was, so its sender can send the rest once there is room.
+      const room = await this.storage.room.grant(roomFor(record.totalSize, offset))
+      try {
+        if (!this.leases.held(id) && !(await this.guard(() => this.leases.acquire(id))))
+          throw unavailable(`Upload ${id} is receiving bytes at another instance; try again`)
+      } catch (error) {
+        room.release()
+        throw error
+      }
+      this.letGo(id)
+      this.rooms.set(id, room)
       let received = offset
       this.arriving.set(id, { received: () => received, stop, meter: new RateMeter(), published: -1 })
-      return { record, count: (n) => void (received += n) }
+      return { record, room, count: (n) => void (received += n) }
     })
   }
 
@@ -547,22 +568,34 @@ export class UploadService {
       const current = await this.record(id)
       if (current.status !== 'RECEIVING') {
         // Canceled (or expired) while it arrived: its bytes are gone, and so is the upload for its sender.
+        this.letGo(id)
         if (this.shared) await this.leases.release(id).catch(() => undefined)
         throw this.conflict(current, 'sent more bytes')
       }
       if (received === current.totalSize && sha256 !== undefined) {
-        // The staging copy is whole where the transfer reads it; the .part needs as much again.
-        const free = await this.storage.free()
-        if (free < received) {
-          const error = noRoom(received, free + received)
-          await this.fail(current, error.message)
+        // The staging copy is whole where the transfer reads it; the .part's room was promised with the
+        // request that brought the bytes (beginReceiving).
+        try {
+          return await this.run(current, received, sha256)
+        } catch (error) {
+          // Not on record as arrived: it stays RECEIVING, its bytes whole in staging, where its sender's
+          // next request (or the next start) finds them and tries again.
+          this.letGo(id)
+          if (this.shared) await this.leases.release(id).catch(() => undefined)
           throw error
         }
-        return this.run(current, received, sha256)
       }
+      // Idle until its sender's next request, which asks for room again: none is held for it meanwhile.
+      this.letGo(id)
       const next = { ...current, receivedSize: received, expiresAt: this.expiresFrom(Date.now()), updatedAt: now() }
       try {
         await this.save(next)
+      } catch (error) {
+        // Its bytes are kept on disk whatever the store says, and its offset is read from there (by its
+        // sender's next request, and by the next start): "nothing was changed" would be untrue. Only the
+        // record's count and expiry lag until the store takes writes again.
+        if (!(error instanceof ServiceError && error.code === 'UNAVAILABLE')) throw error
+        log('warn', 'upload.receipt_unsaved', { id, receivedSize: received })
       } finally {
         if (this.shared) await this.leases.release(id).catch(() => undefined)
       }
@@ -707,6 +740,7 @@ export class UploadService {
       const next = { ...record, status: 'CANCELED' as const, uploadedSize: offset, updatedAt: now() }
       await this.saveOrRestart(record, offset, next)
       this.hashes.delete(id)
+      this.letGo(id)
       await this.storage.removeBytes(record).catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
       return this.announce(next, 'upload.canceled')
     }
@@ -718,17 +752,57 @@ export class UploadService {
    */
   private async forget(id: string, reason: string, received: number): Promise<void> {
     this.arriving.delete(id)
+    this.letGo(id)
     const current = await this.store.get(id)
+    let removed = true
     if (current?.status === 'RECEIVING') {
+      await this.storage.removeStaging(current).catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
       // Gone before anyone hears it failed: a watcher that then looks finds nothing, never a stale RECEIVING.
-      await this.guard(() => this.store.remove(id, this.fenceOf(id)))
+      removed = await this.removeRecord(id)
+      if (!removed) {
+        // Its client hears nothing was kept, so for everyone it is gone now; the store hears it once it
+        // takes writes again (or the next start forgets it, as every multipart upload still RECEIVING).
+        this.undone.add(id)
+        void this.removeLater(id)
+      }
       this.bus.publish({
         ...this.view({ ...current, status: 'FAILED', error: reason, receivedSize: received, updatedAt: now() }),
         removed: true,
       })
       log('info', 'upload.not_received', { id, filename: current.filename, receivedSize: received, reason })
     }
-    await this.leases.release(id)
+    // Held until the record is gone: its removal is written under the lease.
+    if (removed) await this.leases.release(id)
+  }
+
+  /** Removes a record; false if the store cannot take it now (another instance's fence counts as done). */
+  private async removeRecord(id: string): Promise<boolean> {
+    try {
+      await this.store.remove(id, this.fenceOf(id))
+      return true
+    } catch (error) {
+      if (error instanceof FencedError) return true
+      log('error', 'store.write_failed', { id, op: 'remove', error })
+      return false
+    }
+  }
+
+  /** An undone arrival's removal, retried until the store takes it (or the server stops: see forget). */
+  private async removeLater(id: string): Promise<void> {
+    for (let attempt = 0; !this.closed; attempt++) {
+      await sleep(Math.min(250 * 2 ** attempt, 5000))
+      if (this.closed || !(await this.removeRecord(id))) continue
+      this.undone.delete(id)
+      log('info', 'upload.removal_saved', { id })
+      await this.leases.release(id).catch(() => undefined)
+      return
+    }
+  }
+
+  /** Whatever room was promised to the upload is anyone's again (its bytes are written, or never will be). */
+  private letGo(id: string): void {
+    this.rooms.get(id)?.release()
+    this.rooms.delete(id)
   }
 
   /** Canceled while it arrives: the request carrying it (or the tus sender's next request) is refused. */
@@ -737,6 +811,7 @@ export class UploadService {
     const next = { ...record, status: 'CANCELED' as const, receivedSize: arriving?.received() ?? record.receivedSize, updatedAt: now() }
     await this.save(next)
     this.arriving.delete(record.id)
+    this.letGo(record.id)
     arriving?.stop(new ServiceError('INVALID_STATE', `Upload ${record.id} was canceled while it arrived`))
     await this.storage.removeBytes(record).catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id: record.id, error }))
     return this.announce(next, 'upload.canceled')
@@ -886,6 +961,10 @@ export class UploadService {
       },
     })
     this.runs.set(record.id, run)
+    // The rest of its .part: promised when it arrived, or now (a restart, an adoption, a resume after one).
+    const room = this.rooms.get(record.id) ?? this.storage.room.hold(record.totalSize - record.uploadedSize)
+    this.rooms.set(record.id, room)
+    room.track(() => run.offset - record.uploadedSize)
     // Whoever stops a run (pause, cancel, close) handles its outcome; a run that ends by itself is ours.
     run.transfer.done.then(
       (offset) => {
@@ -913,6 +992,7 @@ export class UploadService {
         if (record && !isFinal(record.status)) await finish({ ...record, uploadedSize: run.offset })
       } finally {
         this.finishing.delete(id)
+        this.letGo(id)
         if (this.shared && !this.runs.has(id) && !this.arriving.has(id)) await this.leases.release(id).catch(() => undefined)
       }
     }).catch((error: unknown) => log('error', 'upload.finish_failed', { id, error }))
@@ -947,6 +1027,7 @@ export class UploadService {
    * the transfer; after it, recovery finds the whole file, checks it, and completes.)
    */
   private async complete(record: UploadRecord): Promise<void> {
+    this.letGo(record.id)
     const part = this.hashes.get(record.id)
     this.hashes.delete(record.id)
     const digest = part && part.offset === record.totalSize ? part.hash.digest('hex') : await this.storage.hashFile(this.storage.partPath(record))
@@ -969,6 +1050,7 @@ export class UploadService {
    */
   private async fail(record: UploadRecord, reason: string): Promise<void> {
     this.hashes.delete(record.id)
+    this.letGo(record.id)
     await this.storage.removePart(record).catch(() => undefined)
     await this.durably({ ...record, status: 'FAILED', error: reason, updatedAt: now() }, 'upload.failed')
     await this.storage.removeStaging(record).catch(() => undefined)
@@ -1139,7 +1221,7 @@ export class UploadService {
   }
 
   private async record(id: string): Promise<UploadRecord> {
-    const record = await this.store.get(id)
+    const record = this.undone.has(id) ? undefined : await this.store.get(id)
     if (!record) throw notFound(id)
     return record
   }

@@ -5,6 +5,7 @@ import { basename, join } from 'node:path'
 import { publicMessage } from '../errors.js'
 import { log } from '../log.js'
 import { safeFilename } from './filename.js'
+import { RoomLedger } from './room.js'
 
 /**
  * The storage folder's layout, in one place:
@@ -42,6 +43,11 @@ async function fsyncDir(path: string): Promise<void> {
 
 export class Storage {
   readonly stagingDir: string
+  /** Room on the folder's file system, promised to arrivals and transfers as it is granted. */
+  readonly room = new RoomLedger(async () => {
+    const { bavail, bsize } = await statfs(this.root)
+    return bavail * bsize
+  })
 
   constructor(
     readonly root: string,
@@ -177,10 +183,9 @@ export class Storage {
     }
   }
 
-  /** Bytes this process may still write into the folder's file system. */
-  async free(): Promise<number> {
-    const { bavail, bsize } = await statfs(this.root)
-    return bavail * bsize
+  /** Bytes this process may still write into the folder's file system, less what it promised already. */
+  free(): Promise<number> {
+    return this.room.free()
   }
 
   /** Whether the storage folder takes writes now (for /readyz). */

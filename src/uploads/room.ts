@@ -1,0 +1,116 @@
+import { bodyError } from '../errors.js'
+
+/**
+ * The one room rule: a file is kept twice until its transfer completes (the staging copy it arrived in, then
+ * the `.part` written beside the stored file), so an upload of `size` bytes needs `2 × size`, less what of
+ * it is on disk already.
+ */
+export const roomFor = (size: number, onDisk = 0): number => Math.max(0, 2 * size - onDisk)
+
+/** No room for what `needed` more bytes would hold: said before the bytes are read, or as soon as it is known. */
+export const noRoom = (needed: number, free: number) =>
+  bodyError(
+    'INSUFFICIENT_STORAGE',
+    `The server has no room left to store this file: it needs ${needed} more bytes (a file is kept twice until it is written into place), and ${free} are free; try again later`,
+  )
+
+/**
+ * Room promised to one arrival or transfer: `bytes` it may still write. As its bytes land on disk (and so
+ * leave the file system's free count) they leave the promise too, so nothing is counted twice.
+ */
+export class Hold {
+  private written: () => number = () => 0
+  private released = false
+
+  constructor(
+    private readonly ledger: RoomLedger,
+    private bytes: number,
+  ) {}
+
+  /** Bytes promised that are not on disk yet. */
+  get outstanding(): number {
+    return this.released ? 0 : Math.max(0, this.bytes - this.written())
+  }
+
+  /**
+   * From now on `written` counts (from 0) the bytes of this promise that reached the disk. It must count
+   * bytes written, not bytes on their way: those are not out of the free count yet.
+   */
+  track(written: () => number): void {
+    this.bytes = this.outstanding
+    this.written = written
+  }
+
+  /** Moves up to `bytes` of this promise into a new one (a file of a request, promised with the request). */
+  split(bytes: number): Hold {
+    const moved = Math.min(bytes, this.outstanding)
+    this.bytes = this.outstanding - moved
+    this.written = () => 0
+    return this.ledger.hold(moved)
+  }
+
+  /** The promise is kept or void (the bytes are written, or will never be): its room is anyone's again. */
+  release(): void {
+    if (this.released) return
+    this.released = true
+    this.ledger.forget(this)
+  }
+}
+
+/**
+ * Room on the storage folder's file system, promised as it is granted: a request is granted room only out of
+ * what is free and promised to no other, so two requests at once can never both count the same free bytes.
+ * Every arrival (multipart, tus) and every transfer of this process holds its promise here until it is kept
+ * or given up.
+ */
+export class RoomLedger {
+  private readonly holds = new Set<Hold>()
+
+  constructor(
+    /** Bytes free on the file system now. */
+    private readonly measure: () => Promise<number>,
+  ) {}
+
+  /** Bytes free and promised to nobody. */
+  async free(): Promise<number> {
+    const free = await this.measure()
+    // Counted after the measure, in the same turn: a promise granted meanwhile is in it.
+    return Math.max(0, free - this.promised())
+  }
+
+  /** Promises `needed` bytes (taking what `from` still holds first), or refuses with 507 if they are not free. */
+  async grant(needed: number, from?: Hold): Promise<Hold> {
+    const taken = from?.split(needed)
+    const rest = needed - (taken?.outstanding ?? 0)
+    if (rest <= 0) return taken ?? this.hold(0)
+    const free = await this.free()
+    const had = taken?.outstanding ?? 0
+    taken?.release()
+    if (free < rest) throw noRoom(needed, free + had)
+    return this.hold(needed)
+  }
+
+  /** Refuses with 507 unless `needed` bytes are free now; promises nothing (nothing is on its way yet). */
+  async check(needed: number): Promise<void> {
+    const free = await this.free()
+    if (free < needed) throw noRoom(needed, free)
+  }
+
+  /** A promise made without asking: bytes promised before this process knew of them (a restart, an adoption). */
+  hold(bytes: number): Hold {
+    const hold = new Hold(this, bytes)
+    if (bytes > 0) this.holds.add(hold)
+    return hold
+  }
+
+  /** @internal Hold.release */
+  forget(hold: Hold): void {
+    this.holds.delete(hold)
+  }
+
+  private promised(): number {
+    let sum = 0
+    for (const hold of this.holds) sum += hold.outstanding
+    return sum
+  }
+}
