@@ -9,7 +9,16 @@ import { IncomingFile, receiveMultipart, RequestEnded, type IngestLimits } from 
 import { log } from '../log.js'
 import { requestIdOf } from '../request-id.js'
 import { sendFile } from './download.js'
-import { CANCEL, DELETE, parseSpeed, routes, SET_SPEED, type Route, type Upload } from './routes.js'
+import {
+  CANCEL,
+  DELETE,
+  parseSpeed,
+  restStatus,
+  routes,
+  SET_SPEED,
+  type Route,
+  type Upload,
+} from './routes.js'
 
 type Run = (
   context: Context,
@@ -125,12 +134,20 @@ function match(table: CompiledRoute[], method: string, pathname: string): Match 
   return { allowed }
 }
 
-/** A GraphQL error, masked as everywhere, becomes an HTTP status and a detail (and the error, for the log). */
+/**
+ * A GraphQL error, masked as everywhere, becomes an HTTP status and a detail (and the error, for the log).
+ * The detail names statuses in REST's words (`in_progress`), not the GraphQL enum's.
+ */
 function failureOf(result: ExecutionResult): { status: number; detail: string; error: unknown } | undefined {
   const [first] = result.errors ?? []
   if (!first) return undefined
   const error = maskError(first, 'Internal Server Error')
-  return { status: httpStatusOf(codeOf(error)), detail: error.message, error: first.originalError ?? first }
+  const service = first.originalError instanceof ServiceError ? first.originalError : undefined
+  return {
+    status: httpStatusOf(codeOf(error)),
+    detail: service ? service.in(restStatus) : error.message,
+    error: first.originalError ?? first,
+  }
 }
 
 const describePart = ([name, kind]: [string, string]) => `${JSON.stringify(name.slice(0, 40))} (${kind})`
@@ -277,7 +294,7 @@ export function createRestHandler(schema: GraphQLSchema, context: Context, limit
       // The client went away, or was answered already: there is no one to tell, and nothing went wrong here.
       if (error instanceof RequestEnded || res.writableEnded || res.destroyed) return void res.destroy()
       if (error instanceof ServiceError)
-        return sendError(req, res, httpStatusOf(error.code), error.message, error)
+        return sendError(req, res, httpStatusOf(error.code), error.in(restStatus), error)
       if (!req.complete) {
         log('error', 'rest.error', {
           requestId: requestIdOf(req),

@@ -1,6 +1,6 @@
 import { createHash, randomUUID, type Hash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { badInput, notFound, ServiceError, unavailable } from '../errors.js'
+import { badInput, notFound, ServiceError, stateError, unavailable } from '../errors.js'
 import { log } from '../log.js'
 import { stored, type LiveState } from '../metrics.js'
 import { LocalBus, type Bus, type Command, type Limits, type Outcome } from './bus.js'
@@ -451,7 +451,7 @@ export class UploadService {
       const current = await this.record(id)
       if (current.status !== 'RECEIVING') {
         await this.leases.release(id)
-        throw this.conflict(current, 'stored', `it was ${current.status.toLowerCase()} while it arrived`)
+        throw this.conflict(current, 'stored', 'it was {status} while it arrived')
       }
       // Its staging copy is on disk; the .part needs as much again until the transfer completes.
       const free = await this.storage.free()
@@ -784,7 +784,7 @@ export class UploadService {
       return this.dispatch(command, hops + 1)
     }
     const outcome = await this.bus.request(owner, command)
-    if ('error' in outcome) throw new ServiceError(outcome.error.code, outcome.error.message)
+    if ('error' in outcome) throw ServiceError.fromData(outcome.error)
     return outcome.ok
   }
 
@@ -793,7 +793,7 @@ export class UploadService {
     try {
       return { ok: await this.dispatch(command, 2) }
     } catch (error) {
-      if (error instanceof ServiceError) return { error: { code: error.code, message: error.message } }
+      if (error instanceof ServiceError) return { error: error.toData() }
       log('error', 'upload.command_failed', { command, error })
       return { error: { code: 'UNAVAILABLE', message: describe(error) } }
     }
@@ -1152,9 +1152,9 @@ export class UploadService {
     if (!allowed.includes(record.status)) throw this.conflict(record, action, hint)
   }
 
-  private conflict(record: UploadRecord, action: string, hint?: string): ServiceError {
-    const why = hint ?? `it is ${record.status.toLowerCase()}`
-    return new ServiceError('INVALID_STATE', `Upload ${record.id} cannot be ${action}: ${why}`)
+  /** `{status}` in the hint, as in the default one, is the record's status, named by each API in its own words. */
+  private conflict(record: UploadRecord, action: string, hint = 'it is {status}'): ServiceError {
+    return stateError(`Upload ${record.id} cannot be ${action}: ${hint}`, record.status)
   }
 
   private checkSpeed(value: number): number {
