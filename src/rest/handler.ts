@@ -85,7 +85,7 @@ async function sendList(
     const items = page.map((upload) => JSON.stringify(list.item(upload))).join(',')
     const text = `${first ? `{${JSON.stringify(list.key)}:[` : page.length > 0 ? ',' : ''}${items}`
     // Only an empty page ends it: one may come short (an upload deleted while it was read) with more after.
-    if (page.length === 0) return void res.end(`${text}]}`)
+    if (page.length === 0) return void res.end(`${text}]}\n`)
     if (!res.write(text)) await Promise.race([once(res, 'drain'), once(res, 'close')])
     if (res.destroyed) return
     after = page.at(-1)?.cursor
