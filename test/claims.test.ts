@@ -124,6 +124,16 @@ describe('limits on operations', () => {
       },
     )
 
+    it('a first over 1000 is told the page limit (BAD_USER_INPUT), not that the query costs too much', async () => {
+      const answer = await gql(server.url, `{ uploads(first: 100000) { ${ALL_FIELDS} } }`)
+      expect(answer.errors).toEqual([
+        expect.objectContaining({
+          message: 'first must be from 1 to 1000; got 100000',
+          extensions: { code: 'BAD_USER_INPUT' },
+        }),
+      ])
+    })
+
     it('introspection (GraphiQL’s schema query, deeper than 6) still works', async () => {
       const introspection = await gql<{ __schema: { types: unknown[] } }>(server.url, getIntrospectionQuery())
       expect(introspection.errors).toBeUndefined()
