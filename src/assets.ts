@@ -50,7 +50,7 @@ const SOURCES: Record<string, () => Promise<Asset>> = {
   '/favicon.ico': async () => ({ type: 'image/svg+xml', body: FAVICON }),
   '/api/openapi.json': async () => ({
     type: 'application/json',
-    body: JSON.stringify(openApiDocument(), null, 2),
+    body: `${JSON.stringify(openApiDocument(), null, 2)}\n`,
   }),
   '/api/docs': async () => ({ type: 'text/html; charset=utf-8', body: DOCS_PAGE, csp: DOCS_CSP }),
   '/api/docs/init.js': async () => ({ type: 'text/javascript; charset=utf-8', body: DOCS_INIT }),

@@ -2,6 +2,30 @@ import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parseEnv } from 'node:util'
 import { isLogLevel, type LogLevel } from './log.js'
+import { parseBytes, UnitError } from './units.js'
+
+/**
+ * Every environment variable the server reads, each in the README's Configuration table (test/readme.test.ts
+ * holds the two together, and test/config.test.ts holds this list to what loadConfig reads).
+ */
+export const SETTINGS = [
+  'UPLOAD_DIR',
+  'STATE_FILE',
+  'DEFAULT_UPLOAD_SPEED',
+  'PORT',
+  'HOST',
+  'MAX_UPLOAD_SIZE',
+  'MAX_TOTAL_SPEED',
+  'BODY_IDLE_TIMEOUT_MS',
+  'HEADERS_TIMEOUT_MS',
+  'API_TOKEN',
+  'CORS_ORIGINS',
+  'ALLOWED_HOSTS',
+  'LOG_LEVEL',
+  'REDIS_URL',
+  'INSTANCE_ID',
+  'RESUMABLE_EXPIRY',
+] as const
 
 export interface Config {
   /** Storage folder. Default `uploads`. */
@@ -48,10 +72,13 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError'
 }
 
-type Env = Record<string, string | undefined>
+export type Setting = (typeof SETTINGS)[number]
+
+/** What loadConfig reads: a name missing from SETTINGS does not compile. */
+type Env = { readonly [name in Setting]?: string | undefined }
 
 /** Environment variables win over `.env` in the working directory, as with dotenv. */
-export function readEnv(cwd = process.cwd()): Env {
+export function readEnv(cwd = process.cwd()): Record<string, string | undefined> {
   const file = resolve(cwd, '.env')
   const fromFile = existsSync(file) ? parseEnv(readFileSync(file, 'utf8')) : {}
   return { ...fromFile, ...process.env }
@@ -59,7 +86,7 @@ export function readEnv(cwd = process.cwd()): Env {
 
 function wholeNumber(
   env: Env,
-  name: string,
+  name: Setting,
   fallback: number,
   { min = 0, max = Number.MAX_SAFE_INTEGER } = {},
 ) {
@@ -72,10 +99,36 @@ function wholeNumber(
   return value
 }
 
+/**
+ * A byte count or a speed (bytes per second), with the units upctl takes (src/units.ts): `10G`, `512KiB`,
+ * `1M`, or a plain number of bytes; a speed also as `1MB/s` or `unlimited` (0).
+ */
+function bytes(
+  env: Env,
+  name: Setting,
+  fallback: number,
+  { min = 0, speed = false }: { min?: number; speed?: boolean } = {},
+): number {
+  const raw = env[name]?.trim()
+  if (raw === undefined || raw === '') return fallback
+  let value: number
+  try {
+    value = parseBytes(raw, { speed })
+  } catch (error) {
+    if (!(error instanceof UnitError)) throw error
+    throw new ConfigError(
+      `${name} must be ${speed ? 'a speed' : 'a size'}: ${error.message}; got ${JSON.stringify(raw.slice(0, 80))}`,
+    )
+  }
+  if (value < min)
+    throw new ConfigError(`${name} must be at least ${min}; got ${JSON.stringify(raw.slice(0, 80))}`)
+  return value
+}
+
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 
 /** A length of time: `500ms`, `90s`, `30m`, `24h`, `7d`, or a plain number of seconds. */
-function duration(env: Env, name: string, fallbackMs: number): number {
+function duration(env: Env, name: Setting, fallbackMs: number): number {
   const raw = env[name]?.trim()
   if (raw === undefined || raw === '') return fallbackMs
   const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw)
@@ -104,7 +157,7 @@ function token(env: Env): string | undefined {
   return value
 }
 
-const list = (env: Env, name: string) =>
+const list = (env: Env, name: Setting) =>
   (env[name] ?? '')
     .split(',')
     .map((item) => item.trim())
@@ -165,11 +218,11 @@ export function loadConfig(env: Env = readEnv()): Config {
   return {
     uploadDir,
     stateFile: resolve(uploadDir, env.STATE_FILE?.trim() || '.uploads.json'),
-    defaultSpeed: wholeNumber(env, 'DEFAULT_UPLOAD_SPEED', 1_048_576),
+    defaultSpeed: bytes(env, 'DEFAULT_UPLOAD_SPEED', 1_048_576, { speed: true }),
     port: wholeNumber(env, 'PORT', 8000, { max: 65_535 }),
     host,
-    maxUploadSize: wholeNumber(env, 'MAX_UPLOAD_SIZE', 10 * 1024 ** 3, { min: 1 }),
-    maxTotalSpeed: wholeNumber(env, 'MAX_TOTAL_SPEED', 0),
+    maxUploadSize: bytes(env, 'MAX_UPLOAD_SIZE', 10 * 1024 ** 3, { min: 1 }),
+    maxTotalSpeed: bytes(env, 'MAX_TOTAL_SPEED', 0, { speed: true }),
     bodyIdleTimeoutMs: wholeNumber(env, 'BODY_IDLE_TIMEOUT_MS', 60_000, { min: 1 }),
     headersTimeoutMs: wholeNumber(env, 'HEADERS_TIMEOUT_MS', 30_000, { min: 1 }),
     apiToken: token(env),

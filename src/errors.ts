@@ -1,4 +1,5 @@
 import { log } from './log.js'
+import type { UploadStatus } from './uploads/record.js'
 
 /**
  * The one list of errors a client can cause. Each code is stable (clients switch on it) and maps once at the
@@ -23,19 +24,50 @@ export const errorCatalogue = {
 
 export type ErrorCode = keyof typeof errorCatalogue
 
+/** How an API names an upload's status in its messages: GraphQL by the schema's enum, REST by its own words. */
+export type StatusWords = (status: UploadStatus) => string
+
+/** A ServiceError as data, to cross from one instance to another (see bus.ts). */
+export interface ServiceErrorData {
+  code: ErrorCode
+  message: string
+  status?: UploadStatus
+}
+
 export class ServiceError extends Error {
   override readonly name = 'ServiceError'
   constructor(
     readonly code: ErrorCode,
-    message: string,
+    /** What happened; `{status}` in it stands for `status`, in the words of whichever API answers. */
+    private readonly template: string,
     /** The request body itself is at fault (too large, malformed): GraphQL answers it with the HTTP status too. */
     readonly ofBody = false,
+    /** The upload's status that the message names, if it names one. */
+    readonly status?: UploadStatus,
     /** What went wrong inside (a disk's error, say): for the log only, never said to the client. */
     options?: ErrorOptions,
   ) {
-    super(message, options)
+    // The message itself (GraphQL's, and the logs') names it as the schema's enum does.
+    super(status === undefined ? template : template.replaceAll('{status}', status), options)
+  }
+
+  /** The message with the status named in an API's own words. */
+  in(words: StatusWords): string {
+    return this.status === undefined ? this.message : this.template.replaceAll('{status}', words(this.status))
+  }
+
+  toData(): ServiceErrorData {
+    return { code: this.code, message: this.template, ...(this.status ? { status: this.status } : {}) }
+  }
+
+  static fromData({ code, message, status }: ServiceErrorData): ServiceError {
+    return new ServiceError(code, message, false, status)
   }
 }
+
+/** A refusal because of where an upload is: `{status}` in the message names its status. */
+export const stateError = (message: string, status: UploadStatus) =>
+  new ServiceError('INVALID_STATE', message, false, status)
 
 export const bodyError = (code: ErrorCode, message: string) => new ServiceError(code, message, true)
 
@@ -48,7 +80,7 @@ export const badInput = (message: string) => new ServiceError('BAD_USER_INPUT', 
 
 /** The server cannot do it now: `message` is what the client hears, `cause` (logged with it) what happened. */
 export const unavailable = (message: string, cause?: unknown) =>
-  new ServiceError('UNAVAILABLE', message, false, cause === undefined ? undefined : { cause })
+  new ServiceError('UNAVAILABLE', message, false, undefined, cause === undefined ? undefined : { cause })
 
 /**
  * A failure inside the server whose message is written for clients (it names no path, no errno); what

@@ -17,7 +17,7 @@ import { log, setLogFields } from './log.js'
 import { observe, observeRequest, registry } from './metrics.js'
 import { applyCors, listensOnLoopback, refusal, type OriginPolicy } from './origin.js'
 import { TUS_PATH } from './tus/path.js'
-import { sendJson } from './http-json.js'
+import { jsonText, sendJson } from './http-json.js'
 import { FolderLock } from './uploads/folder-lock.js'
 import { stopHashWorker } from './uploads/hasher.js'
 import type { IngestLimits } from './uploads/ingest.js'
@@ -228,6 +228,14 @@ async function serve(
             ),
           )
       }
+      // A page's address with a trailing slash (/api/docs/) is the same page: sent to its one address.
+      if (
+        pathname.endsWith('/') &&
+        isAsset(pathname.slice(0, -1)) &&
+        (req.method === 'GET' || req.method === 'HEAD')
+      ) {
+        return void res.writeHead(308, { location: `${pathname.slice(0, -1)}${url.search}` }).end()
+      }
       // Pages and their files hold no data: served without a token (the pages ask for one where needed).
       if (isAsset(pathname) && (req.method === 'GET' || req.method === 'HEAD')) {
         return void asset(pathname).then(
@@ -269,6 +277,14 @@ async function serve(
         isTus && req.method === 'GET' ? /^[^/]+$/.exec(pathname.slice(TUS_PATH.length + 1))?.[0] : undefined
       if (tusUpload !== undefined) return serveApi(new URL(`/api/files/${tusUpload}/download`, url))
       if (isTus) {
+        // GET is no tus method (@tus/server would answer it in tus's plain text): whoever sends one is most
+        // likely looking for the files, and is told, in JSON like every other answer, where they are.
+        if (req.method === 'GET') {
+          res.setHeader('allow', 'OPTIONS, POST, HEAD, PATCH, DELETE')
+          return sendJson(res, 405, {
+            detail: `${TUS_PATH}/ is the tus endpoint for resumable uploads (POST, HEAD, PATCH, DELETE with Tus-Resumable: 1.0.0); the stored files are listed at GET /api/files, and each is downloaded from GET /api/files/{id}/download`,
+          })
+        }
         return void (tusHandler ??= loadTus())
           .then((handle) => handle(req, res))
           .catch((error: unknown) => {
@@ -304,7 +320,7 @@ async function serve(
     const refused = pathname === '/graphql' ? refusal(req, policy) : 'Not Found'
     if (refused === undefined) return void loadingApi().then((api) => api.ws.handleUpgrade(req, socket, head))
     const status = refused === 'Not Found' ? '404 Not Found' : '403 Forbidden'
-    const body = JSON.stringify({ detail: refused })
+    const body = jsonText({ detail: refused })
     socket.end(
       `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     )

@@ -1,4 +1,5 @@
-import { getIntrospectionQuery } from 'graphql'
+import { getIntrospectionQuery, type GraphQLObjectType } from 'graphql'
+import { schema } from '../src/graphql/schema.js'
 import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { request } from 'node:http'
@@ -55,32 +56,52 @@ describe('/metrics with API_TOKEN set', () => {
 })
 
 /**
- * Operations at and one step past each GraphQL Armor default, written against this schema. Upload has only
- * scalar fields, so depth is reached with nested inline fragments (each one is a level to Armor), cost with
- * one fragment spread many times (each spread costs the whole fragment again, for two tokens), and tokens
- * near the limit with spreads too (the same field repeated 900 times trips graphql-js's own guard first).
+ * Operations at and one step past each limit on operations, written against this schema. Upload has only
+ * scalar fields, so depth is reached with nested inline fragments (each one is a level to Armor), and tokens
+ * near the limit with one fragment spread many times (the same field repeated 900 times trips graphql-js's
+ * own guard first).
  */
 const FIELDS = 'id filename storedName status uploadedSize totalSize currentSpeed targetSpeed sha256 error'
+/** Every field of Upload (read from the schema, so a new field joins in) and the `__typename` clients add. */
+const ALL_FIELDS = `${Object.keys((schema.getType('Upload') as GraphQLObjectType).getFields()).join(
+  ' ',
+)} __typename`
 const nested = (levels: number) =>
   `{ uploads { ${'... on Upload { '.repeat(levels)}id${' }'.repeat(levels)} } }`
 const aliased = (count: number) =>
   `{ ${Array.from({ length: count }, (_, i) => `a${i}: uploads { id }`).join(' ')} }`
-const spread = (count: number, fields = FIELDS) =>
-  `{ uploads { ${'...F '.repeat(count)}} } fragment F on Upload { ${fields} }`
-const directed = (count: number) => `{ uploads { ${'id @include(if: true) '.repeat(count)}} }`
+const spread = (count: number) =>
+  `{ limits { ${'...F '.repeat(count)}} } fragment F on Limits { maxTotalSpeed }`
+const directed = (count: number) => `{ limits { ${'maxTotalSpeed @include(if: true) '.repeat(count)}} }`
 
 /** [limit, an operation within it, one just past it, what the refusal must say] */
 const LIMITS: [string, string, string, RegExp][] = [
-  ['depth 6', nested(4), nested(5), /depth limit of 6 exceeded, found 7/i],
-  ['15 aliases', aliased(15), aliased(16), /aliases limit of 15 exceeded, found 16/i],
-  // uploads costs 2 + 1.5 × 26.5 per spread: 10 spreads are 399.5, 200 are 7952.
-  ['cost 5000', spread(10), spread(200), /cost limit of 5000 exceeded, found 7952/i],
-  // 3 + 2 × 490 + 2 + 6 = 991 tokens (and a cost of 4596); then 1205.
-  ['1000 tokens', spread(490, 'id'), `{ uploads { ${'id '.repeat(1200)}} }`, /token limit of 1000 exceeded/i],
-  ['50 directives', directed(50), directed(51), /directives limit of 50 exceeded, found 51/i],
+  ['depth 6', nested(4), nested(5), /^Query depth limit of 6 exceeded, found 7\. Nest fewer selections\.$/],
+  ['15 aliases', aliased(15), aliased(16), /^Aliases limit of 15 exceeded, found 16\. Use fewer aliases/],
+  // Each field of each item costs 1: a full page with every field fits (21,001); without `first`, or with
+  // `first` in a variable, a list counts as a full page too, so three lists of 10 fields are 3 × 10,001.
+  [
+    'cost 25000',
+    `{ uploads(first: 1000) { ${ALL_FIELDS} } uploadCounts { total } }`,
+    `query ($n: Int) { a: uploads { ${FIELDS} } b: uploads(first: $n) { ${FIELDS} } c: files { ${FIELDS} } }`,
+    /^Query is too complex: it costs 30003, over the limit of 25000 .*Ask for fewer items \(a smaller `first`\) or fewer fields\.$/,
+  ],
+  // 3 + 2 × 494 + 2 + 6 = 999 tokens; then 1205.
+  [
+    '1000 tokens',
+    spread(494),
+    `{ uploads { ${'id '.repeat(1200)}} }`,
+    /^Token limit of 1000 exceeded\. Send a shorter/,
+  ],
+  [
+    '50 directives',
+    directed(50),
+    directed(51),
+    /^Directives limit of 50 exceeded, found 51\. Use fewer directives\.$/,
+  ],
 ]
 
-describe('GraphQL Armor', () => {
+describe('limits on operations', () => {
   let server: TestServer
   beforeAll(async () => {
     server = await startServer()
@@ -88,12 +109,30 @@ describe('GraphQL Armor', () => {
   afterAll(() => server.stop())
 
   describe('over HTTP', () => {
-    it.each(LIMITS)('%s: one step past it is refused, naming the limit', async (_, within, past, message) => {
-      const allowed = await gql(server.url, within)
-      expect(allowed.errors).toBeUndefined()
-      const refused = await gql(server.url, past)
-      expect(refused.data).toBeUndefined()
-      expect(refused.errors?.[0]?.message).toMatch(message)
+    it.each(LIMITS)(
+      '%s: one step past it is refused with QUERY_TOO_COMPLEX, naming the limit and what to do',
+      async (_, within, past, message) => {
+        const allowed = await gql(server.url, within)
+        expect(allowed.errors).toBeUndefined()
+        const refused = await gql(server.url, past)
+        expect(refused.data).toBeUndefined()
+        expect(refused.errors).toEqual([
+          expect.objectContaining({
+            message: expect.stringMatching(message),
+            extensions: { code: 'QUERY_TOO_COMPLEX' },
+          }),
+        ])
+      },
+    )
+
+    it('a first over 1000 is told the page limit (BAD_USER_INPUT), not that the query costs too much', async () => {
+      const answer = await gql(server.url, `{ uploads(first: 100000) { ${ALL_FIELDS} } }`)
+      expect(answer.errors).toEqual([
+        expect.objectContaining({
+          message: 'first must be from 1 to 1000; got 100000',
+          extensions: { code: 'BAD_USER_INPUT' },
+        }),
+      ])
     })
 
     it('introspection (GraphiQL’s schema query, deeper than 6) still works', async () => {
@@ -129,22 +168,34 @@ describe('GraphQL Armor', () => {
       }
     }
 
-    it.each(LIMITS)('%s: one step past it is refused, naming the limit', (_, within, past, message) =>
-      onOneSocket(async (client) => {
-        const allowed = await client.iterate({ query: within }).next()
-        expect(allowed.value.errors).toBeUndefined()
-        await expect(client.iterate({ query: past }).next()).rejects.toEqual([
-          expect.objectContaining({ message: expect.stringMatching(message) }),
-        ])
-      }),
+    it.each(LIMITS)(
+      '%s: one step past it is refused with QUERY_TOO_COMPLEX, naming the limit and what to do',
+      (_, within, past, message) =>
+        onOneSocket(async (client) => {
+          const allowed = await client.iterate({ query: within }).next()
+          expect(allowed.value.errors).toBeUndefined()
+          await expect(client.iterate({ query: past }).next()).rejects.toEqual([
+            expect.objectContaining({
+              message: expect.stringMatching(message),
+              // (graphql-ws also passes on the `http` that yoga's validation gives its errors.)
+              extensions: expect.objectContaining({ code: 'QUERY_TOO_COMPLEX' }),
+            }),
+          ])
+        }),
     )
 
     it('a subscription past a limit is refused the same way', () =>
       onOneSocket(async (client) => {
         const query = `subscription { ${Array.from({ length: 16 }, (_, i) => `a${i}: uploadProgress { id }`).join(' ')} }`
-        await expect(client.iterate({ query }).next()).rejects.toEqual([
-          expect.objectContaining({ message: expect.stringMatching(/aliases limit of 15 exceeded/i) }),
-        ])
+        await expect(client.iterate({ query }).next()).rejects.toEqual(
+          // (with graphql-js's own: a subscription selects one field)
+          expect.arrayContaining([
+            expect.objectContaining({
+              message: expect.stringMatching(/^Aliases limit of 15 exceeded/),
+              extensions: expect.objectContaining({ code: 'QUERY_TOO_COMPLEX' }),
+            }),
+          ]),
+        )
       }))
 
     it('introspection still works', () =>

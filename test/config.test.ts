@@ -2,7 +2,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { ConfigError, loadConfig, readEnv } from '../src/config.js'
+import { ConfigError, loadConfig, readEnv, SETTINGS } from '../src/config.js'
+import { api, bytes, restUpload } from './support/clients.js'
+import { startServer } from './support/server.js'
 
 describe('configuration', () => {
   it('has embedded defaults, so a fresh clone starts with no setup', () => {
@@ -26,9 +28,13 @@ describe('configuration', () => {
     ['DEFAULT_UPLOAD_SPEED', 'fast'],
     ['DEFAULT_UPLOAD_SPEED', '-1'],
     ['DEFAULT_UPLOAD_SPEED', '1.5'],
+    ['DEFAULT_UPLOAD_SPEED', '1Mb'],
+    ['MAX_TOTAL_SPEED', '10 apples'],
+    ['MAX_UPLOAD_SIZE', 'unlimited'],
     ['PORT', '70000'],
     ['MAX_UPLOAD_SIZE', '0'],
-    ['MAX_UPLOAD_SIZE', '10GB'],
+    ['MAX_UPLOAD_SIZE', '10Gb'],
+    ['MAX_UPLOAD_SIZE', '1G/s'],
     ['CORS_ORIGINS', 'notaurl'],
     ['CORS_ORIGINS', 'https://app.example/path'],
     ['CORS_ORIGINS', 'ftp://app.example'],
@@ -47,6 +53,38 @@ describe('configuration', () => {
       const config = loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379', INSTANCE_ID: name })
       expect(config.mode).toEqual({ kind: 'shared', redisUrl: 'redis://127.0.0.1:6379' })
     }
+  })
+
+  it('reads sizes and speeds with the units upctl takes (binary: 1K = 1024), or plain bytes', () => {
+    expect(
+      loadConfig({ DEFAULT_UPLOAD_SPEED: '512K', MAX_UPLOAD_SIZE: '10G', MAX_TOTAL_SPEED: '2.5MB/s' }),
+    ).toMatchObject({
+      defaultSpeed: 512 * 1024,
+      maxUploadSize: 10 * 1024 ** 3,
+      maxTotalSpeed: 2.5 * 1024 ** 2,
+    })
+    expect(
+      loadConfig({
+        DEFAULT_UPLOAD_SPEED: 'unlimited',
+        MAX_UPLOAD_SIZE: '100MiB',
+        MAX_TOTAL_SPEED: '1048576',
+      }),
+    ).toMatchObject({ defaultSpeed: 0, maxUploadSize: 100 * 1024 ** 2, maxTotalSpeed: 1_048_576 })
+    expect(() => loadConfig({ MAX_TOTAL_SPEED: '10Mb' })).toThrow(
+      'MAX_TOTAL_SPEED must be a speed: a lower-case b means bits; speeds are in bytes: write 10MB; got "10Mb"',
+    )
+  })
+
+  it('reads exactly the settings of its list (SETTINGS, which the README table follows)', () => {
+    const read = new Set<string>()
+    const env = new Proxy({} as Record<string, string | undefined>, {
+      get: (target, name) => {
+        if (typeof name === 'string') read.add(name)
+        return target[name as string]
+      },
+    })
+    loadConfig(env)
+    expect([...read].sort()).toEqual([...SETTINGS].sort())
   })
 
   it('normalises CORS_ORIGINS as browsers send Origin, and lower-cases ALLOWED_HOSTS', () => {
@@ -75,6 +113,31 @@ describe('configuration', () => {
         else process.env[name] = value
       }
       await rm(dir, { recursive: true })
+    }
+  })
+})
+
+describe('a server started with units in its settings', () => {
+  it('takes MAX_UPLOAD_SIZE=64K as 65536 bytes, DEFAULT_UPLOAD_SPEED=2K and MAX_TOTAL_SPEED=1M', async () => {
+    const server = await startServer({
+      MAX_UPLOAD_SIZE: '64K',
+      DEFAULT_UPLOAD_SPEED: '2K',
+      MAX_TOTAL_SPEED: '1M',
+    })
+    try {
+      const options = await fetch(`${server.url}/files/`, { method: 'OPTIONS' })
+      expect(options.headers.get('tus-max-size')).toBe('65536')
+      expect((await restUpload(server.url, bytes(64 * 1024 + 1))).status).toBe(413)
+      const { status, body } = await restUpload(server.url, bytes(10_000))
+      expect(status).toBe(200)
+      expect(body.speed).toBe(2048)
+      expect(await api(server.url, 'GET', '/api/limits')).toEqual({
+        status: 200,
+        body: { max_total_speed: 1024 * 1024 },
+      })
+      await api(server.url, 'POST', `/api/upload/${body.upload_id}/cancel`)
+    } finally {
+      await server.stop()
     }
   })
 })

@@ -23,7 +23,10 @@ function expectMatches(schema: string, body: unknown) {
 
 interface Spec {
   openapi: string
-  paths: Record<string, Record<string, { operationId: string; responses: Record<string, unknown> }>>
+  paths: Record<
+    string,
+    Record<string, { operationId: string; tags?: string[]; responses: Record<string, unknown> }>
+  >
 }
 
 describe('/api/openapi.json', () => {
@@ -45,6 +48,35 @@ describe('/api/openapi.json', () => {
       'POST /files/',
     ])
     expect(documented.sort()).toEqual([...routes.map((r) => `${r.method} ${openApiPath(r)}`), ...tus].sort())
+  })
+
+  it('groups every operation under one of uploads, files, limits and resumable (none under "default")', async () => {
+    const spec = (await (await fetch(`${server.url}/api/openapi.json`)).json()) as Spec & {
+      tags: { name: string }[]
+    }
+    expect(spec.tags.map((tag) => tag.name)).toEqual(['uploads', 'files', 'limits', 'resumable'])
+    const grouped = Object.entries(spec.paths).flatMap(([path, ops]) =>
+      Object.entries(ops).map(([method, op]) => `${op.tags?.join(',')} ${method.toUpperCase()} ${path}`),
+    )
+    expect(grouped.sort()).toEqual([
+      'files DELETE /api/files/{upload_id}',
+      'files GET /api/files',
+      'files GET /api/files/{upload_id}/download',
+      'limits GET /api/limits',
+      'limits POST /api/limits/total-speed',
+      'resumable DELETE /files/{id}',
+      'resumable HEAD /files/{id}',
+      'resumable OPTIONS /files/',
+      'resumable PATCH /files/{id}',
+      'resumable POST /files/',
+      'uploads GET /api/upload/{upload_id}/status',
+      'uploads GET /api/uploads',
+      'uploads POST /api/upload',
+      'uploads POST /api/upload/{upload_id}/cancel',
+      'uploads POST /api/upload/{upload_id}/pause',
+      'uploads POST /api/upload/{upload_id}/resume',
+      'uploads POST /api/upload/{upload_id}/speed',
+    ])
   })
 
   it('every answer matches its documented schema, errors included', async () => {

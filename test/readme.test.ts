@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { SETTINGS } from '../src/config.js'
+import { routes } from '../src/rest/routes.js'
 import { bytes, restUpload, waitFor, waitForStatus } from './support/clients.js'
 import { freePort } from './support/redis.js'
 import { startServer, type TestServer } from './support/server.js'
@@ -264,3 +266,26 @@ function reachable(port: number): Promise<boolean> {
     socket.once('error', () => resolve(false))
   })
 }
+describe('README.md tables', () => {
+  /** The first cell of each row of the first table after `heading`, without its backticks. */
+  async function firstCells(heading: string): Promise<string[]> {
+    const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
+    const section = readme.slice(readme.indexOf(`\n${heading}\n`))
+    const table = section.slice(section.indexOf('\n|')).split('\n\n')[0] ?? ''
+    return table
+      .split('\n')
+      .slice(3) // the leading newline, the header and its rule
+      .map((row) => (row.split('|')[1] ?? '').trim().replace(/^`|`$/g, ''))
+  }
+
+  it('the Configuration table lists exactly the settings the server reads', async () => {
+    expect((await firstCells('## Configuration')).sort()).toEqual([...SETTINGS].sort())
+  })
+
+  it('the REST table lists exactly the routes the server has', async () => {
+    const documented = (await firstCells('## REST API')).map((cell) => cell.replace(/\?.*$/, ''))
+    expect(documented.sort()).toEqual(
+      routes.map((route) => `${route.method} ${route.path.replace(/:id/g, '{id}')}`).sort(),
+    )
+  })
+})

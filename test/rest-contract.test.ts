@@ -242,3 +242,50 @@ describe('/api errors: status code and {"detail"}', () => {
     })
   })
 })
+
+describe('the small points of the REST edge', () => {
+  it('every JSON body ends with a newline (curl leaves the prompt on a line of its own)', async () => {
+    const { body } = await restUpload(server.url, bytes(10), { speed: 0 })
+    const id = String(body.upload_id)
+    await waitForStatus(server.url, id, 'completed')
+    const paths = [
+      ['GET', `/api/upload/${id}/status`],
+      ['GET', '/api/uploads'], // streamed a page at a time
+      ['GET', '/api/files'],
+      ['GET', '/api/limits'],
+      ['GET', '/api/nothing-here'],
+      ['POST', `/api/upload/${id}/pause`],
+      ['GET', `/api/files/missing/download`],
+      ['GET', '/api/openapi.json'],
+      ['GET', '/healthz'],
+      ['GET', '/files'],
+    ]
+    for (const [method, path] of paths) {
+      const response = await fetch(`${server.url}${path}`, { method })
+      expect(response.headers.get('content-type'), path).toMatch(/^application\/json/)
+      const text = await response.text()
+      expect(text.endsWith('}\n'), `${method} ${path}: ${JSON.stringify(text.slice(-20))}`).toBe(true)
+      expect(() => JSON.parse(text) as unknown).not.toThrow()
+    }
+  })
+
+  it('GET /files (the tus endpoint) answers 405 in JSON, pointing at /api/files', async () => {
+    for (const path of ['/files', '/files/', '/files/some-id']) {
+      const response = await fetch(`${server.url}${path}`)
+      expect(response.status).toBe(405)
+      expect(response.headers.get('allow')).toBe('OPTIONS, POST, HEAD, PATCH, DELETE')
+      expect(await response.json()).toEqual({
+        detail: expect.stringMatching(/tus endpoint .* GET \/api\/files\b.*\/download/),
+      })
+    }
+  })
+
+  it('/api/docs/ (trailing slash) leads to the docs page', async () => {
+    const redirect = await fetch(`${server.url}/api/docs/`, { redirect: 'manual' })
+    expect(redirect.status).toBe(308)
+    expect(redirect.headers.get('location')).toBe('/api/docs')
+    const followed = await fetch(`${server.url}/api/docs/`)
+    expect(followed.status).toBe(200)
+    expect(await followed.text()).toMatch(/<div id="swagger-ui">/)
+  })
+})

@@ -1,5 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { api, bytes, gql, multipart, rawRequest, restUpload, statusOf, waitFor } from './support/clients.js'
+import {
+  api,
+  bytes,
+  gql,
+  multipart,
+  rawRequest,
+  restUpload,
+  statusOf,
+  waitFor,
+  waitForStatus,
+} from './support/clients.js'
 import { multipartHead, openRequest, partHead } from './support/raw.js'
 import { listStorage, startServer, type TestServer } from './support/server.js'
 
@@ -181,5 +191,35 @@ describe('other REST errors never speak GraphQL either', () => {
     const { status, body } = await api(server.url, method, path)
     expect(status).toBe(404)
     expect(JSON.stringify(body)).not.toMatch(GRAPHQL_WORDS)
+  })
+})
+
+describe('a status in an error is named in the words of the API that answers', () => {
+  const refusal = async (mutation: string, id: string) =>
+    (await gql(server.url, `mutation ($id: ID!) { ${mutation}(id: $id) { id } }`, { id })).errors?.[0]
+
+  it('GraphQL says IN_PROGRESS and PAUSED (its enum), REST says in_progress and paused', async () => {
+    const { body } = await restUpload(server.url, bytes(50_000), { speed: 1000 })
+    const id = body.upload_id
+    await waitForStatus(server.url, id, 'in_progress')
+
+    expect(await refusal('resumeUpload', id)).toMatchObject({
+      message: `Upload ${id} cannot be resumed: it is IN_PROGRESS`,
+      extensions: { code: 'INVALID_STATE' },
+    })
+    expect(await api(server.url, 'POST', `/api/upload/${id}/resume`)).toEqual({
+      status: 400,
+      body: { detail: `Upload ${id} cannot be resumed: it is in_progress` },
+    })
+
+    await api(server.url, 'POST', `/api/upload/${id}/pause`)
+    expect(await refusal('pauseUpload', id)).toMatchObject({
+      message: `Upload ${id} cannot be paused: it is PAUSED`,
+    })
+    expect(await api(server.url, 'POST', `/api/upload/${id}/pause`)).toEqual({
+      status: 400,
+      body: { detail: `Upload ${id} cannot be paused: it is paused` },
+    })
+    await api(server.url, 'POST', `/api/upload/${id}/cancel`)
   })
 })

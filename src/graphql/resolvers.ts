@@ -4,7 +4,8 @@ import { badInput } from '../errors.js'
 import { encodeCursor, sortKey } from '../uploads/records.js'
 import { DateTime, File, SafeInt } from './scalars.js'
 
-const MAX_PAGE = 1000
+/** The largest page `uploads(first:)` gives, as the schema says. */
+export const MAX_PAGE = 1000
 
 /** No `first`: every upload (the REST list's contract); otherwise a page of 1 to 1000. */
 function pageSize(first: number | null | undefined): number {

@@ -1,4 +1,3 @@
-import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor'
 import type { IncomingMessage } from 'node:http'
 import type { GraphQLError } from 'graphql'
 import {
@@ -13,6 +12,7 @@ import { requestIdOf } from '../request-id.js'
 import { isMultipart, type IngestLimits } from '../uploads/ingest.js'
 import type { Context } from './context.js'
 import { codeOf, maskError, serverErrorLogger } from './errors.js'
+import { useOperationLimits } from './limits.js'
 import { useStreamingUploads, type NodeServerContext } from './multipart.js'
 import { schema } from './schema.js'
 
@@ -151,12 +151,13 @@ export function createGraphQL(context: Context, limits: IngestLimits) {
     context,
     maskedErrors: { maskError },
     maxRequestBodySize: false,
-    // Depth, aliases, cost, tokens and directives are bounded by GraphQL Armor's defaults (depth 6, 15
-    // aliases, cost 5000, 1000 tokens, 50 directives); they apply to graphql-ws too, through the envelop.
+    // Depth, aliases, tokens and directives are bounded by GraphQL Armor's defaults (depth 6, 15 aliases,
+    // 1000 tokens, 50 directives), cost by our own rule (limits.ts); they apply to graphql-ws too, through
+    // the envelop.
     plugins: [
       useStreamingUploads(limits),
       useOperationSizeLimit(),
-      EnvelopArmorPlugin(),
+      ...useOperationLimits(),
       useServerErrorLog(),
       useExplainedRefusals(),
     ],

@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream/promises'
 import { log } from '../log.js'
 import { requestIdOf } from '../request-id.js'
+import { jsonText } from '../http-json.js'
 
 export interface StoredFile {
   path: string
@@ -101,9 +102,7 @@ export async function sendFile(req: IncomingMessage, res: ServerResponse, file: 
       ifRange === undefined || ifRange === etag ? parseRange(req.headers.range, file.size) : undefined
     if (range === 'unsatisfiable') {
       res.writeHead(416, { 'content-range': `bytes */${file.size}`, 'content-type': 'application/json' })
-      return void res.end(
-        JSON.stringify({ detail: `Range not satisfiable for a file of ${file.size} bytes` }),
-      )
+      return void res.end(jsonText({ detail: `Range not satisfiable for a file of ${file.size} bytes` }))
     }
     const [start, end] = range ?? [0, file.size - 1]
     const length = file.size === 0 ? 0 : end - start + 1

@@ -9,7 +9,7 @@ import { IncomingFile, receiveMultipart, RequestEnded, type IngestLimits } from 
 import { log } from '../log.js'
 import { requestIdOf } from '../request-id.js'
 import { sendFile, StoredFileMissing } from './download.js'
-import { parseSpeed, routes, SET_SPEED, type Route, type Upload } from './routes.js'
+import { parseSpeed, restStatus, routes, SET_SPEED, type Route, type Upload } from './routes.js'
 
 type Run = (
   context: Context,
@@ -77,7 +77,7 @@ async function sendList(
     const items = page.map((upload) => JSON.stringify(list.item(upload))).join(',')
     const text = `${first ? `{${JSON.stringify(list.key)}:[` : page.length > 0 ? ',' : ''}${items}`
     // Only an empty page ends it: one may come short (an upload deleted while it was read) with more after.
-    if (page.length === 0) return void res.end(`${text}]}`)
+    if (page.length === 0) return void res.end(`${text}]}\n`)
     if (!res.write(text)) await Promise.race([once(res, 'drain'), once(res, 'close')])
     if (res.destroyed) return
     after = page.at(-1)?.cursor
@@ -126,12 +126,20 @@ function match(table: CompiledRoute[], method: string, pathname: string): Match 
   return { allowed }
 }
 
-/** A GraphQL error, masked as everywhere, becomes an HTTP status and a detail (and the error, for the log). */
+/**
+ * A GraphQL error, masked as everywhere, becomes an HTTP status and a detail (and the error, for the log).
+ * The detail names statuses in REST's words (`in_progress`), not the GraphQL enum's.
+ */
 function failureOf(result: ExecutionResult): { status: number; detail: string; error: unknown } | undefined {
   const [first] = result.errors ?? []
   if (!first) return undefined
   const error = maskError(first, 'Internal Server Error')
-  return { status: httpStatusOf(codeOf(error)), detail: error.message, error: first.originalError ?? first }
+  const service = first.originalError instanceof ServiceError ? first.originalError : undefined
+  return {
+    status: httpStatusOf(codeOf(error)),
+    detail: service ? service.in(restStatus) : error.message,
+    error: first.originalError ?? first,
+  }
 }
 
 const describePart = ([name, kind]: [string, string]) => `${JSON.stringify(name.slice(0, 40))} (${kind})`
@@ -277,7 +285,7 @@ export function createRestHandler(schema: GraphQLSchema, context: Context, limit
       // The client went away, or was answered already: there is no one to tell, and nothing went wrong here.
       if (error instanceof RequestEnded || res.writableEnded || res.destroyed) return void res.destroy()
       if (error instanceof ServiceError)
-        return sendError(req, res, httpStatusOf(error.code), error.message, error)
+        return sendError(req, res, httpStatusOf(error.code), error.in(restStatus), error)
       // Half an answer cannot be mended: cut it. Otherwise the client (and any proxy) hears what happened,
       // even with its body still arriving (the connection then closes in stages, see src/linger.ts).
       if (res.headersSent) return void res.destroy()

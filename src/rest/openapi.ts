@@ -1,4 +1,5 @@
 import { routes, type Route } from './routes.js'
+import { TUS_PATH } from '../tus/path.js'
 
 /**
  * OpenAPI 3.1 for /api, generated from the route table, so a route cannot exist undocumented. The response
@@ -74,6 +75,19 @@ const SPEED = {
 /** `/api/upload/:id/pause` → `/api/upload/{upload_id}/pause`. */
 export const openApiPath = (route: Route) => route.path.replace(':id', '{upload_id}')
 
+/** Swagger UI's groups, in its order: each REST route is in one, by its path; tus is `resumable`. */
+const TAGS = [
+  { name: 'uploads', description: 'Send a file, and pause, resume, speed up, cancel or follow its upload' },
+  { name: 'files', description: 'The stored files: list, download, delete' },
+  { name: 'limits', description: 'Settings for the whole server' },
+  {
+    name: 'resumable',
+    description: `Resumable uploads over tus 1.0 at ${TUS_PATH}/ (plain-text answers, as tus's)`,
+  },
+]
+const tagOf = (route: Route): string =>
+  route.path.startsWith('/api/files') ? 'files' : route.path.startsWith('/api/limits') ? 'limits' : 'uploads'
+
 function operation(route: Route): Schema {
   const parameters: Schema[] = []
   if (route.path.includes(':id'))
@@ -113,6 +127,7 @@ function operation(route: Route): Schema {
     response.headers = { 'x-request-id': REQUEST_ID }
   return {
     operationId: route.doc.id,
+    tags: [tagOf(route)],
     summary: route.doc.summary,
     parameters,
     ...(route.upload
@@ -184,7 +199,7 @@ export const tusOperations: Record<string, Record<string, Schema>> = {
   '/files/': {
     options: {
       operationId: 'tusOptions',
-      tags: ['tus'],
+      tags: ['resumable'],
       summary: 'What this tus server supports: Tus-Version, Tus-Extension, Tus-Max-Size (= MAX_UPLOAD_SIZE)',
       responses: {
         204: tusAnswer('Capabilities', {
@@ -197,7 +212,7 @@ export const tusOperations: Record<string, Record<string, Schema>> = {
     },
     post: {
       operationId: 'tusCreate',
-      tags: ['tus'],
+      tags: ['resumable'],
       summary:
         'Create a resumable upload (RECEIVING from now on); Upload-Metadata: filename (or name), filetype, speed (bytes per second, 0 = unlimited). Bytes may come in the same request (creation-with-upload).',
       parameters: [
@@ -242,7 +257,7 @@ export const tusOperations: Record<string, Record<string, Schema>> = {
     },
     head: {
       operationId: 'tusOffset',
-      tags: ['tus'],
+      tags: ['resumable'],
       summary:
         'Where to go on from: Upload-Offset is what the server has (after a dropped connection or a restart)',
       parameters: [uploadId, { name: 'Tus-Resumable', in: 'header', ...TUS['Tus-Resumable'] }],
@@ -259,7 +274,7 @@ export const tusOperations: Record<string, Record<string, Schema>> = {
     },
     patch: {
       operationId: 'tusAppend',
-      tags: ['tus'],
+      tags: ['resumable'],
       summary:
         'Send bytes from Upload-Offset on (Content-Type: application/offset+octet-stream); the bytes that arrive are kept even if the connection drops. With the last byte, the throttled transfer starts.',
       parameters: [
@@ -290,7 +305,7 @@ export const tusOperations: Record<string, Record<string, Schema>> = {
     },
     delete: {
       operationId: 'tusTerminate',
-      tags: ['tus'],
+      tags: ['resumable'],
       summary: 'Termination: cancels the upload (as cancelUpload does) and removes its bytes',
       parameters: [uploadId, { name: 'Tus-Resumable', in: 'header', ...TUS['Tus-Resumable'] }],
       responses: {
@@ -322,6 +337,7 @@ export function openApiDocument(): Schema {
       },
     },
     security: [{}, { bearer: [] }],
+    tags: TAGS,
     paths,
   }
 }

@@ -48,7 +48,7 @@ const STATUS_FIELDS = 'id filename status uploadedSize totalSize currentSpeed ta
  * GraphQL enum values are UPPER_CASE; the REST contract has always used lower case, and knows five states:
  * an upload still arriving is `in_progress` (with nothing stored yet) to it.
  */
-const restStatus = (status: string) => (status === 'RECEIVING' ? 'in_progress' : status.toLowerCase())
+export const restStatus = (status: string) => (status === 'RECEIVING' ? 'in_progress' : status.toLowerCase())
 
 const listedUpload = (upload: Upload) => ({ upload_id: upload.id, ...statusOf(upload) })
 const listedFile = (file: Upload) => ({

@@ -1,4 +1,4 @@
-import type { ErrorCode } from '../errors.js'
+import type { ServiceErrorData } from '../errors.js'
 import type { UploadView } from './record.js'
 
 /** What a client asked of an upload, as data: so it can be carried to the process that owns it. */
@@ -16,7 +16,7 @@ export interface Limits {
 }
 
 /** A command's outcome, as data: the new state, or the error a client should see. */
-export type Outcome = { ok: UploadView } | { error: { code: ErrorCode; message: string } }
+export type Outcome = { ok: UploadView } | { error: ServiceErrorData }
 
 /**
  * How the processes of one service talk: every state of every upload reaches every process (so any of them

@@ -1,6 +1,6 @@
 import { createHash, randomUUID, type Hash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { badInput, faultReason, notFound, publicMessage, ServiceError, unavailable } from '../errors.js'
+import { badInput, faultReason, notFound, publicMessage, ServiceError, stateError, unavailable } from '../errors.js'
 import { log } from '../log.js'
 import { stored, type LiveState } from '../metrics.js'
 import { LocalBus, type Bus, type Command, type Limits, type Outcome } from './bus.js'
@@ -464,7 +464,7 @@ export class UploadService {
       const current = await this.record(id)
       if (current.status !== 'RECEIVING') {
         await this.leases.release(id)
-        throw this.conflict(current, 'stored', `it was ${current.status.toLowerCase()} while it arrived`)
+        throw this.conflict(current, 'stored', 'it was {status} while it arrived')
       }
       // Recorded first (RECEIVING): a crash before it is recorded as arrived leaves a record that the next
       // start forgets, with its bytes, never bytes that no record owns. Its second copy's room was promised
@@ -861,7 +861,7 @@ export class UploadService {
       return this.dispatch(command, hops + 1)
     }
     const outcome = await this.bus.request(owner, command)
-    if ('error' in outcome) throw new ServiceError(outcome.error.code, outcome.error.message)
+    if ('error' in outcome) throw ServiceError.fromData(outcome.error)
     return outcome.ok
   }
 
@@ -870,7 +870,7 @@ export class UploadService {
     try {
       return { ok: await this.dispatch(command, 2) }
     } catch (error) {
-      if (error instanceof ServiceError) return { error: { code: error.code, message: error.message } }
+      if (error instanceof ServiceError) return { error: error.toData() }
       log('error', 'upload.command_failed', { command, error })
       return { error: { code: 'UNAVAILABLE', message: publicMessage(error) } }
     }
@@ -1237,9 +1237,9 @@ export class UploadService {
     if (!allowed.includes(record.status)) throw this.conflict(record, action, hint)
   }
 
-  private conflict(record: UploadRecord, action: string, hint?: string): ServiceError {
-    const why = hint ?? `it is ${record.status.toLowerCase()}`
-    return new ServiceError('INVALID_STATE', `Upload ${record.id} cannot be ${action}: ${why}`)
+  /** `{status}` in the hint, as in the default one, is the record's status, named by each API in its own words. */
+  private conflict(record: UploadRecord, action: string, hint = 'it is {status}'): ServiceError {
+    return stateError(`Upload ${record.id} cannot be ${action}: ${hint}`, record.status)
   }
 
   private checkSpeed(value: number): number {
