@@ -56,7 +56,10 @@ const DRAIN_CHECK_MS = 20
 
 /** Read the rest of a body no one wants, and drop it; past the bound, cut the connection. */
 function drain(req: IncomingMessage, bound: LingerBound): void {
-  const { socket } = req
+  // Node lets go of the socket once the connection is over (the client went, an answer that closed it
+  // was written): nothing left to drain. Its type says otherwise; it is null then.
+  const socket = req.socket as Socket | null
+  if (!socket || socket.destroyed) return
   // Counted on the socket: Node's parser drops a dumped body's bytes itself, and they never reach `req`.
   const from = socket.bytesRead
   const started = performance.now()

@@ -65,6 +65,7 @@ describe('/api/openapi.json', () => {
       'limits GET /api/limits',
       'limits POST /api/limits/total-speed',
       'resumable DELETE /files/{id}',
+      'resumable GET /files/{id}',
       'resumable HEAD /files/{id}',
       'resumable OPTIONS /files/',
       'resumable PATCH /files/{id}',

@@ -269,8 +269,11 @@ describe('the small points of the REST edge', () => {
     }
   })
 
-  it('GET /files (the tus endpoint) answers 405 in JSON, pointing at /api/files', async () => {
-    for (const path of ['/files', '/files/', '/files/some-id']) {
+  it('GET /files (the tus endpoint) answers 405 in JSON, pointing at /api/files; an upload URL no upload has is 404 JSON', async () => {
+    const unknown = await fetch(`${server.url}/files/some-id`)
+    expect(unknown.status).toBe(404)
+    expect(await unknown.json()).toEqual({ detail: expect.stringContaining('not found') })
+    for (const path of ['/files', '/files/']) {
       const response = await fetch(`${server.url}${path}`)
       expect(response.status).toBe(405)
       expect(response.headers.get('allow')).toBe('OPTIONS, POST, HEAD, PATCH, DELETE')

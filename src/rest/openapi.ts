@@ -241,7 +241,7 @@ export const tusOperations: Record<string, Record<string, Schema>> = {
   '/files/{id}': {
     get: {
       operationId: 'tusDownload',
-      tags: ['tus'],
+      tags: ['resumable'],
       summary: 'The stored file: answered as GET /api/files/{id}/download is (same headers, ranges, errors)',
       parameters: [uploadId],
       responses: {
