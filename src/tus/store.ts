@@ -106,7 +106,7 @@ export class TusStore extends FileStore {
     let hash: OffThreadHash | undefined
     let failure: unknown
     try {
-      // The rest of it and its .part must both fit (the staging copy stays until the transfer completes).
+      // The rest of it and its transfer's copy must both fit (the staging copy stays until the transfer completes).
       const needed = record.totalSize - offset + record.totalSize
       const free = await this.storage.free()
       if (free < needed)

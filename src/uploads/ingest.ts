@@ -188,7 +188,7 @@ export function receiveMultipart(
     return { done, parts, abort, dispose }
   }
 
-  // A file is held twice until its transfer completes (staging, then the .part beside the stored file):
+  // A file is held twice until its transfer completes (staging, then the transfer's copy in .transfers):
   // a body whose declared length cannot fit twice is refused before a byte of it is read.
   const declared = Number(req.headers['content-length'] ?? NaN)
   const room = Number.isSafeInteger(declared)
