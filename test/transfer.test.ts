@@ -53,7 +53,7 @@ describe('the throttled transfer', () => {
 
   it('keeps the bytes on disk close to the ideal line while it runs', async () => {
     const speed = 100 * 1024
-    // Two seconds of bytes, sampled through the first: the .part must be there for every sample.
+    // Two seconds of bytes, sampled through the first: the transfer file must be there for every sample.
     const { body } = await restUpload(server.url, bytes(2 * speed), { speed })
     const started = performance.now()
     const part = partOf(body.upload_id)
