@@ -74,6 +74,25 @@ describe('a stored file is never taken for a transfer, whatever its name', () =>
       expect(await readdir(server.dir)).toContain(`${body.upload_id}_backup.part`)
       await expectStored(server.url, body.upload_id, content)
     })
+
+    it('a paused upload’s transfer in the layout before .transfers goes with its other bytes on cancel', async () => {
+      server = await startServer({ REDIS_URL: redis.url, INSTANCE_ID: 'node-a' })
+      const { body } = await restUpload(server.url, bytes(100_000), { speed: 20_000 })
+      const id = body.upload_id
+      await waitFor(async () => (await sizeOf(transferFile(server!.dir, id))) > 0)
+      await api(server.url, 'POST', `/api/upload/${id}/pause`)
+      const dir = server.dir
+      await server.app.close()
+      const legacy = join(dir, `${id}_data.bin.part`)
+      await rename(transferFile(dir, id), legacy)
+      server = await startServer({ REDIS_URL: redis.url, INSTANCE_ID: 'node-a' }, dir)
+      // Shared, a paused upload is left as it is at start-up (whoever resumes it verifies its bytes) ...
+      expect(await sizeOf(legacy)).toBeGreaterThan(0)
+      // ... and a cancel removes them, wherever the older layout kept them.
+      await api(server.url, 'POST', `/api/upload/${id}/cancel`)
+      await expect(stat(legacy)).rejects.toThrow(/ENOENT/)
+      await expect(stat(transferFile(dir, id))).rejects.toThrow(/ENOENT/)
+    })
   })
 
   it('an unfinished transfer in the layout before .transfers is moved there, verified, and completes', async () => {
@@ -100,22 +119,6 @@ describe('a stored file is never taken for a transfer, whatever its name', () =>
     await api(server.url, 'POST', `/api/upload/${id}/resume?speed=0`)
     await waitForStatus(server.url, id, 'completed')
     await expectStored(server.url, id, content)
-  })
-
-  it('removing an unfinished upload removes its transfer in the layout before .transfers too', async () => {
-    server = await startServer()
-    const { body } = await restUpload(server.url, bytes(100_000), { speed: 20_000 })
-    const id = body.upload_id
-    await api(server.url, 'POST', `/api/upload/${id}/pause`)
-    const dir = server.dir
-    await server.app.close()
-    const legacy = join(dir, `${id}_data.bin.part`)
-    await writeFile(legacy, 'left by an older version')
-    server = await startServer({}, dir)
-    // Paused and never resumed: nothing moved it yet; a cancel drops it with the upload's other bytes.
-    await api(server.url, 'POST', `/api/upload/${id}/cancel`)
-    await expect(stat(legacy)).rejects.toThrow(/ENOENT/)
-    await expect(stat(transferFile(dir, id))).rejects.toThrow(/ENOENT/)
   })
 })
 
