@@ -39,11 +39,16 @@ async function download(url: string, id: string): Promise<{ content: Buffer; eta
   return { content: Buffer.from(await response.arrayBuffer()), etag: response.headers.get('etag') }
 }
 
+/** The download, its ETag, and the stored file itself (a download stops at the recorded size) are `content`. */
 async function expectStored(url: string, id: string, content: Buffer): Promise<void> {
   const got = await download(url, id)
   expect(got.content.length).toBe(content.length)
   expect(got.content.equals(content)).toBe(true)
   expect(got.etag).toBe(`"${sha(content)}"`)
+  const dir = server!.dir
+  const [stored, ...others] = (await readdir(dir)).filter((name) => name.startsWith(`${id}_`))
+  expect(others).toEqual([])
+  expect((await readFile(join(dir, stored!))).equals(content)).toBe(true)
 }
 
 describe('a stored file is never taken for a transfer, whatever its name', () => {
@@ -207,5 +212,18 @@ describe('a transfer file changed behind a paused upload', () => {
     expect(await resumeToCompletion(id)).toBe(2000)
     await expect(sizeOf(part)).resolves.toBe(0) // renamed into place
     await expectStored(server!.url, id, content)
+  })
+
+  it('grown past its full length while it runs: caught before completion, cut off, and completes byte for byte', async () => {
+    server = await startServer()
+    const content = bytes(200_000)
+    const { body } = await restUpload(server.url, content, { speed: 100_000 })
+    const part = transferFile(server.dir, body.upload_id)
+    await waitFor(async () => (await sizeOf(part)) > 20_000)
+    const file = await open(part, 'a')
+    await file.write(Buffer.alloc(content.length, 0xee))
+    await file.close()
+    await waitForStatus(server.url, body.upload_id, 'completed')
+    await expectStored(server.url, body.upload_id, content)
   })
 })
