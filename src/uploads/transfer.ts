@@ -43,7 +43,8 @@ export class LeaseLostError extends Error {
 
 /**
  * The target is not what the bytes before the offset were checked in (shortened, written to, replaced)
- * when the run opens it, or it shrank under the run: no byte is trusted past what can be verified again.
+ * when the run opens it, it shrank under the run, or it ends longer than the file: no byte is trusted
+ * past what can be verified again.
  */
 export class TargetChangedError extends Error {
   override readonly name = 'TargetChangedError'
@@ -125,7 +126,8 @@ export class Transfer {
             offset += chunk.length
             job.onProgress(offset)
             // Writing on into a file nobody can reach any more would only say so at the final rename, hours on;
-            // and a file cut short behind the run would have a hole of zeros where its bytes were.
+            // and a file cut short behind the run would get a hole of zeros where its bytes were (caught only
+            // while no later write has grown it back: bytes changed under a running copy are not caught).
             if (performance.now() - checked > CHECK_LINKED_MS) {
               checked = performance.now()
               const { nlink, size } = await target.stat()
