@@ -22,10 +22,10 @@ const SIZE = 8 * MiB
 
 const kib = (bytesPerSecond: number) => `${(bytesPerSecond / KiB).toFixed(1)}`
 
-/** Bytes on disk of each upload's .part (or its whole file once renamed into place); -1 when neither is. */
+/** Bytes on disk of each upload's transfer file (or its whole file once renamed into place); -1 when neither is. */
 function sizes(server: BenchServer, ids: string[]): number[] {
   return ids.map((id) => {
-    for (const name of [`${id}_data.bin.part`, `${id}_data.bin`]) {
+    for (const name of [join('.transfers', id), `${id}_data.bin`]) {
       try {
         return statSync(join(server.dir, name)).size
       } catch {

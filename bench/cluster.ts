@@ -177,7 +177,7 @@ export async function cluster(scratch: string, pairs = 30, subscriberCount = 100
         for (let trial = 0; trial < 3; trial++) {
           const [victim, watcher] = instances as [BenchServer, BenchServer]
           const id = await upload(victim, MiB)
-          const part = join(dir, `${id}_data.bin.part`)
+          const part = join(dir, '.transfers', id)
           const deadline = now() + 5000
           while ((await sizeOf(part)) <= 0 && now() < deadline) await sleep(20)
           await sleep(1200) // at least one checkpoint of its byte count

@@ -20,7 +20,7 @@ export async function control(runs: number, scratch: string): Promise<Row[]> {
       name: 'data.bin',
     })
     const { upload_id: id } = JSON.parse(answer.text) as { upload_id: string }
-    const part = join(server.dir, `${id}_data.bin.part`)
+    const part = join(server.dir, '.transfers', id)
     for (let run = 0; run < runs; run++) {
       await sleep(200)
       await post(`${server.url}/api/upload/${id}/pause`)

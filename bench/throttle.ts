@@ -32,7 +32,7 @@ export async function throttle(runs: number, scratch: string): Promise<Row[]> {
         })
         const t0 = performance.now()
         const { upload_id: id } = JSON.parse(answer.text) as { upload_id: string }
-        const part = join(server.dir, `${id}_data.bin.part`)
+        const part = join(server.dir, '.transfers', id)
         let worst = 0
         for (;;) {
           const bytes = await sizeOf(part)

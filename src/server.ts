@@ -148,7 +148,7 @@ async function serve(
   const storage = new Storage(config.uploadDir, instance)
   if (!cluster && !(await LocalStore.exists(config.stateFile)) && (await storage.holdsTransfers())) {
     throw new StateFileError(
-      `state file ${config.stateFile} is missing, but ${config.uploadDir} holds unfinished uploads' bytes (.part or .staging files): restore the state file (or STATE_FILE), or remove those files to start afresh`,
+      `state file ${config.stateFile} is missing, but ${config.uploadDir} holds unfinished uploads' bytes (in .transfers or .staging): restore the state file (or STATE_FILE), or remove those files to start afresh`,
     )
   }
   const store = cluster?.store ?? (await LocalStore.open(config.stateFile))

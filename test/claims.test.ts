@@ -254,7 +254,7 @@ describe('more than 20 files in one multipart request → 422, and nothing is le
     const response = await send('/api/upload', files(names))
     expect(response).toEqual({ status: 422, body: { detail: expect.stringMatching(/too many files.*20/i) } })
     await waitFor(async () => (await listStorage(server.dir)).staging.length === 0)
-    expect(await listStorage(server.dir)).toEqual({ stored: [], staging: [] })
+    expect(await listStorage(server.dir)).toEqual({ stored: [], staging: [], transfers: [] })
     expect(await uploadsNow()).toEqual([])
   })
 
@@ -305,7 +305,7 @@ describe('more than 20 files in one multipart request → 422, and nothing is le
       ],
     })
     await waitFor(async () => (await listStorage(server.dir)).staging.length === 0)
-    expect(await listStorage(server.dir)).toEqual({ stored: [], staging: [] })
+    expect(await listStorage(server.dir)).toEqual({ stored: [], staging: [], transfers: [] })
     expect(await uploadsNow()).toEqual([])
   })
 })

@@ -50,7 +50,7 @@ const sizeOf = (path: string) =>
     (s) => s.size,
     () => -1,
   )
-const part = (id: string) => join(dir, `${id}_data.bin.part`)
+const part = (id: string) => join(dir, '.transfers', id)
 
 describe('any instance answers for every upload', () => {
   it('upload via one, follow on another over graphql-ws, pause via a third, resume via the first', async () => {

@@ -17,6 +17,7 @@ import {
 } from './support/clients.js'
 import { spawnServer, type ChildServer } from './support/child.js'
 import { multipartHead, openRequest, partHead } from './support/raw.js'
+import { transferFile } from './support/server.js'
 import { readState as readStateIn } from './support/state.js'
 
 let dir: string
@@ -62,7 +63,7 @@ describe('SIGKILL in the middle of a transfer', () => {
     let server = await start()
     const content = bytes(200_000)
     const { body } = await restUpload(server.url, content, { speed: 100_000 })
-    const part = join(dir, `${body.upload_id}_data.bin.part`)
+    const part = transferFile(dir, body.upload_id)
     await waitFor(async () => ((await sizeOf(part).catch(() => 0)) > 50_000 ? true : undefined))
     await kill(server, 'SIGKILL')
     const onDisk = await sizeOf(part)
@@ -77,11 +78,11 @@ describe('SIGKILL in the middle of a transfer', () => {
     expect((await readFile(join(dir, `${body.upload_id}_data.bin`))).equals(content)).toBe(true)
   })
 
-  it('a torn tail in .part (garbage after a power cut) is found, rewritten, and never completes as corrupt', async () => {
+  it('a torn tail in the transfer file (garbage after a power cut) is found, rewritten, and never completes as corrupt', async () => {
     let server = await start()
     const content = bytes(200_000)
     const { body } = await restUpload(server.url, content, { speed: 100_000 })
-    const part = join(dir, `${body.upload_id}_data.bin.part`)
+    const part = transferFile(dir, body.upload_id)
     await waitFor(async () => ((await sizeOf(part).catch(() => 0)) > 60_000 ? true : undefined))
     await kill(server, 'SIGKILL')
     const size = await sizeOf(part)
@@ -108,8 +109,8 @@ describe('SIGKILL in the middle of a transfer', () => {
     await api(server.url, 'POST', `/api/upload/${canceled.body.upload_id}/cancel`)
     const content = bytes(50_000)
     const paused = await restUpload(server.url, content, { speed: 10_000 })
-    // Paused with bytes in its .part, so the resume after the restart has a prefix to check and keep.
-    const pausedPart = join(dir, `${paused.body.upload_id}_data.bin.part`)
+    // Paused with bytes in its transfer's file, so the resume after the restart has a prefix to check and keep.
+    const pausedPart = transferFile(dir, paused.body.upload_id)
     await waitFor(async () => ((await sizeOf(pausedPart).catch(() => 0)) > 0 ? true : undefined))
     await api(server.url, 'POST', `/api/upload/${paused.body.upload_id}/pause`)
     await kill(server, 'SIGKILL')
@@ -297,7 +298,7 @@ describe('SIGTERM', () => {
 
     const saved = (await readState()).uploads[body.upload_id]!
     expect(saved.status).toBe('IN_PROGRESS')
-    expect(saved.uploadedSize).toBe(await sizeOf(join(dir, `${body.upload_id}_data.bin.part`)))
+    expect(saved.uploadedSize).toBe(await sizeOf(transferFile(dir, body.upload_id)))
 
     server = await start()
     expect((await statusOf(server.url, body.upload_id)).body.status).toBe('in_progress')

@@ -10,8 +10,8 @@ import { multipartHead, openRequest, partHead } from './support/raw.js'
 import { listStorage, startServer, type TestServer } from './support/server.js'
 
 /**
- * A file is kept twice until its transfer completes: the staging copy it arrived in, and the .part being
- * written beside the stored file. Room for one copy is not room enough, and the client hears it first.
+ * A file is kept twice until its transfer completes: the staging copy it arrived in, and the transfer file
+ * being written in .transfers. Room for one copy is not room enough, and the client hears it first.
  */
 const isRoot = process.getuid?.() === 0
 

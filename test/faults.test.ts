@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { ConfigError, loadConfig } from '../src/config.js'
 import { startApp } from '../src/server.js'
 import { api, bytes, gql, restUpload, statusOf, waitFor, waitForStatus } from './support/clients.js'
-import { listStorage, startServer, type TestServer } from './support/server.js'
+import { listStorage, startServer, transferFile, type TestServer } from './support/server.js'
 
 let server: TestServer | undefined
 const cleanups: (() => Promise<void> | void)[] = []
@@ -73,16 +73,16 @@ describe('a full disk', () => {
     async () => {
       const disk = await tinyDisk('1m')
       server = await startServer({}, join(disk, 'storage'))
-      // There is room for it when it arrives (300 kB staged, 300 kB to come in .part) ...
+      // There is room for it when it arrives (300 kB staged, 300 kB to come in its transfer's file) ...
       const { status, body } = await restUpload(server.url, bytes(300_000), { speed: 100_000 })
       expect(status).toBe(200)
-      const part = join(server.dir, `${body.upload_id}_data.bin.part`)
+      const part = transferFile(server.dir, body.upload_id)
       await waitFor(async () => ((await stat(part).catch(() => undefined))?.size ?? 0) > 0)
       // ... but something else on the disk takes the rest while it is written.
       await fillUp(join(disk, 'filler'))
       const failed = await waitForStatus(server.url, body.upload_id, 'failed')
       expect(failed.uploaded_size).toBeLessThan(300_000)
-      expect(await listStorage(server.dir)).toEqual({ stored: [], staging: [] })
+      expect(await listStorage(server.dir)).toEqual({ stored: [], staging: [], transfers: [] })
       // Said without the errno and path, which the log has.
       expect(await errorOf(server.url, body.upload_id)).toMatch(/storage is full/)
 
@@ -110,7 +110,7 @@ describe('a storage folder that changes under the server', () => {
     server = await startServer()
     // Ten seconds' worth: it must fail soon after its folder goes, not when the transfer would have ended.
     const { body } = await restUpload(server.url, bytes(300_000), { speed: 30_000 })
-    const part = join(server.dir, `${body.upload_id}_data.bin.part`)
+    const part = transferFile(server.dir, body.upload_id)
     await waitFor(async () => ((await stat(part).catch(() => undefined))?.size ?? 0) > 0)
     await rm(server.dir, { recursive: true, force: true })
     const removedAt = performance.now()
@@ -147,7 +147,7 @@ describe('completed means verified', () => {
   it('bytes that no longer match what was received fail the upload, and no corrupt file is exposed', async () => {
     server = await startServer()
     const { body } = await restUpload(server.url, bytes(40_000), { speed: 20_000 })
-    const part = join(server.dir, `${body.upload_id}_data.bin.part`)
+    const part = transferFile(server.dir, body.upload_id)
     await waitFor(async () => ((await stat(part).catch(() => undefined))?.size ?? 0) > 0)
     await api(server.url, 'POST', `/api/upload/${body.upload_id}/pause`)
     expect((await statusOf(server.url, body.upload_id)).body.uploaded_size).toBeLessThan(39_000)
@@ -158,7 +158,7 @@ describe('completed means verified', () => {
     await api(server.url, 'POST', `/api/upload/${body.upload_id}/resume?speed=0`)
     await waitForStatus(server.url, body.upload_id, 'failed')
     expect(await errorOf(server.url, body.upload_id)).toMatch(/do not match/)
-    expect(await listStorage(server.dir)).toEqual({ stored: [], staging: [] })
+    expect(await listStorage(server.dir)).toEqual({ stored: [], staging: [], transfers: [] })
     expect((await api(server.url, 'GET', `/api/files/${body.upload_id}/download`)).status).toBe(404)
   })
 })

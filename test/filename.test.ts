@@ -36,7 +36,7 @@ describe('safeFilename', () => {
       // eslint-disable-next-line no-control-regex -- control characters are exactly what must be absent
       expect(name).not.toMatch(/[/\\\u0000-\u001f]/)
       expect(['', '.', '..']).not.toContain(name)
-      const stored = storedNameFor('0b0e0b8c-5b8a-4a57-9c62-5a2f3e0e7b11', input) + '.part'
+      const stored = storedNameFor('0b0e0b8c-5b8a-4a57-9c62-5a2f3e0e7b11', input)
       expect(Buffer.byteLength(stored)).toBeLessThanOrEqual(255)
     }
   })
@@ -64,7 +64,9 @@ describe('safeFilename, for any string a client can send', () => {
         expect(stored).not.toMatch(/[/\\]/)
         // eslint-disable-next-line no-control-regex -- control characters are exactly what must be absent
         expect(stored).not.toMatch(/[\u0000-\u001f\u007f]/)
-        expect(Buffer.byteLength(`${stored}.part`)).toBeLessThanOrEqual(255)
+        expect(Buffer.byteLength(stored)).toBeLessThanOrEqual(255)
+        // Never a working folder's (.staging, .transfers), whatever the client called it.
+        expect(stored.startsWith(`${id}_`)).toBe(true)
         expect(stored.normalize('NFC')).toBe(stored)
       }),
       { numRuns: 2000, seed: 20261125 },

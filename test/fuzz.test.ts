@@ -199,18 +199,15 @@ async function unfinishedIds(): Promise<Set<string>> {
   )
 }
 
-/** Once requests have ended: no staging file of a body, no .part or staging file that no running upload owns. */
+/** Once requests have ended: no staging file of a body, no transfer or staging file that no running upload owns. */
 async function assertNothingLeftBehind() {
   expect(server.child.exitCode).toBeNull()
   expect(await readdir(root)).toEqual(['storage'])
   await waitFor(async () => {
     const staging = await readdir(join(storage, '.staging'))
     const unfinished = await unfinishedIds()
-    const parts = (await readdir(storage)).filter((name) => name.endsWith('.part'))
-    return (
-      staging.every((name) => unfinished.has(name)) &&
-      parts.every((name) => [...unfinished].some((id) => name.startsWith(`${id}_`)))
-    )
+    const transfers = await readdir(join(storage, '.transfers')).catch(() => [])
+    return staging.every((name) => unfinished.has(name)) && transfers.every((name) => unfinished.has(name))
   })
 }
 

@@ -1,8 +1,7 @@
 import { stat } from 'node:fs/promises'
-import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { api, bytes, gql, restUpload, waitFor } from './support/clients.js'
-import { startServer, type TestServer } from './support/server.js'
+import { startServer, transferFile, type TestServer } from './support/server.js'
 
 /**
  * MAX_TOTAL_SPEED caps all transfers together and is shared max-min fairly. Measured here on the bytes on
@@ -15,7 +14,7 @@ beforeAll(async () => {
 afterAll(() => server.stop())
 
 const onDisk = (id: string) =>
-  stat(join(server.dir, `${id}_data.bin.part`)).then(
+  stat(transferFile(server.dir, id)).then(
     (s) => s.size,
     () => 0,
   )

@@ -2,7 +2,7 @@ import { readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { api, bytes, restUpload, statusOf, waitFor, waitForStatus } from './support/clients.js'
-import { listStorage, startServer, type TestServer } from './support/server.js'
+import { listStorage, startServer, transferFile, type TestServer } from './support/server.js'
 import { readState } from './support/state.js'
 
 let server: TestServer | undefined
@@ -92,17 +92,21 @@ describe('a restart of the server', () => {
     expect(pausedStored.equals(pausedContent)).toBe(true)
   })
 
-  it('removes staging and partial files that no record owns', async () => {
+  it('removes staging and transfer files that no record owns, and nothing in the folder itself', async () => {
     server = await startServer()
     const dir = server.dir
     await server.app.close()
-    const orphanPart = join(dir, '0b0e0b8c-5b8a-4a57-9c62-5a2f3e0e7b11_orphan.bin.part')
+    const orphanTransfer = transferFile(dir, '0b0e0b8c-5b8a-4a57-9c62-5a2f3e0e7b11')
+    // The stored file of an upload deleted with keepFile looks like this, record gone: not ours to remove.
+    const keptFile = join(dir, '1c1f1c9d-6c9b-4b68-8d73-6b3f4f1f8c22_backup.part')
     const userFile = join(dir, 'notes.part')
-    await writeFile(orphanPart, 'x')
+    await writeFile(orphanTransfer, 'x')
+    await writeFile(keptFile, 'a file someone kept')
     await writeFile(userFile, 'not ours to touch')
     await writeFile(join(dir, '.staging', 'abc.incoming'), 'half a body')
     server = await startServer({}, dir)
-    await expect(stat(orphanPart)).rejects.toThrow(/ENOENT/)
+    await expect(stat(orphanTransfer)).rejects.toThrow(/ENOENT/)
+    expect(await readFile(keptFile, 'utf8')).toBe('a file someone kept')
     expect(await readFile(userFile, 'utf8')).toBe('not ours to touch')
     expect((await listStorage(dir)).staging).toEqual([])
   })

@@ -69,6 +69,7 @@ describe('a storm of concurrent calls on the same uploads', () => {
     const state = await readState(server.dir)
     const names = await readdir(server.dir)
     const staging = await readdir(join(server.dir, '.staging'))
+    const transfers = await readdir(join(server.dir, '.transfers'))
     expect(listed.filter((u) => u.status === 'failed')).toEqual([])
 
     for (const id of ids) {
@@ -79,6 +80,7 @@ describe('a storm of concurrent calls on the same uploads', () => {
         expect(saved).toBeUndefined()
         expect(files).toEqual([])
         expect(staging).not.toContain(id)
+        expect(transfers).not.toContain(id)
         continue
       }
       expect(saved?.status.toLowerCase()).toBe(api.status)
@@ -87,14 +89,17 @@ describe('a storm of concurrent calls on the same uploads', () => {
         expect(files).toEqual([saved!.storedName])
         expect((await stat(join(server.dir, saved!.storedName))).size).toBe(api.total_size)
         expect(staging).not.toContain(id)
+        expect(transfers).not.toContain(id)
       } else if (api.status === 'paused') {
-        expect(files).toEqual([`${saved!.storedName}.part`])
-        expect((await stat(join(server.dir, files[0]!))).size).toBe(api.uploaded_size)
+        expect(files).toEqual([])
+        expect(transfers).toContain(id)
+        expect((await stat(join(server.dir, '.transfers', id))).size).toBe(api.uploaded_size)
         expect(staging).toContain(id)
       } else {
         expect(api.status).toBe('canceled')
         expect(files).toEqual([])
         expect(staging).not.toContain(id)
+        expect(transfers).not.toContain(id)
       }
     }
   })

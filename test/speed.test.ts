@@ -2,7 +2,7 @@ import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { api, bytes, gql, restUpload, statusOf, waitFor, waitForStatus } from './support/clients.js'
-import { startServer, type TestServer } from './support/server.js'
+import { startServer, transferFile, type TestServer } from './support/server.js'
 
 let server: TestServer
 beforeAll(async () => {
@@ -11,12 +11,12 @@ beforeAll(async () => {
 afterAll(() => server.stop())
 
 const partSize = (id: string) =>
-  stat(join(server.dir, `${id}_data.bin.part`)).then(
+  stat(transferFile(server.dir, id)).then(
     (s) => s.size,
     () => 0,
   )
 
-/** Bytes written over `ms`, read from the .part on disk (not from what the server says). */
+/** Bytes written over `ms`, read from the transfer's file on disk (not from what the server says). */
 async function rateOnDisk(id: string, ms: number): Promise<number> {
   const a = await partSize(id)
   const t = performance.now()

@@ -32,10 +32,11 @@ async function start(env: Record<string, string> = {}, folder = dir): Promise<Ch
 }
 
 const ID = '0b0e0b8c-5b8a-4a57-9c62-5a2f3e0e7b11'
-const PART = `${ID}_kept.bin.part`
+const PART = join('.transfers', ID)
 /** A paused upload's bytes, as a server leaves them: these must survive any start-up that refuses. */
 async function unfinishedBytes(): Promise<void> {
   await mkdir(join(dir, '.staging'), { recursive: true })
+  await mkdir(join(dir, '.transfers'), { recursive: true })
   await writeFile(join(dir, '.staging', ID), 'staged bytes')
   await writeFile(join(dir, PART), 'staged')
 }
@@ -252,7 +253,7 @@ describe('a state file that cannot be trusted stops start-up and touches nothing
 })
 
 describe('a crash between the rename into place and COMPLETED reaching the state', () => {
-  // Completion renames the flushed .part into place, saves COMPLETED, and only then removes staging; a
+  // Completion renames the flushed transfer file into place, saves COMPLETED, and only then removes staging; a
   // crash in between leaves the first shape. (Before that order, staging went first: the second shape,
   // which recovery must also bring to the truth rather than FAIL a whole, verified file.)
   it.each([
@@ -263,7 +264,7 @@ describe('a crash between the rename into place and COMPLETED reaching the state
     const sha256 = createHash('sha256').update(content).digest('hex')
     await mkdir(join(dir, '.staging'), { recursive: true })
     if (staged) await writeFile(join(dir, '.staging', ID), content)
-    await writeFile(join(dir, `${ID}_done.bin`), content) // renamed into place; no .part any more
+    await writeFile(join(dir, `${ID}_done.bin`), content) // renamed into place; no transfer file any more
     const upload = {
       id: ID,
       filename: 'done.bin',

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { chunkSizeFor, MAX_THROTTLED_CHUNK } from '../src/uploads/throttle.js'
 import { api, bytes, restUpload, statusOf, waitFor, waitForStatus } from './support/clients.js'
-import { listStorage, startServer, type TestServer } from './support/server.js'
+import { listStorage, startServer, transferFile, type TestServer } from './support/server.js'
 
 let server: TestServer
 beforeAll(async () => {
@@ -13,7 +13,7 @@ beforeAll(async () => {
 afterAll(() => server.stop())
 
 const sizeOnDisk = (path: string) => stat(path).then((s) => s.size)
-const partOf = (id: string, name = 'data.bin') => join(server.dir, `${id}_${name}.part`)
+const partOf = (id: string) => transferFile(server.dir, id)
 
 interface Record {
   createdAt: string
@@ -53,7 +53,7 @@ describe('the throttled transfer', () => {
 
   it('keeps the bytes on disk close to the ideal line while it runs', async () => {
     const speed = 100 * 1024
-    // Two seconds of bytes, sampled through the first: the .part must be there for every sample.
+    // Two seconds of bytes, sampled through the first: the transfer file must be there for every sample.
     const { body } = await restUpload(server.url, bytes(2 * speed), { speed })
     const started = performance.now()
     const part = partOf(body.upload_id)
@@ -109,7 +109,7 @@ describe('the throttled transfer', () => {
 })
 
 describe('pause, resume, cancel', () => {
-  it('pause stops the bytes: the .part file does not grow after the answer', async () => {
+  it('pause stops the bytes: the transfer file does not grow after the answer', async () => {
     const { body } = await restUpload(server.url, bytes(100_000), { speed: 20_000 })
     const id = body.upload_id
     await waitFor(async () => ((await sizeOnDisk(partOf(id)).catch(() => 0)) > 5000 ? true : undefined))
@@ -155,9 +155,10 @@ describe('pause, resume, cancel', () => {
     const before = (await statusOf(server.url, id)).body.uploaded_size
     expect(before).toBeGreaterThan(0)
     await api(server.url, 'POST', `/api/upload/${id}/cancel`)
-    const { stored, staging } = await listStorage(server.dir)
+    const { stored, staging, transfers } = await listStorage(server.dir)
     expect(stored.filter((name) => name.startsWith(id))).toEqual([])
     expect(staging).not.toContain(id)
+    expect(transfers).not.toContain(id)
     // Scripts that follow progress read a drop as corruption (the older service kept the count too).
     const after = (await statusOf(server.url, id)).body
     expect(after.status).toBe('canceled')
@@ -171,12 +172,13 @@ describe('pause, resume, cancel', () => {
     await waitFor(async () => ((await sizeOnDisk(partOf(id)).catch(() => 0)) > 0 ? true : undefined))
     await api(server.url, 'POST', `/api/upload/${id}/pause`)
     // The bytes are there while it is paused...
-    expect((await listStorage(server.dir)).stored).toContain(`${id}_data.bin.part`)
+    expect((await listStorage(server.dir)).transfers).toContain(id)
     expect((await listStorage(server.dir)).staging).toContain(id)
     await api(server.url, 'POST', `/api/upload/${id}/cancel`)
     // ...and gone once it is canceled.
-    const { stored, staging } = await listStorage(server.dir)
+    const { stored, staging, transfers } = await listStorage(server.dir)
     expect(stored.filter((name) => name.startsWith(id))).toEqual([])
     expect(staging).not.toContain(id)
+    expect(transfers).not.toContain(id)
   })
 })

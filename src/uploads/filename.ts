@@ -1,10 +1,10 @@
 import { extname } from 'node:path'
 
-// A stored name is `{uuid}_{safe}`; 255 bytes is the name limit of every common Linux file system.
+// A stored name is `{uuid}_{safe}`; 255 bytes is the name limit of every common Linux file system. It is the
+// longest name the layout makes from a client's (a transfer's file is `.transfers/{uuid}`, see storage.ts).
 const MAX_NAME_BYTES = 255
 const ID_PREFIX_BYTES = 36 + 1
-const PART_SUFFIX_BYTES = '.part'.length
-const MAX_SAFE_BYTES = MAX_NAME_BYTES - ID_PREFIX_BYTES - PART_SUFFIX_BYTES
+const MAX_SAFE_BYTES = MAX_NAME_BYTES - ID_PREFIX_BYTES
 
 // C0 and C1 controls, DEL, and the bidi overrides that make a name read differently from what it is.
 // eslint-disable-next-line no-control-regex
@@ -26,7 +26,7 @@ function truncateUtf8(text: string, maxBytes: number): string {
 /**
  * The part of a client's filename that is safe to put on disk: the last path segment (either separator),
  * NFC-normalised, without control characters, never `.`/`..`, never empty, short enough to fit a file
- * system's name limit with its `{id}_` prefix and `.part` suffix (the extension is kept when it can be).
+ * system's name limit with its `{id}_` prefix (the extension is kept when it can be).
  */
 export function safeFilename(original: string): string {
   const base = original.normalize('NFC').replace(UNSAFE_CHARS, '').split(/[/\\]/).pop() ?? ''

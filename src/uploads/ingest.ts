@@ -187,7 +187,7 @@ export function receiveMultipart(
     return { done, parts, abort, dispose }
   }
 
-  // A body whose declared length cannot fit twice (see room.ts) is refused before a byte of it is read; one
+  // A body whose declared length cannot fit twice (staging, then the transfer's copy in .transfers; see room.ts) is refused before a byte of it is read; one
   // that can is promised that room, so no other request counts the same free bytes meanwhile. (A chunked
   // body is granted its room file by file, as each has arrived.)
   const declared = Number(req.headers['content-length'] ?? NaN)

@@ -13,7 +13,8 @@ import { decodeCursor, FencedError, type PageQuery, type RecordStore } from './r
 import { roomFor, type Hold } from './room.js'
 import { storedNameFor, type Storage } from './storage.js'
 import { Scheduler } from './scheduler.js'
-import { LeaseLostError, Transfer } from './transfer.js'
+import type { FileStamp } from './stamp.js'
+import { LeaseLostError, TargetChangedError, Transfer } from './transfer.js'
 
 /** Progress events: every running upload whose byte count moved is published this often (state changes go at once). */
 const PROGRESS_EVERY_MS = 100
@@ -61,13 +62,22 @@ interface Run {
   updatedAt: string
   published: number
   checkpointed: number
+  /** How many runs before this one in a row found their file changed behind them (see MAX_RECHECKS). */
+  rechecks: number
 }
 
-/** sha256 of a `.part`'s first `offset` bytes, carried across pauses so a resume need not re-read them. */
+/**
+ * sha256 of a transfer file's first `offset` bytes, carried across pauses so a resume need not re-read them:
+ * trusted only while the file is still as the last run left it (`stamp`; none while a run writes it).
+ */
 interface PartHash {
   hash: Hash
   offset: number
+  stamp?: FileStamp
 }
+
+/** A run that finds its file changed behind it goes on from what verifies this many times in a row, then fails. */
+const MAX_RECHECKS = 3
 
 const now = () => new Date().toISOString()
 
@@ -335,21 +345,23 @@ export class UploadService {
     }
     const { storage } = this
     // A crash between the rename into place and COMPLETED reaching the store: the file is whole and was
-    // verified before it was renamed; make sure, then finish the job.
+    // verified before it was renamed; make sure, then finish the job (and drop a transfer file that a power
+    // cut may have brought back beside it).
     const storedSize = await storage.sizeOf(storage.storedPath(record))
-    if (storedSize === record.totalSize && (await storage.sizeOf(storage.partPath(record))) === undefined) {
+    if (storedSize === record.totalSize) {
       const digest = await storage.hashFile(storage.storedPath(record))
       if (digest === record.sha256) {
         await this.durably({ ...record, status: 'COMPLETED', uploadedSize: record.totalSize, completedAt: now(), updatedAt: now() }, 'upload.completed')
-        await storage.removeStaging(record).catch(() => undefined)
+        await storage.removeBytes(record).catch(() => undefined)
         return
       }
     }
     if ((await storage.sizeOf(storage.stagingPath(record))) === undefined) {
       return this.fail(record, 'Its received bytes are gone from the staging folder; upload it again')
     }
-    const { offset, hash } = await storage.verifiedPrefix(record)
-    this.hashes.set(id, { hash, offset })
+    const verified = await storage.verifiedPrefix(record)
+    const { offset } = verified
+    this.hashes.set(id, verified)
     const next = { ...record, uploadedSize: offset, updatedAt: now() }
     await this.store.put(next, this.fenceOf(id))
     log('info', 'upload.recovered', { id, status: record.status, uploadedSize: offset, totalSize: record.totalSize })
@@ -927,9 +939,12 @@ export class UploadService {
 
   // ---- the transfer --------------------------------------------------------------------------------------
 
-  private start(record: UploadRecord): void {
+  private start(record: UploadRecord, rechecks = 0): void {
     const part = this.hashes.get(record.id)
     if (!part || part.offset !== record.uploadedSize) throw new Error(`no hash of ${record.id}'s first ${record.uploadedSize} bytes`)
+    // The run changes the file: how it leaves it is known again when it stops (onStop).
+    const expected = part.stamp
+    part.stamp = undefined
     const controller = new AbortController()
     const meter = new RateMeter()
     meter.record(record.uploadedSize)
@@ -941,12 +956,14 @@ export class UploadService {
       updatedAt: record.updatedAt,
       published: record.uploadedSize,
       checkpointed: record.uploadedSize,
+      rechecks,
       transfer: undefined as unknown as Transfer, // set just below; the callbacks never run before that
     }
     run.transfer = new Transfer({
       source: this.storage.stagingPath(record),
-      target: this.storage.partPath(record),
+      target: this.storage.transferPath(record),
       offset: record.uploadedSize,
+      expected,
       total: record.totalSize,
       speed: record.targetSpeed,
       scheduler: this.scheduler,
@@ -959,6 +976,7 @@ export class UploadService {
         run.offset = part.offset = offset
         meter.record(offset)
       },
+      onStop: (stamp) => (part.stamp = stamp),
     })
     this.runs.set(record.id, run)
     // The rest of its .part: promised when it arrived, or now (a restart, an adoption, a resume after one).
@@ -974,7 +992,13 @@ export class UploadService {
         this.hashes.delete(record.id)
         // Not a failure of the upload: this process may no longer act on it, and its new owner carries on.
         if (error instanceof LeaseLostError) return void this.lost(record.id)
-        void this.ended(run, (current) => this.fail(current, faultReason(error, 'upload.transfer_error', { id: record.id })))
+        if (error instanceof TargetChangedError && run.rechecks < MAX_RECHECKS)
+          return void this.ended(run, (current) => this.recheck(current, run.rechecks + 1, error.message))
+        const reason =
+          error instanceof TargetChangedError
+            ? `Its file in storage kept being changed by something other than this server (${error.message}); upload it again`
+            : faultReason(error, 'upload.transfer_error', { id: record.id })
+        void this.ended(run, (current) => this.fail(current, reason))
       },
     )
   }
@@ -1011,18 +1035,45 @@ export class UploadService {
     })
   }
 
-  /** The hash of the `.part` up to where it can be trusted, re-reading it only when memory lost track. */
+  /**
+   * The hash of the transfer's file up to where it can be trusted. Memory's is, if the file is still exactly
+   * as the last run left it (one stat); otherwise (memory lost track, or the file was cut, written to or
+   * replaced meanwhile) the file is compared with staging again, and the transfer goes on from the last byte
+   * that matches: never from bytes nobody checked.
+   */
   private async prepareHash(record: UploadRecord): Promise<number> {
     const part = this.hashes.get(record.id)
-    if (part && part.offset === record.uploadedSize) return part.offset
+    const known = part?.offset === record.uploadedSize
+    // Nothing to trust at 0: the run starts the file afresh.
+    if (part && known && (part.offset === 0 || (await this.storage.unchanged(record, part.stamp)))) return part.offset
+    this.hashes.delete(record.id)
     const verified = await this.storage.verifiedPrefix(record)
+    if (known) log('warn', 'upload.transfer_file_changed', { id: record.id, uploadedSize: record.uploadedSize, verifiedSize: verified.offset })
     this.hashes.set(record.id, verified)
     return verified.offset
   }
 
   /**
+   * A run found its file changed behind it (cut short, written to, replaced): it goes on from the bytes that
+   * still match staging, as after a restart. If that cannot be done, the upload fails with the reason.
+   */
+  private async recheck(record: UploadRecord, rechecks: number, why: string): Promise<void> {
+    log('warn', 'upload.transfer_file_changed', { id: record.id, uploadedSize: record.uploadedSize, reason: why })
+    try {
+      this.hashes.delete(record.id)
+      const offset = await this.prepareHash(record)
+      const next = { ...record, uploadedSize: offset, updatedAt: now() }
+      await this.store.put(next, this.fenceOf(record.id))
+      this.start(next, rechecks)
+      this.bus.publish(this.view(next))
+    } catch (error) {
+      await this.fail(record, faultReason(error, 'upload.recheck_failed', { id: record.id }))
+    }
+  }
+
+  /**
    * Completion, ordered so that a crash at any point recovers to the truth: the hash of the bytes written
-   * is checked against the one taken on arrival; the `.part` (already flushed) is renamed into place; then
+   * is checked against the one taken on arrival; the transfer's file (already flushed) is renamed into place; then
    * COMPLETED reaches the store; only then does the staging copy go. (Before the rename, recovery resumes
    * the transfer; after it, recovery finds the whole file, checks it, and completes.)
    */
@@ -1030,7 +1081,10 @@ export class UploadService {
     this.letGo(record.id)
     const part = this.hashes.get(record.id)
     this.hashes.delete(record.id)
-    const digest = part && part.offset === record.totalSize ? part.hash.digest('hex') : await this.storage.hashFile(this.storage.partPath(record))
+    // Memory's hash is of the bytes this server wrote, each run begun in a file checked to be as the last one
+    // left it (see prepareHash, Transfer) and ended at its full length: the file holds those bytes, so no
+    // second read of it. Without that hash, what is on disk is hashed.
+    const digest = part && part.offset === record.totalSize ? part.hash.digest('hex') : await this.storage.hashFile(this.storage.transferPath(record))
     if (digest !== record.sha256) {
       return this.fail(record, `Stored bytes do not match what was received (sha256 ${digest}, expected ${record.sha256})`)
     }
@@ -1045,13 +1099,13 @@ export class UploadService {
   }
 
   /**
-   * The `.part` goes first (it may be what filled the disk, and without it recovery simply starts the
+   * The transfer's file goes first (it may be what filled the disk, and without it recovery simply starts the
    * transfer over), then FAILED reaches the store, then the staging copy goes.
    */
   private async fail(record: UploadRecord, reason: string): Promise<void> {
     this.hashes.delete(record.id)
     this.letGo(record.id)
-    await this.storage.removePart(record).catch(() => undefined)
+    await this.storage.removeTransfer(record).catch(() => undefined)
     await this.durably({ ...record, status: 'FAILED', error: reason, updatedAt: now() }, 'upload.failed')
     await this.storage.removeStaging(record).catch(() => undefined)
   }

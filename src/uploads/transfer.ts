@@ -1,14 +1,22 @@
 import type { Hash } from 'node:crypto'
-import { open, type FileHandle } from 'node:fs/promises'
+import type { BigIntStats } from 'node:fs'
+import { mkdir, open, stat, type FileHandle } from 'node:fs/promises'
+import { dirname } from 'node:path'
 import { InternalFault } from '../errors.js'
 import type { Flow, Scheduler } from './scheduler.js'
+import { sameStamp, stampOf, type FileStamp } from './stamp.js'
 
 export interface TransferJob {
   /** The staging file holding every byte received. */
   source: string
-  /** The `.part` file in storage; bytes before `offset` are already there. */
+  /** The transfer's file in storage; bytes before `offset` are already there. */
   target: string
   offset: number
+  /**
+   * The target as the bytes before `offset` were verified (or as the last run left it). It must still be
+   * exactly that when it is opened, or the run writes nothing (TargetChangedError). Needed when `offset` > 0.
+   */
+  expected?: FileStamp
   total: number
   /** Bytes per second; 0 means unlimited. */
   speed: number
@@ -25,6 +33,8 @@ export interface TransferJob {
   onProgress: (offset: number) => void
   /** Asked before every write; false stops the copy at once with a LeaseLostError (see lease.ts). */
   mayWrite?: () => boolean
+  /** How the run left the target when it stopped without error (paused, or whole): checked by the next run. */
+  onStop?: (stamp: FileStamp) => void
 }
 
 /** The transfer's owner may no longer write (its lease ran out): stopped before the next write. */
@@ -32,7 +42,16 @@ export class LeaseLostError extends Error {
   override readonly name = 'LeaseLostError'
 }
 
-/** How often a running copy makes sure its target is still in the folder (someone may remove it). */
+/**
+ * The target is not what the bytes before the offset were checked in (shortened, written to, replaced)
+ * when the run opens it, it shrank under the run, or it ends longer than the file: no byte is trusted
+ * past what can be verified again.
+ */
+export class TargetChangedError extends Error {
+  override readonly name = 'TargetChangedError'
+}
+
+/** How often a running copy makes sure its target is still in the folder, and no shorter than it wrote. */
 const CHECK_LINKED_MS = 500
 
 /**
@@ -76,58 +95,93 @@ export class Transfer {
     let offset = job.offset
     let flushing: Promise<void> | undefined
     let flushed = offset
+    let stopped: BigIntStats | undefined
     const source = await open(job.source, 'r')
     // The next chunk is read into the other buffer while this one is written and hashed, so reads never wait
     // for writes: an unlimited copy then runs at the pace of the slower of the disk and sha256.
     const ahead = new ReadAhead(source, job.total)
     try {
+      // Someone may have removed the folder it goes in while we ran; recreating it costs one syscall.
+      if (offset === 0) await mkdir(dirname(job.target), { recursive: true })
       // Read and write: 'r+' keeps the bytes already there, 'w+' starts empty; 'a' would ignore positions on Linux.
       const target = await open(job.target, offset > 0 ? 'r+' : 'w+')
       try {
-        if (offset > 0) await target.truncate(offset)
-        let first = true
-        let checked = performance.now()
-        while (offset < job.total && !job.signal.aborted) {
-          // The first chunk is the head start, so the first byte lands at once without putting the curve ahead.
-          const want = Math.min(first ? flow.head : flow.chunk(), job.total - offset)
-          first = false
-          // False: the speed (or the cap) changed while this chunk waited, so it is planned again.
-          if (!(await flow.grant(want, job.signal))) continue
-          const chunk = await ahead.take(offset, want)
-          if (job.mayWrite && !job.mayWrite()) throw new LeaseLostError(`lease lost at byte ${offset}`)
-          const written = writeAll(target, chunk, chunk.length, offset)
-          // Hashed on this thread while libuv's writes it. If the write fails, the run rejects and the upload
-          // fails with it, hash and all; if it succeeds, exactly these bytes are stored at this offset.
-          job.hash.update(chunk)
-          ahead.prefetch(offset + chunk.length, flow.chunk())
-          await written
-          offset += chunk.length
-          job.onProgress(offset)
-          // Writing on into a file nobody can reach any more would only say so at the final rename, hours on.
-          if (performance.now() - checked > CHECK_LINKED_MS) {
-            checked = performance.now()
-            if ((await target.stat()).nlink === 0)
-              throw new InternalFault('The file being stored was removed from storage while it was written', { path: job.target })
+        if (offset > 0) await this.checkResumed(target, offset)
+        try {
+          let first = true
+          let checked = performance.now()
+          while (offset < job.total && !job.signal.aborted) {
+            // The first chunk is the head start, so the first byte lands at once without putting the curve ahead.
+            const want = Math.min(first ? flow.head : flow.chunk(), job.total - offset)
+            first = false
+            // False: the speed (or the cap) changed while this chunk waited, so it is planned again.
+            if (!(await flow.grant(want, job.signal))) continue
+            const chunk = await ahead.take(offset, want)
+            if (job.mayWrite && !job.mayWrite()) throw new LeaseLostError(`lease lost at byte ${offset}`)
+            const written = writeAll(target, chunk, chunk.length, offset)
+            // Hashed on this thread while libuv's writes it. If the write fails, the run rejects and the upload
+            // fails with it, hash and all; if it succeeds, exactly these bytes are stored at this offset.
+            job.hash.update(chunk)
+            ahead.prefetch(offset + chunk.length, flow.chunk())
+            await written
+            offset += chunk.length
+            job.onProgress(offset)
+            // Writing on into a file nobody can reach any more would only say so at the final rename, hours on;
+            // and a file cut short behind the run would get a hole of zeros where its bytes were (caught only
+            // while no later write has grown it back: bytes changed under a running copy are not caught).
+            if (performance.now() - checked > CHECK_LINKED_MS) {
+              checked = performance.now()
+              const { nlink, size } = await target.stat()
+              if (nlink === 0)
+                throw new InternalFault('The file being stored was removed from storage while it was written', { path: job.target })
+              if (size < offset) throw new TargetChangedError(`the file being written was cut to ${size} bytes at byte ${offset}`)
+            }
+            if (offset - flushed >= FLUSH_EVERY && !flushing) {
+              flushed = offset
+              flushing = target.datasync().finally(() => (flushing = undefined))
+            }
           }
-          if (offset - flushed >= FLUSH_EVERY && !flushing) {
-            flushed = offset
-            flushing = target.datasync().finally(() => (flushing = undefined))
-          }
+          await flushing
+        } catch (error) {
+          await flushing?.catch(() => undefined)
+          // Paused or canceled while a chunk waited for its turn: stopped, like a stop between chunks.
+          if (!isAbort(error)) throw error
         }
-        await flushing
         // A completed file must be on disk before it is renamed into place and reported complete.
         if (offset === job.total) await target.datasync()
-      } catch (error) {
-        await flushing?.catch(() => undefined)
-        if (!isAbort(error)) throw error
+        const left = await target.stat({ bigint: true })
+        // The hash covers the first `total` bytes; a file grown past them behind the run holds more than that.
+        if (offset === job.total && left.size !== BigInt(job.total))
+          throw new TargetChangedError(`the file written holds ${left.size} bytes, not ${job.total}`)
+        stopped = left
       } finally {
         await target.close()
+      }
+      // Taken again once closed (a network file system may set its times as the close flushes), and only of
+      // the same file, still as long: that is how the next run must find it.
+      if (stopped) {
+        const after = await stat(job.target, { bigint: true }).catch(() => undefined)
+        if (after && after.ino === stopped.ino && after.size === stopped.size) job.onStop?.(stampOf(after))
       }
     } finally {
       await ahead.settle()
       await source.close()
     }
     return offset
+  }
+
+  /**
+   * A resumed run goes on only in the file the bytes before its offset were verified in, as they were left:
+   * a file cut shorter is never padded out with zeros, and one written to or replaced is not trusted. Bytes
+   * past the offset (a torn tail that did not verify) are cut off, so the file never holds any not hashed.
+   */
+  private async checkResumed(target: FileHandle, offset: number): Promise<void> {
+    const found = await target.stat({ bigint: true })
+    if (found.size < BigInt(offset))
+      throw new TargetChangedError(`the file being written holds ${found.size} bytes, fewer than the ${offset} already written`)
+    if (!this.job.expected || !sameStamp(stampOf(found), this.job.expected))
+      throw new TargetChangedError(`the file being written was changed since its first ${offset} bytes were verified`)
+    if (found.size > BigInt(offset)) await target.truncate(offset)
   }
 }
 

@@ -43,9 +43,15 @@ export async function startServer(env: Record<string, string> = {}, dir?: string
   return server
 }
 
-/** Files in the storage folder (not the state file), and in staging. */
-export async function listStorage(dir: string): Promise<{ stored: string[]; staging: string[] }> {
+/** Where a running or paused upload's bytes are written, until they are verified and renamed into place. */
+export const transferFile = (dir: string, id: string) => join(dir, '.transfers', id)
+
+/** Files in the storage folder (not the state file), in staging, and transfers' files. */
+export async function listStorage(
+  dir: string,
+): Promise<{ stored: string[]; staging: string[]; transfers: string[] }> {
   const stored = (await readdir(dir)).filter((name) => !name.startsWith('.'))
   const staging = await readdir(join(dir, '.staging')).catch(() => [])
-  return { stored: stored.sort(), staging: staging.sort() }
+  const transfers = await readdir(join(dir, '.transfers')).catch(() => [])
+  return { stored: stored.sort(), staging: staging.sort(), transfers: transfers.sort() }
 }
