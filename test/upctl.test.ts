@@ -586,6 +586,26 @@ describe('an interrupted put', () => {
   }, 120_000)
 })
 
+/** The frames a terminal was drawn with: each line or redraw of one (cli-progress goes back with `ESC[1G`). */
+const framesOf = (stdout: string) => stdout.split(new RegExp(`\r|\n|${ESC}\\[1G`))
+
+/**
+ * The last frame of `name`'s bar drawn before the line that replaced it (the first frame `final` matches), with
+ * its percentage and bytes.
+ */
+function lastBarBefore(stdout: string, name: string, final: RegExp) {
+  const frames = framesOf(stdout)
+  const end = frames.findIndex((f) => final.test(f))
+  expect(end, `no final line ${String(final)} in:\n${stdout}`).toBeGreaterThan(0)
+  const bar = frames
+    .slice(0, end)
+    .filter((f) => f.includes(name) && /\[[█░]+\]/.test(f))
+    .at(-1)
+  expect(bar, `no bar of ${name} before its final line`).toBeDefined()
+  const figures = /\]\s+(\d+)%\s+(\S+ \S+)\/(\S+ \S+)/.exec(bar ?? '')
+  return { frame: bar ?? '', share: Number(figures?.[1]), done: figures?.[2], total: figures?.[3] }
+}
+
 describe('on a terminal', () => {
   it('put draws a live bar per file with its percentage, bytes, speed and time left (under script)', async () => {
     await freshDir()
@@ -596,18 +616,46 @@ describe('on a terminal', () => {
     expect(code).toBe(0)
     // A real terminal: cursor movement and the bar's blocks.
     expect(stdout).toContain(ANSI)
-    const frames = stdout
-      .split(new RegExp(`\r|\n|${ESC}\\[1G`))
-      .filter((f) => f.includes('tty.bin') && f.includes('['))
+    const frames = framesOf(stdout).filter((f) => f.includes('tty.bin') && f.includes('['))
     const storing = frames.filter((f) => /storing\s+\[[█░]+\]\s+\d+%/.test(f))
     const shares = new Set(storing.map((f) => Number(/\]\s+(\d+)%/.exec(f)?.[1])))
     // Several distinct percentages on the way (a live bar, not only a start and an end).
     expect([...shares].filter((n) => n > 0 && n < 100).length).toBeGreaterThanOrEqual(3)
     expect(storing.some((f) => /\d+(\.\d)? KiB\/512 KiB\s+[\d.]+ KiB\/s\s+\d+s left/.test(f))).toBe(true)
+    // Each stage's bar ends full before the next replaces it: all sent, then all stored (then the final line).
+    const sent = lastBarBefore(stdout, 'tty.bin', /tty\.bin\s+storing\s+\[/)
+    expect(sent.frame).toMatch(/tty\.bin\s+sending\s+\[/)
+    expect(sent, sent.frame).toMatchObject({ share: 100, done: '512 KiB', total: '512 KiB' })
+    const last = lastBarBefore(stdout, 'tty.bin', /tty\.bin: completed/)
+    expect(last, last.frame).toMatchObject({ share: 100, done: '512 KiB', total: '512 KiB' })
     // Its final line: what happened, and the id for what comes next (the server has the sha256).
     const id = new RegExp(`tty\\.bin: completed, 512 KiB stored \\(id ([\\w-]+)\\)`).exec(stdout)?.[1] ?? ''
     expect(await uploadOf(id)).toMatchObject({ status: 'COMPLETED', sha256: sha(content) })
   }, 90_000)
+
+  it('watch ID draws its bar full (100 %, all the bytes) before the completed line replaces it', async () => {
+    await freshDir()
+    const { path } = await file('watched.bin', 256 * KiB)
+    const id = (await upctl(['put', path, '--detach', '--speed', '16K'], env())).stdout.trim()
+    // Paused until watch shows it, however long the terminal takes to start.
+    expect((await upctl(['pause', id], env())).code).toBe(0)
+    const inner = `stty cols 120 rows 20; exec ${process.execPath} ${UPCTL} watch ${id}`
+    const run = startProcess('script', ['-qefc', inner, '/dev/null'], { env: env(), timeoutMs: 60_000 })
+    await waitFor(() => /watched\.bin\s+paused\s+\[/.test(run.stdout()), 30_000)
+    expect((await upctl(['resume', id, '--speed', '128K'], env())).code).toBe(0)
+    const { code, stdout } = await run.exited
+    expect(code).toBe(0)
+    expect(stdout).toMatch(/watched\.bin\s+storing\s+\[[█░]+\]\s+\d+%/)
+    const last = lastBarBefore(stdout, 'watched.bin', /watched\.bin: completed/)
+    expect(last, last.frame).toMatchObject({ share: 100, done: '256 KiB', total: '256 KiB' })
+
+    // Watched once it has ended: its bar is full from the first frame to the last, drawn before the line.
+    const after = startProcess('script', ['-qefc', inner, '/dev/null'], { env: env(), timeoutMs: 60_000 })
+    const ended = await after.exited
+    expect(ended.code).toBe(0)
+    const full = lastBarBefore(ended.stdout, 'watched.bin', /watched\.bin: completed/)
+    expect(full, full.frame).toMatchObject({ share: 100, done: '256 KiB', total: '256 KiB' })
+  }, 60_000)
 })
 
 describe('with API_TOKEN', () => {
