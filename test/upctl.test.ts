@@ -140,6 +140,9 @@ describe('upctl put', () => {
     const stored = events.filter((e) => e.stage === 'storing').map((e) => Number(e.uploadedSize))
     expect(stored).toEqual([...stored].sort((a, b) => a - b))
     expect(stored.some((n) => n > 0 && n < content.length)).toBe(true)
+    // Each stage's last progress event has all of the file, as a finished bar does.
+    expect(sent.at(-1)).toBe(content.length)
+    expect(stored.at(-1)).toBe(content.length)
 
     // What the server says: the same file, at 128 KiB/s (K = 1024).
     expect(await uploadOf(id)).toMatchObject({
@@ -472,13 +475,16 @@ describe('upctl get and rm', () => {
     expect(resumed).toMatchObject({ code: 0, stderr: '' })
     expect(await readdir(into)).toEqual(['cut.bin'])
     expect((await readFile(target)).equals(content)).toBe(true)
-    expect(ndjson(resumed.stdout).at(-1)).toMatchObject({
+    const events = ndjson(resumed.stdout)
+    expect(events.at(-1)).toMatchObject({
       event: 'done',
       id,
       status: 'COMPLETED',
       sha256: sha(content),
       resumedFrom: kept.length,
     })
+    // Its last progress event has every byte (events are at most ten a second, and the last is never skipped).
+    expect(events.at(-2)).toMatchObject({ event: 'progress', bytes: content.length, size: content.length })
     const request =
       /GET \/api\/files\/[^ ]+\/download HTTP\/1\.1\r\n([\s\S]*?)\r\n\r\n/.exec(proxy.sent())?.[1] ?? ''
     expect(request).toMatch(new RegExp(`^range: bytes=${kept.length}-$`, 'im'))

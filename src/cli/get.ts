@@ -217,6 +217,11 @@ export async function get(
     const meter = new RateMeter()
     got = from
     let lastEvent = 0
+    let told = -1
+    const tell = () => {
+      told = got
+      printJson({ event: 'progress', id, file: path, bytes: got, size: total })
+    }
     const count = new Transform({
       transform(chunk: Buffer, _encoding, next) {
         hash.update(chunk)
@@ -225,9 +230,14 @@ export async function get(
         const now = performance.now()
         if (mode === 'json' && now - lastEvent >= 100) {
           lastEvent = now
-          printJson({ event: 'progress', id, file: path, bytes: got, size: total })
+          tell()
         }
         next(null, chunk)
+      },
+      // The last progress event has every byte that came, however soon after the one before.
+      flush(next) {
+        if (mode === 'json' && told !== got) tell()
+        next()
       },
     })
     try {
