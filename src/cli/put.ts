@@ -347,7 +347,9 @@ async function store(
           })
           .catch(() => undefined)
     }
-    if (mode === 'json' && !ended(upload.status) && !upload.removed)
+    // The last progress event of a completed file has all of it stored, as its bar does.
+    const completed = upload.status === 'COMPLETED' && !upload.removed
+    if (mode === 'json' && ((!ended(upload.status) && !upload.removed) || completed))
       printJson({
         event: 'progress',
         stage: 'storing',
@@ -361,7 +363,7 @@ async function store(
       })
     if (ended(upload.status) || upload.removed) {
       // A completed file's bar shows all of it stored; then its final line says how it ended (see put).
-      if (upload.status === 'COMPLETED' && !upload.removed) job.row.update(progressOf(upload))
+      if (completed) job.row.update(progressOf(upload))
       return follow.stop()
     }
     // All of it has arrived; the transfer into storage is about to start.
