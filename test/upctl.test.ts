@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -140,6 +140,9 @@ describe('upctl put', () => {
     const stored = events.filter((e) => e.stage === 'storing').map((e) => Number(e.uploadedSize))
     expect(stored).toEqual([...stored].sort((a, b) => a - b))
     expect(stored.some((n) => n > 0 && n < content.length)).toBe(true)
+    // Each stage's last progress event has all of the file, as a finished bar does.
+    expect(sent.at(-1)).toBe(content.length)
+    expect(stored.at(-1)).toBe(content.length)
 
     // What the server says: the same file, at 128 KiB/s (K = 1024).
     expect(await uploadOf(id)).toMatchObject({
@@ -427,7 +430,7 @@ describe('upctl get and rm', () => {
     return { id: String(ndjson(run.stdout).at(-1)?.id), content }
   }
 
-  it('downloads byte-identical, and continues a cut download with Range and If-Range, fetching only the rest', async () => {
+  it('an interrupted get keeps its bytes aside, never under the name, and the same command fetches only the rest (Range, If-Range)', async () => {
     await freshDir()
     const { id, content } = await stored('data.bin', 512 * KiB)
 
@@ -437,42 +440,119 @@ describe('upctl get and rm', () => {
     expect((await readFile(whole)).equals(content)).toBe(true)
     expect(first.stdout).toBe(`${whole}: saved, 512 KiB, sha256 ${sha(content)}\n`)
 
-    // A download cut at 200000 bytes: get asks for the rest only, if the file is still the one it began.
-    const cut = join(dir, 'cut.bin')
-    await writeFile(cut, content.subarray(0, 200_000))
+    // A slow download, interrupted a part of the way.
+    const into = await mkdtemp(join(dir, 'into-'))
+    const target = join(into, 'cut.bin')
+    const args = ['get', id, '-o', target, '--json', '--server', proxy.url]
+    proxy.setReturnRate(128 * KiB)
+    let stopped
+    try {
+      const cutting = startCli(args, env())
+      await cutting.line((line) => Number(JSON.parse(line).bytes) >= 100_000, '100 KB downloaded')
+      // Nothing under its name while it is incomplete.
+      expect(await readdir(into)).not.toContain('cut.bin')
+      cutting.child.kill('SIGINT')
+      stopped = await cutting.exited
+    } finally {
+      proxy.setReturnRate(0)
+    }
+    expect(stopped.code).toBe(130)
+    const partial = `.cut.bin.upctl-${id}-${sha(content).slice(0, 16)}.part`
+    expect(oneLine(stopped.stderr)).toMatch(
+      new RegExp(
+        `^upctl: interrupted: [\\d.]+ KiB of 512 KiB of .*cut\\.bin downloaded, kept in ${partial.replace(/\./g, '\\.')}; to continue, run: upctl get `,
+      ),
+    )
+    expect(await readdir(into)).toEqual([partial])
+    const kept = await readFile(join(into, partial))
+    expect(kept.length).toBeGreaterThan(0)
+    expect(kept.length).toBeLessThan(content.length)
+    expect(kept.equals(content.subarray(0, kept.length))).toBe(true)
+
+    // The same command: only the rest, if the stored file is still the one whose start is kept.
     proxy.reset()
-    const resumed = await upctl(['get', id, '-o', cut, '--json', '--server', proxy.url], env())
+    const resumed = await upctl(args, env())
     expect(resumed).toMatchObject({ code: 0, stderr: '' })
-    expect((await readFile(cut)).equals(content)).toBe(true)
-    expect(ndjson(resumed.stdout).at(-1)).toMatchObject({
+    expect(await readdir(into)).toEqual(['cut.bin'])
+    expect((await readFile(target)).equals(content)).toBe(true)
+    const events = ndjson(resumed.stdout)
+    expect(events.at(-1)).toMatchObject({
       event: 'done',
       id,
       status: 'COMPLETED',
       sha256: sha(content),
-      resumedFrom: 200_000,
+      resumedFrom: kept.length,
     })
+    // Its last progress event has every byte (events are at most ten a second, and the last is never skipped).
+    expect(events.at(-2)).toMatchObject({ event: 'progress', bytes: content.length, size: content.length })
     const request =
       /GET \/api\/files\/[^ ]+\/download HTTP\/1\.1\r\n([\s\S]*?)\r\n\r\n/.exec(proxy.sent())?.[1] ?? ''
-    expect(request).toMatch(/^range: bytes=200000-$/im)
+    expect(request).toMatch(new RegExp(`^range: bytes=${kept.length}-$`, 'im'))
     expect(request).toMatch(new RegExp(`^if-range: "${sha(content)}"$`, 'im'))
     // Only the rest came back (the GraphQL answer and headers are a few KiB).
-    expect(proxy.receivedBytes()).toBeLessThan(content.length - 200_000 + 16 * KiB)
-    expect(proxy.receivedBytes()).toBeGreaterThan(content.length - 200_000)
+    expect(proxy.receivedBytes()).toBeLessThan(content.length - kept.length + 16 * KiB)
+    expect(proxy.receivedBytes()).toBeGreaterThan(content.length - kept.length)
 
     // Run again on the whole file: nothing to fetch.
-    const again = await upctl(['get', id, '-o', cut], env())
+    const again = await upctl(['get', id, '-o', target], env())
     expect(again).toMatchObject({ code: 0, stderr: '' })
     expect(again.stdout).toContain('already complete')
 
-    // A start that is not this file's: the result cannot match its sha256, and get says so.
-    const wrong = join(dir, 'wrong.bin')
-    await writeFile(wrong, bytes(200_000))
-    const refused = await upctl(['get', id, '-o', wrong], env())
+    // A partial file whose bytes are not this file's start: the result cannot match its sha256, so nothing
+    // appears under the name, the partial file (get's own) goes, and the next get starts clean.
+    const other = join(into, 'other.bin')
+    const wrongPartial = join(into, `.other.bin.upctl-${id}-${sha(content).slice(0, 16)}.part`)
+    await writeFile(wrongPartial, bytes(200_000))
+    const refused = await upctl(['get', id, '-o', other], env())
     expect(refused.code).toBe(1)
     expect(oneLine(refused.stderr)).toMatch(
-      /^upctl: .*wrong\.bin is 512 KiB with sha256 [0-9a-f]{64}, not upload .*; remove it and run get again$/,
+      /^upctl: the download of .*other\.bin is 512 KiB with sha256 [0-9a-f]{64}, not upload .*; nothing was saved under its name and the partial file is removed: run the same command to download it again$/,
     )
-  }, 90_000)
+    expect((await readdir(into)).sort()).toEqual(['cut.bin'])
+    const clean = await upctl(['get', id, '-o', other], env())
+    expect(clean).toMatchObject({ code: 0, stderr: '' })
+    expect((await readFile(other)).equals(content)).toBe(true)
+  }, 150_000)
+
+  it('get never writes into a file it did not start: one already under the name stays untouched, and the line names -o and --force', async () => {
+    await freshDir()
+    const { id, content } = await stored('t4.bin', 300_000)
+    const into = await mkdtemp(join(dir, 'into-'))
+    const mine = join(into, 't4.bin')
+    // Someone's own 18 bytes; a file of the same size; a longer one; even the first bytes of this very file,
+    // fetched by something else: none of them is a download get began.
+    for (const own of [
+      Buffer.from('my own 18 bytes!!\n'),
+      bytes(300_000),
+      bytes(400_000),
+      content.subarray(0, 1000),
+    ]) {
+      await writeFile(mine, own)
+      const before = await stat(mine)
+      const refused = await startCli(['get', id], env(), into).exited
+      expect(refused.code).toBe(1)
+      expect(refused.stdout).toBe('')
+      expect(oneLine(refused.stderr)).toBe(
+        `upctl: t4.bin already exists and is not upload ${id}'s file: nothing was written; save it elsewhere with -o FILE, or replace it with --force`,
+      )
+      expect((await readFile(mine)).equals(own)).toBe(true)
+      expect((await stat(mine)).mtimeMs).toBe(before.mtimeMs)
+      expect(await readdir(into)).toEqual(['t4.bin'])
+    }
+
+    // Elsewhere, with -o: the other file is left as it is.
+    const elsewhere = await startCli(['get', id, '-o', 'theirs.bin'], env(), into).exited
+    expect(elsewhere).toMatchObject({ code: 0, stderr: '' })
+    expect((await readFile(join(into, 'theirs.bin'))).equals(content)).toBe(true)
+    expect((await readFile(mine)).length).toBe(1000)
+
+    // --force replaces it, with the whole file once it is checked.
+    const forced = await startCli(['get', id, '--force'], env(), into).exited
+    expect(forced).toMatchObject({ code: 0, stderr: '' })
+    expect(forced.stdout).toBe(`t4.bin: saved, 293 KiB, sha256 ${sha(content)}\n`)
+    expect((await readFile(mine)).equals(content)).toBe(true)
+    expect((await readdir(into)).sort()).toEqual(['t4.bin', 'theirs.bin'])
+  }, 120_000)
 
   it('get saves under the upload name by default, and refuses an upload that is not stored', async () => {
     await freshDir()
@@ -586,6 +666,26 @@ describe('an interrupted put', () => {
   }, 120_000)
 })
 
+/** The frames a terminal was drawn with: each line or redraw of one (cli-progress goes back with `ESC[1G`). */
+const framesOf = (stdout: string) => stdout.split(new RegExp(`\r|\n|${ESC}\\[1G`))
+
+/**
+ * The last frame of `name`'s bar drawn before the line that replaced it (the first frame `final` matches), with
+ * its percentage and bytes.
+ */
+function lastBarBefore(stdout: string, name: string, final: RegExp) {
+  const frames = framesOf(stdout)
+  const end = frames.findIndex((f) => final.test(f))
+  expect(end, `no final line ${String(final)} in:\n${stdout}`).toBeGreaterThan(0)
+  const bar = frames
+    .slice(0, end)
+    .filter((f) => f.includes(name) && /\[[█░]+\]/.test(f))
+    .at(-1)
+  expect(bar, `no bar of ${name} before its final line`).toBeDefined()
+  const figures = /\]\s+(\d+)%\s+(\S+ \S+)\/(\S+ \S+)/.exec(bar ?? '')
+  return { frame: bar ?? '', share: Number(figures?.[1]), done: figures?.[2], total: figures?.[3] }
+}
+
 describe('on a terminal', () => {
   it('put draws a live bar per file with its percentage, bytes, speed and time left (under script)', async () => {
     await freshDir()
@@ -596,18 +696,46 @@ describe('on a terminal', () => {
     expect(code).toBe(0)
     // A real terminal: cursor movement and the bar's blocks.
     expect(stdout).toContain(ANSI)
-    const frames = stdout
-      .split(new RegExp(`\r|\n|${ESC}\\[1G`))
-      .filter((f) => f.includes('tty.bin') && f.includes('['))
+    const frames = framesOf(stdout).filter((f) => f.includes('tty.bin') && f.includes('['))
     const storing = frames.filter((f) => /storing\s+\[[█░]+\]\s+\d+%/.test(f))
     const shares = new Set(storing.map((f) => Number(/\]\s+(\d+)%/.exec(f)?.[1])))
     // Several distinct percentages on the way (a live bar, not only a start and an end).
     expect([...shares].filter((n) => n > 0 && n < 100).length).toBeGreaterThanOrEqual(3)
     expect(storing.some((f) => /\d+(\.\d)? KiB\/512 KiB\s+[\d.]+ KiB\/s\s+\d+s left/.test(f))).toBe(true)
+    // Each stage's bar ends full before the next replaces it: all sent, then all stored (then the final line).
+    const sent = lastBarBefore(stdout, 'tty.bin', /tty\.bin\s+storing\s+\[/)
+    expect(sent.frame).toMatch(/tty\.bin\s+sending\s+\[/)
+    expect(sent, sent.frame).toMatchObject({ share: 100, done: '512 KiB', total: '512 KiB' })
+    const last = lastBarBefore(stdout, 'tty.bin', /tty\.bin: completed/)
+    expect(last, last.frame).toMatchObject({ share: 100, done: '512 KiB', total: '512 KiB' })
     // Its final line: what happened, and the id for what comes next (the server has the sha256).
     const id = new RegExp(`tty\\.bin: completed, 512 KiB stored \\(id ([\\w-]+)\\)`).exec(stdout)?.[1] ?? ''
     expect(await uploadOf(id)).toMatchObject({ status: 'COMPLETED', sha256: sha(content) })
   }, 90_000)
+
+  it('watch ID draws its bar full (100 %, all the bytes) before the completed line replaces it', async () => {
+    await freshDir()
+    const { path } = await file('watched.bin', 256 * KiB)
+    const id = (await upctl(['put', path, '--detach', '--speed', '16K'], env())).stdout.trim()
+    // Paused until watch shows it, however long the terminal takes to start.
+    expect((await upctl(['pause', id], env())).code).toBe(0)
+    const inner = `stty cols 120 rows 20; exec ${process.execPath} ${UPCTL} watch ${id}`
+    const run = startProcess('script', ['-qefc', inner, '/dev/null'], { env: env(), timeoutMs: 60_000 })
+    await waitFor(() => /watched\.bin\s+paused\s+\[/.test(run.stdout()), 30_000)
+    expect((await upctl(['resume', id, '--speed', '128K'], env())).code).toBe(0)
+    const { code, stdout } = await run.exited
+    expect(code).toBe(0)
+    expect(stdout).toMatch(/watched\.bin\s+storing\s+\[[█░]+\]\s+\d+%/)
+    const last = lastBarBefore(stdout, 'watched.bin', /watched\.bin: completed/)
+    expect(last, last.frame).toMatchObject({ share: 100, done: '256 KiB', total: '256 KiB' })
+
+    // Watched once it has ended: its bar is full from the first frame to the last, drawn before the line.
+    const after = startProcess('script', ['-qefc', inner, '/dev/null'], { env: env(), timeoutMs: 60_000 })
+    const ended = await after.exited
+    expect(ended.code).toBe(0)
+    const full = lastBarBefore(ended.stdout, 'watched.bin', /watched\.bin: completed/)
+    expect(full, full.frame).toMatchObject({ share: 100, done: '256 KiB', total: '256 KiB' })
+  }, 60_000)
 })
 
 describe('with API_TOKEN', () => {

@@ -95,16 +95,20 @@ Where that is remembered: $UPCTL_STATE, else $XDG_STATE_HOME/upctl, else ~/.loca
     max: 1,
   },
   get: {
-    synopsis: 'get ID [-o FILE]',
-    summary: 'download a stored file, continuing a partial FILE',
-    options: { output: { type: 'string', short: 'o' } },
+    synopsis: 'get ID [-o FILE] [--force]',
+    summary: 'download a stored file, checked against its sha256',
+    options: { output: { type: 'string', short: 'o' }, force: { type: 'boolean' } },
     min: 1,
     max: 1,
     details: `  -o, --output FILE   where to save it (a folder: saved inside it); by default the upload's name
+  --force             replace FILE if it is already there (once the download is whole and checked)
 
-If FILE already holds the start of the file (an earlier get was cut off), only the rest is asked for
-(HTTP Range, with If-Range on the file's ETag); the whole file is then checked against the upload's
-sha256. With --json: NDJSON progress events and a final "done" object.`,
+The file is written beside FILE, into a hidden .FILE.upctl-ID-ETAG.part, and appears under FILE only
+once all of it is there and its sha256 is the upload's. An interrupted get (Ctrl-C, a dropped
+connection) keeps that partial file: the same command asks only for the rest (HTTP Range, with
+If-Range on the file's ETag). A FILE that is already there is never written to: when it is this very
+file there is nothing to do; otherwise get exits 1 and changes nothing (choose another name with -o,
+or replace it with --force). With --json: NDJSON progress events and a final "done" object.`,
   },
   watch: {
     synopsis: 'watch [ID]',

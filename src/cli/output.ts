@@ -48,7 +48,7 @@ export interface Progress {
 /** One file or upload on the display. */
 export interface Row {
   update(progress: Progress): void
-  /** Its final line: what happened. The row stops changing. */
+  /** Its final line: what happened. The row's last progress is shown first; then it stops changing. */
   finish(line: string): void
 }
 
@@ -126,12 +126,17 @@ class BarDisplay implements Display {
     return {
       update: (next) => {
         if (state.final !== undefined) return
+        // Frames are drawn 10 times a second: a stage's last one (all of it sent, say) is drawn before the next
+        // stage replaces it, or it might never be seen.
+        if (next.stage !== state.progress.stage) this.bars.update()
         state.progress = next
         bar.setTotal(next.total)
         bar.update(next.done)
       },
       finish: (line) => {
         if (state.final !== undefined) return
+        // Where the row ended (100 % for a finished file) is drawn before its final line replaces it.
+        this.bars.update()
         state.final = line
         // The final line goes above the rows still moving, and stays.
         this.bars.log(`${line}\n`)

@@ -293,6 +293,8 @@ function send(job: Job, { api, storage, options, mode }: SendDeps): Promise<void
       onSuccess: () => {
         job.id = idOf(upload.url ?? '')
         job.sent = file.size
+        // All of it sent, shown so before the storing stage replaces the bar (tus's last progress may fall short).
+        job.row.update({ stage: 'sending', done: file.size, total: file.size, speed: meter.add(file.size) })
         if (mode === 'json')
           printJson({
             event: 'received',
@@ -345,7 +347,9 @@ async function store(
           })
           .catch(() => undefined)
     }
-    if (mode === 'json' && !ended(upload.status) && !upload.removed)
+    // The last progress event of a completed file has all of it stored, as its bar does.
+    const completed = upload.status === 'COMPLETED' && !upload.removed
+    if (mode === 'json' && ((!ended(upload.status) && !upload.removed) || completed))
       printJson({
         event: 'progress',
         stage: 'storing',
@@ -357,8 +361,11 @@ async function store(
         currentSpeed: upload.currentSpeed,
         targetSpeed: upload.targetSpeed,
       })
-    // Its end is said by its final line (see put).
-    if (ended(upload.status) || upload.removed) return follow.stop()
+    if (ended(upload.status) || upload.removed) {
+      // A completed file's bar shows all of it stored; then its final line says how it ended (see put).
+      if (completed) job.row.update(progressOf(upload))
+      return follow.stop()
+    }
     // All of it has arrived; the transfer into storage is about to start.
     if (upload.status === 'RECEIVING')
       job.row.update({ stage: 'storing', done: 0, total: upload.totalSize, speed: 0 })

@@ -73,7 +73,7 @@ async function run(parsed: Extract<Parsed, { kind: 'run' }>, signal: AbortSignal
       case 'speed':
         return await control(ctx, command, id, speed)
       case 'get':
-        return await get(ctx, id, output)
+        return await get(ctx, id, output, values.force === true)
       case 'watch':
         return await watch(ctx, positionals[0])
     }

@@ -63,7 +63,9 @@ export async function watch(ctx: Context, id: string | undefined): Promise<numbe
       row = display.row(upload.filename, progressOf(upload))
       rows.set(upload.id, row)
     }
-    if (!over) return row.update(progressOf(upload))
+    // A completed upload's bar shows all of it stored before its final line replaces it.
+    if (!over || (upload.status === 'COMPLETED' && !upload.removed)) row.update(progressOf(upload))
+    if (!over) return
     row.finish(endLine(upload, mode))
     rows.delete(upload.id)
   })

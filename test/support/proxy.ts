@@ -11,6 +11,8 @@ export interface Proxy {
   retarget(target: string): void
   /** Bytes per second from the client to the server; 0 = as fast as they come. */
   setRate(bytesPerSecond: number): void
+  /** Bytes per second from the server back to the client (a slow download); 0 = as fast as they come. */
+  setReturnRate(bytesPerSecond: number): void
   /** Passes nothing more from clients to the server, until cut(). */
   hold(): void
   /** What clients sent since the last reset, as latin1 text (request heads can be read in it). */
@@ -31,6 +33,7 @@ export interface Proxy {
 export async function startProxy(target: string): Promise<Proxy> {
   let { hostname, port } = new URL(target)
   let rate = 0
+  let returnRate = 0
   let held = false
   let chunks: Buffer[] = []
   let count = 0
@@ -54,6 +57,17 @@ export async function startProxy(target: string): Promise<Proxy> {
     upstream.on('data', (chunk: Buffer) => {
       back += chunk.length
       client.write(chunk)
+      if (returnRate > 0) {
+        upstream.pause()
+        const timer = setTimeout(
+          () => {
+            timers.delete(timer)
+            upstream.resume()
+          },
+          (chunk.length / returnRate) * 1000,
+        )
+        timers.add(timer)
+      }
     })
     client.on('data', (chunk: Buffer) => {
       if (held) {
@@ -92,6 +106,7 @@ export async function startProxy(target: string): Promise<Proxy> {
       ;({ hostname, port } = new URL(next))
     },
     setRate: (bytesPerSecond) => (rate = bytesPerSecond),
+    setReturnRate: (bytesPerSecond) => (returnRate = bytesPerSecond),
     hold: () => (held = true),
     sent: () => Buffer.concat(chunks).toString('latin1'),
     sentBytes: () => count,
