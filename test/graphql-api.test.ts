@@ -314,7 +314,7 @@ describe('downloadUrl', () => {
     expect(await downloadUrlOn(server, FORWARDED)).toEqual(['<path>', '<path>', '<path>', '<path>', '<path>'])
   })
 
-  it('is absolute under PUBLIC_URL, and the path part works on the server', async () => {
+  it('is absolute under PUBLIC_URL, whatever forwarded headers say', async () => {
     const target = await startServer({ PUBLIC_URL: 'https://files.example.com/uploads/' })
     try {
       expect(await downloadUrlOn(target, FORWARDED)).toEqual(
