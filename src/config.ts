@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parseEnv } from 'node:util'
 import { isLogLevel, type LogLevel } from './log.js'
+import { isIpAddress, normaliseIp } from './public-url.js'
 import { parseBytes, UnitError } from './units.js'
 
 /**
@@ -25,6 +26,8 @@ export const SETTINGS = [
   'REDIS_URL',
   'INSTANCE_ID',
   'RESUMABLE_EXPIRY',
+  'PUBLIC_URL',
+  'TRUST_PROXY',
 ] as const
 
 export interface Config {
@@ -64,6 +67,10 @@ export interface Config {
   instanceId: string | undefined
   /** A resumable (tus) upload that receives no byte for this long is removed. Default 24 h. */
   resumableExpiryMs: number
+  /** Where clients reach the service (no trailing slash): links it hands out are absolute. Default unset. */
+  publicUrl: string | undefined
+  /** Addresses of proxies whose Forwarded / X-Forwarded-* headers are believed. Default none. */
+  trustProxy: string[]
 }
 
 export type Mode = { kind: 'embedded' } | { kind: 'shared'; redisUrl: string }
@@ -211,6 +218,39 @@ function hosts(env: Env): string[] {
   return values
 }
 
+/** `https://host[:port][/path]`: the service's address as its clients use it. */
+function publicUrl(env: Env): string | undefined {
+  const value = env.PUBLIC_URL?.trim()
+  if (!value) return undefined
+  const url = URL.parse(value)
+  if (
+    !url ||
+    !/^https?:$/.test(url.protocol) ||
+    !url.hostname ||
+    url.username ||
+    url.password ||
+    url.search ||
+    url.hash
+  ) {
+    throw new ConfigError(
+      `PUBLIC_URL must be the address clients reach this service at, such as https://uploads.example.com or https://example.com/uploads (http or https, no query); got ${JSON.stringify(value)}`,
+    )
+  }
+  return `${url.origin}${url.pathname.replace(/\/+$/, '')}`
+}
+
+/** The proxies' addresses, as this server sees them connect: only their forwarded headers are believed. */
+function trustProxy(env: Env): string[] {
+  return list(env, 'TRUST_PROXY').map((value) => {
+    if (!isIpAddress(value)) {
+      throw new ConfigError(
+        `TRUST_PROXY must list the IP addresses of the proxies in front of this service, such as 127.0.0.1 or 10.0.0.5; got ${JSON.stringify(value)}`,
+      )
+    }
+    return normaliseIp(value)
+  })
+}
+
 /** Validated once at start-up: a bad value stops the server with a message naming the variable. */
 export function loadConfig(env: Env = readEnv()): Config {
   const uploadDir = resolve(env.UPLOAD_DIR?.trim() || 'uploads')
@@ -232,5 +272,7 @@ export function loadConfig(env: Env = readEnv()): Config {
     mode: mode(env),
     instanceId: instanceId(env),
     resumableExpiryMs: duration(env, 'RESUMABLE_EXPIRY', 24 * 3_600_000),
+    publicUrl: publicUrl(env),
+    trustProxy: trustProxy(env),
   }
 }

@@ -16,6 +16,7 @@ import { closeInStages } from './linger.js'
 import { log, setLogFields } from './log.js'
 import { observe, observeRequest, registry } from './metrics.js'
 import { applyCors, listensOnLoopback, refusal, type OriginPolicy } from './origin.js'
+import { publicLink } from './public-url.js'
 import { TUS_PATH } from './tus/path.js'
 import { jsonText, sendJson } from './http-json.js'
 import { FolderLock } from './uploads/folder-lock.js'
@@ -166,10 +167,14 @@ async function serve(
   const limits: IngestLimits = { storage, maxRequestFileBytes: config.maxUploadSize }
   const context: Context = {
     service,
-    downloadPath: (id) =>
-      config.apiToken === undefined
-        ? `/api/files/${encodeURIComponent(id)}/download`
-        : signedDownloadPath(id, config.apiToken),
+    downloadUrl: (id, req) =>
+      publicLink(
+        config,
+        config.apiToken === undefined
+          ? `/api/files/${encodeURIComponent(id)}/download`
+          : signedDownloadPath(id, config.apiToken),
+        req,
+      ),
   }
   // GraphQL (yoga, graphql-ws) and the REST shim are most of what the process loads: they load right after
   // the port opens, so /readyz answers at once; a request that comes first waits for them.

@@ -21,6 +21,9 @@ describe('configuration', () => {
       corsOrigins: [],
       allowedHosts: [],
       logLevel: 'info',
+      publicUrl: undefined,
+      // Forwarded headers are believed from no one unless TRUST_PROXY names the proxy.
+      trustProxy: [],
     })
   })
 
@@ -41,6 +44,13 @@ describe('configuration', () => {
     ['CORS_ORIGINS', 'app.example'],
     ['ALLOWED_HOSTS', 'https://uploads.example'],
     ['ALLOWED_HOSTS', 'uploads.example:8000'],
+    ['PUBLIC_URL', 'uploads.example.com'],
+    ['PUBLIC_URL', 'ftp://uploads.example.com'],
+    ['PUBLIC_URL', 'https://uploads.example.com/?a=1'],
+    ['PUBLIC_URL', 'https://user:pw@uploads.example.com'],
+    ['TRUST_PROXY', 'true'],
+    ['TRUST_PROXY', '10.0.0.0/8'],
+    ['TRUST_PROXY', 'proxy.example'],
   ])('%s=%s stops start-up with a message naming the variable', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError)
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`^${name} `))
@@ -94,6 +104,20 @@ describe('configuration', () => {
     })
     expect(config.corsOrigins).toEqual(['https://app.example', 'http://localhost:3000', '*'])
     expect(config.allowedHosts).toEqual(['uploads.example', '.corp.example'])
+  })
+
+  it('reads PUBLIC_URL without its trailing slash (a path is kept), and TRUST_PROXY as addresses', () => {
+    expect(loadConfig({ PUBLIC_URL: 'https://Uploads.Example.com/' }).publicUrl).toBe(
+      'https://uploads.example.com',
+    )
+    expect(loadConfig({ PUBLIC_URL: 'http://example.com:8080/uploads/' }).publicUrl).toBe(
+      'http://example.com:8080/uploads',
+    )
+    expect(loadConfig({ TRUST_PROXY: '127.0.0.1, ::1, ::ffff:10.0.0.5' }).trustProxy).toEqual([
+      '127.0.0.1',
+      '::1',
+      '10.0.0.5',
+    ])
   })
 
   it('reads .env, and the environment wins over it', async () => {

@@ -97,6 +97,14 @@ async function waitForStatus(page: Page, name: string, status: string, timeout =
   await row(page, name).locator(`td.status:text-is("${status}")`).waitFor({ timeout })
 }
 
+/** Answers the confirmation dialog titled `title` with its button `answer`, and waits for it to close. */
+async function confirmIn(page: Page, title: string, answer: string): Promise<void> {
+  const dialog = page.getByRole('dialog', { name: title, exact: true })
+  await dialog.waitFor()
+  await dialog.getByRole('button', { name: answer, exact: true }).click()
+  await dialog.waitFor({ state: 'hidden' })
+}
+
 const progressOf = (page: Page, name: string) =>
   page.getByLabel(`Progress of ${name}`).evaluate((el) => (el as HTMLProgressElement).value)
 
@@ -212,9 +220,11 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the dashboard at %s wid
 
     // Focus goes to the row that takes a deleted one's place, then to the list's heading.
     await page.getByRole('button', { name: 'Delete report.bin' }).click()
+    await confirmIn(page, 'Delete report.bin?', 'Delete file')
     await row(page, 'report.bin').waitFor({ state: 'detached' })
     expect(await focusedName(page)).toBe('fast.bin')
     await page.getByRole('button', { name: 'Delete fast.bin' }).click()
+    await confirmIn(page, 'Delete fast.bin?', 'Delete file')
     await page.getByText('No uploads yet.').waitFor()
     expect(await focusedName(page)).toBe('On the server')
     expect(await counts(server.url)).toMatchObject({ total: 0 })
@@ -246,7 +256,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the dashboard at %s wid
         ((document.querySelector('progress[aria-label="Sending big.bin"]') as HTMLProgressElement)?.value ??
           0) > 0,
     )
-    expect(await page.locator('#overall').textContent()).toMatch(/sending 1 file \(.+ of .+, \d+ %\)/)
+    expect(await page.locator('#sending').textContent()).toMatch(/^Sending big\.bin: .+ of 2 MiB, \d+ %$/)
     await until('the body to start arriving', async () => (await staged(server.dir)).length > 0)
     // The server has it from its first byte on: a row of its own, receiving.
     await waitForStatus(page, 'big.bin', 'receiving')
@@ -259,8 +269,10 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the dashboard at %s wid
     ])
 
     await page.getByRole('button', { name: 'Cancel sending big.bin' }).click()
+    await confirmIn(page, 'Stop sending big.bin?', 'Stop sending')
     await page.getByText('Sending big.bin canceled; nothing was stored').waitFor()
-    expect(await page.getByLabel('Sending big.bin').count()).toBe(0)
+    await page.locator('#sending').waitFor({ state: 'hidden' })
+    expect(await page.getByLabel('Sending big.bin', { exact: true }).count()).toBe(0)
     // The send is ended on the server (tus termination), which drops the half-sent bytes and the record.
     await until('the half-sent body to be dropped', async () => (await staged(server.dir)).length === 0)
     expect(await counts(server.url)).toMatchObject({ total: 0 })
@@ -403,7 +415,8 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the dashboard at %s wid
         `${metrics.buttons} buttons, ${metrics.visibleButtons} shown (before: ${buttons}), ${metrics.tabStops} Tab stops`,
     )
     expect(metrics.height).toBeLessThanOrEqual(2 * VIEWPORTS[viewport].height)
-    expect(metrics.buttons).toBeLessThan(60)
+    // Page 1 leads with the 16 running and paused rows, three buttons each.
+    expect(metrics.buttons).toBeLessThan(80)
     expect(metrics.overflow).toBeLessThanOrEqual(0)
     expect(await unlabelled(page)).toEqual([])
     await screenshot(
@@ -413,12 +426,15 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the dashboard at %s wid
       viewport === 'desktop' ? 'dashboard-200.png' : 'dashboard-phone.png',
     )
 
-    // Pages, in the server's order.
+    // Pages: the active uploads first, then the ended ones, each in the server's order.
     await page
       .locator('#page-info')
       .filter({ hasText: `Page 1 of ${200 / perPage} · 1–${perPage} of 200` })
       .waitFor()
-    const names = made.map((u) => u.filename)
+    const isActive = (u: { kind: Kind }) => u.kind === 'running' || u.kind === 'paused'
+    const active = made.filter(isActive).map((u) => u.filename)
+    const ended = made.filter((u) => !isActive(u)).map((u) => u.filename)
+    const names = [...active, ...ended]
     expect(await shownNames(page)).toEqual(names.slice(0, perPage))
     await page.getByRole('button', { name: 'Next page' }).click()
     await page.locator('#page-info').filter({ hasText: 'Page 2 of' }).waitFor()
@@ -440,7 +456,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the dashboard at %s wid
     await page.locator('#page-info').filter({ hasText: 'Page 1 of' }).waitFor()
     expect(await shownNames(page)).toEqual(names.slice(0, perPage))
 
-    // A new upload belongs on the last page: this one does not move, only the counts change.
+    // A new upload joins the end of the active ones: the rows above it do not move.
     const scrolled = await page.evaluate(() => {
       window.scrollTo(0, 300)
       return window.scrollY
@@ -451,9 +467,16 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the dashboard at %s wid
     await restUpload(server.url, 'late.bin', 1 << 20, 1024)
     await page.getByRole('radio', { name: 'All 201', exact: true }).waitFor({ state: 'attached' })
     await page.getByRole('radio', { name: 'In progress 9', exact: true }).waitFor({ state: 'attached' })
-    expect(await shownNames(page)).toEqual(names.slice(0, perPage))
+    const withLate = [...active, 'late.bin', ...ended].slice(0, perPage)
+    await page.waitForFunction(
+      (expected) =>
+        Array.from(document.querySelectorAll('#uploads td.name'), (c) => c.textContent).join('|') ===
+        expected,
+      withLate.join('|'),
+    )
     expect(await page.evaluate(() => window.scrollY)).toBe(scrolled)
-    expect(await rowTops()).toEqual(tops)
+    const above = Math.min(active.length, perPage)
+    expect((await rowTops()).slice(0, above)).toEqual(tops.slice(0, above))
 
     // One status: only its uploads, a page of them; a new one that belongs at its end joins it.
     await page.getByRole('radio', { name: /^Canceled/ }).check()
@@ -575,6 +598,160 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the dashboard at %s wid
     expect(problems).toEqual([])
   }, 60_000)
 
+  it('asks before Cancel and Delete, naming the file; keeping it (the focused answer, or Escape) changes nothing', async () => {
+    const { page, problems, server } = await session(viewport, {
+      before: async (s) => {
+        await restUpload(s.url, 'keep me.bin', 1 << 20, 1024)
+        await restUpload(s.url, 'done.txt', 16, 0)
+        await settled(s.url, { completed: 1, inProgress: 1 })
+      },
+    })
+    const mutations: string[] = []
+    page.on('request', (request) => {
+      const name = /\b(cancelUpload|deleteFile)\b/.exec(request.postData() ?? '')?.[1]
+      if (name) mutations.push(name)
+    })
+    await waitForStatus(page, 'keep me.bin', 'in progress')
+    const cancel = page.getByRole('dialog', { name: 'Cancel keep me.bin?', exact: true })
+    await page.getByRole('button', { name: 'Cancel keep me.bin' }).click()
+    await cancel.waitFor()
+    expect(await cancel.textContent()).toContain('a canceled upload cannot be resumed')
+    expect(await unlabelled(page)).toEqual([])
+    await screenshot(page, 'confirm-cancel', viewport)
+    // The safe answer has the focus: Enter keeps the upload, and focus goes back where it was.
+    expect(await focusedName(page)).toBe('Keep it going')
+    await page.keyboard.press('Enter')
+    await cancel.waitFor({ state: 'hidden' })
+    expect(await focusedName(page)).toBe('Cancel keep me.bin')
+    await page.getByRole('button', { name: 'Cancel keep me.bin' }).click()
+    await cancel.waitFor()
+    await page.keyboard.press('Escape')
+    await cancel.waitFor({ state: 'hidden' })
+
+    const remove = page.getByRole('dialog', { name: 'Delete done.txt?', exact: true })
+    await page.getByRole('button', { name: 'Delete done.txt' }).click()
+    await remove.waitFor()
+    expect(await remove.textContent()).toContain('its stored file (16 B) are deleted')
+    await remove.getByRole('button', { name: 'Keep it', exact: true }).click()
+    await remove.waitFor({ state: 'hidden' })
+    // A round trip later, nothing was asked of the server and both are as they were.
+    expect(await counts(server.url)).toMatchObject({ total: 2, inProgress: 1, completed: 1 })
+    expect(mutations).toEqual([])
+    expect(await statusOf(page, 'keep me.bin')).toBe('in progress')
+    expect(await row(page, 'done.txt').count()).toBe(1)
+
+    // Yes does it.
+    await page.getByRole('button', { name: 'Cancel keep me.bin' }).click()
+    await confirmIn(page, 'Cancel keep me.bin?', 'Cancel upload')
+    await waitForStatus(page, 'keep me.bin', 'canceled')
+    await page.getByRole('button', { name: 'Delete done.txt' }).click()
+    await confirmIn(page, 'Delete done.txt?', 'Delete file')
+    await row(page, 'done.txt').waitFor({ state: 'detached' })
+    expect(mutations).toEqual(['cancelUpload', 'deleteFile'])
+    expect(await counts(server.url)).toMatchObject({ total: 1, canceled: 1 })
+    expect(problems).toEqual([])
+  }, 60_000)
+
+  it('shows the files chosen until they are sent, and beside Upload what this page is sending now', async () => {
+    const { page, problems } = await session(viewport)
+    await page.getByText('No uploads yet.').waitFor()
+    const chosen = page.locator('#chosen')
+    const sending = page.locator('#sending')
+    expect(await chosen.textContent()).toBe('No file chosen')
+    await throttleUploads(page, 32 * 1024)
+    await page.getByLabel('Choose or drop files').setInputFiles([
+      { name: 'alpha.bin', mimeType: 'application/octet-stream', buffer: randomBytes(512 * 1024) },
+      { name: 'bravo.bin', mimeType: 'application/octet-stream', buffer: randomBytes(256 * 1024) },
+      { name: 'charlie report.pdf', mimeType: 'application/pdf', buffer: randomBytes(128 * 1024) },
+    ])
+    expect(await chosen.textContent()).toBe('3 files chosen: alpha.bin, bravo.bin, charlie report.pdf')
+    await page.getByRole('button', { name: 'Remove bravo.bin' }).click()
+    expect(await chosen.textContent()).toBe('2 files chosen: alpha.bin, charlie report.pdf')
+    expect(await sending.isVisible()).toBe(false)
+    await page.getByRole('button', { name: 'Upload', exact: true }).click()
+    await chosen.filter({ hasText: /^No file chosen$/ }).waitFor()
+
+    // What is true now: two files on their way, one of them being sent, and how far they are together.
+    await sending.filter({ hasText: /^Sending 2 files \(now alpha\.bin\): .+ of 640 KiB, \d+ %$/ }).waitFor()
+    await screenshot(page, 'sending-line', viewport)
+    await page.getByRole('button', { name: 'Cancel sending alpha.bin' }).click()
+    await confirmIn(page, 'Stop sending alpha.bin?', 'Stop sending')
+    await sending.filter({ hasText: /^Sending charlie report\.pdf: .+ of 128 KiB, \d+ %$/ }).waitFor()
+    await throttleUploads(page, -1)
+    await waitForStatus(page, 'charlie report.pdf', 'completed')
+    // Nothing is being sent: the line is gone, and nothing claims a file is still on its way.
+    await sending.waitFor({ state: 'hidden' })
+    expect(await page.locator('#message').textContent()).toBe(
+      'Sending alpha.bin canceled; nothing was stored',
+    )
+    expect(problems).toEqual([])
+  }, 90_000)
+
+  it('keeps its layout while uploads move: columns stay, a percentage keeps clear of its bar, ended rows show their outcome and keep their actions on their line', async () => {
+    const { page, problems, server } = await session(viewport, {
+      before: async (s) => {
+        await restUpload(s.url, 'a rather long file name, for the layout.bin', 20 * 1024, 0)
+        const stopped = await restUpload(s.url, 'stopped midway.bin', 1 << 20, 256 * 1024)
+        await until('it to be partly copied', async () => {
+          const { upload } = await gql<{ upload: { uploadedSize: number } }>(
+            s.url,
+            `query ($id: ID!) { upload(id: $id) { uploadedSize } }`,
+            { id: stopped.id },
+          )
+          return upload.uploadedSize > 0
+        })
+        await rest(s.url, 'POST', `/api/upload/${stopped.id}/cancel`)
+        await settled(s.url, { completed: 1, canceled: 1 })
+      },
+    })
+    await waitForStatus(page, 'stopped midway.bin', 'canceled')
+    const columns = () =>
+      page
+        .locator('#table thead th')
+        .evaluateAll((cells) => cells.map((c) => Math.round(c.getBoundingClientRect().left)))
+    const before = await columns()
+
+    await restUpload(server.url, 'moving.bin', 8 << 20, 64 * 1024)
+    await waitForStatus(page, 'moving.bin', 'in progress')
+    await movedPast(page, 'moving.bin', 0)
+    await screenshot(page, 'layout', viewport)
+    // Wide: the columns are where they were before a running row came.
+    if (viewport === 'desktop') expect(await columns()).toEqual(before)
+
+    // The running row's percentage keeps clear of its bar.
+    const gap = await row(page, 'moving.bin')
+      .locator('td.progress')
+      .evaluate((cell) => {
+        const bar = cell.querySelector('progress')!.getBoundingClientRect()
+        const range = document.createRange()
+        range.selectNodeContents(cell.querySelector('.percent')!)
+        return range.getBoundingClientRect().left - bar.right
+      })
+    expect(gap).toBeGreaterThanOrEqual(6)
+
+    // An ended row says how it ended, not where it stopped.
+    expect(await row(page, 'stopped midway.bin').locator('td.progress').textContent()).toBe('')
+    expect(await statusOf(page, 'stopped midway.bin')).toBe('canceled')
+
+    // Each ended row's actions sit on the line of its facts (at phone width too).
+    for (const name of ['a rather long file name, for the layout.bin', 'stopped midway.bin']) {
+      const [status, actions] = await Promise.all(
+        ['td.status', '.actions'].map((selector) =>
+          row(page, name)
+            .locator(selector)
+            .evaluate((el) => {
+              const box = el.getBoundingClientRect()
+              return { top: box.top, bottom: box.bottom }
+            }),
+        ),
+      )
+      expect(actions!.top, name).toBeLessThan(status!.bottom)
+      expect(actions!.bottom, name).toBeGreaterThan(status!.top)
+    }
+    expect((await measure(page)).overflow).toBeLessThanOrEqual(0)
+    expect(problems).toEqual([])
+  }, 60_000)
+
   it('works from the keyboard: choose, send, set a speed, pause, resume', async () => {
     const { page, problems } = await session(viewport)
     await page.getByText('No uploads yet.').waitFor()
@@ -628,6 +805,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the dashboard at %s wid
     expect(await unlabelled(page)).toEqual([])
     expect((await measure(page)).overflow).toBeLessThanOrEqual(0)
     await page.getByRole('button', { name: 'Cancel keys.txt' }).click()
+    await confirmIn(page, 'Cancel keys.txt?', 'Cancel upload')
     await waitForStatus(page, 'keys.txt', 'canceled')
     expect(await statusOf(page, 'keys.txt')).toBe('canceled')
     expect(problems).toEqual([])
@@ -801,6 +979,7 @@ describe('the dashboard sends over tus (resumable)', () => {
 
     // Canceled from its row (or by anyone else): the page stops sending and says why.
     await page.getByRole('button', { name: 'Cancel stopped.bin' }).click()
+    await confirmIn(page, 'Cancel stopped.bin?', 'Cancel upload')
     await waitForStatus(page, 'stopped.bin', 'canceled')
     await page
       .getByText(
@@ -859,7 +1038,7 @@ describe('the dashboard sends over tus (resumable)', () => {
     await page.getByLabel('Speed unit', { exact: true }).selectOption({ label: 'MiB/s' })
     await page.getByLabel('Choose or drop files').setInputFiles(file)
     await page.getByRole('button', { name: 'Upload', exact: true }).click()
-    await page.getByText('Sending again.bin goes on where the server has it').waitFor()
+    await page.getByText('again.bin: the send went on from where the server had it').waitFor()
     await page.locator('#unfinished').waitFor({ state: 'hidden' })
     await waitForStatus(page, 'again.bin', 'completed', 90_000)
     const resumedAt = requests.find((r) => r.method === 'PATCH' && r.phase === 'after')?.offset

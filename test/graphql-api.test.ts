@@ -1,7 +1,12 @@
 import { createHash } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { execFile } from 'node:child_process'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { promisify } from 'node:util'
+import { Kind, parse, validate } from 'graphql'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { schema } from '../src/graphql/schema.js'
 import { SafeInt } from '../src/graphql/scalars.js'
 import { bytes, gql, gqlUpload, multipart, rawRequest, waitFor } from './support/clients.js'
 import { listStorage, startServer, type TestServer } from './support/server.js'
@@ -253,9 +258,123 @@ describe('GraphiQL', () => {
     const response = await fetch(`${server.url}/graphql`, { headers: { accept: 'text/html' } })
     expect(response.status).toBe(200)
     const html = await response.text()
-    expect(html).toMatch(/<title>Upload service<\/title>/)
+    expect(html).toMatch(/<title>Upload service · GraphiQL<\/title>/)
     expect(html).not.toMatch(/<script[^>]+src="https?:/)
     expect(html).not.toMatch(/<link[^>]+href="https?:/)
     expect(html).toMatch(/"subscriptionsProtocol":"WS"/)
+  })
+
+  it('opens with a short example document that holds against the schema: its query runs, its curl line uploads, no pasted welcome', async () => {
+    const html = await (await fetch(`${server.url}/graphql`, { headers: { accept: 'text/html' } })).text()
+    // Without a document of its own GraphiQL writes a welcome with the title pasted into its sentence
+    // ("Upload service is an in-browser tool…").
+    const literal = /"defaultQuery":("(?:[^"\\]|\\.)*")/.exec(html)?.[1]
+    expect(literal).toBeDefined()
+    const document = JSON.parse(literal!) as string
+    const parsed = parse(document)
+    expect(validate(schema, parsed)).toEqual([])
+    const operations = parsed.definitions.flatMap((d) =>
+      d.kind === Kind.OPERATION_DEFINITION ? [`${d.operation} ${d.name?.value}`] : [],
+    )
+    expect(operations).toEqual(['query Uploads', 'mutation Upload', 'subscription Progress'])
+
+    // The query runs as it stands.
+    const ran = await rawRequest(server.url, '/graphql', {
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: Buffer.from(JSON.stringify({ query: document, operationName: 'Uploads' })),
+    })
+    expect(ran.body).toMatchObject({ data: { uploads: expect.any(Array) } })
+
+    // The curl line in its comments sends a file, as printed (but for this server's address and the file).
+    const dir = await mkdtemp(join(tmpdir(), 'graphiql-'))
+    try {
+      const file = join(dir, 'file.zip')
+      await writeFile(file, 'a file sent with the curl line GraphiQL shows')
+      const command = document
+        .split('\n')
+        .filter((line) => /^#\s+(curl |-F )/.test(line))
+        .map((line) => line.replace(/^#\s+/, '').replace(/\\$/, ''))
+        .join(' ')
+        .replace('http://localhost:8000', server.url)
+        .replace('/path/to/file.zip', file)
+      expect(command).toMatch(/^curl \S+\/graphql +-F operations=/)
+      const { stdout } = await promisify(execFile)('sh', ['-c', `${command} --silent --show-error`])
+      const answer = JSON.parse(stdout) as { data?: { uploadFile: { id: string; status: string } } }
+      expect(answer.data?.uploadFile.status).toMatch(/^(IN_PROGRESS|COMPLETED)$/)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('downloadUrl', () => {
+  /** Uploads a small file and answers its downloadUrl as asked for with `headers` (a proxy's, or a client's). */
+  async function downloadUrlOn(target: TestServer, headers: Record<string, string>[]): Promise<string[]> {
+    const made = await gqlUpload<{ uploadFile: { id: string } }>(
+      target.url,
+      'mutation ($file: File!) { uploadFile(file: $file, speed: 0) { id } }',
+      {},
+      bytes(64),
+    )
+    const id = made.body.data!.uploadFile.id
+    const ask = async (extra: Record<string, string>) =>
+      (
+        await rawRequest(target.url, '/graphql', {
+          headers: { 'content-type': 'application/json', accept: 'application/json', ...extra },
+          body: Buffer.from(
+            JSON.stringify({
+              query: 'query ($id: ID!) { upload(id: $id) { status downloadUrl } }',
+              variables: { id },
+            }),
+          ),
+        })
+      ).body as { data: { upload: { status: string; downloadUrl: string | null } } }
+    await waitFor(async () => (await ask({})).data.upload.status === 'COMPLETED')
+    const path = `/api/files/${encodeURIComponent(id)}/download`
+    return Promise.all(
+      headers.map(async (h) => (await ask(h)).data.upload.downloadUrl!.replace(path, '<path>')),
+    )
+  }
+
+  const FORWARDED: Record<string, string>[] = [
+    {},
+    { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'uploads.example' },
+    { forwarded: 'for=192.0.2.1;proto=https;host=fwd.example' },
+    // A client's own header first, the proxy's element appended after it: the proxy's counts.
+    { forwarded: 'host=evil.example;proto=http, for=192.0.2.1;host="good.example:8443";proto=https' },
+    // Not a host: ignored.
+    { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.example/phish?' },
+  ]
+
+  it('is a path from the root by default, whatever forwarded headers a client sends', async () => {
+    expect(await downloadUrlOn(server, FORWARDED)).toEqual(['<path>', '<path>', '<path>', '<path>', '<path>'])
+  })
+
+  it('is absolute under PUBLIC_URL, whatever forwarded headers say', async () => {
+    const target = await startServer({ PUBLIC_URL: 'https://files.example.com/uploads/' })
+    try {
+      expect(await downloadUrlOn(target, FORWARDED)).toEqual(
+        Array(5).fill('https://files.example.com/uploads<path>'),
+      )
+    } finally {
+      await target.stop()
+    }
+  })
+
+  it('follows Forwarded / X-Forwarded-* only from a proxy TRUST_PROXY names', async () => {
+    const trusted = await startServer({ TRUST_PROXY: '127.0.0.1' })
+    const other = await startServer({ TRUST_PROXY: '192.0.2.10' })
+    try {
+      expect(await downloadUrlOn(trusted, FORWARDED)).toEqual([
+        '<path>',
+        'https://uploads.example<path>',
+        'https://fwd.example<path>',
+        'https://good.example:8443<path>',
+        '<path>',
+      ])
+      expect(await downloadUrlOn(other, FORWARDED)).toEqual(Array(5).fill('<path>'))
+    } finally {
+      await Promise.all([trusted.stop(), other.stop()])
+    }
   })
 })

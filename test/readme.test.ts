@@ -67,7 +67,9 @@ beforeAll(async () => {
   scratch = await mkdtemp(join(tmpdir(), 'readme-'))
   await mkdir(join(scratch, 'input'))
   await writeFile(join(scratch, 'input', 'file.zip'), bytes(50_000))
-  const running = await restUpload(server.url, bytes(200_000), { speed: 1000, filename: 'running.bin' })
+  // Big enough that the README's resume at 2 MiB/s is still running when its next line sets a new speed,
+  // however busy the machine (200 KB took 0.1 s, and the next command found it completed).
+  const running = await restUpload(server.url, bytes(16_000_000), { speed: 1000, filename: 'running.bin' })
   const done = await restUpload(server.url, bytes(30_000), { speed: 0, filename: 'done.zip' })
   await waitForStatus(server.url, done.body.upload_id, 'completed')
   // A tus upload as long as the file the commands send.

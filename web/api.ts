@@ -25,7 +25,7 @@ export interface Upload {
   removed: boolean
 }
 
-/** Where an upload sorts in the list (oldest first, as the API pages them). */
+/** Where an upload sorts within its group in the list (oldest first, as the API pages them). */
 export const order = (u: Upload) => `${u.createdAt}|${u.id}`
 
 export interface Counts {

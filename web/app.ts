@@ -6,6 +6,8 @@
  */
 import { AuthError, getToken, gql, isFinal, setToken, type Counts, type Upload } from './api.js'
 import { ClearFinished } from './clear.js'
+import { Confirm } from './confirm.js'
+import { bytes } from './format.js'
 import { UploadList } from './list.js'
 import { followUploads } from './live.js'
 import { Overall } from './overall.js'
@@ -106,6 +108,14 @@ const clearFinished = new ClearFinished(
   },
 )
 
+const confirmation = new Confirm({
+  dialog: $('#confirm-dialog'),
+  title: $('#confirm-title'),
+  detail: $('#confirm-detail'),
+  confirm: $('#confirm-yes'),
+  keep: $('#confirm-keep'),
+})
+
 const mutate = async (query: string, variables: Record<string, unknown>) => {
   try {
     await gql(query, variables)
@@ -154,8 +164,28 @@ const list = new UploadList(
         id: u.id,
         speed,
       }),
-    cancel: (u) => mutate(`mutation ($id: ID!) { cancelUpload(id: $id) { id } }`, { id: u.id }),
+    cancel: async (u) => {
+      const yes = await confirmation.ask({
+        title: `Cancel ${u.filename}?`,
+        detail:
+          `It stops for good and what the server has of it (${bytes(u.receivedSize)}) is removed; ` +
+          'a canceled upload cannot be resumed.',
+        confirm: 'Cancel upload',
+        keep: 'Keep it going',
+      })
+      if (yes) await mutate(`mutation ($id: ID!) { cancelUpload(id: $id) { id } }`, { id: u.id })
+    },
     remove: async (u) => {
+      const yes = await confirmation.ask({
+        title: `Delete ${u.filename}?`,
+        detail:
+          u.status === 'COMPLETED'
+            ? `Its record and its stored file (${bytes(u.totalSize)}) are deleted. This cannot be undone.`
+            : 'Its record leaves the list. This cannot be undone.',
+        confirm: u.status === 'COMPLETED' ? 'Delete file' : 'Delete record',
+        keep: 'Keep it',
+      })
+      if (!yes) return
       await mutate(`mutation ($id: ID!) { deleteFile(id: $id) { id } }`, { id: u.id })
       say(`Deleted ${u.filename}`)
       // Deletions are not in the live feed: this page and the counts are asked for again.
@@ -168,13 +198,27 @@ const list = new UploadList(
 
 const fileInput = $<HTMLInputElement>('#file')
 const drop = $<HTMLLabelElement>('#drop')
+const sendingLine = $<HTMLParagraphElement>('#sending')
+let sendingScheduled = false
+/** At most once a frame: a send reports progress many times a second. */
+const showSending = () => {
+  if (sendingScheduled) return
+  sendingScheduled = true
+  requestAnimationFrame(() => {
+    sendingScheduled = false
+    sendingLine.textContent = queue.summary()
+    sendingLine.hidden = sendingLine.textContent === ''
+  })
+}
 const queue = new SendQueue({
   list: $('#queue'),
   defaultSpeed: new SpeedField($('#speed'), $('#unit')),
   button: $('#upload'),
+  chosen: $('#chosen'),
   say,
+  confirm: (question) => confirmation.ask(question),
   unauthorized: needToken,
-  changed: () => overall.setSending(queue.summary()),
+  changed: showSending,
   sendsChanged: () => unfinished.refresh(),
 })
 const unfinished = new UnfinishedNote($('#unfinished'), () => queue.sendingIds())

@@ -1,10 +1,11 @@
 /**
- * The uploads on record, a page at a time (the API's cursor pages, oldest first), for one status or all,
- * with how many there are in each. Live changes update the rows shown in place; uploads elsewhere (other
- * pages, other statuses) only change the counts, so the page never jumps. A new upload that belongs at the
- * end of the last page is added there.
+ * The uploads on record, a page at a time (the API's cursor pages), for one status or all, with how many
+ * there are in each. All of them: the active ones (arriving, running, paused) first, where the eye is, then
+ * the ended ones, each group oldest first. Live changes update the rows shown in place; uploads elsewhere
+ * (other pages, other statuses) only change the counts, so the page never jumps; a row that ends stays where
+ * it is until the page is next loaded. A new upload joins the end of its group when that is on this page.
  */
-import { COUNTS, FIELDS, gql, order, type Counts, type Status, type Upload } from './api.js'
+import { COUNTS, FIELDS, FINAL, gql, order, type Counts, type Status, type Upload } from './api.js'
 import { Row, type RowActions } from './row.js'
 
 export type Filter = 'ALL' | Status
@@ -27,6 +28,16 @@ const EMPTY_TEXT: Record<Filter, string> = {
   COMPLETED: 'No completed uploads.',
   CANCELED: 'No canceled uploads.',
   FAILED: 'No failed uploads.',
+}
+
+/** The groups "All" shows, in this order; a filter shows one group of one status. */
+const ACTIVE: Status[] = ['RECEIVING', 'IN_PROGRESS', 'PAUSED']
+const GROUPS_OF_ALL: Status[][] = [ACTIVE, [...FINAL]]
+
+/** Where a page starts: in which group, after which upload of it (none: at the group's start). */
+interface PageStart {
+  group: number
+  after?: string
 }
 
 const PAGE_QUERY = `query Page($status: [UploadStatus!], $first: Int!, $after: String) {
@@ -63,11 +74,13 @@ export interface ListEvents extends RowActions {
 export class UploadList {
   filter: Filter = 'ALL'
   private pageSize: number
-  /** The `after` cursor of each page reached so far; page 0 starts at the beginning. */
-  private starts: (string | undefined)[] = [undefined]
+  /** Where each page reached so far starts; page 0 starts at the beginning. */
+  private starts: PageStart[] = [{ group: 0 }]
   private index = 0
   private rows: Row[] = []
   private readonly byId = new Map<string, Row>()
+  /** The group each row shown was found in (its status then: a row that ends stays put). */
+  private readonly groupOf = new Map<string, number>()
   private hasNext = false
   private loaded = false
   private counts: Counts | undefined
@@ -94,13 +107,13 @@ export class UploadList {
     el.last.addEventListener('click', () => void this.goLast().catch((error: Error) => events.failed(error)))
   }
 
-  get statuses(): Status[] | undefined {
-    return this.filter === 'ALL' ? undefined : [this.filter]
+  private get groups(): Status[][] {
+    return this.filter === 'ALL' ? GROUPS_OF_ALL : [[this.filter]]
   }
 
   /** From the first page again (a new filter, page size, or after clearing). */
   restart(): void {
-    this.starts = [undefined]
+    this.starts = [{ group: 0 }]
     this.go(0)
   }
 
@@ -114,37 +127,57 @@ export class UploadList {
   async load(index = this.index): Promise<void> {
     const generation = ++this.generation
     const since = this.events.clock()
-    const data = await gql<{ uploads: Upload[]; uploadCounts: Counts }>(PAGE_QUERY, {
-      status: this.statuses,
-      first: this.pageSize + 1,
-      after: this.starts[index],
-    })
-    if (generation !== this.generation) return
-    const uploads = data.uploads.slice(0, this.pageSize).map((u) => this.events.newer(u, since))
+    const groups = this.groups
+    const want = this.pageSize + 1
+    const found: { upload: Upload; group: number }[] = []
+    let { group, after } = this.starts[index] ?? { group: 0 }
+    let counts: Counts | undefined
+    // A page that reaches the end of one group goes on with the next.
+    while (found.length < want && group < groups.length) {
+      const first = want - found.length
+      const data = await gql<{ uploads: Upload[]; uploadCounts: Counts }>(PAGE_QUERY, {
+        status: groups[group],
+        first,
+        after,
+      })
+      counts = data.uploadCounts
+      for (const upload of data.uploads) found.push({ upload, group })
+      if (data.uploads.length === first) break
+      group++
+      after = undefined
+    }
+    if (generation !== this.generation || !counts) return
+    const page = found.slice(0, this.pageSize)
+    const uploads = page.map(({ upload }) => this.events.newer(upload, since))
     this.index = index
-    this.hasNext = data.uploads.length > this.pageSize
+    this.hasNext = found.length > this.pageSize
     this.starts.length = index + 1
-    const end = uploads.at(-1)
-    if (this.hasNext && end) this.starts.push(end.cursor)
+    const end = page.at(-1)
+    if (this.hasNext && end) this.starts.push({ group: end.group, after: end.upload.cursor })
+    for (const { upload, group: g } of page) this.groupOf.set(upload.id, g)
     this.show(uploads)
     this.loaded = true
-    this.setCounts(data.uploadCounts)
+    this.setCounts(counts)
   }
 
   /** The last page: every page's start, from the cursors alone (the API pages forward only). */
   private async goLast(): Promise<void> {
-    const cursors: string[] = []
-    for (;;) {
-      const { uploads } = await gql<{ uploads: { cursor: string }[] }>(
-        `query Cursors($status: [UploadStatus!], $after: String) { uploads(status: $status, first: 1000, after: $after) { cursor } }`,
-        { status: this.statuses, after: cursors[cursors.length - 1] },
-      )
-      cursors.push(...uploads.map((u) => u.cursor))
-      if (uploads.length < 1000) break
+    const all: Required<PageStart>[] = []
+    for (const [group, status] of this.groups.entries()) {
+      let after: string | undefined
+      for (;;) {
+        const { uploads } = await gql<{ uploads: { cursor: string }[] }>(
+          `query Cursors($status: [UploadStatus!], $after: String) { uploads(status: $status, first: 1000, after: $after) { cursor } }`,
+          { status, after },
+        )
+        for (const u of uploads) all.push({ group, after: u.cursor })
+        after = uploads.at(-1)?.cursor
+        if (uploads.length < 1000) break
+      }
     }
-    const pages = Math.max(1, Math.ceil(cursors.length / this.pageSize))
-    this.starts = [undefined]
-    for (let page = 1; page < pages; page++) this.starts.push(cursors[page * this.pageSize - 1])
+    const pages = Math.max(1, Math.ceil(all.length / this.pageSize))
+    this.starts = [{ group: 0 }]
+    for (let page = 1; page < pages; page++) this.starts.push(all[page * this.pageSize - 1] ?? { group: 0 })
     await this.load(pages - 1)
   }
 
@@ -159,6 +192,7 @@ export class UploadList {
       if (!keep.has(row.upload.id)) {
         row.tr.remove()
         this.byId.delete(row.upload.id)
+        this.groupOf.delete(row.upload.id)
       }
     }
     this.rows = uploads.map((u) => {
@@ -188,6 +222,7 @@ export class UploadList {
     const at = this.rows.indexOf(row)
     row.tr.remove()
     this.byId.delete(id)
+    this.groupOf.delete(id)
     this.rows.splice(at, 1)
     this.showEmpty()
     if (hadFocus) (this.rows[Math.min(at, this.rows.length - 1)] ?? this.el.heading).focus()
@@ -197,22 +232,37 @@ export class UploadList {
   live(u: Upload): void {
     const row = this.byId.get(u.id)
     if (row) return row.update(u)
-    if (!this.loaded || (this.statuses && !this.statuses.includes(u.status)) || this.hasNext) return
-    const last = this.rows[this.rows.length - 1]
-    const belongsAtEnd = last ? order(u) > order(last.upload) : this.index === 0
-    if (!belongsAtEnd) return
-    if (this.rows.length < this.pageSize) {
-      const made = new Row(u, this.events)
-      this.byId.set(u.id, made)
-      this.rows.push(made)
-      this.el.tbody.append(made.tr)
-      this.showEmpty()
-    } else if (last) {
-      // It starts the next page.
+    const group = this.groups.findIndex((statuses) => statuses.includes(u.status))
+    if (!this.loaded || group < 0) return
+    // One newer than every upload of its group on this page, when the group ends here, goes at its end
+    // (before the next group's rows): a new upload, or one that has just joined the group (it ended).
+    let at = this.rows.findIndex((r) => (this.groupOf.get(r.upload.id) ?? 0) > group)
+    if (at < 0) {
+      if (this.hasNext || (this.rows.length === 0 && this.index > 0)) return
+      at = this.rows.length
+    } else if (at === 0 && (this.starts[this.index]?.group ?? 0) > group) return
+    const before = this.rows[at - 1]
+    if (before && this.groupOf.get(before.upload.id) === group && order(u) <= order(before.upload)) return
+    const made = new Row(u, this.events)
+    this.byId.set(u.id, made)
+    this.groupOf.set(u.id, group)
+    this.el.tbody.insertBefore(made.tr, this.rows[at]?.tr ?? null)
+    this.rows.splice(at, 0, made)
+    const pushed = this.rows.length > this.pageSize ? this.rows.pop() : undefined
+    const last = this.rows.at(-1)
+    if (pushed && last) {
+      // The page's last row now starts the next one.
+      const hadFocus = pushed.tr.contains(document.activeElement)
+      pushed.tr.remove()
+      this.byId.delete(pushed.upload.id)
+      this.groupOf.delete(pushed.upload.id)
       this.hasNext = true
-      this.starts.push(last.upload.cursor)
-      this.showPager()
+      this.starts.length = this.index + 1
+      this.starts.push({ group: this.groupOf.get(last.upload.id) ?? 0, after: last.upload.cursor })
+      if (hadFocus) last.focus()
     }
+    this.showEmpty()
+    this.showPager()
   }
 
   /** Some upload changed status: the counts are asked for again, once for a burst of changes. */

@@ -1,13 +1,13 @@
 /**
  * The overall line: how many uploads are active (running, paused), their rate together and the time until
- * the running ones are done, plus what is being sent. Fed by the live feed, whatever page or filter is shown.
+ * the running ones are done. Fed by the live feed, whatever page or filter is shown. What this page is
+ * sending has its own line, beside Upload.
  */
 import { isFinal, type Upload } from './api.js'
-import { bytes, duration, percent, speed } from './format.js'
+import { duration, speed } from './format.js'
 
 export class Overall {
   private readonly active = new Map<string, Upload>()
-  private sending = { files: 0, sent: 0, total: 0 }
   private scheduled = false
 
   constructor(private readonly element: HTMLElement) {
@@ -28,11 +28,6 @@ export class Overall {
   /** Forgets every upload (a reconnect: the live feed sends the unfinished ones again). */
   reset(): void {
     this.active.clear()
-    this.schedule()
-  }
-
-  setSending(sending: { files: number; sent: number; total: number }): void {
-    this.sending = sending
     this.schedule()
   }
 
@@ -69,12 +64,6 @@ export class Overall {
         )
         parts.push(Number.isFinite(left) ? `${duration(left)} left` : 'time left unknown')
       }
-    }
-    if (this.sending.files > 0) {
-      const { files, sent, total } = this.sending
-      parts.push(
-        `sending ${files} ${files === 1 ? 'file' : 'files'} (${bytes(sent)} of ${bytes(total)}, ${percent(sent, total)} %)`,
-      )
     }
     this.element.textContent = parts.join(' · ')
   }

@@ -4,6 +4,7 @@
  * the server keeps trying (and says so); a file chosen again after a reload goes on where the server has it.
  */
 import { AuthError } from './api.js'
+import type { Question } from './confirm.js'
 import { bytes, percent, speed } from './format.js'
 import { sendFile, SendCanceled, type Sending } from './send.js'
 import { SpeedField } from './speed-field.js'
@@ -34,10 +35,14 @@ export interface QueueOptions {
   /** The form's speed: the one every chosen file starts with. */
   defaultSpeed: SpeedField
   button: HTMLButtonElement
+  /** What the file input shows: the files chosen and not yet sent (the browser's own text is hidden). */
+  chosen: HTMLElement
   say(text: string): void
+  /** Asks before something that loses work (a send's bytes); resolves true for yes. */
+  confirm(question: Question): Promise<boolean>
   /** The server refused the token; the file is back in the list, to be sent once it is fixed. */
   unauthorized(error: AuthError): void
-  /** Something changed that the overall line reports (a send started, moved, ended). */
+  /** Something changed that the sending line reports (a send started, moved, ended). */
   changed(): void
   /** A send found its upload on the server, or ended: which sends are left unfinished may have changed. */
   sendsChanged(): void
@@ -66,14 +71,21 @@ export class SendQueue {
     return this.items.flatMap((item) => (item.state === 'sending' && item.id ? [item.id] : []))
   }
 
-  /** Files being sent or waiting to be, and their bytes sent of all. */
-  summary(): { files: number; sent: number; total: number } {
+  /**
+   * What this page is sending now, from the sends' own states: the file on its way (or how many), and bytes
+   * sent of all; empty when nothing is sent or waiting.
+   */
+  summary(): string {
     const moving = this.items.filter((item) => item.state !== 'pending')
-    return {
-      files: moving.length,
-      sent: moving.reduce((n, item) => n + item.sent, 0),
-      total: moving.reduce((n, item) => n + (item.total || item.file.size), 0),
-    }
+    if (moving.length === 0) return ''
+    const sent = moving.reduce((n, item) => n + item.sent, 0)
+    const total = moving.reduce((n, item) => n + (item.total || item.file.size), 0)
+    const current = moving.find((item) => item.state === 'sending')
+    const what =
+      moving.length === 1 && current
+        ? current.file.name
+        : `${moving.length} files` + (current ? ` (now ${current.file.name})` : '')
+    return `Sending ${what}: ${bytes(sent)} of ${bytes(total)}, ${percent(sent, total)} %`
   }
 
   add(files: Iterable<File>): void {
@@ -107,6 +119,8 @@ export class SendQueue {
     const pending = this.items.filter((item) => item.state === 'pending')
     const [first] = pending
     if (!first) return this.options.say('Choose a file first')
+    // What the line said of an earlier action is no longer the news.
+    this.options.say('')
     const { button } = this.options
     const hadFocus = document.activeElement === button
     const focusInList = this.options.list.contains(document.activeElement)
@@ -142,7 +156,7 @@ export class SendQueue {
       found: (id, resumed) => {
         item.id = id
         this.options.sendsChanged()
-        if (resumed) this.options.say(`Sending ${item.file.name} goes on where the server has it`)
+        if (resumed) this.options.say(`${item.file.name}: the send went on from where the server had it`)
       },
       retrying: (_delay, status) => {
         note(status === 0 ? 'connection lost, trying again' : `the server answered ${status}, trying again`)
@@ -162,10 +176,8 @@ export class SendQueue {
     })
     item.sending = sending
     sending.done.then(
-      () => {
-        this.options.say(`${item.file.name} is being stored at ${speed(item.speed)}`)
-        this.remove(item)
-      },
+      // Sent: its row in the list says the rest (a line here would go stale as the upload moves on).
+      () => this.remove(item),
       (error: Error) => {
         if (error instanceof AuthError) {
           item.sent = 0
@@ -212,6 +224,7 @@ export class SendQueue {
     })
     item.controls.replaceChildren(...item.field.elements, remove)
     item.li.className = 'pending'
+    this.show()
   }
 
   private sendingControls(item: Item): void {
@@ -230,8 +243,18 @@ export class SendQueue {
     cancel.setAttribute('aria-label', `Cancel sending ${item.file.name}`)
     cancel.addEventListener('click', () => {
       if (item.state === 'sending') {
-        if (item.note) item.note.textContent = 'canceling'
-        item.sending?.cancel()
+        void this.options
+          .confirm({
+            title: `Stop sending ${item.file.name}?`,
+            detail: `What the server has of it (${bytes(item.sent)} of ${bytes(item.total || item.file.size)}) is removed; sending it again starts over.`,
+            confirm: 'Stop sending',
+            keep: 'Keep sending',
+          })
+          .then((yes) => {
+            if (!yes || item.state !== 'sending') return
+            if (item.note) item.note.textContent = 'canceling'
+            item.sending?.cancel()
+          })
       } else if (item.state === 'waiting') {
         this.options.say(`Sending ${item.file.name} canceled; nothing was stored`)
         this.remove(item)
@@ -242,6 +265,7 @@ export class SendQueue {
     item.note = note
     item.controls.replaceChildren(`at ${speed(item.speed)}`, progress, note, cancel)
     item.li.className = 'sending'
+    this.show()
   }
 
   private remove(item: Item): void {
@@ -254,5 +278,12 @@ export class SendQueue {
 
   private show(): void {
     this.options.list.hidden = this.items.length === 0
+    const names = this.items.filter((item) => item.state === 'pending').map((item) => item.file.name)
+    this.options.chosen.textContent =
+      names.length === 0
+        ? 'No file chosen'
+        : names.length === 1
+          ? `${names[0]} chosen`
+          : `${names.length} files chosen: ${names.join(', ')}`
   }
 }

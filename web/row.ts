@@ -73,6 +73,7 @@ export class Row {
     this.name.tabIndex = -1
     this.size = cell(tr, 'Size', 'size')
     this.bar.setAttribute('aria-label', `Progress of ${upload.filename}`)
+    this.percent.className = 'percent'
     cell(tr, 'Progress', 'progress').append(this.bar, this.percent)
     this.target.className = 'target'
     cell(tr, 'Speed', 'rate').append(this.current, this.target)
@@ -100,7 +101,9 @@ export class Row {
       this.size.textContent = bytes(u.totalSize)
       this.bar.max = Math.max(1, u.totalSize)
       this.bar.value = u.status === 'COMPLETED' ? this.bar.max : u.uploadedSize
-      this.percent.textContent = `${u.status === 'COMPLETED' ? 100 : percent(u.uploadedSize, u.totalSize)} %`
+      // An ended row shows its outcome (its status); the share it had reached when it stopped is no news.
+      this.percent.textContent =
+        u.status === 'COMPLETED' ? '100 %' : final ? '' : `${percent(u.uploadedSize, u.totalSize)} %`
     }
     this.current.textContent = !moving
       ? final

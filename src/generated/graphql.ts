@@ -181,7 +181,11 @@ export type Upload = {
   currentSpeed: Scalars['SafeInt']['output'];
   /** Where this upload is in the list: pass it as `after` to get the uploads that follow it. */
   cursor: Scalars['String']['output'];
-  /** Where to download the stored file (HTTP Range supported); null until the upload is COMPLETED. */
+  /**
+   * Where to download the stored file (HTTP Range supported); null until the upload is COMPLETED. A full URL
+   * when the server knows its public address (PUBLIC_URL, or a trusted proxy's Forwarded / X-Forwarded-*
+   * headers: TRUST_PROXY); otherwise a path from the server's root, to join to the address you called.
+   */
   downloadUrl?: Maybe<Scalars['String']['output']>;
   /** Why the upload failed, when it did. */
   error?: Maybe<Scalars['String']['output']>;

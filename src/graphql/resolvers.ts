@@ -20,8 +20,8 @@ export const resolvers: Resolvers = {
   DateTime,
   File,
   Upload: {
-    downloadUrl: (upload, _, { downloadPath }) =>
-      upload.status === 'COMPLETED' ? downloadPath(upload.id) : null,
+    downloadUrl: (upload, _, { downloadUrl, req }) =>
+      upload.status === 'COMPLETED' ? downloadUrl(upload.id, req) : null,
     cursor: (upload) => encodeCursor(sortKey(upload)),
     source: (upload) => (upload.source === 'tus' ? 'TUS' : 'MULTIPART'),
     removed: (upload) => upload.removed === true,

@@ -144,6 +144,53 @@ const renderGraphiQL = async (
   options: Parameters<typeof import('@graphql-yoga/render-graphiql').renderGraphiQL>[0],
 ) => (await import('@graphql-yoga/render-graphiql')).renderGraphiQL(options)
 
+/**
+ * What GraphiQL opens with (until the user's own tabs are stored): a query, the upload mutation and the live
+ * subscription. GraphiQL cannot attach a file, so the mutation comes with the curl command that sends it.
+ */
+export const GRAPHIQL_DEFAULT_DOCUMENT = `# Upload service: a throttled, pausable file-upload gateway.
+# Run an operation with the ▶ button (or Ctrl+Enter); Docs, on the left, describes every field.
+
+# Every upload on record, oldest first: how far each is and how fast it goes.
+query Uploads {
+  uploads(first: 20) {
+    id
+    filename
+    status
+    uploadedSize
+    totalSize
+    currentSpeed
+    targetSpeed
+    downloadUrl
+  }
+}
+
+# Upload a file at a speed in bytes per second (0 is unlimited). The file goes in a multipart request,
+# which GraphiQL cannot make: send this mutation from a shell (with this server's address; with API_TOKEN,
+# add -H "Authorization: Bearer $TOKEN"):
+#   curl http://localhost:8000/graphql \\
+#     -F operations='{"query":"mutation Upload($file: File!, $speed: SafeInt) { uploadFile(file: $file, speed: $speed) { id status } }","variables":{"file":null,"speed":1048576}}' \\
+#     -F map='{"0":["variables.file"]}' -F 0=@/path/to/file.zip
+mutation Upload($file: File!, $speed: SafeInt) {
+  uploadFile(file: $file, speed: $speed) {
+    id
+    status
+  }
+}
+
+# Live progress of every upload (give id: "…" for one); runs until you stop it.
+subscription Progress {
+  uploadProgress {
+    id
+    filename
+    status
+    uploadedSize
+    totalSize
+    currentSpeed
+  }
+}
+`
+
 export function createGraphQL(context: Context, limits: IngestLimits) {
   return createYoga<NodeServerContext, Context>({
     schema,
@@ -165,7 +212,12 @@ export function createGraphQL(context: Context, limits: IngestLimits) {
     cors: false,
     // GraphiQL's assets are bundled (no CDN) and its subscriptions use graphql-ws on this same path.
     renderGraphiQL,
-    graphiql: { title: 'Upload service', subscriptionsProtocol: 'WS' },
+    graphiql: {
+      title: 'Upload service · GraphiQL',
+      subscriptionsProtocol: 'WS',
+      // Without it GraphiQL writes its own welcome, with the title pasted into its sentence.
+      defaultQuery: GRAPHIQL_DEFAULT_DOCUMENT,
+    },
     landingPage: false,
     logging: serverErrorLogger(),
   })
