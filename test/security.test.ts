@@ -46,7 +46,7 @@ describe('with API_TOKEN set', () => {
   it('an upload without the token is refused and nothing is stored', async () => {
     const { status } = await restUpload(server.url, bytes(1000))
     expect(status).toBe(401)
-    expect(await listStorage(server.dir)).toEqual({ stored: [], staging: [] })
+    expect(await listStorage(server.dir)).toEqual({ stored: [], staging: [], transfers: [] })
   })
 
   it('GraphQL without the token is UNAUTHENTICATED; with it, it answers', async () => {

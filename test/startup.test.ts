@@ -313,7 +313,11 @@ describe('recovery that fails', () => {
     const reason = (await readState(dir)).uploads[id]?.error
     expect(reason).toMatch(/storage failed/)
     expect(reason).not.toContain(dir)
-    expect(second.output()).toMatch(new RegExp(`"event":"upload.recovery_error","id":"${id}".*EISDIR`))
+    // Recovery finds no transfer file and starts the copy from zero, so which step meets the bad staging file
+    // first (recovery's check, or the transfer's first read) depends on timing: either logs it, with the id.
+    await waitFor(async () =>
+      new RegExp(`"event":"upload.(recovery|transfer)_error","id":"${id}".*EISDIR`).test(second.output()),
+    )
     await waitFor(async () => (await fetch(`${second.url}/readyz`)).status === 200)
     expect(second.child.exitCode).toBeNull()
   })
