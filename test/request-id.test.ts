@@ -4,6 +4,7 @@ import { setLogLevel } from '../src/log.js'
 import { stopHashWorker } from '../src/uploads/hasher.js'
 import { bytes, restUpload, waitFor } from './support/clients.js'
 import { multipartHead, openRequest, partHead } from './support/raw.js'
+import { captureLogLines } from './support/log-lines.js'
 import { listStorage, startServer, type TestServer } from './support/server.js'
 
 let server: TestServer
@@ -13,20 +14,9 @@ beforeAll(async () => {
 afterAll(() => server.stop())
 
 /** The server's log lines (JSON on stdout) while a test runs. */
-let lines: Record<string, unknown>[] = []
-const write = process.stdout.write.bind(process.stdout)
-beforeAll(() => {
-  process.stdout.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
-    for (const line of String(chunk).split('\n'))
-      if (line.startsWith('{"time"')) lines.push(JSON.parse(line) as Record<string, unknown>)
-    return write(chunk, ...rest)
-  }) as typeof process.stdout.write
-})
-afterAll(() => {
-  process.stdout.write = write
-})
+const log = captureLogLines()
 afterEach(() => {
-  lines = []
+  log.clear()
   setLogLevel('warn')
 })
 
@@ -92,7 +82,7 @@ describe('every 5xx is logged with its error and the request id', () => {
     expect(answer.status).toBe(500)
     const id = idIn(answer.headers)
     expect(id).toBeDefined()
-    const logged = lines.filter((line) => line.requestId === id)
+    const logged = log.lines().filter((line) => line.requestId === id)
     expect(logged).toEqual([
       expect.objectContaining({
         level: 'error',
@@ -115,7 +105,7 @@ describe('every 5xx is logged with its error and the request id', () => {
     expect(answer.body).toMatch(/INTERNAL_SERVER_ERROR/)
     expect(answer.body).not.toMatch(/hashing worker/)
     const id = idIn(answer.headers)
-    const logged = lines.filter((line) => line.level === 'error')
+    const logged = log.lines().filter((line) => line.level === 'error')
     expect(logged).toEqual([
       expect.objectContaining({
         event: 'graphql.error',
@@ -128,6 +118,6 @@ describe('every 5xx is logged with its error and the request id', () => {
   it('a client error is not logged as a server error', async () => {
     const { status } = await restUpload(server.url, bytes(10), { speed: 'fast' })
     expect(status).toBe(422)
-    expect(lines.filter((line) => line.level === 'error')).toEqual([])
+    expect(log.lines().filter((line) => line.level === 'error')).toEqual([])
   })
 })
