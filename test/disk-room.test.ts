@@ -134,3 +134,37 @@ describe.skipIf(!isRoot)('room is promised when it is granted', () => {
     expect(stored.equals(contents[refused]!)).toBe(true)
   })
 })
+
+describe.skipIf(!isRoot)('room promised to a request comes back when its client hangs up', () => {
+  let disk: string
+  let server: TestServer
+  beforeAll(async () => {
+    disk = await mkdtemp(join(tmpdir(), 'room-hangup-'))
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=5m', 'tmpfs', disk])
+    server = await startServer({}, join(disk, 'storage'))
+  })
+  afterAll(async () => {
+    await server?.stop()
+    execFileSync('umount', ['-l', disk])
+    await rm(disk, { recursive: true, force: true })
+  })
+
+  it('requests reset right after their headers (while their room is being granted) leave no room promised', async () => {
+    // Each declares a body that needs all but ~1 MB of the disk twice over: one leaked promise is enough to refuse the next.
+    const declared = 2_000_000
+    const hangups = Array.from({ length: 40 }, () => {
+      const request = openRequest(server.url, multipartHead('/api/upload?speed=0', declared))
+      request.socket.once('connect', () => setImmediate(() => request.socket.resetAndDestroy()))
+      return request.answer
+    })
+    await Promise.all(hangups)
+
+    // Room for a 1.5 MB file twice is there again once the server has seen every hang-up.
+    const content = bytes(1_500_000)
+    const taken = await waitFor(async () => {
+      const answer = await restUpload(server.url, content, { speed: 0 })
+      return answer.status === 200 ? answer.body : undefined
+    }, 10_000)
+    await waitForStatus(server.url, taken.upload_id, 'completed')
+  })
+})

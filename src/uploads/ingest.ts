@@ -195,9 +195,28 @@ export function receiveMultipart(
     ? limits.storage.room.grant(roomFor(declared))
     : Promise.resolve(limits.storage.room.hold(0))
   let room: Hold | undefined
+  // Listened for from the first moment, not once room is granted: a client that hangs up (or a caller that
+  // answers) while the grant is being measured must still end the request and give its room back.
+  let stopped: Error | undefined
+  let stop: (error: Error) => void = (error) => {
+    stopped ??= error
+  }
+  let settled = false
+  abort = () => {
+    if (!settled) stop(new RequestEnded('The request was answered before its body arrived'))
+  }
+  // A client that goes away mid-body: its request never completes.
+  req.once('close', () => {
+    if (!req.complete) stop(new RequestEnded('The client closed the connection before the body arrived'))
+  })
+  req.on('error', (error: Error) => stop(error))
 
   const received = granted.then((hold) => new Promise<void>((resolve, reject) => {
     room = hold
+    if (stopped !== undefined || req.destroyed) {
+      reject(stopped ?? new RequestEnded('The client closed the connection before the body arrived'))
+      return
+    }
     let parser: busboy.Busboy
     try {
       parser = busboy({
@@ -236,7 +255,6 @@ export function receiveMultipart(
     let fileBytes = 0
     let fieldBytes = 0
     let failed: Error | undefined
-    let settled = false
     const tooLarge = () =>
       bodyError(
         'PAYLOAD_TOO_LARGE',
@@ -257,9 +275,7 @@ export function receiveMultipart(
         .then(dispose)
         .finally(() => reject(error))
     }
-    abort = () => {
-      if (!settled) fail(new RequestEnded('The request was answered before its body arrived'))
-    }
+    stop = fail
     const attempt = (step: () => void) => {
       try {
         step()
@@ -363,11 +379,6 @@ export function receiveMultipart(
       })
     })
 
-    // A client that goes away mid-body: its request never completes.
-    req.once('close', () => {
-      if (!req.complete) fail(new RequestEnded('The client closed the connection before the body arrived'))
-    })
-    req.on('error', fail)
     req.pipe(parser)
   }))
   // What the request promised beyond its files' second copies (its own overhead) is anyone's once it ends.
