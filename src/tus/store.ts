@@ -139,7 +139,12 @@ export class TusStore extends FileStore {
     }
     try {
       if (hash && failure === undefined && written === record.totalSize) {
-        const sha256 = await hash.digest()
+        // A hash worker that died has no sha256 to give: the request still ends (its room and lease go back,
+        // its bytes stay for the next request, which hashes the file on disk), and says what went wrong.
+        const sha256 = await hash.digest().catch((error: unknown) => {
+          failure = error
+          return undefined
+        })
         await this.service.endReceiving(id, written, sha256)
       } else {
         // Kept for the next request if it hashed exactly what reached the disk (and its worker lives).

@@ -2,7 +2,7 @@ import { bodyError } from '../errors.js'
 
 /**
  * The one room rule: a file is kept twice until its transfer completes (the staging copy it arrived in, then
- * the `.part` written beside the stored file), so an upload of `size` bytes needs `2 × size`, less what of
+ * the transfer's copy in `.transfers/{id}`), so an upload of `size` bytes needs `2 × size`, less what of
  * it is on disk already.
  */
 export const roomFor = (size: number, onDisk = 0): number => Math.max(0, 2 * size - onDisk)
@@ -45,7 +45,10 @@ export class Hold {
   split(bytes: number): Hold {
     const moved = Math.min(bytes, this.outstanding)
     this.bytes = this.outstanding - moved
-    this.written = () => 0
+    // Rebased, not stopped: the request's later files still land on disk, and leave this promise as they do.
+    const written = this.written
+    const base = written()
+    this.written = () => written() - base
     return this.ledger.hold(moved)
   }
 

@@ -577,43 +577,36 @@ export class UploadService {
   async endReceiving(id: string, received: number, sha256?: string): Promise<UploadView> {
     return this.locked(id, async () => {
       this.arriving.delete(id)
-      const current = await this.record(id)
-      if (current.status !== 'RECEIVING') {
+      try {
+        const current = await this.record(id)
         // Canceled (or expired) while it arrived: its bytes are gone, and so is the upload for its sender.
-        this.letGo(id)
-        if (this.shared) await this.leases.release(id).catch(() => undefined)
-        throw this.conflict(current, 'sent more bytes')
-      }
-      if (received === current.totalSize && sha256 !== undefined) {
-        // The staging copy is whole where the transfer reads it; the .part's room was promised with the
-        // request that brought the bytes (beginReceiving).
+        if (current.status !== 'RECEIVING') throw this.conflict(current, 'sent more bytes')
+        // The staging copy is whole where the transfer reads it. If it cannot start, it is not on record as
+        // arrived: it stays RECEIVING, its bytes whole in staging, where its sender's next request (or the
+        // next start) finds them and tries again.
+        if (received === current.totalSize && sha256 !== undefined) return await this.run(current, received, sha256)
+        const next = { ...current, receivedSize: received, expiresAt: this.expiresFrom(Date.now()), updatedAt: now() }
         try {
-          return await this.run(current, received, sha256)
+          await this.save(next)
         } catch (error) {
-          // Not on record as arrived: it stays RECEIVING, its bytes whole in staging, where its sender's
-          // next request (or the next start) finds them and tries again.
+          // Its bytes are kept on disk whatever the store says, and its offset is read from there (by its
+          // sender's next request, and by the next start): "nothing was changed" would be untrue. Only the
+          // record's count and expiry lag until the store takes writes again.
+          if (!(error instanceof ServiceError && error.code === 'UNAVAILABLE')) throw error
+          log('warn', 'upload.receipt_unsaved', { id, receivedSize: received })
+        }
+        const view = this.view(next)
+        this.bus.publish(view)
+        return view
+      } finally {
+        // However the request ended (idle until its sender's next one, which asks for room again; refused;
+        // a store that could not be read), nothing arrives here now: unless its transfer runs here, there is
+        // nothing to hold its room or its lease for.
+        if (!this.runs.has(id)) {
           this.letGo(id)
           if (this.shared) await this.leases.release(id).catch(() => undefined)
-          throw error
         }
       }
-      // Idle until its sender's next request, which asks for room again: none is held for it meanwhile.
-      this.letGo(id)
-      const next = { ...current, receivedSize: received, expiresAt: this.expiresFrom(Date.now()), updatedAt: now() }
-      try {
-        await this.save(next)
-      } catch (error) {
-        // Its bytes are kept on disk whatever the store says, and its offset is read from there (by its
-        // sender's next request, and by the next start): "nothing was changed" would be untrue. Only the
-        // record's count and expiry lag until the store takes writes again.
-        if (!(error instanceof ServiceError && error.code === 'UNAVAILABLE')) throw error
-        log('warn', 'upload.receipt_unsaved', { id, receivedSize: received })
-      } finally {
-        if (this.shared) await this.leases.release(id).catch(() => undefined)
-      }
-      const view = this.view(next)
-      this.bus.publish(view)
-      return view
     })
   }
 
@@ -853,8 +846,13 @@ export class UploadService {
       try {
         return await this.command(id, () => this.perform(command))
       } finally {
-        // Paused, canceled, deleted: nothing runs or arrives here, so nothing is left to hold it for.
-        if (this.shared && !this.runs.has(id) && !this.arriving.has(id)) await this.leases.release(id).catch(() => undefined)
+        // Paused, canceled, deleted: nothing runs or arrives here, so nothing is left to hold it for. Nor its
+        // room: once the lease is gone it may be resumed, canceled or completed elsewhere, and this instance
+        // would never hear that it ended (a resume here makes a new promise).
+        if (this.shared && !this.runs.has(id) && !this.arriving.has(id)) {
+          this.letGo(id)
+          await this.leases.release(id).catch(() => undefined)
+        }
       }
     }
     await this.record(id) // NOT_FOUND before any lease is asked for
@@ -863,7 +861,10 @@ export class UploadService {
       try {
         return await this.command(id, () => this.perform(command))
       } finally {
-        if (!this.runs.has(id)) await this.leases.release(id).catch(() => undefined)
+        if (!this.runs.has(id)) {
+          this.letGo(id)
+          await this.leases.release(id).catch(() => undefined)
+        }
       }
     }
     const owner = await this.guard(() => this.leases.holder(id))
@@ -979,8 +980,11 @@ export class UploadService {
       onStop: (stamp) => (part.stamp = stamp),
     })
     this.runs.set(record.id, run)
-    // The rest of its .part: promised when it arrived, or now (a restart, an adoption, a resume after one).
-    const room = this.rooms.get(record.id) ?? this.storage.room.hold(record.totalSize - record.uploadedSize)
+    // The rest of its transfer file: promised when it arrived, or now (a restart, an adoption, a resume). Made
+    // anew each time, for exactly what is left from here: a run may start lower than the last one stopped (a
+    // recheck, a changed file), and the old promise, worn down by what that one wrote, would be too little.
+    this.rooms.get(record.id)?.release()
+    const room = this.storage.room.hold(record.totalSize - record.uploadedSize)
     this.rooms.set(record.id, room)
     room.track(() => run.offset - record.uploadedSize)
     // Whoever stops a run (pause, cancel, close) handles its outcome; a run that ends by itself is ours.
@@ -1016,7 +1020,8 @@ export class UploadService {
         if (record && !isFinal(record.status)) await finish({ ...record, uploadedSize: run.offset })
       } finally {
         this.finishing.delete(id)
-        this.letGo(id)
+        // A recheck has started a new run on this same hold: it is that run's now.
+        if (!this.runs.has(id)) this.letGo(id)
         if (this.shared && !this.runs.has(id) && !this.arriving.has(id)) await this.leases.release(id).catch(() => undefined)
       }
     }).catch((error: unknown) => log('error', 'upload.finish_failed', { id, error }))
