@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { mkdtemp, rm, statfs, writeFile } from 'node:fs/promises'
+import { mkdtemp, open, rm, statfs, writeFile } from 'node:fs/promises'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -7,13 +7,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { api, bytes, gql, restUpload, statusOf, waitFor, waitForStatus } from './support/clients.js'
 import { tusCreate, tusHead, tusPatch } from './support/tus.js'
 import { multipartHead, openRequest, partHead } from './support/raw.js'
-import { listStorage, startServer, type TestServer } from './support/server.js'
+import { captureLogLines } from './support/log-lines.js'
+import { listStorage, startServer, transferFile, type TestServer } from './support/server.js'
 
 /**
  * A file is kept twice until its transfer completes: the staging copy it arrived in, and the transfer file
  * being written in .transfers. Room for one copy is not room enough, and the client hears it first.
  */
 const isRoot = process.getuid?.() === 0
+const log = captureLogLines()
 
 describe.skipIf(!isRoot)('507 counts both copies', () => {
   let disk: string
@@ -166,5 +168,48 @@ describe.skipIf(!isRoot)('room promised to a request comes back when its client 
       return answer.status === 200 ? answer.body : undefined
     }, 10_000)
     await waitForStatus(server.url, taken.upload_id, 'completed')
+  })
+})
+
+describe.skipIf(!isRoot)('a transfer that starts again after its file was changed keeps its room', () => {
+  let disk: string
+  let server: TestServer
+  beforeAll(async () => {
+    disk = await mkdtemp(join(tmpdir(), 'room-recheck-'))
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=5m', 'tmpfs', disk])
+    server = await startServer({}, join(disk, 'storage'))
+  })
+  afterAll(async () => {
+    await server?.stop()
+    execFileSync('umount', ['-l', disk])
+    await rm(disk, { recursive: true, force: true })
+  })
+
+  it('after a recheck its new run still holds the rest of its room: a request that would need it is refused 507', async () => {
+    // 3.6 MB free: a 1 MB upload twice (2 MB) leaves 1.6 MB, not room for a 0.9 MB one twice (1.8 MB), as long
+    // as what the first's transfer has still to write is promised to it.
+    const { bavail, bsize } = await statfs(disk)
+    await writeFile(join(disk, 'filler'), Buffer.alloc(bavail * bsize - 3_600_000))
+    const first = await restUpload(server.url, bytes(1_000_000), { speed: 200_000 })
+    expect(first.status).toBe(200)
+    const id = first.body.upload_id
+    const reached = await waitFor(async () => {
+      const size = (await statusOf(server.url, id)).body.uploaded_size
+      return size >= 300_000 && size
+    })
+
+    // Something else writes over its transfer file's head: the run stops, and a new one starts from 0.
+    const file = await open(transferFile(server.dir, id), 'r+')
+    await file.write(Buffer.alloc(1000, 1), 0, 1000, 0)
+    await file.truncate(1_000_000 + 4096)
+    await file.close()
+    await waitFor(() =>
+      log.lines().some((line) => line.event === 'upload.transfer_file_changed' && line.id === id),
+    )
+    await waitFor(async () => (await statusOf(server.url, id)).body.uploaded_size < reached)
+
+    const second = await restUpload(server.url, bytes(900_000), { speed: 0 })
+    expect(second.status).toBe(507)
+    await waitForStatus(server.url, id, 'completed')
   })
 })
