@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises'
 import { bodyError } from '../errors.js'
 import { bytesReceived } from '../metrics.js'
 import { OffThreadHash } from './hasher.js'
-import { roomFor, type Hold } from './room.js'
+import { noRoom, roomFor, type Hold } from './room.js'
 import type { Storage } from './storage.js'
 
 /** Big buffers move a multipart body through busboy to disk in fewer, larger syscalls. */
@@ -150,7 +150,7 @@ export const isMultipart = (contentType: string | null | undefined) =>
 export function storageError(error: Error): Error {
   const code = (error as NodeJS.ErrnoException).code
   return code === 'ENOSPC' || code === 'EDQUOT'
-    ? bodyError('INSUFFICIENT_STORAGE', 'The server has no room left to store this file')
+    ? noRoom()
     : error
 }
 

@@ -7,11 +7,16 @@ import { bodyError } from '../errors.js'
  */
 export const roomFor = (size: number, onDisk = 0): number => Math.max(0, 2 * size - onDisk)
 
-/** No room for what `needed` more bytes would hold: said before the bytes are read, or as soon as it is known. */
-export const noRoom = (needed: number, free: number) =>
+/**
+ * No room for this file: said before its bytes are read when what it needs is known (`needed` more bytes,
+ * `free` free), or when the disk filled under it anyway (someone else's bytes). One text either way.
+ */
+export const noRoom = (needed?: number, free?: number) =>
   bodyError(
     'INSUFFICIENT_STORAGE',
-    `The server has no room left to store this file: it needs ${needed} more bytes (a file is kept twice until it is written into place), and ${free} are free; try again later`,
+    needed === undefined || free === undefined
+      ? 'The server has no room left to store this file (a file is kept twice until it is written into place); try again later'
+      : `The server has no room left to store this file: it needs ${needed} more bytes (a file is kept twice until it is written into place), and ${free} are free; try again later`,
   )
 
 /**

@@ -248,11 +248,6 @@ export class Storage {
     })
   }
 
-  /** Bytes this process may still write into the folder's file system, less what it promised already. */
-  free(): Promise<number> {
-    return this.room.free()
-  }
-
   /** Whether the storage folder takes writes now (for /readyz). */
   async writable(): Promise<string | undefined> {
     const probe = join(this.stagingDir, '.ready-probe')
