@@ -1,5 +1,6 @@
+import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -426,5 +427,40 @@ describe('a folder that instances share over Redis', () => {
     const alone = await runUntilExit(dir)
     expect(alone.code).toBe(1)
     expect(alone.stderr).toMatch(/is used by instances that share state over Redis.*same REDIS_URL/)
+  })
+})
+
+describe.skipIf(process.getuid?.() !== 0)('room promised to a paused upload, over several instances', () => {
+  it('goes with its lease: once it is resumed and completed elsewhere, the instance it paused at has that room again', async () => {
+    const disk = await mkdtemp(join(tmpdir(), 'cluster-room-'))
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', disk])
+    try {
+      dir = join(disk, 'storage')
+      await mkdir(dir)
+      instances = await Promise.all(
+        ['node-a', 'node-b'].map((name) => spawnServer(dir, { REDIS_URL: redis.url, INSTANCE_ID: name })),
+      )
+      const [a, b] = instances
+      // 3.6 MB free: once the 1 MB upload is stored, 2.6 MB are, room for 1.2 MB twice (2.4 MB), unless the
+      // instance it paused at still promises it the rest of its transfer.
+      const { bavail, bsize } = await statfs(disk)
+      await writeFile(join(disk, 'filler'), Buffer.alloc(bavail * bsize - 3_600_000))
+      const content = bytes(1_000_000)
+      const { body } = await restUpload(a!.url, content, { speed: 200_000 })
+      const id = body.upload_id
+      await waitFor(async () => (await statusOf(a!.url, id)).body.uploaded_size > 100_000)
+      expect((await api(a!.url, 'POST', `/api/upload/${id}/pause`)).status).toBe(200)
+      expect((await api(b!.url, 'POST', `/api/upload/${id}/resume?speed=0`)).status).toBe(200)
+      await waitForStatus(b!.url, id, 'completed')
+
+      const next = await restUpload(a!.url, bytes(1_200_000), { speed: 0 })
+      expect(next.status).toBe(200)
+      await waitForStatus(a!.url, next.body.upload_id, 'completed')
+    } finally {
+      for (const instance of instances) instance.child.kill('SIGKILL')
+      await Promise.all(instances.map((instance) => instance.exited))
+      execFileSync('umount', ['-l', disk])
+      await rm(disk, { recursive: true, force: true })
+    }
   })
 })
