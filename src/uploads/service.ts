@@ -1020,7 +1020,7 @@ export class UploadService {
         if (record && !isFinal(record.status)) await finish({ ...record, uploadedSize: run.offset })
       } finally {
         this.finishing.delete(id)
-        // A recheck has started a new run on this same hold: it is that run's now.
+        // A recheck has started a new run here, with the room it holds: not ours to give back.
         if (!this.runs.has(id)) this.letGo(id)
         if (this.shared && !this.runs.has(id) && !this.arriving.has(id)) await this.leases.release(id).catch(() => undefined)
       }
