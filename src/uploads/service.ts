@@ -62,7 +62,7 @@ interface Run {
   updatedAt: string
   published: number
   checkpointed: number
-  /** How many runs before this one in a row found their file changed behind them (see MAX_RECHECKS). */
+  /** How many runs since the upload last started or resumed found their file changed behind them (see MAX_RECHECKS). */
   rechecks: number
 }
 
@@ -76,7 +76,10 @@ interface PartHash {
   stamp?: FileStamp
 }
 
-/** A run that finds its file changed behind it goes on from what verifies this many times in a row, then fails. */
+/**
+ * A run that finds its file changed behind it goes on from what verifies, at most this many times since the
+ * upload last started or resumed (progress in between does not reset the count), then fails.
+ */
 const MAX_RECHECKS = 3
 
 const now = () => new Date().toISOString()
@@ -1082,8 +1085,10 @@ export class UploadService {
     const part = this.hashes.get(record.id)
     this.hashes.delete(record.id)
     // Memory's hash is of the bytes this server wrote, each run begun in a file checked to be as the last one
-    // left it (see prepareHash, Transfer) and ended at its full length: the file holds those bytes, so no
-    // second read of it. Without that hash, what is on disk is hashed.
+    // left it (see prepareHash), each write made into a file holding exactly what was written before it, and
+    // the run ended at its full length with no hole (see Transfer): so no second read of it. That is not
+    // proof: bytes overwritten in place behind the run, or a cut between a check and its write that leaves a
+    // hole too small to see, go unnoticed (the README says so). Without that hash, what is on disk is hashed.
     const digest = part && part.offset === record.totalSize ? part.hash.digest('hex') : await this.storage.hashFile(this.storage.transferPath(record))
     if (digest !== record.sha256) {
       return this.fail(record, `Stored bytes do not match what was received (sha256 ${digest}, expected ${record.sha256})`)
