@@ -120,15 +120,16 @@ export class Transfer {
             // False: the speed (or the cap) changed while this chunk waited, so it is planned again.
             if (!(await flow.grant(want, job.signal))) continue
             const chunk = await ahead.take(offset, want)
-            if (job.mayWrite && !job.mayWrite()) throw new LeaseLostError(`lease lost at byte ${offset}`)
-            // Before every write (one fstat a chunk: at most about twenty a second throttled, one per MiB
-            // unlimited), the file must hold exactly what the run wrote. Checked after a write, a file cut short
-            // behind the run would already have been grown back by that write, with a hole of zeros where its
-            // bytes were; and writing on into a file nobody can reach would only say so at the final rename.
+            // Before every write (one fstat a chunk: one per MiB unlimited), the file must hold exactly what the
+            // run wrote. Checked after a write, a file cut short behind the run would already have been grown
+            // back by that write, with a hole of zeros where its bytes were; and writing on into a file nobody
+            // can reach would only say so at the final rename.
             const { nlink, size } = await target.stat()
             if (nlink === 0)
               throw new InternalFault('The file being stored was removed from storage while it was written', { path: job.target })
-            if (size !== offset) throw new TargetChangedError(`the file being written was changed to ${size} bytes at byte ${offset}`)
+            if (size !== offset) throw this.changed(`the file being written was changed to ${size} bytes at byte ${offset}`)
+            // Last before the write, with no wait between them: a process frozen past its deadline writes nothing.
+            if (job.mayWrite && !job.mayWrite()) throw new LeaseLostError(`lease lost at byte ${offset}`)
             const written = writeAll(target, chunk, chunk.length, offset)
             // Hashed on this thread while libuv's writes it. If the write fails, the run rejects and the upload
             // fails with it, hash and all; if it succeeds, exactly these bytes are stored at this offset.
@@ -153,13 +154,13 @@ export class Transfer {
         const left = await target.stat({ bigint: true })
         // The hash covers the first `total` bytes; a file grown past them behind the run holds more than that.
         if (offset === job.total && left.size !== BigInt(job.total))
-          throw new TargetChangedError(`the file written holds ${left.size} bytes, not ${job.total}`)
+          throw this.changed(`the file written holds ${left.size} bytes, not ${job.total}`)
         // A cut in the instant between a check and its write leaves a hole the check cannot see: a whole file
         // with far fewer bytes allocated than it holds has one. (A run that wrote nothing goes on from bytes
         // verified by reading them, so a file system that stores less than it holds, compressed, is not
         // suspected forever: one recheck, and they verify.)
         if (offset === job.total && offset > job.offset && left.blocks * 512n + BigInt(HOLE_SLACK) < left.size)
-          throw new TargetChangedError(`the file written has only ${left.blocks * 512n} of its ${left.size} bytes on disk: a hole`)
+          throw this.changed(`the file written has only ${left.blocks * 512n} of its ${left.size} bytes on disk: a hole`)
         stopped = left
       } finally {
         await target.close()
@@ -175,6 +176,15 @@ export class Transfer {
       await source.close()
     }
     return offset
+  }
+
+  /**
+   * The file is not as the run left it. If the run's lease ran out meanwhile, that is why: the upload's new
+   * owner writes it now, and it is theirs, not ours to verify again (or fail, which would remove it).
+   */
+  private changed(message: string): Error {
+    if (this.job.mayWrite && !this.job.mayWrite()) return new LeaseLostError(`lease lost: ${message}`)
+    return new TargetChangedError(message)
   }
 
   /**
