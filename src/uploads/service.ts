@@ -1193,12 +1193,16 @@ export class UploadService {
     const saved = await retrying(
       () => this.closed,
       async () => {
+        const fenced = () => void log('warn', 'upload.fenced', { id: record.id, status: record.status })
         try {
+          // Its own lease, run out while the store was away, is taken again (as in removeRecord).
+          if (this.shared && !this.leases.held(record.id) && !(await this.leases.acquire(record.id))) return fenced()
           await this.store.put(record, this.fenceOf(record.id))
           return true
         } catch (error) {
-          // Another instance holds the upload now: what this one wanted to record is not its to say.
-          if (error instanceof FencedError) return void log('warn', 'upload.fenced', { id: record.id, status: record.status })
+          // Another instance holds the upload now: what this one wanted to record is not its to say. (Not
+          // fenceOf's own refusal, the lease lost again meanwhile: that is tried again.)
+          if (error instanceof FencedError && this.leases.held(record.id)) return fenced()
           log('error', 'store.write_failed', { id: record.id, status: record.status, attempt: attempt++, error })
           return false
         }
