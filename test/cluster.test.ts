@@ -185,6 +185,34 @@ describe('an instance that dies', () => {
     expect(sha(await readFile(join(dir, `${id}_data.bin`)))).toBe(sha(content))
   })
 
+  it('SIGKILLed while a multipart body arrives: another forgets that upload once its lease runs out', async () => {
+    const [a, b] = await cluster(2)
+    const content = bytes(60_000)
+    const head = Buffer.from(partHead('file', 'arriving.bin'))
+    const tail = Buffer.from('\r\n--b0undary--\r\n')
+    const arriving = openRequest(
+      a!.url,
+      multipartHead('/api/upload?speed=0', head.length + content.length + tail.length),
+    )
+    arriving.write(head)
+    arriving.write(content.subarray(0, 20_000))
+    const listed = async () => {
+      const { data } = await gql<{ uploads: { id: string }[] }>(
+        b!.url,
+        '{ uploads(status: [RECEIVING]) { id } }',
+      )
+      return data?.uploads ?? []
+    }
+    await waitFor(async () => (await listed()).length === 1)
+    const id = (await listed())[0]!.id
+    a!.child.kill('SIGKILL')
+    await a!.exited
+    arriving.end()
+    // Nobody can resume a multipart body: once the lease is free, it is gone from every list, not RECEIVING for good.
+    await waitFor(async () => (await listed()).length === 0, 15_000)
+    expect((await api(b!.url, 'GET', `/api/upload/${id}/status`)).status).toBe(404)
+  })
+
   it('stalled past its lease (SIGSTOP): another takes over, and the stalled one never writes another byte', async () => {
     const [a, b] = await cluster(2)
     const content = bytes(150_000)
@@ -356,6 +384,38 @@ describe('Redis away for longer than a lease can wait', () => {
     await waitForStatus(b!.url, id, 'completed', 25_000)
     expect(sha(await readFile(join(dir, `${id}_data.bin`)))).toBe(sha(content))
   })
+})
+
+describe('Redis away while a multipart body is undone', () => {
+  it('its client goes while Redis is away past the lease: once Redis is back the upload is gone, not RECEIVING for good', async () => {
+    const [a, b] = await cluster(2)
+    const content = bytes(60_000)
+    const head = Buffer.from(partHead('file', 'arriving.bin'))
+    const tail = Buffer.from('\r\n--b0undary--\r\n')
+    const arriving = openRequest(
+      a!.url,
+      multipartHead('/api/upload?speed=0', head.length + content.length + tail.length),
+    )
+    arriving.write(head)
+    arriving.write(content.subarray(0, 20_000))
+    const listed = async () => {
+      const { data } = await gql<{ uploads: { id: string }[] }>(
+        b!.url,
+        '{ uploads(status: [RECEIVING]) { id } }',
+      )
+      return data?.uploads ?? []
+    }
+    await waitFor(async () => (await listed()).length === 1)
+    const id = (await listed())[0]!.id
+    // Away for longer than its lease: the instance it arrived at cannot record that it was undone meanwhile.
+    const restarted = redis.restart(7000)
+    await waitFor(async () => (await fetch(`${a!.url}/readyz`)).status === 503)
+    arriving.end()
+    await restarted
+    // (Asked until Redis answers again: a 503 meanwhile says nothing either way.)
+    await waitFor(async () => (await api(b!.url, 'GET', `/api/upload/${id}/status`)).status === 404, 20_000)
+    expect(await listed()).toEqual([])
+  }, 45_000)
 })
 
 describe('many uploads over the instances', () => {

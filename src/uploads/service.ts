@@ -62,7 +62,7 @@ interface Run {
   updatedAt: string
   published: number
   checkpointed: number
-  /** How many runs before this one in a row found their file changed behind them (see MAX_RECHECKS). */
+  /** How many runs since the upload last started or resumed found their file changed behind them (see MAX_RECHECKS). */
   rechecks: number
 }
 
@@ -76,10 +76,29 @@ interface PartHash {
   stamp?: FileStamp
 }
 
-/** A run that finds its file changed behind it goes on from what verifies this many times in a row, then fails. */
+/**
+ * A run that finds its file changed behind it goes on from what verifies, at most this many times since the
+ * upload last started or resumed (progress in between does not reset the count), then fails.
+ */
 const MAX_RECHECKS = 3
 
 const now = () => new Date().toISOString()
+
+/**
+ * A write nobody waits for, tried until `attempt` says it is done (true) or moot (undefined), waiting
+ * longer after each false (250 ms, doubling, at most 5 s), and not once `stopped`. True only if done.
+ */
+async function retrying(stopped: () => boolean, attempt: () => Promise<boolean | undefined>, waitFirst: boolean): Promise<boolean> {
+  for (let waits = 0; ; waits++) {
+    if (waitFirst || waits > 0) {
+      if (stopped()) return false
+      await sleep(Math.min(250 * 2 ** (waitFirst ? waits : waits - 1), 5000))
+      if (stopped()) return false
+    }
+    const done = await attempt()
+    if (done !== false) return done === true
+  }
+}
 
 /**
  * Why a body did not arrive, said for the upload's watchers. The request's edge logs a server error, with
@@ -143,7 +162,8 @@ export class UploadService {
   private readonly rooms = new Map<string, Hold>()
   /**
    * Arrivals undone whose record the store could not remove yet: gone for every client now (they were told
-   * nothing was kept), removed from the store as soon as it takes writes, or by recovery at the next start.
+   * nothing was kept), removed from the store as soon as it takes writes, or by recovery at the next start
+   * (shared: by whichever instance adopts it once nobody holds its lease, see adopt).
    */
   private readonly undone = new Set<string>()
   /** Runs that reached their end and are being completed (or failed): the byte count they reached. */
@@ -272,14 +292,20 @@ export class UploadService {
 
   /**
    * With shared leases: every running upload that nobody holds (its instance died, or let go) is taken
-   * over by whichever instance gets its lease first, and carried on from the bytes verified on disk.
+   * over by whichever instance gets its lease first, and carried on from the bytes verified on disk. A
+   * multipart body still RECEIVING whose lease nobody holds is forgotten, as at a restart: its instance held
+   * the lease all the while it arrived, so that instance died (or lost the lease, and cannot record it as
+   * arrived anyway), and nobody can resume it. (A tus upload waits for its sender, or expires.)
    */
   private async adopt(): Promise<void> {
     if (this.adopting || this.closed) return
     this.adopting = true
     try {
-      for await (const records of this.pages(['IN_PROGRESS'])) {
-        const ids = records.map((record) => record.id).filter((id) => !this.runs.has(id))
+      for await (const records of this.pages(['IN_PROGRESS', 'RECEIVING'])) {
+        const ids = records
+          .filter((record) => record.status === 'IN_PROGRESS' || record.source === 'multipart')
+          .map((record) => record.id)
+          .filter((id) => !this.runs.has(id) && !this.arriving.has(id))
         const holders = await this.leases.holders(ids)
         for (const [i, id] of ids.entries()) {
           if (holders[i] !== undefined || this.closed) continue
@@ -332,7 +358,8 @@ export class UploadService {
     if (record.status === 'RECEIVING') {
       // A multipart body cannot be resumed once its connection is gone; a tus upload waits for its sender,
       // with what reached the disk (its last request may have been cut off before it was counted).
-      if (record.source === 'multipart') return this.forget(id, 'The server restarted before the whole file arrived; send it again', record.receivedSize)
+      if (record.source === 'multipart')
+        return this.forget(id, 'The server receiving it stopped before the whole file arrived; send it again', record.receivedSize)
       const staged = await this.storage.sizeOf(this.storage.stagingPath(record))
       const onDisk = Math.min(staged ?? 0, record.totalSize)
       // Every byte reached the disk, but the crash came before it was recorded: its sender, asking, would
@@ -766,7 +793,8 @@ export class UploadService {
       removed = await this.removeRecord(id)
       if (!removed) {
         // Its client hears nothing was kept, so for everyone it is gone now; the store hears it once it
-        // takes writes again (or the next start forgets it, as every multipart upload still RECEIVING).
+        // takes writes again (or the next start, or another instance's adoption, forgets it, as every multipart
+        // upload still RECEIVING that nobody receives).
         this.undone.add(id)
         void this.removeLater(id)
       }
@@ -780,13 +808,19 @@ export class UploadService {
     if (removed) await this.leases.release(id)
   }
 
-  /** Removes a record; false if the store cannot take it now (another instance's fence counts as done). */
+  /**
+   * Removes a record; false if the store cannot take it now. Only a fence the store refuses counts as done
+   * (another instance holds the upload now: it is theirs to keep or forget). This instance's own lease, run
+   * out while the store was away, is taken again first; if someone else has it, it is theirs.
+   */
   private async removeRecord(id: string): Promise<boolean> {
     try {
+      if (this.shared && !this.leases.held(id) && !(await this.leases.acquire(id))) return true
       await this.store.remove(id, this.fenceOf(id))
       return true
     } catch (error) {
-      if (error instanceof FencedError) return true
+      // fenceOf's own refusal (the lease ran out again meanwhile) is not done: it is tried again.
+      if (error instanceof FencedError && this.leases.held(id)) return true
       log('error', 'store.write_failed', { id, op: 'remove', error })
       return false
     }
@@ -794,14 +828,10 @@ export class UploadService {
 
   /** An undone arrival's removal, retried until the store takes it (or the server stops: see forget). */
   private async removeLater(id: string): Promise<void> {
-    for (let attempt = 0; !this.closed; attempt++) {
-      await sleep(Math.min(250 * 2 ** attempt, 5000))
-      if (this.closed || !(await this.removeRecord(id))) continue
-      this.undone.delete(id)
-      log('info', 'upload.removal_saved', { id })
-      await this.leases.release(id).catch(() => undefined)
-      return
-    }
+    if (!(await retrying(() => this.closed, () => this.removeRecord(id), true))) return
+    this.undone.delete(id)
+    log('info', 'upload.removal_saved', { id })
+    await this.leases.release(id).catch(() => undefined)
   }
 
   /** Whatever room was promised to the upload is anyone's again (its bytes are written, or never will be). */
@@ -1087,8 +1117,10 @@ export class UploadService {
     const part = this.hashes.get(record.id)
     this.hashes.delete(record.id)
     // Memory's hash is of the bytes this server wrote, each run begun in a file checked to be as the last one
-    // left it (see prepareHash, Transfer) and ended at its full length: the file holds those bytes, so no
-    // second read of it. Without that hash, what is on disk is hashed.
+    // left it (see prepareHash), each write made into a file holding exactly what was written before it, and
+    // the run ended at its full length with no hole (see Transfer): so no second read of it. That is not
+    // proof: bytes overwritten in place behind the run, or a cut between a check and its write that leaves a
+    // hole too small to see, go unnoticed (the README says so). Without that hash, what is on disk is hashed.
     const digest = part && part.offset === record.totalSize ? part.hash.digest('hex') : await this.storage.hashFile(this.storage.transferPath(record))
     if (digest !== record.sha256) {
       return this.fail(record, `Stored bytes do not match what was received (sha256 ${digest}, expected ${record.sha256})`)
@@ -1162,19 +1194,27 @@ export class UploadService {
    * reaches the same outcome from the bytes on disk.
    */
   private async durably(record: UploadRecord, event: string): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.store.put(record, this.fenceOf(record.id))
-        break
-      } catch (error) {
-        // Another instance holds the upload now: what this one wanted to record is not its to say.
-        if (error instanceof FencedError) return void log('warn', 'upload.fenced', { id: record.id, status: record.status })
-        log('error', 'store.write_failed', { id: record.id, status: record.status, attempt, error })
-        if (this.closed) return
-        await sleep(Math.min(250 * 2 ** attempt, 5000))
-      }
-    }
-    this.announce(record, event)
+    let attempt = 0
+    const saved = await retrying(
+      () => this.closed,
+      async () => {
+        const fenced = () => void log('warn', 'upload.fenced', { id: record.id, status: record.status })
+        try {
+          // Its own lease, run out while the store was away, is taken again (as in removeRecord).
+          if (this.shared && !this.leases.held(record.id) && !(await this.leases.acquire(record.id))) return fenced()
+          await this.store.put(record, this.fenceOf(record.id))
+          return true
+        } catch (error) {
+          // Another instance holds the upload now: what this one wanted to record is not its to say. (Not
+          // fenceOf's own refusal, the lease lost again meanwhile: that is tried again.)
+          if (error instanceof FencedError && this.leases.held(record.id)) return fenced()
+          log('error', 'store.write_failed', { id: record.id, status: record.status, attempt: attempt++, error })
+          return false
+        }
+      },
+      false,
+    )
+    if (saved) this.announce(record, event)
   }
 
   private announce(record: UploadRecord, event: string): UploadView {

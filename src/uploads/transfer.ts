@@ -44,15 +44,19 @@ export class LeaseLostError extends Error {
 
 /**
  * The target is not what the bytes before the offset were checked in (shortened, written to, replaced)
- * when the run opens it, it shrank under the run, or it ends longer than the file: no byte is trusted
- * past what can be verified again.
+ * when the run opens it, it is not the length the run wrote when the next write is due, or it ends longer
+ * than the file or with a hole: no byte is trusted past what can be verified again.
  */
 export class TargetChangedError extends Error {
   override readonly name = 'TargetChangedError'
 }
 
-/** How often a running copy makes sure its target is still in the folder, and no shorter than it wrote. */
-const CHECK_LINKED_MS = 500
+/**
+ * Unallocated room a whole file may show without being suspected of a hole: a file system allocates in
+ * blocks (or pages), and may keep a small tail inline. A cut that leaves a hole smaller than this goes
+ * unseen by the hole check (see run).
+ */
+const HOLE_SLACK = 64 * 1024
 
 /**
  * Dirty bytes are flushed in the background every this many, one flush at a time, so the flush that must
@@ -109,7 +113,6 @@ export class Transfer {
         if (offset > 0) await this.checkResumed(target, offset)
         try {
           let first = true
-          let checked = performance.now()
           while (offset < job.total && !job.signal.aborted) {
             // The first chunk is the head start, so the first byte lands at once without putting the curve ahead.
             const want = Math.min(first ? flow.head : flow.chunk(), job.total - offset)
@@ -117,6 +120,15 @@ export class Transfer {
             // False: the speed (or the cap) changed while this chunk waited, so it is planned again.
             if (!(await flow.grant(want, job.signal))) continue
             const chunk = await ahead.take(offset, want)
+            // Before every write (one fstat a chunk: one per MiB unlimited), the file must hold exactly what the
+            // run wrote. Checked after a write, a file cut short behind the run would already have been grown
+            // back by that write, with a hole of zeros where its bytes were; and writing on into a file nobody
+            // can reach would only say so at the final rename.
+            const { nlink, size } = await target.stat()
+            if (nlink === 0)
+              throw new InternalFault('The file being stored was removed from storage while it was written', { path: job.target })
+            if (size !== offset) throw this.changed(`the file being written was changed to ${size} bytes at byte ${offset}`)
+            // Last before the write, with no wait between them: a process frozen past its deadline writes nothing.
             if (job.mayWrite && !job.mayWrite()) throw new LeaseLostError(`lease lost at byte ${offset}`)
             const written = writeAll(target, chunk, chunk.length, offset)
             // Hashed on this thread while libuv's writes it. If the write fails, the run rejects and the upload
@@ -126,16 +138,6 @@ export class Transfer {
             await written
             offset += chunk.length
             job.onProgress(offset)
-            // Writing on into a file nobody can reach any more would only say so at the final rename, hours on;
-            // and a file cut short behind the run would get a hole of zeros where its bytes were (caught only
-            // while no later write has grown it back: bytes changed under a running copy are not caught).
-            if (performance.now() - checked > CHECK_LINKED_MS) {
-              checked = performance.now()
-              const { nlink, size } = await target.stat()
-              if (nlink === 0)
-                throw new InternalFault('The file being stored was removed from storage while it was written', { path: job.target })
-              if (size < offset) throw new TargetChangedError(`the file being written was cut to ${size} bytes at byte ${offset}`)
-            }
             if (offset - flushed >= FLUSH_EVERY && !flushing) {
               flushed = offset
               flushing = target.datasync().finally(() => (flushing = undefined))
@@ -152,7 +154,13 @@ export class Transfer {
         const left = await target.stat({ bigint: true })
         // The hash covers the first `total` bytes; a file grown past them behind the run holds more than that.
         if (offset === job.total && left.size !== BigInt(job.total))
-          throw new TargetChangedError(`the file written holds ${left.size} bytes, not ${job.total}`)
+          throw this.changed(`the file written holds ${left.size} bytes, not ${job.total}`)
+        // A cut in the instant between a check and its write leaves a hole the check cannot see: a whole file
+        // with far fewer bytes allocated than it holds has one. (A run that wrote nothing goes on from bytes
+        // verified by reading them, so a file system that stores less than it holds, compressed, is not
+        // suspected forever: one recheck, and they verify.)
+        if (offset === job.total && offset > job.offset && left.blocks * 512n + BigInt(HOLE_SLACK) < left.size)
+          throw this.changed(`the file written has only ${left.blocks * 512n} of its ${left.size} bytes on disk: a hole`)
         stopped = left
       } finally {
         await target.close()
@@ -168,6 +176,15 @@ export class Transfer {
       await source.close()
     }
     return offset
+  }
+
+  /**
+   * The file is not as the run left it. If the run's lease ran out meanwhile, that is why: the upload's new
+   * owner writes it now, and it is theirs, not ours to verify again (or fail, which would remove it).
+   */
+  private changed(message: string): Error {
+    if (this.job.mayWrite && !this.job.mayWrite()) return new LeaseLostError(`lease lost: ${message}`)
+    return new TargetChangedError(message)
   }
 
   /**
