@@ -330,9 +330,11 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the dashboard at %s wid
     })
     await waitForStatus(page, 'photos.zip', 'in progress')
     await waitForStatus(page, 'video.mp4', 'paused')
-    expect(await page.locator('#overall').textContent()).toMatch(
-      /^3 active: 2 running, 1 paused · .+\/s in all · .+ left$/,
-    )
+    // The overall line follows the rows on its own tick: awaited, not read once.
+    await page
+      .locator('#overall')
+      .filter({ hasText: /^3 active: 2 running, 1 paused · .+\/s in all · .+ left$/ })
+      .waitFor()
     await movedPast(page, 'backup.tar', await progressOf(page, 'backup.tar'))
     // For the README's picture, a bar well on its way.
     if (WRITE_DOCS) await movedPast(page, 'backup.tar', 9 << 20)
