@@ -81,11 +81,12 @@ describe.skipIf(!isRoot)('507 counts both copies', () => {
   })
 })
 
-describe.skipIf(!isRoot)('room is promised when it is granted', () => {
-  let disk: string
-  let server: TestServer
+/** A real 5 MiB tmpfs of the describe block's own, and a server that stores on it (root only: it mounts). */
+function onSmallDisk(prefix: string): { disk: () => string; server: () => TestServer } {
+  let disk = ''
+  let server: TestServer | undefined
   beforeAll(async () => {
-    disk = await mkdtemp(join(tmpdir(), 'room-promised-'))
+    disk = await mkdtemp(join(tmpdir(), prefix))
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=5m', 'tmpfs', disk])
     server = await startServer({}, join(disk, 'storage'))
   })
@@ -94,15 +95,20 @@ describe.skipIf(!isRoot)('room is promised when it is granted', () => {
     execFileSync('umount', ['-l', disk])
     await rm(disk, { recursive: true, force: true })
   })
+  return { disk: () => disk, server: () => server! }
+}
+
+describe.skipIf(!isRoot)('room is promised when it is granted', () => {
+  const small = onSmallDisk('room-promised-')
 
   it('two tus PATCHes at once that fit only one at a time: one is taken, the other refused 507 before its bytes, and stays resumable', async () => {
     // 3.6 MB free: room for one 1.5 MB file twice (3 MB), not for two.
-    const { bavail, bsize } = await statfs(disk)
-    await writeFile(join(disk, 'filler'), Buffer.alloc(bavail * bsize - 3_600_000))
+    const { bavail, bsize } = await statfs(small.disk())
+    await writeFile(join(small.disk(), 'filler'), Buffer.alloc(bavail * bsize - 3_600_000))
     const contents = [bytes(1_500_000), bytes(1_500_000)]
     const created = await Promise.all(
       contents.map((content, i) =>
-        tusCreate(server.url, content.length, { filename: `room${i}.bin`, speed: '0' }),
+        tusCreate(small.server().url, content.length, { filename: `room${i}.bin`, speed: '0' }),
       ),
     )
     expect(created.map((upload) => upload.status)).toEqual([201, 201])
@@ -117,45 +123,34 @@ describe.skipIf(!isRoot)('room is promised when it is granted', () => {
     const head = await tusHead(created[refused]!.location)
     expect(head.status).toBe(200)
     expect(head.headers.get('upload-offset')).toBe('0')
-    expect((await statusOf(server.url, created[refused]!.id)).body.status).toBe('in_progress')
+    expect((await statusOf(small.server().url, created[refused]!.id)).body.status).toBe('in_progress')
     const { data } = await gql<{ upload: { status: string } }>(
-      server.url,
+      small.server().url,
       `{ upload(id: "${created[refused]!.id}") { status } }`,
     )
     expect(data?.upload.status).toBe('RECEIVING')
 
     // Once there is room (the other is stored, then deleted), the same upload goes on and is stored whole.
-    await waitForStatus(server.url, created[taken]!.id, 'completed')
-    expect((await api(server.url, 'DELETE', `/api/files/${created[taken]!.id}`)).status).toBe(200)
+    await waitForStatus(small.server().url, created[taken]!.id, 'completed')
+    expect((await api(small.server().url, 'DELETE', `/api/files/${created[taken]!.id}`)).status).toBe(200)
     const retry = await tusPatch(created[refused]!.location, 0, contents[refused]!)
     expect(retry.status).toBe(204)
-    await waitForStatus(server.url, created[refused]!.id, 'completed')
+    await waitForStatus(small.server().url, created[refused]!.id, 'completed')
     const stored = Buffer.from(
-      await (await fetch(`${server.url}/api/files/${created[refused]!.id}/download`)).arrayBuffer(),
+      await (await fetch(`${small.server().url}/api/files/${created[refused]!.id}/download`)).arrayBuffer(),
     )
     expect(stored.equals(contents[refused]!)).toBe(true)
   })
 })
 
 describe.skipIf(!isRoot)('room promised to a request comes back when its client hangs up', () => {
-  let disk: string
-  let server: TestServer
-  beforeAll(async () => {
-    disk = await mkdtemp(join(tmpdir(), 'room-hangup-'))
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=5m', 'tmpfs', disk])
-    server = await startServer({}, join(disk, 'storage'))
-  })
-  afterAll(async () => {
-    await server?.stop()
-    execFileSync('umount', ['-l', disk])
-    await rm(disk, { recursive: true, force: true })
-  })
+  const small = onSmallDisk('room-hangup-')
 
   it('requests reset right after their headers (while their room is being granted) leave no room promised', async () => {
     // Each declares a body that needs all but ~1 MB of the disk twice over: one leaked promise is enough to refuse the next.
     const declared = 2_000_000
     const hangups = Array.from({ length: 40 }, () => {
-      const request = openRequest(server.url, multipartHead('/api/upload?speed=0', declared))
+      const request = openRequest(small.server().url, multipartHead('/api/upload?speed=0', declared))
       request.socket.once('connect', () => setImmediate(() => request.socket.resetAndDestroy()))
       return request.answer
     })
@@ -164,52 +159,41 @@ describe.skipIf(!isRoot)('room promised to a request comes back when its client 
     // Room for a 1.5 MB file twice is there again once the server has seen every hang-up.
     const content = bytes(1_500_000)
     const taken = await waitFor(async () => {
-      const answer = await restUpload(server.url, content, { speed: 0 })
+      const answer = await restUpload(small.server().url, content, { speed: 0 })
       return answer.status === 200 ? answer.body : undefined
     }, 10_000)
-    await waitForStatus(server.url, taken.upload_id, 'completed')
+    await waitForStatus(small.server().url, taken.upload_id, 'completed')
   })
 })
 
 describe.skipIf(!isRoot)('a transfer that starts again after its file was changed keeps its room', () => {
-  let disk: string
-  let server: TestServer
-  beforeAll(async () => {
-    disk = await mkdtemp(join(tmpdir(), 'room-recheck-'))
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=5m', 'tmpfs', disk])
-    server = await startServer({}, join(disk, 'storage'))
-  })
-  afterAll(async () => {
-    await server?.stop()
-    execFileSync('umount', ['-l', disk])
-    await rm(disk, { recursive: true, force: true })
-  })
+  const small = onSmallDisk('room-recheck-')
 
   it('after a recheck its new run still holds the rest of its room: a request that would need it is refused 507', async () => {
     // 3.6 MB free: a 1 MB upload twice (2 MB) leaves 1.6 MB, not room for a 0.9 MB one twice (1.8 MB), as long
     // as what the first's transfer has still to write is promised to it.
-    const { bavail, bsize } = await statfs(disk)
-    await writeFile(join(disk, 'filler'), Buffer.alloc(bavail * bsize - 3_600_000))
-    const first = await restUpload(server.url, bytes(1_000_000), { speed: 200_000 })
+    const { bavail, bsize } = await statfs(small.disk())
+    await writeFile(join(small.disk(), 'filler'), Buffer.alloc(bavail * bsize - 3_600_000))
+    const first = await restUpload(small.server().url, bytes(1_000_000), { speed: 200_000 })
     expect(first.status).toBe(200)
     const id = first.body.upload_id
     const reached = await waitFor(async () => {
-      const size = (await statusOf(server.url, id)).body.uploaded_size
+      const size = (await statusOf(small.server().url, id)).body.uploaded_size
       return size >= 300_000 && size
     })
 
     // Something else writes over its transfer file's head: the run stops, and a new one starts from 0.
-    const file = await open(transferFile(server.dir, id), 'r+')
+    const file = await open(transferFile(small.server().dir, id), 'r+')
     await file.write(Buffer.alloc(1000, 1), 0, 1000, 0)
     await file.truncate(1_000_000 + 4096)
     await file.close()
     await waitFor(() =>
       log.lines().some((line) => line.event === 'upload.transfer_file_changed' && line.id === id),
     )
-    await waitFor(async () => (await statusOf(server.url, id)).body.uploaded_size < reached)
+    await waitFor(async () => (await statusOf(small.server().url, id)).body.uploaded_size < reached)
 
-    const second = await restUpload(server.url, bytes(900_000), { speed: 0 })
+    const second = await restUpload(small.server().url, bytes(900_000), { speed: 0 })
     expect(second.status).toBe(507)
-    await waitForStatus(server.url, id, 'completed')
+    await waitForStatus(small.server().url, id, 'completed')
   })
 })
