@@ -20,6 +20,8 @@ const onDisk = (id: string) =>
   )
 
 /** Bytes each upload wrote over `ms`, per second. */
+// Windows of 2 s: a stall of the busy machine (the server runs in this process) moves a rate over half as
+// much as over 1 s, where one such stall failed all three cap tests in a run with the other core busy.
 async function rates(ids: string[], ms: number): Promise<number[]> {
   const before = await Promise.all(ids.map(onDisk))
   const t = performance.now()
@@ -41,7 +43,7 @@ describe('MAX_TOTAL_SPEED', () => {
       ),
     )
     await waitFor(async () => (await Promise.all(ids.map(onDisk))).every((size) => size > 10_000))
-    const each = await rates(ids, 1000)
+    const each = await rates(ids, 2000)
     for (const rate of each) {
       expect(rate).toBeGreaterThan(100_000 * 0.8)
       expect(rate).toBeLessThan(100_000 * 1.2)
@@ -62,7 +64,7 @@ describe('MAX_TOTAL_SPEED', () => {
     const small = (await restUpload(server.url, bytes(500_000), { speed: 40_000 })).body.upload_id
     const ids = [...big, small]
     await waitFor(async () => (await Promise.all(ids.map(onDisk))).every((size) => size > 2000))
-    const [a, b, c, s] = await rates(ids, 1000)
+    const [a, b, c, s] = await rates(ids, 2000)
     expect(s).toBeGreaterThan(40_000 * 0.8)
     expect(s).toBeLessThan(40_000 * 1.2)
     for (const rate of [a!, b!, c!]) {
@@ -90,7 +92,7 @@ describe('MAX_TOTAL_SPEED', () => {
     })
     // A busy machine can only make transfers slower: the upper bounds are the cap, the lower ones only
     // show the change was taken (well past the old cap of 400 kB/s).
-    const faster = (await rates(ids, 1000)).reduce((x, y) => x + y, 0)
+    const faster = (await rates(ids, 2000)).reduce((x, y) => x + y, 0)
     expect(faster).toBeGreaterThan(600_000)
     expect(faster).toBeLessThan(1_000_000 * 1.2)
     const result = await gql<{ setMaxTotalSpeed: { maxTotalSpeed: number } }>(
@@ -100,7 +102,7 @@ describe('MAX_TOTAL_SPEED', () => {
     expect(result.data?.setMaxTotalSpeed).toEqual({ maxTotalSpeed: 200_000 })
     // Chunks granted under the old cap may still be landing; the rate is read once they have.
     await new Promise((resolve) => setTimeout(resolve, 300))
-    const slower = (await rates(ids, 1000)).reduce((x, y) => x + y, 0)
+    const slower = (await rates(ids, 2000)).reduce((x, y) => x + y, 0)
     expect(slower).toBeLessThan(200_000 * 1.25)
     expect(
       (await gql<{ limits: { maxTotalSpeed: number } }>(server.url, '{ limits { maxTotalSpeed } }')).data
