@@ -53,6 +53,38 @@ const sizeOf = (path: string) =>
   )
 const part = (id: string) => join(dir, '.transfers', id)
 
+/**
+ * A multipart body a third of the way in at `sender`, seen as RECEIVING from `watcher`: the request (still
+ * open), the upload's id, and what `watcher` lists as RECEIVING now.
+ */
+async function arrivingAt(
+  sender: string,
+  watcher: string,
+): Promise<{
+  arriving: ReturnType<typeof openRequest>
+  id: string
+  listed: () => Promise<{ id: string }[]>
+}> {
+  const content = bytes(60_000)
+  const head = Buffer.from(partHead('file', 'arriving.bin'))
+  const tail = Buffer.from('\r\n--b0undary--\r\n')
+  const arriving = openRequest(
+    sender,
+    multipartHead('/api/upload?speed=0', head.length + content.length + tail.length),
+  )
+  arriving.write(head)
+  arriving.write(content.subarray(0, 20_000))
+  const listed = async () => {
+    const { data } = await gql<{ uploads: { id: string }[] }>(
+      watcher,
+      '{ uploads(status: [RECEIVING]) { id } }',
+    )
+    return data?.uploads ?? []
+  }
+  await waitFor(async () => (await listed()).length === 1)
+  return { arriving, id: (await listed())[0]!.id, listed }
+}
+
 describe('any instance answers for every upload', () => {
   it('upload via one, follow on another over graphql-ws, pause via a third, resume via the first', async () => {
     const [a, b, c] = await cluster()
@@ -187,24 +219,7 @@ describe('an instance that dies', () => {
 
   it('SIGKILLed while a multipart body arrives: another forgets that upload once its lease runs out', async () => {
     const [a, b] = await cluster(2)
-    const content = bytes(60_000)
-    const head = Buffer.from(partHead('file', 'arriving.bin'))
-    const tail = Buffer.from('\r\n--b0undary--\r\n')
-    const arriving = openRequest(
-      a!.url,
-      multipartHead('/api/upload?speed=0', head.length + content.length + tail.length),
-    )
-    arriving.write(head)
-    arriving.write(content.subarray(0, 20_000))
-    const listed = async () => {
-      const { data } = await gql<{ uploads: { id: string }[] }>(
-        b!.url,
-        '{ uploads(status: [RECEIVING]) { id } }',
-      )
-      return data?.uploads ?? []
-    }
-    await waitFor(async () => (await listed()).length === 1)
-    const id = (await listed())[0]!.id
+    const { arriving, id, listed } = await arrivingAt(a!.url, b!.url)
     a!.child.kill('SIGKILL')
     await a!.exited
     arriving.end()
@@ -389,24 +404,7 @@ describe('Redis away for longer than a lease can wait', () => {
 describe('Redis away while a multipart body is undone', () => {
   it('its client goes while Redis is away past the lease: once Redis is back the upload is gone, not RECEIVING for good', async () => {
     const [a, b] = await cluster(2)
-    const content = bytes(60_000)
-    const head = Buffer.from(partHead('file', 'arriving.bin'))
-    const tail = Buffer.from('\r\n--b0undary--\r\n')
-    const arriving = openRequest(
-      a!.url,
-      multipartHead('/api/upload?speed=0', head.length + content.length + tail.length),
-    )
-    arriving.write(head)
-    arriving.write(content.subarray(0, 20_000))
-    const listed = async () => {
-      const { data } = await gql<{ uploads: { id: string }[] }>(
-        b!.url,
-        '{ uploads(status: [RECEIVING]) { id } }',
-      )
-      return data?.uploads ?? []
-    }
-    await waitFor(async () => (await listed()).length === 1)
-    const id = (await listed())[0]!.id
+    const { arriving, id, listed } = await arrivingAt(a!.url, b!.url)
     // Away for longer than its lease: the instance it arrived at cannot record that it was undone meanwhile.
     const restarted = redis.restart(7000)
     await waitFor(async () => (await fetch(`${a!.url}/readyz`)).status === 503)
