@@ -162,10 +162,6 @@ export class Storage {
     }
   }
 
-  readStream(upload: Located, start: number, end: number) {
-    return createReadStream(this.storedPath(upload), { start, end, highWaterMark: 1024 * 1024 })
-  }
-
   /** sha256 of a whole file. */
   async hashFile(path: string): Promise<string> {
     const hash = createHash('sha256')
