@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parseEnv } from 'node:util'
+import { HOOK_DEFAULTS, HOOK_EVENTS, isHookEvent, type HooksConfig } from './hooks/config.js'
 import { isLogLevel, type LogLevel } from './log.js'
 import { isIpAddress, normaliseIp } from './public-url.js'
 import { parseBytes, UnitError } from './units.js'
@@ -28,6 +29,14 @@ export const SETTINGS = [
   'RESUMABLE_EXPIRY',
   'PUBLIC_URL',
   'TRUST_PROXY',
+  'HOOKS_URL',
+  'HOOKS_SECRET',
+  'HOOKS_EVENTS',
+  'HOOKS_TIMEOUT',
+  'HOOKS_NOTIFY_TIMEOUT',
+  'HOOKS_ON_ERROR',
+  'HOOKS_FORWARD_AUTH',
+  'HOOKS_MAX_AGE',
 ] as const
 
 export interface Config {
@@ -71,6 +80,8 @@ export interface Config {
   publicUrl: string | undefined
   /** Addresses of proxies whose Forwarded / X-Forwarded-* headers are believed. Default none. */
   trustProxy: string[]
+  /** The user's backend, asked before uploads and told of their outcomes (HOOKS_*); unset: no hooks at all. */
+  hooks: HooksConfig | undefined
 }
 
 export type Mode = { kind: 'embedded' } | { kind: 'shared'; redisUrl: string }
@@ -251,6 +262,48 @@ function trustProxy(env: Env): string[] {
   })
 }
 
+/** Every HOOKS_* setting; they are read (and checked) even without HOOKS_URL, so a typo never hides. */
+function hooks(env: Env): HooksConfig | undefined {
+  const raw = env.HOOKS_URL?.trim()
+  const secret = env.HOOKS_SECRET ?? ''
+  const listed = list(env, 'HOOKS_EVENTS').map((value) => value.toLowerCase())
+  for (const value of listed)
+    if (!isHookEvent(value))
+      throw new ConfigError(
+        `HOOKS_EVENTS must list events among ${HOOK_EVENTS.join(', ')}; got ${JSON.stringify(value)}`,
+      )
+  const onError = env.HOOKS_ON_ERROR?.trim().toLowerCase() || HOOK_DEFAULTS.onError
+  if (onError !== 'refuse' && onError !== 'accept')
+    throw new ConfigError(`HOOKS_ON_ERROR must be refuse or accept; got ${JSON.stringify(onError)}`)
+  const forward = env.HOOKS_FORWARD_AUTH?.trim().toLowerCase() || String(HOOK_DEFAULTS.forwardAuthorization)
+  if (forward !== 'true' && forward !== 'false')
+    throw new ConfigError(`HOOKS_FORWARD_AUTH must be true or false; got ${JSON.stringify(forward)}`)
+  const settings = {
+    blockingTimeoutMs: duration(env, 'HOOKS_TIMEOUT', HOOK_DEFAULTS.blockingTimeoutMs),
+    notifyTimeoutMs: duration(env, 'HOOKS_NOTIFY_TIMEOUT', HOOK_DEFAULTS.notifyTimeoutMs),
+    maxAgeMs: duration(env, 'HOOKS_MAX_AGE', HOOK_DEFAULTS.maxAgeMs),
+  }
+  if (!raw) return undefined
+  const url = URL.parse(raw)
+  if (!url || !/^https?:$/.test(url.protocol) || !url.hostname || url.username || url.password || url.hash)
+    throw new ConfigError(
+      `HOOKS_URL must be the http or https address hooks are POSTed to, such as https://backend.example/upload-hooks; got ${JSON.stringify(raw.slice(0, 80))}`,
+    )
+  // Unsigned hooks would let anyone who can reach the receiver approve uploads or forge outcomes.
+  if (!/^[\x21-\x7e]{16,}$/.test(secret))
+    throw new ConfigError(
+      'HOOKS_SECRET must be set with HOOKS_URL: at least 16 printable characters without spaces',
+    )
+  return {
+    url: url.href,
+    secret,
+    events: new Set(listed.length === 0 ? HOOK_EVENTS : listed.filter(isHookEvent)),
+    onError,
+    forwardAuthorization: forward === 'true',
+    ...settings,
+  }
+}
+
 /** Validated once at start-up: a bad value stops the server with a message naming the variable. */
 export function loadConfig(env: Env = readEnv()): Config {
   const uploadDir = resolve(env.UPLOAD_DIR?.trim() || 'uploads')
@@ -274,5 +327,6 @@ export function loadConfig(env: Env = readEnv()): Config {
     resumableExpiryMs: duration(env, 'RESUMABLE_EXPIRY', 24 * 3_600_000),
     publicUrl: publicUrl(env),
     trustProxy: trustProxy(env),
+    hooks: hooks(env),
   }
 }

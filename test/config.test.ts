@@ -165,3 +165,56 @@ describe('a server started with units in its settings', () => {
     }
   })
 })
+
+describe('hooks settings', () => {
+  it('turns hooks on with HOOKS_URL and HOOKS_SECRET, every event sent, 503 on a failing hook by default', () => {
+    expect(loadConfig({}).hooks).toBeUndefined()
+    expect(
+      loadConfig({ HOOKS_URL: 'https://backend.example/hooks', HOOKS_SECRET: 'sixteen-chars-long!' }).hooks,
+    ).toEqual({
+      url: 'https://backend.example/hooks',
+      secret: 'sixteen-chars-long!',
+      events: new Set(['pre-create', 'pre-finish', 'received', 'completed', 'failed', 'canceled', 'deleted']),
+      blockingTimeoutMs: 5_000,
+      notifyTimeoutMs: 10_000,
+      onError: 'refuse',
+      forwardAuthorization: true,
+      maxAgeMs: 24 * 3_600_000,
+    })
+  })
+
+  it('reads the filter, the timeouts, fail-open, forwarding and the max age', () => {
+    const hooks = loadConfig({
+      HOOKS_URL: 'http://127.0.0.1:9000/h',
+      HOOKS_SECRET: 'sixteen-chars-long!',
+      HOOKS_EVENTS: 'pre-create, Completed',
+      HOOKS_TIMEOUT: '750ms',
+      HOOKS_NOTIFY_TIMEOUT: '3s',
+      HOOKS_ON_ERROR: 'accept',
+      HOOKS_FORWARD_AUTH: 'false',
+      HOOKS_MAX_AGE: '2h',
+    }).hooks
+    expect(hooks).toMatchObject({
+      events: new Set(['pre-create', 'completed']),
+      blockingTimeoutMs: 750,
+      notifyTimeoutMs: 3000,
+      onError: 'accept',
+      forwardAuthorization: false,
+      maxAgeMs: 7_200_000,
+    })
+  })
+
+  it.each([
+    [{ HOOKS_URL: 'https://backend.example/hooks' }, 'HOOKS_SECRET'],
+    [{ HOOKS_URL: 'https://backend.example/hooks', HOOKS_SECRET: 'short' }, 'HOOKS_SECRET'],
+    [{ HOOKS_URL: 'ftp://backend.example/hooks', HOOKS_SECRET: 'sixteen-chars-long!' }, 'HOOKS_URL'],
+    [{ HOOKS_URL: 'https://user:pw@backend.example/', HOOKS_SECRET: 'sixteen-chars-long!' }, 'HOOKS_URL'],
+    [{ HOOKS_EVENTS: 'completed,uploaded' }, 'HOOKS_EVENTS'],
+    [{ HOOKS_ON_ERROR: 'ignore' }, 'HOOKS_ON_ERROR'],
+    [{ HOOKS_FORWARD_AUTH: 'yes' }, 'HOOKS_FORWARD_AUTH'],
+    [{ HOOKS_TIMEOUT: '-1' }, 'HOOKS_TIMEOUT'],
+    [{ HOOKS_MAX_AGE: 'forever' }, 'HOOKS_MAX_AGE'],
+  ])('%o stops start-up with a message naming %s (checked even without HOOKS_URL)', (env, name) => {
+    expect(() => loadConfig(env)).toThrow(new RegExp(`^${name} `))
+  })
+})
