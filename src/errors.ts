@@ -20,6 +20,11 @@ export const errorCatalogue = {
   UNSUPPORTED_MEDIA_TYPE: 415,
   /** A GraphQL request that accepts no media type its answer can come in (Accept: application/xml, say). */
   NOT_ACCEPTABLE: 406,
+  /**
+   * The user's hook (HOOKS_URL) refused the upload: the answer carries the hook's own 4xx status and message
+   * (`rejected()`); 403 when a rejection crosses an edge without one.
+   */
+  REJECTED: 403,
 } as const
 
 export type ErrorCode = keyof typeof errorCatalogue
@@ -32,6 +37,7 @@ export interface ServiceErrorData {
   code: ErrorCode
   message: string
   status?: UploadStatus
+  httpStatus?: number
 }
 
 export class ServiceError extends Error {
@@ -46,6 +52,8 @@ export class ServiceError extends Error {
     readonly status?: UploadStatus,
     /** What went wrong inside (a disk's error, say): for the log only, never said to the client. */
     options?: ErrorOptions,
+    /** The HTTP status to answer with, when it is not the code's own (a hook's rejection names its own). */
+    readonly httpStatus: number = errorCatalogue[code],
   ) {
     // The message itself (GraphQL's, and the logs') names it as the schema's enum does.
     super(status === undefined ? template : template.replaceAll('{status}', status), options)
@@ -57,11 +65,16 @@ export class ServiceError extends Error {
   }
 
   toData(): ServiceErrorData {
-    return { code: this.code, message: this.template, ...(this.status ? { status: this.status } : {}) }
+    return {
+      code: this.code,
+      message: this.template,
+      ...(this.status ? { status: this.status } : {}),
+      ...(this.httpStatus !== errorCatalogue[this.code] ? { httpStatus: this.httpStatus } : {}),
+    }
   }
 
-  static fromData({ code, message, status }: ServiceErrorData): ServiceError {
-    return new ServiceError(code, message, false, status)
+  static fromData({ code, message, status, httpStatus }: ServiceErrorData): ServiceError {
+    return new ServiceError(code, message, false, status, undefined, httpStatus)
   }
 }
 
@@ -81,6 +94,17 @@ export const badInput = (message: string) => new ServiceError('BAD_USER_INPUT', 
 /** The server cannot do it now: `message` is what the client hears, `cause` (logged with it) what happened. */
 export const unavailable = (message: string, cause?: unknown) =>
   new ServiceError('UNAVAILABLE', message, false, undefined, cause === undefined ? undefined : { cause })
+
+/** The user's hook refused: its message, answered with its status (a 4xx; 403 if it named none that is). */
+export const rejected = (message: string, status: number) =>
+  new ServiceError(
+    'REJECTED',
+    message,
+    false,
+    undefined,
+    undefined,
+    status >= 400 && status < 500 ? status : 403,
+  )
 
 /**
  * A failure inside the server whose message is written for clients (it names no path, no errno); what
