@@ -5,10 +5,8 @@ import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { LocalOutbox } from '../src/seams/outbox/local.js'
 import { RedisOutbox } from '../src/seams/outbox/redis.js'
-import { event, outboxContract, type OutboxFixture } from './contracts/outbox.js'
+import { event, LEASE_MS, outboxContract, type OutboxFixture } from './contracts/outbox.js'
 import { startRedis, type TestRedis } from './support/redis.js'
-
-const LEASE_MS = 300
 
 describe('the embedded outbox (a journal on disk)', () => {
   const dirs = new Map<OutboxFixture, string>()
@@ -17,9 +15,8 @@ describe('the embedded outbox (a journal on disk)', () => {
       const dir = await mkdtemp(join(tmpdir(), 'outbox-'))
       const file = join(dir, '.hooks.outbox')
       const fixture: OutboxFixture = {
-        outbox: await LocalOutbox.open(file, LEASE_MS),
-        reopen: () => LocalOutbox.open(file, LEASE_MS),
-        leaseMs: LEASE_MS,
+        outbox: await LocalOutbox.open(file),
+        reopen: () => LocalOutbox.open(file),
       }
       dirs.set(fixture, dir)
       return fixture
@@ -35,17 +32,17 @@ describe('the embedded outbox (a journal on disk)', () => {
     const dir = await mkdtemp(join(tmpdir(), 'outbox-'))
     const file = join(dir, '.hooks.outbox')
     try {
-      const outbox = await LocalOutbox.open(file, LEASE_MS)
+      const outbox = await LocalOutbox.open(file)
       const kept = event('A', 'completed', Date.now())
       await outbox.add([kept])
       await outbox.close()
       await appendFile(file, '{"add":[{"eventId":"torn"')
-      const reopened = await LocalOutbox.open(file, LEASE_MS)
+      const reopened = await LocalOutbox.open(file)
       expect((await reopened.pending(10)).map((e) => e.eventId)).toEqual([kept.eventId])
       // And what is written next follows a whole line.
       await reopened.add([event('B', 'received', Date.now())])
       await reopened.close()
-      expect((await (await LocalOutbox.open(file, LEASE_MS)).stats()).pending).toBe(2)
+      expect((await (await LocalOutbox.open(file)).stats()).pending).toBe(2)
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
@@ -56,7 +53,7 @@ describe('the embedded outbox (a journal on disk)', () => {
     const file = join(dir, '.hooks.outbox')
     try {
       await writeFile(file, 'not json\n')
-      await expect(LocalOutbox.open(file, LEASE_MS)).rejects.toThrow(`${file} line 1 is not valid JSON`)
+      await expect(LocalOutbox.open(file)).rejects.toThrow(`${file} line 1 is not valid JSON`)
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
@@ -66,7 +63,7 @@ describe('the embedded outbox (a journal on disk)', () => {
     const dir = await mkdtemp(join(tmpdir(), 'outbox-'))
     const file = join(dir, '.hooks.outbox')
     try {
-      const outbox = await LocalOutbox.open(file, LEASE_MS)
+      const outbox = await LocalOutbox.open(file)
       const now = Date.now()
       // Not due before the test ends: it stays pending throughout.
       const keep = event('Z', 'deleted', now + 3_600_000)
@@ -75,7 +72,7 @@ describe('the embedded outbox (a journal on disk)', () => {
       const padding = 'x'.repeat(8 * 1024)
       for (let i = 0; i < 200; i++) {
         await outbox.add([{ ...event(`U${i}`, 'completed', now), body: padding }])
-        const [claimed] = await outbox.claim(now, 1)
+        const [claimed] = await outbox.claim(now, 1, LEASE_MS)
         await outbox.ack(claimed!)
       }
       await outbox.close()
@@ -83,7 +80,7 @@ describe('the embedded outbox (a journal on disk)', () => {
       expect((await stat(file)).size).toBeLessThan(1024 * 1024)
       const lines = (await readFile(file, 'utf8')).split('\n').filter(Boolean)
       expect(lines.some((line) => line.startsWith('{"image":'))).toBe(true)
-      const reopened = await LocalOutbox.open(file, LEASE_MS)
+      const reopened = await LocalOutbox.open(file)
       expect((await reopened.pending(10)).map((e) => e.eventId)).toEqual([keep.eventId])
       await reopened.close()
     } finally {
@@ -108,13 +105,12 @@ describe('the Redis outbox (shared by instances)', () => {
       const open = (instance: string) => {
         const client = redis.client()
         opened.push(client)
-        return new RedisOutbox(client, instance, LEASE_MS, name)
+        return new RedisOutbox(client, instance, name)
       }
       let n = 0
       const fixture: OutboxFixture = {
         outbox: open('node-a'),
         reopen: async () => open(`node-${++n}`),
-        leaseMs: LEASE_MS,
       }
       clients.set(fixture, opened)
       return fixture

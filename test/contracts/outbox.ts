@@ -7,9 +7,10 @@ export interface OutboxFixture {
   outbox: Outbox
   /** Another outbox over the same storage: after a restart (local) or on another instance (Redis). */
   reopen(): Promise<Outbox>
-  /** Claims lapse after this long. */
-  leaseMs: number
 }
+
+/** Claims lapse after this long here (short, so a takeover is seen soon). */
+export const LEASE_MS = 300
 
 let counter = 0
 export function event(uploadId: string, type: Notification, createdAt: number): HookEvent {
@@ -56,7 +57,7 @@ export function outboxContract(
       const b = [event('B', 'received', now + 3)]
       await outbox.add([a[0]!, b[0]!])
       await outbox.add([a[1]!, a[2]!])
-      const first = await outbox.claim(now + 10, 10)
+      const first = await outbox.claim(now + 10, 10, LEASE_MS)
       expect(ids(first).sort()).toEqual(ids([a[0]!, b[0]!]).sort())
       expect(first.find((e) => e.uploadId === 'A')).toMatchObject({
         attempts: 0,
@@ -64,9 +65,9 @@ export function outboxContract(
         type: 'received',
       })
       // Claimed heads are not handed out again, and the rest wait behind them.
-      expect(await outbox.claim(now + 10, 10)).toEqual([])
+      expect(await outbox.claim(now + 10, 10, LEASE_MS)).toEqual([])
       await outbox.ack(first.find((e) => e.uploadId === 'A')!)
-      expect(ids(await outbox.claim(now + 10, 10))).toEqual([a[1]!.eventId])
+      expect(ids(await outbox.claim(now + 10, 10, LEASE_MS))).toEqual([a[1]!.eventId])
       expect(await outbox.stats()).toMatchObject({ pending: 3, dead: 0, oldestCreatedAt: now + 1 })
     }),
   )
@@ -77,10 +78,10 @@ export function outboxContract(
       const now = Date.now()
       const [first, second] = [event('A', 'received', now), event('A', 'completed', now)]
       await outbox.add([first!, second!])
-      const [head] = await outbox.claim(now, 10)
+      const [head] = await outbox.claim(now, 10, LEASE_MS)
       await outbox.retry(head!, now + 5_000, 'the hook answered 500')
-      expect(await outbox.claim(now + 4_999, 10)).toEqual([])
-      const again = await outbox.claim(now + 5_000, 10)
+      expect(await outbox.claim(now + 4_999, 10, LEASE_MS)).toEqual([])
+      const again = await outbox.claim(now + 5_000, 10, LEASE_MS)
       expect(again).toHaveLength(1)
       expect(again[0]).toMatchObject({
         eventId: first!.eventId,
@@ -97,19 +98,19 @@ export function outboxContract(
       const now = Date.now()
       const [first, second] = [event('A', 'received', now), event('A', 'completed', now + 1)]
       await outbox.add([first!, second!])
-      const [head] = await outbox.claim(now, 10)
+      const [head] = await outbox.claim(now, 10, LEASE_MS)
       await outbox.deadLetter(head!, 'no answer in 10000 ms', now + 100)
       expect(await outbox.stats()).toEqual({ pending: 1, dead: 1, oldestCreatedAt: now + 1 })
       expect(await outbox.deadLetters(10)).toMatchObject([
         { eventId: first!.eventId, deadAt: now + 100, attempts: 1, lastError: 'no answer in 10000 ms' },
       ])
-      const [next] = await outbox.claim(now + 100, 10)
+      const [next] = await outbox.claim(now + 100, 10, LEASE_MS)
       expect(next?.eventId).toBe(second!.eventId)
       await outbox.ack(next!)
       expect(await outbox.requeue('no-such-event', now + 200)).toBe(false)
       expect(await outbox.requeue(first!.eventId, now + 200)).toBe(true)
       expect(await outbox.stats()).toMatchObject({ pending: 1, dead: 0 })
-      const [back] = await outbox.claim(now + 200, 10)
+      const [back] = await outbox.claim(now + 200, 10, LEASE_MS)
       // Its age counts afresh from the requeue (else HOOKS_MAX_AGE would bury it again at once).
       expect(back).toMatchObject({ eventId: first!.eventId, queuedAt: now + 200, createdAt: now })
     }),
@@ -121,30 +122,30 @@ export function outboxContract(
       const now = Date.now()
       const [first, second] = [event('A', 'received', now), event('A', 'completed', now)]
       await outbox.add([first!, second!])
-      const [head] = await outbox.claim(now, 10)
+      const [head] = await outbox.claim(now, 10, LEASE_MS)
       await outbox.ack(head!)
       // A late second ack (a claimant that lost its claim, then finished) must not drop the next event.
       await outbox.ack(head!)
       await outbox.retry(head!, now + 60_000, 'late')
-      expect(ids(await outbox.claim(now, 10))).toEqual([second!.eventId])
+      expect(ids(await outbox.claim(now, 10, LEASE_MS))).toEqual([second!.eventId])
       expect((await outbox.stats()).pending).toBe(1)
     }),
   )
 
   it(
     'lets a claim lapse after its lease, so a dead deliverer’s events are taken over',
-    withOutbox(async ({ outbox, reopen, leaseMs }) => {
+    withOutbox(async ({ outbox, reopen }) => {
       const now = Date.now()
       const only = event('A', 'completed', now)
       await outbox.add([only])
-      expect(await outbox.claim(Date.now(), 10)).toHaveLength(1) // then its deliverer dies, silent
+      expect(await outbox.claim(Date.now(), 10, LEASE_MS)).toHaveLength(1) // then its deliverer dies, silent
       // Shared: another instance takes it over. Embedded: one process delivers all, so a claim of its own
       // that its deliverer dropped lapses for it the same way (and a restart starts with none).
       const other = shared ? await reopen() : outbox
       try {
-        expect(await other.claim(Date.now(), 10)).toEqual([])
-        await new Promise((resolve) => setTimeout(resolve, leaseMs + 50)) // the lease is what is being tested
-        const taken = await other.claim(Date.now(), 10)
+        expect(await other.claim(Date.now(), 10, LEASE_MS)).toEqual([])
+        await new Promise((resolve) => setTimeout(resolve, LEASE_MS + 50)) // the lease is what is being tested
+        const taken = await other.claim(Date.now(), 10, LEASE_MS)
         expect(ids(taken)).toEqual([only.eventId])
         await other.ack(taken[0]!)
         expect((await other.stats()).pending).toBe(0)
@@ -156,7 +157,7 @@ export function outboxContract(
 
   it(
     'keeps pending events and dead letters across a reopen (a restart, or another instance)',
-    withOutbox(async ({ outbox, reopen, leaseMs }) => {
+    withOutbox(async ({ outbox, reopen }) => {
       const now = Date.now()
       const [a, b, c] = [
         event('A', 'received', now),
@@ -164,7 +165,7 @@ export function outboxContract(
         event('B', 'failed', now + 2),
       ]
       await outbox.add([a!, b!, c!])
-      const claimed = await outbox.claim(now + 10, 10)
+      const claimed = await outbox.claim(now + 10, 10, LEASE_MS)
       await outbox.retry(
         claimed.find((e) => e.uploadId === 'A')!,
         now + 1,
@@ -180,7 +181,7 @@ export function outboxContract(
         expect(await other.stats()).toEqual({ pending: 2, dead: 1, oldestCreatedAt: now })
         expect(ids(await other.pending(10))).toEqual([a!.eventId, b!.eventId])
         expect(ids(await other.deadLetters(10))).toEqual([c!.eventId])
-        const [head] = await other.claim(Date.now() + leaseMs, 10)
+        const [head] = await other.claim(Date.now() + LEASE_MS, 10, LEASE_MS)
         expect(head).toMatchObject({ eventId: a!.eventId, attempts: 1, lastError: 'refused', body: a!.body })
       } finally {
         await other.close()
@@ -196,7 +197,10 @@ export function outboxContract(
       await outbox.add(events)
       const other = await reopen()
       try {
-        const [mine, theirs] = await Promise.all([outbox.claim(now, 25), other.claim(now, 25)])
+        const [mine, theirs] = await Promise.all([
+          outbox.claim(now, 25, LEASE_MS),
+          other.claim(now, 25, LEASE_MS),
+        ])
         const all = [...ids(mine), ...ids(theirs)]
         expect(new Set(all).size).toBe(all.length)
         expect(all.length).toBeGreaterThanOrEqual(25)

@@ -13,8 +13,10 @@ export interface HookRequest {
   verified: boolean
   /** What the receiver answered. */
   status: number
-  /** 1-based, in arrival order. */
+  /** 1-based, in the order answered. */
   n: number
+  /** When it had arrived whole (performance.now()). */
+  arrivedAt: number
 }
 
 /** What the receiver answers a request: a status and a JSON body (for the blocking hooks' verdicts). */
@@ -61,6 +63,7 @@ export async function startHookReceiver(secret = 'test-hooks-secret-0123456789')
     const chunks: Buffer[] = []
     req.on('data', (chunk: Buffer) => chunks.push(chunk))
     req.on('end', () => {
+      const arrivedAt = performance.now()
       const raw = Buffer.concat(chunks).toString('utf8')
       const verified = verify(secret, req.headers[SIGNATURE_HEADER] as string | undefined, raw)
       const payload = (verified ? JSON.parse(raw) : {}) as HookPayload
@@ -84,6 +87,7 @@ export async function startHookReceiver(secret = 'test-hooks-secret-0123456789')
           verified,
           status,
           n: requests.length + 1,
+          arrivedAt,
         }
         requests.push(record)
         if (chosen.body === undefined || status === 204) res.writeHead(status).end()

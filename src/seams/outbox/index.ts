@@ -48,8 +48,11 @@ export interface OutboxStats {
 export interface Outbox {
   /** Queues events at the tail of their uploads' queues; resolves once they are durable. */
   add(events: readonly HookEvent[]): Promise<void>
-  /** Up to `limit` heads that are due at `now` and not claimed, each now claimed for leaseMs; oldest due first. */
-  claim(now: number, limit: number): Promise<PendingEvent[]>
+  /**
+   * Up to `limit` heads that are due at `now` and not claimed, each now claimed for `leaseMs` (longer than a
+   * delivery may take, or a slow one would be sent twice); oldest due first.
+   */
+  claim(now: number, limit: number, leaseMs: number): Promise<PendingEvent[]>
   /** Delivered: gone, and the next of its upload is due at once. */
   ack(event: PendingEvent): Promise<void>
   /** Not delivered: stays the head, with one more attempt, due again at `nextAt`; the claim is let go. */

@@ -26,8 +26,8 @@ export class LocalOutbox implements Outbox {
   ) {}
 
   /** Opens (or creates) the outbox kept in `file`, replaying it. */
-  static async open(file: string, leaseMs: number): Promise<LocalOutbox> {
-    const state = new OutboxState(leaseMs)
+  static async open(file: string): Promise<LocalOutbox> {
+    const state = new OutboxState()
     const journal = await FileJournal.open(file, state)
     return new LocalOutbox(state, journal)
   }
@@ -40,8 +40,8 @@ export class LocalOutbox implements Outbox {
     return events.length === 0 ? Promise.resolve() : this.change({ add: [...events] })
   }
 
-  async claim(now: number, limit: number): Promise<PendingEvent[]> {
-    return this.state.claim(now, limit)
+  async claim(now: number, limit: number, leaseMs: number): Promise<PendingEvent[]> {
+    return this.state.claim(now, limit, leaseMs)
   }
 
   ack(event: PendingEvent): Promise<void> {

@@ -133,7 +133,6 @@ export class RedisOutbox implements Outbox {
   constructor(
     redis: Redis,
     instance: string,
-    private readonly leaseMs: number,
     private readonly prefix = 'uploads',
   ) {
     for (const [name, lua] of Object.entries({
@@ -175,9 +174,9 @@ export class RedisOutbox implements Outbox {
     return this.call(async () => void (await this.redis.hookAdd(this.prefix, ...args)))
   }
 
-  claim(now: number, limit: number): Promise<PendingEvent[]> {
+  claim(now: number, limit: number, leaseMs: number): Promise<PendingEvent[]> {
     return this.call(async () => {
-      const rows = await this.redis.hookClaim(this.prefix, now, limit, this.leaseMs, this.token)
+      const rows = await this.redis.hookClaim(this.prefix, now, limit, leaseMs, this.token)
       return rows.map(fromFields)
     })
   }

@@ -28,8 +28,6 @@ export class OutboxState {
   private readonly claims = new Map<string, number>()
   private count = 0
 
-  constructor(private readonly leaseMs: number) {}
-
   apply(change: OutboxChange): void {
     if ('add' in change) for (const event of change.add) this.push(pendingOf(event, event.createdAt))
     else if ('ack' in change) this.shift(...change.ack)
@@ -56,14 +54,14 @@ export class OutboxState {
     return this.dead.has(eventId)
   }
 
-  claim(now: number, limit: number): PendingEvent[] {
+  claim(now: number, limit: number, leaseMs: number): PendingEvent[] {
     const due: PendingEvent[] = []
     for (const [uploadId, queue] of this.queues) {
       const head = queue[0]
       if (head && head.nextAt <= now && (this.claims.get(uploadId) ?? 0) <= now) due.push(head)
     }
     const chosen = due.sort((a, b) => a.nextAt - b.nextAt).slice(0, limit)
-    for (const event of chosen) this.claims.set(event.uploadId, now + this.leaseMs)
+    for (const event of chosen) this.claims.set(event.uploadId, now + leaseMs)
     return chosen
   }
 
