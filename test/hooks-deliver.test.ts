@@ -167,6 +167,8 @@ describe('delivering notifications from the embedded outbox', () => {
       20_000,
     )
     expect(deliveredByUpload(receiver).get('slow')).toEqual(slow.map((e) => e.eventId))
+    // Sent once: its claim outlasted the slow answer (a shorter lease would have sent it again meanwhile).
+    expect(receiver.arrived.filter((p) => p.eventId === slow[0]!.eventId)).toHaveLength(1)
   })
 
   it('dead-letters an event still failing after HOOKS_MAX_AGE, counts it, and goes on with its upload’s next', async () => {
