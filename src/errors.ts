@@ -1,5 +1,5 @@
 import { log } from './log.js'
-import type { UploadStatus } from './uploads/record.js'
+import type { UploadStatus } from './model/record.js'
 
 /**
  * The one list of errors a client can cause. Each code is stable (clients switch on it) and maps once at the

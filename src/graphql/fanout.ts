@@ -1,7 +1,7 @@
 import { createSourceEventStream, type ExecutionArgs, type ExecutionResult } from 'graphql'
 import type WebSocket from 'ws'
 import { log } from '../log.js'
-import { isFinal, type UploadView } from '../uploads/record.js'
+import { isFinal, type UploadView } from '../model/record.js'
 
 /**
  * graphql-ws subscribers that asked the same thing (the same query, variables and operation) share one

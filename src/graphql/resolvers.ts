@@ -1,5 +1,5 @@
 import type { Resolvers } from '../generated/graphql.js'
-import type { UploadView } from '../uploads/record.js'
+import type { UploadView } from '../model/record.js'
 import { badInput } from '../errors.js'
 import { encodeCursor, sortKey } from '../uploads/records.js'
 import { DateTime, File, SafeInt } from './scalars.js'

@@ -1,5 +1,5 @@
 import type { ServiceErrorData } from '../errors.js'
-import type { UploadView } from './record.js'
+import type { UploadView } from '../model/record.js'
 
 /** What a client asked of an upload, as data: so it can be carried to the process that owns it. */
 export type Command =

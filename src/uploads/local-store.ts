@@ -1,7 +1,7 @@
 import { mkdir, open, readdir, readFile, rename, rm, type FileHandle } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { Low, type Adapter } from 'lowdb'
-import { UPLOAD_STATUSES, type UploadRecord, type UploadStatus } from './record.js'
+import { UPLOAD_STATUSES, type UploadRecord, type UploadStatus } from '../model/record.js'
 import {
   decodeCursor,
   encodeCursor,

@@ -1,4 +1,4 @@
-import { isFinal, UPLOAD_STATUSES, type UploadRecord, type UploadStatus } from './record.js'
+import { isFinal, UPLOAD_STATUSES, type UploadRecord, type UploadStatus } from '../model/record.js'
 
 /** A running upload's byte count, checkpointed about once a second (state changes go through `put`). */
 export interface Progress {

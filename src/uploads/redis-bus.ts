@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis'
 import { unavailable } from '../errors.js'
 import { log } from '../log.js'
 import type { Bus, Command, Limits, Outcome } from './bus.js'
-import type { UploadView } from './record.js'
+import type { UploadView } from '../model/record.js'
 
 /** How long a requester waits for the owner to take its command, before it withdraws it and answers 503. */
 const REQUEST_TIMEOUT_MS = 5000

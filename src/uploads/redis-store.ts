@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import { asUnavailable } from '../redis.js'
-import { isFinal, UPLOAD_STATUSES, type UploadRecord, type UploadStatus } from './record.js'
+import { isFinal, UPLOAD_STATUSES, type UploadRecord, type UploadStatus } from '../model/record.js'
 import {
   decodeCursor,
   encodeCursor,

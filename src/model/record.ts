@@ -1,8 +1,18 @@
-import type { UploadStatus } from '../generated/graphql.js'
+/**
+ * The floor under the core and the seams: the upload record and its statuses, importing nothing. The
+ * GraphQL schema's UploadStatus enum is generated from here (codegen.ts maps it), so the two cannot drift;
+ * which status may follow which is the core's machine (core/machine.ts).
+ */
+export const UPLOAD_STATUSES = [
+  'RECEIVING',
+  'IN_PROGRESS',
+  'PAUSED',
+  'COMPLETED',
+  'CANCELED',
+  'FAILED',
+] as const
 
-export type { UploadStatus }
-
-export const UPLOAD_STATUSES: readonly UploadStatus[] = ['RECEIVING', 'IN_PROGRESS', 'PAUSED', 'COMPLETED', 'CANCELED', 'FAILED']
+export type UploadStatus = (typeof UPLOAD_STATUSES)[number]
 
 /** How the bytes arrived: one multipart body, or tus (resumable, over as many requests as it takes). */
 export type UploadSource = 'multipart' | 'tus'
