@@ -20,10 +20,10 @@ import { publicLink } from './public-url.js'
 import { TUS_PATH } from './tus/path.js'
 import { jsonText, sendJson } from './http-json.js'
 import { FolderLock } from './uploads/folder-lock.js'
-import { stopHashWorker } from './uploads/hasher.js'
+import { stopHashWorker } from './core/transfer/hasher.js'
 import type { IngestLimits } from './uploads/ingest.js'
 import { LocalStore, StateFileError } from './uploads/local-store.js'
-import { UploadService } from './uploads/service.js'
+import { UploadService } from './core/service.js'
 import { Storage } from './uploads/storage.js'
 
 /** How long a shutdown waits for requests under way; the whole shutdown must fit in 5 s. */

@@ -99,6 +99,16 @@ describe('the upload state machine', () => {
     }
   }
 
+  it('takes more bytes only of a tus upload: a multipart one still arriving is refused as it stands', () => {
+    const error = refusal('receive', { id: ID, status: 'RECEIVING', source: 'multipart' })
+    expect(error?.toData()).toEqual({
+      code: 'INVALID_STATE',
+      message: `Upload ${ID} cannot be sent more bytes: it is {status}`,
+      status: 'RECEIVING',
+    })
+    expect(refusal('receive', { id: ID, status: 'RECEIVING', source: 'tus' })).toBeUndefined()
+  })
+
   it('knows the same statuses as the GraphQL schema', () => {
     const schema = buildSchema(readFileSync('schema/schema.graphql', 'utf8'))
     const type = schema.getType('UploadStatus')

@@ -1,5 +1,13 @@
 import { badInput, stateError, type ServiceError } from '../errors.js'
-import { isFinal, type UploadRecord, type UploadSource, type UploadStatus } from '../model/record.js'
+import {
+  isFinal,
+  isReceiving,
+  isStored,
+  UPLOAD_STATUSES,
+  type UploadRecord,
+  type UploadSource,
+  type UploadStatus,
+} from '../model/record.js'
 import { storedNameFor } from '../uploads/filename.js'
 
 /**
@@ -113,9 +121,7 @@ function conflict(record: Subject, action: string, hint = 'it is {status}'): Ser
 
 // ---- questions about a status --------------------------------------------------------------------------
 
-export { isFinal }
-/** Its bytes are still arriving (nothing of it is in storage yet). */
-export const isReceiving = (status: UploadStatus) => status === 'RECEIVING'
+export { isFinal, isReceiving, isStored }
 /** Its transfer into storage runs (somewhere). */
 export const isRunning = (status: UploadStatus) => status === 'IN_PROGRESS'
 /** Its bytes are being received or stored: an owner's live figures matter. */
@@ -124,10 +130,12 @@ export const isLive = (status: UploadStatus) => isReceiving(status) || isRunning
 export const RUNNING: UploadStatus[] = ['IN_PROGRESS']
 export const STILL_RECEIVING: UploadStatus[] = ['RECEIVING']
 export const ENDED: readonly UploadStatus[] = TRANSITIONS.delete.from
+/** Ended by an error (or an expiry): logged as a warning. */
+export const isFailed = (status: UploadStatus) => status === 'FAILED'
 /** Ended without its file: its bytes are gone and it cannot go on. */
 export const isGone = (status: UploadStatus) => isFinal(status) && !isStored(status)
-/** Its file is whole in storage. */
-export const isStored = (status: UploadStatus) => status === 'COMPLETED'
+/** Ended with its file in storage: what a list of files holds. */
+export const STORED: UploadStatus[] = UPLOAD_STATUSES.filter(isStored)
 
 // ---- the next record -----------------------------------------------------------------------------------
 

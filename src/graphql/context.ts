@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http'
-import type { UploadService } from '../uploads/service.js'
+import type { UploadService } from '../core/service.js'
 
 /** What every resolver gets, whichever transport ran it (HTTP, graphql-ws, SSE or the REST shim). */
 export interface Context {

@@ -54,4 +54,14 @@ export interface UploadView extends UploadRecord {
 
 export const FINAL_STATUSES: ReadonlySet<UploadStatus> = new Set(['COMPLETED', 'CANCELED', 'FAILED'])
 
+/*
+ * What a status says about the record's shape, for the seams that check and index records (they stand on this
+ * floor, below the core). Which status may follow which is the core's machine (core/machine.ts), which
+ * re-exports these.
+ */
+/** Ended: nothing more happens to it but its deletion. */
 export const isFinal = (status: UploadStatus) => FINAL_STATUSES.has(status)
+/** Its bytes are still arriving: no sha256 yet, nothing of it in storage. */
+export const isReceiving = (status: UploadStatus) => status === 'RECEIVING'
+/** Its file is whole in storage (and it has a completedAt). */
+export const isStored = (status: UploadStatus) => status === 'COMPLETED'

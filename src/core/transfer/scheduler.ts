@@ -11,7 +11,13 @@
  * larger chunks, so the syscalls per second stay bounded whatever the count.
  */
 
-import { CHUNKS_PER_SECOND, chunkSizeFor, headStartFor, MAX_THROTTLED_CHUNK, UNLIMITED_CHUNK } from './throttle.js'
+import {
+  CHUNKS_PER_SECOND,
+  chunkSizeFor,
+  headStartFor,
+  MAX_THROTTLED_CHUNK,
+  UNLIMITED_CHUNK,
+} from './throttle.js'
 
 /** Fewer than this many chunks a second and a flow's byte curve gets coarse. */
 const MIN_CHUNKS_PER_SECOND = 4
@@ -64,7 +70,10 @@ export class Flow {
 
   /** The chunk that suits the flow's speed now, and the number of flows running. */
   chunk(): number {
-    const perSecond = Math.max(MIN_CHUNKS_PER_SECOND, Math.min(CHUNKS_PER_SECOND, CHUNK_BUDGET_PER_SECOND / this.scheduler.size))
+    const perSecond = Math.max(
+      MIN_CHUNKS_PER_SECOND,
+      Math.min(CHUNKS_PER_SECOND, CHUNK_BUDGET_PER_SECOND / this.scheduler.size),
+    )
     return chunkSizeFor(this.effectiveRate(), perSecond)
   }
 

@@ -1,4 +1,4 @@
-import { isFinal, type UploadView } from '../model/record.js'
+import { isFinal, type UploadView } from '../../model/record.js'
 
 type Listener = (view: UploadView) => void
 

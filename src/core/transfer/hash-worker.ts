@@ -6,8 +6,7 @@ import { createHash, type Hash } from 'node:crypto'
 import { parentPort } from 'node:worker_threads'
 
 export type ToWorker =
-  | { id: number; block: ArrayBuffer; length: number; done?: 'digest' }
-  | { id: number; done: 'drop' }
+  { id: number; block: ArrayBuffer; length: number; done?: 'digest' } | { id: number; done: 'drop' }
 
 export type FromWorker = { id: number; hashed: number; block: ArrayBuffer } | { id: number; digest: string }
 
