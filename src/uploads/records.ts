@@ -1,4 +1,4 @@
-import { isFinal, UPLOAD_STATUSES, type UploadRecord, type UploadStatus } from '../model/record.js'
+import { isFinal, isReceiving, isStored, UPLOAD_STATUSES, type UploadRecord, type UploadStatus } from '../model/record.js'
 
 /** A running upload's byte count, checkpointed about once a second (state changes go through `put`). */
 export interface Progress {
@@ -89,14 +89,15 @@ export function recordProblem(value: unknown, id?: string): string | undefined {
   for (const field of ['expiresAt', 'receivedAt'] as const)
     if (r[field] !== null && (typeof r[field] !== 'string' || !ISO.test(r[field]))) return `has a ${field} that is not a time`
   // Known once every byte is in: an upload still arriving, or one that ended before it all did, has none.
-  const mayLackHash = r.status === 'RECEIVING' || r.status === 'CANCELED' || r.status === 'FAILED'
+  const status = r.status as UploadStatus // checked above
+  const mayLackHash = isReceiving(status) || (isFinal(status) && !isStored(status))
   if (typeof r.sha256 !== 'string' || !(HEX64.test(r.sha256) || (mayLackHash && r.sha256 === ''))) return 'has no sha256'
   if (r.error !== null && typeof r.error !== 'string') return 'has an error that is not text'
   for (const field of ['createdAt', 'updatedAt'] as const)
     if (typeof r[field] !== 'string' || !ISO.test(r[field] as string)) return `has no ${field}`
   if (r.completedAt !== null && (typeof r.completedAt !== 'string' || !ISO.test(r.completedAt)))
     return 'has a completedAt that is not a time'
-  if (r.status === 'COMPLETED' && r.completedAt === null) return 'is completed but has no completedAt'
+  if (isStored(status) && r.completedAt === null) return 'is completed but has no completedAt'
   return undefined
 }
 
@@ -111,6 +112,6 @@ export function withDefaults(value: unknown): unknown {
   const r = value as Record<string, unknown>
   if ('receivedSize' in r && 'source' in r && 'expiresAt' in r && 'receivedAt' in r) return value
   // It had arrived whole when it was recorded (or, with the rest of these fields, ended before receivedAt was kept).
-  const receivedAt = r.status === 'RECEIVING' || r.sha256 === '' ? null : r.createdAt
+  const receivedAt = isReceiving(r.status as UploadStatus) || r.sha256 === '' ? null : r.createdAt
   return { receivedSize: r.totalSize, source: 'multipart', expiresAt: null, receivedAt, ...r }
 }

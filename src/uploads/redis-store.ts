@@ -50,6 +50,11 @@ return 1
  * Byte counts of running uploads: only to unfinished records (as the embedded store: RECEIVING too), never
  * past their size, and only under each one's current lease.
  */
+/** The floor's unfinished statuses, spelled in Lua from the one list (no second copy to drift). */
+const UNFINISHED_LUA = UPLOAD_STATUSES.filter((status) => !isFinal(status))
+  .map((status) => `status == '${status}'`)
+  .join(' or ')
+
 const PROGRESS = `
 local p = ARGV[1]
 for i = 2, #ARGV, 4 do
@@ -57,7 +62,7 @@ for i = 2, #ARGV, 4 do
   local key = p .. ':u:' .. id
   local fields = redis.call('HMGET', key, 'status', 'totalSize')
   local status = fields[1]
-  local unfinished = status == 'RECEIVING' or status == 'IN_PROGRESS' or status == 'PAUSED'
+  local unfinished = ${UNFINISHED_LUA}
   if unfinished and tonumber(size) <= tonumber(fields[2]) and (fence == '' or redis.call('GET', p .. ':lease:' .. id) == fence) then
     redis.call('HSET', key, 'uploadedSize', size, 'updatedAt', at)
   end
