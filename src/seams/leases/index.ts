@@ -17,7 +17,7 @@ export interface Fence {
 }
 
 export interface Leases {
-  /** This process's name in the cluster. */
+  /** This process's name among the instances: whose leases these are. */
   readonly instance: string
   /** The fence if this process holds the upload's lease and may still write under it. */
   held(id: string): Fence | undefined

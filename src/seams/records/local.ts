@@ -149,7 +149,8 @@ export class LocalStore implements RecordStore {
         )
       }
     }
-    // A first start writes an empty snapshot, so "no state on disk" always means it was lost (see server.ts).
+    // A first start writes an empty snapshot, so "no state on disk" always means it was lost (see
+    // openEmbedded in seams/embedded.ts).
     if (snapshot.bytes === 0 && journals.length === 0) await db.write()
     const store = new LocalStore(db, snapshot, base, seq)
     if (last) store.journal = { handle: await open(last.path, 'r+'), path: last.path, size: last.size }
