@@ -33,7 +33,11 @@ export const SETTINGS = [
 export interface Config {
   /** Storage folder. Default `uploads`. */
   uploadDir: string
-  /** The lowdb JSON state file. Default `<uploadDir>/.uploads.json`. */
+  /**
+   * The embedded store's snapshot (a lowdb JSON document); its journal of every change since sits beside
+   * it as `<name without .json>.journal.<first seq>`. Default `<uploadDir>/.uploads.json`. Unused in shared
+   * mode (Redis).
+   */
   stateFile: string
   /** Bytes per second when a caller names no speed. Default 1048576; 0 means unlimited. */
   defaultSpeed: number

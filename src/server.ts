@@ -1,6 +1,4 @@
-import { randomBytes } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { hostname } from 'node:os'
 import { constants } from 'node:fs'
 import { access, mkdir } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
@@ -10,21 +8,18 @@ import { bearerToken, downloadSignatureValid, signedDownloadPath, tokenMatches }
 import { asset, isAsset } from './assets.js'
 import { assignRequestId, requestIdOf } from './request-id.js'
 import { ConfigError, type Config } from './config.js'
-import type { Cluster } from './cluster.js'
 import type { Context } from './graphql/context.js'
 import { closeInStages } from './linger.js'
-import { log, setLogFields } from './log.js'
+import { log } from './log.js'
 import { observe, observeRequest, registry } from './metrics.js'
 import { applyCors, listensOnLoopback, refusal, type OriginPolicy } from './origin.js'
 import { publicLink } from './public-url.js'
+import { openSeams, type Seams } from './seams/index.js'
 import { TUS_PATH } from './tus/path.js'
 import { jsonText, sendJson } from './http-json.js'
-import { FolderLock } from './uploads/folder-lock.js'
 import { stopHashWorker } from './core/transfer/hasher.js'
 import type { IngestLimits } from './uploads/ingest.js'
-import { LocalStore, StateFileError } from './uploads/local-store.js'
 import { UploadService } from './core/service.js'
-import { Storage } from './uploads/storage.js'
 
 /** How long a shutdown waits for requests under way; the whole shutdown must fit in 5 s. */
 const IN_FLIGHT_GRACE_MS = 3000
@@ -112,56 +107,29 @@ function listenError(error: NodeJS.ErrnoException, config: Config): Error {
  */
 export async function createApp(config: Config): Promise<App> {
   await usableFolder(config.uploadDir)
-  const shared = config.mode.kind === 'shared'
-  const instance = config.instanceId ?? (shared ? instanceName() : 'local')
-  if (shared) setLogFields({ instance })
-  // Alone on its folder, or one of the instances that share it (and their state, over Redis).
-  const lock = await FolderLock.acquire(config.uploadDir, shared ? 'shared' : 'exclusive')
+  const seams = await openSeams(config)
+  // Among several, every series says which instance it is from.
+  if (seams.mode === 'shared') registry.setDefaultLabels({ service_instance: seams.instance })
   try {
-    return await build(config, lock, instance)
+    return await serve(config, seams)
   } catch (error) {
-    await lock.release()
+    await seams.close()
     throw error
   }
 }
 
-async function build(config: Config, lock: FolderLock, instance: string): Promise<App> {
-  // Redis and its client are loaded only by instances that share state over it.
-  const cluster =
-    config.mode.kind === 'embedded'
-      ? undefined
-      : await (await import('./cluster.js')).joinCluster(config.mode.redisUrl, instance)
-  if (cluster) registry.setDefaultLabels({ service_instance: instance })
-  try {
-    return await serve(config, lock, instance, cluster)
-  } catch (error) {
-    await cluster?.close()
-    throw error
-  }
-}
-
-async function serve(
-  config: Config,
-  lock: FolderLock,
-  instance: string,
-  cluster: Cluster | undefined,
-): Promise<App> {
-  const storage = new Storage(config.uploadDir, instance)
-  if (!cluster && !(await LocalStore.exists(config.stateFile)) && (await storage.holdsTransfers())) {
-    throw new StateFileError(
-      `state file ${config.stateFile} is missing, but ${config.uploadDir} holds unfinished uploads' bytes (in .transfers or .staging): restore the state file (or STATE_FILE), or remove those files to start afresh`,
-    )
-  }
-  const store = cluster?.store ?? (await LocalStore.open(config.stateFile))
+async function serve(config: Config, seams: Seams): Promise<App> {
+  const { storage } = seams
   await storage.prepare()
   // Decided now, before anyone is served: afterwards a file may belong to a request under way.
-  const orphans = await storage.orphans(await store.unfinished())
+  const orphans = await storage.orphans(await seams.records.unfinished())
   const service = new UploadService({
-    store,
+    store: seams.records,
     storage,
     defaultSpeed: config.defaultSpeed,
     maxTotalSpeed: config.maxTotalSpeed,
-    shared: cluster,
+    // The service tells the modes apart by this option's presence, until it takes the seams whole (core/).
+    shared: seams.mode === 'shared' ? seams : undefined,
     resumableExpiryMs: config.resumableExpiryMs,
   })
   const limits: IngestLimits = { storage, maxRequestFileBytes: config.maxUploadSize }
@@ -191,7 +159,7 @@ async function serve(
       maxSize: config.maxUploadSize,
       expiryMs: config.resumableExpiryMs,
       corsAllows: (origin) => config.corsOrigins.includes('*') || config.corsOrigins.includes(origin),
-      locker: cluster?.locker,
+      locker: await seams.tusLocker(),
     })
   const policy: OriginPolicy = {
     corsOrigins: config.corsOrigins,
@@ -224,7 +192,7 @@ async function serve(
       if (pathname === '/readyz') {
         return void service
           .notReady()
-          .then(async (reason) => reason ?? (await cluster?.unhealthy()))
+          .then(async (reason) => reason ?? (await seams.unhealthy()))
           .then((reason) =>
             sendJson(
               res,
@@ -364,10 +332,8 @@ async function serve(
       (closing ??= (async () => {
         if (listening) await stopServing(server, inFlight, async () => apiLoaded?.ws.close(), service)
         await service.close()
-        await store.close()
-        await cluster?.close()
         await stopHashWorker()
-        await lock.release()
+        await seams.close()
       })()),
   }
   return app
@@ -402,13 +368,6 @@ async function loadApi(context: Context, limits: IngestLimits, apiToken: string 
   ])
   const yoga = createGraphQL(context, limits)
   return { yoga, ws: createGraphQLWs(yoga, apiToken), rest: createRestHandler(schema, context, limits) }
-}
-
-/** A name for an instance that was given none: the host's, and a few random characters, unique per start. */
-function instanceName(): string {
-  return `${hostname()
-    .replace(/[^\w.-]/g, '-')
-    .slice(0, 40)}-${randomBytes(3).toString('hex')}`
 }
 
 /** createApp, then listen: a running server. */

@@ -1,7 +1,7 @@
 import { publicMessage, ServiceError, unavailable } from '../errors.js'
 import { log } from '../log.js'
 import type { UploadRecord, UploadView } from '../model/record.js'
-import type { Command, Outcome } from '../uploads/bus.js'
+import type { Command, Outcome } from '../seams/bus/index.js'
 import { assertOpen, letGo, lockedOrBusy, recordOf, type Context } from './context.js'
 import {
   canceled,

@@ -2,7 +2,7 @@ import type { Resolvers } from '../generated/graphql.js'
 import type { UploadView } from '../model/record.js'
 import { isStored, STORED } from '../core/machine.js'
 import { badInput } from '../errors.js'
-import { encodeCursor, sortKey } from '../uploads/records.js'
+import { encodeCursor, sortKey } from '../seams/records/order.js'
 import { DateTime, File, SafeInt } from './scalars.js'
 
 /** The largest page `uploads(first:)` gives, as the schema says. */

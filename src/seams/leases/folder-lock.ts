@@ -71,7 +71,9 @@ export class FolderLock {
     await writeFile(ownerFile, `${JSON.stringify(me)}\n`)
     const heartbeat = setInterval(() => {
       const now = new Date()
-      void utimes(ownerFile, now, now).catch(() => writeFile(ownerFile, `${JSON.stringify(me)}\n`).catch(() => undefined))
+      void utimes(ownerFile, now, now).catch(() =>
+        writeFile(ownerFile, `${JSON.stringify(me)}\n`).catch(() => undefined),
+      )
     }, HEARTBEAT_MS).unref()
     return new FolderLock(real, server, heartbeat)
   }
@@ -123,7 +125,6 @@ async function readOwner(file: string): Promise<(Owner & { touched: number }) | 
     return undefined
   }
 }
-
 
 function inUse(dir: string, owner: Owner | undefined): FolderLockError {
   const who = owner ? ` (pid ${owner.pid} on ${owner.host}, since ${owner.since})` : ''

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
-import { unavailable } from '../errors.js'
-import { log } from '../log.js'
-import type { Bus, Command, Limits, Outcome } from './bus.js'
-import type { UploadView } from '../model/record.js'
+import { unavailable } from '../../errors.js'
+import { log } from '../../log.js'
+import type { UploadView } from '../../model/record.js'
+import type { Bus, Command, Limits, Outcome } from './index.js'
 
 /** How long a requester waits for the owner to take its command, before it withdraws it and answers 503. */
 const REQUEST_TIMEOUT_MS = 5000
@@ -136,9 +136,9 @@ export class RedisBus implements Bus {
   /** Every instance applies new limits at once; this one's own listeners hear them from Redis too. */
   publishLimits(limits: Limits): void {
     for (const listener of this.limitListeners) listener(limits)
-    this.redis.publish(this.channel('limits'), JSON.stringify({ from: this.instance, limits })).catch((error: unknown) =>
-      log('warn', 'bus.publish_failed', { error: (error as Error).message }),
-    )
+    this.redis
+      .publish(this.channel('limits'), JSON.stringify({ from: this.instance, limits }))
+      .catch((error: unknown) => log('warn', 'bus.publish_failed', { error: (error as Error).message }))
   }
 
   onLimits(listener: (limits: Limits) => void): void {
@@ -176,11 +176,22 @@ export class RedisBus implements Bus {
         await this.redis.multi().hset(want, request, text).pexpire(want, WANT_MS).exec()
         await this.redis.publish(this.channel('cmd', instance), text)
       } catch (error) {
-        return await this.giveUp(request, command, outcome, 'The shared state (Redis) cannot be reached now', error)
+        return await this.giveUp(
+          request,
+          command,
+          outcome,
+          'The shared state (Redis) cannot be reached now',
+          error,
+        )
       }
       return (
         (await within(outcome, REQUEST_TIMEOUT_MS)) ??
-        (await this.giveUp(request, command, outcome, `The instance running upload ${command.id} did not answer`))
+        (await this.giveUp(
+          request,
+          command,
+          outcome,
+          `The instance running upload ${command.id} did not answer`,
+        ))
       )
     } finally {
       clearInterval(poller)
@@ -241,13 +252,14 @@ export class RedisBus implements Bus {
     const key = this.outcomeKey(envelope.request)
     try {
       // Not taken: withdrawn by its requester, or already taken by this instance or another.
-      if (!(await this.redis.busTake(this.wantKey(envelope.command.id), key, envelope.request, KEEP_MS))) return
+      if (!(await this.redis.busTake(this.wantKey(envelope.command.id), key, envelope.request, KEEP_MS)))
+        return
     } catch (error) {
       return log('warn', 'bus.take_failed', { request: envelope.request, error: (error as Error).message }) // the next sweep looks again
     }
-    const outcome = await handler(envelope.command).catch(
-      (error: unknown): Outcome => ({ error: { code: 'UNAVAILABLE', message: (error as Error).message } }),
-    )
+    const outcome = await handler(envelope.command).catch((error: unknown): Outcome => ({
+      error: { code: 'UNAVAILABLE', message: (error as Error).message },
+    }))
     const text = JSON.stringify({ request: envelope.request, outcome })
     await Promise.all([
       this.redis.set(key, JSON.stringify(outcome), 'PX', KEEP_MS),

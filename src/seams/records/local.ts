@@ -1,19 +1,35 @@
-import { mkdir, open, readdir, readFile, rename, rm, type FileHandle } from 'node:fs/promises'
+import { mkdir, open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
-import { Low, type Adapter } from 'lowdb'
-import { UPLOAD_STATUSES, type UploadRecord, type UploadStatus } from '../model/record.js'
+import { Low } from 'lowdb'
+import { fsyncDir, writeAll } from '../../durable-fs.js'
+import { UPLOAD_STATUSES, type UploadRecord, type UploadStatus } from '../../model/record.js'
+import type { Page, PageQuery, Progress, RecordStore } from './index.js'
 import {
-  decodeCursor,
-  encodeCursor,
-  recordProblem,
-  sortKey,
-  withDefaults,
+  applyEntry,
+  applyProgress,
+  entryProblem,
+  JOURNAL,
+  journalBaseOf,
+  SnapshotFile,
+  StateFileError,
   unfinished,
-  type Page,
-  type PageQuery,
-  type Progress,
-  type RecordStore,
-} from './records.js'
+  type Entry,
+  type Snapshot,
+} from './local-files.js'
+import { decodeCursor, encodeCursor, idOf, insertSorted, lowerBound, sortKey, upperBound } from './order.js'
+
+export { StateFileError } from './local-files.js'
+
+/** A new snapshot once the journal is larger than this and larger than the snapshot itself. */
+const COMPACT_AT_BYTES = 4 * 1024 * 1024
+
+interface Pending {
+  seq: number
+  line: string
+  apply: () => void
+  resolve: () => void
+  reject: (error: unknown) => void
+}
 
 /**
  * The embedded record store: every record in memory, persisted per change.
@@ -29,149 +45,6 @@ import {
  * Replaying a journal entry is idempotent (a whole record, a removal, or byte counts), so a snapshot taken
  * while changes go on can only hold state at or after its `seq`, and replaying from `seq` gives the truth.
  */
-
-type Entry = { s: number; put: UploadRecord } | { s: number; del: string } | { s: number; p: [string, number, string][] }
-
-interface Snapshot {
-  version: 1 | 2
-  /** The journal entries after this one are not in the snapshot (absent in version 1: 0). */
-  seq?: number
-  uploads: Record<string, UploadRecord>
-}
-
-/** The state file or journal cannot be trusted: start-up stops and nothing is touched. */
-export class StateFileError extends Error {
-  override readonly name = 'StateFileError'
-}
-
-/** A new snapshot once the journal is larger than this and larger than the snapshot itself. */
-const COMPACT_AT_BYTES = 4 * 1024 * 1024
-/** Records serialised per slice while a snapshot is written; each slice is well under 5 ms. */
-const SNAPSHOT_SLICE = 500
-
-async function fsyncDir(path: string): Promise<void> {
-  const handle = await open(path, 'r')
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-}
-
-async function writeAll(handle: FileHandle, data: Buffer, position: number): Promise<void> {
-  for (let done = 0; done < data.length; ) {
-    const { bytesWritten } = await handle.write(data, done, data.length - done, position + done)
-    done += bytesWritten
-  }
-}
-
-/**
- * lowdb's adapter for the snapshot: reads and validates it whole; writes it to a temp file in slices (so a
- * large state never blocks the event loop), fsyncs it, renames it into place and fsyncs the folder, so the
- * file is always one whole version, even after a power cut. (lowdb's own JSONFile never fsyncs.)
- */
-class SnapshotFile implements Adapter<Snapshot> {
-  private readonly temp: string
-  bytes = 0
-
-  constructor(readonly file: string) {
-    this.temp = join(dirname(file), `.${basename(file)}.tmp`)
-  }
-
-  async read(): Promise<Snapshot | null> {
-    let text: string
-    try {
-      text = await readFile(this.file, 'utf8')
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null
-      throw error
-    }
-    this.bytes = Buffer.byteLength(text)
-    let data: unknown
-    try {
-      data = JSON.parse(text)
-    } catch (error) {
-      throw new StateFileError(`state file ${this.file} is not valid JSON: ${(error as Error).message}`)
-    }
-    const problem = snapshotProblem(data)
-    if (problem) throw new StateFileError(`state file ${this.file} ${problem}`)
-    return data as Snapshot
-  }
-
-  async write(data: Snapshot): Promise<void> {
-    const handle = await open(this.temp, 'w')
-    let size = 0
-    try {
-      const put = async (text: string) => {
-        const buffer = Buffer.from(text)
-        await writeAll(handle, buffer, size)
-        size += buffer.length
-      }
-      await put(`{"version":2,"seq":${data.seq ?? 0},"uploads":{`)
-      const ids = Object.keys(data.uploads)
-      let first = true
-      for (let i = 0; i < ids.length; i += SNAPSHOT_SLICE) {
-        let slice = ''
-        for (const id of ids.slice(i, i + SNAPSHOT_SLICE)) {
-          const record = data.uploads[id]
-          if (record === undefined) continue // removed while we wrote; its removal is in the journal
-          slice += `${first ? '' : ','}${JSON.stringify(id)}:${JSON.stringify(record)}`
-          first = false
-        }
-        await put(slice)
-      }
-      await put('}}')
-      await handle.datasync()
-    } finally {
-      await handle.close()
-    }
-    await rename(this.temp, this.file)
-    await fsyncDir(dirname(this.file))
-    this.bytes = size
-  }
-}
-
-function snapshotProblem(data: unknown): string | undefined {
-  if (typeof data !== 'object' || data === null || Array.isArray(data)) return `holds ${JSON.stringify(data)?.slice(0, 40)}, not a state document`
-  const doc = data as Record<string, unknown>
-  if (doc.version !== 1 && doc.version !== 2) return `has version ${JSON.stringify(doc.version)}; this server reads versions 1 and 2`
-  if (doc.seq !== undefined && !(typeof doc.seq === 'number' && Number.isSafeInteger(doc.seq) && doc.seq >= 0)) return 'has no valid seq'
-  if (typeof doc.uploads !== 'object' || doc.uploads === null || Array.isArray(doc.uploads)) return 'has no uploads object'
-  for (const [id, stored] of Object.entries(doc.uploads)) {
-    const record = withDefaults(stored)
-    ;(doc.uploads as Record<string, unknown>)[id] = record
-    const problem = recordProblem(record, id)
-    if (problem) return `has an upload ${JSON.stringify(id.slice(0, 80))} that ${problem}`
-  }
-  return undefined
-}
-
-function entryProblem(entry: unknown): string | undefined {
-  if (typeof entry !== 'object' || entry === null) return 'is not an object'
-  const e = entry as Record<string, unknown>
-  if (typeof e.s !== 'number' || !Number.isSafeInteger(e.s)) return 'has no sequence number'
-  if ('put' in e) {
-    e.put = withDefaults(e.put)
-    return recordProblem(e.put) && `puts an upload that ${recordProblem(e.put)}`
-  }
-  if ('del' in e) return typeof e.del === 'string' ? undefined : 'removes no id'
-  if ('p' in e && Array.isArray(e.p)) {
-    const ok = e.p.every((p) => Array.isArray(p) && typeof p[0] === 'string' && Number.isSafeInteger(p[1]) && typeof p[2] === 'string')
-    return ok ? undefined : 'has malformed progress'
-  }
-  return 'is of no known kind'
-}
-
-interface Pending {
-  seq: number
-  line: string
-  apply: () => void
-  resolve: () => void
-  reject: (error: unknown) => void
-}
-
-const JOURNAL = /\.journal\.(\d+)$/
-
 export class LocalStore implements RecordStore {
   private readonly records: Record<string, UploadRecord>
   /** Sort keys in creation order, for pages; kept sorted by insertion (new records almost always go last). */
@@ -204,7 +77,10 @@ export class LocalStore implements RecordStore {
   static async exists(file: string): Promise<boolean> {
     const names = await readdir(dirname(file)).catch(() => [] as string[])
     const base = basename(journalBaseOf(file))
-    return names.includes(basename(file)) || names.some((name) => name.startsWith(`${base}.`) && JOURNAL.test(name))
+    return (
+      names.includes(basename(file)) ||
+      names.some((name) => name.startsWith(`${base}.`) && JOURNAL.test(name))
+    )
   }
 
   /**
@@ -228,8 +104,13 @@ export class LocalStore implements RecordStore {
     // over what is left would forget uploads whose bytes the sweep would then delete.
     const oldest = journals[0]
     if (oldest && oldest.first > from + 1) {
-      const said = snapshot.bytes === 0 ? `the state file ${file} is missing` : `the state file ${file} ends at change ${from}`
-      throw new StateFileError(`${said}, but the oldest journal ${oldest.path} begins at change ${oldest.first}: the changes in between are lost`)
+      const said =
+        snapshot.bytes === 0
+          ? `the state file ${file} is missing`
+          : `the state file ${file} ends at change ${from}`
+      throw new StateFileError(
+        `${said}, but the oldest journal ${oldest.path} begins at change ${oldest.first}: the changes in between are lost`,
+      )
     }
     let seq = from
     let last: { path: string; size: number } | undefined
@@ -244,7 +125,9 @@ export class LocalStore implements RecordStore {
         try {
           entry = JSON.parse(line)
         } catch {
-          throw new StateFileError(`journal ${journal.path} line ${index + 1} is not valid JSON; the state cannot be trusted`)
+          throw new StateFileError(
+            `journal ${journal.path} line ${index + 1} is not valid JSON; the state cannot be trusted`,
+          )
         }
         const problem = entryProblem(entry)
         if (problem) throw new StateFileError(`journal ${journal.path} line ${index + 1} ${problem}`)
@@ -261,10 +144,13 @@ export class LocalStore implements RecordStore {
         await handle.sync()
         await handle.close()
       } else if (torn !== '') {
-        throw new StateFileError(`journal ${journal.path} ends in a partial line, but a newer journal follows it`)
+        throw new StateFileError(
+          `journal ${journal.path} ends in a partial line, but a newer journal follows it`,
+        )
       }
     }
-    // A first start writes an empty snapshot, so "no state on disk" always means it was lost (see server.ts).
+    // A first start writes an empty snapshot, so "no state on disk" always means it was lost (see
+    // openEmbedded in seams/embedded.ts).
     if (snapshot.bytes === 0 && journals.length === 0) await db.write()
     const store = new LocalStore(db, snapshot, base, seq)
     if (last) store.journal = { handle: await open(last.path, 'r+'), path: last.path, size: last.size }
@@ -309,7 +195,10 @@ export class LocalStore implements RecordStore {
   }
 
   async countByStatus(): Promise<Record<UploadStatus, number>> {
-    const counts = Object.fromEntries(UPLOAD_STATUSES.map((status) => [status, 0])) as Record<UploadStatus, number>
+    const counts = Object.fromEntries(UPLOAD_STATUSES.map((status) => [status, 0])) as Record<
+      UploadStatus,
+      number
+    >
     for (const { status } of Object.values(this.records)) counts[status]++
     return counts
   }
@@ -466,50 +355,4 @@ export class LocalStore implements RecordStore {
     await this.rotate()
     await this.compacting
   }
-}
-
-const journalBaseOf = (file: string) => file.replace(/\.json$/, '') + '.journal'
-
-const idOf = (key: string) => key.slice(key.indexOf('|') + 1)
-
-function applyEntry(records: Record<string, UploadRecord>, entry: Entry): void {
-  if ('put' in entry) records[entry.put.id] = entry.put
-  else if ('del' in entry) Reflect.deleteProperty(records, entry.del)
-  else applyProgress(records, entry.p)
-}
-
-function applyProgress(records: Record<string, UploadRecord>, entries: [string, number, string][]): void {
-  for (const [id, uploadedSize, updatedAt] of entries) {
-    const record = Object.hasOwn(records, id) ? records[id] : undefined
-    if (record && unfinished(record) && uploadedSize <= record.totalSize)
-      records[id] = Object.freeze({ ...record, uploadedSize, updatedAt })
-  }
-}
-
-function lowerBound(keys: readonly string[], key: string): number {
-  let lo = 0
-  let hi = keys.length
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1
-    if ((keys[mid] ?? '') < key) lo = mid + 1
-    else hi = mid
-  }
-  return lo
-}
-
-function upperBound(keys: readonly string[], key: string): number {
-  let lo = 0
-  let hi = keys.length
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1
-    if ((keys[mid] ?? '') <= key) lo = mid + 1
-    else hi = mid
-  }
-  return lo
-}
-
-function insertSorted(keys: string[], key: string): void {
-  const last = keys.at(-1)
-  if (last === undefined || last <= key) keys.push(key)
-  else keys.splice(lowerBound(keys, key), 0, key)
 }

@@ -5,8 +5,8 @@
  * that cannot renew in time stops writing bytes at its own deadline, so a stalled former holder can never
  * act after another has taken over.
  *
- * The embedded service is one process: its lease (LocalLeases) is always this process's. Several instances
- * share leases in Redis (redis-lease.ts).
+ * The embedded service is one process: its lease (local.ts) is always this process's. Several instances
+ * share leases in Redis (redis.ts).
  */
 export interface Fence {
   readonly id: string
@@ -17,7 +17,7 @@ export interface Fence {
 }
 
 export interface Leases {
-  /** This process's name in the cluster. */
+  /** This process's name among the instances: whose leases these are. */
   readonly instance: string
   /** The fence if this process holds the upload's lease and may still write under it. */
   held(id: string): Fence | undefined
@@ -33,35 +33,4 @@ export interface Leases {
   /** Called when a held lease was lost (not renewed in time, or taken over). */
   onLost(listener: (id: string) => void): void
   close(): Promise<void>
-}
-
-/** One process owns everything: every lease is held by this process, always, and never runs out. */
-export class LocalLeases implements Leases {
-  readonly instance = 'local'
-
-  held(id: string): Fence {
-    return { id, value: 'local', deadline: Infinity }
-  }
-
-  async acquire(id: string): Promise<Fence> {
-    return this.held(id)
-  }
-
-  async holder(): Promise<string> {
-    return this.instance
-  }
-
-  async holders(ids: readonly string[]): Promise<string[]> {
-    return ids.map(() => this.instance)
-  }
-
-  async liveInstances(): Promise<Set<string>> {
-    return new Set([this.instance])
-  }
-
-  async release(): Promise<void> {}
-
-  onLost(): void {}
-
-  async close(): Promise<void> {}
 }

@@ -1,5 +1,5 @@
-import type { ServiceErrorData } from '../errors.js'
-import type { UploadView } from '../model/record.js'
+import type { ServiceErrorData } from '../../errors.js'
+import type { UploadView } from '../../model/record.js'
 
 /** What a client asked of an upload, as data: so it can be carried to the process that owns it. */
 export type Command =
@@ -21,7 +21,7 @@ export type Outcome = { ok: UploadView } | { error: ServiceErrorData }
 /**
  * How the processes of one service talk: every state of every upload reaches every process (so any of them
  * can answer a subscriber), and a command reaches the process that owns the upload and its outcome comes
- * back. In one process (LocalBus) both are function calls; across instances they go over Redis (redis-bus.ts).
+ * back. In one process (local.ts) both are function calls; across instances they go over Redis (redis.ts).
  */
 export interface Bus {
   /** Sends an upload's new state to every process's subscribers, this one's included. */
@@ -39,37 +39,4 @@ export interface Bus {
   publishLimits(limits: Limits): void
   onLimits(listener: (limits: Limits) => void): void
   close(): Promise<void>
-}
-
-export class LocalBus implements Bus {
-  private readonly listeners: ((view: UploadView, local: boolean) => void)[] = []
-  private handler: ((command: Command) => Promise<Outcome>) | undefined
-  private readonly limitListeners: ((limits: Limits) => void)[] = []
-
-  publishLimits(limits: Limits): void {
-    for (const listener of this.limitListeners) listener(limits)
-  }
-
-  onLimits(listener: (limits: Limits) => void): void {
-    this.limitListeners.push(listener)
-  }
-
-  publish(view: UploadView): void {
-    for (const listener of this.listeners) listener(view, true)
-  }
-
-  onState(listener: (view: UploadView, local: boolean) => void): void {
-    this.listeners.push(listener)
-  }
-
-  async request(_instance: string, command: Command): Promise<Outcome> {
-    if (!this.handler) throw new Error('no command handler')
-    return this.handler(command)
-  }
-
-  onCommand(handler: (command: Command) => Promise<Outcome>): void {
-    this.handler = handler
-  }
-
-  async close(): Promise<void> {}
 }

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Redis } from 'ioredis'
-import { ERRORS, type Lock, type Locker, type RequestRelease } from '@tus/utils'
-import { log } from '../log.js'
+import { ERRORS } from '@tus/utils'
+import { log } from '../../log.js'
+import type { Lock, Locker, RequestRelease } from './index.js'
 
 /** A lock not renewed for this long is free again (its instance died mid-request). */
 const LOCK_MS = 10_000

@@ -1,18 +1,9 @@
 import type { Redis } from 'ioredis'
-import { asUnavailable } from '../redis.js'
-import { isFinal, UPLOAD_STATUSES, type UploadRecord, type UploadStatus } from '../model/record.js'
-import {
-  decodeCursor,
-  encodeCursor,
-  FencedError,
-  recordProblem,
-  sortKey,
-  withDefaults,
-  type Page,
-  type PageQuery,
-  type Progress,
-  type RecordStore,
-} from './records.js'
+import { isFinal, UPLOAD_STATUSES, type UploadRecord, type UploadStatus } from '../../model/record.js'
+import { asUnavailable } from '../redis-client.js'
+import { FencedError, type Page, type PageQuery, type Progress, type RecordStore } from './index.js'
+import { decodeCursor, encodeCursor, idOf, sortKey } from './order.js'
+import { recordProblem, withDefaults } from './stored.js'
 
 /**
  * Upload records in Redis, shared by every instance:
@@ -20,7 +11,7 @@ import {
  *   {p}:u:{id}       a hash: the record's fields (null ones absent)
  *   {p}:all          a sorted set of `{createdAt}|{id}`, all scored 0: lexical order is creation order
  *   {p}:s:{STATUS}   the same, for the uploads in one state (lists by state, counts by ZCARD)
- *   {p}:lease:{id}   the upload's lease (redis-lease.ts), which fenced writes compare
+ *   {p}:lease:{id}   the upload's lease (seams/leases/redis.ts), which fenced writes compare
  *
  * Each write is one Lua script, so a record and its indexes never disagree, and a write under a lease
  * that is no longer current is refused inside Redis, atomically. Durability is Redis's: run it with
@@ -46,15 +37,15 @@ redis.call('ZREM', ARGV[1] .. ':s:' .. fields[1], key)
 redis.call('DEL', KEYS[1])
 return 1
 `
-/**
- * Byte counts of running uploads: only to unfinished records (as the embedded store: RECEIVING too), never
- * past their size, and only under each one's current lease.
- */
 /** The floor's unfinished statuses, spelled in Lua from the one list (no second copy to drift). */
 const UNFINISHED_LUA = UPLOAD_STATUSES.filter((status) => !isFinal(status))
   .map((status) => `status == '${status}'`)
   .join(' or ')
 
+/**
+ * Byte counts of running uploads: only to unfinished records (as the embedded store: RECEIVING too), never
+ * past their size, and only under each one's current lease.
+ */
 const PROGRESS = `
 local p = ARGV[1]
 for i = 2, #ARGV, 4 do
@@ -81,7 +72,8 @@ const NULLABLE = ['error', 'completedAt', 'expiresAt', 'receivedAt'] as const
 
 function toFields(record: UploadRecord): string[] {
   const fields: string[] = []
-  for (const [name, value] of Object.entries(record)) if (value !== null && value !== undefined) fields.push(name, String(value))
+  for (const [name, value] of Object.entries(record))
+    if (value !== null && value !== undefined) fields.push(name, String(value))
   return fields
 }
 
@@ -97,7 +89,6 @@ function fromFields(fields: Record<string, string>): UploadRecord | undefined {
   return upgraded as unknown as UploadRecord
 }
 
-const idOf = (key: string) => key.slice(key.indexOf('|') + 1)
 const UNFINISHED = UPLOAD_STATUSES.filter((status) => !isFinal(status))
 
 export class RedisStore implements RecordStore {
@@ -149,9 +140,12 @@ export class RedisStore implements RecordStore {
   page({ status, after, first }: PageQuery): Promise<Page> {
     return this.call(async () => {
       const from = after === undefined ? '-' : `(${decodeCursor(after) ?? '\uffff'}`
-      const sets = status === undefined ? [this.key('all')] : [...new Set(status)].map((s) => this.key('s', s))
+      const sets =
+        status === undefined ? [this.key('all')] : [...new Set(status)].map((s) => this.key('s', s))
       const want = Math.min(first, 1_000_000) + 1
-      const ranges = await Promise.all(sets.map((set) => this.redis.zrange(set, from, '+', 'BYLEX', 'LIMIT', 0, want)))
+      const ranges = await Promise.all(
+        sets.map((set) => this.redis.zrange(set, from, '+', 'BYLEX', 'LIMIT', 0, want)),
+      )
       const keys = ranges.flat().sort().slice(0, want)
       const hasNextPage = keys.length > first
       const records = await this.records(keys.slice(0, first))
@@ -170,7 +164,10 @@ export class RedisStore implements RecordStore {
   countByStatus(): Promise<Record<UploadStatus, number>> {
     return this.call(async () => {
       const counts = await Promise.all(UPLOAD_STATUSES.map((s) => this.redis.zcard(this.key('s', s))))
-      return Object.fromEntries(UPLOAD_STATUSES.map((s, i) => [s, counts[i] ?? 0])) as Record<UploadStatus, number>
+      return Object.fromEntries(UPLOAD_STATUSES.map((s, i) => [s, counts[i] ?? 0])) as Record<
+        UploadStatus,
+        number
+      >
     })
   }
 
@@ -191,7 +188,14 @@ export class RedisStore implements RecordStore {
 
   remove(id: string, fence = ''): Promise<void> {
     return this.call(async () => {
-      await this.redis.uploadRemove(this.key('u', id), this.key('all'), this.key('lease', id), this.prefix, fence, id)
+      await this.redis.uploadRemove(
+        this.key('u', id),
+        this.key('all'),
+        this.key('lease', id),
+        this.prefix,
+        fence,
+        id,
+      )
     })
   }
 

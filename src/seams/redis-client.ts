@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis'
-import { ServiceError } from './errors.js'
-import { log } from './log.js'
+import { ServiceError } from '../errors.js'
+import { log } from '../log.js'
 
 /** A Redis command that gets no answer in this long fails (the request it serves gets 503). */
 const COMMAND_TIMEOUT_MS = 2000

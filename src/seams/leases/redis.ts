@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis'
-import { log } from '../log.js'
-import { asUnavailable } from '../redis.js'
-import type { Fence, Leases } from './lease.js'
+import { log } from '../../log.js'
+import { asUnavailable } from '../redis-client.js'
+import type { Fence, Leases } from './index.js'
 
 /** A lease not renewed for this long is free for another instance to take (an instance that died). */
 export const LEASE_MS = 5000
@@ -87,7 +87,12 @@ export class RedisLeases implements Leases {
     const asked = performance.now()
     let value: string | null
     try {
-      value = await this.redis.leaseAcquire(this.key(id), `${this.prefix}:fence:${id}`, this.instance, LEASE_MS)
+      value = await this.redis.leaseAcquire(
+        this.key(id),
+        `${this.prefix}:fence:${id}`,
+        this.instance,
+        LEASE_MS,
+      )
     } catch (error) {
       throw asUnavailable(error)
     }
@@ -146,7 +151,12 @@ export class RedisLeases implements Leases {
       if (failed?.[0]) throw failed[0]
       if (held.length > 0) {
         const lost = new Set(
-          await this.redis.leaseRenew(held.length, ...held.map((f) => this.key(f.id)), LEASE_MS, ...held.map((f) => f.value)),
+          await this.redis.leaseRenew(
+            held.length,
+            ...held.map((f) => this.key(f.id)),
+            LEASE_MS,
+            ...held.map((f) => f.value),
+          ),
         )
         for (const [i, fence] of held.entries()) {
           if (this.fences.get(fence.id) !== fence) continue // released meanwhile
@@ -157,7 +167,8 @@ export class RedisLeases implements Leases {
     } catch (error) {
       // Redis away: leases stay held until their deadlines, so a short outage interrupts nothing.
       log('warn', 'lease.renew_failed', { held: held.length, error: (error as Error).message })
-      for (const fence of held) if (fence.deadline <= performance.now()) this.lose(fence.id, 'not renewed in time')
+      for (const fence of held)
+        if (fence.deadline <= performance.now()) this.lose(fence.id, 'not renewed in time')
     } finally {
       this.renewing = false
     }
