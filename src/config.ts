@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parseEnv } from 'node:util'
 import { isLogLevel, type LogLevel } from './log.js'
-import { isIpAddress, normaliseIp } from './public-url.js'
+import { isIpAddress, normaliseIp } from './app/public-url.js'
 import { parseBytes, UnitError } from './units.js'
 
 /**

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
-import { routeOf } from '../src/metrics.js'
+import { routeOf } from '../src/app/metrics.js'
 import { spawnServer, type ChildServer } from './support/child.js'
 import { api, bytes, restUpload, waitFor, waitForStatus, wsClient } from './support/clients.js'
 

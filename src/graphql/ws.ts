@@ -6,9 +6,9 @@ import { codeOf, maskError } from './errors.js'
 import { useServer } from 'graphql-ws/use/ws'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { Fanout, groupKey } from './fanout.js'
-import { bearerToken, tokenMatches } from '../access.js'
+import { bearerToken, tokenMatches } from '../app/access.js'
 import { log } from '../log.js'
-import { requestIdOf } from '../request-id.js'
+import { requestIdOf } from '../app/request-id.js'
 import type { GraphQLApp } from './yoga.js'
 
 /** Pings every 12 s (graphql-ws's default) so proxies do not drop idle subscription sockets. */

@@ -8,7 +8,7 @@ import {
 } from 'graphql-yoga'
 import { httpStatusOf, type ErrorCode } from '../errors.js'
 import { log } from '../log.js'
-import { requestIdOf } from '../request-id.js'
+import { requestIdOf } from '../app/request-id.js'
 import { isMultipart, type IngestLimits } from '../uploads/ingest.js'
 import type { Context } from './context.js'
 import { codeOf, maskError, serverErrorLogger } from './errors.js'
