@@ -15,10 +15,11 @@ import {
   type ValidationRule,
 } from 'graphql'
 import type { Plugin } from 'graphql-yoga'
+import type { ErrorCode } from '../errors.js'
 import { MAX_PAGE } from './resolvers.js'
 
 /** The code of every refusal of an operation for its size or shape, whatever limit it crossed. */
-export const TOO_COMPLEX = 'QUERY_TOO_COMPLEX'
+export const TOO_COMPLEX = 'QUERY_TOO_COMPLEX' satisfies ErrorCode
 
 /**
  * The most an operation may cost: each field of each item counts 1, so one full page of uploads

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execute, getOperationAST, GraphQLError, type ExecutionArgs, type ExecutionResult } from 'graphql'
+import type { ErrorCode } from '../errors.js'
 import { codeOf, maskError } from './errors.js'
 import { useServer } from 'graphql-ws/use/ws'
 import { WebSocketServer, type WebSocket } from 'ws'
@@ -98,7 +99,7 @@ export function createGraphQLWs(yoga: GraphQLApp, apiToken: string | undefined) 
         if (Object.keys(ctx.subscriptions).length > MAX_SUBSCRIPTIONS_PER_SOCKET) {
           return [
             new GraphQLError(`At most ${MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per socket`, {
-              extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' },
+              extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' satisfies ErrorCode },
             }),
           ]
         }

@@ -21,7 +21,7 @@ export const MAX_OPERATION_BYTES = 1024 * 1024
 
 const tooLarge = () =>
   createGraphQLError(`Request body is larger than ${MAX_OPERATION_BYTES} bytes`, {
-    extensions: { code: 'PAYLOAD_TOO_LARGE', http: { status: 413 } },
+    extensions: { code: 'PAYLOAD_TOO_LARGE', http: { status: httpStatusOf('PAYLOAD_TOO_LARGE') } },
   })
 
 /**
