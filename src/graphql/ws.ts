@@ -23,8 +23,6 @@ const CONNECTION_INIT_TIMEOUT_MS = 3000
 
 /** How long a shutdown waits for clients to answer the close handshake before cutting them off. */
 const CLOSE_HANDSHAKE_MS = 1000
-/** RFC 6455: the endpoint is going away (a server shutting down). */
-const GOING_AWAY = 1001
 
 type Result =
   Promise<ExecutionResult | AsyncIterable<ExecutionResult>> | ExecutionResult | AsyncIterable<ExecutionResult>
@@ -181,16 +179,16 @@ export function createGraphQLWs(yoga: GraphQLApp, apiToken: string | undefined) 
       })
     },
     /**
-     * Closes every socket with 1001 Going Away. A client that does not answer the close handshake (one that
-     * has stopped reading) is cut off after a moment, or the server would wait for it.
+     * Closes every socket as graphql-ws's own dispose does (1001 Going Away), and waits for them to be gone.
+     * A client that does not answer the close handshake (one that has stopped reading) is cut off after a
+     * moment, or the server would wait for it.
      */
     async close(): Promise<void> {
-      for (const client of wss.clients) client.close(GOING_AWAY, 'Server is shutting down')
+      const disposed = graphqlWs.dispose()
       const deadline = Date.now() + CLOSE_HANDSHAKE_MS
       while (wss.clients.size > 0 && Date.now() < deadline) await sleep(20)
       for (const client of wss.clients) client.terminate()
-      await graphqlWs.dispose()
-      await new Promise<void>((resolve) => wss.close(() => resolve()))
+      await disposed
     },
   }
 }
