@@ -6,6 +6,7 @@ import WebSocket from 'ws'
 import { routeOf } from '../src/app/metrics.js'
 import { spawnServer, type ChildServer } from './support/child.js'
 import { api, bytes, restUpload, waitFor, waitForStatus, wsClient } from './support/clients.js'
+import { tusCreate, tusPatch } from './support/tus.js'
 
 let dir: string
 let server: ChildServer
@@ -69,6 +70,27 @@ describe('/metrics (Prometheus)', () => {
     expect(routeOf('/api/files/abc')).toBe('/api/files/:id')
     expect(routeOf('/graphql')).toBe('/graphql')
     expect(routeOf('/wp-admin/../../etc')).toBe('other')
+    expect(routeOf('/files/abc/more')).toBe('other')
+    expect(routeOf('/filesystem')).toBe('other')
+  })
+
+  it('labels tus requests with their route: the creation endpoint, and an upload’s URL without its id', async () => {
+    const count = (text: string, method: string, route: string, status: number) =>
+      metric(
+        text,
+        new RegExp(
+          `http_request_duration_seconds_count\\{method="${method}",route="${route.replaceAll('/', '\\/')}",status="${status}"\\}`,
+        ),
+      ) || 0
+    const before = await scrape()
+    const content = bytes(10_000)
+    const created = await tusCreate(server.url, content.length)
+    expect(created.status).toBe(201)
+    expect((await tusPatch(created.location, 0, content)).status).toBe(204)
+    const after = await scrape()
+    expect(count(after, 'POST', '/files', 201) - count(before, 'POST', '/files', 201)).toBe(1)
+    expect(count(after, 'PATCH', '/files/:id', 204) - count(before, 'PATCH', '/files/:id', 204)).toBe(1)
+    await waitForStatus(server.url, created.id, 'completed')
   })
 })
 
