@@ -3,7 +3,8 @@ import type { Duplex } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execute, getOperationAST, GraphQLError, type ExecutionArgs, type ExecutionResult } from 'graphql'
 import type { ErrorCode } from '../errors.js'
-import { codeOf, maskError } from './errors.js'
+import { maskError } from './errors.js'
+import { logServerErrors } from './use-server-error-log.js'
 import { useServer } from 'graphql-ws/use/ws'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { Fanout, groupKey } from './fanout.js'
@@ -37,19 +38,11 @@ interface EnvelopedRoot {
 /** Errors in a shared event's result as clients see them everywhere, the server's own logged with their id. */
 function masked(result: ExecutionResult, args: ExecutionArgs): ExecutionResult {
   if (!result.errors?.length) return result
-  const errors = result.errors.map((error) => {
-    const shown = maskError(error, 'Internal Server Error') as GraphQLError
-    if (codeOf(shown) === 'INTERNAL_SERVER_ERROR') {
-      const req = (args.contextValue as { req?: IncomingMessage } | undefined)?.req
-      log('error', 'graphql.error', {
-        requestId: requestIdOf(req),
-        path: error.path,
-        error: error.originalError ?? error,
-      })
-    }
-    return shown
-  })
-  return { ...result, errors }
+  logServerErrors(result.errors, args.contextValue)
+  return {
+    ...result,
+    errors: result.errors.map((error) => maskError(error, 'Internal Server Error') as GraphQLError),
+  }
 }
 
 /**
