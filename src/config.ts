@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parseEnv } from 'node:util'
-import { isLogLevel, type LogLevel } from './log.js'
+import { isLogLevel, LOG_FORMATS, type LogFormat, type LogLevel } from './log.js'
 import { isIpAddress, normaliseIp } from './app/public-url.js'
 import { parseBytes, UnitError } from './units.js'
 
@@ -23,6 +23,7 @@ export const SETTINGS = [
   'CORS_ORIGINS',
   'ALLOWED_HOSTS',
   'LOG_LEVEL',
+  'LOG_FORMAT',
   'REDIS_URL',
   'INSTANCE_ID',
   'RESUMABLE_EXPIRY',
@@ -57,6 +58,8 @@ export interface Config {
   allowedHosts: string[]
   /** debug, info (default), warn or error. */
   logLevel: LogLevel
+  /** `json` (one object per line) or `pretty` (readable); unset, pretty when stdout is a terminal. */
+  logFormat: LogFormat | undefined
   /**
    * `embedded`: this process alone on its folder, its state in the embedded store. `shared` (REDIS_URL set):
    * one of several instances sharing records, leases and live progress over Redis. Decided here, once, from
@@ -153,6 +156,12 @@ function logLevel(env: Env): LogLevel {
   if (!isLogLevel(value))
     throw new ConfigError(`LOG_LEVEL must be debug, info, warn or error, got ${JSON.stringify(value)}`)
   return value
+}
+
+function logFormat(env: Env): LogFormat | undefined {
+  const value = env.LOG_FORMAT?.trim().toLowerCase() || undefined
+  if (value === undefined || (LOG_FORMATS as readonly string[]).includes(value)) return value as LogFormat
+  throw new ConfigError(`LOG_FORMAT must be json or pretty, got ${JSON.stringify(value.slice(0, 80))}`)
 }
 
 function token(env: Env): string | undefined {
@@ -269,6 +278,7 @@ export function loadConfig(env: Env = readEnv()): Config {
     corsOrigins: origins(env),
     allowedHosts: hosts(env),
     logLevel: logLevel(env),
+    logFormat: logFormat(env),
     mode: mode(env),
     instanceId: instanceId(env),
     resumableExpiryMs: duration(env, 'RESUMABLE_EXPIRY', 24 * 3_600_000),

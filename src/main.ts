@@ -1,5 +1,5 @@
 import { ConfigError, loadConfig } from './config.js'
-import { log, setLogLevel } from './log.js'
+import { log, setLogFormat, setLogLevel } from './log.js'
 import { startApp } from './app/compose.js'
 
 /** A shutdown that takes longer than this is cut short; state was checkpointed as it went. */
@@ -17,6 +17,7 @@ const OPERATOR_ERRORS = new Set([
 async function main(): Promise<void> {
   const config = loadConfig()
   setLogLevel(config.logLevel)
+  setLogFormat(config.logFormat)
   const app = await startApp(config)
   log('info', 'server.started', {
     url: app.url,

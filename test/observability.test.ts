@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -120,6 +122,27 @@ describe('structured logs', () => {
       'upload.completed',
     ])
     for (const line of lines) expect(Date.parse(line.time)).not.toBeNaN()
+  })
+})
+
+describe('readable logs', () => {
+  it('LOG_FORMAT=pretty shows the same events readable, one per line with their fields, not JSON', async () => {
+    const prettyDir = await mkdtemp(join(tmpdir(), 'uploads-pretty-'))
+    const child = spawn(process.execPath, ['dist/main.js'], {
+      env: { ...process.env, NODE_ENV: 'production', UPLOAD_DIR: prettyDir, PORT: '0', LOG_FORMAT: 'pretty' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let output = ''
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    try {
+      await waitFor(() => /INFO.*server\.started/.test(output))
+      expect(output).toMatch(/^\s+url: "http:\/\/127\.0\.0\.1:\d+"$/m)
+      expect(output.split('\n').some((line) => line.startsWith('{'))).toBe(false)
+    } finally {
+      child.kill('SIGKILL')
+      await once(child, 'exit')
+      await rm(prettyDir, { recursive: true, force: true })
+    }
   })
 })
 
