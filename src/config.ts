@@ -4,6 +4,7 @@ import { parseEnv } from 'node:util'
 import { isLogLevel, LOG_FORMATS, type LogFormat, type LogLevel } from './log.js'
 import { isIpAddress, normaliseIp } from './app/public-url.js'
 import { parseBytes, UnitError } from './units.js'
+import { quote } from './errors.js'
 
 /**
  * Every environment variable the server reads, each in the README's Configuration table (test/readme.test.ts
@@ -127,11 +128,10 @@ function bytes(
   } catch (error) {
     if (!(error instanceof UnitError)) throw error
     throw new ConfigError(
-      `${name} must be ${speed ? 'a speed' : 'a size'}: ${error.message}; got ${JSON.stringify(raw.slice(0, 80))}`,
+      `${name} must be ${speed ? 'a speed' : 'a size'}: ${error.message}; got ${quote(raw)}`,
     )
   }
-  if (value < min)
-    throw new ConfigError(`${name} must be at least ${min}; got ${JSON.stringify(raw.slice(0, 80))}`)
+  if (value < min) throw new ConfigError(`${name} must be at least ${min}; got ${quote(raw)}`)
   return value
 }
 
@@ -161,7 +161,7 @@ function logLevel(env: Env): LogLevel {
 function logFormat(env: Env): LogFormat | undefined {
   const value = env.LOG_FORMAT?.trim().toLowerCase() || undefined
   if (value === undefined || (LOG_FORMATS as readonly string[]).includes(value)) return value as LogFormat
-  throw new ConfigError(`LOG_FORMAT must be json or pretty, got ${JSON.stringify(value.slice(0, 80))}`)
+  throw new ConfigError(`LOG_FORMAT must be json or pretty, got ${quote(value)}`)
 }
 
 function token(env: Env): string | undefined {

@@ -79,8 +79,12 @@ export const stateError = (message: string, status: UploadStatus) =>
 
 export const bodyError = (code: ErrorCode, message: string) => new ServiceError(code, message, true)
 
-/** Echoes at most 80 characters of what the client sent: an error message is no place for a megabyte. */
-const quote = (text: string) => JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}…` : text)
+/**
+ * What a client sent, echoed in a message: quoted, and cut at `max` characters (an error message is no
+ * place for a megabyte), with an ellipsis saying it was cut. The one way every message names a value.
+ */
+export const quote = (text: string, max = 80) =>
+  JSON.stringify(text.length > max ? `${text.slice(0, max)}…` : text)
 
 export const notFound = (id: string) => new ServiceError('NOT_FOUND', `Upload ${quote(id)} not found`)
 

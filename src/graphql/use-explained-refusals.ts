@@ -1,5 +1,5 @@
 import type { Plugin } from 'graphql-yoga'
-import type { ErrorCode } from '../errors.js'
+import { quote, type ErrorCode } from '../errors.js'
 import type { NodeServerContext } from './context.js'
 
 /**
@@ -17,11 +17,11 @@ export function useExplainedRefusals(): Plugin<Record<string, unknown>, NodeServ
         response.status === 415
           ? [
               'UNSUPPORTED_MEDIA_TYPE',
-              `A GraphQL request's body cannot be ${type === null ? 'sent without a Content-Type' : `of type ${JSON.stringify(type.slice(0, 80))}`}: send application/json (or multipart/form-data, to upload files), or a GET with the query in the URL`,
+              `A GraphQL request's body cannot be ${type === null ? 'sent without a Content-Type' : `of type ${quote(type)}`}: send application/json (or multipart/form-data, to upload files), or a GET with the query in the URL`,
             ]
           : [
               'NOT_ACCEPTABLE',
-              `No answer can be given in what the Accept header asks for (${JSON.stringify((request.headers.get('accept') ?? '').slice(0, 80))}): accept application/json or application/graphql-response+json (text/event-stream or multipart/mixed for subscriptions)`,
+              `No answer can be given in what the Accept header asks for (${quote(request.headers.get('accept') ?? '')}): accept application/json or application/graphql-response+json (text/event-stream or multipart/mixed for subscriptions)`,
             ]
       const headers = new fetchAPI.Headers(response.headers)
       headers.set('content-type', 'application/json; charset=utf-8')

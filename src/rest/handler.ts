@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { parse, validate, type ExecutionResult, type GraphQLSchema } from 'graphql'
 import { methodNotAllowed, notFound, sendDetail, sendInternalError } from '../app/answers.js'
 import { sendJson } from '../app/http-json.js'
-import { badInput, bodyError, httpStatusOf, ServiceError } from '../errors.js'
+import { badInput, bodyError, httpStatusOf, quote, ServiceError } from '../errors.js'
 import type { Context } from '../graphql/context.js'
 import { codeOf, maskError } from '../graphql/errors.js'
 import { IncomingFile, receiveMultipart, RequestEnded, type IngestLimits } from '../uploads/ingest.js'
@@ -123,7 +123,7 @@ function failureOf(result: ExecutionResult): { status: number; detail: string; e
   }
 }
 
-const describePart = ([name, kind]: [string, string]) => `${JSON.stringify(name.slice(0, 40))} (${kind})`
+const describePart = ([name, kind]: [string, string]) => `${quote(name, 40)} (${kind})`
 
 /**
  * The upload route's body: multipart, with the file in the `file` part and, optionally, a `speed` field.

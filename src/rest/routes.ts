@@ -1,4 +1,4 @@
-import { badInput } from '../errors.js'
+import { badInput, quote } from '../errors.js'
 
 /**
  * The /api contract of the older service, as a table: each route names the GraphQL operation it runs and how
@@ -76,7 +76,7 @@ export function parseSpeed(raw: string, name = 'speed'): number {
   const value = Number(text)
   if (!/^\d+$/.test(text)) {
     throw badInput(
-      `${name} must be a whole number of bytes per second, 0 or more (0 = unlimited), such as ${name}=1048576 for 1 MiB/s; got ${JSON.stringify(raw.slice(0, 80))}`,
+      `${name} must be a whole number of bytes per second, 0 or more (0 = unlimited), such as ${name}=1048576 for 1 MiB/s; got ${quote(raw)}`,
     )
   }
   if (!Number.isSafeInteger(value))
