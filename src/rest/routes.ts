@@ -1,5 +1,5 @@
 import { isReceiving } from '../core/machine.js'
-import { badInput } from '../errors.js'
+import { badInput, quote } from '../errors.js'
 import type { UploadStatus } from '../model/record.js'
 
 /**
@@ -79,7 +79,7 @@ export function parseSpeed(raw: string, name = 'speed'): number {
   const value = Number(text)
   if (!/^\d+$/.test(text)) {
     throw badInput(
-      `${name} must be a whole number of bytes per second, 0 or more (0 = unlimited), such as ${name}=1048576 for 1 MiB/s; got ${JSON.stringify(raw.slice(0, 80))}`,
+      `${name} must be a whole number of bytes per second, 0 or more (0 = unlimited), such as ${name}=1048576 for 1 MiB/s; got ${quote(raw)}`,
     )
   }
   if (!Number.isSafeInteger(value))

@@ -1,11 +1,17 @@
-import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createGraphQLError, type GraphQLParams, type Plugin } from 'graphql-yoga'
 import { badInput, bodyError, httpStatusOf, ServiceError } from '../errors.js'
 import { IncomingFile, isMultipart, receiveMultipart, type IngestLimits } from '../uploads/ingest.js'
 
-export interface NodeServerContext {
-  req: IncomingMessage
-  res: ServerResponse
+import type { NodeServerContext } from './context.js'
+
+export interface StreamingUploadsOptions {
+  /**
+   * Where arriving files are staged (the storage), and the most bytes of files one request may carry
+   * (MAX_UPLOAD_SIZE: one byte more is a 413, and nothing is kept).
+   *
+   * @default none: required (the server's storage and MAX_UPLOAD_SIZE)
+   */
+  limits: IngestLimits
 }
 
 const FORBIDDEN_KEYS = new Set(['__proto__', 'prototype', 'constructor'])
@@ -79,9 +85,9 @@ function asHttpError(error: unknown): unknown {
  * Needs `maxRequestBodySize: false`: yoga's limit re-reads the body as a web stream, which would take the
  * bytes from under busboy. The limits are enforced in the stream instead (see ingest.ts).
  */
-export function useStreamingUploads(
-  limits: IngestLimits,
-): Plugin<Record<string, unknown>, NodeServerContext> {
+export function useStreamingUploads({
+  limits,
+}: StreamingUploadsOptions): Plugin<Record<string, unknown>, NodeServerContext> {
   return {
     onRequestParse({ request, serverContext, setRequestParser }) {
       if (!isMultipart(request.headers.get('content-type'))) return

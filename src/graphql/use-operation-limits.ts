@@ -15,10 +15,11 @@ import {
   type ValidationRule,
 } from 'graphql'
 import type { Plugin } from 'graphql-yoga'
+import type { ErrorCode } from '../errors.js'
 import { MAX_PAGE } from './resolvers.js'
 
 /** The code of every refusal of an operation for its size or shape, whatever limit it crossed. */
-export const TOO_COMPLEX = 'QUERY_TOO_COMPLEX'
+export const TOO_COMPLEX = 'QUERY_TOO_COMPLEX' satisfies ErrorCode
 
 /**
  * The most an operation may cost: each field of each item counts 1, so one full page of uploads
@@ -82,22 +83,24 @@ function costOf(context: ValidationContext, selections: SelectionSetNode, root: 
   return walk(selections, root)
 }
 
-const costRule: ValidationRule = (context) => ({
-  OperationDefinition(operation) {
-    const root = context.getSchema().getRootType(operation.operation)
-    if (!root) return
-    const cost = costOf(context, operation.selectionSet, root)
-    if (cost <= MAX_COST) return
-    context.reportError(
-      new GraphQLError(
-        `Query is too complex: it costs ${cost}, over the limit of ${MAX_COST} (each field of each item ` +
-          `counts 1, and a list without a literal \`first\` counts as ${MAX_PAGE} items). Ask for fewer ` +
-          'items (a smaller `first`) or fewer fields.',
-        { nodes: operation, extensions: { code: TOO_COMPLEX } },
-      ),
-    )
-  },
-})
+const costRule =
+  (maxCost: number): ValidationRule =>
+  (context) => ({
+    OperationDefinition(operation) {
+      const root = context.getSchema().getRootType(operation.operation)
+      if (!root) return
+      const cost = costOf(context, operation.selectionSet, root)
+      if (cost <= maxCost) return
+      context.reportError(
+        new GraphQLError(
+          `Query is too complex: it costs ${cost}, over the limit of ${maxCost} (each field of each item ` +
+            `counts 1, and a list without a literal \`first\` counts as ${MAX_PAGE} items). Ask for fewer ` +
+            'items (a smaller `first`) or fewer fields.',
+          { nodes: operation, extensions: { code: TOO_COMPLEX } },
+        ),
+      )
+    },
+  })
 
 /**
  * GraphQL Armor words every refusal "Syntax Error: …" and leaves it without a code. Each is reworded here:
@@ -115,8 +118,20 @@ const refusal =
     context.reportError(reworded)
   }
 
-/** Bounds on operations, over HTTP and graphql-ws alike (both run through the envelop's parse and validate). */
-export function useOperationLimits(): Plugin[] {
+export interface OperationLimitsOptions {
+  /**
+   * The most an operation may cost (each field of each item counts 1; see MAX_COST).
+   *
+   * @default 25000 (MAX_COST)
+   */
+  maxCost?: number
+}
+
+/**
+ * Bounds on operations, over HTTP and graphql-ws alike (both run through the envelop's parse and validate):
+ * depth, aliases, tokens and directives by GraphQL Armor's defaults, cost by our own rule.
+ */
+export function useOperationLimits({ maxCost = MAX_COST }: OperationLimitsOptions = {}): Plugin[] {
   return [
     EnvelopArmorPlugin({
       // Armor's cost counts `first` only when it is a literal, so `first: $n` and no `first` were free.
@@ -129,6 +144,6 @@ export function useOperationLimits(): Plugin[] {
       maxDirectives: { onReject: [refusal('Use fewer directives.')], propagateOnRejection: false },
       maxTokens: { onReject: [refusal('Send a shorter operation.')] },
     }),
-    { onValidate: ({ addValidationRule }) => addValidationRule(costRule) },
+    { onValidate: ({ addValidationRule }) => addValidationRule(costRule(maxCost)) },
   ]
 }

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { isIP } from 'node:net'
+import { quote } from '../errors.js'
 
 /**
  * Which browsers may drive the service. Scripts and curl send no `Origin` and are never refused here (the
@@ -57,14 +58,13 @@ export function refusal(req: IncomingMessage, policy: OriginPolicy): string | un
   if (host !== undefined && (policy.loopback || policy.allowedHosts.length > 0)) {
     const name = hostName(host)
     const ok = (policy.loopback && isLoopbackHost(name)) || hostAllowed(host, policy.allowedHosts)
-    if (!ok)
-      return `Host ${JSON.stringify(host.slice(0, 100))} is not served here; add it to ALLOWED_HOSTS to allow it`
+    if (!ok) return `Host ${quote(host, 100)} is not served here; add it to ALLOWED_HOSTS to allow it`
   }
   const origin = req.headers.origin
   if (origin === undefined || policy.corsOrigins.includes('*') || policy.corsOrigins.includes(origin))
     return undefined
   if (host !== undefined && sameOrigin(origin, host)) return undefined
-  return `Requests from origin ${JSON.stringify(origin.slice(0, 100))} are not allowed; add it to CORS_ORIGINS to allow it`
+  return `Requests from origin ${quote(origin, 100)} are not allowed; add it to CORS_ORIGINS to allow it`
 }
 
 /** Whether `origin` names the host the request was sent to (http or https: a TLS proxy may sit in front). */

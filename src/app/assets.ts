@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
-import { openApiDocument } from './rest/openapi.js'
+import { openApiDocument } from '../rest/openapi.js'
 
 export interface Asset {
   type: string
@@ -13,7 +13,7 @@ export interface Asset {
 const require = createRequire(import.meta.url)
 
 /** Built by `npm run build` (scripts/build-web.mjs); from source, the same folder under dist/. */
-const WEB = new URL(import.meta.url.endsWith('.ts') ? '../dist/web/' : './web/', import.meta.url)
+const WEB = new URL(import.meta.url.endsWith('.ts') ? '../../dist/web/' : '../web/', import.meta.url)
 
 // swagger-ui sets style attributes as it renders, so its page allows inline styles (and nothing else inline).
 const DOCS_CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:"
