@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { NOTIFICATIONS, type Notification } from '../../hooks/config.js'
-import { asUnavailable } from '../../redis.js'
+import { asUnavailable } from '../redis-client.js'
 import type { DeadLetter, HookEvent, Outbox, OutboxStats, PendingEvent } from './index.js'
 
 /**
