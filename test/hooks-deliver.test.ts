@@ -12,7 +12,8 @@ import { hookMetrics } from '../src/hooks/metrics.js'
 import { payloadBody } from '../src/hooks/payload.js'
 import { setLogLevel } from '../src/log.js'
 import type { HookEvent, Outbox } from '../src/seams/outbox/index.js'
-import { LocalOutbox } from '../src/seams/outbox/local.js'
+import type { LocalOutbox } from '../src/seams/outbox/local.js'
+import { LocalStore } from '../src/seams/records/local.js'
 import { RedisOutbox } from '../src/seams/outbox/redis.js'
 import { seededRandom } from './support/clients.js'
 import { startHookReceiver, type HookReceiver } from './support/hook-receiver.js'
@@ -61,6 +62,12 @@ function deliveredByUpload(receiver: HookReceiver): Map<string, string[]> {
   return by
 }
 
+/** The embedded outbox lives in the record store's journal: closing it here closes that store. */
+async function openOutbox(file: string): Promise<LocalOutbox> {
+  const store = await LocalStore.open(file)
+  return Object.assign(store.outbox(), { close: () => store.close() })
+}
+
 describe('delivering notifications from the embedded outbox', () => {
   let receiver: HookReceiver
   let dir: string
@@ -73,7 +80,7 @@ describe('delivering notifications from the embedded outbox', () => {
   afterAll(() => receiver.stop())
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'deliver-'))
-    outbox = await LocalOutbox.open(join(dir, '.hooks.outbox'))
+    outbox = await openOutbox(join(dir, 'state.json'))
     registry = new Registry()
     receiver.requests.length = 0
     receiver.arrived.length = 0
@@ -198,12 +205,12 @@ describe('delivering notifications from the embedded outbox', () => {
   })
 
   it('delivers after a restart what a process killed with SIGKILL had written but not sent', async () => {
-    const file = join(dir, 'killed.outbox')
+    const file = join(dir, 'killed.json')
     const written = [notification('up-kill', 'received'), notification('up-kill', 'completed')]
-    const module = fileURLToPath(new URL('../dist/seams/outbox/local.js', import.meta.url))
+    const module = fileURLToPath(new URL('../dist/seams/records/local.js', import.meta.url))
     const script = `
-      const { LocalOutbox } = await import(${JSON.stringify(module)})
-      const outbox = await LocalOutbox.open(process.argv[1])
+      const { LocalStore } = await import(${JSON.stringify(module)})
+      const outbox = (await LocalStore.open(process.argv[1])).outbox()
       await outbox.add(JSON.parse(process.argv[2]))
       process.stdout.write('added\\n')
       setInterval(() => {}, 1000)
@@ -226,7 +233,7 @@ describe('delivering notifications from the embedded outbox', () => {
       await exited
     }
     await outbox.close()
-    outbox = await LocalOutbox.open(file)
+    outbox = await openOutbox(file)
     start()
     await receiver.until((r) => r.delivered().length === 2)
     expect(receiver.delivered().map((d) => d.payload.eventId)).toEqual(written.map((e) => e.eventId))

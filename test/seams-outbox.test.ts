@@ -1,88 +1,94 @@
-import { mkdtemp, readFile, rm, stat, writeFile, appendFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { LocalOutbox } from '../src/seams/outbox/local.js'
+import { LocalStore } from '../src/seams/records/local.js'
 import { RedisOutbox } from '../src/seams/outbox/redis.js'
 import { event, LEASE_MS, outboxContract, type OutboxFixture } from './contracts/outbox.js'
 import { startRedis, type TestRedis } from './support/redis.js'
 
-describe('the embedded outbox (a journal on disk)', () => {
+describe('the embedded outbox (lines of the records journal)', () => {
   const dirs = new Map<OutboxFixture, string>()
+  const stores = new Map<OutboxFixture, LocalStore>()
   outboxContract(
     async () => {
       const dir = await mkdtemp(join(tmpdir(), 'outbox-'))
-      const file = join(dir, '.hooks.outbox')
+      const file = join(dir, 'state.json')
+      const store = await LocalStore.open(file)
       const fixture: OutboxFixture = {
-        outbox: await LocalOutbox.open(file),
-        reopen: () => LocalOutbox.open(file),
+        outbox: store.outbox(),
+        // A restart: the store closes, and opens again on its files.
+        async reopen() {
+          await stores.get(fixture)?.close()
+          const again = await LocalStore.open(file)
+          stores.set(fixture, again)
+          return again.outbox()
+        },
       }
       dirs.set(fixture, dir)
+      stores.set(fixture, store)
       return fixture
     },
     async (fixture) => {
-      await fixture.outbox.close()
+      await stores.get(fixture)?.close()
       await rm(dirs.get(fixture)!, { recursive: true, force: true })
     },
     { shared: false },
   )
 
-  it('drops a torn last line (a crash mid-write, never acknowledged) and keeps the rest', async () => {
+  it('keeps what is pending through a compaction (the snapshot holds it) and the journal after it', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'outbox-'))
-    const file = join(dir, '.hooks.outbox')
+    const file = join(dir, 'state.json')
     try {
-      const outbox = await LocalOutbox.open(file)
-      const kept = event('A', 'completed', Date.now())
-      await outbox.add([kept])
-      await outbox.close()
-      await appendFile(file, '{"add":[{"eventId":"torn"')
-      const reopened = await LocalOutbox.open(file)
-      expect((await reopened.pending(10)).map((e) => e.eventId)).toEqual([kept.eventId])
-      // And what is written next follows a whole line.
-      await reopened.add([event('B', 'received', Date.now())])
-      await reopened.close()
-      expect((await (await LocalOutbox.open(file)).stats()).pending).toBe(2)
-    } finally {
-      await rm(dir, { recursive: true, force: true })
-    }
-  })
-
-  it('stops with a message naming the file when a whole line is not JSON', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'outbox-'))
-    const file = join(dir, '.hooks.outbox')
-    try {
-      await writeFile(file, 'not json\n')
-      await expect(LocalOutbox.open(file)).rejects.toThrow(`${file} line 1 is not valid JSON`)
-    } finally {
-      await rm(dir, { recursive: true, force: true })
-    }
-  })
-
-  it('compacts its file to what is still pending once it grows, and reads back the same', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'outbox-'))
-    const file = join(dir, '.hooks.outbox')
-    try {
-      const outbox = await LocalOutbox.open(file)
+      const store = await LocalStore.open(file)
+      const outbox = store.outbox()
       const now = Date.now()
-      // Not due before the test ends: it stays pending throughout.
       const keep = event('Z', 'deleted', now + 3_600_000)
-      await outbox.add([keep])
-      // 1.6 MB of events go in and out, one by one, as a steady stream of deliveries would.
-      const padding = 'x'.repeat(8 * 1024)
-      for (let i = 0; i < 200; i++) {
-        await outbox.add([{ ...event(`U${i}`, 'completed', now), body: padding }])
-        const [claimed] = await outbox.claim(now, 1, LEASE_MS)
+      const retried = event('Y', 'completed', now)
+      await outbox.add([keep, retried])
+      const [first] = await outbox.claim(now, 1, LEASE_MS)
+      await outbox.retry(first!, now + 60_000, 'down')
+      for (let i = 0; i < 20; i++) {
+        await outbox.add([event(`U${i}`, 'completed', now + 1)])
+        const [claimed] = await outbox.claim(now + 1, 1, LEASE_MS)
         await outbox.ack(claimed!)
       }
-      await outbox.close()
-      // Once the file passed 1 MiB (and four times what was pending) it was rewritten as one image of it.
-      expect((await stat(file)).size).toBeLessThan(1024 * 1024)
-      const lines = (await readFile(file, 'utf8')).split('\n').filter(Boolean)
-      expect(lines.some((line) => line.startsWith('{"image":'))).toBe(true)
-      const reopened = await LocalOutbox.open(file)
-      expect((await reopened.pending(10)).map((e) => e.eventId)).toEqual([keep.eventId])
-      await reopened.close()
+      await store.compactNow()
+      const after = event('X', 'received', now + 2)
+      await outbox.add([after])
+      await store.close()
+      expect(JSON.parse(await readFile(file, 'utf8'))).toMatchObject({
+        outbox: { pending: expect.arrayContaining([expect.objectContaining({ eventId: keep.eventId })]) },
+      })
+      const again = await LocalStore.open(file)
+      const pending = await again.outbox().pending(10)
+      expect(pending.map((e) => e.eventId).sort()).toEqual(
+        [keep.eventId, retried.eventId, after.eventId].sort(),
+      )
+      // The retry's count and time came through the snapshot unchanged (not replayed twice).
+      expect(pending.find((e) => e.eventId === retried.eventId)).toMatchObject({
+        attempts: 1,
+        nextAt: now + 60_000,
+      })
+      await again.close()
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('writes a snapshot without an outbox when nothing is pending (as without hooks)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'outbox-'))
+    const file = join(dir, 'state.json')
+    try {
+      const store = await LocalStore.open(file)
+      const outbox = store.outbox()
+      await outbox.add([event('A', 'completed', 0)])
+      const [claimed] = await outbox.claim(Date.now(), 1, LEASE_MS)
+      await outbox.ack(claimed!)
+      await store.compactNow()
+      await store.close()
+      expect(JSON.parse(await readFile(file, 'utf8'))).not.toHaveProperty('outbox')
     } finally {
       await rm(dir, { recursive: true, force: true })
     }

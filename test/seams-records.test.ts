@@ -1,6 +1,7 @@
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { LocalStore } from '../src/seams/records/local.js'
+import { RedisOutbox } from '../src/seams/outbox/redis.js'
 import { RedisStore } from '../src/seams/records/redis.js'
 import { at, record, recordStoreContract } from './contracts/records.js'
 import { redisForSeams, scratchFolders } from './support/seams.js'
@@ -17,14 +18,17 @@ recordStoreContract('embedded (lowdb snapshot + journal)', async () => {
       await store.close()
       return (store = await LocalStore.open(file))
     },
+    outbox: () => store.outbox(),
   }
 })
 
 recordStoreContract('Redis', async () => {
   const prefix = redis.prefix('seam')
   const client = await redis.connection()
+  const outbox = new RedisOutbox(client, 'test', prefix)
   return {
     store: new RedisStore(client, prefix),
+    outbox: () => outbox,
     reopen: async () => new RedisStore(await redis.connection(), prefix),
     lease: async (id, value) => void (await client.set(`${prefix}:lease:${id}`, value)),
   }

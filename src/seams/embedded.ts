@@ -22,6 +22,7 @@ export async function openEmbedded(stateFile: string, storage: Storage) {
   return {
     mode: 'embedded' as const,
     records,
+    outbox: records.outbox(),
     leases: new LocalLeases(),
     bus: new LocalBus(),
     tusLocker: () => (locker ??= memoryLocker()),

@@ -7,6 +7,7 @@ import type { Bus } from './bus/index.js'
 import { openEmbedded } from './embedded.js'
 import { FolderLock } from './leases/folder-lock.js'
 import type { Leases } from './leases/index.js'
+import type { Outbox } from './outbox/index.js'
 import type { RecordStore } from './records/index.js'
 import type { Locker } from './tus-lock/index.js'
 
@@ -21,6 +22,8 @@ export interface Seams {
   readonly instance: string
   /** Where upload records live (records/). */
   readonly records: RecordStore
+  /** The hooks' notifications waiting for delivery (outbox/): in the same store, written by its writes. */
+  readonly outbox: Outbox
   /** Who may act on which upload (leases/). */
   readonly leases: Leases
   /** How states and commands travel between processes (bus/). */

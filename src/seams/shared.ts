@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis'
 import { log } from '../log.js'
 import { RedisBus } from './bus/redis.js'
 import { RedisLeases } from './leases/redis.js'
+import { RedisOutbox } from './outbox/redis.js'
 import { RedisStore } from './records/redis.js'
 import { connectRedis, ready } from './redis-client.js'
 import { RedisLocker } from './tus-lock/redis.js'
@@ -29,6 +30,7 @@ export async function joinShared(url: string, instance: string) {
   return {
     mode: 'shared' as const,
     records,
+    outbox: new RedisOutbox(redis, instance),
     leases,
     bus,
     tusLocker: async () => locker,

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { HookEvent, Outbox } from '../../src/seams/outbox/index.js'
 import { FencedError, type RecordStore } from '../../src/seams/records/index.js'
 import type { UploadRecord, UploadStatus } from '../../src/model/record.js'
 
@@ -53,7 +54,17 @@ export interface RecordStoreSubject {
    * the fence of each write. Absent for a store of one process, where every lease is its own, always current.
    */
   lease?(id: string, value: string): Promise<void>
+  /** The hooks' outbox kept in the store `subject.store` is now (after a reopen, the reopened one's). */
+  outbox(): Outbox
 }
+
+const hookEvent = (uploadId: string, type: HookEvent['type'], n: number): HookEvent => ({
+  eventId: `${uploadId}.${type}`,
+  uploadId,
+  type,
+  body: JSON.stringify({ eventId: `${uploadId}.${type}`, type, upload: { id: uploadId } }),
+  createdAt: n,
+})
 
 const names = (records: readonly UploadRecord[]) => records.map((r) => r.filename)
 
@@ -248,14 +259,40 @@ export function recordStoreContract(name: string, make: () => Promise<RecordStor
       expect(await store.get(r.id)).toBeUndefined()
     })
 
-    it('opened again on the same state, it reads back every change', async () => {
+    it('queues the events a write causes with it, once per eventId, and none for a write refused by its fence', async () => {
+      const r = record(30, 'IN_PROGRESS')
+      await store.put(r, undefined, [hookEvent(r.id, 'received', 1)])
+      await store.put(record(30), undefined, [hookEvent(r.id, 'completed', 2)])
+      // Written again (its answer lost, say): the same eventId is not queued twice.
+      await store.put(record(30), undefined, [hookEvent(r.id, 'completed', 2)])
+      if (subject.lease) {
+        await subject.lease(r.id, 'other:1')
+        await expect(store.remove(r.id, 'me:1', [hookEvent(r.id, 'deleted', 3)])).rejects.toThrow(FencedError)
+        await expect(store.put(record(30, 'FAILED'), 'me:1', [hookEvent(r.id, 'failed', 3)])).rejects.toThrow(
+          FencedError,
+        )
+        expect((await store.get(r.id))?.status).toBe('COMPLETED')
+      }
+      const ids = (await subject.outbox().pending(100))
+        .filter((e) => e.uploadId === r.id)
+        .map((e) => e.eventId)
+      expect(ids).toEqual([`${r.id}.received`, `${r.id}.completed`])
+      await store.remove(r.id, subject.lease ? 'other:1' : undefined, [hookEvent(r.id, 'deleted', 3)])
+      const after = (await subject.outbox().pending(100)).filter((e) => e.uploadId === r.id)
+      expect(after.map((e) => e.type)).toEqual(['received', 'completed', 'deleted'])
+    })
+
+    it('opened again on the same state, it reads back every change, and the events still pending', async () => {
       const before = await store.page({ first: 100 })
       const counts = await store.countByStatus()
       const unfinished = await store.unfinished()
+      const pending = await subject.outbox().pending(100)
+      expect(pending.length).toBeGreaterThan(0)
       store = await subject.reopen()
       expect(await store.page({ first: 100 })).toEqual(before)
       expect(await store.countByStatus()).toEqual(counts)
       expect(await store.unfinished()).toEqual(unfinished)
+      expect(await subject.outbox().pending(100)).toEqual(pending)
     })
   })
 }

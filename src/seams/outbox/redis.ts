@@ -16,12 +16,14 @@ import type { DeadLetter, HookEvent, Outbox, OutboxStats, PendingEvent } from '.
  *
  * Claiming moves an upload's score to the claim's end: no one else looks at it meanwhile, and if its
  * claimant dies the score comes due again just as the claim lapses, so another instance takes it over.
- * Each change is one script, so a queue, its score and the counts never disagree. `EVENT` below is the
- * piece the records store's write will run too (round 2), so an event lands in the same script as the
+ * Each change is one script, so a queue, its score and the counts never disagree. `ADD_EVENT_LUA` below is
+ * run by the records store's writes too (records/redis.ts), so an event lands in the same script as the
  * record change that causes it.
  */
 export const ADD_EVENT_LUA = `
 local function addEvent(p, id, up, ty, body, at, rid)
+  -- Queued once: a change written again (its answer lost) carries the same eventId.
+  if redis.call('EXISTS', p .. ':hook:e:' .. id) == 1 then return end
   redis.call('HSET', p .. ':hook:e:' .. id, 'eventId', id, 'uploadId', up, 'type', ty, 'body', body,
     'createdAt', at, 'requestId', rid, 'attempts', 0, 'nextAt', at, 'queuedAt', at, 'lastError', '')
   if redis.call('RPUSH', p .. ':hook:q:' .. up, id) == 1 then redis.call('ZADD', p .. ':hook:due', at, up) end
@@ -95,6 +97,10 @@ if redis.call('RPUSH', p .. ':hook:q:' .. up, id) == 1 then redis.call('ZADD', p
 return 1
 `
 
+/** The six arguments of addEvent (ADD_EVENT_LUA) per event. */
+export const eventArgs = (events: readonly HookEvent[]): (string | number)[] =>
+  events.flatMap((e) => [e.eventId, e.uploadId, e.type, e.body, e.createdAt, e.requestId ?? ''])
+
 type Scripted = Redis & {
   hookAdd(...args: (string | number)[]): Promise<number>
   hookClaim(...args: (string | number)[]): Promise<string[][]>
@@ -163,15 +169,7 @@ export class RedisOutbox implements Outbox {
 
   add(events: readonly HookEvent[]): Promise<void> {
     if (events.length === 0) return Promise.resolve()
-    const args = events.flatMap((e) => [
-      e.eventId,
-      e.uploadId,
-      e.type,
-      e.body,
-      e.createdAt,
-      e.requestId ?? '',
-    ])
-    return this.call(async () => void (await this.redis.hookAdd(this.prefix, ...args)))
+    return this.call(async () => void (await this.redis.hookAdd(this.prefix, ...eventArgs(events))))
   }
 
   claim(now: number, limit: number, leaseMs: number): Promise<PendingEvent[]> {

@@ -1,8 +1,8 @@
 import type { DeadLetter, HookEvent, OutboxStats, PendingEvent } from './index.js'
 
 /**
- * One change to an outbox, as data: what a journal line holds (local.ts), and what the records journal will
- * hold beside the record change that causes an `add` (see the report on issue 23, round 2).
+ * One change to an outbox, as data: what a line of the records journal holds (records/local.ts), beside
+ * the record change that causes an `add` or alone.
  */
 export type OutboxChange =
   | { add: HookEvent[] }
@@ -26,11 +26,17 @@ export class OutboxState {
   private readonly dead = new Map<string, DeadLetter>()
   /** uploadId → the time its head's claim lapses. */
   private readonly claims = new Map<string, number>()
-  private count = 0
+  /** The eventIds pending. */
+  private readonly ids = new Set<string>()
 
   apply(change: OutboxChange): void {
-    if ('add' in change) for (const event of change.add) this.push(pendingOf(event, event.createdAt))
-    else if ('ack' in change) this.shift(...change.ack)
+    if ('add' in change) {
+      // An event already queued (or dead) is not queued twice: a state change written again (its store's
+      // answer lost, say) carries the same eventId, and its receiver hears it once.
+      for (const event of change.add)
+        if (!this.ids.has(event.eventId) && !this.dead.has(event.eventId))
+          this.push(pendingOf(event, event.createdAt))
+    } else if ('ack' in change) this.shift(...change.ack)
     else if ('retry' in change) {
       const [uploadId, eventId, nextAt, error] = change.retry
       const head = this.head(uploadId, eventId)
@@ -69,7 +75,7 @@ export class OutboxState {
     let oldest: number | null = null
     for (const queue of this.queues.values())
       for (const event of queue) if (oldest === null || event.createdAt < oldest) oldest = event.createdAt
-    return { pending: this.count, oldestCreatedAt: oldest, dead: this.dead.size }
+    return { pending: this.ids.size, oldestCreatedAt: oldest, dead: this.dead.size }
   }
 
   pending(limit: number): PendingEvent[] {
@@ -96,7 +102,7 @@ export class OutboxState {
     let queue = this.queues.get(event.uploadId)
     if (!queue) this.queues.set(event.uploadId, (queue = []))
     queue.push(event)
-    this.count++
+    this.ids.add(event.eventId)
   }
 
   private head(uploadId: string, eventId: string): PendingEvent | undefined {
@@ -114,7 +120,7 @@ export class OutboxState {
     const queue = this.queues.get(uploadId)
     if (!queue || queue[0]?.eventId !== eventId) return undefined
     const head = queue.shift()
-    this.count--
+    if (head) this.ids.delete(head.eventId)
     this.claims.delete(uploadId)
     if (queue.length === 0) this.queues.delete(uploadId)
     return head

@@ -1,4 +1,5 @@
 import type { UploadRecord, UploadStatus } from '../../model/record.js'
+import type { HookEvent } from '../outbox/index.js'
 
 /** A running upload's byte count, checkpointed about once a second (state changes go through `put`). */
 export interface Progress {
@@ -40,10 +41,12 @@ export interface RecordStore {
   countByStatus(): Promise<Record<UploadStatus, number>>
   /**
    * Writes a whole record. With `fence` (a lease's value), a store shared by several processes refuses with
-   * a FencedError when that lease is no longer the upload's current one.
+   * a FencedError when that lease is no longer the upload's current one. `events` are the notifications the
+   * change causes (issue 23): queued in the store's outbox in the same durable write, so they are kept
+   * exactly when the change is (a refused write queues none). An eventId already queued is not queued again.
    */
-  put(record: UploadRecord, fence?: string): Promise<void>
-  remove(id: string, fence?: string): Promise<void>
+  put(record: UploadRecord, fence?: string, events?: readonly HookEvent[]): Promise<void>
+  remove(id: string, fence?: string, events?: readonly HookEvent[]): Promise<void>
   /** Byte counts of running uploads; applied only to records that have not ended meanwhile, and never past their size. */
   progress(entries: readonly Progress[]): Promise<void>
   close(): Promise<void>

@@ -3,6 +3,8 @@ import { basename, dirname, join } from 'node:path'
 import type { Adapter } from 'lowdb'
 import { fsyncDir, writeAll } from '../../durable-fs.js'
 import { isFinal, type UploadRecord } from '../../model/record.js'
+import type { HookEvent } from '../outbox/index.js'
+import type { OutboxChange, OutboxImage } from '../outbox/state.js'
 import { recordProblem, withDefaults } from './stored.js'
 
 /**
@@ -10,14 +12,24 @@ import { recordProblem, withDefaults } from './stored.js'
  * journal's entries and how they are checked and replayed.
  */
 
+/**
+ * One journal line. `ev` are the notifications (issue 23) the put or removal causes: written in the same line,
+ * so the change and its events are durable together or not at all. `o` is a change to the outbox itself
+ * (a delivery acknowledged, retried, dead-lettered, requeued).
+ */
 export type Entry =
-  { s: number; put: UploadRecord } | { s: number; del: string } | { s: number; p: [string, number, string][] }
+  | { s: number; put: UploadRecord; ev?: HookEvent[] }
+  | { s: number; del: string; ev?: HookEvent[] }
+  | { s: number; p: [string, number, string][] }
+  | { s: number; o: OutboxChange }
 
 export interface Snapshot {
   version: 1 | 2
   /** The journal entries after this one are not in the snapshot (absent in version 1: 0). */
   seq?: number
   uploads: Record<string, UploadRecord>
+  /** The notifications waiting for delivery at `seq`; absent with none (and always without hooks). */
+  outbox?: OutboxImage
 }
 
 /** The state file or journal cannot be trusted: start-up stops and nothing is touched. */
@@ -83,7 +95,7 @@ export class SnapshotFile implements Adapter<Snapshot> {
         }
         await put(slice)
       }
-      await put('}}')
+      await put(data.outbox ? `},"outbox":${JSON.stringify(data.outbox)}}` : '}}')
       await handle.datasync()
     } finally {
       await handle.close()
@@ -107,6 +119,11 @@ function snapshotProblem(data: unknown): string | undefined {
     return 'has no valid seq'
   if (typeof doc.uploads !== 'object' || doc.uploads === null || Array.isArray(doc.uploads))
     return 'has no uploads object'
+  if (doc.outbox !== undefined) {
+    const outbox = doc.outbox as Record<string, unknown> | null
+    if (!outbox || !Array.isArray(outbox.pending) || !Array.isArray(outbox.dead))
+      return 'has a malformed outbox'
+  }
   for (const [id, stored] of Object.entries(doc.uploads)) {
     const record = withDefaults(stored)
     ;(doc.uploads as Record<string, unknown>)[id] = record
@@ -120,6 +137,7 @@ export function entryProblem(entry: unknown): string | undefined {
   if (typeof entry !== 'object' || entry === null) return 'is not an object'
   const e = entry as Record<string, unknown>
   if (typeof e.s !== 'number' || !Number.isSafeInteger(e.s)) return 'has no sequence number'
+  if ('ev' in e && !(Array.isArray(e.ev) && e.ev.every(eventShaped))) return 'has malformed hook events'
   if ('put' in e) {
     e.put = withDefaults(e.put)
     return recordProblem(e.put) && `puts an upload that ${recordProblem(e.put)}`
@@ -135,7 +153,19 @@ export function entryProblem(entry: unknown): string | undefined {
     )
     return ok ? undefined : 'has malformed progress'
   }
+  if ('o' in e) return typeof e.o === 'object' && e.o !== null ? undefined : 'has a malformed outbox change'
   return 'is of no known kind'
+}
+
+const eventShaped = (event: unknown): boolean => {
+  const e = event as Record<string, unknown> | null
+  return (
+    typeof e === 'object' &&
+    e !== null &&
+    typeof e.eventId === 'string' &&
+    typeof e.uploadId === 'string' &&
+    typeof e.body === 'string'
+  )
 }
 
 export const JOURNAL = /\.journal\.(\d+)$/
@@ -145,10 +175,17 @@ export const journalBaseOf = (file: string) => file.replace(/\.json$/, '') + '.j
 /** Byte counts apply only to a record that has not ended. */
 export const unfinished = (record: UploadRecord) => !isFinal(record.status)
 
-export function applyEntry(records: Record<string, UploadRecord>, entry: Entry): void {
+/** Replays one line: the record change into `records`, any outbox change or events through `outbox`. */
+export function applyEntry(
+  records: Record<string, UploadRecord>,
+  entry: Entry,
+  outbox: (change: OutboxChange) => void,
+): void {
   if ('put' in entry) records[entry.put.id] = entry.put
   else if ('del' in entry) Reflect.deleteProperty(records, entry.del)
+  else if ('o' in entry) outbox(entry.o)
   else applyProgress(records, entry.p)
+  if ('ev' in entry && entry.ev && entry.ev.length > 0) outbox({ add: entry.ev })
 }
 
 export function applyProgress(

@@ -3,6 +3,9 @@ import { basename, dirname, join } from 'node:path'
 import { Low } from 'lowdb'
 import { fsyncDir, writeAll } from '../../durable-fs.js'
 import { UPLOAD_STATUSES, type UploadRecord, type UploadStatus } from '../../model/record.js'
+import type { HookEvent } from '../outbox/index.js'
+import { LocalOutbox } from '../outbox/local.js'
+import { OutboxState, type OutboxChange, type OutboxImage } from '../outbox/state.js'
 import type { Page, PageQuery, Progress, RecordStore } from './index.js'
 import {
   applyEntry,
@@ -19,6 +22,10 @@ import {
 import { decodeCursor, encodeCursor, idOf, insertSorted, lowerBound, sortKey, upperBound } from './order.js'
 
 export { StateFileError } from './local-files.js'
+
+/** A line carries `ev` only when the change causes events: without hooks, lines are as they always were. */
+const evOf = (events: readonly HookEvent[] | undefined) =>
+  events && events.length > 0 ? { ev: [...events] } : {}
 
 /** A new snapshot once the journal is larger than this and larger than the snapshot itself. */
 const COMPACT_AT_BYTES = 4 * 1024 * 1024
@@ -57,12 +64,15 @@ export class LocalStore implements RecordStore {
   /** The journal vanished: nothing more is written until a fresh snapshot is on disk. */
   private lostJournal = false
   private closed = false
+  private notifications: LocalOutbox | undefined
 
   private constructor(
     private readonly db: Low<Snapshot>,
     private readonly snapshot: SnapshotFile,
     private readonly journalBase: string,
     seq: number,
+    /** The hooks' outbox (issue 23): its changes are lines of this journal, its image part of the snapshot. */
+    private readonly hooks: OutboxState,
   ) {
     this.records = db.data.uploads
     this.seq = seq
@@ -99,6 +109,8 @@ export class LocalStore implements RecordStore {
       .map((name) => ({ path: join(dirname(file), name), first: Number(JOURNAL.exec(name)?.[1]) }))
       .sort((a, b) => a.first - b.first)
     const from = db.data.seq ?? 0
+    const hooks = new OutboxState()
+    if (db.data.outbox) hooks.load(db.data.outbox)
     // The oldest journal must begin where the snapshot ends: one that begins later means the changes in
     // between are gone (a snapshot that was lost or replaced, a journal removed), and replaying the rest
     // over what is left would forget uploads whose bytes the sweep would then delete.
@@ -135,7 +147,7 @@ export class LocalStore implements RecordStore {
         size += Buffer.byteLength(line) + 1
         if (e.s <= from) continue
         seq = Math.max(seq, e.s)
-        applyEntry(db.data.uploads, e)
+        applyEntry(db.data.uploads, e, (change) => hooks.apply(change))
       }
       last = { path: journal.path, size }
       if (torn !== '' && journal === journals.at(-1)) {
@@ -152,7 +164,7 @@ export class LocalStore implements RecordStore {
     // A first start writes an empty snapshot, so "no state on disk" always means it was lost (see
     // openEmbedded in seams/embedded.ts).
     if (snapshot.bytes === 0 && journals.length === 0) await db.write()
-    const store = new LocalStore(db, snapshot, base, seq)
+    const store = new LocalStore(db, snapshot, base, seq, hooks)
     if (last) store.journal = { handle: await open(last.path, 'r+'), path: last.path, size: last.size }
     return store
   }
@@ -205,13 +217,34 @@ export class LocalStore implements RecordStore {
 
   // ---- writes --------------------------------------------------------------------------------------------
 
-  put(record: UploadRecord): Promise<void> {
+  put(record: UploadRecord, _fence?: string, events?: readonly HookEvent[]): Promise<void> {
     const frozen = Object.freeze({ ...record })
-    return this.append({ put: frozen }, () => this.set(frozen))
+    return this.append({ put: frozen, ...evOf(events) }, () => {
+      this.set(frozen)
+      this.queueEvents(events)
+    })
   }
 
-  remove(id: string): Promise<void> {
-    return this.append({ del: id }, () => this.delete(id))
+  remove(id: string, _fence?: string, events?: readonly HookEvent[]): Promise<void> {
+    return this.append({ del: id, ...evOf(events) }, () => {
+      this.delete(id)
+      this.queueEvents(events)
+    })
+  }
+
+  /**
+   * The hooks' outbox, kept in this store: an event lands in the same journal line as the record change
+   * that causes it, and the outbox's own changes are lines of the same journal.
+   */
+  outbox(): LocalOutbox {
+    return (this.notifications ??= LocalOutbox.over(this.hooks, {
+      append: (change, apply) => this.append({ o: change }, apply),
+      close: async () => undefined, // the store closes the journal
+    }))
+  }
+
+  private queueEvents(events: readonly HookEvent[] | undefined): void {
+    if (events && events.length > 0) this.hooks.apply({ add: [...events] })
   }
 
   progress(entries: readonly Progress[]): Promise<void> {
@@ -241,7 +274,14 @@ export class LocalStore implements RecordStore {
     if (this.order[at] === sortKey(record)) this.order.splice(at, 1)
   }
 
-  private append(entry: Omit<Entry, 's'> & Record<string, unknown>, apply: () => void): Promise<void> {
+  private append(
+    entry:
+      | { put: UploadRecord; ev?: HookEvent[] }
+      | { del: string; ev?: HookEvent[] }
+      | { p: unknown }
+      | { o: OutboxChange },
+    apply: () => void,
+  ): Promise<void> {
     if (this.closed) return Promise.reject(new Error('the record store is closed'))
     const seq = ++this.seq
     const line = `${JSON.stringify({ s: seq, ...entry })}\n`
@@ -285,7 +325,7 @@ export class LocalStore implements RecordStore {
     }
     if (this.lostJournal) {
       await mkdir(dirname(this.snapshot.file), { recursive: true })
-      await this.writeSnapshot(firstSeq - 1)
+      await this.writeSnapshot(firstSeq - 1, this.hooks.image())
       this.lostJournal = false
     }
     if (!journal) journal = this.journal = await this.openJournal(firstSeq)
@@ -320,9 +360,12 @@ export class LocalStore implements RecordStore {
   private async rotate(): Promise<void> {
     const old = this.journal
     const seq = this.seq
+    // Taken now, with every change up to seq applied and none after: replaying an outbox change twice is
+    // not idempotent (a retry counts an attempt), so the image must be exactly the state at seq.
+    const outbox = this.hooks.image()
     this.journal = await this.openJournal(seq + 1)
     await old?.handle.close()
-    this.compacting = this.writeSnapshot(seq)
+    this.compacting = this.writeSnapshot(seq, outbox)
       .then(() => this.removeJournalsUpTo(seq))
       .catch(() => undefined) // the old journals stay; the next rotation tries again
       .finally(() => (this.compacting = undefined))
@@ -330,9 +373,12 @@ export class LocalStore implements RecordStore {
 
   /** One snapshot write at a time (a compaction and a folder that vanished could otherwise overlap). */
   private snapshotting: Promise<void> = Promise.resolve()
-  private writeSnapshot(seq: number): Promise<void> {
+  private writeSnapshot(seq: number, outbox: OutboxImage): Promise<void> {
     const write = this.snapshotting.then(() => {
       this.db.data.seq = seq
+      // Absent with nothing pending, so a server without hooks writes the snapshot it always did.
+      if (outbox.pending.length > 0 || outbox.dead.length > 0) this.db.data.outbox = outbox
+      else delete this.db.data.outbox
       return this.db.write()
     })
     this.snapshotting = write.catch(() => undefined)

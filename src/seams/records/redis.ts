@@ -1,5 +1,7 @@
 import type { Redis } from 'ioredis'
 import { isFinal, UPLOAD_STATUSES, type UploadRecord, type UploadStatus } from '../../model/record.js'
+import type { HookEvent } from '../outbox/index.js'
+import { ADD_EVENT_LUA, eventArgs } from '../outbox/redis.js'
 import { asUnavailable } from '../redis-client.js'
 import { FencedError, type Page, type PageQuery, type Progress, type RecordStore } from './index.js'
 import { decodeCursor, encodeCursor, idOf, sortKey } from './order.js'
@@ -17,18 +19,32 @@ import { recordProblem, withDefaults } from './stored.js'
  * that is no longer current is refused inside Redis, atomically. Durability is Redis's: run it with
  * `appendonly yes` (and `appendfsync always` for the embedded store's every-change guarantee).
  */
-const PUT = `
+/**
+ * ARGV[5] is how many notifications (issue 23) the change causes, six arguments each, after it: they are
+ * queued by the outbox's own Lua (seams/outbox/redis.ts) in the same script, after the fence check, so a
+ * refused write queues nothing and an accepted one cannot lose them.
+ */
+const EVENTS = `${ADD_EVENT_LUA}
+local function addEvents()
+  local n = tonumber(ARGV[5])
+  for i = 6, 5 + n * 6, 6 do addEvent(ARGV[1], ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]) end
+  return 6 + n * 6
+end
+`
+const PUT = `${EVENTS}
 if ARGV[2] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[2] then return redis.error_reply('FENCED') end
+local fields = addEvents()
 local old = redis.call('HGET', KEYS[1], 'status')
 if old and old ~= ARGV[4] then redis.call('ZREM', ARGV[1] .. ':s:' .. old, ARGV[3]) end
 redis.call('ZADD', ARGV[1] .. ':s:' .. ARGV[4], 0, ARGV[3])
 redis.call('ZADD', KEYS[2], 0, ARGV[3])
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], unpack(ARGV, fields))
 return 1
 `
-const REMOVE = `
+const REMOVE = `${EVENTS}
 if ARGV[2] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[2] then return redis.error_reply('FENCED') end
+addEvents()
 local fields = redis.call('HMGET', KEYS[1], 'status', 'createdAt')
 if not fields[1] then return 0 end
 local key = fields[2] .. '|' .. ARGV[3]
@@ -171,7 +187,7 @@ export class RedisStore implements RecordStore {
     })
   }
 
-  put(record: UploadRecord, fence = ''): Promise<void> {
+  put(record: UploadRecord, fence = '', events: readonly HookEvent[] = []): Promise<void> {
     return this.call(async () => {
       await this.redis.uploadPut(
         this.key('u', record.id),
@@ -181,12 +197,14 @@ export class RedisStore implements RecordStore {
         fence,
         sortKey(record),
         record.status,
+        events.length,
+        ...eventArgs(events),
         ...toFields(record),
       )
     })
   }
 
-  remove(id: string, fence = ''): Promise<void> {
+  remove(id: string, fence = '', events: readonly HookEvent[] = []): Promise<void> {
     return this.call(async () => {
       await this.redis.uploadRemove(
         this.key('u', id),
@@ -195,6 +213,9 @@ export class RedisStore implements RecordStore {
         this.prefix,
         fence,
         id,
+        '',
+        events.length,
+        ...eventArgs(events),
       )
     })
   }
