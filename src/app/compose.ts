@@ -16,6 +16,10 @@ import { observe, registry } from '../metrics.js'
 import { listensOnLoopback } from './origin.js'
 import { publicLink } from './public-url.js'
 import { createRouter } from './router.js'
+import { Deliverer } from '../hooks/deliver.js'
+import { hookMetrics } from '../hooks/metrics.js'
+import type { HooksConfig } from '../hooks/config.js'
+import { notifier } from '../hooks/notify.js'
 
 /** How long a shutdown waits for requests under way; the whole shutdown must fit in 5 s. */
 const IN_FLIGHT_GRACE_MS = 3000
@@ -115,6 +119,7 @@ type LoadedApi = Awaited<ReturnType<typeof loadApi>>
 /** The service over the state, the http server over the service, and the app that starts and stops them. */
 function assemble(config: Config, seams: Seams, orphans: Awaited<ReturnType<Storage['orphans']>>): App {
   const { storage } = seams
+  const hooks = config.hooks && startHooks(config, config.hooks, seams, () => app.url)
   const service = new UploadService({
     store: seams.records,
     storage,
@@ -123,6 +128,7 @@ function assemble(config: Config, seams: Seams, orphans: Awaited<ReturnType<Stor
     // The service tells the modes apart by this option's presence, until it takes the seams whole.
     shared: seams.mode === 'shared' ? seams : undefined,
     resumableExpiryMs: config.resumableExpiryMs,
+    ...(hooks ? { hooks: hooks.notifier } : {}),
   })
   const limits: IngestLimits = { storage, maxRequestFileBytes: config.maxUploadSize }
   const context: Context = {
@@ -202,17 +208,44 @@ function assemble(config: Config, seams: Seams, orphans: Awaited<ReturnType<Stor
         slowConsumersClosed: () => loaded?.ws.fanout.slowClosed ?? 0,
       })
       app.recovered = service.recover(orphans)
+      // What an earlier run left pending goes out now (each event was written with its state change).
+      hooks?.deliverer.start()
       void load()
     },
     close: () =>
       (closing ??= (async () => {
         if (listening) await stopServing(server, inFlight, async () => loaded?.ws.close(), service)
         await service.close()
+        await hooks?.stop()
         await stopHashWorker()
         await seams.close()
       })()),
   }
   return app
+}
+
+/**
+ * HOOKS_URL's notifications: built with each state change (the service writes them with it), sent by a
+ * deliverer over the seams' outbox, counted in /metrics. Links in them are absolute (PUBLIC_URL, else this
+ * server's address), since a receiver elsewhere has no request to be relative to.
+ */
+function startHooks(config: Config, settings: HooksConfig, seams: Seams, url: () => string) {
+  const metrics = hookMetrics(registry, seams.outbox)
+  const deliverer = new Deliverer({ outbox: seams.outbox, config: settings, metrics })
+  const link = (id: string) =>
+    `${config.publicUrl ?? url()}${
+      config.apiToken === undefined
+        ? `/api/files/${encodeURIComponent(id)}/download`
+        : signedDownloadPath(id, config.apiToken)
+    }`
+  return {
+    deliverer,
+    notifier: notifier(settings, link, () => deliverer.kick()),
+    async stop() {
+      await deliverer.stop()
+      metrics.remove()
+    },
+  }
 }
 
 async function stopServing(

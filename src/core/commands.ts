@@ -16,7 +16,7 @@ import {
 } from './machine.js'
 import { complete, prepareHash, saveOrRestart, start, stopRun } from './runs.js'
 import { viewOf } from './views.js'
-import { announce, fenceOf, guard, releaseIfIdle, save } from './writes.js'
+import { announce, erase, guard, releaseIfIdle, save } from './writes.js'
 
 /**
  * A client's command on one upload (pause, resume, setSpeed, cancel, delete): run where the upload's lease
@@ -160,7 +160,7 @@ async function cancelReceiving(ctx: Context, record: UploadRecord): Promise<Uplo
 async function remove(ctx: Context, id: string, keepFile: boolean): Promise<UploadView> {
   const record = await recordOf(ctx, id)
   check('delete', record)
-  await guard(() => ctx.store.remove(id, fenceOf(ctx, id)))
+  await guard(() => erase(ctx, id))
   const removal = keepFile ? ctx.storage.removeBytes(record) : ctx.storage.removeAll(record)
   await removal.catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
   log('info', 'upload.deleted', {

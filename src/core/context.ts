@@ -1,6 +1,7 @@
 import type { Hash } from 'node:crypto'
 import { notFound, unavailable } from '../errors.js'
 import type { UploadRecord, UploadStatus, UploadView } from '../model/record.js'
+import type { Notifier } from '../hooks/notify.js'
 import type { Bus } from '../seams/bus/index.js'
 import type { Leases } from '../seams/leases/index.js'
 import type { RecordStore } from '../seams/records/index.js'
@@ -63,6 +64,8 @@ export interface Context {
   /** Paces every transfer of this process, under the server-wide cap. */
   readonly scheduler: Scheduler
   readonly defaultSpeed: number
+  /** HOOKS_URL's notifications: built with each state change that causes one (writes.ts); absent without hooks. */
+  readonly hooks?: Notifier
   /** A resumable upload that receives no byte for this long is removed (RESUMABLE_EXPIRY). */
   readonly expiryMs: number
   readonly runs: Map<string, Run>

@@ -8,6 +8,7 @@ import {
   type UploadSource,
   type UploadStatus,
 } from '../model/record.js'
+import type { Notification } from '../hooks/config.js'
 import { storedNameFor } from '../uploads/filename.js'
 
 /**
@@ -136,6 +137,27 @@ export const isFailed = (status: UploadStatus) => status === 'FAILED'
 export const isGone = (status: UploadStatus) => isFinal(status) && !isStored(status)
 /** Ended with its file in storage: what a list of files holds. */
 export const STORED: UploadStatus[] = UPLOAD_STATUSES.filter(isStored)
+
+/**
+ * The notifications (issue 23) that a change from `before` (undefined: no record yet) to `after` causes, in
+ * the order they happened: the body arriving whole (leaving RECEIVING for anything but an end without its
+ * file), reaching an end, or an ended upload's deletion. A multipart body that never arrived is forgotten
+ * (RECEIVING → removed) as if never sent: no event. Writing the same status again causes nothing.
+ */
+export function notificationsOf(
+  before: UploadStatus | undefined,
+  after: UploadStatus | 'removed',
+): Notification[] {
+  if (after === 'removed') return before !== undefined && isFinal(before) ? ['deleted'] : []
+  if (before === after) return []
+  const events: Notification[] = []
+  if ((before === undefined || isReceiving(before)) && !isReceiving(after) && !isGone(after))
+    events.push('received')
+  if (isStored(after)) events.push('completed')
+  else if (isFailed(after)) events.push('failed')
+  else if (isGone(after)) events.push('canceled')
+  return events
+}
 
 // ---- the next record -----------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
 import { badInput, ServiceError } from '../errors.js'
+import type { Notifier } from '../hooks/notify.js'
 import { log } from '../log.js'
 import type { LiveState } from '../metrics.js'
 import type { UploadRecord, UploadStatus, UploadView } from '../model/record.js'
@@ -44,6 +45,8 @@ export interface UploadServiceOptions {
   maxTotalSpeed?: number
   /** A resumable upload that receives no byte for this long is removed (RESUMABLE_EXPIRY); default 24 h. */
   resumableExpiryMs?: number
+  /** The hooks' notifications (HOOKS_URL): written with the changes that cause them. Absent: none. */
+  hooks?: Notifier
 }
 
 export interface UploadPage {
@@ -85,6 +88,7 @@ export class UploadService {
       feed: this.feed,
       scheduler: new Scheduler(options.maxTotalSpeed ?? 0),
       defaultSpeed: options.defaultSpeed,
+      ...(options.hooks ? { hooks: options.hooks } : {}),
       expiryMs: options.resumableExpiryMs ?? 24 * 3_600_000,
       runs: new Map(),
       hashes: new Map(),

@@ -4,7 +4,8 @@ import { log } from '../log.js'
 import type { UploadRecord, UploadView } from '../model/record.js'
 import { FencedError } from '../seams/records/index.js'
 import { letGo, type Context } from './context.js'
-import { isFailed, isReceiving, notReceived } from './machine.js'
+import type { HookEvent } from '../seams/outbox/index.js'
+import { isFailed, isReceiving, notificationsOf, notReceived } from './machine.js'
 import { viewOf } from './views.js'
 
 /**
@@ -57,14 +58,49 @@ export async function guard<T>(write: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * The notifications a change of upload `id` to `after` (undefined: its removal) causes, asked of the
+ * machine from the status on record before it; none without hooks (and then nothing is read). Every write
+ * of a record comes through `write` or `erase` below, so this is the one place events are born.
+ */
+async function eventsOf(
+  ctx: Context,
+  id: string,
+  after: UploadRecord | undefined,
+): Promise<HookEvent[] | undefined> {
+  if (!ctx.hooks) return undefined
+  const before = await ctx.store.get(id)
+  const about = after ?? before
+  if (!about) return undefined
+  const types = notificationsOf(before?.status, after?.status ?? 'removed')
+  const events = types.length === 0 ? [] : ctx.hooks.events(types, about, Date.now())
+  return events.length > 0 ? events : undefined
+}
+
+/** Writes a record under this process's lease, with the events the change causes in the same write. */
+async function write(ctx: Context, record: UploadRecord): Promise<void> {
+  const fence = fenceOf(ctx, record.id)
+  const events = await eventsOf(ctx, record.id, record)
+  await ctx.store.put(record, fence, events)
+  if (events) ctx.hooks?.written()
+}
+
+/** Removes a record under this process's lease, with the events its removal causes in the same write. */
+export async function erase(ctx: Context, id: string): Promise<void> {
+  const fence = fenceOf(ctx, id)
+  const events = await eventsOf(ctx, id, undefined)
+  await ctx.store.remove(id, fence, events)
+  if (events) ctx.hooks?.written()
+}
+
 /** Writes a change; a store that cannot take it is the server's problem, answered as 503. */
 export async function save(ctx: Context, record: UploadRecord): Promise<void> {
-  await guard(() => ctx.store.put(record, fenceOf(ctx, record.id)))
+  await guard(() => write(ctx, record))
 }
 
 /** Writes a change nobody waits for (recovery's, a run's recheck): its failure goes to whoever called. */
 export async function put(ctx: Context, record: UploadRecord): Promise<void> {
-  await ctx.store.put(record, fenceOf(ctx, record.id))
+  await write(ctx, record)
 }
 
 export function announce(ctx: Context, record: UploadRecord, event: string): UploadView {
@@ -102,7 +138,7 @@ export async function durably(ctx: Context, record: UploadRecord, event: string)
         // Its own lease, run out while the store was away, is taken again (as in removeRecord).
         if (ctx.shared && !ctx.leases.held(record.id) && !(await ctx.leases.acquire(record.id)))
           return fenced()
-        await ctx.store.put(record, fenceOf(ctx, record.id))
+        await write(ctx, record)
         return true
       } catch (error) {
         // Another instance holds the upload now: what this one wanted to record is not its to say. (Not
@@ -130,7 +166,7 @@ export async function durably(ctx: Context, record: UploadRecord, event: string)
 export async function removeRecord(ctx: Context, id: string): Promise<boolean> {
   try {
     if (ctx.shared && !ctx.leases.held(id) && !(await ctx.leases.acquire(id))) return true
-    await ctx.store.remove(id, fenceOf(ctx, id))
+    await erase(ctx, id)
     return true
   } catch (error) {
     // fenceOf's own refusal (the lease ran out again meanwhile) is not done: it is tried again.

@@ -45,6 +45,8 @@ export class Deliverer {
   private pumping = false
   private again = false
   private stopped = false
+  /** Ends the deliveries under way when the server stops: unacknowledged, they are sent again later. */
+  private aborter = new AbortController()
   private readonly random: () => number
   private readonly now: () => number
   private readonly concurrency: number
@@ -60,6 +62,7 @@ export class Deliverer {
   }
 
   start(): void {
+    if (this.stopped) this.aborter = new AbortController()
     this.stopped = false
     this.timer ??= setInterval(() => this.kick(), this.options.pollMs ?? 500).unref()
     this.kick()
@@ -75,11 +78,16 @@ export class Deliverer {
     void this.pump()
   }
 
-  /** Takes no more, and waits for the deliveries under way (each ends within HOOKS_NOTIFY_TIMEOUT). */
+  /**
+   * Takes no more, and ends the deliveries under way at once (a shutdown must not wait out a slow
+   * receiver): none of them is acknowledged, so each is sent again, after a restart or by another instance
+   * once its claim lapses. Under at-least-once, a receiver may then hear one twice (same eventId).
+   */
   async stop(): Promise<void> {
     this.stopped = true
     clearInterval(this.timer)
     this.timer = undefined
+    this.aborter.abort()
     await Promise.all(this.inFlight)
   }
 
@@ -118,7 +126,7 @@ export class Deliverer {
         method: 'POST',
         headers: { 'content-type': 'application/json', [SIGNATURE_HEADER]: sign(config.secret, event.body) },
         body: event.body,
-        signal: AbortSignal.timeout(config.notifyTimeoutMs),
+        signal: AbortSignal.any([AbortSignal.timeout(config.notifyTimeoutMs), this.aborter.signal]),
         redirect: 'error',
       })
       await response.body?.cancel().catch(() => undefined) // the answer's body means nothing to a notification
@@ -129,6 +137,8 @@ export class Deliverer {
       }
       failure = `the hook answered ${response.status}`
     } catch (error) {
+      // Stopped: not the receiver's failure, and nothing to record (the claim lapses).
+      if (this.stopped) return
       if ((error as Error).name === 'TimeoutError') failure = `no answer in ${config.notifyTimeoutMs} ms`
       else failure = ((error as Error).cause as Error | undefined)?.message ?? (error as Error).message
     }

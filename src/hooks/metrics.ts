@@ -5,6 +5,8 @@ export type DeliveryOutcome = 'delivered' | 'failed' | 'dead_lettered'
 
 export interface HookMetrics {
   delivery(event: string, outcome: DeliveryOutcome): void
+  /** Takes the figures out of the registry again (an app that closes, in a process that may start another). */
+  remove(): void
 }
 
 /**
@@ -45,5 +47,14 @@ export function hookMetrics(registry: Registry, outbox: Outbox, now: () => numbe
     'Hook notifications given up on after HOOKS_MAX_AGE (kept; retry them by id)',
     (s) => s.dead,
   )
-  return { delivery: (event, outcome) => deliveries.inc({ event, outcome }) }
+  const names = [
+    'hook_deliveries_total',
+    'hook_pending_events',
+    'hook_oldest_pending_age_seconds',
+    'hook_dead_letters',
+  ]
+  return {
+    delivery: (event, outcome) => deliveries.inc({ event, outcome }),
+    remove: () => names.forEach((name) => registry.removeSingleMetric(name)),
+  }
 }

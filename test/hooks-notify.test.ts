@@ -1,0 +1,163 @@
+import { createHash } from 'node:crypto'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { NOTIFICATIONS } from '../src/hooks/config.js'
+import type { HookPayload } from '../src/hooks/payload.js'
+import { spawnServer, type ChildServer } from './support/child.js'
+import { api, bytes, restUpload, waitForStatus } from './support/clients.js'
+import { startHookReceiver, type HookReceiver } from './support/hook-receiver.js'
+import { restartableServer, type RestartableServer } from './support/restartable.js'
+
+/** Only the notifications (the blocking hooks may ask the same receiver too). */
+const told = (payloads: readonly HookPayload[]) =>
+  payloads.filter((p) => (NOTIFICATIONS as readonly string[]).includes(p.type))
+
+/** Each upload's notification types, in the order the receiver acknowledged them. */
+function byUpload(receiver: HookReceiver): Map<string, string[]> {
+  const seen = new Map<string, string[]>()
+  for (const { payload } of receiver.delivered()) {
+    if (!told([payload]).length) continue
+    seen.set(payload.upload.id, [...(seen.get(payload.upload.id) ?? []), payload.type])
+  }
+  return seen
+}
+
+const delivered = (receiver: HookReceiver, id: string, type: string) =>
+  receiver.delivered().some((r) => r.payload.upload?.id === id && r.payload.type === type)
+
+async function journalLines(dir: string): Promise<Record<string, unknown>[]> {
+  const names = (await readdir(dir)).filter((name) => /^\.uploads\.journal\.\d+$/.test(name))
+  const lines: Record<string, unknown>[] = []
+  for (const name of names)
+    for (const line of (await readFile(join(dir, name), 'utf8')).split('\n').filter(Boolean))
+      lines.push(JSON.parse(line) as Record<string, unknown>)
+  return lines
+}
+
+let receiver: HookReceiver
+const dirs: string[] = []
+const servers: ChildServer[] = []
+beforeAll(async () => {
+  receiver = await startHookReceiver()
+})
+afterAll(() => receiver.stop())
+beforeEach(() => {
+  receiver.requests.length = 0
+  receiver.arrived.length = 0
+  receiver.failNext(0)
+  receiver.answerWith(undefined)
+})
+afterEach(async () => {
+  for (const server of servers.splice(0)) {
+    server.child.kill('SIGKILL')
+    await server.exited
+  }
+  for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true })
+})
+
+async function server(env: Record<string, string> = {}): Promise<{ url: string; dir: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'hooks-notify-'))
+  dirs.push(dir)
+  const hooks = { HOOKS_URL: receiver.url, HOOKS_SECRET: receiver.secret }
+  const started = await spawnServer(dir, { ...hooks, ...env })
+  servers.push(started)
+  return { url: started.url, dir }
+}
+
+describe('notifications (HOOKS_URL)', () => {
+  it('tells the receiver each upload’s outcome in order, signed, with the file’s size, sha256 and a link that serves it', async () => {
+    const { url } = await server()
+    const content = bytes(3000)
+    const kept = (await restUpload(url, content, { filename: 'kept.bin', speed: 10_000_000 })).body.upload_id
+    const slow = (await restUpload(url, bytes(200_000), { filename: 'slow.bin', speed: 1000 })).body.upload_id
+    await waitForStatus(url, kept, 'completed')
+    expect((await api(url, 'POST', `/api/upload/${slow}/cancel`)).status).toBe(200)
+    expect((await api(url, 'DELETE', `/api/files/${kept}`)).status).toBe(200)
+    await receiver.until(() => delivered(receiver, kept, 'deleted') && delivered(receiver, slow, 'canceled'))
+    const order = byUpload(receiver)
+    expect(order.get(kept)).toEqual(['received', 'completed', 'deleted'])
+    expect(order.get(slow)).toEqual(['received', 'canceled'])
+    const completed = receiver.delivered().find((r) => r.payload.type === 'completed')!.payload
+    expect(completed.upload).toMatchObject({
+      id: kept,
+      filename: 'kept.bin',
+      size: 3000,
+      status: 'COMPLETED',
+      sha256: createHash('sha256').update(content).digest('hex'),
+    })
+    expect(completed.downloadUrl).toBe(`${url}/api/files/${kept}/download`)
+    // Every event has its own id; every request was signed (the receiver verified each).
+    const ids = told(receiver.arrived).map((p) => p.eventId)
+    expect(new Set(ids).size).toBe(ids.length)
+    expect(receiver.requests.every((r) => r.verified)).toBe(true)
+  })
+
+  it('the completed event’s link serves the file to the receiver', async () => {
+    const { url } = await server()
+    const content = bytes(5000)
+    const id = (await restUpload(url, content, { speed: 10_000_000 })).body.upload_id
+    await receiver.until(() => delivered(receiver, id, 'completed'))
+    const link = receiver.delivered().find((r) => r.payload.type === 'completed')!.payload.downloadUrl!
+    const served = Buffer.from(await (await fetch(link)).arrayBuffer())
+    expect(served.equals(content)).toBe(true)
+  })
+
+  it('sends only the events HOOKS_EVENTS lists', async () => {
+    const { url } = await server({ HOOKS_EVENTS: 'completed' })
+    const id = (await restUpload(url, bytes(1000), { speed: 10_000_000 })).body.upload_id
+    await receiver.until(() => delivered(receiver, id, 'completed'))
+    await api(url, 'DELETE', `/api/files/${id}`)
+    // A second upload's completion, after the deletion, is the fence: had `deleted` gone out, it came first.
+    const next = (await restUpload(url, bytes(1000), { speed: 10_000_000 })).body.upload_id
+    await receiver.until(() => delivered(receiver, next, 'completed'))
+    expect(told(receiver.arrived).map((p) => p.type)).toEqual(['completed', 'completed'])
+  })
+
+  it('writes each event in the same journal line as the change that causes it, and nothing more without HOOKS_URL', async () => {
+    const { url, dir } = await server()
+    const id = (await restUpload(url, bytes(1000), { speed: 10_000_000 })).body.upload_id
+    await receiver.until(() => delivered(receiver, id, 'completed'))
+    const withHooks = await journalLines(dir)
+    const completedLine = withHooks.find(
+      (line) => (line.put as { status?: string } | undefined)?.status === 'COMPLETED',
+    )
+    expect((completedLine?.ev as { type: string }[]).map((e) => e.type)).toEqual(['completed'])
+
+    const plain = await server({ HOOKS_URL: '', HOOKS_SECRET: '' })
+    const other = (await restUpload(plain.url, bytes(1000), { speed: 10_000_000 })).body.upload_id
+    await waitForStatus(plain.url, other, 'completed')
+    await api(plain.url, 'DELETE', `/api/files/${other}`)
+    const lines = await journalLines(plain.dir)
+    expect(lines.length).toBeGreaterThan(0)
+    // Without hooks: record changes only (no events, no outbox lines), as before hooks existed.
+    expect(lines.filter((line) => 'ev' in line || 'o' in line)).toEqual([])
+  })
+})
+
+describe('notifications across a crash', () => {
+  let restartable: RestartableServer | undefined
+  afterEach(async () => {
+    await restartable?.stop()
+    restartable = undefined
+  })
+
+  it('delivers after a restart the completion a server SIGKILLed before its delivery had written', async () => {
+    restartable = await restartableServer({ HOOKS_URL: receiver.url, HOOKS_SECRET: receiver.secret })
+    // The receiver takes every notification but never answers: none is acknowledged before the kill.
+    receiver.answerWith(() => ({ delayMs: 600_000 }))
+    const id = (await restUpload(restartable.url, bytes(2000), { speed: 10_000_000 })).body.upload_id
+    await receiver.until(() => receiver.arrived.some((p) => p.type === 'received' && p.upload.id === id))
+    await waitForStatus(restartable.url, id, 'completed')
+    await restartable.kill('SIGKILL')
+    expect(receiver.delivered()).toEqual([])
+    receiver.answerWith(undefined)
+    await restartable.start()
+    await receiver.until(() => delivered(receiver, id, 'completed'))
+    expect(byUpload(receiver).get(id)).toEqual(['received', 'completed'])
+    // The same events as before the kill: a receiver dedupes by these ids.
+    const before = told(receiver.arrived).find((p) => p.type === 'received')!.eventId
+    expect(receiver.delivered().find((r) => r.payload.type === 'received')!.payload.eventId).toBe(before)
+  })
+})
