@@ -6,7 +6,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { NOTIFICATIONS } from '../src/hooks/config.js'
 import type { HookPayload } from '../src/hooks/payload.js'
 import { spawnServer, type ChildServer } from './support/child.js'
-import { api, bytes, restUpload, waitForStatus } from './support/clients.js'
+import { api, bytes, gql, restUpload, waitFor, waitForStatus } from './support/clients.js'
+import { startRedis, type TestRedis } from './support/redis.js'
 import { startHookReceiver, type HookReceiver } from './support/hook-receiver.js'
 import { restartableServer, type RestartableServer } from './support/restartable.js'
 
@@ -57,13 +58,29 @@ afterEach(async () => {
   for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true })
 })
 
-async function server(env: Record<string, string> = {}): Promise<{ url: string; dir: string }> {
-  const dir = await mkdtemp(join(tmpdir(), 'hooks-notify-'))
-  dirs.push(dir)
+async function server(env: Record<string, string> = {}, shared?: string) {
+  const dir = shared ?? (await mkdtemp(join(tmpdir(), 'hooks-notify-')))
+  if (!shared) dirs.push(dir)
   const hooks = { HOOKS_URL: receiver.url, HOOKS_SECRET: receiver.secret }
   const started = await spawnServer(dir, { ...hooks, ...env })
   servers.push(started)
-  return { url: started.url, dir }
+  return { url: started.url, dir, child: started }
+}
+
+interface Deliveries {
+  hookDeliveries: {
+    pendingCount: number
+    deadLetterCount: number
+    pending: { eventId: string; type: string; attempts: number }[]
+    deadLetters: { eventId: string; uploadId: string; type: string; attempts: number; lastError: string }[]
+  }
+}
+const DELIVERIES = `{ hookDeliveries { pendingCount deadLetterCount
+  pending { eventId type attempts } deadLetters { eventId uploadId type attempts lastError } } }`
+
+const metric = async (url: string, line: RegExp) => {
+  const text = await (await fetch(`${url}/metrics`)).text()
+  return Number(line.exec(text)?.[1] ?? NaN)
 }
 
 describe('notifications (HOOKS_URL)', () => {
@@ -134,6 +151,98 @@ describe('notifications (HOOKS_URL)', () => {
     // Without hooks: record changes only (no events, no outbox lines), as before hooks existed.
     expect(lines.filter((line) => 'ev' in line || 'o' in line)).toEqual([])
   })
+})
+
+describe('notifications the receiver keeps refusing', () => {
+  it('are retried with growing delays, then dead-lettered (listed, counted, logged); retryHookDelivery sends one again', async () => {
+    const { url, child } = await server({ HOOKS_MAX_AGE: '2s' })
+    receiver.answerWith(() => ({ status: 503 }))
+    const id = (await restUpload(url, bytes(1000), { speed: 10_000_000 })).body.upload_id
+    const dead = await waitFor(async () => {
+      const { data } = await gql<Deliveries>(url, DELIVERIES)
+      return data?.hookDeliveries.deadLetterCount === 2 && data.hookDeliveries
+    }, 20_000)
+    expect(dead.pendingCount).toBe(0)
+    expect(dead.deadLetters.map((d) => [d.uploadId, d.type])).toEqual([
+      [id, 'received'],
+      [id, 'completed'],
+    ])
+    expect(dead.deadLetters[0]).toMatchObject({ lastError: 'the hook answered 503' })
+    // The same event each time, each wait longer than the one before it (backoff).
+    const received = dead.deadLetters[0]!.eventId
+    const times = receiver.requests.filter((r) => r.payload.eventId === received).map((r) => r.arrivedAt)
+    expect(times.length).toBe(dead.deadLetters[0]!.attempts)
+    expect(times.length).toBeGreaterThanOrEqual(2)
+    const gaps = times.slice(1).map((t, i) => t - times[i]!)
+    for (let i = 1; i < gaps.length; i++) expect(gaps[i]).toBeGreaterThan(gaps[i - 1]!)
+    expect(await metric(url, /^hook_dead_letters(?:\{[^}]*\})? (\d+)$/m)).toBe(2)
+    expect(
+      await metric(
+        url,
+        /^hook_deliveries_total\{[^}]*event="received"[^}]*outcome="dead_lettered"[^}]*\} (\d+)$/m,
+      ),
+    ).toBe(1)
+    expect(child.output()).toContain('"hook.dead_lettered"')
+
+    // The receiver is back; an operator retries the received event.
+    receiver.answerWith(undefined)
+    const retried = await gql<{ retryHookDelivery: { eventId: string } }>(
+      url,
+      'mutation ($id: ID!) { retryHookDelivery(eventId: $id) { eventId } }',
+      { id: received },
+    )
+    expect(retried.data?.retryHookDelivery.eventId).toBe(received)
+    await receiver.until(() => receiver.delivered().some((r) => r.payload.eventId === received))
+    const after = (await gql<Deliveries>(url, DELIVERIES)).data!.hookDeliveries
+    expect(after.deadLetters.map((d) => d.type)).toEqual(['completed'])
+    // An id that is no dead letter is NOT_FOUND.
+    const missing = await gql(url, 'mutation { retryHookDelivery(eventId: "nope") { eventId } }')
+    expect(missing.errors?.[0]?.extensions?.code).toBe('NOT_FOUND')
+  }, 60_000)
+})
+
+describe('notifications among three instances over Redis', () => {
+  let redis: TestRedis
+  beforeAll(async () => {
+    redis = await startRedis()
+  })
+  afterAll(() => redis.stop())
+
+  it('a killed instance’s claimed deliveries are taken over: every event arrives, each upload’s in order', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hooks-cluster-'))
+    dirs.push(dir)
+    const env = (name: string) => ({ REDIS_URL: redis.url, INSTANCE_ID: name, HOOKS_NOTIFY_TIMEOUT: '2s' })
+    const nodes = [
+      await server(env('node-a'), dir),
+      await server(env('node-b'), dir),
+      await server(env('node-c'), dir),
+    ]
+    // Every delivery is taken and held unanswered: each stays claimed by the instance that sent it.
+    receiver.answerWith(() => ({ delayMs: 600_000 }))
+    const ids: string[] = []
+    for (const [i, node] of nodes.entries())
+      for (let n = 0; n < 3; n++)
+        ids.push((await restUpload(node.url, bytes(1000 + i), { speed: 10_000_000 })).body.upload_id)
+    await receiver.until(() => ids.every((id) => receiver.arrived.some((p) => p.upload?.id === id)))
+    // The instance holding the most claims is the one killed.
+    const client = redis.client()
+    const holders = await Promise.all(
+      (await client.keys('uploads:hook:claim:*')).map((key) => client.get(key)),
+    )
+    await client.quit()
+    const held = (name: string) => holders.filter((h) => h?.startsWith(`${name}:`)).length
+    const victim = ['node-a', 'node-b', 'node-c'].sort((a, b) => held(b) - held(a))[0]!
+    expect(held(victim)).toBeGreaterThan(0)
+    const killed = nodes[['node-a', 'node-b', 'node-c'].indexOf(victim)]!.child
+    killed.child.kill('SIGKILL')
+    await killed.exited
+    receiver.answerWith(undefined)
+    await receiver.until(() => ids.every((id) => delivered(receiver, id, 'completed')), 60_000)
+    const order = byUpload(receiver)
+    for (const id of ids) expect(new Set(order.get(id))).toEqual(new Set(['received', 'completed']))
+    // In order: no upload's completed was acknowledged before its received.
+    for (const id of ids) expect(order.get(id)?.indexOf('received')).toBe(0)
+  }, 120_000)
 })
 
 describe('notifications across a crash', () => {

@@ -10,6 +10,7 @@ import { Confirm } from './confirm.js'
 import { bytes } from './format.js'
 import { UploadList } from './list.js'
 import { followUploads } from './live.js'
+import { followHookDeliveries } from './hooks.js'
 import { Overall } from './overall.js'
 import { SendQueue } from './queue.js'
 import { SpeedField } from './speed-field.js'
@@ -245,8 +246,10 @@ drop.addEventListener('drop', (event) => {
 // ---- start -------------------------------------------------------------------------------------------
 
 /** Loads the first page; once the token (if any) is accepted, follows every upload live. */
+let stopHooks = () => {}
 async function start(): Promise<void> {
   stopLive()
+  stopHooks()
   try {
     await list.load(0)
   } catch (error) {
@@ -258,6 +261,7 @@ async function start(): Promise<void> {
   workspace.hidden = false
   if (message.textContent?.startsWith('Live updates')) say('')
   unfinished.refresh()
+  stopHooks = followHookDeliveries($('#hook-deliveries'))
   stopLive = followUploads({
     update: live,
     connected: (again) => {

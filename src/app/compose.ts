@@ -133,6 +133,7 @@ function assemble(config: Config, seams: Seams, orphans: Awaited<ReturnType<Stor
   const limits: IngestLimits = { storage, maxRequestFileBytes: config.maxUploadSize }
   const context: Context = {
     service,
+    ...(hooks ? { hooks: { outbox: seams.outbox, kick: () => hooks.deliverer.kick() } } : {}),
     downloadUrl: (id, req) =>
       publicLink(
         config,

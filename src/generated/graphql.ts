@@ -26,6 +26,34 @@ export type Scalars = {
   SafeInt: { input: number; output: number; }
 };
 
+export type HookDeliveries = {
+  __typename?: 'HookDeliveries';
+  deadLetterCount: Scalars['Int']['output'];
+  deadLetters: Array<HookDelivery>;
+  pending: Array<HookDelivery>;
+  pendingCount: Scalars['Int']['output'];
+};
+
+/** A notification the user's backend has not acknowledged yet (or, dead-lettered, never did). */
+export type HookDelivery = {
+  __typename?: 'HookDelivery';
+  /** Attempts made and failed so far. */
+  attempts: Scalars['Int']['output'];
+  /** When the change that caused it happened. */
+  createdAt: Scalars['DateTime']['output'];
+  /** When it was given up on (dead letters only). */
+  deadAt?: Maybe<Scalars['DateTime']['output']>;
+  /** The event's id, as sent in its body: the same on every attempt. */
+  eventId: Scalars['ID']['output'];
+  /** Why the last attempt failed (the receiver's status, or no answer in time). */
+  lastError?: Maybe<Scalars['String']['output']>;
+  /** When it is next sent (pending ones only). */
+  nextAttemptAt?: Maybe<Scalars['DateTime']['output']>;
+  /** received, completed, failed, canceled or deleted. */
+  type: Scalars['String']['output'];
+  uploadId: Scalars['ID']['output'];
+};
+
 /** Settings of the whole service, which apply to every transfer. */
 export type Limits = {
   __typename?: 'Limits';
@@ -62,6 +90,11 @@ export type Mutation = {
   pauseUpload: Upload;
   /** Continue a PAUSED upload from where it stopped, at a new speed when one is given. */
   resumeUpload: Upload;
+  /**
+   * Sends a dead-lettered hook notification again: it goes back at the end of its upload's queue, due at once,
+   * with HOOKS_MAX_AGE counted afresh. NOT_FOUND when no dead letter has that id (or without HOOKS_URL).
+   */
+  retryHookDelivery: HookDelivery;
   /**
    * A new cap on the speed of all transfers together, in bytes per second (0: no cap), on every instance at
    * once; running transfers take it within a few milliseconds. It holds until the next start, when
@@ -109,6 +142,11 @@ export type MutationResumeUploadArgs = {
 };
 
 
+export type MutationRetryHookDeliveryArgs = {
+  eventId: Scalars['ID']['input'];
+};
+
+
 export type MutationSetMaxTotalSpeedArgs = {
   speed: Scalars['SafeInt']['input'];
 };
@@ -129,6 +167,12 @@ export type Query = {
   __typename?: 'Query';
   /** The uploads whose complete file is in storage. */
   files: Array<Upload>;
+  /**
+   * Hook notifications (HOOKS_URL) not delivered yet, and those given up on after HOOKS_MAX_AGE (dead letters),
+   * oldest first, at most `first` of each (default 100, at most 1000), with their counts across every instance.
+   * Empty without HOOKS_URL.
+   */
+  hookDeliveries: HookDeliveries;
   /** The server-wide limits now in force. */
   limits: Limits;
   /** One upload by id. Errors with NOT_FOUND when there is none. */
@@ -141,6 +185,11 @@ export type Query = {
    * than `first` is the last one.
    */
   uploads: Array<Upload>;
+};
+
+
+export type QueryHookDeliveriesArgs = {
+  first?: InputMaybe<Scalars['Int']['input']>;
 };
 
 
@@ -331,6 +380,8 @@ export type ResolversTypes = ResolversObject<{
   Boolean: ResolverTypeWrapper<Scalars['Boolean']['output']>;
   DateTime: ResolverTypeWrapper<Scalars['DateTime']['output']>;
   File: ResolverTypeWrapper<Scalars['File']['output']>;
+  HookDeliveries: ResolverTypeWrapper<HookDeliveries>;
+  HookDelivery: ResolverTypeWrapper<HookDelivery>;
   ID: ResolverTypeWrapper<Scalars['ID']['output']>;
   Int: ResolverTypeWrapper<Scalars['Int']['output']>;
   Limits: ResolverTypeWrapper<Limits>;
@@ -350,6 +401,8 @@ export type ResolversParentTypes = ResolversObject<{
   Boolean: Scalars['Boolean']['output'];
   DateTime: Scalars['DateTime']['output'];
   File: Scalars['File']['output'];
+  HookDeliveries: HookDeliveries;
+  HookDelivery: HookDelivery;
   ID: Scalars['ID']['output'];
   Int: Scalars['Int']['output'];
   Limits: Limits;
@@ -370,6 +423,24 @@ export interface FileScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes
   name: 'File';
 }
 
+export type HookDeliveriesResolvers<ContextType = Context, ParentType extends ResolversParentTypes['HookDeliveries'] = ResolversParentTypes['HookDeliveries']> = ResolversObject<{
+  deadLetterCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  deadLetters?: Resolver<Array<ResolversTypes['HookDelivery']>, ParentType, ContextType>;
+  pending?: Resolver<Array<ResolversTypes['HookDelivery']>, ParentType, ContextType>;
+  pendingCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+}>;
+
+export type HookDeliveryResolvers<ContextType = Context, ParentType extends ResolversParentTypes['HookDelivery'] = ResolversParentTypes['HookDelivery']> = ResolversObject<{
+  attempts?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  deadAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+  eventId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  lastError?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  nextAttemptAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+  type?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  uploadId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+}>;
+
 export type LimitsResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Limits'] = ResolversParentTypes['Limits']> = ResolversObject<{
   maxTotalSpeed?: Resolver<ResolversTypes['SafeInt'], ParentType, ContextType>;
 }>;
@@ -380,6 +451,7 @@ export type MutationResolvers<ContextType = Context, ParentType extends Resolver
   deleteFile?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationDeleteFileArgs, 'id' | 'keepFile'>>;
   pauseUpload?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationPauseUploadArgs, 'id'>>;
   resumeUpload?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationResumeUploadArgs, 'id'>>;
+  retryHookDelivery?: Resolver<ResolversTypes['HookDelivery'], ParentType, ContextType, RequireFields<MutationRetryHookDeliveryArgs, 'eventId'>>;
   setMaxTotalSpeed?: Resolver<ResolversTypes['Limits'], ParentType, ContextType, RequireFields<MutationSetMaxTotalSpeedArgs, 'speed'>>;
   setSpeed?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationSetSpeedArgs, 'id' | 'speed'>>;
   uploadFile?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationUploadFileArgs, 'file'>>;
@@ -387,6 +459,7 @@ export type MutationResolvers<ContextType = Context, ParentType extends Resolver
 
 export type QueryResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Query'] = ResolversParentTypes['Query']> = ResolversObject<{
   files?: Resolver<Array<ResolversTypes['Upload']>, ParentType, ContextType>;
+  hookDeliveries?: Resolver<ResolversTypes['HookDeliveries'], ParentType, ContextType, Partial<QueryHookDeliveriesArgs>>;
   limits?: Resolver<ResolversTypes['Limits'], ParentType, ContextType>;
   upload?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<QueryUploadArgs, 'id'>>;
   uploadCounts?: Resolver<ResolversTypes['UploadCounts'], ParentType, ContextType>;
@@ -437,6 +510,8 @@ export type UploadCountsResolvers<ContextType = Context, ParentType extends Reso
 export type Resolvers<ContextType = Context> = ResolversObject<{
   DateTime?: GraphQLScalarType;
   File?: GraphQLScalarType;
+  HookDeliveries?: HookDeliveriesResolvers<ContextType>;
+  HookDelivery?: HookDeliveryResolvers<ContextType>;
   Limits?: LimitsResolvers<ContextType>;
   Mutation?: MutationResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;

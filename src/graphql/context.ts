@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { UploadService } from '../core/service.js'
+import type { HookOps } from './hook-deliveries.js'
 
 /** What every resolver gets, whichever transport ran it (HTTP, graphql-ws, SSE or the REST shim). */
 export interface Context {
@@ -9,6 +10,8 @@ export interface Context {
    * the public address is known (PUBLIC_URL, or a trusted proxy's headers on `req`), else from the root.
    */
   downloadUrl: (id: string, req: IncomingMessage | undefined) => string
+  /** The hooks' outbox, for the operators' queries (HOOKS_URL); absent without hooks. */
+  hooks?: HookOps
   /** The request (HTTP, SSE) or the socket's upgrade request (graphql-ws); none in the REST shim. */
   req?: IncomingMessage
 }

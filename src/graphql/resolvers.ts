@@ -3,6 +3,7 @@ import type { UploadView } from '../model/record.js'
 import { isStored, STORED } from '../core/machine.js'
 import { badInput } from '../errors.js'
 import { encodeCursor, sortKey } from '../seams/records/order.js'
+import { hookDeliveries, retryHookDelivery } from './hook-deliveries.js'
 import { DateTime, File, SafeInt } from './scalars.js'
 
 /** The largest page `uploads(first:)` gives, as the schema says. */
@@ -36,6 +37,7 @@ export const resolvers: Resolvers = {
     limits: (_, __, { service }) => service.limits(),
     files: async (_, __, { service }) =>
       (await service.page({ first: Number.MAX_SAFE_INTEGER, status: STORED })).uploads,
+    hookDeliveries: (_, { first }, { hooks }) => hookDeliveries(hooks, first),
   },
   Mutation: {
     uploadFile: (_, { file, speed }, { service }) => service.create(file, speed),
@@ -47,6 +49,7 @@ export const resolvers: Resolvers = {
     clearUploads: (_, { status, keepFiles }, { service }) =>
       service.clear(status ?? undefined, keepFiles ?? false),
     setMaxTotalSpeed: (_, { speed }, { service }) => service.setMaxTotalSpeed(speed),
+    retryHookDelivery: (_, { eventId }, { hooks }) => retryHookDelivery(hooks, eventId),
   },
   Subscription: {
     uploadProgress: {

@@ -153,7 +153,7 @@ export class Deliverer {
     const now = this.now()
     const fields = {
       eventId: event.eventId,
-      event: event.type,
+      type: event.type,
       uploadId: event.uploadId,
       requestId: event.requestId,
       attempts: event.attempts + 1,
