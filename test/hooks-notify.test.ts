@@ -1,5 +1,7 @@
+import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { once } from 'node:events'
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
@@ -7,7 +9,9 @@ import { NOTIFICATIONS } from '../src/hooks/config.js'
 import type { HookPayload } from '../src/hooks/payload.js'
 import { spawnServer, type ChildServer } from './support/child.js'
 import { api, bytes, gql, restUpload, waitFor, waitForStatus } from './support/clients.js'
-import { startRedis, type TestRedis } from './support/redis.js'
+import { notificationsOf } from '../src/core/machine.js'
+import { sign } from '../src/hooks/sign.js'
+import { freePort, startRedis, type TestRedis } from './support/redis.js'
 import { startHookReceiver, type HookReceiver } from './support/hook-receiver.js'
 import { restartableServer, type RestartableServer } from './support/restartable.js'
 
@@ -150,6 +154,80 @@ describe('notifications (HOOKS_URL)', () => {
     expect(lines.length).toBeGreaterThan(0)
     // Without hooks: record changes only (no events, no outbox lines), as before hooks existed.
     expect(lines.filter((line) => 'ev' in line || 'o' in line)).toEqual([])
+  })
+})
+
+describe('which change causes which notification (the machine)', () => {
+  it('the body arriving whole, each end, and a deletion; nothing for a forgotten arrival or the same status again', () => {
+    expect(notificationsOf(undefined, 'RECEIVING')).toEqual([])
+    expect(notificationsOf('RECEIVING', 'IN_PROGRESS')).toEqual(['received'])
+    expect(notificationsOf('IN_PROGRESS', 'PAUSED')).toEqual([])
+    expect(notificationsOf('PAUSED', 'COMPLETED')).toEqual(['completed'])
+    expect(notificationsOf('IN_PROGRESS', 'FAILED')).toEqual(['failed'])
+    expect(notificationsOf('RECEIVING', 'FAILED')).toEqual(['failed']) // expired before it arrived
+    expect(notificationsOf('RECEIVING', 'CANCELED')).toEqual(['canceled'])
+    // Recovery finding a tus body whole on disk, never recorded as arrived, and completing it.
+    expect(notificationsOf('RECEIVING', 'COMPLETED')).toEqual(['received', 'completed'])
+    expect(notificationsOf('COMPLETED', 'COMPLETED')).toEqual([])
+    expect(notificationsOf('COMPLETED', 'removed')).toEqual(['deleted'])
+    expect(notificationsOf('RECEIVING', 'removed')).toEqual([])
+  })
+})
+
+describe('the README’s example receiver', () => {
+  it('verifies the signature, drops what it has seen, and hears an upload’s events', async () => {
+    const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
+    const section = readme.slice(readme.indexOf('### Notifications'))
+    const code = /```js\n([\s\S]*?)```/.exec(section)?.[1]
+    expect(code).toBeDefined()
+    const dir = await mkdtemp(join(tmpdir(), 'readme-receiver-'))
+    dirs.push(dir)
+    await writeFile(join(dir, 'receiver.mjs'), code!)
+    const port = await freePort()
+    const child = spawn(process.execPath, [join(dir, 'receiver.mjs')], {
+      env: { ...process.env, PORT: String(port), HOOKS_SECRET: receiver.secret },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    let out = ''
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()))
+    const exited = once(child, 'exit')
+    try {
+      const hookUrl = `http://127.0.0.1:${port}/`
+      await waitFor(() =>
+        fetch(hookUrl, { method: 'POST', body: '{}' }).then(
+          (r) => r.status,
+          () => false,
+        ),
+      )
+      // A forged body is refused, a signed one taken (and heard once, however often it is sent).
+      const body = JSON.stringify({ eventId: 'e1', type: 'deleted', upload: { id: 'u1' } })
+      const forged = await fetch(hookUrl, {
+        method: 'POST',
+        body,
+        headers: { 'x-hook-signature': sign('wrong-secret-0123456789', body) },
+      })
+      expect(forged.status).toBe(401)
+      for (let i = 0; i < 2; i++) {
+        const good = await fetch(hookUrl, {
+          method: 'POST',
+          body,
+          headers: { 'x-hook-signature': sign(receiver.secret, body) },
+        })
+        expect(good.status).toBe(204)
+      }
+      const { url } = await server({ HOOKS_URL: hookUrl })
+      const id = (await restUpload(url, bytes(1000), { speed: 10_000_000 })).body.upload_id
+      await waitFor(() => out.includes(`"type":"completed","upload":"${id}"`), 15_000)
+      const lines = out
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { type: string; upload: string; url?: string })
+      expect(lines.map((l) => l.type)).toEqual(['deleted', 'received', 'completed'])
+      expect(lines[2]!.url).toBe(`${url}/api/files/${id}/download`)
+    } finally {
+      child.kill('SIGKILL')
+      await exited
+    }
   })
 })
 
