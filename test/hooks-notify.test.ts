@@ -235,7 +235,14 @@ describe('notifications the receiver keeps refusing', () => {
   it('are retried with growing delays, then dead-lettered (listed, counted, logged); retryHookDelivery sends one again', async () => {
     const { url, child } = await server({ HOOKS_MAX_AGE: '2s' })
     receiver.answerWith(() => ({ status: 503 }))
-    const id = (await restUpload(url, bytes(1000), { speed: 10_000_000 })).body.upload_id
+    const form = new FormData()
+    form.append('file', new Blob([bytes(1000)]), 'data.bin')
+    const answer = await fetch(`${url}/api/upload?speed=10000000`, {
+      method: 'POST',
+      body: form,
+      headers: { 'x-request-id': 'hook-test-7' },
+    })
+    const id = ((await answer.json()) as { upload_id: string }).upload_id
     const dead = await waitFor(async () => {
       const { data } = await gql<Deliveries>(url, DELIVERIES)
       return data?.hookDeliveries.deadLetterCount === 2 && data.hookDeliveries
@@ -261,6 +268,15 @@ describe('notifications the receiver keeps refusing', () => {
       ),
     ).toBe(1)
     expect(child.output()).toContain('"hook.dead_lettered"')
+    // The request that caused the events is in them, and in every failed delivery's log line.
+    expect(receiver.arrived.find((p) => p.type === 'received')?.requestId).toBe('hook-test-7')
+    const failures = child
+      .output()
+      .split('\n')
+      .filter((line) => line.includes('"hook.delivery_failed"') || line.includes('"hook.dead_lettered"'))
+    expect(failures.length).toBeGreaterThanOrEqual(3)
+    for (const line of failures.filter((l) => l.includes('"type":"received"')))
+      expect(line).toContain('"requestId":"hook-test-7"')
 
     // The receiver is back; an operator retries the received event.
     receiver.answerWith(undefined)

@@ -17,6 +17,7 @@ import {
 import { asset, isAsset } from './assets.js'
 import { observeRequest, registry } from '../metrics.js'
 import { applyCors, refusal, type OriginPolicy } from './origin.js'
+import { withRequestId } from '../request-context.js'
 import { assignRequestId } from './request-id.js'
 
 /** What answers GraphQL and REST, loaded after the port opens (see compose.ts). */
@@ -159,7 +160,8 @@ export function createRouter(routes: Routes) {
   return {
     request(req: IncomingMessage, res: ServerResponse): void {
       const started = performance.now()
-      res.setHeader('x-request-id', assignRequestId(req))
+      const requestId = assignRequestId(req)
+      res.setHeader('x-request-id', requestId)
       const url = new URL(req.url ?? '/', 'http://localhost')
       inFlight.add(res)
       // One listener per response does both jobs: this runs on every request.
@@ -167,7 +169,7 @@ export function createRouter(routes: Routes) {
         inFlight.delete(res)
         observeRequest(req.method ?? 'GET', url.pathname, res.statusCode, started)
       })
-      route(req, res, url)
+      withRequestId(requestId, () => route(req, res, url))
     },
 
     /**

@@ -4,6 +4,7 @@ import { log } from '../log.js'
 import type { UploadRecord, UploadView } from '../model/record.js'
 import { FencedError } from '../seams/records/index.js'
 import { letGo, type Context } from './context.js'
+import { currentRequestId } from '../request-context.js'
 import type { HookEvent } from '../seams/outbox/index.js'
 import { isFailed, isReceiving, notificationsOf, notReceived } from './machine.js'
 import { viewOf } from './views.js'
@@ -73,7 +74,7 @@ async function eventsOf(
   const about = after ?? before
   if (!about) return undefined
   const types = notificationsOf(before?.status, after?.status ?? 'removed')
-  const events = types.length === 0 ? [] : ctx.hooks.events(types, about, Date.now())
+  const events = types.length === 0 ? [] : ctx.hooks.events(types, about, Date.now(), currentRequestId())
   return events.length > 0 ? events : undefined
 }
 

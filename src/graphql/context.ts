@@ -1,6 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { UploadService } from '../core/service.js'
-import type { HookOps } from './hook-deliveries.js'
+import type { Outbox } from '../seams/outbox/index.js'
+
+/** What the operators' hook queries need of the app: the outbox, and a nudge to its deliverer. */
+export interface HookOps {
+  outbox: Outbox
+  /** A requeued event is sent now rather than at the next poll. */
+  kick(): void
+}
 
 /** What every resolver gets, whichever transport ran it (HTTP, graphql-ws, SSE or the REST shim). */
 export interface Context {

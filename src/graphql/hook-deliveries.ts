@@ -1,13 +1,7 @@
 import type { HookDeliveries, HookDelivery } from '../generated/graphql.js'
 import { badInput, quote, ServiceError } from '../errors.js'
-import type { DeadLetter, Outbox, PendingEvent } from '../seams/outbox/index.js'
-
-/** What the operators' hook queries need of the app: the outbox, and a nudge to its deliverer. */
-export interface HookOps {
-  outbox: Outbox
-  /** A requeued event is sent now rather than at the next poll. */
-  kick(): void
-}
+import type { DeadLetter, PendingEvent } from '../seams/outbox/index.js'
+import type { HookOps } from './context.js'
 
 const MAX_LIST = 1000
 

@@ -10,7 +10,7 @@ import { payloadBody, type HookPayload, type HookUpload } from './payload.js'
  */
 export interface Notifier {
   /** The events of `types` about `record` (as it is after the change; as it was, for `deleted`) that HOOKS_EVENTS lets through. */
-  events(types: readonly Notification[], record: UploadRecord, at: number): HookEvent[]
+  events(types: readonly Notification[], record: UploadRecord, at: number, requestId?: string): HookEvent[]
   /** Events were just written: look for them now rather than at the next poll. */
   written(): void
 }
@@ -42,7 +42,7 @@ export function notifier(
   written: () => void,
 ): Notifier {
   return {
-    events(types, record, at) {
+    events(types, record, at, requestId) {
       return types
         .filter((type) => wants(config, type))
         .map((type) => {
@@ -50,6 +50,7 @@ export function notifier(
             eventId: notificationId(record.id, type),
             type,
             upload: hookUpload(record),
+            ...(requestId === undefined ? {} : { requestId }),
             ...(type === 'failed' && record.error !== null ? { reason: record.error } : {}),
             ...(type === 'completed' ? { downloadUrl: downloadUrl(record.id) } : {}),
           }
@@ -59,6 +60,7 @@ export function notifier(
             type,
             body: payloadBody(payload),
             createdAt: at,
+            ...(requestId === undefined ? {} : { requestId }),
           }
         })
     },
