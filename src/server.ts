@@ -21,10 +21,10 @@ import { TUS_PATH } from './tus/path.js'
 import { jsonText, sendJson } from './http-json.js'
 import { FolderLock } from './uploads/folder-lock.js'
 import { stopHashWorker } from './uploads/hasher.js'
-import type { IngestLimits } from './uploads/ingest.js'
+import type { IngestOptions } from './core/ingest/ingest.js'
 import { LocalStore, StateFileError } from './uploads/local-store.js'
 import { UploadService } from './uploads/service.js'
-import { Storage } from './uploads/storage.js'
+import { LocalStorage } from './seams/storage/local.js'
 
 /** How long a shutdown waits for requests under way; the whole shutdown must fit in 5 s. */
 const IN_FLIGHT_GRACE_MS = 3000
@@ -146,7 +146,7 @@ async function serve(
   instance: string,
   cluster: Cluster | undefined,
 ): Promise<App> {
-  const storage = new Storage(config.uploadDir, instance)
+  const storage = new LocalStorage(config.uploadDir, instance)
   if (!cluster && !(await LocalStore.exists(config.stateFile)) && (await storage.holdsTransfers())) {
     throw new StateFileError(
       `state file ${config.stateFile} is missing, but ${config.uploadDir} holds unfinished uploads' bytes (in .transfers or .staging): restore the state file (or STATE_FILE), or remove those files to start afresh`,
@@ -155,7 +155,7 @@ async function serve(
   const store = cluster?.store ?? (await LocalStore.open(config.stateFile))
   await storage.prepare()
   // Decided now, before anyone is served: afterwards a file may belong to a request under way.
-  const orphans = await storage.orphans(await store.unfinished())
+  const orphans = await storage.leftovers(await store.unfinished())
   const service = new UploadService({
     store,
     storage,
@@ -164,7 +164,7 @@ async function serve(
     shared: cluster,
     resumableExpiryMs: config.resumableExpiryMs,
   })
-  const limits: IngestLimits = { storage, maxRequestFileBytes: config.maxUploadSize }
+  const limits: IngestOptions = { storage, maxRequestFileBytes: config.maxUploadSize }
   const context: Context = {
     service,
     downloadUrl: (id, req) =>
@@ -393,7 +393,7 @@ async function stopServing(
 }
 
 /** Everything that answers GraphQL and REST, loaded once, after the port opens (see serve()). */
-async function loadApi(context: Context, limits: IngestLimits, apiToken: string | undefined) {
+async function loadApi(context: Context, limits: IngestOptions, apiToken: string | undefined) {
   const [{ schema }, { createGraphQL }, { createGraphQLWs }, { createRestHandler }] = await Promise.all([
     import('./graphql/schema.js'),
     import('./graphql/yoga.js'),

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createGraphQLError, type GraphQLParams, type Plugin } from 'graphql-yoga'
 import { badInput, bodyError, httpStatusOf, ServiceError } from '../errors.js'
-import { IncomingFile, isMultipart, receiveMultipart, type IngestLimits } from '../uploads/ingest.js'
+import { IncomingFile, isMultipart, receiveMultipart, type IngestOptions } from '../core/ingest/ingest.js'
 
 export interface NodeServerContext {
   req: IncomingMessage
@@ -80,7 +80,7 @@ function asHttpError(error: unknown): unknown {
  * bytes from under busboy. The limits are enforced in the stream instead (see ingest.ts).
  */
 export function useStreamingUploads(
-  limits: IngestLimits,
+  limits: IngestOptions,
 ): Plugin<Record<string, unknown>, NodeServerContext> {
   return {
     onRequestParse({ request, serverContext, setRequestParser }) {

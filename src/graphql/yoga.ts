@@ -9,7 +9,7 @@ import {
 import { httpStatusOf, type ErrorCode } from '../errors.js'
 import { log } from '../log.js'
 import { requestIdOf } from '../request-id.js'
-import { isMultipart, type IngestLimits } from '../uploads/ingest.js'
+import { isMultipart, type IngestOptions } from '../core/ingest/ingest.js'
 import type { Context } from './context.js'
 import { codeOf, maskError, serverErrorLogger } from './errors.js'
 import { useOperationLimits } from './limits.js'
@@ -191,7 +191,7 @@ subscription Progress {
 }
 `
 
-export function createGraphQL(context: Context, limits: IngestLimits) {
+export function createGraphQL(context: Context, limits: IngestOptions) {
   return createYoga<NodeServerContext, Context>({
     schema,
     graphqlEndpoint: '/graphql',

@@ -5,7 +5,7 @@ import { sendJson } from '../http-json.js'
 import { badInput, bodyError, httpStatusOf, ServiceError } from '../errors.js'
 import type { Context } from '../graphql/context.js'
 import { codeOf, maskError } from '../graphql/errors.js'
-import { IncomingFile, receiveMultipart, RequestEnded, type IngestLimits } from '../uploads/ingest.js'
+import { IncomingFile, receiveMultipart, RequestEnded, type IngestOptions } from '../core/ingest/ingest.js'
 import { log } from '../log.js'
 import { requestIdOf } from '../request-id.js'
 import { sendFile, StoredFileMissing } from './download.js'
@@ -153,7 +153,7 @@ const describePart = ([name, kind]: [string, string]) => `${JSON.stringify(name.
 async function receiveUpload(
   req: IncomingMessage,
   res: ServerResponse,
-  limits: IngestLimits,
+  limits: IngestOptions,
   variables: Record<string, unknown>,
   run: (variables: Record<string, unknown>) => Promise<ExecutionResult>,
   setSpeed: (id: string, speed: number) => Promise<ExecutionResult>,
@@ -223,7 +223,7 @@ async function receiveUpload(
  * against the same schema and context as /graphql, and shapes the answer (or, for a download, streams the
  * stored file). Errors map through the same `maskError` as GraphQL, then from code to HTTP status.
  */
-export function createRestHandler(schema: GraphQLSchema, context: Context, limits: IngestLimits) {
+export function createRestHandler(schema: GraphQLSchema, context: Context, limits: IngestOptions) {
   const table: CompiledRoute[] = routes.map((route) => ({
     ...route,
     segments: route.path.split('/'),
@@ -264,14 +264,13 @@ export function createRestHandler(schema: GraphQLSchema, context: Context, limit
       if (route.file) {
         const file = route.file(result.data ?? {})
         if ('missing' in file) return sendError(req, res, 404, file.missing)
-        const path = limits.storage.storedPath(file)
         try {
-          return await sendFile(req, res, { ...file, path })
+          return await sendFile(req, res, { ...file, open: () => context.service.openStored(file.id) })
         } catch (error) {
           if (!(error instanceof StoredFileMissing)) throw error
           // The record says completed, but its bytes are gone for good (removed by hand, a lost disk): said
           // as such, not as a server hiccup to retry; the operator hears of it in the log.
-          log('error', 'download.file_missing', { requestId: requestIdOf(req), id: file.id, path })
+          log('error', 'download.file_missing', { requestId: requestIdOf(req), id: file.id, error })
           return sendError(
             req,
             res,

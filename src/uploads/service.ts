@@ -1,20 +1,20 @@
-import { createHash, randomUUID, type Hash } from 'node:crypto'
+import { createHash, type Hash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { badInput, faultReason, notFound, publicMessage, ServiceError, stateError, unavailable } from '../errors.js'
 import { log } from '../log.js'
 import { stored, type LiveState } from '../metrics.js'
 import { LocalBus, type Bus, type Command, type Limits, type Outcome } from './bus.js'
-import { RequestEnded, type IncomingFile, type StagedFile } from './ingest.js'
+import { RequestEnded, type IncomingFile, type StagedFile } from '../core/ingest/ingest.js'
 import { LocalLeases, type Leases } from './lease.js'
 import { ProgressFeed } from './progress.js'
 import { RateMeter } from './rate.js'
 import { isFinal, type UploadRecord, type UploadSource, type UploadStatus, type UploadView } from './record.js'
 import { decodeCursor, FencedError, type PageQuery, type RecordStore } from './records.js'
 import { roomFor, type Hold } from '../seams/storage/room.js'
-import { storedNameFor, type Storage } from './storage.js'
+import { storedNameFor } from '../core/ingest/filename.js'
+import { sha256Of, StoredBytesMismatch, type Leftover, type Storage, type StoredReader, type TransferMark } from '../seams/storage/index.js'
 import { Scheduler } from './scheduler.js'
-import type { FileStamp } from '../seams/storage/stamp.js'
-import { LeaseLostError, TargetChangedError, Transfer } from './transfer.js'
+import { LeaseLostError, TargetChangedError, Transfer } from '../core/transfer/transfer.js'
 
 /** Progress events: every running upload whose byte count moved is published this often (state changes go at once). */
 const PROGRESS_EVERY_MS = 100
@@ -68,12 +68,12 @@ interface Run {
 
 /**
  * sha256 of a transfer file's first `offset` bytes, carried across pauses so a resume need not re-read them:
- * trusted only while the file is still as the last run left it (`stamp`; none while a run writes it).
+ * trusted only while storage is still as the last run left it (`mark`; none while a run writes it).
  */
 interface PartHash {
   hash: Hash
   offset: number
-  stamp?: FileStamp
+  mark?: TransferMark
 }
 
 /**
@@ -236,7 +236,7 @@ export class UploadService {
    * before serving anyone, see Storage.orphans) and carries on every unfinished upload from the bytes on
    * disk. Each upload is recovered under its own lock, so a request for it waits for its recovery.
    */
-  recover(orphans: readonly string[]): Promise<void> {
+  recover(orphans: readonly Leftover[]): Promise<void> {
     this.recovered = false
     this.recovering = (async () => {
       // Which leftovers to sweep, asked of Redis when shared: if it cannot say now, nothing is swept (the next
@@ -247,7 +247,7 @@ export class UploadService {
             return []
           })
         : orphans
-      await this.storage.remove(doomed).catch((error: unknown) => log('warn', 'recovery.sweep_failed', { error }))
+      await this.storage.removeLeftovers(doomed).catch((error: unknown) => log('warn', 'recovery.sweep_failed', { error }))
       if (this.shared) {
         // Running uploads are carried on by whoever holds (or takes) their lease: see adopt().
         this.adopter = setInterval(() => void this.adopt(), ADOPT_EVERY_MS).unref()
@@ -274,18 +274,17 @@ export class UploadService {
    * serving all along: a file is removed only if it still belongs to no unfinished upload now, and a body
    * still arriving at a live instance is never touched.
    */
-  private async stillOrphans(paths: readonly string[]): Promise<string[]> {
+  private async stillOrphans(leftovers: readonly Leftover[]): Promise<Leftover[]> {
     const live = await this.leases.liveInstances()
-    const doomed: string[] = []
-    for (const path of paths) {
-      const owner = this.storage.ownerOfIncoming(path)
-      if (owner !== undefined) {
-        if (!live.has(owner)) doomed.push(path)
+    const doomed: Leftover[] = []
+    for (const leftover of leftovers) {
+      const { arrivingAt, id } = leftover
+      if (arrivingAt !== undefined) {
+        if (!live.has(arrivingAt)) doomed.push(leftover)
         continue
       }
-      const id = this.storage.uploadIdOf(path)
       const record = id === undefined ? undefined : await this.store.get(id)
-      if (!record || isFinal(record.status)) doomed.push(path)
+      if (!record || isFinal(record.status)) doomed.push(leftover)
     }
     return doomed
   }
@@ -360,13 +359,13 @@ export class UploadService {
       // with what reached the disk (its last request may have been cut off before it was counted).
       if (record.source === 'multipart')
         return this.forget(id, 'The server receiving it stopped before the whole file arrived; send it again', record.receivedSize)
-      const staged = await this.storage.sizeOf(this.storage.stagingPath(record))
+      const staged = await this.storage.stagedSize(record.id)
       const onDisk = Math.min(staged ?? 0, record.totalSize)
       // Every byte reached the disk, but the crash came before it was recorded: its sender, asking, would
       // hear it is whole and send nothing more, so it goes on from here. (No staging file at all: a crash
       // before its creation finished, even for an empty file; it waits for its sender, or expires.)
       if (staged !== undefined && onDisk === record.totalSize)
-        return void (await this.run(record, onDisk, await this.storage.hashFile(this.storage.stagingPath(record))))
+        return void (await this.run(record, onDisk, await sha256Of(this.storage.readStaged(record.id))))
       if (onDisk !== record.receivedSize) await this.store.put({ ...record, receivedSize: onDisk, updatedAt: now() }, this.fenceOf(id))
       return
     }
@@ -374,16 +373,15 @@ export class UploadService {
     // A crash between the rename into place and COMPLETED reaching the store: the file is whole and was
     // verified before it was renamed; make sure, then finish the job (and drop a transfer file that a power
     // cut may have brought back beside it).
-    const storedSize = await storage.sizeOf(storage.storedPath(record))
-    if (storedSize === record.totalSize) {
-      const digest = await storage.hashFile(storage.storedPath(record))
+    const digest = await storage.storedSha256(record, record.totalSize)
+    if (digest !== undefined) {
       if (digest === record.sha256) {
         await this.durably({ ...record, status: 'COMPLETED', uploadedSize: record.totalSize, completedAt: now(), updatedAt: now() }, 'upload.completed')
-        await storage.removeBytes(record).catch(() => undefined)
+        await storage.remove(record, 'bytes').catch(() => undefined)
         return
       }
     }
-    if ((await storage.sizeOf(storage.stagingPath(record))) === undefined) {
+    if ((await storage.stagedSize(record.id)) === undefined) {
       return this.fail(record, 'Its received bytes are gone from the staging folder; upload it again')
     }
     const verified = await storage.verifiedPrefix(record)
@@ -457,6 +455,14 @@ export class UploadService {
     )
   }
 
+  /**
+   * An upload's stored file, open for a download (ranges are read from it): rejects with StoredFileMissing
+   * when storage has none. Whether the upload is complete is the caller's to have checked.
+   */
+  async openStored(id: string): Promise<StoredReader> {
+    return this.storage.openStored(await this.record(id))
+  }
+
   /** Why the service cannot take uploads now, or undefined when it can: open, and its storage writable. */
   async notReady(): Promise<string | undefined> {
     if (this.closed) return 'shutting down'
@@ -475,7 +481,8 @@ export class UploadService {
     this.assertOpen()
     await file.began
     this.assertOpen()
-    const id = randomUUID()
+    // Named by its body's first byte (see IncomingFile.id): storage stages it under its upload's id from then.
+    const id = file.id
     const receiving = newRecord({ id, filename: file.filename, source: 'multipart', size: 0, targetSpeed, expiresAt: null })
     // Recorded as it begins to arrive, so lists and subscribers see it (and its receivedSize grow), and a
     // cancel can stop it. The lock is not held meanwhile: the body may take hours.
@@ -509,7 +516,7 @@ export class UploadService {
       // start forgets, with its bytes, never bytes that no record owns. Its second copy's room was promised
       // as it arrived (see ingest.ts); it is this upload's now.
       try {
-        await staged.moveTo(this.storage.stagingPath(current))
+        await staged.keep()
         this.rooms.set(id, staged.room)
         return await this.run(current, staged.size, staged.sha256)
       } catch (error) {
@@ -773,7 +780,7 @@ export class UploadService {
       await this.saveOrRestart(record, offset, next)
       this.hashes.delete(id)
       this.letGo(id)
-      await this.storage.removeBytes(record).catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
+      await this.storage.remove(record, 'bytes').catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
       return this.announce(next, 'upload.canceled')
     }
   }
@@ -788,7 +795,7 @@ export class UploadService {
     const current = await this.store.get(id)
     let removed = true
     if (current?.status === 'RECEIVING') {
-      await this.storage.removeStaging(current).catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
+      await this.storage.remove(current, 'staged').catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
       // Gone before anyone hears it failed: a watcher that then looks finds nothing, never a stale RECEIVING.
       removed = await this.removeRecord(id)
       if (!removed) {
@@ -848,7 +855,7 @@ export class UploadService {
     this.arriving.delete(record.id)
     this.letGo(record.id)
     arriving?.stop(new ServiceError('INVALID_STATE', `Upload ${record.id} was canceled while it arrived`))
-    await this.storage.removeBytes(record).catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id: record.id, error }))
+    await this.storage.remove(record, 'bytes').catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id: record.id, error }))
     return this.announce(next, 'upload.canceled')
   }
 
@@ -857,7 +864,7 @@ export class UploadService {
       const record = await this.record(id)
       this.expect(record, ['COMPLETED', 'CANCELED', 'FAILED'], 'deleted', 'cancel it first')
       await this.guard(() => this.store.remove(id, this.fenceOf(id)))
-      const remove = keepFile ? this.storage.removeBytes(record) : this.storage.removeAll(record)
+      const remove = keepFile ? this.storage.remove(record, 'bytes') : this.storage.remove(record, 'all')
       await remove.catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
       log('info', 'upload.deleted', { id, filename: record.filename, keptFile: keepFile && record.status === 'COMPLETED' })
       // Live lists drop it without asking again.
@@ -974,8 +981,8 @@ export class UploadService {
     const part = this.hashes.get(record.id)
     if (!part || part.offset !== record.uploadedSize) throw new Error(`no hash of ${record.id}'s first ${record.uploadedSize} bytes`)
     // The run changes the file: how it leaves it is known again when it stops (onStop).
-    const expected = part.stamp
-    part.stamp = undefined
+    const expected = part.mark
+    part.mark = undefined
     const controller = new AbortController()
     const meter = new RateMeter()
     meter.record(record.uploadedSize)
@@ -991,11 +998,10 @@ export class UploadService {
       transfer: undefined as unknown as Transfer, // set just below; the callbacks never run before that
     }
     run.transfer = new Transfer({
-      source: this.storage.stagingPath(record),
-      target: this.storage.transferPath(record),
+      storage: this.storage,
+      upload: record,
       offset: record.uploadedSize,
       expected,
-      total: record.totalSize,
       speed: record.targetSpeed,
       scheduler: this.scheduler,
       hash: part.hash,
@@ -1007,7 +1013,14 @@ export class UploadService {
         run.offset = part.offset = offset
         meter.record(offset)
       },
-      onStop: (stamp) => (part.stamp = stamp),
+      // A part store may have kept fewer bytes than were written (a part it never acknowledged): the hash goes
+      // on from what it kept, or, if the run cannot say, from what storage verifies next time.
+      onStop: ({ acknowledged, mark, hash }) => {
+        part.mark = mark
+        if (hash === part.hash) return
+        if (hash) Object.assign(part, { hash, offset: acknowledged })
+        else this.hashes.delete(record.id)
+      },
     })
     this.runs.set(record.id, run)
     // The rest of its transfer file: promised when it arrived, or now (a restart, an adoption, a resume). Made
@@ -1080,7 +1093,7 @@ export class UploadService {
     const part = this.hashes.get(record.id)
     const known = part?.offset === record.uploadedSize
     // Nothing to trust at 0: the run starts the file afresh.
-    if (part && known && (part.offset === 0 || (await this.storage.unchanged(record, part.stamp)))) return part.offset
+    if (part && known && (part.offset === 0 || (await this.storage.unchanged(record, part.mark)))) return part.offset
     this.hashes.delete(record.id)
     const verified = await this.storage.verifiedPrefix(record)
     if (known) log('warn', 'upload.transfer_file_changed', { id: record.id, uploadedSize: record.uploadedSize, verifiedSize: verified.offset })
@@ -1121,18 +1134,16 @@ export class UploadService {
     // the run ended at its full length with no hole (see Transfer): so no second read of it. That is not
     // proof: bytes overwritten in place behind the run, or a cut between a check and its write that leaves a
     // hole too small to see, go unnoticed (the README says so). Without that hash, what is on disk is hashed.
-    const digest = part && part.offset === record.totalSize ? part.hash.digest('hex') : await this.storage.hashFile(this.storage.transferPath(record))
-    if (digest !== record.sha256) {
-      return this.fail(record, `Stored bytes do not match what was received (sha256 ${digest}, expected ${record.sha256})`)
-    }
+    const written = part && part.offset === record.totalSize ? part.hash.digest('hex') : undefined
     try {
-      await this.storage.finalize(record)
+      await this.storage.complete(record, written)
     } catch (error) {
+      if (error instanceof StoredBytesMismatch) return this.fail(record, error.message)
       return this.fail(record, faultReason(error, 'upload.finalize_failed', { id: record.id }))
     }
     const at = now()
     await this.durably({ ...record, status: 'COMPLETED', uploadedSize: record.totalSize, completedAt: at, updatedAt: at }, 'upload.completed')
-    await this.storage.removeStaging(record).catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id: record.id, error }))
+    await this.storage.remove(record, 'staged').catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id: record.id, error }))
   }
 
   /**
@@ -1142,9 +1153,9 @@ export class UploadService {
   private async fail(record: UploadRecord, reason: string): Promise<void> {
     this.hashes.delete(record.id)
     this.letGo(record.id)
-    await this.storage.removeTransfer(record).catch(() => undefined)
+    await this.storage.remove(record, 'transfer').catch(() => undefined)
     await this.durably({ ...record, status: 'FAILED', error: reason, updatedAt: now() }, 'upload.failed')
-    await this.storage.removeStaging(record).catch(() => undefined)
+    await this.storage.remove(record, 'staged').catch(() => undefined)
   }
 
   // ---- state ---------------------------------------------------------------------------------------------

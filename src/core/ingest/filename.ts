@@ -35,7 +35,10 @@ export function safeFilename(original: string): string {
   if (Buffer.byteLength(name) <= MAX_SAFE_BYTES) return name
   const ext = extname(name)
   const keepExt = ext.length > 1 && Buffer.byteLength(ext) <= 32 ? ext : ''
-  return truncateUtf8(name.slice(0, name.length - keepExt.length), MAX_SAFE_BYTES - Buffer.byteLength(keepExt)) + keepExt
+  return (
+    truncateUtf8(name.slice(0, name.length - keepExt.length), MAX_SAFE_BYTES - Buffer.byteLength(keepExt)) +
+    keepExt
+  )
 }
 
 export const storedNameFor = (id: string, filename: string) => `${id}_${safeFilename(filename)}`
