@@ -1,7 +1,7 @@
 import { extname } from 'node:path'
 
 // A stored name is `{uuid}_{safe}`; 255 bytes is the name limit of every common Linux file system. It is the
-// longest name the layout makes from a client's (a transfer's file is `.transfers/{uuid}`, see storage.ts).
+// longest name the layout makes from a client's (a transfer's file is `.transfers/{uuid}`, see seams/storage/local.ts).
 const MAX_NAME_BYTES = 255
 const ID_PREFIX_BYTES = 36 + 1
 const MAX_SAFE_BYTES = MAX_NAME_BYTES - ID_PREFIX_BYTES
