@@ -233,7 +233,7 @@ export class UploadService {
 
   /**
    * After a restart, once this process holds the folder and serves requests: removes `orphans` (decided
-   * before serving anyone, see Storage.orphans) and carries on every unfinished upload from the bytes on
+   * before serving anyone, see Storage.leftovers) and carries on every unfinished upload from the bytes on
    * disk. Each upload is recovered under its own lock, so a request for it waits for its recovery.
    */
   recover(orphans: readonly Leftover[]): Promise<void> {
