@@ -1,6 +1,9 @@
 import { open, type FileHandle } from 'node:fs/promises'
 
-/** Flushes a folder, so a rename or a new name in it survives a power cut (the file's own flush does not). */
+/**
+ * A file created, renamed or removed is durable only once its folder's entry is: fsyncing the file alone
+ * leaves the name to the kernel's whim after a power cut.
+ */
 export async function fsyncDir(path: string): Promise<void> {
   const handle = await open(path, 'r')
   try {
@@ -10,15 +13,18 @@ export async function fsyncDir(path: string): Promise<void> {
   }
 }
 
-/** Writes all `length` bytes at `position`: a write may be short (a file system nearly full), so the rest follows. */
+/**
+ * Writes `length` bytes of `data` (all of it by default) at `position`. A write may be short (a file system
+ * that is nearly full): the rest is written until done, or until a write fails.
+ */
 export async function writeAll(
   handle: FileHandle,
-  buffer: Buffer,
-  length: number,
+  data: Buffer,
   position: number,
+  length = data.length,
 ): Promise<void> {
-  for (let written = 0; written < length;) {
-    const { bytesWritten } = await handle.write(buffer, written, length - written, position + written)
-    written += bytesWritten
+  for (let done = 0; done < length;) {
+    const { bytesWritten } = await handle.write(data, done, length - done, position + done)
+    done += bytesWritten
   }
 }

@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream/promises'
 import { log } from '../log.js'
-import { requestIdOf } from '../request-id.js'
-import { jsonText } from '../http-json.js'
+import { requestIdOf } from '../app/request-id.js'
+import { jsonText } from '../app/http-json.js'
 import type { StoredReader } from '../seams/storage/index.js'
 
 export { StoredFileMissing } from '../seams/storage/index.js'

@@ -5,8 +5,9 @@ import { pipeline } from 'node:stream/promises'
 import { bodyError } from '../../errors.js'
 import { bytesReceived } from '../../metrics.js'
 import type { Arrival, Storage } from '../../seams/storage/index.js'
-import { noRoom, roomFor, type Hold } from '../../seams/storage/room.js'
-import { OffThreadHash } from '../../uploads/hasher.js'
+import { noRoom, type Hold } from '../../seams/storage/room.js'
+import { roomFor } from '../machine.js'
+import { OffThreadHash } from '../transfer/hasher.js'
 import { IncomingFile, RequestEnded, type StagedFile } from './incoming.js'
 
 export { IncomingFile, RequestEnded, type StagedFile }

@@ -8,7 +8,7 @@ import {
   type TransferSink,
   type TransferTarget,
 } from '../../seams/storage/index.js'
-import type { Flow, Scheduler } from '../../uploads/scheduler.js'
+import type { Flow, Scheduler } from './scheduler.js'
 
 export interface TransferJob {
   /** Where the staged bytes are read from and the transfer's bytes go. */

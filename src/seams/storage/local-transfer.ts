@@ -90,7 +90,7 @@ export class FileSink implements TransferSink {
       throw new TargetChangedError(`the file being written was changed to ${size} bytes at byte ${position}`)
     // Last before the write, with no wait between them: a process frozen past its deadline writes nothing.
     guard()
-    await writeAll(this.handle, chunk, chunk.length, position)
+    await writeAll(this.handle, chunk, position)
     this.position = position + chunk.length
     if (this.position - this.flushed >= FLUSH_EVERY && !this.flushing) {
       this.flushed = this.position
