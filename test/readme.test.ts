@@ -290,4 +290,38 @@ describe('README.md tables', () => {
       routes.map((route) => `${route.method} ${route.path.replace(/:id/g, '{id}')}`).sort(),
     )
   })
+  it('the Layout names only files and folders that exist, and every folder of src/', async () => {
+    const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
+    const block = readme.slice(readme.indexOf('### Layout')).split('```')[1] ?? ''
+    // Each line names a path (a folder ends in /) relative to the folder of the line it is indented under.
+    const named: string[] = []
+    const parents: { indent: number; path: string }[] = []
+    for (const line of block.split('\n').slice(1)) {
+      // A line names one path, or several separated by commas, before its description.
+      const match = /^( *)((?:[\w.-]+\/?)+(?:, [\w./-]+)*)(?: |$)/.exec(line)
+      if (!match) continue
+      const indent = match[1]!.length
+      while (parents.length > 0 && parents.at(-1)!.indent >= indent) parents.pop()
+      const paths = match[2]!.split(', ').map((name) => `${parents.at(-1)?.path ?? ''}${name}`)
+      named.push(...paths)
+      const path = paths[0]!
+      if (path.endsWith('/')) parents.push({ indent, path })
+    }
+    const exists = async (path: string) =>
+      readdir(new URL(`../${path.replace(/\/$/, '')}`, import.meta.url)).then(
+        () => true,
+        async () =>
+          readFile(new URL(`../${path}`, import.meta.url)).then(
+            () => true,
+            () => false,
+          ),
+      )
+    const missing = []
+    for (const path of named) if (!(await exists(path))) missing.push(path)
+    expect(missing).toEqual([])
+    const folders = (await readdir(new URL('../src', import.meta.url), { withFileTypes: true }))
+      .filter((entry) => entry.isDirectory() && entry.name !== 'generated')
+      .map((entry) => `src/${entry.name}/`)
+    expect(folders.filter((folder) => !named.some((path) => path.startsWith(folder)))).toEqual([])
+  })
 })
