@@ -116,12 +116,9 @@ type LoadedApi = Awaited<ReturnType<typeof loadApi>>
 function assemble(config: Config, seams: Seams, orphans: readonly Leftover[]): App {
   const { storage } = seams
   const service = new UploadService({
-    store: seams.records,
-    storage,
+    seams,
     defaultSpeed: config.defaultSpeed,
     maxTotalSpeed: config.maxTotalSpeed,
-    // The service tells the modes apart by this option's presence, until it takes the seams whole.
-    shared: seams.mode === 'shared' ? seams : undefined,
     resumableExpiryMs: config.resumableExpiryMs,
   })
   const limits: IngestOptions = { storage, maxRequestFileBytes: config.maxUploadSize }
