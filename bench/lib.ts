@@ -75,7 +75,9 @@ export async function startServer(
 ): Promise<BenchServer> {
   const own = env.UPLOAD_DIR === undefined
   const dir = env.UPLOAD_DIR ?? (await mkdtemp(join(tmpdir(), 'bench-uploads-')))
-  const child = spawnNode(['dist/main.js'], {
+  // BENCH_PROF_DIR: every server the figures start writes a CPU profile there when it stops (SIGTERM).
+  const profile = process.env.BENCH_PROF_DIR
+  const child = spawnNode([...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []), 'dist/main.js'], {
     env: { NODE_ENV: 'production', UPLOAD_DIR: dir, PORT: '0', HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
     manyFiles: options.manyFiles,
