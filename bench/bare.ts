@@ -49,3 +49,5 @@ server.requestTimeout = 0
 server.listen(0, '127.0.0.1', () =>
   console.log(`bare on http://127.0.0.1:${(server.address() as AddressInfo).port}`),
 )
+// A clean exit on SIGTERM, so that a profiled run (BENCH_PROF_DIR) writes its profile.
+process.once('SIGTERM', () => process.exit(0))

@@ -5,6 +5,7 @@ import { copyFile, open, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import {
+  cpuSecondsOf,
   gql,
   makeFile,
   memoryOf,
@@ -141,20 +142,20 @@ export async function ingestAndTransfer(
       return r.seconds
     })
     peak = (await memoryOf(server.pid)).peak
-    // Ingest: the same curl as the bare server's; only the request is timed (and its CPU counted), each
-    // transfer is waited for outside it.
-    const ids: string[] = []
-    rest = await timed(server.pid, runs, ingestSize, async () => {
+    // Ingest: the same curl as the bare server's. Only the request is timed and its CPU counted; each
+    // transfer is waited for after it, so that it does not run under the next request.
+    let ingestCpu = 0
+    const restSeconds = await repeat(runs, async () => {
+      const before = await cpuSecondsOf(server.pid)
       const r = await curlForm(`${server.url}/api/upload?speed=0`, ingestFile)
+      ingestCpu += (await cpuSecondsOf(server.pid)) - before
       if (r.status !== 200) throw new Error(`REST upload: ${r.status} ${r.text.slice(0, 200)}`)
-      ids.push((JSON.parse(r.text) as { upload_id: string }).upload_id)
+      const { upload_id: id } = JSON.parse(r.text) as { upload_id: string }
+      await waitDone(server.url, id)
+      await gql(server.url, `mutation { deleteFile(id: "${id}") { id } }`)
       return r.seconds
-    }).finally(async () => {
-      for (const id of ids) {
-        await waitDone(server.url, id)
-        await gql(server.url, `mutation { deleteFile(id: "${id}") { id } }`)
-      }
     })
+    rest = { seconds: restSeconds, cpuPerGiB: ingestCpu / runs / (ingestSize / 1024 ** 3) }
     graphqlSeconds = await repeat(runs, async () => {
       const operations = JSON.stringify({ query: UPLOAD, variables: { file: null } })
       const r = await postMultipart(

@@ -341,7 +341,10 @@ export interface PeerServer {
  * bare baseline (bench/bare.ts) and the peers (bench/peers.ts).
  */
 export async function startScript(script: string, args: string[]): Promise<PeerServer> {
-  const child = spawnNode(['--import', 'tsx', `bench/${script}`, ...args], {
+  // BENCH_PROF_DIR: the peers and baselines profile themselves too, for a side-by-side read.
+  const profile = process.env.BENCH_PROF_DIR
+  const flags = profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []
+  const child = spawnNode([...flags, '--import', 'tsx', `bench/${script}`, ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
   })
   const url = await new Promise<string>((resolve, reject) => {

@@ -2,7 +2,12 @@
  * Reads a `.cpuprofile` (node --cpu-prof) and prints where the time went: the frames with the most self time,
  * and the same summed by package (node_modules/<name>, node: internals, our src/, (program), (idle), (gc)).
  *
- *   node --import tsx bench/profile-top.ts <file.cpuprofile> [top=25]
+ *   node --import tsx bench/profile-top.ts <file.cpuprofile> [top=25] [lastSeconds]
+ *
+ * With `lastSeconds`, only the samples of the profile's last seconds count (a bench's load ends just before
+ * the server is stopped; the start-up, module loading included, is left out); `A:B` keeps those from A
+ * seconds before the end to B seconds before it (an earlier load on the same server). Percentages are of the time the
+ * thread was busy (not idle).
  */
 import { readFileSync } from 'node:fs'
 
@@ -20,16 +25,31 @@ interface Profile {
   endTime: number
 }
 
-const [file, topArg = '25'] = process.argv.slice(2)
+const [file, topArg = '25', lastArg] = process.argv.slice(2)
 if (!file) throw new Error('usage: profile-top.ts <file.cpuprofile> [top]')
 const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile
 const top = Number(topArg)
 
 const byId = new Map(profile.nodes.map((n) => [n.id, n]))
 const self = new Map<number, number>()
+const at: number[] = []
+for (let i = 0, t = profile.startTime; i < profile.samples.length; i++)
+  at.push((t += profile.timeDeltas[i] ?? 0))
+const [fromEnd, toEnd = '0'] = (lastArg ?? '').split(':')
+const from = lastArg === undefined ? -Infinity : at.at(-1)! - Number(fromEnd) * 1e6
+const to = at.at(-1)! - Number(toEnd) * 1e6
+let idle = 0
+let sampled = 0
 for (let i = 0; i < profile.samples.length; i++) {
+  if (at[i]! < from || at[i]! > to) continue
   const id = profile.samples[i]!
-  self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0))
+  const us = profile.timeDeltas[i] ?? 0
+  sampled += us
+  if (byId.get(id)!.callFrame.functionName === '(idle)') {
+    idle += us
+    continue
+  }
+  self.set(id, (self.get(id) ?? 0) + us)
 }
 const total = [...self.values()].reduce((a, b) => a + b, 0)
 
@@ -54,7 +74,9 @@ for (const [id, us] of self) {
   packages.set(key, (packages.get(key) ?? 0) + us)
 }
 const pct = (us: number) => `${((us / total) * 100).toFixed(1).padStart(5)} %`
-console.log(`${file}: ${(total / 1e6).toFixed(2)} s sampled`)
+console.log(
+  `${file}: ${(sampled / 1e6).toFixed(2)} s sampled, busy ${(total / 1e6).toFixed(2)} s (${((total / sampled) * 100).toFixed(0)} %), idle ${(idle / 1e6).toFixed(2)} s`,
+)
 console.log('\nself time by frame:')
 for (const [k, us] of [...frames].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`${pct(us)}  ${k}`)
 console.log('\nself time by package:')

@@ -6,7 +6,7 @@
  *   BENCH_INGEST_MB  size of the REST ingest against the bare streams (default 512)
  *   BENCH_CONNECTIONS, BENCH_STATUS_SECONDS, BENCH_TINY_SECONDS  see status.ts and tiny.ts
  *   BENCH_STALL_SECONDS  how long fan-out's never-reading sockets stay (default 60)
- *   BENCH_PROF_DIR  every server of ours the figures start writes a --cpu-prof profile there
+ *   BENCH_PROF_DIR  every server the figures start (ours, peers, baselines) writes a --cpu-prof profile there
  *   BENCH_RUNS     runs per figure; medians are quoted (default 3)
  *   BENCH_ONLY     comma-separated figures to run: ingest,throttle,control,concurrency,fanout,status,cluster,
  *                  scale,cap,state,tiny,idle,tus
