@@ -4,7 +4,7 @@
  *
  *   BENCH_SIZE_MB  size of the file for memory, transfer, GraphQL ingest and tus (default 1024)
  *   BENCH_INGEST_MB  size of the REST ingest against the bare streams (default 512)
- *   BENCH_CONNECTIONS, BENCH_STATUS_SECONDS, BENCH_TINY_SECONDS  see status.ts and tiny.ts
+ *   BENCH_CONNECTIONS, BENCH_STATUS_SECONDS, BENCH_STATUS_ROUNDS, BENCH_TINY_SECONDS  see status.ts, tiny.ts
  *   BENCH_STALL_SECONDS  how long fan-out's never-reading sockets stay (default 60)
  *   BENCH_PROF_DIR  every server the figures start (ours, peers, baselines) writes a --cpu-prof profile there
  *   BENCH_RUNS     runs per figure; medians are quoted (default 3)

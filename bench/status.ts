@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import {
   KiB,
   makeFile,
+  median,
   perOp,
   postMultipart,
   startBare,
@@ -14,8 +15,15 @@ import {
 
 /** Connections autocannon holds open (BENCH_CONNECTIONS; 32 as issue 22 asks). */
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32)
-/** Seconds of load per server (BENCH_STATUS_SECONDS). */
-const SECONDS = Number(process.env.BENCH_STATUS_SECONDS ?? 5)
+/** Seconds of load per server and round (BENCH_STATUS_SECONDS). */
+const SECONDS = Number(process.env.BENCH_STATUS_SECONDS ?? 3)
+/** Rounds in which the servers take turns (BENCH_STATUS_ROUNDS). */
+const ROUNDS = Number(process.env.BENCH_STATUS_ROUNDS ?? 3)
+
+interface Load {
+  rps: number
+  cpuPerRequest: number
+}
 
 const FIELDS = 'status filename uploadedSize totalSize currentSpeed targetSpeed'
 
@@ -24,12 +32,13 @@ async function load(
   pid: number,
   url: string,
   opts: { method?: 'GET' | 'POST'; body?: string; headers?: Record<string, string> } = {},
-): Promise<{ rps: number; cpuPerRequest: number }> {
+  seconds = SECONDS,
+): Promise<Load> {
   const { result, cpu } = await withCpu(
     pid,
     () =>
       new Promise<autocannon.Result>((resolve, reject) =>
-        autocannon({ url, connections: CONNECTIONS, duration: SECONDS, ...opts }, (error, r) =>
+        autocannon({ url, connections: CONNECTIONS, duration: seconds, ...opts }, (error, r) =>
           error ? reject(error) : resolve(r),
         ),
       ),
@@ -52,18 +61,12 @@ const cpuText = (ours: number, peer: number, peerName: string) =>
  * 8: requests a second and server CPU per request on the status endpoints, `CONNECTIONS` connections from
  * the same client (autocannon, in this process), against a bare Node handler answering the same JSON and a
  * plain graphql-yoga with our SDL whose resolver answers the same object from memory (with its body limit
- * off, as ours has it, and as it comes), each in its own process, one after the other in the same run.
+ * off, as ours has it, and as it comes), each in its own process, taking turns in the same run.
  */
 export async function status(scratch: string): Promise<Row[]> {
   const bare = await startBare(scratch)
-  const bareLoad = await load(bare.pid, `${bare.url}/status`).finally(() => bare.stop())
-  const yogaPeer = async (unlimited: boolean) => {
-    const yoga = await startYogaPeer(unlimited)
-    return load(yoga.pid, `${yoga.url}/graphql`, graphqlBody('peer')).finally(() => yoga.stop())
-  }
-  const yogaDefault = await yogaPeer(false)
-  const yogaLoad = await yogaPeer(true)
-
+  const yogaDefaultPeer = await startYogaPeer(false)
+  const yogaPeer = await startYogaPeer(true)
   const server = await startServer()
   try {
     const file = join(scratch, 'status')
@@ -75,8 +78,37 @@ export async function status(scratch: string): Promise<Row[]> {
       name: 'data.bin',
     })
     const { upload_id: id } = JSON.parse(answer.text) as { upload_id: string }
-    const rest = await load(server.pid, `${server.url}/api/upload/${id}/status`)
-    const graphql = await load(server.pid, `${server.url}/graphql`, graphqlBody(id))
+    // Every server is up and idle while another is loaded; they take turns for ROUNDS rounds, so that a
+    // spell of the machine's noise falls on all of them alike, and each figure is the median of its rounds.
+    const targets = {
+      bare: (seconds?: number) => load(bare.pid, `${bare.url}/status`, {}, seconds),
+      yogaDefault: (seconds?: number) =>
+        load(yogaDefaultPeer.pid, `${yogaDefaultPeer.url}/graphql`, graphqlBody('peer'), seconds),
+      yoga: (seconds?: number) => load(yogaPeer.pid, `${yogaPeer.url}/graphql`, graphqlBody('peer'), seconds),
+      rest: (seconds?: number) => load(server.pid, `${server.url}/api/upload/${id}/status`, {}, seconds),
+      graphql: (seconds?: number) => load(server.pid, `${server.url}/graphql`, graphqlBody(id), seconds),
+    }
+    const rounds: Record<keyof typeof targets, Load[]> = {
+      bare: [],
+      yogaDefault: [],
+      yoga: [],
+      rest: [],
+      graphql: [],
+    }
+    // A first turn each, not counted: the JIT warms up on it.
+    for (const run of Object.values(targets)) await run(1)
+    for (let round = 0; round < ROUNDS; round++)
+      for (const [name, run] of Object.entries(targets))
+        rounds[name as keyof typeof targets].push(await run())
+    const pick = (loads: Load[]): Load => ({
+      rps: median(loads.map((l) => l.rps)),
+      cpuPerRequest: median(loads.map((l) => l.cpuPerRequest)),
+    })
+    const bareLoad = pick(rounds.bare)
+    const yogaDefault = pick(rounds.yogaDefault)
+    const yogaLoad = pick(rounds.yoga)
+    const rest = pick(rounds.rest)
+    const graphql = pick(rounds.graphql)
     const conns = `${CONNECTIONS} connections`
     return [
       {
@@ -127,6 +159,6 @@ export async function status(scratch: string): Promise<Row[]> {
       },
     ]
   } finally {
-    await server.stop()
+    await Promise.all([server.stop(), bare.stop(), yogaDefaultPeer.stop(), yogaPeer.stop()])
   }
 }
