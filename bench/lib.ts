@@ -51,6 +51,12 @@ export async function repeat(times: number, fn: () => Promise<number>): Promise<
   return median(results)
 }
 
+/**
+ * Whose built server startServer runs: this tree's dist/ unless a figure is being compared with another
+ * build (BENCH_PARENT, see run.ts), when run.ts points it at that tree for the parent's turns.
+ */
+export const serverTree = { root: ROOT }
+
 /** The built server (dist/), in its own process, on an ephemeral port, storing into a fresh folder. */
 export interface BenchServer {
   url: string
@@ -77,7 +83,8 @@ export async function startServer(
   const dir = env.UPLOAD_DIR ?? (await mkdtemp(join(tmpdir(), 'bench-uploads-')))
   // BENCH_PROF_DIR: every server the figures start writes a CPU profile there when it stops (SIGTERM).
   const profile = process.env.BENCH_PROF_DIR
-  const child = spawnNode([...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []), 'dist/main.js'], {
+  const main = join(serverTree.root, 'dist', 'main.js')
+  const child = spawnNode([...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []), main], {
     env: { NODE_ENV: 'production', UPLOAD_DIR: dir, PORT: '0', HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
     manyFiles: options.manyFiles,

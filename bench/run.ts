@@ -8,6 +8,10 @@
  *   BENCH_STALL_SECONDS  how long fan-out's never-reading sockets stay (default 60)
  *   BENCH_PROF_DIR  every server the figures start (ours, peers, baselines) writes a --cpu-prof profile there
  *   BENCH_RUNS     runs per figure; medians are quoted (default 3)
+ *   BENCH_PARENT   another tree with its own build (say `git worktree add /tmp/base HEAD~1 && npm run build`
+ *                  there): every figure runs against its server and this tree's in turns, BENCH_PARENT_ROUNDS
+ *                  times (default 2; parent first in odd rounds, this tree first in even ones), rows labelled
+ *                  [parent] and [this], so a change is measured against its parent in one run
  *   BENCH_ONLY     comma-separated figures to run: ingest,throttle,control,concurrency,fanout,status,cluster,
  *                  scale,cap,state,tiny,idle,tus
  */
@@ -23,7 +27,7 @@ import { control } from './control.js'
 import { fanout } from './fanout.js'
 import { idle } from './idle.js'
 import { ingestAndTransfer } from './ingest.js'
-import { makeFile, MiB, ROOT, type Row } from './lib.js'
+import { makeFile, MiB, ROOT, serverTree, type Row } from './lib.js'
 import { scale } from './scale.js'
 import { state } from './state.js'
 import { status } from './status.js'
@@ -55,9 +59,30 @@ function table(rows: Row[]): string {
   return [head, head.map(() => '---'), ...lines].map((cells) => `| ${cells.join(' | ')} |`).join('\n')
 }
 
+const parent = process.env.BENCH_PARENT
+const parentRounds = Number(process.env.BENCH_PARENT_ROUNDS ?? 2)
+
 /** A figure that fails is reported as a row, so one failure does not cost the rest of the run. */
 async function figure(name: string, run: () => Promise<Row[]>): Promise<void> {
   if (!wanted(name)) return
+  if (!parent) return once(name, run)
+  for (let round = 1; round <= parentRounds; round++) {
+    const turns = [
+      { label: 'parent', root: parent },
+      { label: 'this', root: ROOT },
+    ]
+    if (round % 2 === 0) turns.reverse()
+    for (const turn of turns) {
+      serverTree.root = turn.root
+      const from = rows.length
+      await once(name, run)
+      for (const row of rows.slice(from)) row.figure = `${row.figure} [${turn.label} ${round}]`
+    }
+  }
+  serverTree.root = ROOT
+}
+
+async function once(name: string, run: () => Promise<Row[]>): Promise<void> {
   try {
     rows.push(...(await run()))
   } catch (error) {
@@ -122,7 +147,7 @@ try {
   console.log(
     `${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}; ${machine.seconds} s`,
   )
-  if (!only) {
+  if (!only && !parent) {
     // A run of some figures prints them and leaves the last full run's files as they are.
     await writeFile(join(ROOT, 'bench', 'results.json'), JSON.stringify({ machine, rows }, null, 2) + '\n')
     await writeFile(
