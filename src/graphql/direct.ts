@@ -7,6 +7,11 @@ import type { GraphQLApp } from './yoga.js'
 
 /** Distinct operations (query text and operation name) kept compiled; the oldest is dropped past it. */
 const CACHED_OPERATIONS = 1000
+/**
+ * Longer query texts go to yoga: the cache keeps each text as its key (refused ones too, so that they are not
+ * parsed again), and 1000 texts of up to 1 MiB each would be a gigabyte a stranger could make us hold.
+ */
+const CACHED_TEXT = 16 * 1024
 
 /**
  * Why a request takes this path or not, once per distinct operation: a compiled query, or `undefined` for
@@ -131,7 +136,7 @@ export function createGraphQLHandler(yoga: GraphQLApp, schema: GraphQLSchema, co
     const body = await readBody(req, length)
     if (!body) return void res.destroy()
     const params = paramsOf(body.toString('utf8'))
-    const run = params && (await prepare(params, req, res))
+    const run = params && params.query.length <= CACHED_TEXT ? await prepare(params, req, res) : undefined
     if (!params || !run) return toYoga(req, res, body)
     const result = await Promise.resolve(run({ ...context, req, res }, params.variables)).catch(
       () => undefined,
