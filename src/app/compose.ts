@@ -1,7 +1,8 @@
 import { constants } from 'node:fs'
 import { access, mkdir } from 'node:fs/promises'
-import { createServer, type Server, type ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ConfigError, type Config } from '../config.js'
 import type { Context } from '../graphql/context.js'
@@ -101,15 +102,42 @@ export async function startApp(config: Config): Promise<App> {
 
 /** Everything that answers GraphQL and REST, loaded once, after the port opens (see assemble). */
 async function loadApi(context: Context, limits: IngestOptions, apiToken: string | undefined) {
-  const [{ schema }, { createGraphQL }, { createGraphQLWs }, { createRestHandler }] = await Promise.all([
+  const [{ schema }, { createGraphQL }, { createGraphQLHandler }, { createRestHandler }] = await Promise.all([
     import('../graphql/schema.js'),
     import('../graphql/yoga.js'),
-    import('../graphql/ws.js'),
+    import('../graphql/direct.js'),
     import('../rest/handler.js'),
   ])
   const yoga = createGraphQL(context, limits)
-  return { yoga, ws: createGraphQLWs(yoga, apiToken), rest: createRestHandler(schema, context, limits) }
+  return {
+    // Plain queries are answered by the executor REST shares, the rest by yoga (see direct.ts).
+    yoga: createGraphQLHandler(yoga, schema, context),
+    ws: lazySockets(() => import('../graphql/ws.js').then((m) => m.createGraphQLWs(yoga, apiToken))),
+    rest: createRestHandler(schema, context, limits),
+  }
 }
+
+/**
+ * graphql-ws (with ws) loaded by the first WebSocket upgrade: a server nobody subscribes to over a socket
+ * never holds it in memory. Until then it has no groups and no members.
+ */
+function lazySockets(load: () => Promise<Sockets>) {
+  let sockets: Sockets | undefined
+  let loading: Promise<Sockets> | undefined
+  return {
+    get fanout(): Sockets['fanout'] | undefined {
+      return sockets?.fanout
+    },
+    handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+      ;(loading ??= load().then((loaded) => (sockets = loaded))).then(
+        (loaded) => loaded.handleUpgrade(req, socket, head),
+        () => socket.destroy(),
+      )
+    },
+    close: async () => (await loading?.catch(() => undefined))?.close(),
+  }
+}
+type Sockets = ReturnType<typeof import('../graphql/ws.js').createGraphQLWs>
 type LoadedApi = Awaited<ReturnType<typeof loadApi>>
 
 /** The service over the state, the http server over the service, and the app that starts and stops them. */
@@ -194,9 +222,9 @@ function assemble(config: Config, seams: Seams, orphans: readonly Leftover[]): A
         ...service.liveState,
         subscriptions: () =>
           service.feed.subscriberCount -
-          (loaded?.ws.fanout.groupCount ?? 0) +
-          (loaded?.ws.fanout.members ?? 0),
-        slowConsumersClosed: () => loaded?.ws.fanout.slowClosed ?? 0,
+          (loaded?.ws.fanout?.groupCount ?? 0) +
+          (loaded?.ws.fanout?.members ?? 0),
+        slowConsumersClosed: () => loaded?.ws.fanout?.slowClosed ?? 0,
       })
       app.recovered = service.recover(orphans)
       void load()
