@@ -1,0 +1,230 @@
+import type { Readable } from 'node:stream'
+import {
+  AbortMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  ListPartsCommand,
+  S3Client,
+  S3ServiceException,
+  type MultipartUpload,
+  type Part,
+} from '@aws-sdk/client-s3'
+import type { S3Settings } from '../../config.js'
+import { S3Keys } from './s3-keys.js'
+
+/** A wrong S3 setting, found at start-up: said in one line, as a bad UPLOAD_DIR is. */
+export class S3SetupError extends Error {
+  override readonly name = 'S3SetupError'
+}
+
+/** What S3 said, by its code (`NoSuchUpload`, `NotFound`...) or, for a HEAD (no body), its status. */
+export const s3Code = (error: unknown): string | undefined =>
+  error instanceof S3ServiceException ? error.name : undefined
+
+const statusOf = (error: unknown): number | undefined =>
+  error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined
+
+const NOT_FOUND = new Set(['NotFound', 'NoSuchKey', 'NoSuchUpload'])
+export const isNotFound = (error: unknown) => NOT_FOUND.has(s3Code(error) ?? '') || statusOf(error) === 404
+
+/**
+ * Whether trying again later may succeed: S3 away (no answer, a reset, a timeout), busy (5xx, 429 SlowDown,
+ * 408). Anything else S3 answered is about the request itself (4xx: refused, missing, too small) and the
+ * same request would be refused again.
+ */
+export function isTransient(error: unknown): boolean {
+  const status = statusOf(error)
+  if (status !== undefined) return status >= 500 || status === 429 || status === 408
+  if (error instanceof S3ServiceException) return error.$retryable !== undefined
+  // No answer at all: a socket error (ECONNREFUSED, ECONNRESET, ETIMEDOUT...) or the handler's own timeout.
+  return error instanceof Error && error.name !== 'AbortError'
+}
+
+/** A socket that answers nothing for this long is given up (and the part sent again): a frozen S3. */
+const SOCKET_TIMEOUT_MS = 30_000
+const CONNECT_TIMEOUT_MS = 5_000
+
+export interface S3Access {
+  client: S3Client
+  /** For streamed part bodies: one attempt each, since a stream that was read cannot be sent again. */
+  streams: S3Client
+  bucket: string
+  keys: S3Keys
+}
+
+/** Clients for the settings; credentials come from the SDK's default chain (environment, profile, role). */
+export function openS3(settings: S3Settings): S3Access {
+  const common = {
+    ...(settings.endpoint === undefined ? {} : { endpoint: settings.endpoint }),
+    ...(settings.region === undefined ? {} : { region: settings.region }),
+    forcePathStyle: settings.forcePathStyle,
+    // The SDK builds its Node handler from these (no import of @smithy's, which is not our dependency).
+    requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, requestTimeout: SOCKET_TIMEOUT_MS },
+    // Checksums only where the service asks for them: part bodies carry theirs explicitly (s3-multipart.ts).
+    requestChecksumCalculation: 'WHEN_REQUIRED' as const,
+    responseChecksumValidation: 'WHEN_REQUIRED' as const,
+  }
+  return {
+    client: new S3Client(common),
+    streams: new S3Client({ ...common, maxAttempts: 1 }),
+    bucket: settings.bucket,
+    keys: new S3Keys(settings.prefix),
+  }
+}
+
+export function closeS3(access: S3Access): void {
+  access.client.destroy()
+  access.streams.destroy()
+}
+
+/**
+ * Refuses, in one line, settings this instance could never store with: an unknown bucket, credentials the
+ * bucket refuses, an endpoint that does not answer, no region. HeadBucket is the one call that tells these
+ * apart without writing anything.
+ */
+export async function checkBucket(access: S3Access, settings: S3Settings): Promise<void> {
+  const where = settings.endpoint ?? 'AWS'
+  try {
+    await access.client.send(new HeadBucketCommand({ Bucket: access.bucket }), {
+      abortSignal: AbortSignal.timeout(15_000),
+    })
+  } catch (error) {
+    const status = statusOf(error)
+    if (status === 404 || s3Code(error) === 'NoSuchBucket')
+      throw new S3SetupError(`S3_BUCKET ${access.bucket} does not exist at ${where}: create it, or name one that does`)
+    if (status === 403 || status === 401)
+      throw new S3SetupError(
+        `S3 refused the credentials for bucket ${access.bucket} at ${where} (HTTP ${status}): check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, the profile or the role, and its s3:ListBucket permission`,
+      )
+    if (status === 301 || status === 400)
+      throw new S3SetupError(
+        `S3 answered HTTP ${status} for bucket ${access.bucket} at ${where}: is S3_REGION the bucket's region${settings.endpoint ? ', and S3_FORCE_PATH_STYLE right for this endpoint' : ''}?`,
+      )
+    const message = error instanceof Error ? error.message : String(error)
+    if (/region is missing/i.test(message))
+      throw new S3SetupError('S3_REGION is not set, and neither is AWS_REGION nor a profile region: set S3_REGION')
+    if (status !== undefined) throw new S3SetupError(`S3 answered HTTP ${status} for bucket ${access.bucket} at ${where}`)
+    const code = (error as NodeJS.ErrnoException).code ?? (error as Error).name
+    throw new S3SetupError(`S3 endpoint ${where} is unreachable (${code}): check S3_ENDPOINT and the network`)
+  }
+}
+
+export interface ObjectHead {
+  size: number
+  metadata: Record<string, string>
+  etag: string | undefined
+  /** S3's own checksum of the object (base64; for a multipart one, of its parts' checksums). */
+  checksum: string | undefined
+}
+
+export async function headObject(access: S3Access, key: string): Promise<ObjectHead | undefined> {
+  try {
+    const head = await access.client.send(
+      new HeadObjectCommand({ Bucket: access.bucket, Key: key, ChecksumMode: 'ENABLED' }),
+    )
+    return {
+      size: head.ContentLength ?? 0,
+      metadata: head.Metadata ?? {},
+      etag: head.ETag,
+      checksum: head.ChecksumSHA256,
+    }
+  } catch (error) {
+    if (isNotFound(error)) return undefined
+    throw error
+  }
+}
+
+/**
+ * The object's bytes from `start` to `end` (exclusive), as a stream: S3 sends them as they are read, so
+ * memory stays flat whatever the size. `etag` makes S3 refuse (412) an object replaced since it was looked at.
+ */
+export async function readObject(
+  access: S3Access,
+  key: string,
+  { start = 0, end, etag, signal }: { start?: number; end?: number; etag?: string; signal?: AbortSignal } = {},
+): Promise<Readable> {
+  const range = start === 0 && end === undefined ? undefined : `bytes=${start}-${end === undefined ? '' : end - 1}`
+  const answer = await access.client.send(
+    new GetObjectCommand({ Bucket: access.bucket, Key: key, Range: range, IfMatch: etag }),
+    signal ? { abortSignal: signal } : {},
+  )
+  return answer.Body as Readable
+}
+
+export async function removeObject(access: S3Access, key: string): Promise<void> {
+  // DeleteObject of a missing key succeeds: removing twice is fine.
+  await access.client.send(new DeleteObjectCommand({ Bucket: access.bucket, Key: key }))
+}
+
+/** Every part S3 holds of a multipart upload, in order; undefined when the upload is gone (NoSuchUpload). */
+export async function listParts(access: S3Access, key: string, uploadId: string): Promise<Part[] | undefined> {
+  const parts: Part[] = []
+  let marker: string | undefined
+  for (;;) {
+    let page
+    try {
+      page = await access.client.send(
+        new ListPartsCommand({ Bucket: access.bucket, Key: key, UploadId: uploadId, PartNumberMarker: marker }),
+      )
+    } catch (error) {
+      if (s3Code(error) === 'NoSuchUpload' || isNotFound(error)) return undefined
+      throw error
+    }
+    parts.push(...(page.Parts ?? []))
+    const next = page.NextPartNumberMarker
+    // moto says IsTruncated on the last page too; an empty page, or a marker that does not move, ends it.
+    if (!page.IsTruncated || !page.Parts?.length || next === undefined || next === marker) break
+    marker = next
+  }
+  return parts.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0))
+}
+
+/** The multipart uploads open under `prefix` (every page), oldest first. */
+export async function listUploads(access: S3Access, prefix: string): Promise<MultipartUpload[]> {
+  const uploads: MultipartUpload[] = []
+  let keyMarker: string | undefined
+  let idMarker: string | undefined
+  for (;;) {
+    const page = await access.client.send(
+      new ListMultipartUploadsCommand({
+        Bucket: access.bucket,
+        Prefix: prefix,
+        KeyMarker: keyMarker,
+        UploadIdMarker: idMarker,
+      }),
+    )
+    uploads.push(...(page.Uploads ?? []))
+    if (!page.IsTruncated || !page.Uploads?.length) break
+    if (page.NextKeyMarker === keyMarker && page.NextUploadIdMarker === idMarker) break
+    keyMarker = page.NextKeyMarker
+    idMarker = page.NextUploadIdMarker
+  }
+  return uploads.sort((a, b) => (a.Initiated?.getTime() ?? 0) - (b.Initiated?.getTime() ?? 0))
+}
+
+/** Aborting one that is gone already (completed, aborted) is done. */
+export async function abortUpload(access: S3Access, key: string, uploadId: string): Promise<void> {
+  try {
+    await access.client.send(new AbortMultipartUploadCommand({ Bucket: access.bucket, Key: key, UploadId: uploadId }))
+  } catch (error) {
+    if (!isNotFound(error)) throw error
+  }
+}
+
+/** Every key under `prefix` (every page). */
+export async function listKeys(access: S3Access, prefix: string): Promise<string[]> {
+  const keys: string[] = []
+  let token: string | undefined
+  do {
+    const page = await access.client.send(
+      new ListObjectsV2Command({ Bucket: access.bucket, Prefix: prefix, ContinuationToken: token }),
+    )
+    for (const item of page.Contents ?? []) if (item.Key !== undefined) keys.push(item.Key)
+    token = page.IsTruncated ? page.NextContinuationToken : undefined
+  } while (token)
+  return keys
+}
