@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises'
 import { bodyError } from '../errors.js'
 import { bytesReceived } from '../metrics.js'
 import { OffThreadHash } from './hasher.js'
-import { noRoom, roomFor, type Hold } from './room.js'
+import { noRoom, roomFor, type Hold } from '../seams/storage/room.js'
 import type { Storage } from './storage.js'
 
 /** Big buffers move a multipart body through busboy to disk in fewer, larger syscalls. */

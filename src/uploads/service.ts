@@ -10,10 +10,10 @@ import { ProgressFeed } from './progress.js'
 import { RateMeter } from './rate.js'
 import { isFinal, type UploadRecord, type UploadSource, type UploadStatus, type UploadView } from './record.js'
 import { decodeCursor, FencedError, type PageQuery, type RecordStore } from './records.js'
-import { roomFor, type Hold } from './room.js'
+import { roomFor, type Hold } from '../seams/storage/room.js'
 import { storedNameFor, type Storage } from './storage.js'
 import { Scheduler } from './scheduler.js'
-import type { FileStamp } from './stamp.js'
+import type { FileStamp } from '../seams/storage/stamp.js'
 import { LeaseLostError, TargetChangedError, Transfer } from './transfer.js'
 
 /** Progress events: every running upload whose byte count moved is published this often (state changes go at once). */

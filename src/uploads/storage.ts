@@ -5,8 +5,8 @@ import { basename, dirname, join } from 'node:path'
 import { publicMessage } from '../errors.js'
 import { log } from '../log.js'
 import { safeFilename } from './filename.js'
-import { RoomLedger } from './room.js'
-import { sameStamp, stampOf, type FileStamp } from './stamp.js'
+import { RoomLedger } from '../seams/storage/room.js'
+import { sameStamp, stampOf, type FileStamp } from '../seams/storage/stamp.js'
 
 /**
  * The storage folder's layout, in one place:

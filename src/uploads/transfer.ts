@@ -4,7 +4,7 @@ import { mkdir, open, stat, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { InternalFault } from '../errors.js'
 import type { Flow, Scheduler } from './scheduler.js'
-import { sameStamp, stampOf, type FileStamp } from './stamp.js'
+import { sameStamp, stampOf, type FileStamp } from '../seams/storage/stamp.js'
 
 export interface TransferJob {
   /** The staging file holding every byte received. */

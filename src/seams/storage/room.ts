@@ -1,4 +1,4 @@
-import { bodyError } from '../errors.js'
+import { bodyError } from '../../errors.js'
 
 /**
  * The one room rule: a file is kept twice until its transfer completes (the staging copy it arrived in, then
