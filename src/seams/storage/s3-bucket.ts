@@ -10,7 +10,6 @@ import {
   ListPartsCommand,
   S3Client,
   S3ServiceException,
-  type MultipartUpload,
   type Part,
 } from '@aws-sdk/client-s3'
 import type { S3Settings } from '../../config.js'
@@ -48,6 +47,8 @@ export function isTransient(error: unknown): boolean {
 const SOCKET_TIMEOUT_MS = 30_000
 const CONNECT_TIMEOUT_MS = 5_000
 
+const QUIET = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined }
+
 export interface S3Access {
   client: S3Client
   /** For streamed part bodies: one attempt each, since a stream that was read cannot be sent again. */
@@ -70,7 +71,9 @@ export function openS3(settings: S3Settings): S3Access {
   }
   return {
     client: new S3Client(common),
-    streams: new S3Client({ ...common, maxAttempts: 1 }),
+    // The SDK warns on the console of every failed streaming request (a pause aborts one); the sink says
+    // what failed itself, so a logger of ours that drops the SDK's words keeps them out of the log.
+    streams: new S3Client({ ...common, maxAttempts: 1, logger: QUIET }),
     bucket: settings.bucket,
     keys: new S3Keys(settings.prefix),
   }
@@ -95,7 +98,9 @@ export async function checkBucket(access: S3Access, settings: S3Settings): Promi
   } catch (error) {
     const status = statusOf(error)
     if (status === 404 || s3Code(error) === 'NoSuchBucket')
-      throw new S3SetupError(`S3_BUCKET ${access.bucket} does not exist at ${where}: create it, or name one that does`)
+      throw new S3SetupError(
+        `S3_BUCKET ${access.bucket} does not exist at ${where}: create it, or name one that does`,
+      )
     if (status === 403 || status === 401)
       throw new S3SetupError(
         `S3 refused the credentials for bucket ${access.bucket} at ${where} (HTTP ${status}): check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, the profile or the role, and its s3:ListBucket permission`,
@@ -106,8 +111,11 @@ export async function checkBucket(access: S3Access, settings: S3Settings): Promi
       )
     const message = error instanceof Error ? error.message : String(error)
     if (/region is missing/i.test(message))
-      throw new S3SetupError('S3_REGION is not set, and neither is AWS_REGION nor a profile region: set S3_REGION')
-    if (status !== undefined) throw new S3SetupError(`S3 answered HTTP ${status} for bucket ${access.bucket} at ${where}`)
+      throw new S3SetupError(
+        'S3_REGION is not set, and neither is AWS_REGION nor a profile region: set S3_REGION',
+      )
+    if (status !== undefined)
+      throw new S3SetupError(`S3 answered HTTP ${status} for bucket ${access.bucket} at ${where}`)
     const code = (error as NodeJS.ErrnoException).code ?? (error as Error).name
     throw new S3SetupError(`S3 endpoint ${where} is unreachable (${code}): check S3_ENDPOINT and the network`)
   }
@@ -145,9 +153,15 @@ export async function headObject(access: S3Access, key: string): Promise<ObjectH
 export async function readObject(
   access: S3Access,
   key: string,
-  { start = 0, end, etag, signal }: { start?: number; end?: number; etag?: string; signal?: AbortSignal } = {},
+  {
+    start = 0,
+    end,
+    etag,
+    signal,
+  }: { start?: number; end?: number; etag?: string; signal?: AbortSignal } = {},
 ): Promise<Readable> {
-  const range = start === 0 && end === undefined ? undefined : `bytes=${start}-${end === undefined ? '' : end - 1}`
+  const range =
+    start === 0 && end === undefined ? undefined : `bytes=${start}-${end === undefined ? '' : end - 1}`
   const answer = await access.client.send(
     new GetObjectCommand({ Bucket: access.bucket, Key: key, Range: range, IfMatch: etag }),
     signal ? { abortSignal: signal } : {},
@@ -161,14 +175,26 @@ export async function removeObject(access: S3Access, key: string): Promise<void>
 }
 
 /** Every part S3 holds of a multipart upload, in order; undefined when the upload is gone (NoSuchUpload). */
-export async function listParts(access: S3Access, key: string, uploadId: string): Promise<Part[] | undefined> {
+export async function listParts(
+  access: S3Access,
+  key: string,
+  uploadId: string,
+  /** Parts per page: S3's own (1000) unless a test wants to see several pages of a few parts. */
+  pageSize?: number,
+): Promise<Part[] | undefined> {
   const parts: Part[] = []
   let marker: string | undefined
   for (;;) {
     let page
     try {
       page = await access.client.send(
-        new ListPartsCommand({ Bucket: access.bucket, Key: key, UploadId: uploadId, PartNumberMarker: marker }),
+        new ListPartsCommand({
+          Bucket: access.bucket,
+          Key: key,
+          UploadId: uploadId,
+          PartNumberMarker: marker,
+          MaxParts: pageSize,
+        }),
       )
     } catch (error) {
       if (s3Code(error) === 'NoSuchUpload' || isNotFound(error)) return undefined
@@ -183,9 +209,16 @@ export async function listParts(access: S3Access, key: string, uploadId: string)
   return parts.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0))
 }
 
+/** A multipart upload S3 holds open. */
+export interface OpenUpload {
+  key: string
+  uploadId: string
+  initiated: number
+}
+
 /** The multipart uploads open under `prefix` (every page), oldest first. */
-export async function listUploads(access: S3Access, prefix: string): Promise<MultipartUpload[]> {
-  const uploads: MultipartUpload[] = []
+export async function listUploads(access: S3Access, prefix: string): Promise<OpenUpload[]> {
+  const uploads: OpenUpload[] = []
   let keyMarker: string | undefined
   let idMarker: string | undefined
   for (;;) {
@@ -197,19 +230,23 @@ export async function listUploads(access: S3Access, prefix: string): Promise<Mul
         UploadIdMarker: idMarker,
       }),
     )
-    uploads.push(...(page.Uploads ?? []))
+    for (const { Key, UploadId, Initiated } of page.Uploads ?? [])
+      if (Key !== undefined && UploadId !== undefined)
+        uploads.push({ key: Key, uploadId: UploadId, initiated: Initiated?.getTime() ?? 0 })
     if (!page.IsTruncated || !page.Uploads?.length) break
     if (page.NextKeyMarker === keyMarker && page.NextUploadIdMarker === idMarker) break
     keyMarker = page.NextKeyMarker
     idMarker = page.NextUploadIdMarker
   }
-  return uploads.sort((a, b) => (a.Initiated?.getTime() ?? 0) - (b.Initiated?.getTime() ?? 0))
+  return uploads.sort((a, b) => a.initiated - b.initiated)
 }
 
 /** Aborting one that is gone already (completed, aborted) is done. */
 export async function abortUpload(access: S3Access, key: string, uploadId: string): Promise<void> {
   try {
-    await access.client.send(new AbortMultipartUploadCommand({ Bucket: access.bucket, Key: key, UploadId: uploadId }))
+    await access.client.send(
+      new AbortMultipartUploadCommand({ Bucket: access.bucket, Key: key, UploadId: uploadId }),
+    )
   } catch (error) {
     if (!isNotFound(error)) throw error
   }
