@@ -1,5 +1,3 @@
-import { safeFilename } from '../../uploads/filename.js'
-
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 /**
@@ -16,8 +14,9 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 export class S3Keys {
   constructor(readonly prefix: string) {}
 
-  stored(upload: { id: string; filename: string }): string {
-    return `${this.prefix}${upload.id}/${safeFilename(upload.filename)}`
+  /** From the record's stored name, `{id}_{safe name}` (safe: made so at arrival, see filename.ts). */
+  stored(upload: { id: string; storedName: string }): string {
+    return `${this.prefix}${upload.id}/${upload.storedName.slice(upload.id.length + 1)}`
   }
 
   staging(upload: { id: string }): string {

@@ -79,9 +79,8 @@ export class S3Storage implements Storage {
     return this.access.keys.staging({ id })
   }
 
-  /** `{prefix}{id}/{safe name}`: the stored name is `{id}_{safe name}`, its safe name after the id. */
   private stored(upload: Located): string {
-    return `${this.access.keys.prefix}${upload.id}/${upload.storedName.slice(upload.id.length + 1)}`
+    return this.access.keys.stored(upload)
   }
 
   async prepare(): Promise<void> {
