@@ -33,6 +33,8 @@ export const SETTINGS = [
   'S3_REGION',
   'S3_PREFIX',
   'S3_FORCE_PATH_STYLE',
+  'S3_TIMEOUT',
+  'S3_PRESIGN_DOWNLOADS',
 ] as const
 
 export interface Config {
@@ -95,6 +97,13 @@ export interface S3Settings {
   prefix: string
   /** `bucket` in the path rather than the host name, as MinIO-style endpoints want. */
   forcePathStyle: boolean
+  /**
+   * S3_TIMEOUT: a request whose socket is silent this long is given up and tried again (a frozen or
+   * unreachable S3 is noticed this soon). Default 20 s: a part of 5 MiB at a crawl still answers well within.
+   */
+  timeoutMs: number
+  /** S3_PRESIGN_DOWNLOADS: a download answers 302 to a presigned GET valid this long; unset streams it. */
+  presignMs: number | undefined
 }
 
 export type Mode = { kind: 'embedded' } | { kind: 'shared'; redisUrl: string }
@@ -293,7 +302,9 @@ function storage(env: Env): StorageMode {
   const prefix = env.S3_PREFIX ?? ''
   const forcePathStyle = yesNo(env, 'S3_FORCE_PATH_STYLE')
   if (bucket === '') {
-    const stray = (['S3_ENDPOINT', 'S3_REGION', 'S3_PREFIX'] as const).find((name) => env[name]?.trim())
+    const stray = (
+      ['S3_ENDPOINT', 'S3_REGION', 'S3_PREFIX', 'S3_TIMEOUT', 'S3_PRESIGN_DOWNLOADS'] as const
+    ).find((name) => env[name]?.trim())
     if (stray === undefined && forcePathStyle)
       throw new ConfigError(
         'S3_FORCE_PATH_STYLE is true but S3_BUCKET is not set: set S3_BUCKET to store files in S3',
@@ -328,7 +339,14 @@ function storage(env: Env): StorageMode {
     throw new ConfigError(
       `S3_PREFIX must be a key prefix such as uploads/ (no leading slash, no control characters, at most 256 bytes); got ${JSON.stringify(prefix.slice(0, 80))}`,
     )
-  return { kind: 's3', bucket, endpoint, region, prefix, forcePathStyle }
+  const timeoutMs = duration(env, 'S3_TIMEOUT', 20_000)
+  const presignMs = env.S3_PRESIGN_DOWNLOADS?.trim() ? duration(env, 'S3_PRESIGN_DOWNLOADS', 0) : undefined
+  // S3 signs a URL for at most 7 days.
+  if (presignMs !== undefined && (presignMs < 1000 || presignMs > 7 * 86_400_000))
+    throw new ConfigError(
+      `S3_PRESIGN_DOWNLOADS must be between 1s and 7d (how long a download link stays valid); got ${JSON.stringify(env.S3_PRESIGN_DOWNLOADS)}`,
+    )
+  return { kind: 's3', bucket, endpoint, region, prefix, forcePathStyle, timeoutMs, presignMs }
 }
 
 /** Validated once at start-up: a bad value stops the server with a message naming the variable. */

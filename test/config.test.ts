@@ -74,6 +74,8 @@ describe('configuration', () => {
       region: undefined,
       prefix: '',
       forcePathStyle: false,
+      timeoutMs: 20_000,
+      presignMs: undefined,
     })
     expect(
       loadConfig({
@@ -82,6 +84,8 @@ describe('configuration', () => {
         S3_REGION: 'auto',
         S3_PREFIX: 'uploads/',
         S3_FORCE_PATH_STYLE: 'true',
+        S3_TIMEOUT: '5s',
+        S3_PRESIGN_DOWNLOADS: '15m',
       }).storage,
     ).toEqual({
       kind: 's3',
@@ -90,6 +94,8 @@ describe('configuration', () => {
       region: 'auto',
       prefix: 'uploads/',
       forcePathStyle: true,
+      timeoutMs: 5000,
+      presignMs: 900_000,
     })
   })
 
@@ -100,6 +106,9 @@ describe('configuration', () => {
     [{ S3_BUCKET: 'media', S3_REGION: 'EU West' }, /^S3_REGION must be a region name/],
     [{ S3_BUCKET: 'media', S3_PREFIX: '/uploads/' }, /^S3_PREFIX must be a key prefix/],
     [{ S3_BUCKET: 'media', S3_FORCE_PATH_STYLE: 'yes please' }, /^S3_FORCE_PATH_STYLE must be true or false/],
+    [{ S3_BUCKET: 'media', S3_TIMEOUT: 'soon' }, /^S3_TIMEOUT must be a length of time/],
+    [{ S3_BUCKET: 'media', S3_PRESIGN_DOWNLOADS: '8d' }, /^S3_PRESIGN_DOWNLOADS must be between 1s and 7d/],
+    [{ S3_TIMEOUT: '5s' }, /^S3_TIMEOUT is set but S3_BUCKET is not/],
     // Without S3_BUCKET the others would be ignored, and the files would go to the local folder unannounced.
     [{ S3_ENDPOINT: 'http://127.0.0.1:9000' }, /^S3_ENDPOINT is set but S3_BUCKET is not/],
     [{ S3_PREFIX: 'uploads/' }, /^S3_PREFIX is set but S3_BUCKET is not/],

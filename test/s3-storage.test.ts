@@ -50,6 +50,8 @@ const settings = (bucket: string, over: Partial<S3Settings> = {}): S3Settings =>
   region: MOTO_REGION,
   prefix: PREFIX,
   forcePathStyle: true,
+  timeoutMs: 5000,
+  presignMs: undefined,
   ...over,
 })
 

@@ -13,6 +13,7 @@ import {
   type Part,
 } from '@aws-sdk/client-s3'
 import type { S3Settings } from '../../config.js'
+import { StorageRefused, StorageUnavailable, TargetChangedError } from './index.js'
 import { S3Keys } from './s3-keys.js'
 
 /** A wrong S3 setting, found at start-up: said in one line, as a bad UPLOAD_DIR is. */
@@ -43,9 +44,48 @@ export function isTransient(error: unknown): boolean {
   return error instanceof Error && error.name !== 'AbortError'
 }
 
-/** A socket that answers nothing for this long is given up (and the part sent again): a frozen S3. */
-const SOCKET_TIMEOUT_MS = 30_000
 const CONNECT_TIMEOUT_MS = 5_000
+
+/** What S3 did, counted for /metrics (each also logged where it happens). */
+export interface S3Counts {
+  /** A request S3 did not answer (or answered busy), tried again after a wait. */
+  retries: number
+  /** A request S3 did not answer even after the SDK's own tries: reported StorageUnavailable. */
+  unavailable: number
+  /** A request S3 refused (4xx): reported StorageRefused, the upload fails. */
+  refused: number
+}
+
+/**
+ * The error the rest of the service is told, by what S3 did: away or busy (StorageUnavailable: wait and try
+ * again), or refused (StorageRefused, with S3's code, so an operator reads why). Ours pass unchanged.
+ */
+export function outcome(access: S3Access, error: unknown, what: string): Error {
+  if (
+    error instanceof StorageUnavailable ||
+    error instanceof StorageRefused ||
+    error instanceof TargetChangedError ||
+    (error instanceof Error && error.name === 'AbortError')
+  )
+    return error
+  if (isTransient(error)) {
+    access.counts.unavailable++
+    return new StorageUnavailable(`S3 did not answer ${what} (${describe(error)})`)
+  }
+  if (error instanceof S3ServiceException) {
+    access.counts.refused++
+    return new StorageRefused(`S3 refused ${what}: ${describe(error)}`)
+  }
+  return error instanceof Error ? error : new Error(String(error))
+}
+
+/** S3's code, its HTTP status and its words; or the socket's error code. */
+export function describe(error: unknown): string {
+  if (error instanceof S3ServiceException)
+    return `${error.name}, HTTP ${error.$metadata.httpStatusCode ?? '?'}${error.message && error.message !== error.name ? `: ${error.message}` : ''}`
+  const code = (error as NodeJS.ErrnoException | undefined)?.code
+  return code ?? (error instanceof Error ? `${error.name}: ${error.message}` : String(error))
+}
 
 const QUIET = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined }
 
@@ -55,6 +95,7 @@ export interface S3Access {
   streams: S3Client
   bucket: string
   keys: S3Keys
+  counts: S3Counts
 }
 
 /** Clients for the settings; credentials come from the SDK's default chain (environment, profile, role). */
@@ -64,7 +105,8 @@ export function openS3(settings: S3Settings): S3Access {
     ...(settings.region === undefined ? {} : { region: settings.region }),
     forcePathStyle: settings.forcePathStyle,
     // The SDK builds its Node handler from these (no import of @smithy's, which is not our dependency).
-    requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, requestTimeout: SOCKET_TIMEOUT_MS },
+    // A socket silent for S3_TIMEOUT is given up (and the request tried again): a frozen S3 is noticed.
+    requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, requestTimeout: settings.timeoutMs },
     // Checksums only where the service asks for them: part bodies carry theirs explicitly (s3-multipart.ts).
     requestChecksumCalculation: 'WHEN_REQUIRED' as const,
     responseChecksumValidation: 'WHEN_REQUIRED' as const,
@@ -76,6 +118,7 @@ export function openS3(settings: S3Settings): S3Access {
     streams: new S3Client({ ...common, maxAttempts: 1, logger: QUIET }),
     bucket: settings.bucket,
     keys: new S3Keys(settings.prefix),
+    counts: { retries: 0, unavailable: 0, refused: 0 },
   }
 }
 
@@ -252,16 +295,31 @@ export async function abortUpload(access: S3Access, key: string, uploadId: strin
   }
 }
 
-/** Every key under `prefix` (every page). */
-export async function listKeys(access: S3Access, prefix: string): Promise<string[]> {
-  const keys: string[] = []
+/** An object as a listing shows it. */
+export interface Listed {
+  key: string
+  size: number
+  /** LastModified, ms since the epoch. */
+  modified: number
+}
+
+/** Every object under `prefix` (every page), in key order. */
+export async function listObjects(access: S3Access, prefix: string): Promise<Listed[]> {
+  const found: Listed[] = []
   let token: string | undefined
   do {
     const page = await access.client.send(
       new ListObjectsV2Command({ Bucket: access.bucket, Prefix: prefix, ContinuationToken: token }),
     )
-    for (const item of page.Contents ?? []) if (item.Key !== undefined) keys.push(item.Key)
+    for (const item of page.Contents ?? [])
+      if (item.Key !== undefined)
+        found.push({ key: item.Key, size: item.Size ?? 0, modified: item.LastModified?.getTime() ?? 0 })
     token = page.IsTruncated ? page.NextContinuationToken : undefined
   } while (token)
-  return keys
+  return found.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+}
+
+/** Every key under `prefix` (every page). */
+export async function listKeys(access: S3Access, prefix: string): Promise<string[]> {
+  return (await listObjects(access, prefix)).map((item) => item.key)
 }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import { CreateMultipartUploadCommand, PutObjectCommand, type Part } from '@aws-sdk/client-s3'
+import { TargetChangedError } from './index.js'
 import { abortUpload, headObject, listParts, listUploads, type S3Access } from './s3-bucket.js'
 
 /** S3's rules: every part but the last at least 5 MiB, at most 10,000 parts. */
@@ -50,8 +51,11 @@ export interface HeldPart {
   sha256: string | undefined
 }
 
-/** The multipart upload is gone (completed, or aborted by someone): settle it with `settle()`. */
-export class UploadGoneError extends Error {
+/**
+ * The multipart upload is gone (completed, or aborted by someone): settled with `settle()`. A kind of
+ * TargetChangedError, so the service's recheck (verifiedPrefix, then on from what verifies) handles it.
+ */
+export class UploadGoneError extends TargetChangedError {
   override readonly name = 'UploadGoneError'
 }
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { PassThrough, Writable, type Readable } from 'node:stream'
+import { Readable, Writable } from 'node:stream'
 import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
@@ -7,14 +7,26 @@ import {
   UploadPartCommand,
   type CompletedPart,
 } from '@aws-sdk/client-s3'
-import type { Arrival, StagedReader } from './index.js'
-import { abortUpload, readObject, type S3Access } from './s3-bucket.js'
+import type { Arrival, StagedReader, StagingWrite } from './index.js'
+import { abortUpload, listObjects, outcome, readObject, removeObject, type S3Access } from './s3-bucket.js'
+
+export const putObject = async (access: S3Access, key: string, body: Buffer): Promise<void> => {
+  await access.client.send(
+    new PutObjectCommand({
+      Bucket: access.bucket,
+      Key: key,
+      Body: body,
+      ChecksumSHA256: createHash('sha256').update(body).digest('base64'),
+    }),
+  )
+}
 
 /**
- * A body arriving into the bucket's staging, part by part. A body's length is not known before its end (a
- * multipart form), and a part's must be, so each part is gathered in memory first: one part (5 MiB or more)
- * per arrival, the body's stream held back while its part is sent. Its bytes are the upload's staged bytes
- * only once `keep()` completes the multipart upload; `discard()` aborts it, and S3 keeps nothing.
+ * A body arriving into the bucket's staging, part by part, always as a multipart upload (even a body of one
+ * part), so nothing of it is staged until `keep()` completes it and `discard()` leaves nothing. A body's
+ * length is not known before its end and a part's must be, so each part is gathered in memory first: one part
+ * (5 MiB or more) per arrival, the body's stream held back while its part is sent. While it arrives a marker
+ * names the instance it arrives at, so start-up elsewhere leaves it alone (see S3Keys).
  */
 export class S3Arrival implements Arrival {
   readonly sink: Writable
@@ -28,6 +40,8 @@ export class S3Arrival implements Arrival {
   constructor(
     private readonly access: S3Access,
     readonly key: string,
+    /** The marker of this arrival (put by `begin` before any byte is sent). */
+    readonly marker: string,
     private readonly partSize: number,
   ) {
     this.sink = new Writable({
@@ -37,11 +51,19 @@ export class S3Arrival implements Arrival {
         if (this.bufferedBytes < this.partSize) return callback()
         this.sendPart().then(() => callback(), callback)
       },
-      // 'finish' means every byte is in S3: the last part (or the whole, if it fits one) is sent first.
+      // 'finish' means every byte is in S3: the last part is sent first.
       final: (callback) => {
-        this.sendLast().then(() => callback(), callback)
+        const last = this.bufferedBytes > 0 || this.parts.length === 0 ? this.sendPart() : Promise.resolve()
+        last.then(() => callback(), callback)
       },
     })
+  }
+
+  async begin(): Promise<this> {
+    await putObject(this.access, this.marker, Buffer.alloc(0)).catch((error: unknown) => {
+      throw outcome(this.access, error, `a marker for the body arriving into ${this.key}`)
+    })
+    return this
   }
 
   written(): number {
@@ -52,63 +74,53 @@ export class S3Arrival implements Arrival {
     const body = Buffer.concat(this.buffered)
     this.buffered = []
     this.bufferedBytes = 0
-    this.uploadId ??= (
-      await this.access.client.send(
-        new CreateMultipartUploadCommand({
+    try {
+      this.uploadId ??= (
+        await this.access.client.send(
+          new CreateMultipartUploadCommand({
+            Bucket: this.access.bucket,
+            Key: this.key,
+            ChecksumAlgorithm: 'SHA256',
+          }),
+        )
+      ).UploadId
+      const n = this.parts.length + 1
+      const sha256 = createHash('sha256').update(body).digest('base64')
+      // A Buffer body: the SDK may send it again on a retry, which a stream would not allow.
+      const answer = await this.access.client.send(
+        new UploadPartCommand({
           Bucket: this.access.bucket,
           Key: this.key,
-          ChecksumAlgorithm: 'SHA256',
-        }),
-      )
-    ).UploadId
-    const n = this.parts.length + 1
-    const sha256 = createHash('sha256').update(body).digest('base64')
-    // A Buffer body: the SDK may send it again on a retry, which a stream would not allow.
-    const answer = await this.access.client.send(
-      new UploadPartCommand({
-        Bucket: this.access.bucket,
-        Key: this.key,
-        UploadId: this.uploadId,
-        PartNumber: n,
-        Body: body,
-        ChecksumSHA256: sha256,
-      }),
-    )
-    this.parts.push({ PartNumber: n, ETag: answer.ETag, ChecksumSHA256: sha256 })
-    this.sent += body.length
-  }
-
-  private async sendLast(): Promise<void> {
-    if (this.uploadId === undefined) {
-      // The whole body fits one part: put it in one request, and keep() has nothing left to do.
-      const body = Buffer.concat(this.buffered)
-      this.buffered = []
-      await this.access.client.send(
-        new PutObjectCommand({
-          Bucket: this.access.bucket,
-          Key: `${this.key}`,
+          UploadId: this.uploadId,
+          PartNumber: n,
           Body: body,
-          ChecksumSHA256: createHash('sha256').update(body).digest('base64'),
+          ChecksumSHA256: sha256,
         }),
       )
+      this.parts.push({ PartNumber: n, ETag: answer.ETag, ChecksumSHA256: sha256 })
       this.sent += body.length
-      return
+    } catch (error) {
+      throw outcome(this.access, error, `a part of the body arriving into ${this.key}`)
     }
-    if (this.bufferedBytes > 0) await this.sendPart()
   }
 
   async keep(): Promise<void> {
     if (this.kept) return
     this.kept = true
-    if (this.uploadId === undefined) return
-    await this.access.client.send(
-      new CompleteMultipartUploadCommand({
-        Bucket: this.access.bucket,
-        Key: this.key,
-        UploadId: this.uploadId,
-        MultipartUpload: { Parts: this.parts },
-      }),
-    )
+    try {
+      if (this.uploadId !== undefined)
+        await this.access.client.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: this.access.bucket,
+            Key: this.key,
+            UploadId: this.uploadId,
+            MultipartUpload: { Parts: this.parts },
+          }),
+        )
+      await removeObject(this.access, this.marker)
+    } catch (error) {
+      throw outcome(this.access, error, `keeping the body that arrived into ${this.key}`)
+    }
   }
 
   async discard(): Promise<void> {
@@ -116,27 +128,129 @@ export class S3Arrival implements Arrival {
     this.kept = true
     this.sink.destroy()
     this.buffered = []
-    if (this.uploadId !== undefined) await abortUpload(this.access, this.key, this.uploadId)
+    try {
+      if (this.uploadId !== undefined) await abortUpload(this.access, this.key, this.uploadId)
+      await removeObject(this.access, this.marker)
+    } catch (error) {
+      throw outcome(this.access, error, `discarding the body that arrived into ${this.key}`)
+    }
   }
 }
 
-/** `readObject` as a stream returned at once (the interface's readStaged is synchronous). */
-export function readLater(access: S3Access, key: string, start: number, end?: number): Readable {
-  const out = new PassThrough()
-  readObject(access, key, { start, end }).then(
-    (body) => {
-      body.on('error', (error) => out.destroy(error))
-      out.on('close', () => body.destroy())
-      body.pipe(out)
-    },
-    (error: unknown) => out.destroy(error as Error),
-  )
-  return out
+/** Bytes gathered before a resumable upload's piece is put: the most a request cut off can lose. */
+export const PIECE = 4 * 1024 * 1024
+
+/**
+ * More bytes of a resumable upload (tus), put as pieces of at most PIECE bytes each named by its offset:
+ * every piece is whole once put, and readable by every instance at once, so any prefix of an upload still
+ * arriving can be read (tusd keeps such a tail in a `.part` object for the same reason). A request cut off
+ * keeps every piece put before the cut; the bytes gathered for the next one are lost, and `stagedSize` says
+ * where the client goes on from.
+ */
+export class S3Append implements StagingWrite {
+  readonly sink: Writable
+  private buffered: Buffer[] = []
+  private bufferedBytes = 0
+  private sent = 0
+
+  constructor(
+    private readonly access: S3Access,
+    private readonly piece: (offset: number) => string,
+    private readonly offset: number,
+  ) {
+    this.sink = new Writable({
+      write: (chunk: Buffer, _encoding, callback) => {
+        this.buffered.push(chunk)
+        this.bufferedBytes += chunk.length
+        if (this.bufferedBytes < PIECE) return callback()
+        this.put().then(() => callback(), callback)
+      },
+      final: (callback) => {
+        const last = this.bufferedBytes > 0 ? this.put() : Promise.resolve()
+        last.then(() => callback(), callback)
+      },
+    })
+  }
+
+  written(): number {
+    return this.sent
+  }
+
+  private async put(): Promise<void> {
+    const body = Buffer.concat(this.buffered)
+    this.buffered = []
+    this.bufferedBytes = 0
+    const key = this.piece(this.offset + this.sent)
+    await putObject(this.access, key, body).catch((error: unknown) => {
+      throw outcome(this.access, error, `a piece of a resumable upload into ${key}`)
+    })
+    this.sent += body.length
+  }
+}
+
+/** One object of staged bytes and where it starts among them. */
+interface Piece {
+  key: string
+  start: number
+  size: number
 }
 
 /**
- * The staged object, read by a transfer moving forward through it: one ranged GET from where it starts,
- * read as the transfer asks, and a new one only when it asks elsewhere (a resume, a recheck).
+ * The objects holding an upload's staged bytes, in order: the one object of a body, or a resumable upload's
+ * pieces as far as they run on from 0 without a gap. Undefined: nothing is staged.
+ */
+export async function stagedPieces(
+  access: S3Access,
+  key: string,
+  pieceStart: (key: string) => number | undefined,
+): Promise<Piece[] | undefined> {
+  const listed = await listObjects(access, key).catch((error: unknown) => {
+    throw outcome(access, error, `listing the staged bytes under ${key}`)
+  })
+  const whole = listed.find((item) => item.key === key)
+  if (whole) return [{ key, start: 0, size: whole.size }]
+  const pieces: Piece[] = []
+  let at = 0
+  for (const item of listed) {
+    const start = item.key.startsWith(`${key}/`) ? pieceStart(item.key) : undefined
+    if (start !== at) continue
+    pieces.push({ key: item.key, start, size: item.size })
+    at += item.size
+  }
+  return pieces.length > 0 ? pieces : undefined
+}
+
+/** The staged bytes [start, end) read piece after piece, each a ranged GET streamed as it is read. */
+export function readPieces(
+  access: S3Access,
+  pieces: () => Promise<Piece[] | undefined>,
+  start: number,
+  end?: number,
+): Readable {
+  return Readable.from(
+    (async function* () {
+      const all = await pieces()
+      if (all === undefined) throw new Error('no staged bytes')
+      for (const piece of all) {
+        const from = Math.max(start, piece.start)
+        const to = Math.min(end ?? Infinity, piece.start + piece.size)
+        if (to <= from) continue
+        const body = await readObject(access, piece.key, {
+          start: from - piece.start,
+          end: to - piece.start,
+        }).catch((error: unknown) => {
+          throw outcome(access, error, `reading the staged bytes of ${piece.key}`)
+        })
+        yield* body
+      }
+    })(),
+    { objectMode: false },
+  )
+}
+
+/**
+ * The staged bytes, read by a transfer moving forward through them: one stream from where it starts, read as
+ * the transfer asks, and a new one only when it asks elsewhere (a resume, a recheck).
  */
 export class S3StagedReader implements StagedReader {
   private stream: AsyncIterator<Buffer> = (async function* () {})()
@@ -144,13 +258,10 @@ export class S3StagedReader implements StagedReader {
   private at = -1
   private rest: Buffer = Buffer.alloc(0)
 
-  constructor(
-    private readonly access: S3Access,
-    private readonly key: string,
-  ) {}
+  constructor(private readonly open: (position: number) => Readable) {}
 
   async read(buffer: Buffer, offset: number, length: number, position: number): Promise<number> {
-    if (position !== this.at) await this.open(position)
+    if (position !== this.at) this.reopen(position)
     while (this.rest.length === 0) {
       const next = await this.stream.next()
       if (next.done) return 0
@@ -163,16 +274,11 @@ export class S3StagedReader implements StagedReader {
     return n
   }
 
-  private async open(position: number): Promise<void> {
+  private reopen(position: number): void {
     this.source?.destroy()
     this.rest = Buffer.alloc(0)
-    this.source = await readObject(this.access, this.key, { start: position }).catch((error: unknown) => {
-      // Reading at the end of the object: S3 answers 416 for a range that starts past it.
-      if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 416)
-        return undefined
-      throw error
-    })
-    this.stream = this.source ? this.source[Symbol.asyncIterator]() : (async function* () {})()
+    this.source = this.open(position)
+    this.stream = this.source[Symbol.asyncIterator]()
     this.at = position
   }
 

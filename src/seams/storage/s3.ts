@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { PassThrough, type Readable } from 'node:stream'
-import { CompleteMultipartUploadCommand } from '@aws-sdk/client-s3'
+import { CompleteMultipartUploadCommand, GetObjectCommand } from '@aws-sdk/client-s3'
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import type { S3Settings } from '../../config.js'
 import {
   StoredBytesMismatch,
@@ -24,10 +25,11 @@ import {
   checkBucket,
   closeS3,
   headObject,
-  listKeys,
+  listObjects,
   listParts,
   listUploads,
   openS3,
+  outcome,
   readObject,
   removeObject,
   s3Code,
@@ -43,12 +45,19 @@ import {
   UploadGoneError,
 } from './s3-multipart.js'
 import { isS3Mark, S3TransferSink, type S3Mark } from './s3-sink.js'
-import { readLater, S3Arrival, S3StagedReader } from './s3-staged.js'
+import { putObject, readPieces, S3Append, S3Arrival, S3StagedReader, stagedPieces } from './s3-staged.js'
 
-/** A leftover as S3 holds it: an object, or a multipart upload of one. */
+/** A leftover as S3 holds it: objects, and multipart uploads of them. */
 interface S3Leftover extends Leftover {
-  key: string
-  uploadId?: string
+  keys: string[]
+  uploads: { key: string; uploadId: string }[]
+}
+
+export interface S3Options {
+  /** This instance, named on the marker of a body arriving here (see S3Keys). */
+  instance?: string
+  /** The largest body accepted: sizes the parts of an arrival, whose length is unknown until its end. */
+  maxUploadSize?: number
 }
 
 /**
@@ -63,12 +72,21 @@ export class S3Storage implements Storage {
   /** The parts each transfer holds, with their sha256, as this process last knew them (for completion). */
   private readonly marks = new Map<string, S3Mark>()
 
+  private readonly instance: string
+  private readonly maxUploadSize: number
+
   constructor(
     private readonly settings: S3Settings,
-    /** The largest body accepted: sizes the parts of an arrival, whose length is unknown until its end. */
-    private readonly maxUploadSize = 10 * 1024 ** 3,
+    options: S3Options = {},
   ) {
     this.access = openS3(settings)
+    this.instance = options.instance ?? 'default'
+    this.maxUploadSize = options.maxUploadSize ?? 10 * 1024 ** 3
+  }
+
+  /** What S3 did so far, for /metrics. */
+  get counts(): Readonly<S3Access['counts']> {
+    return this.access.counts
   }
 
   close(): void {
@@ -99,27 +117,43 @@ export class S3Storage implements Storage {
   // ---- staged ---------------------------------------------------------------------------------------------
 
   async receive(id: string): Promise<Arrival> {
-    return new S3Arrival(this.access, this.staged(id), partSizeFor(this.maxUploadSize))
+    const { keys } = this.access
+    return new S3Arrival(
+      this.access,
+      this.staged(id),
+      keys.arriving({ id }, this.instance),
+      partSizeFor(this.maxUploadSize),
+    ).begin()
   }
 
-  async createStaged(): Promise<void> {
-    throw new Error('tus uploads into S3 are not built yet (issue 21, second round)')
+  async createStaged(id: string): Promise<void> {
+    // An empty first piece: staged from now on, holding nothing (stagedSize 0, not undefined).
+    await putObject(this.access, this.access.keys.piece({ id }, 0), Buffer.alloc(0)).catch(
+      (error: unknown) => {
+        throw outcome(this.access, error, `creating the resumable upload ${id}`)
+      },
+    )
   }
 
-  async append(): Promise<StagingWrite> {
-    throw new Error('tus uploads into S3 are not built yet (issue 21, second round)')
+  async append(id: string, offset: number): Promise<StagingWrite> {
+    return new S3Append(this.access, (at) => this.access.keys.piece({ id }, at), offset)
+  }
+
+  private pieces(id: string) {
+    return stagedPieces(this.access, this.staged(id), (key) => this.access.keys.pieceStart(key))
   }
 
   async stagedSize(id: string): Promise<number | undefined> {
-    return (await headObject(this.access, this.staged(id)))?.size
+    const pieces = await this.pieces(id)
+    return pieces?.reduce((sum, piece) => sum + piece.size, 0)
   }
 
   readStaged(id: string, start = 0, end?: number): Readable {
-    return readLater(this.access, this.staged(id), start, end)
+    return readPieces(this.access, () => this.pieces(id), start, end)
   }
 
   async openStaged(id: string): Promise<StagedReader> {
-    return new S3StagedReader(this.access, this.staged(id))
+    return new S3StagedReader((position) => this.readStaged(id, position))
   }
 
   // ---- transfer -------------------------------------------------------------------------------------------
@@ -127,16 +161,39 @@ export class S3Storage implements Storage {
   async openTransfer(
     upload: TransferTarget,
     from: { offset: number; mark?: TransferMark },
+    signal?: AbortSignal,
+  ): Promise<TransferSink> {
+    try {
+      return await this.openSink(upload, from, signal)
+    } catch (error) {
+      throw outcome(this.access, error, `opening the transfer into ${this.stored(upload)}`)
+    }
+  }
+
+  private async openSink(
+    upload: TransferTarget,
+    from: { offset: number; mark?: TransferMark },
+    signal?: AbortSignal,
   ): Promise<TransferSink> {
     const key = this.stored(upload)
     const plan = new PartPlan(upload.totalSize)
-    const remember = (mark: S3Mark) => this.marks.set(upload.id, mark)
+    const sink = (uploadId: string, held: HeldPart[]) =>
+      new S3TransferSink(
+        this.access,
+        key,
+        uploadId,
+        plan,
+        held,
+        (mark) => this.marks.set(upload.id, mark),
+        (start, end) => this.readStaged(upload.id, start, end),
+        signal,
+      )
     if (from.offset === 0) {
       // Started over: whatever an earlier transfer left goes, so no part of it is ever completed with ours.
       for (const old of await listUploads(this.access, key))
         if (old.key === key) await abortUpload(this.access, key, old.uploadId)
       const { uploadId } = await openUpload(this.access, key, plan, { sha256: upload.sha256 })
-      return new S3TransferSink(this.access, key, uploadId, plan, [], remember)
+      return sink(uploadId, [])
     }
     const mark = from.mark
     const count = from.offset === plan.total ? plan.count : from.offset / plan.size
@@ -145,7 +202,7 @@ export class S3Storage implements Storage {
     const kept: S3Mark = { ...mark, parts: mark.parts.slice(0, count) }
     if (!(await this.unchanged(upload, kept)))
       throw new TargetChangedError(`the parts of ${key} are not as the last run left them`)
-    return new S3TransferSink(this.access, key, mark.uploadId, plan, mark.parts.slice(0, count), remember)
+    return sink(mark.uploadId, mark.parts.slice(0, count))
   }
 
   async unchanged(upload: Located, mark: TransferMark | undefined): Promise<boolean> {
@@ -173,7 +230,7 @@ export class S3Storage implements Storage {
     for (let n = 1, listed = held.get(1); listed !== undefined; listed = held.get(++n)) {
       const [sha, md5] = [createHash('sha256'), createHash('md5')]
       const before = hash.copy()
-      for await (const chunk of readLater(this.access, this.staged(upload.id), plan.start(n), plan.end(n))) {
+      for await (const chunk of this.readStaged(upload.id, plan.start(n), plan.end(n))) {
         sha.update(chunk as Buffer)
         md5.update(chunk as Buffer)
         hash.update(chunk as Buffer)
@@ -198,7 +255,19 @@ export class S3Storage implements Storage {
     return { offset: parts.length === plan.count ? plan.total : parts.length * plan.size, hash, mark }
   }
 
-  async complete(upload: TransferTarget, written?: string): Promise<void> {
+  async complete(upload: TransferTarget, written?: string, mark?: TransferMark): Promise<void> {
+    try {
+      await this.completeUpload(upload, written, mark)
+    } catch (error) {
+      throw outcome(this.access, error, `completing ${this.stored(upload)}`)
+    }
+  }
+
+  private async completeUpload(
+    upload: TransferTarget,
+    written?: string,
+    given?: TransferMark,
+  ): Promise<void> {
     const key = this.stored(upload)
     if (upload.totalSize === 0) {
       if (written !== undefined && written !== upload.sha256)
@@ -208,7 +277,8 @@ export class S3Storage implements Storage {
     }
     const plan = new PartPlan(upload.totalSize)
     // Without the runs' own hash (a restart), the parts are checked against staging again, which hashes it.
-    const known = written === undefined ? undefined : this.marks.get(upload.id)
+    // The runs' mark is the caller's (any instance's last run), else this process's own memory of it.
+    const known = written === undefined ? undefined : isS3Mark(given) ? given : this.marks.get(upload.id)
     const verified = known ? undefined : await this.verifiedPrefix(upload)
     const mark = known ?? verified?.mark
     const actual = written ?? verified?.hash.digest('hex') ?? ''
@@ -271,46 +341,110 @@ export class S3Storage implements Storage {
     }
   }
 
+  async downloadUrl(upload: Located, filename: string): Promise<string | undefined> {
+    if (this.settings.presignMs === undefined) return undefined
+    const command = new GetObjectCommand({
+      Bucket: this.access.bucket,
+      Key: this.stored(upload),
+      // The name the client gave, as a download from this server would say it (RFC 6266's filename*).
+      ResponseContentDisposition: `attachment; filename*=UTF-8''${encodeURIComponent(filename)}`,
+    })
+    return getSignedUrl(this.access.client, command, {
+      expiresIn: Math.max(1, Math.floor(this.settings.presignMs / 1000)),
+    })
+  }
+
   // ---- removal and recovery -------------------------------------------------------------------------------
 
   async remove(upload: Located, what: 'staged' | 'transfer' | 'bytes' | 'all'): Promise<void> {
-    const keys: string[] = []
-    if (what !== 'transfer') keys.push(this.staged(upload.id))
-    if (what !== 'staged') keys.push(this.stored(upload))
-    for (const key of keys) {
+    try {
+      await this.removeUpload(upload, what)
+    } catch (error) {
+      throw outcome(this.access, error, `removing ${what} of upload ${upload.id}`)
+    }
+  }
+
+  private async removeUpload(upload: Located, what: 'staged' | 'transfer' | 'bytes' | 'all'): Promise<void> {
+    const { keys } = this.access
+    const multipart: string[] = []
+    if (what !== 'transfer') multipart.push(this.staged(upload.id))
+    if (what !== 'staged') multipart.push(this.stored(upload))
+    for (const key of multipart) {
       for (const open of await listUploads(this.access, key))
         if (open.key === key) await abortUpload(this.access, key, open.uploadId)
     }
-    if (what !== 'transfer') await removeObject(this.access, this.staged(upload.id))
+    if (what !== 'transfer') {
+      // The body's one object, or a resumable upload's pieces; `{id}` is a UUID, so the prefix is its own.
+      for (const item of await listObjects(this.access, this.staged(upload.id)))
+        await removeObject(this.access, item.key)
+      for (const item of await listObjects(this.access, keys.arrivingPrefix))
+        if (keys.parseArriving(item.key)?.id === upload.id) await removeObject(this.access, item.key)
+    }
     if (what === 'all') await removeObject(this.access, this.stored(upload))
     if (what !== 'staged') this.marks.delete(upload.id)
   }
 
+  /**
+   * By upload: its open multipart uploads and its staging objects, with the instance a body arrives at
+   * (its marker) and when the oldest of them was begun (for the periodic expiry).
+   */
   async leftovers(unfinished: readonly Located[]): Promise<Leftover[]> {
-    const owned = new Set(unfinished.map((upload) => upload.id))
+    try {
+      return await this.findLeftovers(new Set(unfinished.map((upload) => upload.id)))
+    } catch (error) {
+      throw outcome(this.access, error, 'listing what the bucket holds of unfinished uploads')
+    }
+  }
+
+  private async findLeftovers(owned: Set<string>): Promise<S3Leftover[]> {
     const { keys } = this.access
-    const found: S3Leftover[] = []
+    const found = new Map<string, S3Leftover & { since: number; arrivingAt?: string }>()
+    const of = (id: string) => {
+      let item = found.get(id)
+      if (!item) found.set(id, (item = { name: '', id, keys: [], uploads: [], since: Infinity }))
+      return item
+    }
+    const arriving = new Map<string, { key: string; instance: string; modified: number }>()
+    for (const item of await listObjects(this.access, keys.arrivingPrefix)) {
+      const marker = keys.parseArriving(item.key)
+      if (marker)
+        arriving.set(marker.id, { key: item.key, instance: marker.instance, modified: item.modified })
+    }
     for (const open of await listUploads(this.access, keys.prefix)) {
-      const of = keys.parse(open.key)
-      if (of && !owned.has(of.id))
-        found.push({
-          name: `${open.key} (multipart ${open.uploadId})`,
-          id: of.id,
-          key: open.key,
-          uploadId: open.uploadId,
-        })
+      const parsed = keys.parse(open.key)
+      if (!parsed || owned.has(parsed.id)) continue
+      const item = of(parsed.id)
+      item.uploads.push({ key: open.key, uploadId: open.uploadId })
+      item.since = Math.min(item.since, open.initiated)
     }
-    for (const key of await listKeys(this.access, keys.stagingPrefix)) {
-      const of = keys.parse(key)
-      if (of && !owned.has(of.id)) found.push({ name: key, id: of.id, key })
+    for (const listed of await listObjects(this.access, keys.stagingPrefix)) {
+      const parsed = keys.parse(listed.key)
+      if (!parsed || owned.has(parsed.id)) continue
+      const item = of(parsed.id)
+      item.keys.push(listed.key)
+      item.since = Math.min(item.since, listed.modified)
     }
-    return found
+    for (const [id, marker] of arriving) {
+      if (owned.has(id)) continue
+      const item = of(id)
+      item.keys.push(marker.key)
+      item.arrivingAt = marker.instance
+      item.since = Math.min(item.since, marker.modified)
+    }
+    return [...found.values()].map((item) => ({
+      ...item,
+      name: [...item.keys, ...item.uploads.map((u) => `${u.key} (multipart ${u.uploadId})`)].join(', '),
+    }))
   }
 
   async removeLeftovers(leftovers: readonly Leftover[]): Promise<void> {
-    for (const item of leftovers as readonly S3Leftover[]) {
-      if (item.uploadId !== undefined) await abortUpload(this.access, item.key, item.uploadId)
-      else await removeObject(this.access, item.key)
+    try {
+      for (const item of leftovers as readonly S3Leftover[]) {
+        for (const open of item.uploads) await abortUpload(this.access, open.key, open.uploadId)
+        for (const key of item.keys) await removeObject(this.access, key)
+      }
+    } catch (error) {
+      throw outcome(this.access, error, 'removing leftovers')
     }
   }
 
@@ -318,7 +452,9 @@ export class S3Storage implements Storage {
     const { keys } = this.access
     const open = await listUploads(this.access, keys.prefix)
     if (open.some((upload) => keys.parse(upload.key) !== undefined)) return true
-    return (await listKeys(this.access, keys.stagingPrefix)).some((key) => keys.parse(key) !== undefined)
+    return (await listObjects(this.access, keys.stagingPrefix)).some(
+      (item) => keys.parse(item.key) !== undefined,
+    )
   }
 }
 
