@@ -12,10 +12,10 @@ const config: CodegenConfig = {
         strictScalars: true,
         useIndexSignature: true,
         contextType: '../graphql/context.js#Context',
-        mappers: { Upload: '../uploads/record.js#UploadView' },
+        mappers: { Upload: '../model/record.js#UploadView' },
         scalars: {
           ID: 'string',
-          File: '../uploads/ingest.js#IncomingFile',
+          File: '../core/ingest/ingest.js#IncomingFile',
           SafeInt: 'number',
           DateTime: 'string',
         },

@@ -1,4 +1,6 @@
-import { badInput } from '../errors.js'
+import { isReceiving } from '../core/machine.js'
+import { badInput, quote } from '../errors.js'
+import type { UploadStatus } from '../model/record.js'
 
 /**
  * The /api contract of the older service, as a table: each route names the GraphQL operation it runs and how
@@ -11,7 +13,7 @@ type Data = Record<string, unknown>
 export interface Upload {
   id: string
   filename: string
-  status: string
+  status: UploadStatus
   uploadedSize: number
   totalSize: number
   currentSpeed: number
@@ -36,10 +38,7 @@ export interface Route {
    */
   list?: { field: string; key: string; item: (upload: Upload) => unknown }
   /** For a download: the stored file to stream instead of a JSON answer, or a reason there is none. */
-  file?: (
-    data: Data,
-  ) =>
-    { id: string; storedName: string; size: number; sha256: string; filename: string } | { missing: string }
+  file?: (data: Data) => { id: string; size: number; sha256: string; filename: string } | { missing: string }
 }
 
 const STATUS_FIELDS = 'id filename status uploadedSize totalSize currentSpeed targetSpeed'
@@ -48,7 +47,8 @@ const STATUS_FIELDS = 'id filename status uploadedSize totalSize currentSpeed ta
  * GraphQL enum values are UPPER_CASE; the REST contract has always used lower case, and knows five states:
  * an upload still arriving is `in_progress` (with nothing stored yet) to it.
  */
-export const restStatus = (status: string) => (status === 'RECEIVING' ? 'in_progress' : status.toLowerCase())
+export const restStatus = (status: UploadStatus) =>
+  isReceiving(status) ? 'in_progress' : status.toLowerCase()
 
 const listedUpload = (upload: Upload) => ({ upload_id: upload.id, ...statusOf(upload) })
 const listedFile = (file: Upload) => ({
@@ -76,7 +76,7 @@ export function parseSpeed(raw: string, name = 'speed'): number {
   const value = Number(text)
   if (!/^\d+$/.test(text)) {
     throw badInput(
-      `${name} must be a whole number of bytes per second, 0 or more (0 = unlimited), such as ${name}=1048576 for 1 MiB/s; got ${JSON.stringify(raw.slice(0, 80))}`,
+      `${name} must be a whole number of bytes per second, 0 or more (0 = unlimited), such as ${name}=1048576 for 1 MiB/s; got ${quote(raw)}`,
     )
   }
   if (!Number.isSafeInteger(value))
@@ -243,14 +243,14 @@ export const routes: Route[] = [
       summary: 'Download a stored file (Range, If-Range, If-None-Match)',
       schema: 'Error',
     },
-    operation: `query Download($id: ID!) { upload(id: $id) { id status downloadUrl storedName totalSize sha256 filename } }`,
+    operation: `query Download($id: ID!) { upload(id: $id) { id status downloadUrl totalSize sha256 filename } }`,
     variables: idVar,
     reply: () => undefined,
     file: ({ upload }) => {
-      const u = upload as Upload & { downloadUrl: string | null; storedName: string; sha256: string }
+      const u = upload as Upload & { downloadUrl: string | null; sha256: string }
       if (u.downloadUrl === null)
         return { missing: `Upload ${u.id} has no complete file (it is ${restStatus(u.status)})` }
-      return { id: u.id, storedName: u.storedName, size: u.totalSize, sha256: u.sha256, filename: u.filename }
+      return { id: u.id, size: u.totalSize, sha256: u.sha256, filename: u.filename }
     },
   },
   {
