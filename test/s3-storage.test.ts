@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { S3Settings } from '../src/config.js'
 import {
   sha256Of,
+  StorageRefused,
+  StorageUnavailable,
   StoredBytesMismatch,
   type TransferSink,
   type TransferTarget,
@@ -97,6 +99,8 @@ async function copy(
   from: number,
   to: number,
   hash = createHash('sha256'),
+  /** Hand the sink the reader's own buffer, read into again as soon as a write resolves (as Transfer does). */
+  reuse = false,
 ) {
   const reader = await storage.openStaged(upload.id)
   const buffer = Buffer.alloc(64 * 1024)
@@ -105,7 +109,7 @@ async function copy(
       const partEnd = (Math.floor(at / sink.partSize) + 1) * sink.partSize
       const n = await reader.read(buffer, 0, Math.min(buffer.length, to - at, partEnd - at), at)
       if (n === 0) throw new Error(`staging ended at ${at}`)
-      const chunk = Buffer.from(buffer.subarray(0, n))
+      const chunk = reuse ? buffer.subarray(0, n) : Buffer.from(buffer.subarray(0, n))
       hash.update(chunk)
       await sink.write(chunk, at, () => undefined)
       at += n
@@ -314,6 +318,145 @@ describe('S3 storage (moto)', () => {
     await arrival.discard()
     expect(await listUploads(storage.access, PREFIX)).toEqual([])
     expect(await storage.stagedSize(id)).toBeUndefined()
+  })
+
+  it('keeps the bytes of a chunk whose buffer the caller reads into again as soon as its write resolves', async () => {
+    const { storage } = await storageOnNewBucket()
+    const data = bytes(11 * MiB)
+    const upload = await staged(storage, data)
+    const sink = await storage.openTransfer(upload, { offset: 0 })
+    const hash = await copy(storage, upload, sink, 0, data.length, createHash('sha256'), true)
+    await sink.end(true)
+    await storage.complete(upload, hash.digest('hex'))
+    expect(sha256((await readBack(storage, upload)).data)).toBe(sha256(data))
+  })
+
+  it('waits while S3 answers nothing (frozen), sends the part again from staging, and completes byte-identical', async () => {
+    const bucket = await moto.createBucket()
+    const storage = new S3Storage(settings(bucket, { timeoutMs: 1500 }))
+    opened.push(storage)
+    const data = bytes(7 * MiB)
+    const upload = await staged(storage, data)
+    const sink = await storage.openTransfer(upload, { offset: 0 })
+    const hash = await copy(storage, upload, sink, 0, 3 * MiB)
+    // Frozen with part 1 in flight; thawed a few seconds later, with the copy still waiting on its write.
+    moto.freeze()
+    const thawed = new Promise<void>((resolve) =>
+      setTimeout(() => {
+        moto.thaw()
+        resolve()
+      }, 5000),
+    )
+    try {
+      // From memory, not staging: what is tested is the sink's own waiting (the run's reads are the core's).
+      for (let at = 3 * MiB; at < data.length;) {
+        const end = Math.min(
+          data.length,
+          at + 256 * 1024,
+          (Math.floor(at / sink.partSize) + 1) * sink.partSize,
+        )
+        const chunk = data.subarray(at, end)
+        hash.update(chunk)
+        await sink.write(chunk, at, () => undefined)
+        at = end
+      }
+    } finally {
+      moto.thaw()
+    }
+    await thawed
+    await sink.end(true)
+    expect(storage.counts.retries).toBeGreaterThan(0)
+    await storage.complete(upload, hash.digest('hex'))
+    expect(sha256((await readBack(storage, upload)).data)).toBe(sha256(data))
+  }, 60_000)
+
+  it('a stop (the run’s signal) ends a write waiting on a frozen S3 at once', async () => {
+    const bucket = await moto.createBucket()
+    const storage = new S3Storage(settings(bucket, { timeoutMs: 20_000 }))
+    opened.push(storage)
+    const data = bytes(6 * MiB)
+    const upload = await staged(storage, data)
+    const stop = new AbortController()
+    const sink = await storage.openTransfer(upload, { offset: 0 }, stop.signal)
+    const hash = await copy(storage, upload, sink, 0, 1 * MiB)
+    moto.freeze()
+    try {
+      // The rest of part 1: its answer never comes while S3 is frozen.
+      const chunk = data.subarray(1 * MiB, 5 * MiB)
+      hash.update(chunk)
+      const writing = sink.write(chunk, 1 * MiB, () => undefined)
+      const stopped = writing.catch((error: unknown) => error)
+      setTimeout(() => stop.abort(), 300)
+      const started = performance.now()
+      expect(await stopped).toMatchObject({ name: 'AbortError' })
+      expect(performance.now() - started).toBeLessThan(5000)
+    } finally {
+      moto.thaw()
+    }
+    const ended = await sink.end(false)
+    expect(ended.acknowledged).toBe(0)
+    await sink.close()
+  }, 60_000)
+
+  it('says S3 refused, with its code, when it refuses (4xx): no bucket of that name', async () => {
+    const storage = new S3Storage(settings('no-such-bucket-here'))
+    opened.push(storage)
+    const upload: TransferTarget = {
+      id: randomUUID(),
+      storedName: 'x_y',
+      totalSize: 10,
+      sha256: sha256(Buffer.alloc(10)),
+    }
+    await expect(storage.openTransfer(upload, { offset: 0 })).rejects.toThrow(StorageRefused)
+    await expect(storage.openTransfer(upload, { offset: 0 })).rejects.toThrow(/S3 refused .*NoSuchBucket/)
+    expect(storage.counts.refused).toBeGreaterThan(0)
+  })
+
+  it('says S3 is unavailable, not refused, when nobody answers', async () => {
+    const storage = new S3Storage(settings('any', { endpoint: `http://127.0.0.1:${await freePort()}` }))
+    opened.push(storage)
+    await expect(storage.stagedSize(randomUUID())).rejects.toThrow(StorageUnavailable)
+  }, 60_000)
+
+  it('lists an abandoned multipart upload and staging object as leftovers with when they were begun', async () => {
+    const { storage } = await storageOnNewBucket()
+    const before = Date.now() - 60_000
+    const orphan = await staged(storage, bytes(1000))
+    const arrival = await storage.receive(randomUUID())
+    await pipeline(Readable.from([bytes(2000)]), arrival.sink)
+    const leftovers = await storage.leftovers([])
+    expect(leftovers).toHaveLength(2)
+    // moto says every multipart upload was initiated on one fixed day in 2010: only "no later than now" holds.
+    for (const item of leftovers) expect(item.since).toBeLessThanOrEqual(Date.now() + 60_000)
+    expect(leftovers.find((item) => item.id === orphan.id)?.since).toBeGreaterThan(before)
+    expect(leftovers.find((item) => item.id === orphan.id)?.arrivingAt).toBeUndefined()
+    expect(leftovers.find((item) => item.id !== orphan.id)?.arrivingAt).toBe('default')
+    await storage.removeLeftovers(leftovers)
+    expect(await listUploads(storage.access, PREFIX)).toEqual([])
+    expect(await listKeys(storage.access, PREFIX)).toEqual([])
+  })
+
+  it('presigns a download only when S3_PRESIGN_DOWNLOADS is set, and the link reads the stored bytes', async () => {
+    const bucket = await moto.createBucket()
+    const plain = new S3Storage(settings(bucket))
+    const signing = new S3Storage(settings(bucket, { presignMs: 60_000 }))
+    opened.push(plain, signing)
+    const data = bytes(300_000)
+    const upload = await staged(signing, data, 'naïve résumé.pdf')
+    const sink = await signing.openTransfer(upload, { offset: 0 })
+    const hash = await copy(signing, upload, sink, 0, data.length)
+    await sink.end(true)
+    await signing.complete(upload, hash.digest('hex'))
+    expect(await plain.downloadUrl(upload, 'naïve résumé.pdf')).toBeUndefined()
+    const url = await signing.downloadUrl(upload, 'naïve résumé.pdf')
+    expect(url).toMatch(/X-Amz-Expires=60&/)
+    // The name rides in the signed URL (moto does not answer with it; S3 does).
+    expect(new URL(url!).searchParams.get('response-content-disposition')).toBe(
+      `attachment; filename*=UTF-8''${encodeURIComponent('naïve résumé.pdf')}`,
+    )
+    const answer = await fetch(url!)
+    expect(answer.status).toBe(200)
+    expect(sha256(Buffer.from(await answer.arrayBuffer()))).toBe(sha256(data))
   })
 
   describe('refuses at start-up, in one line', () => {

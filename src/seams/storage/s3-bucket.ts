@@ -13,7 +13,7 @@ import {
   type Part,
 } from '@aws-sdk/client-s3'
 import type { S3Settings } from '../../config.js'
-import { StorageRefused, StorageUnavailable, TargetChangedError } from './index.js'
+import { StorageRefused, StorageUnavailable } from './index.js'
 import { S3Keys } from './s3-keys.js'
 
 /** A wrong S3 setting, found at start-up: said in one line, as a bad UPLOAD_DIR is. */
@@ -25,8 +25,9 @@ export class S3SetupError extends Error {
 export const s3Code = (error: unknown): string | undefined =>
   error instanceof S3ServiceException ? error.name : undefined
 
+/** The HTTP status S3 answered with: also on an answer the SDK could not parse (moto's HTML 500s). */
 const statusOf = (error: unknown): number | undefined =>
-  error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined
+  (error as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode
 
 const NOT_FOUND = new Set(['NotFound', 'NoSuchKey', 'NoSuchUpload'])
 export const isNotFound = (error: unknown) => NOT_FOUND.has(s3Code(error) ?? '') || statusOf(error) === 404
@@ -40,8 +41,32 @@ export function isTransient(error: unknown): boolean {
   const status = statusOf(error)
   if (status !== undefined) return status >= 500 || status === 429 || status === 408
   if (error instanceof S3ServiceException) return error.$retryable !== undefined
-  // No answer at all: a socket error (ECONNREFUSED, ECONNRESET, ETIMEDOUT...) or the handler's own timeout.
-  return error instanceof Error && error.name !== 'AbortError'
+  return isNetwork(error)
+}
+
+/** The socket errors of an S3 nobody answers for (refused, reset, silent past S3_TIMEOUT, unresolvable). */
+const NETWORK = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EAI_AGAIN',
+  'ENOTFOUND',
+  'ERR_STREAM_PREMATURE_CLOSE',
+])
+const NETWORK_NAMES = new Set(['TimeoutError', 'RequestTimeout', 'NetworkingError'])
+
+function isNetwork(error: unknown): boolean {
+  if (!(error instanceof Error)) return false
+  const code = (error as NodeJS.ErrnoException).code
+  if (code !== undefined && NETWORK.has(code)) return true
+  if (NETWORK_NAMES.has(error.name)) return true
+  // The SDK wraps some socket errors; the socket's own is the cause.
+  return error.cause !== undefined && error.cause !== error && isNetwork(error.cause)
 }
 
 const CONNECT_TIMEOUT_MS = 5_000
@@ -61,28 +86,23 @@ export interface S3Counts {
  * again), or refused (StorageRefused, with S3's code, so an operator reads why). Ours pass unchanged.
  */
 export function outcome(access: S3Access, error: unknown, what: string): Error {
-  if (
-    error instanceof StorageUnavailable ||
-    error instanceof StorageRefused ||
-    error instanceof TargetChangedError ||
-    (error instanceof Error && error.name === 'AbortError')
-  )
-    return error
+  if (!(error instanceof S3ServiceException) && statusOf(error) === undefined && !isNetwork(error))
+    return error instanceof Error ? error : new Error(String(error))
   if (isTransient(error)) {
     access.counts.unavailable++
     return new StorageUnavailable(`S3 did not answer ${what} (${describe(error)})`)
   }
-  if (error instanceof S3ServiceException) {
-    access.counts.refused++
-    return new StorageRefused(`S3 refused ${what}: ${describe(error)}`)
-  }
-  return error instanceof Error ? error : new Error(String(error))
+  access.counts.refused++
+  return new StorageRefused(`S3 refused ${what}: ${describe(error)}`)
 }
 
 /** S3's code, its HTTP status and its words; or the socket's error code. */
 export function describe(error: unknown): string {
-  if (error instanceof S3ServiceException)
-    return `${error.name}, HTTP ${error.$metadata.httpStatusCode ?? '?'}${error.message && error.message !== error.name ? `: ${error.message}` : ''}`
+  const status = statusOf(error)
+  if (status !== undefined && error instanceof Error) {
+    const words = error.message.split('\n')[0]
+    return `${error.name}, HTTP ${status}${words && words !== error.name ? `: ${words}` : ''}`
+  }
   const code = (error as NodeJS.ErrnoException | undefined)?.code
   return code ?? (error instanceof Error ? `${error.name}: ${error.message}` : String(error))
 }
@@ -106,7 +126,9 @@ export function openS3(settings: S3Settings): S3Access {
     forcePathStyle: settings.forcePathStyle,
     // The SDK builds its Node handler from these (no import of @smithy's, which is not our dependency).
     // A socket silent for S3_TIMEOUT is given up (and the request tried again): a frozen S3 is noticed.
-    requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, requestTimeout: settings.timeoutMs },
+    // socketTimeout, not requestTimeout: that one bounds a whole request (a throttled part takes minutes)
+    // and, in this SDK, only warns unless told to throw.
+    requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, socketTimeout: settings.timeoutMs },
     // Checksums only where the service asks for them: part bodies carry theirs explicitly (s3-multipart.ts).
     requestChecksumCalculation: 'WHEN_REQUIRED' as const,
     responseChecksumValidation: 'WHEN_REQUIRED' as const,

@@ -4,7 +4,7 @@ import { PassThrough, type Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { UploadPartCommand } from '@aws-sdk/client-s3'
 import { log } from '../../log.js'
-import { TargetChangedError, type TransferMark, type TransferSink } from './index.js'
+import { StorageUnavailable, TargetChangedError, type TransferMark, type TransferSink } from './index.js'
 import { describe, isTransient, listParts, outcome, s3Code, type S3Access } from './s3-bucket.js'
 import { type HeldPart, type PartPlan, UploadGoneError } from './s3-multipart.js'
 
@@ -174,7 +174,7 @@ export class S3TransferSink implements TransferSink {
         }
       } catch (readError) {
         // Staging itself did not answer (the same S3): try again later; anything else is the upload's end.
-        if (!isTransient(readError) || readError instanceof TargetChangedError) throw readError
+        if (!(readError instanceof StorageUnavailable) && !isTransient(readError)) throw readError
         fresh.failed ??= readError
       }
       if (fresh.failed !== undefined) {

@@ -200,15 +200,23 @@ export class S3Storage implements Storage {
     if (!isS3Mark(mark) || !Number.isInteger(count) || mark.parts.length < count)
       throw new TargetChangedError(`no parts of ${key} are known to end at ${from.offset}`)
     const kept: S3Mark = { ...mark, parts: mark.parts.slice(0, count) }
-    if (!(await this.unchanged(upload, kept)))
+    // Parts past the offset (one that did not verify, one a stopped run got acknowledged) are sent again.
+    if (!(await this.holds(upload, kept, false)))
       throw new TargetChangedError(`the parts of ${key} are not as the last run left them`)
     return sink(mark.uploadId, mark.parts.slice(0, count))
   }
 
+  /** S3 holds exactly the parts the mark says, no more and no other (an exact check: see `holds`). */
   async unchanged(upload: Located, mark: TransferMark | undefined): Promise<boolean> {
+    return this.holds(upload, mark, true)
+  }
+
+  /** Whether S3 holds the mark's parts as they were; `exactly`: and no part past them. */
+  private async holds(upload: Located, mark: TransferMark | undefined, exactly: boolean): Promise<boolean> {
     if (!isS3Mark(mark)) return false
     const parts = await listParts(this.access, this.stored(upload), mark.uploadId)
     if (parts === undefined) return false
+    if (exactly && parts.some((part) => (part.PartNumber ?? 0) > mark.parts.length)) return false
     const etags = new Map(parts.map((part) => [part.PartNumber, part.ETag]))
     return mark.parts.every((part, i) => etags.get(i + 1) === part.etag)
   }
