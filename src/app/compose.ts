@@ -200,6 +200,13 @@ function assemble(config: Config, seams: Seams, orphans: readonly Leftover[]): A
           (loaded?.ws.fanout.groupCount ?? 0) +
           (loaded?.ws.fanout.members ?? 0),
         slowConsumersClosed: () => loaded?.ws.fanout.slowClosed ?? 0,
+        storageOutcomes: () => {
+          const counts = (storage as { counts?: { retries: number; unavailable: number; refused: number } })
+            .counts
+          return (
+            counts && { retried: counts.retries, unavailable: counts.unavailable, refused: counts.refused }
+          )
+        },
       })
       app.recovered = service.recover(orphans)
       void load()

@@ -175,6 +175,10 @@ export async function checkBucket(access: S3Access, settings: S3Settings): Promi
         `S3 answered HTTP ${status} for bucket ${access.bucket} at ${where}: is S3_REGION the bucket's region${settings.endpoint ? ', and S3_FORCE_PATH_STYLE right for this endpoint' : ''}?`,
       )
     const message = error instanceof Error ? error.message : String(error)
+    if (error instanceof Error && error.name === 'CredentialsProviderError')
+      throw new S3SetupError(
+        'No AWS credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with a role',
+      )
     if (/region is missing/i.test(message))
       throw new S3SetupError(
         'S3_REGION is not set, and neither is AWS_REGION nor a profile region: set S3_REGION',

@@ -241,7 +241,12 @@ export function readPieces(
         }).catch((error: unknown) => {
           throw outcome(access, error, `reading the staged bytes of ${piece.key}`)
         })
-        yield* body
+        try {
+          yield* body
+        } catch (error) {
+          // A body cut off or silent past S3_TIMEOUT mid-read: S3 away, like a request it never answered.
+          throw outcome(access, error, `reading the staged bytes of ${piece.key}`)
+        }
       }
     })(),
     { objectMode: false },
@@ -263,7 +268,11 @@ export class S3StagedReader implements StagedReader {
   async read(buffer: Buffer, offset: number, length: number, position: number): Promise<number> {
     if (position !== this.at) this.reopen(position)
     while (this.rest.length === 0) {
-      const next = await this.stream.next()
+      const next = await this.stream.next().catch((error: unknown) => {
+        // Read again from this position next time (a new stream), the failed one is spent.
+        this.at = -1
+        throw error
+      })
       if (next.done) return 0
       this.rest = next.value
     }
