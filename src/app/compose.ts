@@ -225,6 +225,7 @@ function assemble(config: Config, seams: Seams, orphans: readonly Leftover[]): A
           (loaded?.ws.fanout?.groupCount ?? 0) +
           (loaded?.ws.fanout?.members ?? 0),
         slowConsumersClosed: () => loaded?.ws.fanout?.slowClosed ?? 0,
+        storageOutcomes: () => storage.outcomes?.(),
       })
       app.recovered = service.recover(orphans)
       void load()

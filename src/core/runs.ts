@@ -3,7 +3,8 @@ import { faultReason } from '../errors.js'
 import { log } from '../log.js'
 import { stored } from '../metrics.js'
 import type { UploadRecord, UploadView } from '../model/record.js'
-import { StoredBytesMismatch } from '../seams/storage/index.js'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { StorageUnavailable, StoredBytesMismatch } from '../seams/storage/index.js'
 import { letGo, locked, type Context, type Run } from './context.js'
 import { arrived, completed, failed, isFinal, isReceiving, isRunning, now, progressed } from './machine.js'
 import { RateMeter } from './transfer/rate.js'
@@ -244,7 +245,24 @@ export async function complete(ctx: Context, record: UploadRecord): Promise<void
   // hole too small to see, go unnoticed (the README says so). Without that hash, what is on disk is hashed.
   const written = part && part.offset === record.totalSize ? part.hash.digest('hex') : undefined
   try {
-    await ctx.storage.complete(record, written)
+    // The last run's mark with its hash: a part store completes exactly the parts that run left.
+    const mark = written === undefined ? undefined : part?.mark
+    for (let tries = 0; ; tries++) {
+      try {
+        await ctx.storage.complete(record, written, mark)
+        break
+      } catch (error) {
+        // Storage away at the last step: waited out (the bytes are all there), unless the server closes.
+        if (!(error instanceof StorageUnavailable) || ctx.state.closed) throw error
+        log('warn', 'upload.storage_unavailable', {
+          id: record.id,
+          step: 'complete',
+          tries: tries + 1,
+          reason: error.message,
+        })
+        await sleep(Math.min(500 * 2 ** tries, 8000))
+      }
+    }
   } catch (error) {
     if (error instanceof StoredBytesMismatch) return fail(ctx, record, error.message)
     return fail(ctx, record, faultReason(error, 'upload.finalize_failed', { id: record.id }))

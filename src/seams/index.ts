@@ -69,7 +69,7 @@ async function onFolder(
 ): Promise<Seams> {
   const lock = await FolderLock.acquire(config.uploadDir, holding)
   try {
-    const storage: Storage = new LocalStorage(config.uploadDir, instance)
+    const storage = await openStorage(config, instance)
     const opened = await open(storage)
     return {
       ...opened,
@@ -77,6 +77,7 @@ async function onFolder(
       storage,
       close: async () => {
         await opened.close()
+        ;(storage as { close?: () => void }).close?.()
         await lock.release()
       },
     }
@@ -84,6 +85,24 @@ async function onFolder(
     await lock.release()
     throw error
   }
+}
+
+/**
+ * The folder, or the bucket when S3_BUCKET is set (issue 21). S3's SDK loads only then; its settings are
+ * checked by `prepare()` at start-up, refused in one line as a bad UPLOAD_DIR is.
+ */
+async function openStorage(config: Config, instance: string): Promise<Storage> {
+  if (config.storage.kind !== 's3') return new LocalStorage(config.uploadDir, instance)
+  const { S3Storage } = await import('./storage/s3.js')
+  const storage = new S3Storage(config.storage, { instance, maxUploadSize: config.maxUploadSize })
+  // Checked before the state is opened on it (which asks it what it holds): a wrong setting is one line.
+  try {
+    await storage.prepare()
+  } catch (error) {
+    storage.close()
+    throw error
+  }
+  return storage
 }
 
 /** A name for an instance that was given none: the host's, and a few random characters, unique per start. */

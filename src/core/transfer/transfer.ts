@@ -1,6 +1,9 @@
 import type { Hash } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { InternalFault } from '../../errors.js'
+import { log } from '../../log.js'
 import {
+  StorageUnavailable,
   TargetChangedError,
   type StagedReader,
   type Storage,
@@ -90,7 +93,17 @@ export class Transfer {
     // for writes: an unlimited copy then runs at the pace of the slower of storage and sha256.
     const ahead = new ReadAhead(source, total)
     try {
-      const sink = await job.storage.openTransfer(job.upload, { offset: job.offset, mark: job.expected })
+      let sink: TransferSink
+      try {
+        sink = await this.patiently('open', () =>
+          job.storage.openTransfer(job.upload, { offset: job.offset, mark: job.expected }, job.signal),
+        )
+      } catch (error) {
+        if (!isAbort(error)) throw error
+        // Stopped while storage was away: nothing was written, storage is as the last run left it.
+        job.onStop?.({ acknowledged: job.offset, mark: job.expected, hash: job.hash })
+        return job.offset
+      }
       try {
         const { offset, parts } = await this.copy(sink, ahead)
         const { acknowledged, mark } = await sink.end(offset === total).catch((error: unknown) => {
@@ -134,7 +147,8 @@ export class Transfer {
         first = false
         // False: the speed (or the cap) changed while this chunk waited, so it is planned again.
         if (!(await flow.grant(want, job.signal))) continue
-        const chunk = await ahead.take(offset, want)
+        const at = offset
+        const chunk = await this.patiently('read', () => ahead.take(at, want))
         const written = sink.write(chunk, offset, guard)
         // Hashed on this thread while storage takes it. If the write fails, the run rejects and the upload
         // fails with it, hash and all; if it succeeds, exactly these bytes are stored at this offset.
@@ -154,6 +168,28 @@ export class Transfer {
       if (!isAbort(error)) throw this.changed(error)
     }
     return { offset, parts }
+  }
+
+  /**
+   * Storage away (StorageUnavailable: no answer, busy) is waited out, trying again after 0.5 s, doubling to
+   * 8 s, until it answers or the run is stopped (then an AbortError, handled as a stop). Anything else it
+   * says (refused, changed) is the run's end.
+   */
+  private async patiently<T>(what: string, attempt: () => Promise<T>): Promise<T> {
+    for (let tries = 0; ; tries++) {
+      try {
+        return await attempt()
+      } catch (error) {
+        if (!(error instanceof StorageUnavailable)) throw error
+        log('warn', 'upload.storage_unavailable', {
+          id: this.job.upload.id,
+          step: what,
+          tries: tries + 1,
+          reason: error.message,
+        })
+        await sleep(Math.min(500 * 2 ** tries, 8000), undefined, { signal: this.job.signal })
+      }
+    }
   }
 
   /**

@@ -82,9 +82,15 @@ export interface Storage {
    * as `from.mark` says (from the run's `end`, or from `verifiedPrefix`); if storage no longer holds exactly
    * that, it rejects with TargetChangedError and writes nothing. Bytes past `from.offset` (a torn tail, a
    * part that did not verify) are dropped, so the transfer never holds a byte nobody hashed. At offset 0
-   * any earlier transfer is started over.
+   * any earlier transfer is started over. `signal` (the run's pause or cancel) ends every wait of the
+   * sink's at once (a part in flight, a wait before trying storage again): its write then rejects with the
+   * signal's reason, and nothing more is sent.
    */
-  openTransfer(upload: TransferTarget, from: { offset: number; mark?: TransferMark }): Promise<TransferSink>
+  openTransfer(
+    upload: TransferTarget,
+    from: { offset: number; mark?: TransferMark },
+    signal?: AbortSignal,
+  ): Promise<TransferSink>
 
   /**
    * Whether the transfer is still exactly as a run left it (`mark`), so the bytes before its offset are the
@@ -103,11 +109,13 @@ export interface Storage {
   /**
    * Makes the transfer the stored file, verified: the sha256 of its bytes must be `upload.sha256` (the one
    * taken as they arrived), or it rejects with StoredBytesMismatch and nothing is stored. `written` is the sha256 the
-   * runs took of what they wrote, when memory has it (their bytes are then not read again); without it
-   * storage hashes what it holds. Durable once it resolves (a file: renamed into place and its folder
-   * flushed; an object: its multipart upload completed, with its sha256 stored beside it).
+   * runs took of what they wrote, when memory has it (their bytes are then not read again), with `mark`, how
+   * the last run left the transfer (its sink's `end`): a part store completes exactly those parts, whichever
+   * instance wrote them. Without them storage hashes what it holds. Durable once it resolves (a file: renamed
+   * into place and its folder flushed; an object: its multipart upload completed, with its sha256 stored
+   * beside it).
    */
-  complete(upload: TransferTarget, written?: string): Promise<void>
+  complete(upload: TransferTarget, written?: string, mark?: TransferMark): Promise<void>
 
   // ---- stored: the whole file -------------------------------------------------------------------------
 
@@ -141,6 +149,15 @@ export interface Storage {
 
   /** Whether storage holds unfinished uploads' bytes (a state file that went missing would orphan them). */
   holdsTransfers(): Promise<boolean>
+
+  /**
+   * Where a download may be sent instead of being streamed through this server (a presigned GET on S3, when
+   * the operator turned it on), valid for a while; undefined: stream it (`openStored`).
+   */
+  downloadUrl?(upload: Located, filename: string): Promise<string | undefined>
+
+  /** How a remote store's requests ended so far (retried, unavailable, refused), for /metrics. */
+  outcomes?(): Readonly<Record<string, number>>
 }
 
 /** An upload as storage knows it: its id, and the stored name that its record gives it (`{id}_{safe name}`). */
@@ -262,6 +279,12 @@ export interface Leftover {
   readonly id?: string
   /** The instance a body still arriving belongs to, if it is one: never swept while that instance lives. */
   readonly arrivingAt?: string
+  /**
+   * When it was begun (ms since the epoch; on S3 a multipart upload's `Initiated`, an object's
+   * LastModified), when storage knows: the periodic expiry removes only those older than the expiry age, so
+   * nothing that is merely between two requests goes.
+   */
+  readonly since?: number
 }
 
 /** The stored file is missing although its record says it is stored: its bytes are lost, for good. */
@@ -274,7 +297,25 @@ export class StoredFileMissing extends Error {
  * to, replaced, longer than the file, or holding a hole. No byte past what can be verified again is trusted.
  */
 export class TargetChangedError extends Error {
-  override readonly name = 'TargetChangedError'
+  // A string, not the literal: kinds of it (S3's UploadGoneError) say their own name.
+  override readonly name: string = 'TargetChangedError'
+}
+
+/**
+ * Storage is away for now (no answer, a timeout, a reset, 5xx, throttled): the same request may well succeed
+ * later, so the caller waits and tries again (a transfer goes on from what storage acknowledged) rather than
+ * fail the upload. Anything storage refused outright (4xx) is not this: it fails, with the reason.
+ */
+export class StorageUnavailable extends Error {
+  override readonly name = 'StorageUnavailable'
+}
+
+/**
+ * Storage refused a request for a reason that trying again will not change (S3's 4xx: access denied, no
+ * such bucket, a request too large): the upload fails, saying so in words fit for its client.
+ */
+export class StorageRefused extends Error {
+  override readonly name = 'StorageRefused'
 }
 
 /** The bytes a transfer holds do not hash to what arrived: they are never made the stored file. */
