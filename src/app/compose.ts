@@ -11,6 +11,8 @@ import { UploadService } from '../core/service.js'
 import { openSeams, type Seams } from '../seams/index.js'
 import type { Storage } from '../uploads/storage.js'
 import { signedDownloadPath } from './access.js'
+import { wants } from '../hooks/config.js'
+import { createHookFileHandler } from './hook-file.js'
 import { closeInStages } from './linger.js'
 import { observe, registry } from '../metrics.js'
 import { listensOnLoopback } from './origin.js'
@@ -123,8 +125,21 @@ function assemble(config: Config, seams: Seams, orphans: Awaited<ReturnType<Stor
     // The service tells the modes apart by this option's presence, until it takes the seams whole.
     shared: seams.mode === 'shared' ? seams : undefined,
     resumableExpiryMs: config.resumableExpiryMs,
+    ...(config.hooks
+      ? {
+          hooks: {
+            config: config.hooks,
+            // A hook on another machine needs PUBLIC_URL to reach the file it is asked about.
+            publicUrl: (path: string) => `${config.publicUrl ?? app.url}${path}`,
+          },
+        }
+      : {}),
   })
-  const limits: IngestLimits = { storage, maxRequestFileBytes: config.maxUploadSize }
+  const limits: IngestLimits = {
+    storage,
+    maxRequestFileBytes: config.maxUploadSize,
+    approveFirst: wants(config.hooks, 'pre-create'),
+  }
   const context: Context = {
     service,
     downloadUrl: (id, req) =>
@@ -162,6 +177,7 @@ function assemble(config: Config, seams: Seams, orphans: Awaited<ReturnType<Stor
         locker: await seams.tusLocker(),
       }),
     inFlight,
+    ...(config.hooks ? { hookFile: createHookFileHandler(service, storage, config.hooks.secret) } : {}),
   })
   const server = createServer(
     // Enforce headersTimeout every second (Node checks every 30 s by default, which lets trickling headers linger).

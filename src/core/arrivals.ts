@@ -15,6 +15,7 @@ import {
   roomFor,
   STILL_RECEIVING,
 } from './machine.js'
+import { askPreCreate, type Approved, type Proposal } from './gates.js'
 import { fail, startTransfer } from './runs.js'
 import { RateMeter } from './transfer/rate.js'
 import { announce, forget, guard, publish, releaseIfIdle, save } from './writes.js'
@@ -46,13 +47,25 @@ export async function create(ctx: Context, file: IncomingFile, speed?: number | 
   await file.began
   assertOpen(ctx)
   const id = randomUUID()
-  const receiving = newRecord({
+  // The hook decides before anything is recorded, and before a byte of the file is read (it waits unread
+  // in the request until approve(); a refusal leaves it there, and the request's end discards it).
+  const approved = await askPreCreate(ctx, {
     id,
     filename: file.filename,
+    size: null,
+    speed: targetSpeed,
+    metadata: {},
+    ...(file.caller ? { caller: file.caller } : {}),
+  })
+  assertOpen(ctx)
+  const receiving = newRecord({
+    id,
+    filename: approved.filename,
     source: 'multipart',
     size: 0,
-    targetSpeed,
+    targetSpeed: approved.speed,
     expiresAt: null,
+    metadata: approved.metadata,
   })
   // Recorded as it begins to arrive, so lists and subscribers see it (and its receivedSize grow), and a
   // cancel can stop it. The lock is not held meanwhile: the body may take hours.
@@ -72,6 +85,7 @@ export async function create(ctx: Context, file: IncomingFile, speed?: number | 
     })
     announce(ctx, receiving, 'upload.receiving')
   })
+  file.approve()
   let staged: StagedFile
   try {
     staged = await file.arrived
@@ -121,7 +135,14 @@ async function arrive(ctx: Context, id: string, staged: StagedFile): Promise<Upl
  */
 export async function createResumable(
   ctx: Context,
-  input: { id: string; filename: string; size: number; speed?: number | null },
+  input: {
+    id: string
+    filename: string
+    size: number
+    speed?: number | null
+    /** What its pre-create hook asked to keep (see approveResumable). */
+    metadata?: Record<string, string>
+  },
 ): Promise<UploadView> {
   const targetSpeed = checkSpeed(input.speed ?? ctx.defaultSpeed)
   assertOpen(ctx)
@@ -133,6 +154,7 @@ export async function createResumable(
     size,
     targetSpeed,
     expiresAt: expiresFrom(ctx, Date.now()),
+    metadata: input.metadata ?? {},
   })
   // Refused now if it cannot fit; its room is promised only when its bytes come (beginReceiving).
   await ctx.storage.room.check(roomFor(size))
@@ -146,6 +168,17 @@ export async function createResumable(
     }
     return announce(ctx, record, 'upload.receiving')
   })
+}
+
+/**
+ * A tus creation, asked of the pre-create hook before anything of it is stored (tus calls this from
+ * onUploadCreate, where the request is at hand; createResumable follows with what it answered).
+ */
+export function approveResumable(
+  ctx: Context,
+  proposal: Omit<Proposal, 'speed'> & { speed?: number | null },
+): Promise<Approved> {
+  return askPreCreate(ctx, { ...proposal, speed: checkSpeed(proposal.speed ?? ctx.defaultSpeed) })
 }
 
 /**

@@ -5,6 +5,7 @@ import { stored } from '../metrics.js'
 import type { UploadRecord, UploadView } from '../model/record.js'
 import { LeaseLostError, TargetChangedError, Transfer } from '../uploads/transfer.js'
 import { letGo, locked, type Context, type Run } from './context.js'
+import { askPreFinish } from './gates.js'
 import { arrived, completed, failed, isFinal, isReceiving, isRunning, now, progressed } from './machine.js'
 import { RateMeter } from './transfer/rate.js'
 import { viewOf } from './views.js'
@@ -246,6 +247,12 @@ export async function complete(ctx: Context, record: UploadRecord): Promise<void
       `Stored bytes do not match what was received (sha256 ${digest}, expected ${record.sha256})`,
     )
   }
+  // The user's pre-finish hook reads the verified bytes (its link serves the transfer file) and decides
+  // before they are put in place: refused, they go with the FAILED upload; a crash while it is asked
+  // resumes the transfer, which asks again. Recovery's completion of a file found in place asks nothing:
+  // it was passed before the rename.
+  const refused = await askPreFinish(ctx, record)
+  if (refused !== undefined) return fail(ctx, record, refused)
   try {
     await ctx.storage.finalize(record)
   } catch (error) {

@@ -13,7 +13,7 @@ import type { Hold } from '../uploads/room.js'
 import type { Storage } from '../uploads/storage.js'
 import * as arrivals from './arrivals.js'
 import * as commands from './commands.js'
-import { recordOf, type Context } from './context.js'
+import { recordOf, type Context, type Hooks } from './context.js'
 import { checkSpeed, ENDED, isFinal } from './machine.js'
 import * as recovery from './recovery.js'
 import { checkpoint, lost, publishProgress, stopRun } from './runs.js'
@@ -44,6 +44,8 @@ export interface UploadServiceOptions {
   maxTotalSpeed?: number
   /** A resumable upload that receives no byte for this long is removed (RESUMABLE_EXPIRY); default 24 h. */
   resumableExpiryMs?: number
+  /** The blocking hooks (HOOKS_URL): pre-create and pre-finish are asked (see gates.ts). */
+  hooks?: Hooks
 }
 
 export interface UploadPage {
@@ -95,6 +97,7 @@ export class UploadService {
       remote: new Map(),
       locks: new Map(),
       state: { closed: false, recovered: true },
+      ...(options.hooks ? { hooks: options.hooks } : {}),
     }
     this.ctx = ctx
     bus.onState((view, local) => {
@@ -227,8 +230,16 @@ export class UploadService {
     filename: string
     size: number
     speed?: number | null
+    metadata?: Record<string, string>
   }): Promise<UploadView> {
     return arrivals.createResumable(this.ctx, input)
+  }
+
+  /** The pre-create hook's verdict on a tus creation (gates.ts): what to create, or the refusal thrown. */
+  approveResumable(
+    proposal: Parameters<typeof arrivals.approveResumable>[1],
+  ): ReturnType<typeof arrivals.approveResumable> {
+    return arrivals.approveResumable(this.ctx, proposal)
   }
 
   beginReceiving(

@@ -26,6 +26,9 @@ const recordsHoldIt: Configstore = {
   list: async () => [],
 }
 
+/** The metadata key onUploadCreate hands the pre-create hook's kept metadata under, as JSON. */
+export const KEPT = '\u0000kept'
+
 /** What onUploadCreate made of the sender's Upload-Metadata (see metadata.ts). */
 export interface ResumableMetadata extends Record<string, string | null> {
   filename: string
@@ -61,6 +64,7 @@ export class TusStore extends FileStore {
       filename: metadata.filename,
       size: upload.size ?? 0,
       speed: metadata.speed == null ? undefined : Number(metadata.speed),
+      metadata: JSON.parse(metadata[KEPT] ?? '{}') as Record<string, string>,
     })
     const created = await super.create(upload)
     // An empty file has arrived whole at its creation: no request will bring it any byte.

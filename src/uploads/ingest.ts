@@ -23,6 +23,33 @@ export interface IngestLimits {
   storage: Storage
   /** Bytes of files in one request, all of its parts together; one byte more fails it with 413 at once. */
   maxRequestFileBytes: number
+  /**
+   * Each file part waits, unread, until its taker `approve()`s it (the pre-create hook, HOOKS_URL): its
+   * bytes stay in the socket (busboy's backpressure), none reaches the disk before the hook said yes.
+   */
+  approveFirst?: boolean
+}
+
+/** Who sent a file, for the pre-create hook: the transport, the request's id, its Authorization header. */
+export interface Caller {
+  transport: 'rest' | 'graphql' | 'tus'
+  requestId?: string
+  /** Forwarded to the hook when HOOKS_FORWARD_AUTH allows; never logged. */
+  authorization?: string
+}
+
+/** The Caller of a request that brings files. */
+export function callerOf(
+  req: IncomingMessage,
+  transport: Caller['transport'],
+  requestId: string | undefined,
+): Caller {
+  const { authorization } = req.headers
+  return {
+    transport,
+    ...(requestId === undefined ? {} : { requestId }),
+    ...(authorization === undefined ? {} : { authorization }),
+  }
 }
 
 /** The request ended before its body did: the client went away, or was answered early. Nobody to tell. */
@@ -60,8 +87,13 @@ export class IncomingFile {
   readonly arrived: Promise<StagedFile>
   /** Stops the request that carries it (the upload was canceled while it arrived); set by the ingest. */
   abort: (reason: Error) => void = () => {}
+  /** Set by the transport that received it. */
+  caller?: Caller
+  /** Settles once its taker lets its bytes be read (see IngestLimits.approveFirst), or with what stopped it. */
+  readonly approved: Promise<void>
   private settle!: { resolve: (file: StagedFile) => void; reject: (error: Error) => void }
   private start!: { resolve: () => void; reject: (error: Error) => void }
+  private approval!: { resolve: () => void; reject: (error: Error) => void }
 
   constructor(
     /** The part's field name, for messages. */
@@ -69,9 +101,16 @@ export class IncomingFile {
   ) {
     this.began = new Promise<void>((resolve, reject) => (this.start = { resolve, reject }))
     this.arrived = new Promise<StagedFile>((resolve, reject) => (this.settle = { resolve, reject }))
+    this.approved = new Promise<void>((resolve, reject) => (this.approval = { resolve, reject }))
     // Nobody may ever await them (a resolver that refused its other arguments first): that is no crash.
     this.began.catch(() => undefined)
     this.arrived.catch(() => undefined)
+    this.approved.catch(() => undefined)
+  }
+
+  /** Its bytes may be read now (its taker asked whoever decides; see IngestLimits.approveFirst). */
+  approve(): void {
+    this.approval.resolve()
   }
 
   /** @internal the ingest, as the part begins */
@@ -87,6 +126,7 @@ export class IncomingFile {
   /** @internal the ingest, or a transport whose request ended without this part */
   reject(error: Error): void {
     this.start.reject(error)
+    this.approval.reject(error)
     this.settle.reject(error)
   }
 }
@@ -312,9 +352,10 @@ export function receiveMultipart(
       const path = limits.storage.incomingPath(randomUUID())
       writing.add(path)
       const digest = new Digest(countFileBytes, taken)
-      // Someone may have removed the staging folder while we ran; recreating it costs one syscall.
-      const write = limits.storage
-        .prepare()
+      // Unread until approved (or refused: the request then fails, and this part is never written).
+      const write = (limits.approveFirst ? taken.approved : Promise.resolve())
+        // Someone may have removed the staging folder while we ran; recreating it costs one syscall.
+        .then(() => limits.storage.prepare())
         .then(() => {
           if (failed) throw failed
           const sink = createWriteStream(path, { flags: 'wx', highWaterMark: STREAM_HWM })

@@ -29,6 +29,7 @@ export const record = (
     createdAt: at(n),
     updatedAt: at(n),
     completedAt: status === 'COMPLETED' ? at(n) : null,
+    metadata: {},
     ...extra,
   }
 }
