@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { HookPayload } from '../src/hooks/payload.js'
 import { setLogLevel } from '../src/log.js'
@@ -49,10 +50,10 @@ afterAll(async () => {
 afterEach(() => receiver.answerWith(undefined))
 
 /** The receiver refuses pre-create of `filename` with `status` and `message`; everything else is accepted. */
-const refuseCreate = (filename: string, status: number, message: string) =>
+const refuseCreate = (filename: string, status: number, message: string, delayMs = 0) =>
   receiver.answerWith((payload): HookAnswer | undefined =>
     payload.type === 'pre-create' && payload.upload.filename === filename
-      ? { status: 200, body: { reject: { status, message } } }
+      ? { status: 200, body: { reject: { status, message } }, delayMs }
       : undefined,
   )
 
@@ -72,7 +73,8 @@ describe('pre-create refuses before any byte is stored, in each client protocol'
   it('REST: {"detail"} with the hook status (409), answered while the body is still coming; nothing stored or listed', async () => {
     const SIZE = 4 * 1024 ** 3
     const before = await files()
-    refuseCreate('rest-refused.bin', 409, 'A file of that name exists already in your folder')
+    // Held a moment, so what the server does with the bytes meanwhile can be seen.
+    refuseCreate('rest-refused.bin', 409, 'A file of that name exists already in your folder', 1000)
     const request = openRequest(
       server.url,
       multipartHead('/api/upload?speed=5000', SIZE).replace(
@@ -82,7 +84,16 @@ describe('pre-create refuses before any byte is stored, in each client protocol'
     )
     request.write(partHead('file', 'rest-refused.bin'))
     request.write(bytes(256 * 1024))
+    await receiver.until(() => asked('rest-refused.bin').length === 1)
+    // While the hook decides, the file part waits unread: no byte of it reaches the storage folder.
+    const whileAsked = setInterval(
+      () => void files().then((now) => now.forEach((name) => before.includes(name) || seenStored.push(name))),
+      50,
+    )
+    const seenStored: string[] = []
     const answer = await request.answer
+    clearInterval(whileAsked)
+    expect(seenStored).toEqual([])
     request.end()
     expect(answer.status).toBe(409)
     expect(JSON.parse(answer.body)).toEqual({ detail: 'A file of that name exists already in your folder' })
@@ -233,10 +244,15 @@ describe('pre-create accepts with changes', () => {
 })
 
 describe('pre-finish', () => {
-  it('refused: FAILED with the hook message as the reason (status, GraphQL), and no file left', async () => {
+  it('refused: FAILED with the hook message as the reason (GraphQL, the subscription), and no file left', async () => {
     receiver.answerWith((payload) =>
       payload.type === 'pre-finish' && payload.upload.filename === 'infected.bin'
-        ? { status: 200, body: { reject: { status: 422, message: 'Malware found: EICAR test file' } } }
+        ? {
+            status: 200,
+            body: { reject: { status: 422, message: 'Malware found: EICAR test file' } },
+            // Long enough for the subscription below to be listening when the verdict comes.
+            delayMs: 1000,
+          }
         : undefined,
     )
     const data = content(50_000)
@@ -244,10 +260,21 @@ describe('pre-finish', () => {
     form.append('file', new Blob([data]), 'infected.bin')
     const started = (await (
       await fetch(`${server.url}/api/upload`, { method: 'POST', body: form })
-    ).json()) as {
-      upload_id: string
-    }
+    ).json()) as { upload_id: string }
     const id = started.upload_id
+    const stream = await fetch(`${server.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({
+        query: 'subscription ($id: ID!) { uploadProgress(id: $id) { status error } }',
+        variables: { id },
+      }),
+    })
+    // The stream ends when the subscription does: at the upload's final state.
+    const events = [...(await stream.text()).matchAll(/^data: (.*)$/gm)].map(
+      (m) => (JSON.parse(m[1] ?? '{}') as { data?: { uploadProgress: unknown } }).data?.uploadProgress,
+    )
+    expect(events.at(-1)).toEqual({ status: 'FAILED', error: 'Malware found: EICAR test file' })
     await waitForStatus(server.url, id, 'failed')
     const { data: seen } = await gql<{ upload: { status: string; error: string } }>(
       server.url,
@@ -288,6 +315,33 @@ describe('pre-finish', () => {
     expect((await api(server.url, 'GET', `/api/upload/${id}/status`)).body.status).not.toBe('completed')
     expect((await fetch(link.replace(/signature=./, 'signature=0'))).status).toBe(403)
     await waitForStatus(server.url, id, 'completed')
+  })
+})
+
+describe('the README', () => {
+  it('its few-line verifier accepts a real hook request and refuses a changed one', async () => {
+    const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
+    const block = /<!-- hook-verifier -->\s*```js\n([\s\S]*?)```/.exec(readme)?.[1]
+    expect(block).toBeDefined()
+    const work = await mkdtemp(join(tmpdir(), 'hooks-readme-'))
+    try {
+      const module = join(work, 'verify.mjs')
+      await writeFile(module, block ?? '')
+      const { verifyHook } = (await import(pathToFileURL(module).href)) as {
+        verifyHook: (secret: string, header: string | undefined, raw: string) => boolean
+      }
+      // A real hook request: a tus creation the receiver refuses (nothing is kept of it).
+      refuseCreate('readme-check.bin', 403, 'no')
+      expect((await tusCreate(server.url, 10, { filename: 'readme-check.bin' })).status).toBe(403)
+      const real = receiver.requests.find((r) => r.payload.upload?.filename === 'readme-check.bin')
+      const header = real?.headers['x-hook-signature'] as string | undefined
+      expect(verifyHook(receiver.secret, header, real?.raw ?? '')).toBe(true)
+      expect(verifyHook(receiver.secret, header, `${real?.raw ?? ''} `)).toBe(false)
+      expect(verifyHook('another-secret-0123456789', header, real?.raw ?? '')).toBe(false)
+      expect(verifyHook(receiver.secret, undefined, real?.raw ?? '')).toBe(false)
+    } finally {
+      await rm(work, { recursive: true, force: true })
+    }
   })
 })
 
