@@ -5,7 +5,7 @@
  *   BENCH_SIZE_MB  size of the ingest/transfer file (default 1024)
  *   BENCH_RUNS     runs per figure; medians are quoted (default 3)
  *   BENCH_ONLY     comma-separated figures to run: ingest,throttle,control,concurrency,fanout,status,cluster,
- *                  scale,cap,state,tiny,idle,tus
+ *                  scale,cap,state,tiny,idle,tus,hooks
  */
 import { execFile } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -17,6 +17,7 @@ import { cluster } from './cluster.js'
 import { concurrency } from './concurrency.js'
 import { control } from './control.js'
 import { fanout } from './fanout.js'
+import { hooks } from './hooks.js'
 import { idle } from './idle.js'
 import { ingestAndTransfer } from './ingest.js'
 import { makeFile, MiB, ROOT, type Row } from './lib.js'
@@ -100,6 +101,7 @@ try {
   await figure('state', () => state(scratch, runs))
   await figure('tiny', () => tiny())
   await figure('idle', () => idle())
+  await figure('hooks', () => hooks())
 
   const machine = {
     cpu: cpus()[0]?.model ?? 'unknown',
@@ -136,7 +138,7 @@ ${markdown}
 npm ci
 npm run bench                      # builds, then runs every figure (about ${Math.ceil(machine.seconds / 60)} min); writes bench/results.json and this file
 BENCH_ONLY=throttle npm run bench  # one figure: ingest, throttle, control, concurrency, fanout, status,
-                                   # cluster, scale, cap, state, tiny, idle, tus
+                                   # cluster, scale, cap, state, tiny, idle, tus, hooks
 BENCH_SIZE_MB=256 BENCH_RUNS=5 npm run bench
 \`\`\`
 

@@ -57,6 +57,8 @@ export async function create(ctx: Context, file: IncomingFile, speed?: number | 
     metadata: {},
     ...(file.caller ? { caller: file.caller } : {}),
   })
+  // Its bytes may come now, while it is recorded (as they always did without a hook).
+  file.approve()
   assertOpen(ctx)
   const receiving = newRecord({
     id,
@@ -85,7 +87,6 @@ export async function create(ctx: Context, file: IncomingFile, speed?: number | 
     })
     announce(ctx, receiving, 'upload.receiving')
   })
-  file.approve()
   let staged: StagedFile
   try {
     staged = await file.arrived
