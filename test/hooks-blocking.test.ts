@@ -311,10 +311,21 @@ describe('pre-finish', () => {
     const read = await fetch(link)
     expect(read.status).toBe(200)
     expect(Buffer.from(await read.arrayBuffer()).equals(data)).toBe(true)
+    // A scanner reading part of it, or only asking its length, is answered as by any download.
+    const part = await fetch(link, { headers: { range: 'bytes=1000-1999' } })
+    expect(part.status).toBe(206)
+    expect(part.headers.get('content-range')).toBe('bytes 1000-1999/70000')
+    expect(Buffer.from(await part.arrayBuffer()).equals(data.subarray(1000, 2000))).toBe(true)
+    const head = await fetch(link, { method: 'HEAD' })
+    expect([head.status, head.headers.get('content-length')]).toEqual([200, '70000'])
     // Still deciding: not COMPLETED yet. A link with a forged signature reads nothing.
     expect((await api(server.url, 'GET', `/api/upload/${id}/status`)).body.status).not.toBe('completed')
     expect((await fetch(link.replace(/signature=./, 'signature=0'))).status).toBe(403)
     await waitForStatus(server.url, id, 'completed')
+    // Completed, its staged bytes are gone: the link reads the stored file.
+    const stored = await fetch(link, { headers: { range: 'bytes=69000-' } })
+    expect(stored.status).toBe(206)
+    expect(Buffer.from(await stored.arrayBuffer()).equals(data.subarray(69_000))).toBe(true)
   })
 })
 

@@ -1,9 +1,8 @@
-import { randomUUID } from 'node:crypto'
 import { faultReason, publicMessage, ServiceError, unavailable } from '../errors.js'
 import { log } from '../log.js'
 import type { UploadRecord, UploadView } from '../model/record.js'
-import { RequestEnded, type IncomingFile, type StagedFile } from '../uploads/ingest.js'
-import type { Hold } from '../uploads/room.js'
+import type { Hold } from '../seams/storage/room.js'
+import { RequestEnded, type IncomingFile, type StagedFile } from './ingest/ingest.js'
 import { assertOpen, letGo, locked, pages, recordOf, type Context } from './context.js'
 import {
   check,
@@ -46,7 +45,8 @@ export async function create(ctx: Context, file: IncomingFile, speed?: number | 
   assertOpen(ctx)
   await file.began
   assertOpen(ctx)
-  const id = randomUUID()
+  // Named by its body's first byte (see IncomingFile.id): storage stages it under its upload's id from then.
+  const id = file.id
   // The hook decides before anything is recorded, and before a byte of the file is read (it waits unread
   // in the request until approve(); a refusal leaves it there, and the request's end discards it).
   const approved = await askPreCreate(ctx, {
@@ -113,7 +113,7 @@ async function arrive(ctx: Context, id: string, staged: StagedFile): Promise<Upl
   // start forgets, with its bytes, never bytes that no record owns. Its second copy's room was promised
   // as it arrived (see ingest.ts); it is this upload's now.
   try {
-    await staged.moveTo(ctx.storage.stagingPath(current))
+    await staged.keep()
     ctx.rooms.set(id, staged.room)
     return await startTransfer(ctx, current, staged.size, staged.sha256)
   } catch (error) {

@@ -3,14 +3,14 @@ import { wants } from '../hooks/config.js'
 import { hookFilePath } from '../hooks/file-link.js'
 import type { HookUpload } from '../hooks/payload.js'
 import type { UploadRecord } from '../model/record.js'
-import type { Caller } from '../uploads/ingest.js'
+import type { Caller } from './ingest/incoming.js'
 import type { Context } from './context.js'
 import { checkSpeed } from './machine.js'
 
 /**
  * The blocking hooks (issue 23), asked by the core where it decides: pre-create before an upload is
- * recorded (and before any byte of it is read or stored), pre-finish after its bytes are stored and verified,
- * before it becomes COMPLETED. Without HOOKS_URL (or with the event left out of HOOKS_EVENTS) nobody is asked.
+ * recorded (and before any byte of it is read or stored), pre-finish once its transfer has written them all,
+ * before they are put in place and it becomes COMPLETED. Without HOOKS_URL (or with the event left out of HOOKS_EVENTS) nobody is asked.
  */
 
 /** What a new upload is, as its sender declared it: what pre-create is asked about. */
@@ -62,9 +62,9 @@ export async function askPreCreate(ctx: Context, proposal: Proposal): Promise<Ap
 }
 
 /**
- * Asks pre-finish about an upload whose bytes are whole and verified in its transfer file: the reason it
- * is refused (it then ends FAILED with it), or undefined to complete it. The hook reads the file through a
- * link signed with HOOKS_SECRET (hooks/file-link.ts). A hook that cannot be asked refuses too, unless
+ * Asks pre-finish about an upload whose transfer has written all its bytes: the reason it is refused (it
+ * then ends FAILED with it), or undefined to complete it. The hook reads the file through a link signed
+ * with HOOKS_SECRET (hooks/file-link.ts). A hook that cannot be asked refuses too, unless
  * HOOKS_ON_ERROR=accept: nothing completes that the hook did not pass.
  */
 export async function askPreFinish(ctx: Context, record: UploadRecord): Promise<string | undefined> {

@@ -5,8 +5,8 @@ import {
   IncomingFile,
   isMultipart,
   receiveMultipart,
-  type IngestLimits,
-} from '../uploads/ingest.js'
+  type IngestOptions,
+} from '../core/ingest/ingest.js'
 
 import { requestIdOf } from '../app/request-id.js'
 import type { NodeServerContext } from './context.js'
@@ -18,7 +18,7 @@ export interface StreamingUploadsOptions {
    *
    * @default none: required (the server's storage and MAX_UPLOAD_SIZE)
    */
-  limits: IngestLimits
+  limits: IngestOptions
 }
 
 const FORBIDDEN_KEYS = new Set(['__proto__', 'prototype', 'constructor'])

@@ -1,5 +1,5 @@
 import { createYoga } from 'graphql-yoga'
-import type { IngestLimits } from '../uploads/ingest.js'
+import type { IngestOptions } from '../core/ingest/ingest.js'
 import type { Context, NodeServerContext } from './context.js'
 import { maskError, serverErrorLogger } from './errors.js'
 import { schema } from './schema.js'
@@ -61,7 +61,7 @@ subscription Progress {
 }
 `
 
-export function createGraphQL(context: Context, limits: IngestLimits) {
+export function createGraphQL(context: Context, limits: IngestOptions) {
   return createYoga<NodeServerContext, Context>({
     schema,
     graphqlEndpoint: '/graphql',
