@@ -383,6 +383,9 @@ class Intake {
       this.handOver.push(() => taken.resolve(file))
     } catch (error) {
       digest.hash.drop()
+      // A dispose() that ran while storage was still opening the arrival (the request answered early)
+      // found nothing to discard yet: whatever was opened goes here.
+      if (!this.staging.has(staging)) await staging.arrival?.discard().catch(() => undefined)
       throw error
     }
   }
