@@ -13,7 +13,7 @@
  *                  times (default 2; parent first in odd rounds, this tree first in even ones), rows labelled
  *                  [parent] and [this], so a change is measured against its parent in one run
  *   BENCH_ONLY     comma-separated figures to run: ingest,throttle,control,concurrency,fanout,status,cluster,
- *                  scale,cap,state,tiny,idle,tus,hook-delivery
+ *                  scale,cap,state,tiny,idle,tus,hook-delivery,hooks
  */
 import { execFile } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -26,6 +26,7 @@ import { concurrency } from './concurrency.js'
 import { control } from './control.js'
 import { fanout } from './fanout.js'
 import { hookDelivery } from './hook-delivery.js'
+import { hooks } from './hooks.js'
 import { idle } from './idle.js'
 import { ingestAndTransfer } from './ingest.js'
 import { makeFile, MiB, ROOT, serverTree, type Row } from './lib.js'
@@ -133,6 +134,7 @@ try {
   await figure('tiny', () => tiny())
   await figure('idle', () => idle())
   await figure('hook-delivery', () => hookDelivery(scratch))
+  await figure('hooks', () => hooks())
 
   const machine = {
     cpu: cpus()[0]?.model ?? 'unknown',
@@ -171,7 +173,7 @@ npm ci
 npm run bench                      # builds, then runs every figure (about ${Math.ceil(machine.seconds / 60)} min); writes bench/results.json and this file
 BENCH_ONLY=throttle npm run bench  # some figures only (printed; the files are left as they are): ingest, tus,
                                    # throttle, control, concurrency, fanout, status, cluster, scale, cap, state,
-                                   # tiny, idle, hook-delivery
+                                   # tiny, idle, hook-delivery, hooks
 BENCH_SIZE_MB=256 BENCH_INGEST_MB=128 BENCH_RUNS=1 BENCH_TINY_SECONDS=3 BENCH_STATUS_SECONDS=3 \\
   BENCH_STALL_SECONDS=10 npm run bench   # a quick run with smaller sizes and shorter loads
 \`\`\`

@@ -172,6 +172,7 @@ describe('a subscriber that does not read', () => {
     createdAt: '',
     updatedAt: '',
     completedAt: null,
+    metadata: {},
   })
 
   it('gets the latest state of each upload when it reads again, not a backlog (and nothing overflows)', async () => {

@@ -12,6 +12,8 @@ import { UploadService } from '../core/service.js'
 import { openSeams, type Seams } from '../seams/index.js'
 import type { Leftover } from '../seams/storage/index.js'
 import { signedDownloadPath } from './access.js'
+import { wants } from '../hooks/config.js'
+import { createHookFileHandler } from './hook-file.js'
 import { closeInStages } from './linger.js'
 import { observe, registry } from '../metrics.js'
 import { listensOnLoopback } from './origin.js'
@@ -153,9 +155,22 @@ function assemble(config: Config, seams: Seams, orphans: readonly Leftover[]): A
     defaultSpeed: config.defaultSpeed,
     maxTotalSpeed: config.maxTotalSpeed,
     resumableExpiryMs: config.resumableExpiryMs,
-    ...(hooks ? { hooks: hooks.notifier } : {}),
+    ...(hooks ? { notifier: hooks.notifier } : {}),
+    ...(config.hooks
+      ? {
+          hooks: {
+            config: config.hooks,
+            // A hook on another machine needs PUBLIC_URL to reach the file it is asked about.
+            publicUrl: (path: string) => `${config.publicUrl ?? app.url}${path}`,
+          },
+        }
+      : {}),
   })
-  const limits: IngestOptions = { storage, maxRequestFileBytes: config.maxUploadSize }
+  const limits: IngestOptions = {
+    storage,
+    maxRequestFileBytes: config.maxUploadSize,
+    approveFirst: wants(config.hooks, 'pre-create'),
+  }
   const context: Context = {
     service,
     ...(hooks ? { hooks: { outbox: seams.outbox, kick: () => hooks.deliverer.kick() } } : {}),
@@ -194,6 +209,7 @@ function assemble(config: Config, seams: Seams, orphans: readonly Leftover[]): A
         locker: await seams.tusLocker(),
       }),
     inFlight,
+    ...(config.hooks ? { hookFile: createHookFileHandler(service, storage, config.hooks.secret) } : {}),
   })
   const server = createServer(
     // Enforce headersTimeout every second (Node checks every 30 s by default, which lets trickling headers linger).

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
+import { HOOK_FILE_PATH } from '../hooks/file-link.js'
 import { TUS_PATH } from '../tus/path.js'
 import { bearerToken, downloadSignatureValid, tokenMatches } from './access.js'
 import {
@@ -41,6 +42,8 @@ export interface Routes {
   tus(): Promise<(req: IncomingMessage, res: ServerResponse) => Promise<void>>
   /** Responses not finished yet: a shutdown waits for them a moment. */
   inFlight: Set<ServerResponse>
+  /** With HOOKS_URL: the files pre-finish hooks read, at /hooks/files/{id} (their links are signed). */
+  hookFile?: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>
 }
 
 /** GraphiQL's page holds no data; it is served without a token, and asks for one in its headers pane. */
@@ -150,6 +153,11 @@ export function createRouter(routes: Routes) {
     const isTus = pathname === TUS_PATH || pathname.startsWith(`${TUS_PATH}/`)
     const isGraphQL = pathname === '/graphql'
     const guarded = isApi || isTus || pathname === '/metrics' || (isGraphQL && !isGraphiQLPage(req))
+    // Its link carries its own signature (HOOKS_SECRET's), in place of the token.
+    if (pathname.startsWith(`${HOOK_FILE_PATH}/`) && routes.hookFile)
+      return void routes
+        .hookFile(req, res, url)
+        .catch((error: unknown) => sendInternalError(req, res, { event: 'hook_file.error', error }))
     if (refusedToken(req, res, url, guarded)) return
     if (isTus) return serveTus(req, res, url)
     if (pathname === '/metrics') return serveMetrics(req, res)

@@ -14,6 +14,7 @@ import {
   roomFor,
   STILL_RECEIVING,
 } from './machine.js'
+import { askPreCreate, type Approved, type Proposal } from './gates.js'
 import { fail, startTransfer } from './runs.js'
 import { RateMeter } from './transfer/rate.js'
 import { announce, forget, guard, publish, releaseIfIdle, save } from './writes.js'
@@ -46,13 +47,27 @@ export async function create(ctx: Context, file: IncomingFile, speed?: number | 
   assertOpen(ctx)
   // Named by its body's first byte (see IncomingFile.id): storage stages it under its upload's id from then.
   const id = file.id
-  const receiving = newRecord({
+  // The hook decides before anything is recorded, and before a byte of the file is read (it waits unread
+  // in the request until approve(); a refusal leaves it there, and the request's end discards it).
+  const approved = await askPreCreate(ctx, {
     id,
     filename: file.filename,
+    size: null,
+    speed: targetSpeed,
+    metadata: {},
+    ...(file.caller ? { caller: file.caller } : {}),
+  })
+  // Its bytes may come now, while it is recorded (as they always did without a hook).
+  file.approve()
+  assertOpen(ctx)
+  const receiving = newRecord({
+    id,
+    filename: approved.filename,
     source: 'multipart',
     size: 0,
-    targetSpeed,
+    targetSpeed: approved.speed,
     expiresAt: null,
+    metadata: approved.metadata,
   })
   // Recorded as it begins to arrive, so lists and subscribers see it (and its receivedSize grow), and a
   // cancel can stop it. The lock is not held meanwhile: the body may take hours.
@@ -121,7 +136,14 @@ async function arrive(ctx: Context, id: string, staged: StagedFile): Promise<Upl
  */
 export async function createResumable(
   ctx: Context,
-  input: { id: string; filename: string; size: number; speed?: number | null },
+  input: {
+    id: string
+    filename: string
+    size: number
+    speed?: number | null
+    /** What its pre-create hook asked to keep (see approveResumable). */
+    metadata?: Record<string, string>
+  },
 ): Promise<UploadView> {
   const targetSpeed = checkSpeed(input.speed ?? ctx.defaultSpeed)
   assertOpen(ctx)
@@ -133,6 +155,7 @@ export async function createResumable(
     size,
     targetSpeed,
     expiresAt: expiresFrom(ctx, Date.now()),
+    metadata: input.metadata ?? {},
   })
   // Refused now if it cannot fit; its room is promised only when its bytes come (beginReceiving).
   await ctx.storage.room.check(roomFor(size))
@@ -146,6 +169,17 @@ export async function createResumable(
     }
     return announce(ctx, record, 'upload.receiving')
   })
+}
+
+/**
+ * A tus creation, asked of the pre-create hook before anything of it is stored (tus calls this from
+ * onUploadCreate, where the request is at hand; createResumable follows with what it answered).
+ */
+export function approveResumable(
+  ctx: Context,
+  proposal: Omit<Proposal, 'speed'> & { speed?: number | null },
+): Promise<Approved> {
+  return askPreCreate(ctx, { ...proposal, speed: checkSpeed(proposal.speed ?? ctx.defaultSpeed) })
 }
 
 /**

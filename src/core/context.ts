@@ -2,6 +2,7 @@ import type { Hash } from 'node:crypto'
 import { notFound, unavailable } from '../errors.js'
 import type { UploadRecord, UploadStatus, UploadView } from '../model/record.js'
 import type { Notifier } from '../hooks/notify.js'
+import type { HooksConfig } from '../hooks/config.js'
 import type { Bus } from '../seams/bus/index.js'
 import type { Leases } from '../seams/leases/index.js'
 import type { RecordStore } from '../seams/records/index.js'
@@ -64,7 +65,7 @@ export interface Context {
   readonly scheduler: Scheduler
   readonly defaultSpeed: number
   /** HOOKS_URL's notifications: built with each state change that causes one (writes.ts); absent without hooks. */
-  readonly hooks?: Notifier
+  readonly notifier?: Notifier
   /** A resumable upload that receives no byte for this long is removed (RESUMABLE_EXPIRY). */
   readonly expiryMs: number
   readonly runs: Map<string, Run>
@@ -84,6 +85,14 @@ export interface Context {
   readonly remote: Map<string, { view: UploadView; at: number }>
   readonly locks: Map<string, Promise<unknown>>
   readonly state: { closed: boolean; recovered: boolean }
+  /** The blocking hooks (gates.ts): HOOKS_*, and the address a path of this server is reached at. */
+  readonly hooks?: Hooks
+}
+
+export interface Hooks {
+  config: HooksConfig
+  /** An absolute URL for a path of this server (PUBLIC_URL, or the address it listens on). */
+  publicUrl: (path: string) => string
 }
 
 /** Runs `task` after every earlier task on the same upload has settled. */

@@ -172,6 +172,8 @@ export function newRecord(input: {
   size: number
   targetSpeed: number
   expiresAt: string | null
+  /** What the pre-create hook asked to keep; none without one. */
+  metadata?: Readonly<Record<string, string>>
 }): UploadRecord {
   const at = now()
   const { id, filename, source, size, targetSpeed, expiresAt } = input
@@ -192,6 +194,7 @@ export function newRecord(input: {
     createdAt: at,
     updatedAt: at,
     completedAt: null,
+    metadata: input.metadata ?? {},
   }
 }
 

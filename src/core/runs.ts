@@ -6,6 +6,7 @@ import type { UploadRecord, UploadView } from '../model/record.js'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { StorageUnavailable, StoredBytesMismatch } from '../seams/storage/index.js'
 import { letGo, locked, type Context, type Run } from './context.js'
+import { askPreFinish } from './gates.js'
 import { arrived, completed, failed, isFinal, isReceiving, isRunning, now, progressed } from './machine.js'
 import { RateMeter } from './transfer/rate.js'
 import { LeaseLostError, TargetChangedError, Transfer } from './transfer/transfer.js'
@@ -229,10 +230,11 @@ export async function saveOrRestart(
 }
 
 /**
- * Completion, ordered so that a crash at any point recovers to the truth: the hash of the bytes written
- * is checked against the one taken on arrival; the transfer's file (already flushed) is renamed into place; then
- * COMPLETED reaches the store; only then does the staging copy go. (Before the rename, recovery resumes
- * the transfer; after it, recovery finds the whole file, checks it, and completes.)
+ * Completion, ordered so that a crash at any point recovers to the truth: the pre-finish hook is asked (see
+ * below); the hash of the bytes written is checked against the one taken on arrival and the transfer
+ * (already flushed) is made the stored file (Storage.complete); then COMPLETED reaches the store; only then
+ * does the staging copy go. (Before `complete`, recovery resumes the transfer; after it, recovery finds the
+ * whole file, checks it, and completes.)
  */
 export async function complete(ctx: Context, record: UploadRecord): Promise<void> {
   letGo(ctx, record.id)
@@ -244,6 +246,16 @@ export async function complete(ctx: Context, record: UploadRecord): Promise<void
   // proof: bytes overwritten in place behind the run, or a cut between a check and its write that leaves a
   // hole too small to see, go unnoticed (the README says so). Without that hash, what is on disk is hashed.
   const written = part && part.offset === record.totalSize ? part.hash.digest('hex') : undefined
+  // Known wrong already: failed as `complete` would fail it, without asking the hook about it.
+  if (written !== undefined && written !== record.sha256)
+    return fail(ctx, record, new StoredBytesMismatch(written, record.sha256).message)
+  // The user's pre-finish hook reads the staged bytes (its link serves them: the same bytes, with the same
+  // sha256, see app/hook-file.ts) and decides before they are put in place: refused, they go with the FAILED
+  // upload; a crash while it is asked resumes the transfer, which asks again. Recovery's completion of a file
+  // found in place asks nothing: it was passed before `complete`, which checks the sha256 (again) as it
+  // puts the bytes in place.
+  const refused = await askPreFinish(ctx, record)
+  if (refused !== undefined) return fail(ctx, record, refused)
   try {
     // The last run's mark with its hash: a part store completes exactly the parts that run left.
     const mark = written === undefined ? undefined : part?.mark

@@ -11,7 +11,7 @@ import type { Leftover, StoredReader } from '../seams/storage/index.js'
 import type { Hold } from '../seams/storage/room.js'
 import * as arrivals from './arrivals.js'
 import * as commands from './commands.js'
-import { recordOf, type Context } from './context.js'
+import { recordOf, type Context, type Hooks } from './context.js'
 import type { IncomingFile } from './ingest/ingest.js'
 import { checkSpeed, ENDED, isFinal } from './machine.js'
 import * as recovery from './recovery.js'
@@ -41,7 +41,9 @@ export interface UploadServiceOptions {
   /** A resumable upload that receives no byte for this long is removed (RESUMABLE_EXPIRY); default 24 h. */
   resumableExpiryMs?: number
   /** The hooks' notifications (HOOKS_URL): written with the changes that cause them. Absent: none. */
-  hooks?: Notifier
+  notifier?: Notifier
+  /** The blocking hooks (HOOKS_URL): pre-create and pre-finish are asked (see gates.ts). */
+  hooks?: Hooks
 }
 
 export interface UploadPage {
@@ -82,7 +84,7 @@ export class UploadService {
       feed: this.feed,
       scheduler: new Scheduler(options.maxTotalSpeed ?? 0),
       defaultSpeed: options.defaultSpeed,
-      ...(options.hooks ? { hooks: options.hooks } : {}),
+      ...(options.notifier ? { notifier: options.notifier } : {}),
       expiryMs: options.resumableExpiryMs ?? 24 * 3_600_000,
       runs: new Map(),
       hashes: new Map(),
@@ -93,6 +95,7 @@ export class UploadService {
       remote: new Map(),
       locks: new Map(),
       state: { closed: false, recovered: true },
+      ...(options.hooks ? { hooks: options.hooks } : {}),
     }
     this.ctx = ctx
     bus.onState((view, local) => {
@@ -233,8 +236,16 @@ export class UploadService {
     filename: string
     size: number
     speed?: number | null
+    metadata?: Record<string, string>
   }): Promise<UploadView> {
     return arrivals.createResumable(this.ctx, input)
+  }
+
+  /** The pre-create hook's verdict on a tus creation (gates.ts): what to create, or the refusal thrown. */
+  approveResumable(
+    proposal: Parameters<typeof arrivals.approveResumable>[1],
+  ): ReturnType<typeof arrivals.approveResumable> {
+    return arrivals.approveResumable(this.ctx, proposal)
   }
 
   beginReceiving(

@@ -69,12 +69,12 @@ async function eventsOf(
   id: string,
   after: UploadRecord | undefined,
 ): Promise<HookEvent[] | undefined> {
-  if (!ctx.hooks) return undefined
+  if (!ctx.notifier) return undefined
   const before = await ctx.store.get(id)
   const about = after ?? before
   if (!about) return undefined
   const types = notificationsOf(before?.status, after?.status ?? 'removed')
-  const events = types.length === 0 ? [] : ctx.hooks.events(types, about, Date.now(), currentRequestId())
+  const events = types.length === 0 ? [] : ctx.notifier.events(types, about, Date.now(), currentRequestId())
   return events.length > 0 ? events : undefined
 }
 
@@ -83,7 +83,7 @@ async function write(ctx: Context, record: UploadRecord): Promise<void> {
   const fence = fenceOf(ctx, record.id)
   const events = await eventsOf(ctx, record.id, record)
   await ctx.store.put(record, fence, events)
-  if (events) ctx.hooks?.written()
+  if (events) ctx.notifier?.written()
 }
 
 /** Removes a record under this process's lease, with the events its removal causes in the same write. */
@@ -91,7 +91,7 @@ export async function erase(ctx: Context, id: string): Promise<void> {
   const fence = fenceOf(ctx, id)
   const events = await eventsOf(ctx, id, undefined)
   await ctx.store.remove(id, fence, events)
-  if (events) ctx.hooks?.written()
+  if (events) ctx.notifier?.written()
 }
 
 /** Writes a change; a store that cannot take it is the server's problem, answered as 503. */

@@ -1,6 +1,6 @@
 import { GraphQLError } from 'graphql'
 import { maskError as yogaMaskError, type YogaLogger } from 'graphql-yoga'
-import { httpStatusOf, ServiceError } from '../errors.js'
+import { ServiceError } from '../errors.js'
 import { RequestEnded } from '../core/ingest/ingest.js'
 import { log, type LogLevel } from '../log.js'
 
@@ -34,7 +34,7 @@ export function maskError(error: unknown, message: string, isDev?: boolean): Err
       path: located?.path,
       extensions: {
         code: service.code,
-        ...(service.ofBody ? { http: { status: httpStatusOf(service.code) } } : {}),
+        ...(service.ofBody ? { http: { status: service.httpStatus } } : {}),
       },
     })
   }

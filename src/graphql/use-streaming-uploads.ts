@@ -1,7 +1,14 @@
 import { createGraphQLError, type GraphQLParams, type Plugin } from 'graphql-yoga'
-import { badInput, bodyError, httpStatusOf, ServiceError } from '../errors.js'
-import { IncomingFile, isMultipart, receiveMultipart, type IngestOptions } from '../core/ingest/ingest.js'
+import { badInput, bodyError, ServiceError } from '../errors.js'
+import {
+  callerOf,
+  IncomingFile,
+  isMultipart,
+  receiveMultipart,
+  type IngestOptions,
+} from '../core/ingest/ingest.js'
 
+import { requestIdOf } from '../app/request-id.js'
 import type { NodeServerContext } from './context.js'
 
 export interface StreamingUploadsOptions {
@@ -72,7 +79,7 @@ function placeFiles(operations: unknown, mapText: string): Map<string, IncomingF
 function asHttpError(error: unknown): unknown {
   if (!(error instanceof ServiceError)) return error
   return createGraphQLError(error.message, {
-    extensions: { code: error.code, http: { status: httpStatusOf(error.code) } },
+    extensions: { code: error.code, http: { status: error.httpStatus } },
   })
 }
 
@@ -113,7 +120,10 @@ export function useStreamingUploads({
           fileFor(field) {
             if (!files) throw badInput('File parts must come after the "operations" and "map" fields')
             const file = files.get(field)
-            if (file) taken.add(field)
+            if (file) {
+              taken.add(field)
+              file.caller = callerOf(req, 'graphql', requestIdOf(req))
+            }
             // A part the map does not name is read and dropped, never stored.
             return file
           },

@@ -42,6 +42,8 @@ export interface UploadRecord {
   readonly createdAt: string
   readonly updatedAt: string
   readonly completedAt: string | null
+  /** What the user's pre-create hook asked to keep on it (HOOKS_URL); empty otherwise. */
+  readonly metadata: Readonly<Record<string, string>>
 }
 
 /** What clients see: the record with the live byte count and speed of a running transfer. */

@@ -7,7 +7,13 @@ import { badInput, bodyError, httpStatusOf, quote, ServiceError } from '../error
 import type { Context } from '../graphql/context.js'
 import { codeOf, maskError } from '../graphql/errors.js'
 import { compile, type Run } from '../graphql/executor.js'
-import { IncomingFile, receiveMultipart, RequestEnded, type IngestOptions } from '../core/ingest/ingest.js'
+import {
+  callerOf,
+  IncomingFile,
+  receiveMultipart,
+  RequestEnded,
+  type IngestOptions,
+} from '../core/ingest/ingest.js'
 import { log } from '../log.js'
 import { requestIdOf } from '../app/request-id.js'
 import { sendFile, StoredFileMissing } from './download.js'
@@ -116,7 +122,8 @@ function failureOf(result: ExecutionResult): { status: number; detail: string; e
   const error = maskError(first, 'Internal Server Error')
   const service = first.originalError instanceof ServiceError ? first.originalError : undefined
   return {
-    status: httpStatusOf(codeOf(error)),
+    // A hook's rejection carries its own status (a 409, say): said as the hook said it.
+    status: service ? service.httpStatus : httpStatusOf(codeOf(error)),
     detail: service ? service.in(restStatus) : error.message,
     error: first.originalError ?? first,
   }
@@ -164,6 +171,7 @@ async function receiveUpload(
       if (file)
         throw bodyError('BAD_USER_INPUT', 'The "file" part was sent more than once; send one file per upload')
       file = new IncomingFile(field)
+      file.caller = callerOf(req, 'rest', requestIdOf(req))
       begun()
       return file
     },
@@ -263,7 +271,7 @@ export function createRestHandler(schema: GraphQLSchema, context: Context, limit
       // The client went away, or was answered already: there is no one to tell, and nothing went wrong here.
       if (error instanceof RequestEnded || res.writableEnded || res.destroyed) return void res.destroy()
       if (error instanceof ServiceError)
-        return sendError(req, res, httpStatusOf(error.code), error.in(restStatus), error)
+        return sendError(req, res, error.httpStatus, error.in(restStatus), error)
       // The client (and any proxy) hears what happened, even with its body still arriving (the connection
       // then closes in stages, see app/linger.ts); half an answer is cut.
       sendInternalError(req, res, { event: 'rest.error', error })

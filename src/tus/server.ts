@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Server } from '@tus/server'
 import type { Locker } from '@tus/utils'
-import { httpStatusOf, publicMessage, ServiceError } from '../errors.js'
+import { publicMessage, ServiceError } from '../errors.js'
 import { isReceiving } from '../core/machine.js'
 import { log } from '../log.js'
 import { requestIdOf } from '../app/request-id.js'
@@ -10,7 +10,7 @@ import type { UploadService } from '../core/service.js'
 import type { Storage } from '../seams/storage/index.js'
 import { resumableMetadata } from './metadata.js'
 import { TUS_PATH } from './path.js'
-import { TusStore } from './store.js'
+import { KEPT, TusStore } from './store.js'
 
 export interface TusOptions {
   service: UploadService
@@ -45,8 +45,35 @@ export function createTusHandler(
     allowedOrigins: options.corsAllows,
     // tus's own list lacks Upload-Expires, which browsers must be able to read too.
     exposedHeaders: ['Upload-Expires', 'X-Request-Id'],
-    // Checked before anything is stored: a bad speed is a 400 with the reason.
-    onUploadCreate: async (_req, upload) => ({ metadata: resumableMetadata(upload.metadata) }),
+    // Checked before anything is stored: a bad speed is a 400 with the reason; then the pre-create hook
+    // (HOOKS_URL) decides, and what it changed or asked to keep goes on to TusStore.create.
+    onUploadCreate: async (req, upload) => {
+      const metadata = resumableMetadata(upload.metadata)
+      const node = nodeResponse(req)?.req
+      const authorization = req.headers.get('authorization') ?? undefined
+      const approved = await service.approveResumable({
+        id: upload.id,
+        filename: metadata.filename,
+        size: upload.size ?? null,
+        speed: metadata.speed == null ? undefined : Number(metadata.speed),
+        metadata: Object.fromEntries(
+          Object.entries(upload.metadata ?? {}).map(([key, value]) => [key, value ?? '']),
+        ),
+        caller: {
+          transport: 'tus',
+          ...(node ? { requestId: requestIdOf(node) } : {}),
+          ...(authorization === undefined ? {} : { authorization }),
+        },
+      })
+      return {
+        metadata: {
+          ...metadata,
+          filename: approved.filename,
+          speed: String(approved.speed),
+          [KEPT]: JSON.stringify(approved.metadata),
+        },
+      }
+    },
     // A finished upload expires no more (see below).
     onUploadFinish: async (req) => {
       nodeResponse(req)?.removeHeader('upload-expires')
@@ -54,11 +81,7 @@ export function createTusHandler(
     },
     onResponseError: (req, error) => {
       const status =
-        error instanceof ServiceError
-          ? httpStatusOf(error.code)
-          : 'status_code' in error
-            ? error.status_code
-            : 500
+        error instanceof ServiceError ? error.httpStatus : 'status_code' in error ? error.status_code : 500
       if (status >= 500) {
         const node = nodeResponse(req)
         log('error', 'tus.error', {

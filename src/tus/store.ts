@@ -14,6 +14,9 @@ import { storageError } from '../core/ingest/ingest.js'
 const PARKED_MS = 60_000
 const EMPTY_SHA256 = createHash('sha256').digest('hex')
 
+/** The metadata key onUploadCreate hands the pre-create hook's kept metadata under, as JSON. */
+export const KEPT = '\u0000kept'
+
 /** What onUploadCreate made of the sender's Upload-Metadata (see metadata.ts). */
 export interface ResumableMetadata extends Record<string, string | null> {
   filename: string
@@ -49,6 +52,7 @@ export class TusStore extends DataStore {
       filename: metadata.filename,
       size: upload.size ?? 0,
       speed: metadata.speed == null ? undefined : Number(metadata.speed),
+      metadata: JSON.parse(metadata[KEPT] ?? '{}') as Record<string, string>,
     })
     await this.storage.createStaged(upload.id)
     // An empty file has arrived whole at its creation: no request will bring it any byte.

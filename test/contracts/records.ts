@@ -30,6 +30,7 @@ export const record = (
     createdAt: at(n),
     updatedAt: at(n),
     completedAt: status === 'COMPLETED' ? at(n) : null,
+    metadata: {},
     ...extra,
   }
 }
@@ -82,7 +83,7 @@ export function recordStoreContract(name: string, make: () => Promise<RecordStor
       store = subject.store
       // Out of creation order on purpose: lists come back in creation order whatever the writing order.
       for (const n of [3, 1, 2, 5, 4]) await store.put(record(n, n % 2 ? 'COMPLETED' : 'IN_PROGRESS'))
-      await store.put(record(6, 'PAUSED'))
+      await store.put(record(6, 'PAUSED', { metadata: { tenant: 'acme', note: 'a, b = "c"' } }))
       await store.put(record(7, 'FAILED'))
       await store.put(receiving(8))
     })
@@ -92,6 +93,8 @@ export function recordStoreContract(name: string, make: () => Promise<RecordStor
       expect(await store.get(record(7).id)).toEqual(record(7, 'FAILED'))
       expect(await store.get(record(2).id)).toEqual(record(2, 'IN_PROGRESS'))
       expect(await store.get(record(8).id)).toEqual(receiving(8))
+      // What a pre-create hook asked to keep (HOOKS_URL) comes back as it was.
+      expect((await store.get(record(6).id))?.metadata).toEqual({ tenant: 'acme', note: 'a, b = "c"' })
       expect(await store.get('nope')).toBeUndefined()
       expect(await store.get('__proto__')).toBeUndefined()
     })

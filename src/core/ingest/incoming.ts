@@ -1,5 +1,28 @@
 import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
 import type { Hold } from '../../seams/storage/room.js'
+
+/** Who sent a file, for the pre-create hook: the transport, the request's id, its Authorization header. */
+export interface Caller {
+  transport: 'rest' | 'graphql' | 'tus'
+  requestId?: string
+  /** Forwarded to the hook when HOOKS_FORWARD_AUTH allows; never logged. */
+  authorization?: string
+}
+
+/** The Caller of a request that brings files. */
+export function callerOf(
+  req: IncomingMessage,
+  transport: Caller['transport'],
+  requestId: string | undefined,
+): Caller {
+  const { authorization } = req.headers
+  return {
+    transport,
+    ...(requestId === undefined ? {} : { requestId }),
+    ...(authorization === undefined ? {} : { authorization }),
+  }
+}
 
 /** The request ended before its body did: the client went away, or was answered early. Nobody to tell. */
 export class RequestEnded extends Error {
@@ -44,8 +67,13 @@ export class IncomingFile {
   readonly arrived: Promise<StagedFile>
   /** Stops the request that carries it (the upload was canceled while it arrived); set by the ingest. */
   abort: (reason: Error) => void = () => {}
+  /** Set by the transport that received it. */
+  caller?: Caller
+  /** Settles once its taker lets its bytes be read (see IngestOptions.approveFirst), or with what stopped it. */
+  readonly approved: Promise<void>
   private settle!: { resolve: (file: StagedFile) => void; reject: (error: Error) => void }
   private start!: { resolve: () => void; reject: (error: Error) => void }
+  private approval!: { resolve: () => void; reject: (error: Error) => void }
 
   constructor(
     /** The part's field name, for messages. */
@@ -53,9 +81,16 @@ export class IncomingFile {
   ) {
     this.began = new Promise<void>((resolve, reject) => (this.start = { resolve, reject }))
     this.arrived = new Promise<StagedFile>((resolve, reject) => (this.settle = { resolve, reject }))
+    this.approved = new Promise<void>((resolve, reject) => (this.approval = { resolve, reject }))
     // Nobody may ever await them (a resolver that refused its other arguments first): that is no crash.
     this.began.catch(() => undefined)
     this.arrived.catch(() => undefined)
+    this.approved.catch(() => undefined)
+  }
+
+  /** Its bytes may be read now (its taker asked whoever decides; see IngestOptions.approveFirst). */
+  approve(): void {
+    this.approval.resolve()
   }
 
   /** @internal the ingest, as the part begins */
@@ -71,6 +106,7 @@ export class IncomingFile {
   /** @internal the ingest, or a transport whose request ended without this part */
   reject(error: Error): void {
     this.start.reject(error)
+    this.approval.reject(error)
     this.settle.reject(error)
   }
 }

@@ -8,9 +8,9 @@ import type { Arrival, Storage } from '../../seams/storage/index.js'
 import { noRoom, type Hold } from '../../seams/storage/room.js'
 import { roomFor } from '../machine.js'
 import { OffThreadHash } from '../transfer/hasher.js'
-import { IncomingFile, RequestEnded, type StagedFile } from './incoming.js'
+import { callerOf, IncomingFile, RequestEnded, type Caller, type StagedFile } from './incoming.js'
 
-export { IncomingFile, RequestEnded, type StagedFile }
+export { callerOf, IncomingFile, RequestEnded, type Caller, type StagedFile }
 
 /** Big buffers move a multipart body through busboy to disk in fewer, larger syscalls. */
 const STREAM_HWM = 1024 * 1024
@@ -25,6 +25,11 @@ export interface IngestOptions {
   storage: Storage
   /** Bytes of files in one request, all of its parts together; one byte more fails it with 413 at once. */
   maxRequestFileBytes: number
+  /**
+   * Each file part waits, unread, until its taker `approve()`s it (the pre-create hook, HOOKS_URL): its
+   * bytes stay in the socket (busboy's backpressure), none reaches storage before the hook said yes.
+   */
+  approveFirst?: boolean
 }
 
 export interface MultipartHandlers {
@@ -348,6 +353,9 @@ class Intake {
     const staging: Staging = { kept: false }
     this.staging.add(staging)
     try {
+      // Unread until approved (or refused: the request then fails, and nothing of this part is staged).
+      if (this.options.approveFirst) await taken.approved
+      if (this.failed) throw this.failed
       const arrival = (staging.arrival = await this.options.storage.receive(taken.id))
       if (this.failed) throw this.failed
       this.writing.add(arrival)
@@ -375,6 +383,9 @@ class Intake {
       this.handOver.push(() => taken.resolve(file))
     } catch (error) {
       digest.hash.drop()
+      // A dispose() that ran while storage was still opening the arrival (the request answered early)
+      // found nothing to discard yet: whatever was opened goes here.
+      if (!this.staging.has(staging)) await staging.arrival?.discard().catch(() => undefined)
       throw error
     }
   }

@@ -89,14 +89,25 @@ const NULLABLE = ['error', 'completedAt', 'expiresAt', 'receivedAt'] as const
 function toFields(record: UploadRecord): string[] {
   const fields: string[] = []
   for (const [name, value] of Object.entries(record))
-    if (value !== null && value !== undefined) fields.push(name, String(value))
+    if (value !== null && value !== undefined)
+      fields.push(name, typeof value === 'object' ? JSON.stringify(value) : String(value))
   return fields
+}
+
+/** An object field, kept as JSON; anything else is left for recordProblem to name. */
+function parseObject(value: string): unknown {
+  try {
+    return JSON.parse(value)
+  } catch {
+    return value
+  }
 }
 
 function fromFields(fields: Record<string, string>): UploadRecord | undefined {
   if (Object.keys(fields).length === 0) return undefined
   const record: Record<string, unknown> = {}
-  for (const [name, value] of Object.entries(fields)) record[name] = NUMBERS.has(name) ? Number(value) : value
+  for (const [name, value] of Object.entries(fields))
+    record[name] = NUMBERS.has(name) ? Number(value) : name === 'metadata' ? parseObject(value) : value
   // A record written before uploads could arrive over time reads as one that arrived whole, as on disk.
   const upgraded = withDefaults(record) as Record<string, unknown>
   for (const name of NULLABLE) upgraded[name] ??= null

@@ -49,17 +49,26 @@ export function recordProblem(value: unknown, id?: string): string | undefined {
   if (r.completedAt !== null && (typeof r.completedAt !== 'string' || !ISO.test(r.completedAt)))
     return 'has a completedAt that is not a time'
   if (isStored(status) && r.completedAt === null) return 'is completed but has no completedAt'
+  if (
+    typeof r.metadata !== 'object' ||
+    r.metadata === null ||
+    Array.isArray(r.metadata) ||
+    !Object.values(r.metadata).every((v) => typeof v === 'string')
+  )
+    return 'has metadata that is not an object of strings'
   return undefined
 }
 
 /**
  * A record as stored before uploads could be received over time (no receivedSize, source, expiresAt or receivedAt):
- * it had arrived whole, over multipart. Applied before a record read back is checked.
+ * it had arrived whole, over multipart. One from before pre-create hooks has no metadata: it has none. Applied before a record read back is checked.
  */
 export function withDefaults(value: unknown): unknown {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return value
-  const r = value as Record<string, unknown>
-  if ('receivedSize' in r && 'source' in r && 'expiresAt' in r && 'receivedAt' in r) return value
+  const given = value as Record<string, unknown>
+  // Kept since pre-create hooks (issue 23); a record from before them has none.
+  const r = 'metadata' in given ? given : { metadata: {}, ...given }
+  if ('receivedSize' in r && 'source' in r && 'expiresAt' in r && 'receivedAt' in r) return r
   // It had arrived whole when it was recorded (or, with the rest of these fields, ended before receivedAt was kept).
   const receivedAt = isReceiving(r.status as UploadStatus) || r.sha256 === '' ? null : r.createdAt
   return { receivedSize: r.totalSize, source: 'multipart', expiresAt: null, receivedAt, ...r }
