@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parseEnv } from 'node:util'
+import { AUTH_SETTINGS, AuthSettingError, readAuthConfig, type JwtAuth } from './auth/config.js'
 import { isLogLevel, type LogLevel } from './log.js'
 import { isIpAddress, normaliseIp } from './public-url.js'
 import { parseBytes, UnitError } from './units.js'
@@ -28,6 +29,7 @@ export const SETTINGS = [
   'RESUMABLE_EXPIRY',
   'PUBLIC_URL',
   'TRUST_PROXY',
+  ...AUTH_SETTINGS,
 ] as const
 
 export interface Config {
@@ -71,6 +73,8 @@ export interface Config {
   publicUrl: string | undefined
   /** Addresses of proxies whose Forwarded / X-Forwarded-* headers are believed. Default none. */
   trustProxy: string[]
+  /** Per-user bearer JWTs (AUTH_*), or undefined: then nothing changes (open, or API_TOKEN alone). */
+  auth: JwtAuth | undefined
 }
 
 export type Mode = { kind: 'embedded' } | { kind: 'shared'; redisUrl: string }
@@ -251,6 +255,15 @@ function trustProxy(env: Env): string[] {
   })
 }
 
+function auth(env: Env): JwtAuth | undefined {
+  try {
+    return readAuthConfig(env)
+  } catch (error) {
+    if (error instanceof AuthSettingError) throw new ConfigError(error.message)
+    throw error
+  }
+}
+
 /** Validated once at start-up: a bad value stops the server with a message naming the variable. */
 export function loadConfig(env: Env = readEnv()): Config {
   const uploadDir = resolve(env.UPLOAD_DIR?.trim() || 'uploads')
@@ -274,5 +287,6 @@ export function loadConfig(env: Env = readEnv()): Config {
     resumableExpiryMs: duration(env, 'RESUMABLE_EXPIRY', 24 * 3_600_000),
     publicUrl: publicUrl(env),
     trustProxy: trustProxy(env),
+    auth: auth(env),
   }
 }
