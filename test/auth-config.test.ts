@@ -53,6 +53,14 @@ describe('auth settings', () => {
     expect(loadConfig(env).auth?.keys).toMatchObject({ kind: 'public-key' })
   })
 
+  it("takes only the algorithms a fixed public key's type can check", async () => {
+    const rsa = { ...base, AUTH_JWT_PUBLIC_KEY: (await makeKey('RS256')).publicPem, AUTH_LINK_SECRET: SECRET }
+    expect(loadConfig(rsa).auth?.algorithms).toEqual(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'])
+    expect(() => loadConfig({ ...rsa, AUTH_ALGORITHMS: 'ES256' })).toThrow(/^AUTH_ALGORITHMS /)
+    const ec = { ...rsa, AUTH_JWT_PUBLIC_KEY: (await makeKey('ES256')).publicPem }
+    expect(loadConfig(ec).auth?.algorithms).toEqual(['ES256'])
+  })
+
   it.each([
     [{ AUTH_JWT_SECRET: SECRET, AUTH_JWKS_URL: 'https://issuer.test/jwks' }, 'AUTH_JWKS_URL'],
     [{ AUTH_JWT_SECRET: 'short' }, 'AUTH_JWT_SECRET'],

@@ -220,6 +220,11 @@ describe('a fixed key, API_TOKEN and no auth at all', () => {
     const key = await makeKey('RS256')
     const verifier = createVerifier(authFrom({ AUTH_JWT_PUBLIC_KEY: key.publicPem }))
     await expect(verifier.verify(await mintToken(key, 'alice'))).resolves.toMatchObject({ sub: 'alice' })
+    // A token in an algorithm of another key type is refused as such, before any key is tried.
+    expect(await refusalOf(verifier.verify(await mintToken(await makeKey('ES256'), 'alice')))).toEqual({
+      code: 'UNAUTHENTICATED',
+      message: "The token's algorithm (alg) is not accepted",
+    })
     const confused = await mintHsToken(key.publicPem, 'mallory', { scope: 'uploads:admin' })
     expect(await refusalOf(verifier.verify(confused))).toEqual({
       code: 'UNAUTHENTICATED',

@@ -132,11 +132,40 @@ function keySource(env: AuthEnv): KeySource | undefined {
   return undefined
 }
 
+/** The algorithms one fixed public key can check, by its type (and curve): any other `alg` is refused as such. */
+function fitting(key: KeyObject): string[] {
+  const curve = key.asymmetricKeyDetails?.namedCurve
+  switch (key.asymmetricKeyType) {
+    case 'rsa':
+      return ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']
+    case 'rsa-pss':
+      return ['PS256', 'PS384', 'PS512']
+    case 'ec':
+      return curve === 'prime256v1'
+        ? ['ES256']
+        : curve === 'secp384r1'
+          ? ['ES384']
+          : curve === 'secp521r1'
+            ? ['ES512']
+            : []
+    case 'ed25519':
+      return ['EdDSA', 'Ed25519']
+    default:
+      return []
+  }
+}
+
 function algorithms(env: AuthEnv, keys: KeySource): string[] {
   const symmetric = keys.kind === 'secret'
-  const allowed = symmetric ? SYMMETRIC : ASYMMETRIC
+  const allowed = symmetric ? SYMMETRIC : keys.kind === 'public-key' ? fitting(keys.key) : ASYMMETRIC
+  if (allowed.length === 0)
+    throw new AuthSettingError('AUTH_JWT_PUBLIC_KEY must be an RSA, EC (P-256, P-384, P-521) or Ed25519 key')
   const raw = value(env, 'AUTH_ALGORITHMS')
-  if (raw === undefined) return symmetric ? DEFAULT_ALGORITHMS.symmetric : DEFAULT_ALGORITHMS.asymmetric
+  if (raw === undefined) {
+    if (symmetric) return DEFAULT_ALGORITHMS.symmetric
+    // A fixed key's type pins what it can check; a key set's keys each carry their own kty (and often alg).
+    return keys.kind === 'public-key' ? allowed : DEFAULT_ALGORITHMS.asymmetric
+  }
   const names = raw
     .split(',')
     .map((name) => name.trim())
