@@ -12,7 +12,7 @@ const config: CodegenConfig = {
         strictScalars: true,
         useIndexSignature: true,
         contextType: '../graphql/context.js#Context',
-        mappers: { Upload: '../uploads/record.js#UploadView' },
+        mappers: { Upload: '../model/record.js#UploadView' },
         scalars: {
           ID: 'string',
           File: '../uploads/ingest.js#IncomingFile',

@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { chunkSizeFor } from '../src/uploads/throttle.js'
+import { chunkSizeFor } from '../src/core/transfer/throttle.js'
 import { KiB, makeFile, median, MiB, postMultipart, sizeOf, startServer, waitDone, type Row } from './lib.js'
 
 const SPEEDS = [16 * KiB, 256 * KiB, 4 * MiB, 64 * MiB]

@@ -2,9 +2,10 @@ import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parseEnv } from 'node:util'
 import { AUTH_SETTINGS, AuthSettingError, readAuthConfig, type JwtAuth } from './auth/config.js'
-import { isLogLevel, type LogLevel } from './log.js'
-import { isIpAddress, normaliseIp } from './public-url.js'
+import { isLogLevel, LOG_FORMATS, type LogFormat, type LogLevel } from './log.js'
+import { isIpAddress, normaliseIp } from './app/public-url.js'
 import { parseBytes, UnitError } from './units.js'
+import { quote } from './errors.js'
 
 /**
  * Every environment variable the server reads, each in the README's Configuration table (test/readme.test.ts
@@ -24,6 +25,7 @@ export const SETTINGS = [
   'CORS_ORIGINS',
   'ALLOWED_HOSTS',
   'LOG_LEVEL',
+  'LOG_FORMAT',
   'REDIS_URL',
   'INSTANCE_ID',
   'RESUMABLE_EXPIRY',
@@ -35,7 +37,11 @@ export const SETTINGS = [
 export interface Config {
   /** Storage folder. Default `uploads`. */
   uploadDir: string
-  /** The lowdb JSON state file. Default `<uploadDir>/.uploads.json`. */
+  /**
+   * The embedded store's snapshot (a lowdb JSON document); its journal of every change since sits beside
+   * it as `<name without .json>.journal.<first seq>`. Default `<uploadDir>/.uploads.json`. Unused in shared
+   * mode (Redis).
+   */
   stateFile: string
   /** Bytes per second when a caller names no speed. Default 1048576; 0 means unlimited. */
   defaultSpeed: number
@@ -59,6 +65,8 @@ export interface Config {
   allowedHosts: string[]
   /** debug, info (default), warn or error. */
   logLevel: LogLevel
+  /** `json` (one object per line) or `pretty` (readable); unset, pretty when stdout is a terminal. */
+  logFormat: LogFormat | undefined
   /**
    * `embedded`: this process alone on its folder, its state in the embedded store. `shared` (REDIS_URL set):
    * one of several instances sharing records, leases and live progress over Redis. Decided here, once, from
@@ -128,11 +136,10 @@ function bytes(
   } catch (error) {
     if (!(error instanceof UnitError)) throw error
     throw new ConfigError(
-      `${name} must be ${speed ? 'a speed' : 'a size'}: ${error.message}; got ${JSON.stringify(raw.slice(0, 80))}`,
+      `${name} must be ${speed ? 'a speed' : 'a size'}: ${error.message}; got ${quote(raw)}`,
     )
   }
-  if (value < min)
-    throw new ConfigError(`${name} must be at least ${min}; got ${JSON.stringify(raw.slice(0, 80))}`)
+  if (value < min) throw new ConfigError(`${name} must be at least ${min}; got ${quote(raw)}`)
   return value
 }
 
@@ -157,6 +164,12 @@ function logLevel(env: Env): LogLevel {
   if (!isLogLevel(value))
     throw new ConfigError(`LOG_LEVEL must be debug, info, warn or error, got ${JSON.stringify(value)}`)
   return value
+}
+
+function logFormat(env: Env): LogFormat | undefined {
+  const value = env.LOG_FORMAT?.trim().toLowerCase() || undefined
+  if (value === undefined || (LOG_FORMATS as readonly string[]).includes(value)) return value as LogFormat
+  throw new ConfigError(`LOG_FORMAT must be json or pretty, got ${quote(value)}`)
 }
 
 function token(env: Env): string | undefined {
@@ -282,6 +295,7 @@ export function loadConfig(env: Env = readEnv()): Config {
     corsOrigins: origins(env),
     allowedHosts: hosts(env),
     logLevel: logLevel(env),
+    logFormat: logFormat(env),
     mode: mode(env),
     instanceId: instanceId(env),
     resumableExpiryMs: duration(env, 'RESUMABLE_EXPIRY', 24 * 3_600_000),

@@ -1,9 +1,11 @@
 import { log } from './log.js'
-import type { UploadStatus } from './uploads/record.js'
+import type { UploadStatus } from './model/record.js'
 
 /**
- * The one list of errors a client can cause. Each code is stable (clients switch on it) and maps once at the
- * edge: GraphQL puts it in `extensions.code`, REST answers with its status and `{"detail": message}`.
+ * The one list of errors a client can cause. Each code is stable (clients switch on it), is documented in
+ * README's GraphQL API section (test/errors.test.ts checks it), and maps once at each edge: GraphQL puts it
+ * in `extensions.code`, REST and the http edge answer with its status and `{"detail": message}`
+ * (app/answers.ts). Only INTERNAL_SERVER_ERROR, yoga's own for the server's faults, is not listed here.
  */
 export const errorCatalogue = {
   NOT_FOUND: 404,
@@ -13,7 +15,7 @@ export const errorCatalogue = {
   /** No credential, or one that does not hold (a bad, expired or foreign token): see src/auth/verify.ts. */
   UNAUTHENTICATED: 401,
   /**
-   * A browser page on another origin, or a Host this service does not answer to (see origin.ts); or a token
+   * A browser page on another origin, or a Host this service does not answer to (see app/origin.ts); or a token
    * without the scope a call needs (never for another user's upload: that one is NOT_FOUND).
    */
   FORBIDDEN: 403,
@@ -27,6 +29,10 @@ export const errorCatalogue = {
   UNSUPPORTED_MEDIA_TYPE: 415,
   /** A GraphQL request that accepts no media type its answer can come in (Accept: application/xml, say). */
   NOT_ACCEPTABLE: 406,
+  /** An operation over a limit of size or shape (depth, aliases, tokens, directives, cost): graphql/limits.ts. */
+  QUERY_TOO_COMPLEX: 400,
+  /** A graphql-ws socket that asks for more subscriptions at once than one socket may hold (said over the socket). */
+  TOO_MANY_SUBSCRIPTIONS: 429,
 } as const
 
 export type ErrorCode = keyof typeof errorCatalogue
@@ -78,8 +84,12 @@ export const stateError = (message: string, status: UploadStatus) =>
 
 export const bodyError = (code: ErrorCode, message: string) => new ServiceError(code, message, true)
 
-/** Echoes at most 80 characters of what the client sent: an error message is no place for a megabyte. */
-const quote = (text: string) => JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}…` : text)
+/**
+ * What a client sent, echoed in a message: quoted, and cut at `max` characters (an error message is no
+ * place for a megabyte), with an ellipsis saying it was cut. The one way every message names a value.
+ */
+export const quote = (text: string, max = 80) =>
+  JSON.stringify(text.length > max ? `${text.slice(0, max)}…` : text)
 
 export const notFound = (id: string) => new ServiceError('NOT_FOUND', `Upload ${quote(id)} not found`)
 

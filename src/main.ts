@@ -1,6 +1,6 @@
 import { ConfigError, loadConfig } from './config.js'
-import { log, setLogLevel } from './log.js'
-import { createApp } from './server.js'
+import { log, setLogFormat, setLogLevel } from './log.js'
+import { startApp } from './app/compose.js'
 
 /** A shutdown that takes longer than this is cut short; state was checkpointed as it went. */
 const SHUTDOWN_LIMIT_MS = 5000
@@ -17,13 +17,8 @@ const OPERATOR_ERRORS = new Set([
 async function main(): Promise<void> {
   const config = loadConfig()
   setLogLevel(config.logLevel)
-  const app = await createApp(config)
-  try {
-    await app.listen()
-  } catch (error) {
-    await app.close().catch(() => undefined)
-    throw error
-  }
+  setLogFormat(config.logFormat)
+  const app = await startApp(config)
   log('info', 'server.started', {
     url: app.url,
     graphiql: `${app.url}/graphql`,

@@ -1,3 +1,4 @@
+import { TUS_PATH } from './tus/path.js'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 
 /**
@@ -110,6 +111,7 @@ const ACTIONS = new Set(['pause', 'resume', 'speed', 'cancel', 'status', 'downlo
  * request, so it slices instead of splitting and matching.
  */
 export function routeOf(pathname: string): string {
+  if (pathname.startsWith(TUS_PATH)) return tusRouteOf(pathname.slice(TUS_PATH.length))
   const base = pathname.startsWith('/api/upload/')
     ? '/api/upload'
     : pathname.startsWith('/api/files/')
@@ -121,6 +123,12 @@ export function routeOf(pathname: string): string {
   if (slash === -1) return rest === '' ? 'other' : `${base}/:id`
   const action = rest.slice(slash + 1)
   return ACTIONS.has(action) ? `${base}/:id/${action}` : 'other'
+}
+
+/** tus: the creation endpoint (`/files`, `/files/`), and an upload's URL (`/files/{id}`). */
+function tusRouteOf(rest: string): string {
+  if (rest === '' || rest === '/') return TUS_PATH
+  return rest.startsWith('/') && rest.indexOf('/', 1) === -1 ? `${TUS_PATH}/:id` : 'other'
 }
 
 type Observer = { observe(seconds: number): void }

@@ -244,7 +244,7 @@ describe('download links when API_TOKEN is set', () => {
     const later = new URL(link)
     later.searchParams.set('expires', String(Number(link.searchParams.get('expires')) + 60))
     await expect401(later.href)
-    const { signedDownloadPath } = await import('../src/access.js')
+    const { signedDownloadPath } = await import('../src/app/access.js')
     await expect401(`${locked.url}${signedDownloadPath(lockedId, TOKEN, Date.now() - 2 * 3600 * 1000)}`)
     await expect401(`${locked.url}/api/files/another-id/download${link.search}`)
     await expect401(`${locked.url}/api/files/${lockedId}${link.search}`, 'DELETE')

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { ConfigError, loadConfig } from '../src/config.js'
-import { startApp } from '../src/server.js'
+import { startApp } from '../src/app/compose.js'
 import { api, bytes, gql, restUpload, statusOf, waitFor, waitForStatus } from './support/clients.js'
 import { listStorage, startServer, transferFile, type TestServer } from './support/server.js'
 

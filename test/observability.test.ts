@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -6,6 +8,7 @@ import WebSocket from 'ws'
 import { routeOf } from '../src/metrics.js'
 import { spawnServer, type ChildServer } from './support/child.js'
 import { api, bytes, restUpload, waitFor, waitForStatus, wsClient } from './support/clients.js'
+import { tusCreate, tusPatch } from './support/tus.js'
 
 let dir: string
 let server: ChildServer
@@ -69,6 +72,27 @@ describe('/metrics (Prometheus)', () => {
     expect(routeOf('/api/files/abc')).toBe('/api/files/:id')
     expect(routeOf('/graphql')).toBe('/graphql')
     expect(routeOf('/wp-admin/../../etc')).toBe('other')
+    expect(routeOf('/files/abc/more')).toBe('other')
+    expect(routeOf('/filesystem')).toBe('other')
+  })
+
+  it('labels tus requests with their route: the creation endpoint, and an upload’s URL without its id', async () => {
+    const count = (text: string, method: string, route: string, status: number) =>
+      metric(
+        text,
+        new RegExp(
+          `http_request_duration_seconds_count\\{method="${method}",route="${route.replaceAll('/', '\\/')}",status="${status}"\\}`,
+        ),
+      ) || 0
+    const before = await scrape()
+    const content = bytes(10_000)
+    const created = await tusCreate(server.url, content.length)
+    expect(created.status).toBe(201)
+    expect((await tusPatch(created.location, 0, content)).status).toBe(204)
+    const after = await scrape()
+    expect(count(after, 'POST', '/files', 201) - count(before, 'POST', '/files', 201)).toBe(1)
+    expect(count(after, 'PATCH', '/files/:id', 204) - count(before, 'PATCH', '/files/:id', 204)).toBe(1)
+    await waitForStatus(server.url, created.id, 'completed')
   })
 })
 
@@ -98,6 +122,27 @@ describe('structured logs', () => {
       'upload.completed',
     ])
     for (const line of lines) expect(Date.parse(line.time)).not.toBeNaN()
+  })
+})
+
+describe('readable logs', () => {
+  it('LOG_FORMAT=pretty shows the same events readable, one per line with their fields, not JSON', async () => {
+    const prettyDir = await mkdtemp(join(tmpdir(), 'uploads-pretty-'))
+    const child = spawn(process.execPath, ['dist/main.js'], {
+      env: { ...process.env, NODE_ENV: 'production', UPLOAD_DIR: prettyDir, PORT: '0', LOG_FORMAT: 'pretty' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let output = ''
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    try {
+      await waitFor(() => /INFO.*server\.started/.test(output))
+      expect(output).toMatch(/^\s+url: "http:\/\/127\.0\.0\.1:\d+"$/m)
+      expect(output.split('\n').some((line) => line.startsWith('{'))).toBe(false)
+    } finally {
+      child.kill('SIGKILL')
+      await once(child, 'exit')
+      await rm(prettyDir, { recursive: true, force: true })
+    }
   })
 })
 

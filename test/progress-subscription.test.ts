@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ProgressFeed } from '../src/uploads/progress.js'
-import type { UploadView } from '../src/uploads/record.js'
+import { ProgressFeed } from '../src/core/transfer/progress.js'
+import type { UploadView } from '../src/model/record.js'
 import { api, bytes, collectWs, restUpload, waitForStatus, within, wsClient } from './support/clients.js'
 import { startServer, type TestServer } from './support/server.js'
 

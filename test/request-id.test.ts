@@ -1,7 +1,7 @@
 import WebSocket from 'ws'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { setLogLevel } from '../src/log.js'
-import { stopHashWorker } from '../src/uploads/hasher.js'
+import { stopHashWorker } from '../src/core/transfer/hasher.js'
 import { bytes, restUpload, waitFor } from './support/clients.js'
 import { multipartHead, openRequest, partHead } from './support/raw.js'
 import { captureLogLines } from './support/log-lines.js'

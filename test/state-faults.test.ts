@@ -3,7 +3,7 @@ import { appendFile, mkdir, mkdtemp, open, readdir, rm, stat, statfs, writeFile 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { stopHashWorker } from '../src/uploads/hasher.js'
+import { stopHashWorker } from '../src/core/transfer/hasher.js'
 import { Storage } from '../src/uploads/storage.js'
 import { api, bytes, gql, restUpload, statusOf, waitFor, waitForStatus } from './support/clients.js'
 import { spawnServer, type ChildServer } from './support/child.js'

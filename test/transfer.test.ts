@@ -2,7 +2,7 @@ import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { chunkSizeFor, MAX_THROTTLED_CHUNK } from '../src/uploads/throttle.js'
+import { chunkSizeFor, MAX_THROTTLED_CHUNK } from '../src/core/transfer/throttle.js'
 import { api, bytes, restUpload, statusOf, waitFor, waitForStatus } from './support/clients.js'
 import { listStorage, startServer, transferFile, type TestServer } from './support/server.js'
 

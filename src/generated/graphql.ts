@@ -1,6 +1,6 @@
 import type { IncomingFile } from '../uploads/ingest.js';
 import type { GraphQLResolveInfo, GraphQLScalarType, GraphQLScalarTypeConfig } from 'graphql';
-import type { UploadView } from '../uploads/record.js';
+import type { UploadView } from '../model/record.js';
 import type { Context } from '../graphql/context.js';
 export type Maybe<T> = T | null;
 export type InputMaybe<T> = Maybe<T>;

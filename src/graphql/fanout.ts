@@ -1,7 +1,8 @@
 import { createSourceEventStream, type ExecutionArgs, type ExecutionResult } from 'graphql'
+import { MessageType } from 'graphql-ws'
 import type WebSocket from 'ws'
 import { log } from '../log.js'
-import { isFinal, type UploadView } from '../uploads/record.js'
+import { isFinal, type UploadView } from '../model/record.js'
 
 /**
  * graphql-ws subscribers that asked the same thing (the same query, variables and operation) share one
@@ -21,6 +22,10 @@ export const HIGH_WATER = 16 * 1024
 export const MAX_UNSENT = 1024 * 1024
 const STALL_MS = 10_000
 const RETRY_MS = 50
+/**
+ * RFC 6455's Try Again Later: a WebSocket close code, not one of graphql-ws's protocol (its `CloseCode` has
+ * none for it), and clients reconnect on it.
+ */
 export const SLOW_CONSUMER = 1013
 
 interface Member {
@@ -155,7 +160,10 @@ export class Fanout {
     )
     const member: Member = {
       ws,
-      prefix: Buffer.from(`{"id":${JSON.stringify(id)},"type":"next","payload":`),
+      // graphql-ws's `next` message up to its payload, written once per member; each state is serialised once.
+      prefix: Buffer.from(
+        `{"id":${JSON.stringify(id)},"type":${JSON.stringify(MessageType.Next)},"payload":`,
+      ),
       ready: false,
       pending: new Map(),
       behindSince: undefined,

@@ -1,7 +1,8 @@
 import type { Resolvers } from '../generated/graphql.js'
-import type { UploadView } from '../uploads/record.js'
+import type { UploadView } from '../model/record.js'
+import { isStored, STORED } from '../core/machine.js'
 import { badInput } from '../errors.js'
-import { encodeCursor, sortKey } from '../uploads/records.js'
+import { encodeCursor, sortKey } from '../seams/records/order.js'
 import { DateTime, File, SafeInt } from './scalars.js'
 
 /** The largest page `uploads(first:)` gives, as the schema says. */
@@ -21,7 +22,7 @@ export const resolvers: Resolvers = {
   File,
   Upload: {
     downloadUrl: (upload, _, { downloadUrl, req }) =>
-      upload.status === 'COMPLETED' ? downloadUrl(upload.id, req) : null,
+      isStored(upload.status) ? downloadUrl(upload.id, req) : null,
     cursor: (upload) => encodeCursor(sortKey(upload)),
     source: (upload) => (upload.source === 'tus' ? 'TUS' : 'MULTIPART'),
     removed: (upload) => upload.removed === true,
@@ -34,7 +35,7 @@ export const resolvers: Resolvers = {
     uploadCounts: async (_, __, { service }) => service.counts(),
     limits: (_, __, { service }) => service.limits(),
     files: async (_, __, { service }) =>
-      (await service.page({ first: Number.MAX_SAFE_INTEGER, status: ['COMPLETED'] })).uploads,
+      (await service.page({ first: Number.MAX_SAFE_INTEGER, status: STORED })).uploads,
   },
   Mutation: {
     uploadFile: (_, { file, speed }, { service }) => service.create(file, speed),

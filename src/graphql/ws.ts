@@ -2,13 +2,15 @@ import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execute, getOperationAST, GraphQLError, type ExecutionArgs, type ExecutionResult } from 'graphql'
-import { codeOf, maskError } from './errors.js'
+import type { ErrorCode } from '../errors.js'
+import { maskError } from './errors.js'
+import { logServerErrors } from './use-server-error-log.js'
 import { useServer } from 'graphql-ws/use/ws'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { Fanout, groupKey } from './fanout.js'
-import { bearerToken, tokenMatches } from '../access.js'
+import { bearerToken, tokenMatches } from '../app/access.js'
 import { log } from '../log.js'
-import { requestIdOf } from '../request-id.js'
+import { requestIdOf } from '../app/request-id.js'
 import type { GraphQLApp } from './yoga.js'
 
 /** Pings every 12 s (graphql-ws's default) so proxies do not drop idle subscription sockets. */
@@ -22,8 +24,6 @@ const CONNECTION_INIT_TIMEOUT_MS = 3000
 
 /** How long a shutdown waits for clients to answer the close handshake before cutting them off. */
 const CLOSE_HANDSHAKE_MS = 1000
-/** RFC 6455: the endpoint is going away (a server shutting down). */
-const GOING_AWAY = 1001
 
 type Result =
   Promise<ExecutionResult | AsyncIterable<ExecutionResult>> | ExecutionResult | AsyncIterable<ExecutionResult>
@@ -38,19 +38,11 @@ interface EnvelopedRoot {
 /** Errors in a shared event's result as clients see them everywhere, the server's own logged with their id. */
 function masked(result: ExecutionResult, args: ExecutionArgs): ExecutionResult {
   if (!result.errors?.length) return result
-  const errors = result.errors.map((error) => {
-    const shown = maskError(error, 'Internal Server Error') as GraphQLError
-    if (codeOf(shown) === 'INTERNAL_SERVER_ERROR') {
-      const req = (args.contextValue as { req?: IncomingMessage } | undefined)?.req
-      log('error', 'graphql.error', {
-        requestId: requestIdOf(req),
-        path: error.path,
-        error: error.originalError ?? error,
-      })
-    }
-    return shown
-  })
-  return { ...result, errors }
+  logServerErrors(result.errors, args.contextValue)
+  return {
+    ...result,
+    errors: result.errors.map((error) => maskError(error, 'Internal Server Error') as GraphQLError),
+  }
 }
 
 /**
@@ -98,7 +90,7 @@ export function createGraphQLWs(yoga: GraphQLApp, apiToken: string | undefined) 
         if (Object.keys(ctx.subscriptions).length > MAX_SUBSCRIPTIONS_PER_SOCKET) {
           return [
             new GraphQLError(`At most ${MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per socket`, {
-              extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' },
+              extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' satisfies ErrorCode },
             }),
           ]
         }
@@ -180,16 +172,16 @@ export function createGraphQLWs(yoga: GraphQLApp, apiToken: string | undefined) 
       })
     },
     /**
-     * Closes every socket with 1001 Going Away. A client that does not answer the close handshake (one that
-     * has stopped reading) is cut off after a moment, or the server would wait for it.
+     * Closes every socket as graphql-ws's own dispose does (1001 Going Away), and waits for them to be gone.
+     * A client that does not answer the close handshake (one that has stopped reading) is cut off after a
+     * moment, or the server would wait for it.
      */
     async close(): Promise<void> {
-      for (const client of wss.clients) client.close(GOING_AWAY, 'Server is shutting down')
+      const disposed = graphqlWs.dispose()
       const deadline = Date.now() + CLOSE_HANDSHAKE_MS
       while (wss.clients.size > 0 && Date.now() < deadline) await sleep(20)
       for (const client of wss.clients) client.terminate()
-      await graphqlWs.dispose()
-      await new Promise<void>((resolve) => wss.close(() => resolve()))
+      await disposed
     },
   }
 }

@@ -2,8 +2,8 @@ import { open, type FileHandle } from 'node:fs/promises'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream/promises'
 import { log } from '../log.js'
-import { requestIdOf } from '../request-id.js'
-import { jsonText } from '../http-json.js'
+import { requestIdOf } from '../app/request-id.js'
+import { jsonText } from '../app/http-json.js'
 
 export interface StoredFile {
   path: string

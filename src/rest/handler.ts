@@ -1,13 +1,14 @@
 import { once } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { parse, validate, type ExecutionResult, type GraphQLSchema } from 'graphql'
-import { sendJson } from '../http-json.js'
-import { badInput, bodyError, httpStatusOf, ServiceError } from '../errors.js'
+import { methodNotAllowed, notFound, sendDetail, sendInternalError } from '../app/answers.js'
+import { sendJson } from '../app/http-json.js'
+import { badInput, bodyError, httpStatusOf, quote, ServiceError } from '../errors.js'
 import type { Context } from '../graphql/context.js'
 import { codeOf, maskError } from '../graphql/errors.js'
 import { IncomingFile, receiveMultipart, RequestEnded, type IngestLimits } from '../uploads/ingest.js'
 import { log } from '../log.js'
-import { requestIdOf } from '../request-id.js'
+import { requestIdOf } from '../app/request-id.js'
 import { sendFile, StoredFileMissing } from './download.js'
 import { parseSpeed, restStatus, routes, SET_SPEED, type Route, type Upload } from './routes.js'
 
@@ -21,33 +22,14 @@ interface CompiledRoute extends Route {
   run: Run
 }
 
-export { sendJson }
-
-/**
- * Every error body on /api is `{"detail": "..."}`, as the older service's clients expect. A 5xx is the
- * server's fault: logged, with its error and the request's id (which the answer's `x-request-id` carries).
- */
-function sendError(
+/** Every error body on /api is `{"detail": "..."}`, as the older service's clients expect (see answers.ts). */
+const sendError = (
   req: IncomingMessage,
   res: ServerResponse,
   status: number,
   detail: string,
   error?: unknown,
-): void {
-  if (status >= 500) {
-    log('error', 'rest.error', {
-      requestId: requestIdOf(req),
-      method: req.method,
-      path: req.url,
-      status,
-      error: error ?? detail,
-    })
-  }
-  // Answering before the body has arrived (413, 422): the connection ends after it, once the rest of the
-  // body has been read and dropped, within a bound (closeInStages, src/linger.ts).
-  if (!req.complete) res.setHeader('connection', 'close')
-  sendJson(res, status, { detail })
-}
+) => sendDetail(req, res, status, detail, { event: 'rest.error', error: error ?? detail })
 
 /** Uploads per page of a streamed list: each page is a few milliseconds of work at most. */
 const LIST_PAGE = 500
@@ -69,8 +51,7 @@ async function sendList(
     const failure = failureOf(result)
     if (failure) {
       if (first) return sendError(req, res, failure.status, failure.detail, failure.error)
-      log('error', 'rest.error', { requestId: requestIdOf(req), path: req.url, error: failure.error })
-      return void res.destroy()
+      return sendInternalError(req, res, { event: 'rest.error', error: failure.error })
     }
     const page = (result.data?.[list.field] ?? []) as (Upload & { cursor: string })[]
     if (first) res.writeHead(200, { 'content-type': 'application/json' })
@@ -142,7 +123,7 @@ function failureOf(result: ExecutionResult): { status: number; detail: string; e
   }
 }
 
-const describePart = ([name, kind]: [string, string]) => `${JSON.stringify(name.slice(0, 40))} (${kind})`
+const describePart = ([name, kind]: [string, string]) => `${quote(name, 40)} (${kind})`
 
 /**
  * The upload route's body: multipart, with the file in the `file` part and, optionally, a `speed` field.
@@ -236,12 +217,11 @@ export function createRestHandler(schema: GraphQLSchema, context: Context, limit
     try {
       found = match(table, req.method ?? 'GET', url.pathname)
     } catch {
-      return sendError(req, res, 404, 'Not Found')
+      return notFound(req, res)
     }
     if (!('route' in found)) {
-      if (found.allowed.length === 0) return sendError(req, res, 404, 'Not Found')
-      res.setHeader('allow', found.allowed.join(', '))
-      return sendError(req, res, 405, 'Method Not Allowed')
+      if (found.allowed.length === 0) return notFound(req, res)
+      return methodNotAllowed(req, res, found.allowed)
     }
     const { route, id } = found
     try {
@@ -286,10 +266,9 @@ export function createRestHandler(schema: GraphQLSchema, context: Context, limit
       if (error instanceof RequestEnded || res.writableEnded || res.destroyed) return void res.destroy()
       if (error instanceof ServiceError)
         return sendError(req, res, httpStatusOf(error.code), error.in(restStatus), error)
-      // Half an answer cannot be mended: cut it. Otherwise the client (and any proxy) hears what happened,
-      // even with its body still arriving (the connection then closes in stages, see src/linger.ts).
-      if (res.headersSent) return void res.destroy()
-      sendError(req, res, 500, 'Internal Server Error', error)
+      // The client (and any proxy) hears what happened, even with its body still arriving (the connection
+      // then closes in stages, see app/linger.ts); half an answer is cut.
+      sendInternalError(req, res, { event: 'rest.error', error })
     }
   }
 }

@@ -1,4 +1,6 @@
-import { badInput } from '../errors.js'
+import { isReceiving } from '../core/machine.js'
+import { badInput, quote } from '../errors.js'
+import type { UploadStatus } from '../model/record.js'
 
 /**
  * The /api contract of the older service, as a table: each route names the GraphQL operation it runs and how
@@ -11,7 +13,7 @@ type Data = Record<string, unknown>
 export interface Upload {
   id: string
   filename: string
-  status: string
+  status: UploadStatus
   uploadedSize: number
   totalSize: number
   currentSpeed: number
@@ -48,7 +50,8 @@ const STATUS_FIELDS = 'id filename status uploadedSize totalSize currentSpeed ta
  * GraphQL enum values are UPPER_CASE; the REST contract has always used lower case, and knows five states:
  * an upload still arriving is `in_progress` (with nothing stored yet) to it.
  */
-export const restStatus = (status: string) => (status === 'RECEIVING' ? 'in_progress' : status.toLowerCase())
+export const restStatus = (status: UploadStatus) =>
+  isReceiving(status) ? 'in_progress' : status.toLowerCase()
 
 const listedUpload = (upload: Upload) => ({ upload_id: upload.id, ...statusOf(upload) })
 const listedFile = (file: Upload) => ({
@@ -76,7 +79,7 @@ export function parseSpeed(raw: string, name = 'speed'): number {
   const value = Number(text)
   if (!/^\d+$/.test(text)) {
     throw badInput(
-      `${name} must be a whole number of bytes per second, 0 or more (0 = unlimited), such as ${name}=1048576 for 1 MiB/s; got ${JSON.stringify(raw.slice(0, 80))}`,
+      `${name} must be a whole number of bytes per second, 0 or more (0 = unlimited), such as ${name}=1048576 for 1 MiB/s; got ${quote(raw)}`,
     )
   }
   if (!Number.isSafeInteger(value))

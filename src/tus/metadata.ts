@@ -1,3 +1,4 @@
+import { quote } from '../errors.js'
 import type { ResumableMetadata } from './store.js'
 
 /** A refusal in @tus/server's own shape: it answers with this status and body. */
@@ -25,7 +26,7 @@ export function resumableMetadata(given: Record<string, string | null> | undefin
   if (speed != null) {
     if (!/^\d+$/.test(speed) || !Number.isSafeInteger(Number(speed)))
       throw refuse(
-        `speed in Upload-Metadata must be a whole number of bytes per second, 0 or more (0 = unlimited); got ${JSON.stringify(speed.slice(0, 80))}`,
+        `speed in Upload-Metadata must be a whole number of bytes per second, 0 or more (0 = unlimited); got ${quote(speed)}`,
       )
     metadata.speed = speed
   }

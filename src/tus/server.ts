@@ -3,9 +3,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Server } from '@tus/server'
 import type { Locker } from '@tus/utils'
 import { httpStatusOf, publicMessage, ServiceError } from '../errors.js'
+import { isReceiving } from '../core/machine.js'
 import { log } from '../log.js'
-import { requestIdOf } from '../request-id.js'
-import type { UploadService } from '../uploads/service.js'
+import { requestIdOf } from '../app/request-id.js'
+import type { UploadService } from '../core/service.js'
 import type { Storage } from '../uploads/storage.js'
 import { resumableMetadata } from './metadata.js'
 import { TUS_PATH } from './path.js'
@@ -81,7 +82,7 @@ export function createTusHandler(
         res.setHeader('upload-expires', new Date(Date.now() + expiryMs).toUTCString())
       if (req.method === 'HEAD') {
         const record = await service.get(idIn(req.url)).catch(() => undefined)
-        if (record?.status === 'RECEIVING' && record.expiresAt)
+        if (record && isReceiving(record.status) && record.expiresAt)
           res.setHeader('upload-expires', new Date(record.expiresAt).toUTCString())
       }
     }

@@ -4,9 +4,10 @@ import { Transform, type Readable } from 'node:stream'
 import { pipeline as pipelineAsync } from 'node:stream/promises'
 import { FileStore, type Configstore } from '@tus/file-store'
 import { ERRORS, Upload } from '@tus/utils'
-import { OffThreadHash } from '../uploads/hasher.js'
-import type { UploadRecord } from '../uploads/record.js'
-import type { UploadService } from '../uploads/service.js'
+import { isGone, isReceiving } from '../core/machine.js'
+import { OffThreadHash } from '../core/transfer/hasher.js'
+import type { UploadRecord } from '../model/record.js'
+import type { UploadService } from '../core/service.js'
 import type { Storage } from '../uploads/storage.js'
 import { ServiceError } from '../errors.js'
 import { storageError } from '../uploads/ingest.js'
@@ -74,7 +75,7 @@ export class TusStore extends FileStore {
     const record = await this.recordOf(id)
     const metadata = { filename: record.filename }
     const { totalSize: size, createdAt: creation_date } = record
-    if (record.status === 'RECEIVING') {
+    if (isReceiving(record.status)) {
       const onDisk = await this.storage.sizeOf(this.storage.stagingPath(record))
       if (onDisk === undefined) throw ERRORS.FILE_NO_LONGER_EXISTS
       // Whole on disk, yet never recorded as arrived (a crash, or a store that failed, right after its last
@@ -83,7 +84,7 @@ export class TusStore extends FileStore {
       return new Upload({ id, size, offset: Math.min(onDisk, size), metadata, creation_date })
     }
     // Canceled, failed or expired: its bytes are gone and it cannot be resumed; its sender starts over.
-    if (record.status === 'CANCELED' || record.status === 'FAILED') throw ERRORS.FILE_NO_LONGER_EXISTS
+    if (isGone(record.status)) throw ERRORS.FILE_NO_LONGER_EXISTS
     // Past receiving: every byte arrived.
     return new Upload({ id, size, offset: size, metadata, creation_date })
   }
@@ -97,7 +98,7 @@ export class TusStore extends FileStore {
     let stopped = false
     // Bytes sent with the creation of an empty file: it is whole already (create()), nothing to write.
     const known = await this.recordOf(id)
-    if (known.status !== 'RECEIVING' && offset === known.totalSize) return offset
+    if (!isReceiving(known.status) && offset === known.totalSize) return offset
     // Refused with 507 here, before a byte is read, if the rest and its second copy cannot be promised room.
     const { record, count, room } = await this.service.beginReceiving(id, offset, (reason) => {
       stopped = true

@@ -7,8 +7,9 @@ import { Transform, type TransformCallback } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { bodyError } from '../errors.js'
 import { bytesReceived } from '../metrics.js'
-import { OffThreadHash } from './hasher.js'
-import { noRoom, roomFor, type Hold } from './room.js'
+import { OffThreadHash } from '../core/transfer/hasher.js'
+import { roomFor } from '../core/machine.js'
+import { noRoom, type Hold } from './room.js'
 import type { Storage } from './storage.js'
 
 /** Big buffers move a multipart body through busboy to disk in fewer, larger syscalls. */

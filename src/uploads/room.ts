@@ -1,13 +1,6 @@
 import { bodyError } from '../errors.js'
 
 /**
- * The one room rule: a file is kept twice until its transfer completes (the staging copy it arrived in, then
- * the transfer's copy in `.transfers/{id}`), so an upload of `size` bytes needs `2 × size`, less what of
- * it is on disk already.
- */
-export const roomFor = (size: number, onDisk = 0): number => Math.max(0, 2 * size - onDisk)
-
-/**
  * No room for this file: said before its bytes are read when what it needs is known (`needed` more bytes,
  * `free` free), or when the disk filled under it anyway (someone else's bytes). One text either way.
  */

@@ -3,7 +3,7 @@ import type { BigIntStats } from 'node:fs'
 import { mkdir, open, stat, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { InternalFault } from '../errors.js'
-import type { Flow, Scheduler } from './scheduler.js'
+import type { Flow, Scheduler } from '../core/transfer/scheduler.js'
 import { sameStamp, stampOf, type FileStamp } from './stamp.js'
 
 export interface TransferJob {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadConfig, type Config } from '../../src/config.js'
 import { setLogLevel } from '../../src/log.js'
-import { startApp, type App } from '../../src/server.js'
+import { startApp, type App } from '../../src/app/compose.js'
 
 // In-process servers share the test runner's stdout; their info lines would bury its report. (The servers
 // spawned as processes log everything, and test/observability.test.ts reads it.)

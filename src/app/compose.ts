@@ -1,0 +1,235 @@
+import { constants } from 'node:fs'
+import { access, mkdir } from 'node:fs/promises'
+import { createServer, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { ConfigError, type Config } from '../config.js'
+import type { Context } from '../graphql/context.js'
+import { stopHashWorker } from '../core/transfer/hasher.js'
+import type { IngestLimits } from '../uploads/ingest.js'
+import { UploadService } from '../core/service.js'
+import { openSeams, type Seams } from '../seams/index.js'
+import type { Storage } from '../uploads/storage.js'
+import { signedDownloadPath } from './access.js'
+import { closeInStages } from './linger.js'
+import { observe, registry } from '../metrics.js'
+import { listensOnLoopback } from './origin.js'
+import { publicLink } from './public-url.js'
+import { createRouter } from './router.js'
+
+/** How long a shutdown waits for requests under way; the whole shutdown must fit in 5 s. */
+const IN_FLIGHT_GRACE_MS = 3000
+
+/** A reason the server cannot start that the operator must fix; said in one line, without a stack. */
+export class StartupError extends Error {
+  override readonly name = 'StartupError'
+}
+
+export interface App {
+  /** e.g. http://127.0.0.1:8000; known once listening. */
+  url: string
+  port: number
+  service: UploadService
+  /** Listens, then recovers: nothing in the folder is swept or carried on before the port is ours. */
+  listen(): Promise<void>
+  /** Settles once start-up's sweep and recovery are done (/readyz says "ready" from then on). */
+  recovered: Promise<void>
+  /** Stops taking work, checkpoints every transfer and closes every socket. Running uploads stay IN_PROGRESS. */
+  close(): Promise<void>
+}
+
+/** The storage folder must exist and take writes, or nothing else can work: said as a configuration error. */
+async function usableFolder(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true })
+    await access(dir, constants.W_OK | constants.X_OK)
+  } catch (error) {
+    const reason =
+      (error as NodeJS.ErrnoException).code === 'EACCES'
+        ? 'this user may not write to it'
+        : (error as Error).message
+    throw new ConfigError(`UPLOAD_DIR ${dir} is not a usable folder: ${reason}`)
+  }
+}
+
+function listenError(error: NodeJS.ErrnoException, config: Config): Error {
+  if (error.code === 'EADDRINUSE')
+    return new StartupError(`Port ${config.port} is in use: stop the other server or set PORT`)
+  if (error.code === 'EADDRNOTAVAIL' || error.code === 'ENOTFOUND' || error.code === 'EAI_AGAIN')
+    return new StartupError(
+      `HOST ${config.host} is not an address of this machine: set HOST to one (127.0.0.1 by default, 0.0.0.0 for all)`,
+    )
+  if (error.code === 'EACCES')
+    return new StartupError(`Port ${config.port} needs privileges this user lacks: set PORT above 1023`)
+  return error
+}
+
+/**
+ * One Node http server: /graphql (yoga over HTTP and SSE, graphql-ws on upgrade), /api (the REST shim) and
+ * the dashboard. Built in this order, so a second server on the same folder, or a state file that cannot
+ * be trusted, stops before anything is touched: the folder's lock, then the state (read only), then
+ * everything else. `listen` binds the port and only then sweeps and recovers.
+ */
+export async function createApp(config: Config): Promise<App> {
+  await usableFolder(config.uploadDir)
+  const seams = await openSeams(config)
+  try {
+    // Among several, every series says which instance it is from.
+    if (seams.mode === 'shared') registry.setDefaultLabels({ service_instance: seams.instance })
+    await seams.storage.prepare()
+    // Decided now, before anyone is served: afterwards a file may belong to a request under way.
+    const orphans = await seams.storage.orphans(await seams.records.unfinished())
+    return assemble(config, seams, orphans)
+  } catch (error) {
+    await seams.close()
+    throw error
+  }
+}
+
+/** createApp, then listen: a running server. */
+export async function startApp(config: Config): Promise<App> {
+  const app = await createApp(config)
+  try {
+    await app.listen()
+  } catch (error) {
+    // What stopped it is the error to report, not one met while closing what was half open.
+    await app.close().catch(() => undefined)
+    throw error
+  }
+  return app
+}
+
+/** Everything that answers GraphQL and REST, loaded once, after the port opens (see assemble). */
+async function loadApi(context: Context, limits: IngestLimits, apiToken: string | undefined) {
+  const [{ schema }, { createGraphQL }, { createGraphQLWs }, { createRestHandler }] = await Promise.all([
+    import('../graphql/schema.js'),
+    import('../graphql/yoga.js'),
+    import('../graphql/ws.js'),
+    import('../rest/handler.js'),
+  ])
+  const yoga = createGraphQL(context, limits)
+  return { yoga, ws: createGraphQLWs(yoga, apiToken), rest: createRestHandler(schema, context, limits) }
+}
+type LoadedApi = Awaited<ReturnType<typeof loadApi>>
+
+/** The service over the state, the http server over the service, and the app that starts and stops them. */
+function assemble(config: Config, seams: Seams, orphans: Awaited<ReturnType<Storage['orphans']>>): App {
+  const { storage } = seams
+  const service = new UploadService({
+    store: seams.records,
+    storage,
+    defaultSpeed: config.defaultSpeed,
+    maxTotalSpeed: config.maxTotalSpeed,
+    // The service tells the modes apart by this option's presence, until it takes the seams whole.
+    shared: seams.mode === 'shared' ? seams : undefined,
+    resumableExpiryMs: config.resumableExpiryMs,
+  })
+  const limits: IngestLimits = { storage, maxRequestFileBytes: config.maxUploadSize }
+  const context: Context = {
+    service,
+    downloadUrl: (id, req) =>
+      publicLink(
+        config,
+        config.apiToken === undefined
+          ? `/api/files/${encodeURIComponent(id)}/download`
+          : signedDownloadPath(id, config.apiToken),
+        req,
+      ),
+  }
+  // GraphQL (yoga, graphql-ws) and the REST shim are most of what the process loads: they load right after
+  // the port opens, so /readyz answers at once; a request that comes first waits for them.
+  let loaded: LoadedApi | undefined
+  let loading: Promise<LoadedApi> | undefined
+  const load = () => (loading ??= loadApi(context, limits, config.apiToken).then((api) => (loaded = api)))
+  const inFlight = new Set<ServerResponse>()
+  const router = createRouter({
+    policy: {
+      corsOrigins: config.corsOrigins,
+      allowedHosts: config.allowedHosts,
+      loopback: listensOnLoopback(config.host),
+    },
+    corsOrigins: config.corsOrigins,
+    apiToken: config.apiToken,
+    notReady: async () => (await service.notReady()) ?? (await seams.unhealthy()),
+    api: { loaded: () => loaded, load },
+    tus: async () =>
+      (await import('../tus/server.js')).createTusHandler({
+        service,
+        storage,
+        maxSize: config.maxUploadSize,
+        expiryMs: config.resumableExpiryMs,
+        corsAllows: (origin) => config.corsOrigins.includes('*') || config.corsOrigins.includes(origin),
+        locker: await seams.tusLocker(),
+      }),
+    inFlight,
+  })
+  const server = createServer(
+    // Enforce headersTimeout every second (Node checks every 30 s by default, which lets trickling headers linger).
+    { connectionsCheckingInterval: 1000, headersTimeout: config.headersTimeoutMs, requestTimeout: 0 },
+    router.request,
+  )
+  // An answer before its body arrived reaches the client, even through a proxy still sending that body.
+  closeInStages(server)
+  // A large file on a slow link can take hours: no limit on a whole request (requestTimeout 0), only on a
+  // connection that sends nothing (SSE and WebSocket ping every 12 s, so they never look idle).
+  server.timeout = config.bodyIdleTimeoutMs
+  server.on('upgrade', router.upgrade)
+
+  let listening = false
+  let closing: Promise<void> | undefined
+  const app: App = {
+    url: '',
+    port: 0,
+    service,
+    recovered: Promise.resolve(),
+    async listen() {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', (error: NodeJS.ErrnoException) => reject(listenError(error, config)))
+        server.listen(config.port, config.host, () => resolve())
+      })
+      listening = true
+      const { port } = server.address() as AddressInfo
+      const host = config.host.includes(':') ? `[${config.host}]` : config.host
+      app.port = port
+      app.url = `http://${host}:${port}`
+      // A graphql-ws group is one listener on the feed for all of its members.
+      observe({
+        ...service.liveState,
+        subscriptions: () =>
+          service.feed.subscriberCount -
+          (loaded?.ws.fanout.groupCount ?? 0) +
+          (loaded?.ws.fanout.members ?? 0),
+        slowConsumersClosed: () => loaded?.ws.fanout.slowClosed ?? 0,
+      })
+      app.recovered = service.recover(orphans)
+      void load()
+    },
+    close: () =>
+      (closing ??= (async () => {
+        if (listening) await stopServing(server, inFlight, async () => loaded?.ws.close(), service)
+        await service.close()
+        await stopHashWorker()
+        await seams.close()
+      })()),
+  }
+  return app
+}
+
+async function stopServing(
+  server: Server,
+  inFlight: Set<ServerResponse>,
+  closeSockets: () => Promise<void>,
+  service: UploadService,
+): Promise<void> {
+  // New connections are refused from here on; idle keep-alive ones are closed.
+  const stopped = new Promise<void>((resolve) => server.close(() => resolve()))
+  server.closeIdleConnections()
+  // Subscriptions never end by themselves: end them (SSE streams finish, sockets get 1001).
+  service.feed.close()
+  await closeSockets()
+  // Requests under way (an upload body still arriving, a mutation) get a moment to finish.
+  const deadline = Date.now() + IN_FLIGHT_GRACE_MS
+  while (inFlight.size > 0 && Date.now() < deadline) await sleep(20)
+  server.closeAllConnections()
+  await stopped
+}

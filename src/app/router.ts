@@ -1,0 +1,186 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { TUS_PATH } from '../tus/path.js'
+import { bearerToken, downloadSignatureValid, tokenMatches } from './access.js'
+import {
+  methodNotAllowed,
+  notFound,
+  redirectTo,
+  refuse,
+  refuseUpgrade,
+  sendAsset,
+  sendCoded,
+  sendHealthy,
+  sendInternalError,
+  sendReadiness,
+} from './answers.js'
+import { asset, isAsset } from './assets.js'
+import { observeRequest, registry } from '../metrics.js'
+import { applyCors, refusal, type OriginPolicy } from './origin.js'
+import { assignRequestId } from './request-id.js'
+
+/** What answers GraphQL and REST, loaded after the port opens (see compose.ts). */
+export interface Api {
+  yoga: (req: IncomingMessage, res: ServerResponse) => unknown
+  rest: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>
+  ws: { handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void }
+}
+
+export interface Routes {
+  policy: OriginPolicy
+  /** CORS_ORIGINS. */
+  corsOrigins: readonly string[]
+  /** API_TOKEN: when set, every route but the probes and the pages needs it. */
+  apiToken: string | undefined
+  /** Why the server cannot serve now (/readyz), or undefined. */
+  notReady(): Promise<string | undefined>
+  /** GraphQL and REST: loaded once, then at hand (a request that comes first waits for them). */
+  api: { loaded(): Api | undefined; load(): Promise<Api> }
+  /** tus (@tus/server), loaded on its first request: most servers never see one. */
+  tus(): Promise<(req: IncomingMessage, res: ServerResponse) => Promise<void>>
+  /** Responses not finished yet: a shutdown waits for them a moment. */
+  inFlight: Set<ServerResponse>
+}
+
+/** GraphiQL's page holds no data; it is served without a token, and asks for one in its headers pane. */
+const isGraphiQLPage = (req: IncomingMessage) =>
+  req.method === 'GET' && /text\/html/.test(req.headers.accept ?? '')
+
+/** Probes for orchestrators reveal nothing and change nothing: no origin, host or token check. */
+const isProbe = (pathname: string) => pathname === '/healthz' || pathname === '/readyz'
+
+const isRead = (req: IncomingMessage) => req.method === 'GET' || req.method === 'HEAD'
+
+/** A GET or HEAD of a download link that carries a valid signature instead of a bearer header. */
+function isSignedDownload(req: IncomingMessage, url: URL, token: string): boolean {
+  const id = /^\/api\/files\/([^/]+)\/download$/.exec(url.pathname)?.[1]
+  if (id === undefined || !isRead(req)) return false
+  try {
+    return downloadSignatureValid(decodeURIComponent(id), url.searchParams, token)
+  } catch {
+    return false // a malformed escape in the id
+  }
+}
+
+const TUS_METHODS = ['OPTIONS', 'POST', 'HEAD', 'PATCH', 'DELETE']
+
+/**
+ * Routes every request and every WebSocket upgrade of the one http server: the edge's checks first (origin
+ * and host, CORS, the token), then /healthz, /readyz, the pages, tus at /files/, /metrics, /api and /graphql.
+ */
+export function createRouter(routes: Routes) {
+  const { policy, api, inFlight } = routes
+
+  const serveApi = (req: IncomingMessage, res: ServerResponse, target: URL, graphql: boolean) => {
+    const serve = (loaded: Api) => (graphql ? loaded.yoga(req, res) : loaded.rest(req, res, target))
+    const loaded = api.loaded()
+    return void (loaded ? serve(loaded) : api.load().then(serve))
+  }
+
+  let tusHandler: ReturnType<Routes['tus']> | undefined
+  function serveTus(req: IncomingMessage, res: ServerResponse, url: URL): void {
+    // A GET of a tus upload's URL is that upload's download, answered by the REST download itself (the same
+    // headers, ranges and refusals; one place that streams a stored file). @tus/server's own GET reads the
+    // staging copy, which is gone once the file is stored. Served here rather than redirected: a tus client
+    // or `curl` without -L gets the file, and a bearer token needs no signed link to follow.
+    const upload =
+      req.method === 'GET' ? /^[^/]+$/.exec(url.pathname.slice(TUS_PATH.length + 1))?.[0] : undefined
+    if (upload !== undefined) return serveApi(req, res, new URL(`/api/files/${upload}/download`, url), false)
+    // GET is no tus method (@tus/server would answer it in tus's plain text): whoever sends one is most
+    // likely looking for the files, and is told, in JSON like every other answer, where they are.
+    if (req.method === 'GET') {
+      return methodNotAllowed(
+        req,
+        res,
+        TUS_METHODS,
+        `${TUS_PATH}/ is the tus endpoint for resumable uploads (POST, HEAD, PATCH, DELETE with Tus-Resumable: 1.0.0); the stored files are listed at GET /api/files, and each is downloaded from GET /api/files/{id}/download`,
+      )
+    }
+    void (tusHandler ??= routes.tus())
+      .then((handle) => handle(req, res))
+      .catch((error: unknown) => sendInternalError(req, res, { event: 'tus.error', error }))
+  }
+
+  function serveMetrics(req: IncomingMessage, res: ServerResponse): void {
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (error: unknown) =>
+        sendCoded(req, res, 'UNAVAILABLE', 'Metrics cannot be read now; try again', {
+          event: 'metrics.failed',
+          error,
+        }),
+    )
+  }
+
+  function servePage(req: IncomingMessage, res: ServerResponse, pathname: string): void {
+    asset(pathname).then(
+      (found) => sendAsset(req, res, found),
+      (error: unknown) =>
+        sendCoded(req, res, 'UNAVAILABLE', `${pathname} is not built: run npm run build`, {
+          event: 'asset.missing',
+          error,
+        }),
+    )
+  }
+
+  /** Whether the request lacks the token a route behind it needs (and has been refused for it). */
+  function refusedToken(req: IncomingMessage, res: ServerResponse, url: URL, guarded: boolean): boolean {
+    const token = routes.apiToken
+    if (!guarded || token === undefined || tokenMatches(bearerToken(req.headers.authorization), token))
+      return false
+    if (isSignedDownload(req, url, token)) return false
+    refuse(req, res, 'UNAUTHENTICATED', url.pathname === '/graphql')
+    return true
+  }
+
+  function route(req: IncomingMessage, res: ServerResponse, url: URL): void {
+    const { pathname } = url
+    const refused = isProbe(pathname) ? undefined : refusal(req, policy)
+    if (refused !== undefined) return refuse(req, res, 'FORBIDDEN', pathname === '/graphql', refused)
+    if (applyCors(req, res, routes.corsOrigins)) return
+    if (pathname === '/healthz') return sendHealthy(res)
+    if (pathname === '/readyz') return void routes.notReady().then((reason) => sendReadiness(res, reason))
+    // A page's address with a trailing slash (/api/docs/) is the same page: sent to its one address.
+    if (pathname.endsWith('/') && isAsset(pathname.slice(0, -1)) && isRead(req))
+      return redirectTo(res, `${pathname.slice(0, -1)}${url.search}`)
+    // Pages and their files hold no data: served without a token (the pages ask for one where needed).
+    if (isAsset(pathname) && isRead(req)) return servePage(req, res, pathname)
+    const isApi = pathname === '/api' || pathname.startsWith('/api/')
+    const isTus = pathname === TUS_PATH || pathname.startsWith(`${TUS_PATH}/`)
+    const isGraphQL = pathname === '/graphql'
+    const guarded = isApi || isTus || pathname === '/metrics' || (isGraphQL && !isGraphiQLPage(req))
+    if (refusedToken(req, res, url, guarded)) return
+    if (isTus) return serveTus(req, res, url)
+    if (pathname === '/metrics') return serveMetrics(req, res)
+    if (isApi || isGraphQL) return serveApi(req, res, url, isGraphQL)
+    notFound(req, res)
+  }
+
+  return {
+    request(req: IncomingMessage, res: ServerResponse): void {
+      const started = performance.now()
+      res.setHeader('x-request-id', assignRequestId(req))
+      const url = new URL(req.url ?? '/', 'http://localhost')
+      inFlight.add(res)
+      // One listener per response does both jobs: this runs on every request.
+      res.once('close', () => {
+        inFlight.delete(res)
+        observeRequest(req.method ?? 'GET', url.pathname, res.statusCode, started)
+      })
+      route(req, res, url)
+    },
+
+    /**
+     * WebSocket handshakes get the same origin and host checks as every request (browsers send no preflight
+     * for them, and CORS does not apply): a refused one gets a plain 403 and never reaches graphql-ws.
+     */
+    upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+      assignRequestId(req)
+      const pathname = (req.url ?? '/').split('?')[0]
+      if (pathname !== '/graphql') return refuseUpgrade(socket, 404, 'Not Found')
+      const refused = refusal(req, policy)
+      if (refused !== undefined) return refuseUpgrade(socket, 403, refused)
+      void api.load().then((loaded) => loaded.ws.handleUpgrade(req, socket, head))
+    },
+  }
+}

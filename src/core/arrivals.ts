@@ -1,0 +1,269 @@
+import { randomUUID } from 'node:crypto'
+import { faultReason, publicMessage, ServiceError, unavailable } from '../errors.js'
+import { log } from '../log.js'
+import type { UploadRecord, UploadView } from '../model/record.js'
+import { RequestEnded, type IncomingFile, type StagedFile } from '../uploads/ingest.js'
+import type { Hold } from '../uploads/room.js'
+import { assertOpen, letGo, locked, pages, recordOf, type Context } from './context.js'
+import {
+  check,
+  checkSpeed,
+  expired,
+  isReceiving,
+  newRecord,
+  receivedMore,
+  roomFor,
+  STILL_RECEIVING,
+} from './machine.js'
+import { fail, startTransfer } from './runs.js'
+import { RateMeter } from './transfer/rate.js'
+import { announce, forget, guard, publish, releaseIfIdle, save } from './writes.js'
+
+/**
+ * A body arriving: over one multipart request (create), or over tus requests (createResumable, then each
+ * request between beginReceiving and endReceiving), and the expiry of a tus upload whose sender went quiet.
+ */
+
+/**
+ * Why a body did not arrive, said for the upload's watchers. The request's edge logs a server error, with
+ * its request id; here it is only told.
+ */
+function arrivalFailure(error: unknown): string {
+  if (error instanceof RequestEnded)
+    return 'The connection closed before the whole file arrived; send it again'
+  return publicMessage(error)
+}
+
+const expiresFrom = (ctx: Context, at: number): string => new Date(at + ctx.expiryMs).toISOString()
+
+/**
+ * Checks the speed before anything else, so a bad one is refused before the file's bytes are read; then
+ * waits for the file, records the upload and starts its transfer. Answers once the file has arrived.
+ */
+export async function create(ctx: Context, file: IncomingFile, speed?: number | null): Promise<UploadView> {
+  const targetSpeed = checkSpeed(speed ?? ctx.defaultSpeed)
+  assertOpen(ctx)
+  await file.began
+  assertOpen(ctx)
+  const id = randomUUID()
+  const receiving = newRecord({
+    id,
+    filename: file.filename,
+    source: 'multipart',
+    size: 0,
+    targetSpeed,
+    expiresAt: null,
+  })
+  // Recorded as it begins to arrive, so lists and subscribers see it (and its receivedSize grow), and a
+  // cancel can stop it. The lock is not held meanwhile: the body may take hours.
+  await locked(ctx, id, async () => {
+    // Whoever creates an upload runs it: its lease first, so every write below is under it.
+    if (!(await guard(() => ctx.leases.acquire(id))))
+      throw unavailable(`Upload ${id} could not be started; try again`)
+    await save(ctx, receiving).catch(async (error: unknown) => {
+      await ctx.leases.release(id)
+      throw error
+    })
+    ctx.arriving.set(id, {
+      received: () => file.received,
+      stop: (reason) => file.abort(reason),
+      meter: new RateMeter(),
+      published: -1,
+    })
+    announce(ctx, receiving, 'upload.receiving')
+  })
+  let staged: StagedFile
+  try {
+    staged = await file.arrived
+  } catch (error) {
+    await locked(ctx, id, () => forget(ctx, id, arrivalFailure(error), file.received)).catch(
+      (failure: unknown) => log('error', 'upload.cleanup_failed', { id, error: failure }),
+    )
+    throw error
+  }
+  return locked(ctx, id, () => arrive(ctx, id, staged))
+}
+
+/** A multipart body is whole in its incoming file: into staging, and its transfer starts. */
+async function arrive(ctx: Context, id: string, staged: StagedFile): Promise<UploadView> {
+  ctx.arriving.delete(id)
+  const current = await recordOf(ctx, id)
+  try {
+    check('arrive', current)
+  } catch (error) {
+    await ctx.leases.release(id)
+    throw error
+  }
+  // Recorded first (RECEIVING): a crash before it is recorded as arrived leaves a record that the next
+  // start forgets, with its bytes, never bytes that no record owns. Its second copy's room was promised
+  // as it arrived (see ingest.ts); it is this upload's now.
+  try {
+    await staged.moveTo(ctx.storage.stagingPath(current))
+    ctx.rooms.set(id, staged.room)
+    return await startTransfer(ctx, current, staged.size, staged.sha256)
+  } catch (error) {
+    // Not on record as arrived (the store refused it, say): its client hears it was not taken, so
+    // nothing of it is kept, neither its record nor its bytes.
+    await forget(
+      ctx,
+      id,
+      `The received file could not be kept: ${faultReason(error, 'upload.keep_failed', { id })}`,
+      staged.size,
+    )
+    throw error
+  }
+}
+
+/**
+ * A resumable upload announced by its sender (tus creation): on record, RECEIVING, before any byte of it
+ * is stored. Its bytes then arrive over as many requests as it takes, each one between beginReceiving and
+ * endReceiving; it expires RESUMABLE_EXPIRY after its last byte.
+ */
+export async function createResumable(
+  ctx: Context,
+  input: { id: string; filename: string; size: number; speed?: number | null },
+): Promise<UploadView> {
+  const targetSpeed = checkSpeed(input.speed ?? ctx.defaultSpeed)
+  assertOpen(ctx)
+  const { id, filename, size } = input
+  const record = newRecord({
+    id,
+    filename,
+    source: 'tus',
+    size,
+    targetSpeed,
+    expiresAt: expiresFrom(ctx, Date.now()),
+  })
+  // Refused now if it cannot fit; its room is promised only when its bytes come (beginReceiving).
+  await ctx.storage.room.check(roomFor(size))
+  return locked(ctx, id, async () => {
+    if (!(await guard(() => ctx.leases.acquire(id))))
+      throw unavailable(`Upload ${id} could not be created; try again`)
+    try {
+      await save(ctx, record)
+    } finally {
+      if (ctx.shared) await ctx.leases.release(id).catch(() => undefined)
+    }
+    return announce(ctx, record, 'upload.receiving')
+  })
+}
+
+/**
+ * A request carrying more of a resumable upload begins at byte `offset`. While it lasts this process
+ * holds the upload, so a cancel sent anywhere reaches it and `stop`s the request, and its receivedSize
+ * is followed live. Answers with the function that counts bytes as they arrive.
+ */
+export async function beginReceiving(
+  ctx: Context,
+  id: string,
+  offset: number,
+  stop: (reason: Error) => void,
+): Promise<{ count: (n: number) => void; record: UploadRecord; room: Hold }> {
+  return locked(ctx, id, async () => {
+    const record = await recordOf(ctx, id)
+    check('receive', record)
+    assertOpen(ctx)
+    // The rest of it, and its second copy: promised now, or refused (507) before a byte of it is read. It
+    // stays as it was, so its sender can send the rest once there is room.
+    const room = await ctx.storage.room.grant(roomFor(record.totalSize, offset))
+    try {
+      if (!ctx.leases.held(id) && !(await guard(() => ctx.leases.acquire(id))))
+        throw unavailable(`Upload ${id} is receiving bytes at another instance; try again`)
+    } catch (error) {
+      room.release()
+      throw error
+    }
+    letGo(ctx, id)
+    ctx.rooms.set(id, room)
+    let received = offset
+    ctx.arriving.set(id, { received: () => received, stop, meter: new RateMeter(), published: -1 })
+    return { record, room, count: (n) => void (received += n) }
+  })
+}
+
+/**
+ * The request that began at beginReceiving ended (its piece is in, or its sender went away): the bytes
+ * that reached the disk (`received` in all) are kept and counted, and it expires RESUMABLE_EXPIRY from
+ * now. With every byte in, and their sha256, its transfer starts.
+ */
+export async function endReceiving(
+  ctx: Context,
+  id: string,
+  received: number,
+  sha256?: string,
+): Promise<UploadView> {
+  return locked(ctx, id, async () => {
+    ctx.arriving.delete(id)
+    try {
+      const current = await recordOf(ctx, id)
+      // Canceled (or expired) while it arrived: its bytes are gone, and so is the upload for its sender.
+      check('receive', current)
+      // The staging copy is whole where the transfer reads it. If it cannot start, it is not on record as
+      // arrived: it stays RECEIVING, its bytes whole in staging, where its sender's next request (or the
+      // next start) finds them and tries again.
+      if (received === current.totalSize && sha256 !== undefined)
+        return await startTransfer(ctx, current, received, sha256)
+      const next = receivedMore(current, received, expiresFrom(ctx, Date.now()))
+      try {
+        await save(ctx, next)
+      } catch (error) {
+        // Its bytes are kept on disk whatever the store says, and its offset is read from there (by its
+        // sender's next request, and by the next start): "nothing was changed" would be untrue. Only the
+        // record's count and expiry lag until the store takes writes again.
+        if (!(error instanceof ServiceError && error.code === 'UNAVAILABLE')) throw error
+        log('warn', 'upload.receipt_unsaved', { id, receivedSize: received })
+      }
+      return publish(ctx, next)
+    } finally {
+      // However the request ended (idle until its sender's next one, which asks for room again; refused;
+      // a store that could not be read), nothing arrives here now: unless its transfer runs here, there is
+      // nothing to hold its room or its lease for.
+      await releaseIfIdle(ctx, id)
+    }
+  })
+}
+
+/**
+ * Resumable uploads whose sender has sent nothing for RESUMABLE_EXPIRY end FAILED, with the reason, and
+ * their bytes go. With several instances, whoever takes an upload's lease first expires it.
+ */
+export async function expire(ctx: Context, busy: { expiring: boolean }): Promise<void> {
+  if (busy.expiring || ctx.state.closed || !ctx.state.recovered) return
+  busy.expiring = true
+  try {
+    const at = new Date().toISOString()
+    for await (const records of pages(ctx, STILL_RECEIVING)) {
+      for (const record of records) {
+        if (
+          record.source !== 'tus' ||
+          record.expiresAt === null ||
+          record.expiresAt > at ||
+          ctx.arriving.has(record.id)
+        )
+          continue
+        // Shared: skipped if this instance holds it (a request of it under way here) or another does.
+        if (ctx.shared && (ctx.leases.held(record.id) || !(await ctx.leases.acquire(record.id)))) continue
+        await locked(ctx, record.id, async () => {
+          const current = await ctx.store.get(record.id)
+          // A request of it may have begun since it was listed: then it is not idle.
+          if (
+            ctx.arriving.has(record.id) ||
+            !current ||
+            !isReceiving(current.status) ||
+            current.expiresAt === null ||
+            current.expiresAt > at
+          )
+            return
+          const hours = ctx.expiryMs / 3_600_000
+          const period = hours >= 1 ? `${+hours.toFixed(2)} h` : `${+(ctx.expiryMs / 1000).toFixed(3)} s`
+          const reason = `Expired: no byte arrived for ${period} (RESUMABLE_EXPIRY); send the file again`
+          await fail(ctx, current, reason, expired(current, reason))
+        }).finally(() => ctx.leases.release(record.id).catch(() => undefined))
+      }
+    }
+  } catch (error) {
+    log('warn', 'upload.expiry_paused', { error })
+  } finally {
+    busy.expiring = false
+  }
+}

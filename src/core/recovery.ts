@@ -1,0 +1,170 @@
+import { faultReason } from '../errors.js'
+import { log } from '../log.js'
+import { locked, pages, type Context } from './context.js'
+import {
+  completed,
+  isFinal,
+  isReceiving,
+  isRunning,
+  progressed,
+  RUNNING,
+  STILL_RECEIVING,
+} from './machine.js'
+import { fail, start, startTransfer } from './runs.js'
+import { durably, forget, publish, put } from './writes.js'
+
+/**
+ * Start-up recovery (alone: every unfinished upload, from the bytes on disk) and adoption (shared: the
+ * running uploads whose instance died), including a tus upload whose every byte reached the disk but was
+ * never recorded as arrived.
+ */
+
+/**
+ * After a restart, once this process holds the folder and serves requests: removes `orphans` (decided
+ * before serving anyone, see Storage.orphans) and carries on every unfinished upload from the bytes on
+ * disk. Each upload is recovered under its own lock, so a request for it waits for its recovery. Shared,
+ * answers with the adoption to repeat (see adopt).
+ */
+export async function recover(ctx: Context, orphans: readonly string[]): Promise<'adopt' | undefined> {
+  // Which leftovers to sweep, asked of Redis when shared: if it cannot say now, nothing is swept (the next
+  // start sweeps them), rather than guess or end the process.
+  const doomed = ctx.shared
+    ? await stillOrphans(ctx, orphans).catch((error: unknown) => {
+        log('warn', 'recovery.sweep_skipped', { error })
+        return []
+      })
+    : orphans
+  await ctx.storage.remove(doomed).catch((error: unknown) => log('warn', 'recovery.sweep_failed', { error }))
+  // Running uploads are carried on by whoever holds (or takes) their lease: see adopt().
+  if (ctx.shared) return 'adopt'
+  const unfinished = await ctx.store.unfinished()
+  await Promise.all(
+    unfinished.map((record) =>
+      locked(ctx, record.id, () => recoverOne(ctx, record.id)).catch((error: unknown) =>
+        locked(ctx, record.id, async () => {
+          const current = await ctx.store.get(record.id)
+          if (current && !isFinal(current.status))
+            await fail(ctx, current, faultReason(error, 'upload.recovery_error', { id: record.id }))
+        }).catch((failure: unknown) =>
+          log('error', 'upload.recovery_failed', { id: record.id, error: failure }),
+        ),
+      ),
+    ),
+  )
+  return undefined
+}
+
+/**
+ * On shared storage the orphan list was made before this instance served anyone, but other instances were
+ * serving all along: a file is removed only if it still belongs to no unfinished upload now, and a body
+ * still arriving at a live instance is never touched.
+ */
+async function stillOrphans(ctx: Context, paths: readonly string[]): Promise<string[]> {
+  const live = await ctx.leases.liveInstances()
+  const doomed: string[] = []
+  for (const path of paths) {
+    const owner = ctx.storage.ownerOfIncoming(path)
+    if (owner !== undefined) {
+      if (!live.has(owner)) doomed.push(path)
+      continue
+    }
+    const id = ctx.storage.uploadIdOf(path)
+    const record = id === undefined ? undefined : await ctx.store.get(id)
+    if (!record || isFinal(record.status)) doomed.push(path)
+  }
+  return doomed
+}
+
+/**
+ * With shared leases: every running upload that nobody holds (its instance died, or let go) is taken
+ * over by whichever instance gets its lease first, and carried on from the bytes verified on disk. A
+ * multipart body still RECEIVING whose lease nobody holds is forgotten, as at a restart: its instance held
+ * the lease all the while it arrived, so that instance died (or lost the lease, and cannot record it as
+ * arrived anyway), and nobody can resume it. (A tus upload waits for its sender, or expires.)
+ */
+export async function adopt(ctx: Context, busy: { adopting: boolean }): Promise<void> {
+  if (busy.adopting || ctx.state.closed) return
+  busy.adopting = true
+  try {
+    for await (const records of pages(ctx, [...RUNNING, ...STILL_RECEIVING])) {
+      const ids = records
+        .filter((record) => isRunning(record.status) || record.source === 'multipart')
+        .map((record) => record.id)
+        .filter((id) => !ctx.runs.has(id) && !ctx.arriving.has(id))
+      const holders = await ctx.leases.holders(ids)
+      for (const [i, id] of ids.entries()) {
+        if (holders[i] !== undefined || ctx.state.closed) continue
+        if (!(await ctx.leases.acquire(id))) continue
+        await locked(ctx, id, () => recoverOne(ctx, id)).catch((error: unknown) =>
+          log('error', 'upload.adoption_failed', { id, error }),
+        )
+        if (!ctx.runs.has(id)) await ctx.leases.release(id)
+        else log('info', 'upload.adopted', { id, instance: ctx.leases.instance })
+      }
+    }
+  } catch (error) {
+    log('warn', 'upload.adoption_paused', { error })
+  } finally {
+    busy.adopting = false
+  }
+}
+
+async function recoverOne(ctx: Context, id: string): Promise<void> {
+  const record = await ctx.store.get(id)
+  if (ctx.state.closed || !record || isFinal(record.status)) return
+  if (isReceiving(record.status)) {
+    // A multipart body cannot be resumed once its connection is gone; a tus upload waits for its sender,
+    // with what reached the disk (its last request may have been cut off before it was counted).
+    if (record.source === 'multipart')
+      return forget(
+        ctx,
+        id,
+        'The server receiving it stopped before the whole file arrived; send it again',
+        record.receivedSize,
+      )
+    const staged = await ctx.storage.sizeOf(ctx.storage.stagingPath(record))
+    const onDisk = Math.min(staged ?? 0, record.totalSize)
+    // Every byte reached the disk, but the crash came before it was recorded: its sender, asking, would
+    // hear it is whole and send nothing more, so it goes on from here. (No staging file at all: a crash
+    // before its creation finished, even for an empty file; it waits for its sender, or expires.)
+    if (staged !== undefined && onDisk === record.totalSize)
+      return void (await startTransfer(
+        ctx,
+        record,
+        onDisk,
+        await ctx.storage.hashFile(ctx.storage.stagingPath(record)),
+      ))
+    if (onDisk !== record.receivedSize)
+      await put(ctx, { ...record, receivedSize: onDisk, updatedAt: new Date().toISOString() })
+    return
+  }
+  const { storage } = ctx
+  // A crash between the rename into place and COMPLETED reaching the store: the file is whole and was
+  // verified before it was renamed; make sure, then finish the job (and drop a transfer file that a power
+  // cut may have brought back beside it).
+  const storedSize = await storage.sizeOf(storage.storedPath(record))
+  if (storedSize === record.totalSize) {
+    const digest = await storage.hashFile(storage.storedPath(record))
+    if (digest === record.sha256) {
+      await durably(ctx, completed(record), 'upload.completed')
+      await storage.removeBytes(record).catch(() => undefined)
+      return
+    }
+  }
+  if ((await storage.sizeOf(storage.stagingPath(record))) === undefined) {
+    return fail(ctx, record, 'Its received bytes are gone from the staging folder; upload it again')
+  }
+  const verified = await storage.verifiedPrefix(record)
+  const { offset } = verified
+  ctx.hashes.set(id, verified)
+  const next = progressed(record, offset)
+  await put(ctx, next)
+  log('info', 'upload.recovered', {
+    id,
+    status: record.status,
+    uploadedSize: offset,
+    totalSize: record.totalSize,
+  })
+  if (isRunning(record.status)) start(ctx, next)
+  publish(ctx, next)
+}
