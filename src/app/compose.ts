@@ -4,7 +4,10 @@ import { createServer, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ConfigError, type Config } from '../config.js'
-import type { Context } from '../graphql/context.js'
+import { grantFor, signLink } from '../auth/links.js'
+import { createAuthenticator, type Authenticator } from '../auth/verify.js'
+import { OwnedService } from '../core/owned.js'
+import type { ContextFor } from '../graphql/context.js'
 import { stopHashWorker } from '../core/transfer/hasher.js'
 import type { IngestLimits } from '../uploads/ingest.js'
 import { UploadService } from '../core/service.js'
@@ -100,15 +103,19 @@ export async function startApp(config: Config): Promise<App> {
 }
 
 /** Everything that answers GraphQL and REST, loaded once, after the port opens (see assemble). */
-async function loadApi(context: Context, limits: IngestLimits, apiToken: string | undefined) {
+async function loadApi(contextFor: ContextFor, limits: IngestLimits, authenticator: Authenticator) {
   const [{ schema }, { createGraphQL }, { createGraphQLWs }, { createRestHandler }] = await Promise.all([
     import('../graphql/schema.js'),
     import('../graphql/yoga.js'),
     import('../graphql/ws.js'),
     import('../rest/handler.js'),
   ])
-  const yoga = createGraphQL(context, limits)
-  return { yoga, ws: createGraphQLWs(yoga, apiToken), rest: createRestHandler(schema, context, limits) }
+  const yoga = createGraphQL(contextFor, limits)
+  return {
+    yoga,
+    ws: createGraphQLWs(yoga, authenticator),
+    rest: createRestHandler(schema, contextFor, limits),
+  }
 }
 type LoadedApi = Awaited<ReturnType<typeof loadApi>>
 
@@ -125,22 +132,30 @@ function assemble(config: Config, seams: Seams, orphans: Awaited<ReturnType<Stor
     resumableExpiryMs: config.resumableExpiryMs,
   })
   const limits: IngestLimits = { storage, maxRequestFileBytes: config.maxUploadSize }
-  const context: Context = {
-    service,
-    downloadUrl: (id, req) =>
-      publicLink(
-        config,
-        config.apiToken === undefined
-          ? `/api/files/${encodeURIComponent(id)}/download`
-          : signedDownloadPath(id, config.apiToken),
-        req,
-      ),
+  // The one door: API_TOKEN is the operator, AUTH_* users are who their tokens say; neither, everyone is the operator.
+  const authenticator = createAuthenticator({ auth: config.auth, apiToken: config.apiToken })
+  const linkKey = config.auth?.linkKey
+  // A plain link (a browser's download, curl -O) carries no header: where a token is needed, the link is signed.
+  const downloadPath = (upload: { id: string; owner?: string | null }) => {
+    if (linkKey !== undefined) {
+      const link = signLink(grantFor(upload.id, upload.owner ?? null), linkKey)
+      return `/api/files/${encodeURIComponent(upload.id)}/download?link=${link}`
+    }
+    return config.apiToken === undefined
+      ? `/api/files/${encodeURIComponent(upload.id)}/download`
+      : signedDownloadPath(upload.id, config.apiToken)
   }
+  const contextFor: ContextFor = (principal, req) => ({
+    service: new OwnedService(service, principal),
+    principal,
+    req,
+    downloadUrl: (upload, linkReq) => publicLink(config, downloadPath(upload), linkReq),
+  })
   // GraphQL (yoga, graphql-ws) and the REST shim are most of what the process loads: they load right after
   // the port opens, so /readyz answers at once; a request that comes first waits for them.
   let loaded: LoadedApi | undefined
   let loading: Promise<LoadedApi> | undefined
-  const load = () => (loading ??= loadApi(context, limits, config.apiToken).then((api) => (loaded = api)))
+  const load = () => (loading ??= loadApi(contextFor, limits, authenticator).then((api) => (loaded = api)))
   const inFlight = new Set<ServerResponse>()
   const router = createRouter({
     policy: {
@@ -150,6 +165,8 @@ function assemble(config: Config, seams: Seams, orphans: Awaited<ReturnType<Stor
     },
     corsOrigins: config.corsOrigins,
     apiToken: config.apiToken,
+    authenticator,
+    linkKey,
     notReady: async () => (await service.notReady()) ?? (await seams.unhealthy()),
     api: { loaded: () => loaded, load },
     tus: async () =>

@@ -1,5 +1,7 @@
 import type { JWTPayload } from 'jose'
+import type { IncomingMessage } from 'node:http'
 import type { Quotas } from './config.js'
+import type { LinkGrant } from './links.js'
 
 export type { Quotas }
 
@@ -22,6 +24,8 @@ export interface Principal {
   sub: string | null
   scopes: Scopes
   quotas: Quotas
+  /** A signed download link's bearer: this one upload, read only, while it is still the grant's owner's. */
+  link?: LinkGrant
 }
 
 const NO_LIMITS: Quotas = { bytes: 0, running: 0, speed: 0 }
@@ -89,3 +93,21 @@ export function quotasOf(claims: JWTPayload, claimName: string, defaults: Quotas
   }
   return quotas
 }
+
+/** A signed download link's bearer (see links.ts): no scope but reading the one upload the link grants. */
+export const linkBearer = (grant: LinkGrant): Principal => ({
+  sub: grant.owner,
+  scopes: { read: true, write: false, admin: false },
+  quotas: NO_LIMITS,
+  link: grant,
+})
+
+// The router decides who a request is from once (app/router.ts); whatever serves it reads that here.
+const principals = new WeakMap<IncomingMessage, Principal>()
+
+export const setPrincipal = (req: IncomingMessage, principal: Principal) =>
+  void principals.set(req, principal)
+
+/** Who sent `req`, as the router found; a request it never checked (none where auth is off) is the operator. */
+export const principalOf = (req: IncomingMessage | undefined): Principal =>
+  (req && principals.get(req)) ?? OPERATOR

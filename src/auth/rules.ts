@@ -1,4 +1,5 @@
 import { notFound, ServiceError } from '../errors.js'
+import { grantOpens } from './links.js'
 import { SCOPE_NAMES, type Principal } from './principal.js'
 
 /**
@@ -15,7 +16,9 @@ const owns = (principal: Principal, record: Owned) =>
 
 /** Whether the caller may see this upload: list it, follow it, download it. */
 export const mayRead = (principal: Principal, record: Owned): boolean =>
-  principal.scopes.admin || (principal.scopes.read && owns(principal, record))
+  principal.link !== undefined
+    ? grantOpens(principal.link, record)
+    : principal.scopes.admin || (principal.scopes.read && owns(principal, record))
 
 /** Whether the caller may pause, resume, re-speed, cancel or delete this upload. */
 export const mayControl = (principal: Principal, record: Owned): boolean =>
@@ -57,6 +60,7 @@ export type ListFilter = { kind: 'all' } | { kind: 'owner'; owner: string | null
  */
 export function listFilter(principal: Principal, ownerFilter?: string): ListFilter {
   requireScope(principal, 'read')
+  if (principal.link !== undefined) throw new ServiceError('FORBIDDEN', 'A download link opens one file only')
   if (principal.scopes.admin)
     return ownerFilter === undefined ? { kind: 'all' } : { kind: 'owner', owner: ownerFilter }
   if (ownerFilter !== undefined && ownerFilter !== principal.sub) {

@@ -40,7 +40,12 @@ const expiresFrom = (ctx: Context, at: number): string => new Date(at + ctx.expi
  * Checks the speed before anything else, so a bad one is refused before the file's bytes are read; then
  * waits for the file, records the upload and starts its transfer. Answers once the file has arrived.
  */
-export async function create(ctx: Context, file: IncomingFile, speed?: number | null): Promise<UploadView> {
+export async function create(
+  ctx: Context,
+  file: IncomingFile,
+  speed?: number | null,
+  owner: string | null = null,
+): Promise<UploadView> {
   const targetSpeed = checkSpeed(speed ?? ctx.defaultSpeed)
   assertOpen(ctx)
   await file.began
@@ -53,6 +58,7 @@ export async function create(ctx: Context, file: IncomingFile, speed?: number | 
     size: 0,
     targetSpeed,
     expiresAt: null,
+    owner,
   })
   // Recorded as it begins to arrive, so lists and subscribers see it (and its receivedSize grow), and a
   // cancel can stop it. The lock is not held meanwhile: the body may take hours.
@@ -121,7 +127,7 @@ async function arrive(ctx: Context, id: string, staged: StagedFile): Promise<Upl
  */
 export async function createResumable(
   ctx: Context,
-  input: { id: string; filename: string; size: number; speed?: number | null },
+  input: { id: string; filename: string; size: number; speed?: number | null; owner?: string | null },
 ): Promise<UploadView> {
   const targetSpeed = checkSpeed(input.speed ?? ctx.defaultSpeed)
   assertOpen(ctx)
@@ -133,6 +139,7 @@ export async function createResumable(
     size,
     targetSpeed,
     expiresAt: expiresFrom(ctx, Date.now()),
+    owner: input.owner ?? null,
   })
   // Refused now if it cannot fit; its room is promised only when its bytes come (beginReceiving).
   await ctx.storage.room.check(roomFor(size))

@@ -150,6 +150,8 @@ export function newRecord(input: {
   size: number
   targetSpeed: number
   expiresAt: string | null
+  /** A token's `sub`; null (the default): the operator's. */
+  owner?: string | null
 }): UploadRecord {
   const at = now()
   const { id, filename, source, size, targetSpeed, expiresAt } = input
@@ -170,6 +172,7 @@ export function newRecord(input: {
     createdAt: at,
     updatedAt: at,
     completedAt: null,
+    owner: input.owner ?? null,
   }
 }
 

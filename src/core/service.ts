@@ -218,8 +218,9 @@ export class UploadService {
 
   // ---- arrivals (see arrivals.ts) ------------------------------------------------------------------------
 
-  create(file: IncomingFile, speed?: number | null): Promise<UploadView> {
-    return arrivals.create(this.ctx, file, speed)
+  /** `owner`: a token's `sub`, or null (the operator's); who may reach it is decided above (core/owned.ts). */
+  create(file: IncomingFile, speed?: number | null, owner: string | null = null): Promise<UploadView> {
+    return arrivals.create(this.ctx, file, speed, owner)
   }
 
   createResumable(input: {
@@ -227,6 +228,7 @@ export class UploadService {
     filename: string
     size: number
     speed?: number | null
+    owner?: string | null
   }): Promise<UploadView> {
     return arrivals.createResumable(this.ctx, input)
   }

@@ -22,7 +22,7 @@ export const resolvers: Resolvers = {
   File,
   Upload: {
     downloadUrl: (upload, _, { downloadUrl, req }) =>
-      isStored(upload.status) ? downloadUrl(upload.id, req) : null,
+      isStored(upload.status) ? downloadUrl(upload, req) : null,
     cursor: (upload) => encodeCursor(sortKey(upload)),
     source: (upload) => (upload.source === 'tus' ? 'TUS' : 'MULTIPART'),
     removed: (upload) => upload.removed === true,

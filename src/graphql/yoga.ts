@@ -1,6 +1,7 @@
 import { createYoga } from 'graphql-yoga'
 import type { IngestLimits } from '../uploads/ingest.js'
-import type { Context, NodeServerContext } from './context.js'
+import { principalOf, type Principal } from '../auth/principal.js'
+import type { Context, ContextFor, NodeServerContext } from './context.js'
 import { maskError, serverErrorLogger } from './errors.js'
 import { schema } from './schema.js'
 import { useExplainedRefusals } from './use-explained-refusals.js'
@@ -61,11 +62,15 @@ subscription Progress {
 }
 `
 
-export function createGraphQL(context: Context, limits: IngestLimits) {
+export function createGraphQL(contextFor: ContextFor, limits: IngestLimits) {
   return createYoga<NodeServerContext, Context>({
     schema,
     graphqlEndpoint: '/graphql',
-    context,
+    // Over HTTP and SSE the router found who sent the request; graphql-ws passes who opened the socket.
+    context: (initial) => {
+      const { req, principal } = initial as typeof initial & { principal?: Principal }
+      return contextFor(principal ?? principalOf(req), req)
+    },
     maskedErrors: { maskError },
     maxRequestBodySize: false,
     // Depth, aliases, tokens and directives are bounded by GraphQL Armor's defaults (depth 6, 15 aliases,

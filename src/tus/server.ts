@@ -1,7 +1,11 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Server } from '@tus/server'
+import { ERRORS } from '@tus/utils'
 import type { Locker } from '@tus/utils'
+import { principalOf } from '../auth/principal.js'
+import { requireScope } from '../auth/rules.js'
+import { OwnedService } from '../core/owned.js'
 import { httpStatusOf, publicMessage, ServiceError } from '../errors.js'
 import { isReceiving } from '../core/machine.js'
 import { log } from '../log.js'
@@ -36,6 +40,7 @@ export function createTusHandler(
   options: TusOptions,
 ): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const { service, expiryMs } = options
+  const callerOf = (req: unknown) => new OwnedService(service, principalOf(nodeResponse(req)?.req))
   const tus = new Server({
     path: TUS_PATH,
     datastore: new TusStore(service, options.storage),
@@ -45,8 +50,20 @@ export function createTusHandler(
     allowedOrigins: options.corsAllows,
     // tus's own list lacks Upload-Expires, which browsers must be able to read too.
     exposedHeaders: ['Upload-Expires', 'X-Request-Id'],
-    // Checked before anything is stored: a bad speed is a 400 with the reason.
-    onUploadCreate: async (_req, upload) => ({ metadata: resumableMetadata(upload.metadata) }),
+    // Whose upload this is, and whether they may reach it: another user's answers exactly as a missing one
+    // (the store's own FILE_NOT_FOUND), so ids never leak; a token without the scope is refused first.
+    onIncomingRequest: async (req, id) => {
+      const caller = callerOf(req)
+      if (req.method === 'POST') return requireScope(caller.principal, 'write')
+      await caller.reach(id, req.method === 'HEAD' ? 'read' : 'write').catch((error: unknown) => {
+        throw error instanceof ServiceError && error.code === 'NOT_FOUND' ? ERRORS.FILE_NOT_FOUND : error
+      })
+    },
+    // Checked before anything is stored: a bad speed is a 400 with the reason. The owner is the caller's own
+    // (the sender's Upload-Metadata cannot name one: resumableMetadata keeps only what it knows).
+    onUploadCreate: async (req, upload) => ({
+      metadata: { ...resumableMetadata(upload.metadata), owner: callerOf(req).principal.sub },
+    }),
     // A finished upload expires no more (see below).
     onUploadFinish: async (req) => {
       nodeResponse(req)?.removeHeader('upload-expires')
@@ -81,7 +98,8 @@ export function createTusHandler(
       if (req.method === 'POST' || req.method === 'PATCH')
         res.setHeader('upload-expires', new Date(Date.now() + expiryMs).toUTCString())
       if (req.method === 'HEAD') {
-        const record = await service.get(idIn(req.url)).catch(() => undefined)
+        const caller = new OwnedService(service, principalOf(req))
+        const record = await caller.get(idIn(req.url)).catch(() => undefined)
         if (record && isReceiving(record.status) && record.expiresAt)
           res.setHeader('upload-expires', new Date(record.expiresAt).toUTCString())
       }

@@ -61,6 +61,7 @@ export class TusStore extends FileStore {
       filename: metadata.filename,
       size: upload.size ?? 0,
       speed: metadata.speed == null ? undefined : Number(metadata.speed),
+      owner: metadata.owner ?? null,
     })
     const created = await super.create(upload)
     // An empty file has arrived whole at its creation: no request will bring it any byte.
