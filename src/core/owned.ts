@@ -6,7 +6,8 @@ import type { Limits } from '../seams/bus/index.js'
 import type { PageQuery } from '../seams/records/index.js'
 import { encodeCursor, sortKey } from '../seams/records/order.js'
 import type { IncomingFile } from '../uploads/ingest.js'
-import { ENDED, isFinal } from './machine.js'
+import type { Usage } from '../auth/quotas.js'
+import { ENDED, isFinal, isLive } from './machine.js'
 import type { UploadPage, UploadService } from './service.js'
 
 type Counts = Awaited<ReturnType<UploadService['counts']>>
@@ -89,6 +90,17 @@ export class OwnedService {
       if (!page.hasNextPage || !page.endCursor) return
       after = page.endCursor
     }
+  }
+
+  /** What the caller holds now: derived from the records, which every instance shares (see quotas.ts). */
+  async usage(): Promise<Usage> {
+    const usage: Usage = { bytesStored: 0, running: 0 }
+    if (this.principal.sub === null) return usage
+    for await (const upload of this.all({ kind: 'owner', owner: this.principal.sub })) {
+      if (upload.status !== 'CANCELED' && upload.status !== 'FAILED') usage.bytesStored += upload.totalSize
+      if (isLive(upload.status)) usage.running++
+    }
+    return usage
   }
 
   limits(): Limits {

@@ -1,6 +1,7 @@
 import type { Resolvers } from '../generated/graphql.js'
 import type { UploadView } from '../model/record.js'
 import { isStored, STORED } from '../core/machine.js'
+import { SCOPE_NAMES } from '../auth/principal.js'
 import { badInput } from '../errors.js'
 import { encodeCursor, sortKey } from '../seams/records/order.js'
 import { DateTime, File, SafeInt } from './scalars.js'
@@ -29,11 +30,26 @@ export const resolvers: Resolvers = {
   },
   Query: {
     upload: (_, { id }, { service }) => service.get(id),
-    uploads: async (_, { status, first, after }, { service }) =>
-      (await service.page({ status: status ?? undefined, first: pageSize(first), after: after ?? undefined }))
-        .uploads,
+    uploads: async (_, { status, first, after, owner }, { service }) =>
+      (
+        await service.page({
+          status: status ?? undefined,
+          first: pageSize(first),
+          after: after ?? undefined,
+          owner: owner ?? undefined,
+        })
+      ).uploads,
     uploadCounts: async (_, __, { service }) => service.counts(),
     limits: (_, __, { service }) => service.limits(),
+    me: async (_, __, { principal, service }) => ({
+      sub: principal.sub,
+      admin: principal.scopes.admin,
+      scopes: Object.entries(SCOPE_NAMES)
+        .filter(([scope]) => principal.scopes[scope as keyof typeof SCOPE_NAMES])
+        .map(([, name]) => name),
+      quotas: principal.quotas,
+      usage: await service.usage(),
+    }),
     files: async (_, __, { service }) =>
       (await service.page({ first: Number.MAX_SAFE_INTEGER, status: STORED })).uploads,
   },

@@ -229,7 +229,8 @@ export function createRestHandler(schema: GraphQLSchema, contextFor: ContextFor,
     const context = contextFor(principalOf(req))
     try {
       const variables = route.variables(id, url.searchParams)
-      if (route.list) return await sendList(req, res, route.list, (page) => route.run(context, page))
+      if (route.list)
+        return await sendList(req, res, route.list, (page) => route.run(context, { ...variables, ...page }))
       const result = route.upload
         ? await receiveUpload(
             req,
