@@ -1,6 +1,6 @@
 import { constants } from 'node:fs'
 import { access, mkdir } from 'node:fs/promises'
-import { createServer, type Server, type ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ConfigError, type Config } from '../config.js'
@@ -119,6 +119,12 @@ async function loadApi(contextFor: ContextFor, limits: IngestLimits, authenticat
 }
 type LoadedApi = Awaited<ReturnType<typeof loadApi>>
 
+/** A request's declared body length, if it declares one. */
+function bodyLengthOf(req: IncomingMessage | undefined): number | undefined {
+  const length = Number(req?.headers['content-length'] ?? NaN)
+  return Number.isSafeInteger(length) && length >= 0 ? length : undefined
+}
+
 /** The service over the state, the http server over the service, and the app that starts and stops them. */
 function assemble(config: Config, seams: Seams, orphans: Awaited<ReturnType<Storage['orphans']>>): App {
   const { storage } = seams
@@ -145,8 +151,8 @@ function assemble(config: Config, seams: Seams, orphans: Awaited<ReturnType<Stor
       ? `/api/files/${encodeURIComponent(upload.id)}/download`
       : signedDownloadPath(upload.id, config.apiToken)
   }
-  const contextFor: ContextFor = (principal, req) => ({
-    service: new OwnedService(service, principal),
+  const contextFor: ContextFor = (principal, req, bodyLength) => ({
+    service: new OwnedService(service, principal, bodyLength ?? bodyLengthOf(req)),
     principal,
     req,
     downloadUrl: (upload, linkReq) => publicLink(config, downloadPath(upload), linkReq),

@@ -6,7 +6,7 @@ import type { Limits } from '../seams/bus/index.js'
 import type { PageQuery } from '../seams/records/index.js'
 import { encodeCursor, sortKey } from '../seams/records/order.js'
 import type { IncomingFile } from '../uploads/ingest.js'
-import type { Usage } from '../auth/quotas.js'
+import { admit, speedFor, speedRefusal, type Usage } from '../auth/quotas.js'
 import { ENDED, isFinal, isLive } from './machine.js'
 import type { UploadPage, UploadService } from './service.js'
 
@@ -25,11 +25,43 @@ const missing = (error: unknown): undefined => {
  * REST shim, tus, downloads) reaches the service through this, so who may see and do what is decided here
  * once (the rules are auth/rules.ts). Another user's upload answers exactly as a missing one.
  */
+/** Admissions of one owner run one at a time in this process, so two cannot both take the last of a quota. */
+const admissions = new Map<string, Promise<unknown>>()
+
+function admitting<T>(owner: string, task: () => Promise<T>): Promise<T> {
+  const previous = admissions.get(owner) ?? Promise.resolve()
+  const result = previous.then(task, task)
+  const tail = result.catch(() => undefined)
+  admissions.set(owner, tail)
+  void tail.then(() => admissions.get(owner) === tail && admissions.delete(owner))
+  return result
+}
+
 export class OwnedService {
   constructor(
     readonly service: UploadService,
     readonly principal: Principal,
+    /**
+     * The request body's Content-Length, if known: a multipart file is at most this large, so it is what the
+     * stored-bytes quota counts it as before any of it is read.
+     */
+    readonly bodyLength?: number,
   ) {}
+
+  /** Whether the caller's quotas let this upload start (speed 422, bytes 413, running 429); its speed. */
+  private async admitted(size: number, speed: number | null | undefined): Promise<number> {
+    const { quotas } = this.principal
+    const asked = speed ?? undefined
+    const refused = admit(quotas, await this.usage(), { size, speed: asked })
+    if (refused) throw refused
+    // A caller naming no speed gets the default, held to their cap.
+    return speedFor(quotas, asked, this.service.defaultSpeed)
+  }
+
+  private limited(): boolean {
+    const { bytes, running, speed } = this.principal.quotas
+    return this.principal.sub !== null && (bytes > 0 || running > 0 || speed > 0)
+  }
 
   /** The record, if this caller may `need` it; NOT_FOUND (as for a missing id) otherwise. */
   async reach(id: string, need: Need): Promise<UploadView> {
@@ -128,14 +160,29 @@ export class OwnedService {
 
   // ---- what changes uploads ------------------------------------------------------------------------------
 
-  create(file: IncomingFile, speed?: number | null): Promise<UploadView> {
+  /**
+   * A multipart upload, its quotas asked before its first byte is read: its size is the request's
+   * Content-Length (the file and a little form framing), the only figure known by then.
+   */
+  async create(file: IncomingFile, speed?: number | null): Promise<UploadView> {
     requireScope(this.principal, 'write')
-    return this.service.create(file, speed, this.principal.sub)
+    const owner = this.principal.sub
+    if (owner === null || !this.limited()) return this.service.create(file, speed, owner)
+    const allowed = await admitting(owner, () => this.admitted(this.bodyLength ?? 0, speed))
+    return this.service.create(file, allowed, owner)
   }
 
+  /** A tus upload: its size is declared up front, so its quotas are asked exactly, before it is on record. */
   createResumable(input: { id: string; filename: string; size: number; speed?: number | null }) {
     requireScope(this.principal, 'write')
-    return this.service.createResumable({ ...input, owner: this.principal.sub })
+    const owner = this.principal.sub
+    if (owner === null || !this.limited())
+      return this.service.createResumable({ ...input, owner: this.principal.sub })
+    // Under the owner's lock until it is on record: the next admission counts it.
+    return admitting(owner, async () => {
+      const speed = await this.admitted(input.size, input.speed)
+      return this.service.createResumable({ ...input, speed, owner })
+    })
   }
 
   async pause(id: string): Promise<UploadView> {
@@ -143,13 +190,25 @@ export class OwnedService {
     return this.service.pause(id)
   }
 
+  /** A paused upload runs again: one more running upload, at a speed within the caller's cap. */
   async resume(id: string, speed?: number | null): Promise<UploadView> {
-    await this.reach(id, 'write')
-    return this.service.resume(id, speed)
+    const upload = await this.reach(id, 'write')
+    const owner = this.principal.sub
+    if (owner === null || !this.limited()) return this.service.resume(id, speed)
+    return admitting(owner, async () => {
+      const { quotas } = this.principal
+      const refused =
+        speedRefusal(quotas, speed ?? upload.targetSpeed) ??
+        (upload.status === 'PAUSED' ? admit(quotas, await this.usage(), { size: 0 }) : undefined)
+      if (refused) throw refused
+      return this.service.resume(id, speed)
+    })
   }
 
   async setSpeed(id: string, speed: number): Promise<UploadView> {
     await this.reach(id, 'write')
+    const refused = this.principal.sub === null ? undefined : speedRefusal(this.principal.quotas, speed)
+    if (refused) throw refused
     return this.service.setSpeed(id, speed)
   }
 

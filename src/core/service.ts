@@ -182,6 +182,11 @@ export class UploadService {
     return { total: Object.values(counts).reduce((a, b) => a + b, 0), ...counts }
   }
 
+  /** DEFAULT_UPLOAD_SPEED: what an upload that names no speed gets. */
+  get defaultSpeed(): number {
+    return this.ctx.defaultSpeed
+  }
+
   limits(): Limits {
     return { maxTotalSpeed: this.ctx.scheduler.maxTotalSpeed }
   }

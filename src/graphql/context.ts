@@ -24,4 +24,4 @@ export interface NodeServerContext {
 }
 
 /** The context of one call by `principal` (`req`: the request, when links are to be absolute to it). */
-export type ContextFor = (principal: Principal, req?: IncomingMessage) => Context
+export type ContextFor = (principal: Principal, req?: IncomingMessage, bodyLength?: number) => Context

@@ -226,7 +226,8 @@ export function createRestHandler(schema: GraphQLSchema, contextFor: ContextFor,
     }
     const { route, id } = found
     // Links in REST answers stay relative to the root (no req), as before per-user access.
-    const context = contextFor(principalOf(req))
+    const length = Number(req.headers['content-length'] ?? NaN)
+    const context = contextFor(principalOf(req), undefined, Number.isSafeInteger(length) ? length : undefined)
     try {
       const variables = route.variables(id, url.searchParams)
       if (route.list)

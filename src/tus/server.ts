@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Server } from '@tus/server'
 import { ERRORS } from '@tus/utils'
 import type { Locker } from '@tus/utils'
-import { principalOf } from '../auth/principal.js'
+import { OPERATOR, principalOf } from '../auth/principal.js'
 import { requireScope } from '../auth/rules.js'
 import { OwnedService } from '../core/owned.js'
 import { httpStatusOf, publicMessage, ServiceError } from '../errors.js'
@@ -41,9 +41,16 @@ export function createTusHandler(
 ): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const { service, expiryMs } = options
   const callerOf = (req: unknown) => new OwnedService(service, principalOf(nodeResponse(req)?.req))
+  // Who is creating each upload while its POST is under way: the store records it through that caller, so
+  // its quotas are asked (exactly: tus declares the size) before it is on record and before any byte.
+  const creators = new Map<string, OwnedService>()
+  const store = Object.assign(Object.create(service) as UploadService, {
+    createResumable: (input: Parameters<UploadService['createResumable']>[0]) =>
+      (creators.get(input.id) ?? new OwnedService(service, OPERATOR)).createResumable(input),
+  })
   const tus = new Server({
     path: TUS_PATH,
-    datastore: new TusStore(service, options.storage),
+    datastore: new TusStore(store, options.storage),
     maxSize: options.maxSize,
     namingFunction: () => randomUUID(),
     ...(options.locker ? { locker: options.locker } : {}),
@@ -54,7 +61,11 @@ export function createTusHandler(
     // (the store's own FILE_NOT_FOUND), so ids never leak; a token without the scope is refused first.
     onIncomingRequest: async (req, id) => {
       const caller = callerOf(req)
-      if (req.method === 'POST') return requireScope(caller.principal, 'write')
+      if (req.method === 'POST') {
+        requireScope(caller.principal, 'write')
+        creators.set(id, caller)
+        return void nodeResponse(req)?.once('close', () => creators.delete(id))
+      }
       await caller.reach(id, req.method === 'HEAD' ? 'read' : 'write').catch((error: unknown) => {
         throw error instanceof ServiceError && error.code === 'NOT_FOUND' ? ERRORS.FILE_NOT_FOUND : error
       })
