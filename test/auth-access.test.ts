@@ -14,6 +14,7 @@ import {
   type TestKey,
 } from './support/tokens.js'
 import { tusCreate, tusDelete, tusHead, tusPatch } from './support/tus.js'
+import { ndjson, upctl } from './support/cli.js'
 
 /*
  * Per-user access (issue 24) on every transport of one real server whose users' tokens are checked against a
@@ -206,6 +207,7 @@ describe('GraphQL over HTTP', () => {
   })
 
   it('me says who you are, your scopes and quotas; lists and counts hold only your own', async () => {
+    await completedUpload(alice)
     await completedUpload(bob)
     const me = await gql<{ me: { sub: string; admin: boolean; scopes: string[] } }>(
       bob,
@@ -391,5 +393,38 @@ describe('downloads', () => {
     // A tus GET of it is the same download.
     expect((await fetch(`${server.url}/files/${id}`, { headers: bearer(bob) })).status).toBe(404)
     expect((await fetch(`${server.url}/files/${id}`, { headers: bearer(alice) })).status).toBe(200)
+  })
+})
+
+describe('scopes', () => {
+  it('a read-only token cannot create or control (403); /metrics is an admin’s', async () => {
+    const reader = await mintToken(key, 'alice', { claims: { scope: 'uploads:read' } })
+    const id = await completedUpload(alice)
+    expect((await upload(reader)).status).toBe(403)
+    expect((await rest(reader, 'DELETE', `/api/files/${id}`)).status).toBe(403)
+    expect((await rest(reader, 'GET', `/api/upload/${id}/status`)).status).toBe(200)
+    expect((await fetch(`${server.url}/metrics`, { headers: bearer(alice) })).status).toBe(403)
+    expect((await fetch(`${server.url}/metrics`, { headers: bearer(root) })).status).toBe(200)
+  })
+})
+
+describe('upctl', () => {
+  it('--token shows and reaches only your own uploads', async () => {
+    const mine = await completedUpload(alice)
+    const theirs = await completedUpload(bob)
+    const env = { UPCTL_SERVER: server.url, API_TOKEN: undefined, UPCTL_STATE: `${server.dir}/.upctl-state` }
+    const listed = await upctl(['ls', '--json', '--token', alice], env)
+    expect(listed.code).toBe(0)
+    const ids = JSON.stringify(ndjson(listed.stdout))
+    expect(ids).toContain(mine)
+    expect(ids).not.toContain(theirs)
+    const other = await upctl(['status', theirs, '--token', alice], env)
+    const missing = await upctl(['status', MISSING, '--token', alice], env)
+    expect(other.code).not.toBe(0)
+    expect(other.code).toBe(missing.code)
+    expect(other.stderr.replaceAll(theirs, '<id>')).toBe(missing.stderr.replaceAll(MISSING, '<id>'))
+    const anonymous = await upctl(['ls'], env)
+    expect(anonymous.code).not.toBe(0)
+    expect(anonymous.stderr).toMatch(/token/i)
   })
 })
