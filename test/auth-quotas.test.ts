@@ -123,6 +123,25 @@ describe('running uploads', () => {
   })
 })
 
+describe('resuming', () => {
+  it('a paused upload resumed with one running already is 429; a speed over the cap is 422', async () => {
+    const token = await user({ running: 1, speed: 5000 })
+    const slow = await restUpload(token, 50_000, 1000)
+    expect(slow.status).toBe(200)
+    const id = slow.body.upload_id as string
+    const paused = await gql(token, 'mutation P($id: ID!) { pauseUpload(id: $id) { status } }', { id })
+    expect(paused.data).toEqual({ pauseUpload: { status: 'PAUSED' } })
+    const other = await tusCreate(server.url, 10, { filename: 'b' }, bearer(token))
+    expect(other.status).toBe(201)
+    const resumed = await gql(token, 'mutation R($id: ID!) { resumeUpload(id: $id) { status } }', { id })
+    expect(resumed.errors?.[0]?.extensions?.code).toBe('TOO_MANY_UPLOADS')
+    const fast = await gql(token, 'mutation R($id: ID!) { resumeUpload(id: $id, speed: 6000) { status } }', {
+      id,
+    })
+    expect(fast.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT')
+  })
+})
+
 describe('speed', () => {
   it('a speed over the cap is 422 on REST, GraphQL and tus; no speed gets the cap', async () => {
     const token = await user({ speed: 5000 })
