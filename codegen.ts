@@ -15,7 +15,7 @@ const config: CodegenConfig = {
         mappers: { Upload: '../model/record.js#UploadView' },
         scalars: {
           ID: 'string',
-          File: '../uploads/ingest.js#IncomingFile',
+          File: '../core/ingest/ingest.js#IncomingFile',
           SafeInt: 'number',
           DateTime: 'string',
         },

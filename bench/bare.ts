@@ -1,7 +1,10 @@
 /**
  * The baseline: a bare Node http server doing the least the real one must do. /ingest streams the request body
- * to disk; /status answers a fixed JSON of the status endpoint's shape. Run as its own process, as ours is.
+ * to disk; /ingest-sha256 does the same and also takes the body's sha256 on the way (the least that what we
+ * promise costs: every byte on disk and its digest); /status answers a fixed JSON of the status endpoint's
+ * shape. Run as its own process, as ours is.
  */
+import { createHash } from 'node:crypto'
 import { createWriteStream } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { createServer } from 'node:http'
@@ -28,6 +31,17 @@ const server = createServer((req, res) => {
       .catch(() => res.destroy())
     return
   }
+  if (req.url === '/ingest-sha256') {
+    const path = join(dir, `bare-${n++}`)
+    const hash = createHash('sha256')
+    req.on('data', (chunk: Buffer) => hash.update(chunk))
+    pipeline(req, createWriteStream(path, { highWaterMark: 1024 * 1024 }))
+      .then(() => hash.digest('hex'))
+      .then(() => rm(path, { force: true }))
+      .then(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'))
+      .catch(() => res.destroy())
+    return
+  }
   res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(status) })
   res.end(status)
 })
@@ -35,3 +49,5 @@ server.requestTimeout = 0
 server.listen(0, '127.0.0.1', () =>
   console.log(`bare on http://127.0.0.1:${(server.address() as AddressInfo).port}`),
 )
+// A clean exit on SIGTERM, so that a profiled run (BENCH_PROF_DIR) writes its profile.
+process.once('SIGTERM', () => process.exit(0))

@@ -12,7 +12,8 @@
  *              `collect` and `report`
  *   stalled    `count` raw WebSockets that subscribe to every upload and then never read another byte
  *   upload     `count` multipart uploads of one file with `concurrency` in flight, after `go`
- *   tiny       `clients` loops uploading a `size`-byte body (REST, speed=0) for `seconds`, after `go`
+ *   tiny       `clients` loops uploading a `size`-byte body for `seconds`, after `go`: REST multipart at
+ *              speed=0, or with `protocol: 'tus'` a tus creation-with-upload (the body in the creating POST)
  *   probe      a tiny request (GET /healthz) every `everyMs`, at most `inflight` at once; `stop` answers with
  *              the arrival time of every response (epoch ms), from which event-loop blocks are read
  */
@@ -288,35 +289,40 @@ async function upload({
 
 // ---- tiny ------------------------------------------------------------------------------------------------
 
-async function tiny({ url, clients, seconds, size = 16 }: Json): Promise<void> {
-  const target = new URL(`${String(url)}/api/upload?speed=0`)
+async function tiny({ url, clients, seconds, size = 16, protocol = 'rest' }: Json): Promise<void> {
+  const tus = protocol === 'tus'
+  const target = new URL(tus ? `${String(url)}/files/` : `${String(url)}/api/upload?speed=0`)
   const agent = new Agent({ keepAlive: true, maxSockets: Number(clients) })
   const boundary = 'benchtinyb0undary'
-  const body = Buffer.concat([
-    Buffer.from(
-      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="tiny.bin"\r\n` +
-        'Content-Type: application/octet-stream\r\n\r\n',
-    ),
-    Buffer.alloc(Number(size), 0x61),
-    Buffer.from(`\r\n--${boundary}--\r\n`),
-  ])
+  const bytes = Buffer.alloc(Number(size), 0x61)
+  // tus: creation-with-upload, the whole body in the POST that creates the upload.
+  const body = tus
+    ? bytes
+    : Buffer.concat([
+        Buffer.from(
+          `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="tiny.bin"\r\n` +
+            'Content-Type: application/octet-stream\r\n\r\n',
+        ),
+        bytes,
+        Buffer.from(`\r\n--${boundary}--\r\n`),
+      ])
+  const headers = tus
+    ? {
+        'tus-resumable': '1.0.0',
+        'upload-length': String(bytes.length),
+        'upload-metadata': `filename ${Buffer.from('tiny.bin').toString('base64')},speed ${Buffer.from('0').toString('base64')}`,
+        'content-type': 'application/offset+octet-stream',
+        'content-length': body.length,
+      }
+    : { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': body.length }
   const post = () =>
     new Promise<number>((resolve) => {
-      const req = request(
-        target,
-        {
-          method: 'POST',
-          agent,
-          headers: {
-            'content-type': `multipart/form-data; boundary=${boundary}`,
-            'content-length': body.length,
-          },
-        },
-        (res) => {
-          res.resume()
-          res.on('end', () => resolve(res.statusCode ?? 0))
-        },
-      )
+      const req = request(target, { method: 'POST', agent, headers }, (res) => {
+        res.resume()
+        // A tus creation-with-upload that did not take every byte is not an upload done.
+        const whole = !tus || res.headers['upload-offset'] === String(bytes.length)
+        res.on('end', () => resolve(whole ? (res.statusCode ?? 0) : -2))
+      })
       req.on('error', () => resolve(-1))
       req.end(body)
     })

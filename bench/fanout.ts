@@ -202,6 +202,7 @@ export async function fanout(scratch: string, counts = [1000, 10_000], stallSeco
         value: cores,
         unit: 'cores',
         target: `(${perMessage(cores * 4, one.events)}; RSS ${(memWith.rss / MiB).toFixed(0)} MiB, +${((memWith.rss - memBefore.rss) / MiB).toFixed(1)} MiB over 4 s)`,
+        cpu: perMessage(cores * 4, one.events),
       },
     )
 
@@ -242,6 +243,7 @@ export async function fanout(scratch: string, counts = [1000, 10_000], stallSeco
                 unit: 'ms',
                 target: '< 100 ms',
                 pass: all.p99 < 100,
+                cpu: perMessage(used * 4, all.events),
               },
               {
                 figure: FIGURE,

@@ -22,6 +22,8 @@ export interface Row {
   ratio?: number
   target: string
   pass?: boolean
+  /** Server CPU per operation (from /proc/<pid>/stat), ours and the baseline's, as text. */
+  cpu?: string
 }
 
 export const median = (xs: number[]) => {
@@ -49,6 +51,12 @@ export async function repeat(times: number, fn: () => Promise<number>): Promise<
   return median(results)
 }
 
+/**
+ * Whose built server startServer runs: this tree's dist/ unless a figure is being compared with another
+ * build (BENCH_PARENT, see run.ts), when run.ts points it at that tree for the parent's turns.
+ */
+export const serverTree = { root: ROOT }
+
 /** The built server (dist/), in its own process, on an ephemeral port, storing into a fresh folder. */
 export interface BenchServer {
   url: string
@@ -73,7 +81,10 @@ export async function startServer(
 ): Promise<BenchServer> {
   const own = env.UPLOAD_DIR === undefined
   const dir = env.UPLOAD_DIR ?? (await mkdtemp(join(tmpdir(), 'bench-uploads-')))
-  const child = spawnNode(['dist/main.js'], {
+  // BENCH_PROF_DIR: every server the figures start writes a CPU profile there when it stops (SIGTERM).
+  const profile = process.env.BENCH_PROF_DIR
+  const main = join(serverTree.root, 'dist', 'main.js')
+  const child = spawnNode([...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []), main], {
     env: { NODE_ENV: 'production', UPLOAD_DIR: dir, PORT: '0', HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
     manyFiles: options.manyFiles,
@@ -325,17 +336,68 @@ export const sizeOf = (path: string) =>
     () => -1,
   )
 
-/** The baseline server (bench/bare.ts) in its own process, as ours runs in its own. */
-export async function startBare(dir: string): Promise<{ url: string; stop: () => void }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/bare.ts', dir], {
-    cwd: ROOT,
+/** A peer or baseline server in its own process, as ours runs in its own. */
+export interface PeerServer {
+  url: string
+  pid: number
+  stop(): Promise<void>
+}
+
+/**
+ * `node --import tsx bench/<script> ...args`, resolved once it prints `... on http://host:port`. Used for the
+ * bare baseline (bench/bare.ts) and the peers (bench/peers.ts).
+ */
+export async function startScript(script: string, args: string[]): Promise<PeerServer> {
+  // BENCH_PROF_DIR: the peers and baselines profile themselves too, for a side-by-side read.
+  const profile = process.env.BENCH_PROF_DIR
+  const flags = profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []
+  const child = spawnNode([...flags, '--import', 'tsx', `bench/${script}`, ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
   })
-  const url = await new Promise<string>((resolve) =>
-    child.stdout.on('data', (chunk: Buffer) => {
-      const found = /on (http:\/\/[\d.]+:\d+)/.exec(chunk.toString())
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = ''
+    child.stdout!.on('data', (chunk: Buffer) => {
+      out = (out + chunk.toString()).slice(-4096)
+      const found = / on (http:\/\/[\d.]+:\d+)/.exec(out)
       if (found?.[1]) resolve(found[1])
-    }),
-  )
-  return { url, stop: () => void child.kill() }
+    })
+    child.once('exit', (code) => reject(new Error(`${script} ${args.join(' ')} exited (${code}): ${out}`)))
+  })
+  return { url, pid: child.pid!, stop: () => endProcess(child) }
+}
+
+/** The baseline server (bench/bare.ts): streams to `dir`. */
+export const startBare = (dir: string) => startScript('bare.ts', [dir])
+
+/** @tus/server + @tus/file-store, bare (bench/peers.ts), storing into a fresh folder removed on stop. */
+export async function startTusPeer(): Promise<PeerServer> {
+  const dir = await mkdtemp(join(tmpdir(), 'bench-tus-peer-'))
+  const peer = await startScript('peers.ts', ['tus', dir])
+  return {
+    ...peer,
+    async stop() {
+      await peer.stop()
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+/**
+ * A plain graphql-yoga with our SDL answering from memory (bench/peers.ts); `unlimited`: with its body limit
+ * off, as ours has it.
+ */
+export const startYogaPeer = (unlimited = false) =>
+  startScript('peers.ts', unlimited ? ['yoga', 'unlimited'] : ['yoga'])
+
+/** Runs `fn` and returns its result with the CPU seconds (user + system, every thread) `pid` used meanwhile. */
+export async function withCpu<T>(pid: number, fn: () => Promise<T>): Promise<{ result: T; cpu: number }> {
+  const before = await cpuSecondsOf(pid)
+  const result = await fn()
+  return { result, cpu: (await cpuSecondsOf(pid)) - before }
+}
+
+/** CPU per operation as text: µs below 1 ms, ms above. */
+export const perOp = (cpuSeconds: number, ops: number, op: string) => {
+  const us = (cpuSeconds / ops) * 1e6
+  return us >= 1000 ? `${(us / 1000).toFixed(2)} ms/${op}` : `${us.toFixed(1)} µs/${op}`
 }

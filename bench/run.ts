@@ -2,8 +2,16 @@
  * npm run bench: builds the server, then measures every figure against a baseline taken in the same run, and
  * prints a table. Writes the same figures to bench/results.json and BENCHMARKS.md.
  *
- *   BENCH_SIZE_MB  size of the ingest/transfer file (default 1024)
+ *   BENCH_SIZE_MB  size of the file for memory, transfer, GraphQL ingest and tus (default 1024)
+ *   BENCH_INGEST_MB  size of the REST ingest against the bare streams (default 512)
+ *   BENCH_CONNECTIONS, BENCH_STATUS_SECONDS, BENCH_STATUS_ROUNDS, BENCH_TINY_SECONDS  see status.ts, tiny.ts
+ *   BENCH_STALL_SECONDS  how long fan-out's never-reading sockets stay (default 60)
+ *   BENCH_PROF_DIR  every server the figures start (ours, peers, baselines) writes a --cpu-prof profile there
  *   BENCH_RUNS     runs per figure; medians are quoted (default 3)
+ *   BENCH_PARENT   another tree with its own build (say `git worktree add /tmp/base HEAD~1 && npm run build`
+ *                  there): every figure runs against its server and this tree's in turns, BENCH_PARENT_ROUNDS
+ *                  times (default 2; parent first in odd rounds, this tree first in even ones), rows labelled
+ *                  [parent] and [this], so a change is measured against its parent in one run
  *   BENCH_ONLY     comma-separated figures to run: ingest,throttle,control,concurrency,fanout,status,cluster,
  *                  scale,cap,state,tiny,idle,tus
  */
@@ -19,7 +27,7 @@ import { control } from './control.js'
 import { fanout } from './fanout.js'
 import { idle } from './idle.js'
 import { ingestAndTransfer } from './ingest.js'
-import { makeFile, MiB, ROOT, type Row } from './lib.js'
+import { makeFile, MiB, ROOT, serverTree, type Row } from './lib.js'
 import { scale } from './scale.js'
 import { state } from './state.js'
 import { status } from './status.js'
@@ -28,6 +36,7 @@ import { tiny } from './tiny.js'
 import { tus } from './tus.js'
 
 const size = Number(process.env.BENCH_SIZE_MB ?? 1024) * MiB
+const ingestSize = Number(process.env.BENCH_INGEST_MB ?? 512) * MiB
 const runs = Number(process.env.BENCH_RUNS ?? 3)
 const only = process.env.BENCH_ONLY?.split(',')
 const wanted = (name: string) => !only || only.includes(name)
@@ -36,7 +45,7 @@ const format = (n: number) =>
   Math.abs(n) >= 100 ? n.toFixed(0) : Math.abs(n) >= 10 ? n.toFixed(1) : n.toFixed(2)
 
 function table(rows: Row[]): string {
-  const head = ['figure', 'measure', 'value', 'baseline', 'ratio', 'target', '']
+  const head = ['figure', 'measure', 'value', 'baseline', 'ratio', 'target', '', 'server CPU per operation']
   const lines = rows.map((r) => [
     r.figure,
     r.measure,
@@ -45,13 +54,35 @@ function table(rows: Row[]): string {
     r.ratio === undefined ? '' : `${r.ratio.toFixed(2)}x`,
     r.target,
     r.pass === undefined ? '' : r.pass ? 'ok' : 'MISS',
+    r.cpu ?? '',
   ])
   return [head, head.map(() => '---'), ...lines].map((cells) => `| ${cells.join(' | ')} |`).join('\n')
 }
 
+const parent = process.env.BENCH_PARENT
+const parentRounds = Number(process.env.BENCH_PARENT_ROUNDS ?? 2)
+
 /** A figure that fails is reported as a row, so one failure does not cost the rest of the run. */
 async function figure(name: string, run: () => Promise<Row[]>): Promise<void> {
   if (!wanted(name)) return
+  if (!parent) return once(name, run)
+  for (let round = 1; round <= parentRounds; round++) {
+    const turns = [
+      { label: 'parent', root: parent },
+      { label: 'this', root: ROOT },
+    ]
+    if (round % 2 === 0) turns.reverse()
+    for (const turn of turns) {
+      serverTree.root = turn.root
+      const from = rows.length
+      await once(name, run)
+      for (const row of rows.slice(from)) row.figure = `${row.figure} [${turn.label} ${round}]`
+    }
+  }
+  serverTree.root = ROOT
+}
+
+async function once(name: string, run: () => Promise<Row[]>): Promise<void> {
   try {
     rows.push(...(await run()))
   } catch (error) {
@@ -75,7 +106,7 @@ try {
     const file = join(scratch, 'big')
     await makeFile(file, size)
     try {
-      return await ingestAndTransfer(file, size, runs, scratch)
+      return await ingestAndTransfer(file, size, runs, scratch, ingestSize)
     } finally {
       await rm(file)
     }
@@ -92,7 +123,7 @@ try {
   await figure('throttle', () => throttle(runs, scratch))
   await figure('control', () => control(Math.max(5, runs), scratch))
   await figure('concurrency', () => concurrency(scratch))
-  await figure('fanout', () => fanout(scratch))
+  await figure('fanout', () => fanout(scratch, [1000, 10_000], Number(process.env.BENCH_STALL_SECONDS ?? 60)))
   await figure('status', () => status(scratch))
   await figure('cluster', () => cluster(scratch))
   await figure('scale', () => scale(scratch))
@@ -116,8 +147,9 @@ try {
   console.log(
     `${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}; ${machine.seconds} s`,
   )
-  await writeFile(join(ROOT, 'bench', 'results.json'), JSON.stringify({ machine, rows }, null, 2) + '\n')
-  if (!only) {
+  if (!only && !parent) {
+    // A run of some figures prints them and leaves the last full run's files as they are.
+    await writeFile(join(ROOT, 'bench', 'results.json'), JSON.stringify({ machine, rows }, null, 2) + '\n')
     await writeFile(
       join(ROOT, 'BENCHMARKS.md'),
       `# Benchmarks
@@ -135,10 +167,24 @@ ${markdown}
 \`\`\`sh
 npm ci
 npm run bench                      # builds, then runs every figure (about ${Math.ceil(machine.seconds / 60)} min); writes bench/results.json and this file
-BENCH_ONLY=throttle npm run bench  # one figure: ingest, throttle, control, concurrency, fanout, status,
-                                   # cluster, scale, cap, state, tiny, idle, tus
-BENCH_SIZE_MB=256 BENCH_RUNS=5 npm run bench
+BENCH_ONLY=throttle npm run bench  # some figures only (printed; the files are left as they are): ingest, tus,
+                                   # throttle, control, concurrency, fanout, status, cluster, scale, cap, state,
+                                   # tiny, idle
+BENCH_SIZE_MB=256 BENCH_INGEST_MB=128 BENCH_RUNS=1 BENCH_TINY_SECONDS=3 BENCH_STATUS_SECONDS=3 \\
+  BENCH_STALL_SECONDS=10 npm run bench   # a quick run with smaller sizes and shorter loads
 \`\`\`
+
+Each row that has a peer or baseline measured it in the same run, from the same client, with the server in
+its own process: \`@tus/server\` + \`@tus/file-store\` bare and a plain graphql-yoga with our SDL answering from
+memory (bench/peers.ts), a bare Node handler and bare streams to disk, with and without sha256
+(bench/bare.ts). The last column is the server's CPU per operation (user + system of every thread, from
+\`/proc/<pid>/stat\` before and after), for ours and the peer: it moves less with a busy machine than
+operations a second do.
+
+To see where a server's time goes: build (\`npm run build\`), start \`node --cpu-prof --cpu-prof-dir=prof
+dist/main.js\` (a peer: \`node --cpu-prof --import tsx bench/peers.ts tus <dir>\`), load it, stop it with
+SIGTERM or SIGINT, then \`node --import tsx bench/profile-top.ts prof/<file>.cpuprofile\` prints the frames
+and packages with the most self time.
 
 What each figure does is written at the top of its file in \`bench/\`.
 

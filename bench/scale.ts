@@ -86,6 +86,7 @@ export async function scale(scratch: string, count = 1000): Promise<Row[]> {
         unit: 'cores',
         target: `< 0.5 core (peak RSS ${(peak / MiB).toFixed(0)} MiB)`,
         pass: cores < 0.5,
+        cpu: `${(((cores * wall) / count) * 1000).toFixed(2)} ms/upload (created, moved, verified)`,
       },
     ]
   } finally {

@@ -24,7 +24,7 @@ import { largestGap, startSwarm, type Swarm } from './swarm.js'
 const FIGURE = '12 state'
 const STATE = '.uploads.json'
 
-/** `count` COMPLETED records that pass recordProblem (src/uploads/records.ts); none has a file on disk. */
+/** `count` COMPLETED records that pass recordProblem (src/seams/records/stored.ts); none has a file on disk. */
 export function records(count: number) {
   const base = Date.parse('2026-01-01T00:00:00.000Z')
   return Array.from({ length: count }, (_, i) => {
@@ -70,7 +70,7 @@ async function writeLines(path: string, pieces: Iterable<string>): Promise<numbe
 
 /**
  * The server's state as it would be after `count` uploads: a lowdb snapshot {"version":2,"seq":0,"uploads"}
- * (src/uploads/local-store.ts). With `journalToo`, also a journal longer than the snapshot (the same records
+ * (src/seams/records/local.ts). With `journalToo`, also a journal longer than the snapshot (the same records
  * put again, then byte counts the store ignores for ended uploads), so the first change after start-up
  * starts a background compaction of every record.
  */

@@ -32,6 +32,13 @@ export const SETTINGS = [
   'PUBLIC_URL',
   'TRUST_PROXY',
   ...AUTH_SETTINGS,
+  'S3_BUCKET',
+  'S3_ENDPOINT',
+  'S3_REGION',
+  'S3_PREFIX',
+  'S3_FORCE_PATH_STYLE',
+  'S3_TIMEOUT',
+  'S3_PRESIGN_DOWNLOADS',
 ] as const
 
 export interface Config {
@@ -83,6 +90,32 @@ export interface Config {
   trustProxy: string[]
   /** Per-user bearer JWTs (AUTH_*), or undefined: then nothing changes (open, or API_TOKEN alone). */
   auth: JwtAuth | undefined
+  /**
+   * Where files are kept: `local` (the default) in `uploadDir`; `s3` (S3_BUCKET set) in a bucket every
+   * instance reaches, each instance's own folder then holding no upload's bytes.
+   */
+  storage: StorageMode
+}
+
+export type StorageMode = { kind: 'local' } | ({ kind: 's3' } & S3Settings)
+
+export interface S3Settings {
+  bucket: string
+  /** For S3-compatible services (MinIO, R2, Ceph RGW...); unset means AWS's own endpoint for the region. */
+  endpoint: string | undefined
+  /** S3_REGION; unset leaves it to the AWS SDK's chain (AWS_REGION, then the profile's region). */
+  region: string | undefined
+  /** Put before every key the service writes (`uploads/`); empty by default. */
+  prefix: string
+  /** `bucket` in the path rather than the host name, as MinIO-style endpoints want. */
+  forcePathStyle: boolean
+  /**
+   * S3_TIMEOUT: a request whose socket is silent this long is given up and tried again (a frozen or
+   * unreachable S3 is noticed this soon). Default 20 s: a part of 5 MiB at a crawl still answers well within.
+   */
+  timeoutMs: number
+  /** S3_PRESIGN_DOWNLOADS: a download answers 302 to a presigned GET valid this long; unset streams it. */
+  presignMs: number | undefined
 }
 
 export type Mode = { kind: 'embedded' } | { kind: 'shared'; redisUrl: string }
@@ -277,6 +310,71 @@ function auth(env: Env): JwtAuth | undefined {
   }
 }
 
+function yesNo(env: Env, name: Setting): boolean {
+  const value = env[name]?.trim().toLowerCase() ?? ''
+  if (value === '' || value === 'false' || value === '0') return false
+  if (value === 'true' || value === '1') return true
+  throw new ConfigError(`${name} must be true or false; got ${JSON.stringify(value.slice(0, 80))}`)
+}
+
+/**
+ * S3_BUCKET switches storage to S3. The other S3_ settings without it would be silently ignored, which is
+ * refused: the operator meant S3 and would otherwise get the local folder.
+ */
+function storage(env: Env): StorageMode {
+  const bucket = env.S3_BUCKET?.trim() ?? ''
+  const endpoint = env.S3_ENDPOINT?.trim() || undefined
+  const region = env.S3_REGION?.trim() || undefined
+  const prefix = env.S3_PREFIX ?? ''
+  const forcePathStyle = yesNo(env, 'S3_FORCE_PATH_STYLE')
+  if (bucket === '') {
+    const stray = (
+      ['S3_ENDPOINT', 'S3_REGION', 'S3_PREFIX', 'S3_TIMEOUT', 'S3_PRESIGN_DOWNLOADS'] as const
+    ).find((name) => env[name]?.trim())
+    if (stray === undefined && forcePathStyle)
+      throw new ConfigError(
+        'S3_FORCE_PATH_STYLE is true but S3_BUCKET is not set: set S3_BUCKET to store files in S3',
+      )
+    if (stray)
+      throw new ConfigError(`${stray} is set but S3_BUCKET is not: set S3_BUCKET to store files in S3`)
+    return { kind: 'local' }
+  }
+  // S3's rules, relaxed to the older ones (capitals, underscores) that some buckets and compatibles still use.
+  if (!/^[A-Za-z0-9][\w.-]{1,253}[A-Za-z0-9]$/.test(bucket))
+    throw new ConfigError(
+      `S3_BUCKET must be a bucket name (3 to 255 letters, digits, dots, dashes or underscores); got ${JSON.stringify(bucket.slice(0, 80))}`,
+    )
+  if (endpoint !== undefined) {
+    const url = URL.parse(endpoint)
+    if (!url || !/^https?:$/.test(url.protocol) || !url.hostname || url.username || url.search || url.hash)
+      throw new ConfigError(
+        `S3_ENDPOINT must be an http or https address such as https://s3.example.com or http://127.0.0.1:9000; got ${JSON.stringify(endpoint.slice(0, 80))}`,
+      )
+  }
+  if (region !== undefined && !/^[a-z0-9-]{1,64}$/.test(region))
+    throw new ConfigError(
+      `S3_REGION must be a region name such as eu-west-1 (or auto for R2); got ${JSON.stringify(region.slice(0, 80))}`,
+    )
+  // A key is at most 1024 bytes; the prefix leaves room for `{id}/{filename}`. A leading slash would make an
+  // empty first path segment that `aws s3 ls` does not show.
+  if (
+    prefix.startsWith('/') ||
+    Buffer.byteLength(prefix) > 256 ||
+    [...prefix].some((c) => c < ' ' || c === '\x7f')
+  )
+    throw new ConfigError(
+      `S3_PREFIX must be a key prefix such as uploads/ (no leading slash, no control characters, at most 256 bytes); got ${JSON.stringify(prefix.slice(0, 80))}`,
+    )
+  const timeoutMs = duration(env, 'S3_TIMEOUT', 20_000)
+  const presignMs = env.S3_PRESIGN_DOWNLOADS?.trim() ? duration(env, 'S3_PRESIGN_DOWNLOADS', 0) : undefined
+  // S3 signs a URL for at most 7 days.
+  if (presignMs !== undefined && (presignMs < 1000 || presignMs > 7 * 86_400_000))
+    throw new ConfigError(
+      `S3_PRESIGN_DOWNLOADS must be between 1s and 7d (how long a download link stays valid); got ${JSON.stringify(env.S3_PRESIGN_DOWNLOADS)}`,
+    )
+  return { kind: 's3', bucket, endpoint, region, prefix, forcePathStyle, timeoutMs, presignMs }
+}
+
 /** Validated once at start-up: a bad value stops the server with a message naming the variable. */
 export function loadConfig(env: Env = readEnv()): Config {
   const uploadDir = resolve(env.UPLOAD_DIR?.trim() || 'uploads')
@@ -302,5 +400,6 @@ export function loadConfig(env: Env = readEnv()): Config {
     publicUrl: publicUrl(env),
     trustProxy: trustProxy(env),
     auth: auth(env),
+    storage: storage(env),
   }
 }

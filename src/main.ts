@@ -12,6 +12,7 @@ const OPERATOR_ERRORS = new Set([
   'FolderLockError',
   'StateFileError',
   'RedisUnreachableError',
+  'S3SetupError',
 ])
 
 async function main(): Promise<void> {
@@ -23,6 +24,9 @@ async function main(): Promise<void> {
     url: app.url,
     graphiql: `${app.url}/graphql`,
     uploadDir: config.uploadDir,
+    ...(config.storage.kind === 's3'
+      ? { storage: `s3://${config.storage.bucket}/${config.storage.prefix}` }
+      : {}),
     state: config.mode.kind === 'embedded' ? config.stateFile : 'shared over Redis',
     access: config.apiToken === undefined ? 'open (no API_TOKEN)' : 'token required',
   })

@@ -41,6 +41,8 @@ export interface LiveState {
   subscriptions(): number
   /** graphql-ws sockets closed for reading too slowly (fanout.ts). */
   slowConsumersClosed(): number
+  /** What storage did that a transfer had to wait out or fail on, by outcome (S3: see s3-bucket.ts). */
+  storageOutcomes?(): Readonly<Record<string, number>> | undefined
 }
 
 let live: LiveState | undefined
@@ -78,6 +80,18 @@ new Counter({
   collect() {
     this.reset()
     this.inc(live?.slowConsumersClosed() ?? 0)
+  },
+})
+new Counter({
+  name: 'upload_storage_outcomes_total',
+  help: "Storage requests that did not simply succeed, by outcome: retried (storage away, tried again), unavailable (away past the SDK's own tries), refused (4xx: the upload fails)",
+  labelNames: ['outcome'] as const,
+  registers: [registry],
+  collect() {
+    const counts = live?.storageOutcomes?.()
+    if (counts === undefined) return
+    this.reset()
+    for (const [outcome, count] of Object.entries(counts)) this.inc({ outcome }, count)
   },
 })
 new Gauge({

@@ -65,6 +65,59 @@ describe('configuration', () => {
     }
   })
 
+  it('stores in the local folder unless S3_BUCKET is set, and reads the S3 settings with it', () => {
+    expect(loadConfig({}).storage).toEqual({ kind: 'local' })
+    expect(loadConfig({ S3_BUCKET: 'media' }).storage).toEqual({
+      kind: 's3',
+      bucket: 'media',
+      endpoint: undefined,
+      region: undefined,
+      prefix: '',
+      forcePathStyle: false,
+      timeoutMs: 20_000,
+      presignMs: undefined,
+    })
+    expect(
+      loadConfig({
+        S3_BUCKET: 'media',
+        S3_ENDPOINT: 'http://127.0.0.1:9000',
+        S3_REGION: 'auto',
+        S3_PREFIX: 'uploads/',
+        S3_FORCE_PATH_STYLE: 'true',
+        S3_TIMEOUT: '5s',
+        S3_PRESIGN_DOWNLOADS: '15m',
+      }).storage,
+    ).toEqual({
+      kind: 's3',
+      bucket: 'media',
+      endpoint: 'http://127.0.0.1:9000',
+      region: 'auto',
+      prefix: 'uploads/',
+      forcePathStyle: true,
+      timeoutMs: 5000,
+      presignMs: 900_000,
+    })
+  })
+
+  it.each([
+    [{ S3_BUCKET: 'a' }, /^S3_BUCKET must be a bucket name/],
+    [{ S3_BUCKET: 'my bucket' }, /^S3_BUCKET must be a bucket name/],
+    [{ S3_BUCKET: 'media', S3_ENDPOINT: '127.0.0.1:9000' }, /^S3_ENDPOINT must be an http or https address/],
+    [{ S3_BUCKET: 'media', S3_REGION: 'EU West' }, /^S3_REGION must be a region name/],
+    [{ S3_BUCKET: 'media', S3_PREFIX: '/uploads/' }, /^S3_PREFIX must be a key prefix/],
+    [{ S3_BUCKET: 'media', S3_FORCE_PATH_STYLE: 'yes please' }, /^S3_FORCE_PATH_STYLE must be true or false/],
+    [{ S3_BUCKET: 'media', S3_TIMEOUT: 'soon' }, /^S3_TIMEOUT must be a length of time/],
+    [{ S3_BUCKET: 'media', S3_PRESIGN_DOWNLOADS: '8d' }, /^S3_PRESIGN_DOWNLOADS must be between 1s and 7d/],
+    [{ S3_TIMEOUT: '5s' }, /^S3_TIMEOUT is set but S3_BUCKET is not/],
+    // Without S3_BUCKET the others would be ignored, and the files would go to the local folder unannounced.
+    [{ S3_ENDPOINT: 'http://127.0.0.1:9000' }, /^S3_ENDPOINT is set but S3_BUCKET is not/],
+    [{ S3_PREFIX: 'uploads/' }, /^S3_PREFIX is set but S3_BUCKET is not/],
+    [{ S3_FORCE_PATH_STYLE: 'true' }, /^S3_FORCE_PATH_STYLE is true but S3_BUCKET is not set/],
+  ])('S3 settings %j stop start-up with one line naming the variable', (env, message) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError)
+    expect(() => loadConfig(env)).toThrow(message)
+  })
+
   it('reads sizes and speeds with the units upctl takes (binary: 1K = 1024), or plain bytes', () => {
     expect(
       loadConfig({ DEFAULT_UPLOAD_SPEED: '512K', MAX_UPLOAD_SIZE: '10G', MAX_TOTAL_SPEED: '2.5MB/s' }),

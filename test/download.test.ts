@@ -3,7 +3,7 @@ import { rm, writeFile } from 'node:fs/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { contentDisposition, parseRange } from '../src/rest/download.js'
 import { api, bytes, gql, restUpload, socketRequest, waitFor, waitForStatus } from './support/clients.js'
-import { Storage } from '../src/uploads/storage.js'
+import { LocalStorage } from '../src/seams/storage/local.js'
 import { captureLogLines } from './support/log-lines.js'
 import { startServer, type TestServer } from './support/server.js'
 
@@ -119,7 +119,7 @@ describe('a completed upload whose stored file has vanished', () => {
     )
     const { storedName, sha256 } = data!.upload
     // Someone removes it by hand: the record still says completed.
-    await rm(new Storage(server.dir).storedPath({ id: lost, storedName }))
+    await rm(new LocalStorage(server.dir).storedPath({ id: lost, storedName }))
     log.clear()
 
     const url = `${server.url}/api/files/${lost}/download`

@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { basename, dirname, join, resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { safeFilename, storedNameFor } from '../src/uploads/filename.js'
+import { safeFilename, storedNameFor } from '../src/core/ingest/filename.js'
 
 describe('safeFilename', () => {
   it.each([

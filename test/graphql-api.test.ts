@@ -175,6 +175,51 @@ describe('GraphQL: a request refused over HTTP says why, as a GraphQL error', ()
   })
 })
 
+describe('GraphQL: a plain query over HTTP', () => {
+  const ask = (accept: string | undefined, body: unknown) =>
+    fetch(`${server.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(accept === undefined ? {} : { accept }) },
+      body: JSON.stringify(body),
+    })
+
+  // Plain queries are answered without yoga (src/graphql/direct.ts): in the type yoga would choose for the
+  // same Accept, and the same body, with or without variables and operation names.
+  it('answers in the media type its Accept prefers, as yoga would, with the same body', async () => {
+    const query = { query: 'query Limits($x: Boolean!) { limits @include(if: $x) { maxTotalSpeed } }' }
+    const body = { ...query, variables: { x: true }, operationName: 'Limits' }
+    for (const [accept, type] of [
+      [undefined, 'application/json'],
+      ['*/*', 'application/json'],
+      ['application/graphql-response+json', 'application/graphql-response+json'],
+      ['application/graphql-response+json, application/json;q=0.9', 'application/graphql-response+json'],
+      ['application/json, application/graphql-response+json', 'application/json'],
+    ] as const) {
+      const response = await ask(accept, body)
+      expect(response.status).toBe(200)
+      expect(response.headers.get('content-type')).toBe(`${type}; charset=utf-8`)
+      expect(await response.json()).toEqual({ data: { limits: { maxTotalSpeed: 0 } } })
+    }
+    const stream = await ask('text/event-stream', body)
+    expect(stream.headers.get('content-type')).toMatch(/^text\/event-stream/)
+    await stream.body?.cancel()
+  })
+
+  it('keeps its errors as yoga gives them: a bad variable is BAD_USER_INPUT, an unknown upload NOT_FOUND', async () => {
+    const bad = await ask(undefined, {
+      query: 'query ($n: Int) { uploads(first: $n) { id } }',
+      variables: { n: 'x' },
+    })
+    expect(
+      ((await bad.json()) as { errors: { extensions: { code: string } }[] }).errors[0]?.extensions.code,
+    ).toBe('BAD_USER_INPUT')
+    const missing = await ask(undefined, { query: '{ upload(id: "nope") { id } }' })
+    expect(
+      ((await missing.json()) as { errors: { extensions: { code: string } }[] }).errors[0]?.extensions.code,
+    ).toBe('NOT_FOUND')
+  })
+})
+
 describe('GraphQL: mutations and their error codes', () => {
   const PAUSE = `mutation ($id: ID!) { pauseUpload(id: $id) { status currentSpeed uploadedSize } }`
   const RESUME = `mutation ($id: ID!, $speed: SafeInt) { resumeUpload(id: $id, speed: $speed) { status targetSpeed } }`

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { RoomLedger } from '../src/uploads/room.js'
+import { RoomLedger } from '../src/seams/storage/room.js'
 
 /**
  * The ledger on its own, with a file system whose free count the test sets: what order bytes land in and

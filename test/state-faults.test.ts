@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { stopHashWorker } from '../src/core/transfer/hasher.js'
-import { Storage } from '../src/uploads/storage.js'
+import { LocalStorage } from '../src/seams/storage/local.js'
 import { api, bytes, gql, restUpload, statusOf, waitFor, waitForStatus } from './support/clients.js'
 import { spawnServer, type ChildServer } from './support/child.js'
 import { multipartHead, openRequest, partHead } from './support/raw.js'
@@ -218,7 +218,10 @@ describe('what a client is told of a failure inside the server', () => {
       `{ upload(id: "${created.id}") { storedName } }`,
     )
     // Where the file is to be stored, a folder that is not empty: putting the file in place fails.
-    const stored = new Storage(server.dir).storedPath({ id: created.id, storedName: data!.upload.storedName })
+    const stored = new LocalStorage(server.dir).storedPath({
+      id: created.id,
+      storedName: data!.upload.storedName,
+    })
     await mkdir(join(stored, 'in-the-way'), { recursive: true })
     expect((await tusPatch(created.location, 0, content)).status).toBe(204)
 

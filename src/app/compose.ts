@@ -2,6 +2,7 @@ import { constants } from 'node:fs'
 import { access, mkdir } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ConfigError, type Config } from '../config.js'
 import { grantFor, signLink } from '../auth/links.js'
@@ -9,10 +10,10 @@ import { createAuthenticator, type Authenticator } from '../auth/verify.js'
 import { OwnedService } from '../core/owned.js'
 import type { ContextFor } from '../graphql/context.js'
 import { stopHashWorker } from '../core/transfer/hasher.js'
-import type { IngestLimits } from '../uploads/ingest.js'
+import type { IngestOptions } from '../core/ingest/ingest.js'
 import { UploadService } from '../core/service.js'
 import { openSeams, type Seams } from '../seams/index.js'
-import type { Storage } from '../uploads/storage.js'
+import type { Leftover } from '../seams/storage/index.js'
 import { signedDownloadPath } from './access.js'
 import { closeInStages } from './linger.js'
 import { observe, registry } from '../metrics.js'
@@ -81,7 +82,7 @@ export async function createApp(config: Config): Promise<App> {
     if (seams.mode === 'shared') registry.setDefaultLabels({ service_instance: seams.instance })
     await seams.storage.prepare()
     // Decided now, before anyone is served: afterwards a file may belong to a request under way.
-    const orphans = await seams.storage.orphans(await seams.records.unfinished())
+    const orphans = await seams.storage.leftovers(await seams.records.unfinished())
     return assemble(config, seams, orphans)
   } catch (error) {
     await seams.close()
@@ -103,20 +104,43 @@ export async function startApp(config: Config): Promise<App> {
 }
 
 /** Everything that answers GraphQL and REST, loaded once, after the port opens (see assemble). */
-async function loadApi(contextFor: ContextFor, limits: IngestLimits, authenticator: Authenticator) {
-  const [{ schema }, { createGraphQL }, { createGraphQLWs }, { createRestHandler }] = await Promise.all([
+async function loadApi(contextFor: ContextFor, limits: IngestOptions, authenticator: Authenticator) {
+  const [{ schema }, { createGraphQL }, { createGraphQLHandler }, { createRestHandler }] = await Promise.all([
     import('../graphql/schema.js'),
     import('../graphql/yoga.js'),
-    import('../graphql/ws.js'),
+    import('../graphql/direct.js'),
     import('../rest/handler.js'),
   ])
   const yoga = createGraphQL(contextFor, limits)
   return {
-    yoga,
-    ws: createGraphQLWs(yoga, authenticator),
+    // Plain queries are answered by the executor REST shares, the rest by yoga (see direct.ts).
+    yoga: createGraphQLHandler(yoga, schema, contextFor),
+    ws: lazySockets(() => import('../graphql/ws.js').then((m) => m.createGraphQLWs(yoga, authenticator))),
     rest: createRestHandler(schema, contextFor, limits),
   }
 }
+
+/**
+ * graphql-ws (with ws) loaded by the first WebSocket upgrade: a server nobody subscribes to over a socket
+ * never holds it in memory. Until then it has no groups and no members.
+ */
+function lazySockets(load: () => Promise<Sockets>) {
+  let sockets: Sockets | undefined
+  let loading: Promise<Sockets> | undefined
+  return {
+    get fanout(): Sockets['fanout'] | undefined {
+      return sockets?.fanout
+    },
+    handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+      ;(loading ??= load().then((loaded) => (sockets = loaded))).then(
+        (loaded) => loaded.handleUpgrade(req, socket, head),
+        () => socket.destroy(),
+      )
+    },
+    close: async () => (await loading?.catch(() => undefined))?.close(),
+  }
+}
+type Sockets = ReturnType<typeof import('../graphql/ws.js').createGraphQLWs>
 type LoadedApi = Awaited<ReturnType<typeof loadApi>>
 
 /** A request's declared body length, if it declares one. */
@@ -126,18 +150,15 @@ function bodyLengthOf(req: IncomingMessage | undefined): number | undefined {
 }
 
 /** The service over the state, the http server over the service, and the app that starts and stops them. */
-function assemble(config: Config, seams: Seams, orphans: Awaited<ReturnType<Storage['orphans']>>): App {
+function assemble(config: Config, seams: Seams, orphans: readonly Leftover[]): App {
   const { storage } = seams
   const service = new UploadService({
-    store: seams.records,
-    storage,
+    seams,
     defaultSpeed: config.defaultSpeed,
     maxTotalSpeed: config.maxTotalSpeed,
-    // The service tells the modes apart by this option's presence, until it takes the seams whole.
-    shared: seams.mode === 'shared' ? seams : undefined,
     resumableExpiryMs: config.resumableExpiryMs,
   })
-  const limits: IngestLimits = { storage, maxRequestFileBytes: config.maxUploadSize }
+  const limits: IngestOptions = { storage, maxRequestFileBytes: config.maxUploadSize }
   // The one door: API_TOKEN is the operator, AUTH_* users are who their tokens say; neither, everyone is the operator.
   const authenticator = createAuthenticator({ auth: config.auth, apiToken: config.apiToken })
   const linkKey = config.auth?.linkKey
@@ -220,9 +241,10 @@ function assemble(config: Config, seams: Seams, orphans: Awaited<ReturnType<Stor
         ...service.liveState,
         subscriptions: () =>
           service.feed.subscriberCount -
-          (loaded?.ws.fanout.groupCount ?? 0) +
-          (loaded?.ws.fanout.members ?? 0),
-        slowConsumersClosed: () => loaded?.ws.fanout.slowClosed ?? 0,
+          (loaded?.ws.fanout?.groupCount ?? 0) +
+          (loaded?.ws.fanout?.members ?? 0),
+        slowConsumersClosed: () => loaded?.ws.fanout?.slowClosed ?? 0,
+        storageOutcomes: () => storage.outcomes?.(),
       })
       app.recovered = service.recover(orphans)
       void load()

@@ -1,11 +1,26 @@
 import { constants, createReadStream, type ReadStream } from 'node:fs'
 import { access, stat } from 'node:fs/promises'
 import { basename, resolve } from 'node:path'
-import { DetailedError, Upload as TusUpload, type UrlStorage } from 'tus-js-client'
+import {
+  DetailedError,
+  Upload as TusUpload,
+  type HttpRequest,
+  type HttpResponse,
+  type UrlStorage,
+} from 'tus-js-client'
 import { authHeaders, ended, type Api, type Upload } from './api.js'
 import { interrupted, whenAborted, type Context } from './context.js'
 import { CliError, EXIT, oneLine } from './errors.js'
-import { createDisplay, printable, printJson, printLine, RateMeter, hashNote, type Row } from './output.js'
+import {
+  createDisplay,
+  printable,
+  printJson,
+  printLine,
+  RateMeter,
+  hashNote,
+  type Display,
+  type Row,
+} from './output.js'
 import { forget, uploadStorage } from './state.js'
 import { formatBytes, formatTarget } from './units.js'
 import { progressOf } from './watch.js'
@@ -134,7 +149,27 @@ export async function put(ctx: Context, options: PutOptions): Promise<number> {
   const storage = await uploadStorage()
   // Without a terminal, --detach prints the ids alone, one a line, for scripts to read.
   const display = createDisplay(mode, options.detach)
-  const jobs: Job[] = files.map((file) => ({
+  const jobs = files.map((file) => newJob(file, display))
+  const deps = { api, storage, options, mode }
+  const outcome = await Promise.race([
+    sendAll(jobs, ctx.signal, deps).then(() => 'done' as const),
+    whenAborted(ctx.signal),
+  ])
+  if (outcome !== 'done') {
+    await stopAll(jobs)
+    display.stop()
+    throw interrupted(howToContinue(jobs, ctx.again))
+  }
+  display.stop()
+  return jobs.every(
+    (job) => job.failure === undefined && (options.detach || job.last?.status === 'COMPLETED'),
+  )
+    ? EXIT.OK
+    : EXIT.FAILURE
+}
+
+function newJob(file: LocalFile, display: Display): Job {
+  return {
     file,
     row: display.row(file.name, { stage: 'queued', done: 0, total: file.size, speed: 0 }),
     stage: 'queued',
@@ -146,67 +181,68 @@ export async function put(ctx: Context, options: PutOptions): Promise<number> {
     last: undefined,
     failure: undefined,
     stop: undefined,
-  }))
-
-  const finish = (job: Job) => {
-    job.stage = 'over'
-    job.source?.destroy()
-    if (mode === 'json') printJson(finalEvent(job))
-    else if (options.detach && mode === 'plain' && job.failure === undefined && job.id) printLine(job.id)
-    else job.row.finish(finalLine(job, mode))
   }
+}
 
-  const work = async () => {
-    const following: Promise<void>[] = []
-    for (const job of jobs) {
-      if (ctx.signal.aborted) break
-      try {
-        await send(job, { api, storage, options, mode })
-      } catch (error) {
-        job.failure = oneLine(error)
-        finish(job)
-        continue
-      }
-      if (options.detach) {
-        // Handed over: a later put of the same file is a new upload.
-        if (job.tus?.url) await forget(storage, job.tus.url)
-        job.last = await api.upload(job.id ?? '').catch(() => undefined)
-        finish(job)
-        continue
-      }
-      following.push(
-        store(job, { api, options, mode }).then(
-          async () => {
-            if (job.tus?.url) await forget(storage, job.tus.url)
-            finish(job)
-          },
-          (error: unknown) => {
-            job.failure = oneLine(error)
-            finish(job)
-          },
-        ),
-      )
+/**
+ * Sends the files one after the other. Each one sent is followed until it is stored while the next is sent,
+ * or, with --detach, handed over.
+ */
+async function sendAll(jobs: Job[], signal: AbortSignal, deps: SendDeps): Promise<void> {
+  const following: Promise<void>[] = []
+  for (const job of jobs) {
+    if (signal.aborted) break
+    try {
+      await send(job, deps)
+    } catch (error) {
+      job.failure = oneLine(error)
+      finish(job, deps)
+      continue
     }
-    await Promise.all(following)
+    if (deps.options.detach) await handOver(job, deps)
+    else following.push(followToStored(job, deps))
   }
+  await Promise.all(following)
+}
 
-  const outcome = await Promise.race([work().then(() => 'done' as const), whenAborted(ctx.signal)])
-  if (outcome !== 'done') {
-    // Ctrl-C: stop sending (the upload stays on the server, resumable: no termination), stop following.
-    await Promise.all(jobs.map((job) => job.tus?.abort(false)))
-    for (const job of jobs) {
-      job.stop?.()
-      job.source?.destroy()
-    }
-    display.stop()
-    throw interrupted(howToContinue(jobs, ctx.again))
-  }
-  display.stop()
-  return jobs.every(
-    (job) => job.failure === undefined && (options.detach || job.last?.status === 'COMPLETED'),
+/** --detach: the file is received, and left to the server. */
+async function handOver(job: Job, deps: SendDeps): Promise<void> {
+  // Handed over: a later put of the same file is a new upload.
+  if (job.tus?.url) await forget(deps.storage, job.tus.url)
+  job.last = await deps.api.upload(job.id ?? '').catch(() => undefined)
+  finish(job, deps)
+}
+
+/** Follows a sent file until it is stored; then a later put of the same file is a new upload. */
+function followToStored(job: Job, deps: SendDeps): Promise<void> {
+  return store(job, deps).then(
+    async () => {
+      if (job.tus?.url) await forget(deps.storage, job.tus.url)
+      finish(job, deps)
+    },
+    (error: unknown) => {
+      job.failure = oneLine(error)
+      finish(job, deps)
+    },
   )
-    ? EXIT.OK
-    : EXIT.FAILURE
+}
+
+/** A file's end: its done event with --json, its id alone for scripts (--detach, plain), or its final line. */
+function finish(job: Job, { options, mode }: SendDeps): void {
+  job.stage = 'over'
+  job.source?.destroy()
+  if (mode === 'json') printJson(finalEvent(job))
+  else if (options.detach && mode === 'plain' && job.failure === undefined && job.id) printLine(job.id)
+  else job.row.finish(finalLine(job, mode))
+}
+
+/** Ctrl-C: stops sending (the upload stays on the server, resumable: no termination), stops following. */
+async function stopAll(jobs: Job[]): Promise<void> {
+  await Promise.all(jobs.map((job) => job.tus?.abort(false)))
+  for (const job of jobs) {
+    job.stop?.()
+    job.source?.destroy()
+  }
 }
 
 /** The one line an interrupted put leaves: where each file stands, and the command that continues. */
@@ -240,14 +276,13 @@ type TusInput = ConstructorParameters<typeof TusUpload>[0]
 /** Sends one file over tus, resuming the upload a previous put of it left, if the server still has it. */
 function send(job: Job, { api, storage, options, mode }: SendDeps): Promise<void> {
   const { file } = job
-  const meter = new RateMeter()
   job.stage = 'sending'
   job.source = createReadStream(file.path)
   // Only slices of it are read (by path); an error opening it shows when they are.
   job.source.on('error', () => undefined)
   const { target } = api
-  let patched = false
   return new Promise<void>((resolveSent, reject) => {
+    const track = tracking(job, mode, () => upload.url)
     const upload = new TusUpload(job.source as unknown as TusInput, {
       endpoint: `${target.server}/files/`,
       metadata: {
@@ -261,68 +296,85 @@ function send(job: Job, { api, storage, options, mode }: SendDeps): Promise<void
       // follows it again instead of sending it anew.
       removeFingerprintOnSuccess: false,
       retryDelays: [0, 1000, 3000, 5000],
-      onAfterResponse: (request, response) => {
-        if (request.getMethod() === 'HEAD' && response.getStatus() === 200)
-          job.resumedFrom = Number(response.getHeader('Upload-Offset') ?? 0)
-      },
-      onUploadUrlAvailable: () => {
-        job.id = idOf(upload.url ?? '')
-      },
-      onBeforeRequest: (request) => {
-        if (request.getMethod() !== 'PATCH') return
-        patched = true
-        const offset = Number(request.getHeader('Upload-Offset') ?? 0)
-        if (mode === 'json')
-          printJson({ event: 'sending', file: file.given, id: job.id, offset, size: file.size })
-      },
-      onProgress: (sent, total) => {
-        job.sent = sent
-        const speed = meter.add(sent)
-        job.row.update({ stage: 'sending', done: sent, total, speed })
-        // Events of bytes sent come after the PATCH that sends them is announced.
-        if (mode === 'json' && patched)
-          printJson({
-            event: 'progress',
-            stage: 'sending',
-            file: file.given,
-            id: job.id ?? null,
-            bytes: sent,
-            size: total,
-          })
-      },
+      onAfterResponse: track.onAfterResponse,
+      onUploadUrlAvailable: track.onUploadUrlAvailable,
+      onBeforeRequest: track.onBeforeRequest,
+      onProgress: track.onProgress,
       onSuccess: () => {
-        job.id = idOf(upload.url ?? '')
-        job.sent = file.size
-        // All of it sent, shown so before the storing stage replaces the bar (tus's last progress may fall short).
-        job.row.update({ stage: 'sending', done: file.size, total: file.size, speed: meter.add(file.size) })
-        if (mode === 'json')
-          printJson({
-            event: 'received',
-            file: file.given,
-            id: job.id,
-            size: file.size,
-            resumedFrom: job.resumedFrom,
-          })
+        track.onSent()
         resolveSent()
       },
       onError: (error) => reject(new CliError(tusFailure(error, target.server))),
     })
     job.tus = upload
-    upload
-      .findPreviousUploads()
-      .then((previous) => {
-        // The newest upload left by a put of this very file (same path, size, mtime and server).
-        const last = previous
-          .filter((p) => p.uploadUrl)
-          .sort((a, b) => Date.parse(a.creationTime) - Date.parse(b.creationTime))
-          .pop()
-        if (last) upload.resumeFromPreviousUpload(last)
-        upload.start()
-      })
-      .catch((error: unknown) =>
-        reject(new CliError(`cannot read what earlier puts left: ${oneLine(error)}`)),
-      )
+    resumeOrStart(upload).catch((error: unknown) =>
+      reject(new CliError(`cannot read what earlier puts left: ${oneLine(error)}`)),
+    )
   })
+}
+
+/** What follows a file's sending as tus goes: its id and the offset it resumed from, its bar, its --json events. */
+function tracking(job: Job, mode: Context['mode'], urlOf: () => string | null) {
+  const { file } = job
+  const meter = new RateMeter()
+  let patched = false
+  return {
+    onAfterResponse: (request: HttpRequest, response: HttpResponse) => {
+      if (request.getMethod() === 'HEAD' && response.getStatus() === 200)
+        job.resumedFrom = Number(response.getHeader('Upload-Offset') ?? 0)
+    },
+    onUploadUrlAvailable: () => {
+      job.id = idOf(urlOf() ?? '')
+    },
+    onBeforeRequest: (request: HttpRequest) => {
+      if (request.getMethod() !== 'PATCH') return
+      patched = true
+      const offset = Number(request.getHeader('Upload-Offset') ?? 0)
+      if (mode === 'json')
+        printJson({ event: 'sending', file: file.given, id: job.id, offset, size: file.size })
+    },
+    onProgress: (sent: number, total: number) => {
+      job.sent = sent
+      const speed = meter.add(sent)
+      job.row.update({ stage: 'sending', done: sent, total, speed })
+      // Events of bytes sent come after the PATCH that sends them is announced.
+      if (mode === 'json' && patched)
+        printJson({
+          event: 'progress',
+          stage: 'sending',
+          file: file.given,
+          id: job.id ?? null,
+          bytes: sent,
+          size: total,
+        })
+    },
+    /** All of it sent. */
+    onSent: () => {
+      job.id = idOf(urlOf() ?? '')
+      job.sent = file.size
+      // All of it sent, shown so before the storing stage replaces the bar (tus's last progress may fall short).
+      job.row.update({ stage: 'sending', done: file.size, total: file.size, speed: meter.add(file.size) })
+      if (mode === 'json')
+        printJson({
+          event: 'received',
+          file: file.given,
+          id: job.id,
+          size: file.size,
+          resumedFrom: job.resumedFrom,
+        })
+    },
+  }
+}
+
+/** Continues the newest upload left by a put of this very file (same path, size, mtime and server), or starts one. */
+async function resumeOrStart(upload: TusUpload): Promise<void> {
+  const previous = await upload.findPreviousUploads()
+  const last = previous
+    .filter((p) => p.uploadUrl)
+    .sort((a, b) => Date.parse(a.creationTime) - Date.parse(b.creationTime))
+    .pop()
+  if (last) upload.resumeFromPreviousUpload(last)
+  upload.start()
 }
 
 /** The stored stage: follows the upload over graphql-ws (never polling) until it ends. */

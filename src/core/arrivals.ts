@@ -1,9 +1,8 @@
-import { randomUUID } from 'node:crypto'
 import { faultReason, publicMessage, ServiceError, unavailable } from '../errors.js'
 import { log } from '../log.js'
 import type { UploadRecord, UploadView } from '../model/record.js'
-import { RequestEnded, type IncomingFile, type StagedFile } from '../uploads/ingest.js'
-import type { Hold } from '../uploads/room.js'
+import type { Hold } from '../seams/storage/room.js'
+import { RequestEnded, type IncomingFile, type StagedFile } from './ingest/ingest.js'
 import { assertOpen, letGo, locked, pages, recordOf, type Context } from './context.js'
 import {
   check,
@@ -50,7 +49,8 @@ export async function create(
   assertOpen(ctx)
   await file.began
   assertOpen(ctx)
-  const id = randomUUID()
+  // Named by its body's first byte (see IncomingFile.id): storage stages it under its upload's id from then.
+  const id = file.id
   const receiving = newRecord({
     id,
     filename: file.filename,
@@ -104,7 +104,7 @@ async function arrive(ctx: Context, id: string, staged: StagedFile): Promise<Upl
   // start forgets, with its bytes, never bytes that no record owns. Its second copy's room was promised
   // as it arrived (see ingest.ts); it is this upload's now.
   try {
-    await staged.moveTo(ctx.storage.stagingPath(current))
+    await staged.keep()
     ctx.rooms.set(id, staged.room)
     return await startTransfer(ctx, current, staged.size, staged.sha256)
   } catch (error) {

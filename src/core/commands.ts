@@ -137,7 +137,7 @@ async function cancel(ctx: Context, id: string): Promise<UploadView> {
   ctx.hashes.delete(id)
   letGo(ctx, id)
   await ctx.storage
-    .removeBytes(record)
+    .remove(record, 'bytes')
     .catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
   return announce(ctx, next, 'upload.canceled')
 }
@@ -151,7 +151,7 @@ async function cancelReceiving(ctx: Context, record: UploadRecord): Promise<Uplo
   letGo(ctx, record.id)
   arriving?.stop(new ServiceError('INVALID_STATE', `Upload ${record.id} was canceled while it arrived`))
   await ctx.storage
-    .removeBytes(record)
+    .remove(record, 'bytes')
     .catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id: record.id, error }))
   return announce(ctx, next, 'upload.canceled')
 }
@@ -161,7 +161,7 @@ async function remove(ctx: Context, id: string, keepFile: boolean): Promise<Uplo
   const record = await recordOf(ctx, id)
   check('delete', record)
   await guard(() => ctx.store.remove(id, fenceOf(ctx, id)))
-  const removal = keepFile ? ctx.storage.removeBytes(record) : ctx.storage.removeAll(record)
+  const removal = ctx.storage.remove(record, keepFile ? 'bytes' : 'all')
   await removal.catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
   log('info', 'upload.deleted', {
     id,

@@ -4,10 +4,9 @@ import type { UploadRecord, UploadStatus, UploadView } from '../model/record.js'
 import type { Bus } from '../seams/bus/index.js'
 import type { Leases } from '../seams/leases/index.js'
 import type { RecordStore } from '../seams/records/index.js'
-import type { Hold } from '../uploads/room.js'
-import type { FileStamp } from '../uploads/stamp.js'
-import type { Storage } from '../uploads/storage.js'
-import type { Transfer } from '../uploads/transfer.js'
+import type { Storage, TransferMark } from '../seams/storage/index.js'
+import type { Hold } from '../seams/storage/room.js'
+import type { Transfer } from './transfer/transfer.js'
 import type { ProgressFeed } from './transfer/progress.js'
 import type { RateMeter } from './transfer/rate.js'
 import type { Scheduler } from './transfer/scheduler.js'
@@ -32,12 +31,12 @@ export interface Run {
 
 /**
  * sha256 of a transfer file's first `offset` bytes, carried across pauses so a resume need not re-read them:
- * trusted only while the file is still as the last run left it (`stamp`; none while a run writes it).
+ * trusted only while storage is still as the last run left it (`mark`; none while a run writes it).
  */
 export interface PartHash {
   hash: Hash
   offset: number
-  stamp?: FileStamp
+  mark?: TransferMark
 }
 
 /** An upload still arriving here: its received byte count, and how to stop it (a cancel). */

@@ -8,7 +8,7 @@ import {
   type UploadSource,
   type UploadStatus,
 } from '../model/record.js'
-import { storedNameFor } from '../uploads/filename.js'
+import { storedNameFor } from './ingest/filename.js'
 
 /**
  * The upload state machine, pure (no I/O): which command may move an upload from which status, to which one,

@@ -4,9 +4,10 @@ import { badInput, ServiceError } from '../errors.js'
 import type { UploadRecord, UploadStatus, UploadView } from '../model/record.js'
 import type { Limits } from '../seams/bus/index.js'
 import type { PageQuery } from '../seams/records/index.js'
+import type { StoredReader } from '../seams/storage/index.js'
 import { encodeCursor, sortKey } from '../seams/records/order.js'
-import type { IncomingFile } from '../uploads/ingest.js'
 import { admit, speedFor, speedRefusal, type Usage } from '../auth/quotas.js'
+import type { IncomingFile } from './ingest/ingest.js'
 import { ENDED, isFinal, isLive } from './machine.js'
 import type { UploadPage, UploadService } from './service.js'
 
@@ -72,6 +73,12 @@ export class OwnedService {
 
   get(id: string): Promise<UploadView> {
     return this.reach(id, 'read')
+  }
+
+  /** The stored file of an upload this caller may read, open for a download (see UploadService.openStored). */
+  async openStored(id: string): Promise<StoredReader> {
+    await this.reach(id, 'read')
+    return this.service.openStored(id)
   }
 
   /** A page of the uploads this caller may list: their own, or an admin's pick (everyone's, or one owner's). */

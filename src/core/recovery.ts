@@ -1,5 +1,6 @@
 import { faultReason } from '../errors.js'
 import { log } from '../log.js'
+import { sha256Of, type Leftover } from '../seams/storage/index.js'
 import { locked, pages, type Context } from './context.js'
 import {
   completed,
@@ -21,11 +22,11 @@ import { durably, forget, publish, put } from './writes.js'
 
 /**
  * After a restart, once this process holds the folder and serves requests: removes `orphans` (decided
- * before serving anyone, see Storage.orphans) and carries on every unfinished upload from the bytes on
+ * before serving anyone, see Storage.leftovers) and carries on every unfinished upload from the bytes on
  * disk. Each upload is recovered under its own lock, so a request for it waits for its recovery. Shared,
  * answers with the adoption to repeat (see adopt).
  */
-export async function recover(ctx: Context, orphans: readonly string[]): Promise<'adopt' | undefined> {
+export async function recover(ctx: Context, orphans: readonly Leftover[]): Promise<'adopt' | undefined> {
   // Which leftovers to sweep, asked of Redis when shared: if it cannot say now, nothing is swept (the next
   // start sweeps them), rather than guess or end the process.
   const doomed = ctx.shared
@@ -34,7 +35,9 @@ export async function recover(ctx: Context, orphans: readonly string[]): Promise
         return []
       })
     : orphans
-  await ctx.storage.remove(doomed).catch((error: unknown) => log('warn', 'recovery.sweep_failed', { error }))
+  await ctx.storage
+    .removeLeftovers(doomed)
+    .catch((error: unknown) => log('warn', 'recovery.sweep_failed', { error }))
   // Running uploads are carried on by whoever holds (or takes) their lease: see adopt().
   if (ctx.shared) return 'adopt'
   const unfinished = await ctx.store.unfinished()
@@ -59,18 +62,17 @@ export async function recover(ctx: Context, orphans: readonly string[]): Promise
  * serving all along: a file is removed only if it still belongs to no unfinished upload now, and a body
  * still arriving at a live instance is never touched.
  */
-async function stillOrphans(ctx: Context, paths: readonly string[]): Promise<string[]> {
+async function stillOrphans(ctx: Context, leftovers: readonly Leftover[]): Promise<Leftover[]> {
   const live = await ctx.leases.liveInstances()
-  const doomed: string[] = []
-  for (const path of paths) {
-    const owner = ctx.storage.ownerOfIncoming(path)
-    if (owner !== undefined) {
-      if (!live.has(owner)) doomed.push(path)
+  const doomed: Leftover[] = []
+  for (const leftover of leftovers) {
+    const { arrivingAt, id } = leftover
+    if (arrivingAt !== undefined) {
+      if (!live.has(arrivingAt)) doomed.push(leftover)
       continue
     }
-    const id = ctx.storage.uploadIdOf(path)
     const record = id === undefined ? undefined : await ctx.store.get(id)
-    if (!record || isFinal(record.status)) doomed.push(path)
+    if (!record || isFinal(record.status)) doomed.push(leftover)
   }
   return doomed
 }
@@ -122,7 +124,7 @@ async function recoverOne(ctx: Context, id: string): Promise<void> {
         'The server receiving it stopped before the whole file arrived; send it again',
         record.receivedSize,
       )
-    const staged = await ctx.storage.sizeOf(ctx.storage.stagingPath(record))
+    const staged = await ctx.storage.stagedSize(record.id)
     const onDisk = Math.min(staged ?? 0, record.totalSize)
     // Every byte reached the disk, but the crash came before it was recorded: its sender, asking, would
     // hear it is whole and send nothing more, so it goes on from here. (No staging file at all: a crash
@@ -132,7 +134,7 @@ async function recoverOne(ctx: Context, id: string): Promise<void> {
         ctx,
         record,
         onDisk,
-        await ctx.storage.hashFile(ctx.storage.stagingPath(record)),
+        await sha256Of(ctx.storage.readStaged(record.id)),
       ))
     if (onDisk !== record.receivedSize)
       await put(ctx, { ...record, receivedSize: onDisk, updatedAt: new Date().toISOString() })
@@ -142,16 +144,13 @@ async function recoverOne(ctx: Context, id: string): Promise<void> {
   // A crash between the rename into place and COMPLETED reaching the store: the file is whole and was
   // verified before it was renamed; make sure, then finish the job (and drop a transfer file that a power
   // cut may have brought back beside it).
-  const storedSize = await storage.sizeOf(storage.storedPath(record))
-  if (storedSize === record.totalSize) {
-    const digest = await storage.hashFile(storage.storedPath(record))
-    if (digest === record.sha256) {
-      await durably(ctx, completed(record), 'upload.completed')
-      await storage.removeBytes(record).catch(() => undefined)
-      return
-    }
+  const digest = await storage.storedSha256(record, record.totalSize)
+  if (digest !== undefined && digest === record.sha256) {
+    await durably(ctx, completed(record), 'upload.completed')
+    await storage.remove(record, 'bytes').catch(() => undefined)
+    return
   }
-  if ((await storage.sizeOf(storage.stagingPath(record))) === undefined) {
+  if ((await storage.stagedSize(record.id)) === undefined) {
     return fail(ctx, record, 'Its received bytes are gone from the staging folder; upload it again')
   }
   const verified = await storage.verifiedPrefix(record)

@@ -3,10 +3,12 @@ import { faultReason } from '../errors.js'
 import { log } from '../log.js'
 import { stored } from '../metrics.js'
 import type { UploadRecord, UploadView } from '../model/record.js'
-import { LeaseLostError, TargetChangedError, Transfer } from '../uploads/transfer.js'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { StorageUnavailable, StoredBytesMismatch } from '../seams/storage/index.js'
 import { letGo, locked, type Context, type Run } from './context.js'
 import { arrived, completed, failed, isFinal, isReceiving, isRunning, now, progressed } from './machine.js'
 import { RateMeter } from './transfer/rate.js'
+import { LeaseLostError, TargetChangedError, Transfer } from './transfer/transfer.js'
 import { viewOf } from './views.js'
 import { announce, durably, publish, put, releaseIfIdle, save } from './writes.js'
 
@@ -44,8 +46,8 @@ export function start(ctx: Context, record: UploadRecord, rechecks = 0): void {
   if (!part || part.offset !== record.uploadedSize)
     throw new Error(`no hash of ${record.id}'s first ${record.uploadedSize} bytes`)
   // The run changes the file: how it leaves it is known again when it stops (onStop).
-  const expected = part.stamp
-  part.stamp = undefined
+  const expected = part.mark
+  part.mark = undefined
   const controller = new AbortController()
   const meter = new RateMeter()
   meter.record(record.uploadedSize)
@@ -61,11 +63,10 @@ export function start(ctx: Context, record: UploadRecord, rechecks = 0): void {
     transfer: undefined as unknown as Transfer, // set just below; the callbacks never run before that
   }
   run.transfer = new Transfer({
-    source: ctx.storage.stagingPath(record),
-    target: ctx.storage.transferPath(record),
+    storage: ctx.storage,
+    upload: record,
     offset: record.uploadedSize,
     expected,
-    total: record.totalSize,
     speed: record.targetSpeed,
     scheduler: ctx.scheduler,
     hash: part.hash,
@@ -77,7 +78,14 @@ export function start(ctx: Context, record: UploadRecord, rechecks = 0): void {
       run.offset = part.offset = offset
       meter.record(offset)
     },
-    onStop: (stamp) => (part.stamp = stamp),
+    // A part store may have kept fewer bytes than were written (a part it never acknowledged): the hash goes
+    // on from what it kept, or, if the run cannot say, from what storage verifies next time.
+    onStop: ({ acknowledged, mark, hash }) => {
+      part.mark = mark
+      if (hash === part.hash) return
+      if (hash) Object.assign(part, { hash, offset: acknowledged })
+      else ctx.hashes.delete(record.id)
+    },
   })
   ctx.runs.set(record.id, run)
   // The rest of its transfer file: promised when it arrived, or now (a restart, an adoption, a resume). Made
@@ -166,7 +174,7 @@ export async function prepareHash(ctx: Context, record: UploadRecord): Promise<n
   const part = ctx.hashes.get(record.id)
   const known = part?.offset === record.uploadedSize
   // Nothing to trust at 0: the run starts the file afresh.
-  if (part && known && (part.offset === 0 || (await ctx.storage.unchanged(record, part.stamp))))
+  if (part && known && (part.offset === 0 || (await ctx.storage.unchanged(record, part.mark))))
     return part.offset
   ctx.hashes.delete(record.id)
   const verified = await ctx.storage.verifiedPrefix(record)
@@ -235,25 +243,33 @@ export async function complete(ctx: Context, record: UploadRecord): Promise<void
   // the run ended at its full length with no hole (see Transfer): so no second read of it. That is not
   // proof: bytes overwritten in place behind the run, or a cut between a check and its write that leaves a
   // hole too small to see, go unnoticed (the README says so). Without that hash, what is on disk is hashed.
-  const digest =
-    part && part.offset === record.totalSize
-      ? part.hash.digest('hex')
-      : await ctx.storage.hashFile(ctx.storage.transferPath(record))
-  if (digest !== record.sha256) {
-    return fail(
-      ctx,
-      record,
-      `Stored bytes do not match what was received (sha256 ${digest}, expected ${record.sha256})`,
-    )
-  }
+  const written = part && part.offset === record.totalSize ? part.hash.digest('hex') : undefined
   try {
-    await ctx.storage.finalize(record)
+    // The last run's mark with its hash: a part store completes exactly the parts that run left.
+    const mark = written === undefined ? undefined : part?.mark
+    for (let tries = 0; ; tries++) {
+      try {
+        await ctx.storage.complete(record, written, mark)
+        break
+      } catch (error) {
+        // Storage away at the last step: waited out (the bytes are all there), unless the server closes.
+        if (!(error instanceof StorageUnavailable) || ctx.state.closed) throw error
+        log('warn', 'upload.storage_unavailable', {
+          id: record.id,
+          step: 'complete',
+          tries: tries + 1,
+          reason: error.message,
+        })
+        await sleep(Math.min(500 * 2 ** tries, 8000))
+      }
+    }
   } catch (error) {
+    if (error instanceof StoredBytesMismatch) return fail(ctx, record, error.message)
     return fail(ctx, record, faultReason(error, 'upload.finalize_failed', { id: record.id }))
   }
   await durably(ctx, completed(record), 'upload.completed')
   await ctx.storage
-    .removeStaging(record)
+    .remove(record, 'staged')
     .catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id: record.id, error }))
 }
 
@@ -269,9 +285,9 @@ export async function fail(
 ): Promise<void> {
   ctx.hashes.delete(record.id)
   letGo(ctx, record.id)
-  await ctx.storage.removeTransfer(record).catch(() => undefined)
+  await ctx.storage.remove(record, 'transfer').catch(() => undefined)
   await durably(ctx, next, 'upload.failed')
-  await ctx.storage.removeStaging(record).catch(() => undefined)
+  await ctx.storage.remove(record, 'staged').catch(() => undefined)
 }
 
 /** Every running (or arriving) upload whose byte count moved since its last event, published. */

@@ -2,18 +2,16 @@ import { badInput, ServiceError } from '../errors.js'
 import { log } from '../log.js'
 import type { LiveState } from '../metrics.js'
 import type { UploadRecord, UploadStatus, UploadView } from '../model/record.js'
-import type { Bus, Limits } from '../seams/bus/index.js'
-import { LocalBus } from '../seams/bus/local.js'
-import type { IncomingFile } from '../uploads/ingest.js'
-import type { Leases } from '../seams/leases/index.js'
-import { LocalLeases } from '../seams/leases/local.js'
-import type { PageQuery, RecordStore } from '../seams/records/index.js'
+import type { Limits } from '../seams/bus/index.js'
+import type { Seams } from '../seams/index.js'
+import type { PageQuery } from '../seams/records/index.js'
 import { decodeCursor } from '../seams/records/order.js'
-import type { Hold } from '../uploads/room.js'
-import type { Storage } from '../uploads/storage.js'
+import type { Leftover, StoredReader } from '../seams/storage/index.js'
+import type { Hold } from '../seams/storage/room.js'
 import * as arrivals from './arrivals.js'
 import * as commands from './commands.js'
 import { recordOf, type Context } from './context.js'
+import type { IncomingFile } from './ingest/ingest.js'
 import { checkSpeed, ENDED, isFinal } from './machine.js'
 import * as recovery from './recovery.js'
 import { checkpoint, lost, publishProgress, stopRun } from './runs.js'
@@ -31,15 +29,12 @@ const ADOPT_EVERY_MS = 1000
 const EXPIRE_EVERY_MS = 60_000
 
 export interface UploadServiceOptions {
-  store: RecordStore
-  storage: Storage
-  defaultSpeed: number
   /**
-   * Given for an instance among several (REDIS_URL): who owns which upload (leases), and how states and
-   * commands travel between the instances (bus). Absent, this process is alone and owns everything. Its
-   * presence alone makes the service shared, whatever the instance is called.
+   * What the service stands on, opened by openSeams in the mode the configuration names: where records live,
+   * who owns which upload (leases), how states and commands travel (bus), and the bytes (storage).
    */
-  shared?: { leases: Leases; bus: Bus }
+  seams: Pick<Seams, 'mode' | 'records' | 'leases' | 'bus' | 'storage'>
+  defaultSpeed: number
   /** Bytes per second for all transfers of this process together, shared fairly; 0 (default): no cap. */
   maxTotalSpeed?: number
   /** A resumable upload that receives no byte for this long is removed (RESUMABLE_EXPIRY); default 24 h. */
@@ -74,14 +69,13 @@ export class UploadService {
   private recovering: Promise<void> = Promise.resolve()
 
   constructor(options: UploadServiceOptions) {
-    const leases = options.shared?.leases ?? new LocalLeases()
-    const bus = options.shared?.bus ?? new LocalBus()
+    const { leases, bus } = options.seams
     const ctx: Context = {
-      store: options.store,
-      storage: options.storage,
+      store: options.seams.records,
+      storage: options.seams.storage,
       leases,
       bus,
-      shared: options.shared !== undefined,
+      shared: options.seams.mode === 'shared',
       feed: this.feed,
       scheduler: new Scheduler(options.maxTotalSpeed ?? 0),
       defaultSpeed: options.defaultSpeed,
@@ -124,11 +118,11 @@ export class UploadService {
   // ---- start-up ------------------------------------------------------------------------------------------
 
   /**
-   * After a restart, once this process holds the folder and serves requests: removes `orphans` and carries
-   * on every unfinished upload from the bytes on disk (see recovery.ts). Shared, it then keeps adopting
-   * running uploads whose instance died.
+   * After a restart, once this process holds the folder and serves requests: removes `orphans` (decided
+   * before serving anyone, see Storage.leftovers) and carries on every unfinished upload from the bytes on
+   * disk (see recovery.ts). Shared, it then keeps adopting running uploads whose instance died.
    */
-  recover(orphans: readonly string[]): Promise<void> {
+  recover(orphans: readonly Leftover[]): Promise<void> {
     const { ctx } = this
     ctx.state.recovered = false
     this.recovering = (async () => {
@@ -212,6 +206,14 @@ export class UploadService {
             .filter((record) => !ctx.undone.has(record.id))
             .map((record) => viewOf(ctx, record)),
     )
+  }
+
+  /**
+   * An upload's stored file, open for a download (ranges are read from it): rejects with StoredFileMissing
+   * when storage has none. Whether the upload is complete is the caller's to have checked.
+   */
+  async openStored(id: string): Promise<StoredReader> {
+    return this.ctx.storage.openStored(await recordOf(this.ctx, id))
   }
 
   /** Why the service cannot take uploads now, or undefined when it can: open, and its storage writable. */

@@ -166,7 +166,7 @@ export async function forget(ctx: Context, id: string, reason: string, received:
   let removed = true
   if (current && isReceiving(current.status)) {
     await ctx.storage
-      .removeStaging(current)
+      .remove(current, 'staged')
       .catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
     // Gone before anyone hears it failed: a watcher that then looks finds nothing, never a stale RECEIVING.
     removed = await removeRecord(ctx, id)

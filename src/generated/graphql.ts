@@ -1,4 +1,4 @@
-import type { IncomingFile } from '../uploads/ingest.js';
+import type { IncomingFile } from '../core/ingest/ingest.js';
 import type { GraphQLResolveInfo, GraphQLScalarType, GraphQLScalarTypeConfig } from 'graphql';
 import type { UploadView } from '../model/record.js';
 import type { Context } from '../graphql/context.js';

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Principal } from '../auth/principal.js'
+import { principalOf, type Principal } from '../auth/principal.js'
 import type { OwnedService } from '../core/owned.js'
 
 /** What every resolver gets, whichever transport ran it (HTTP, graphql-ws, SSE or the REST shim). */
@@ -25,3 +25,12 @@ export interface NodeServerContext {
 
 /** The context of one call by `principal` (`req`: the request, when links are to be absolute to it). */
 export type ContextFor = (principal: Principal, req?: IncomingMessage, bodyLength?: number) => Context
+
+/**
+ * The context of one GraphQL request, for yoga and for the direct path (direct.ts) alike, so that both see
+ * the same caller: over HTTP and SSE the one the router found on `req`, over graphql-ws who opened the socket.
+ */
+export const requestContext = (
+  contextFor: ContextFor,
+  initial: { req?: IncomingMessage; principal?: Principal },
+): Context => contextFor(initial.principal ?? principalOf(initial.req), initial.req)

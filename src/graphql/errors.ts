@@ -1,7 +1,7 @@
 import { GraphQLError } from 'graphql'
 import { maskError as yogaMaskError, type YogaLogger } from 'graphql-yoga'
 import { httpStatusOf, ServiceError } from '../errors.js'
-import { RequestEnded } from '../uploads/ingest.js'
+import { RequestEnded } from '../core/ingest/ingest.js'
 import { log, type LogLevel } from '../log.js'
 
 /** A GraphQLError that graphql-js raised itself (bad variable, unknown field) or that wraps another one. */

@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream'
 import { createSourceEventStream, type ExecutionArgs, type ExecutionResult } from 'graphql'
 import { MessageType } from 'graphql-ws'
 import type WebSocket from 'ws'
@@ -30,7 +31,9 @@ export const SLOW_CONSUMER = 1013
 
 interface Member {
   ws: WebSocket
-  prefix: Buffer
+  /** The socket under `ws`, when it was adopted: frames go straight to it (see frameOf). */
+  socket: Duplex | undefined
+  id: string
   /** Until graphql-ws is iterating it, a member gets nothing (then it gets the group's latest states). */
   ready: boolean
   /** The latest state of each upload not yet written, while the socket is behind. */
@@ -70,13 +73,60 @@ export function groupKey(
   return JSON.stringify([query, stable(variables ?? {}), operationName ?? null])
 }
 
+/**
+ * graphql-ws's whole `next` message for subscription `id` as one unmasked WebSocket text frame (RFC 6455
+ * 5.2: a server's frames are not masked). Written with one `socket.write`, where ws.send would frame it again
+ * and write header and payload as two chunks (a writev) for every socket: at 10,000 subscribers that pair of
+ * writes was most of an event's cost.
+ */
+export function frameOf(id: string, tail: Buffer): Buffer {
+  const prefix = `{"id":${JSON.stringify(id)},"type":${JSON.stringify(MessageType.Next)},"payload":`
+  const prefixLength = Buffer.byteLength(prefix)
+  const length = prefixLength + tail.length
+  const head = length < 126 ? 2 : length < 65_536 ? 4 : 10
+  const frame = Buffer.allocUnsafe(head + length)
+  frame[0] = 0x81 // FIN, text
+  if (head === 2) frame[1] = length
+  else if (head === 4) {
+    frame[1] = 126
+    frame.writeUInt16BE(length, 2)
+  } else {
+    frame[1] = 127
+    frame.writeUInt32BE(Math.floor(length / 2 ** 32), 2)
+    frame.writeUInt32BE(length >>> 0, 6)
+  }
+  frame.write(prefix, head, 'utf8')
+  tail.copy(frame, head + prefixLength)
+  return frame
+}
+
+/** Where a frame's payload starts: after its 2, 4 or 10 header bytes. */
+const payloadOf = (frame: Buffer): Buffer => frame.subarray(frame[1] === 127 ? 10 : frame[1] === 126 ? 4 : 2)
+
 const isIterable = (value: unknown): value is AsyncIterable<UploadView> =>
   typeof value === 'object' && value !== null && Symbol.asyncIterator in value
 
 export class Fanout {
   private readonly groups = new Map<string, Group>()
+  /** Raw sockets under ws's WebSockets, registered at the upgrade (see adopt). */
+  private readonly sockets = new WeakMap<WebSocket, Duplex>()
+  /**
+   * The frames of the state being delivered, one per distinct subscription id: members mostly use the same
+   * few ids, so an event round over 10,000 members builds a handful of frames. Only the latest state's are
+   * kept; a member catching up on an older one builds its own.
+   */
+  private frames: { tail: Buffer; byId: Map<string, Buffer> } | undefined
   slowClosed = 0
   members = 0
+
+  /**
+   * Lets members on `ws` be written to through `socket` itself. Only valid while ws frames nothing itself
+   * between our writes out of order: no permessage-deflate (ws then queues compressed frames), which this
+   * server never negotiates (see ws.ts).
+   */
+  adopt(ws: WebSocket, socket: Duplex): void {
+    this.sockets.set(ws, socket)
+  }
 
   get groupCount(): number {
     return this.groups.size
@@ -160,10 +210,8 @@ export class Fanout {
     )
     const member: Member = {
       ws,
-      // graphql-ws's `next` message up to its payload, written once per member; each state is serialised once.
-      prefix: Buffer.from(
-        `{"id":${JSON.stringify(id)},"type":${JSON.stringify(MessageType.Next)},"payload":`,
-      ),
+      socket: this.sockets.get(ws),
+      id,
       ready: false,
       pending: new Map(),
       behindSince: undefined,
@@ -219,14 +267,23 @@ export class Fanout {
     this.flush(member, false)
   }
 
+  private frame(id: string, tail: Buffer): Buffer {
+    if (this.frames?.tail !== tail) this.frames = { tail, byId: new Map() }
+    let frame = this.frames.byId.get(id)
+    if (!frame) this.frames.byId.set(id, (frame = frameOf(id, tail)))
+    return frame
+  }
+
   /** Writes what the member is owed while its socket keeps up; else keeps it, and looks again shortly. */
   private flush(member: Member, force: boolean): void {
-    const { ws } = member
+    const { ws, socket } = member
     if (ws.readyState !== ws.OPEN) return
     for (const [upload, tail] of member.pending) {
       if (!force && ws.bufferedAmount > HIGH_WATER) break
       member.pending.delete(upload)
-      ws.send(Buffer.concat([member.prefix, tail], member.prefix.length + tail.length), { binary: false })
+      const frame = this.frame(member.id, tail)
+      if (socket && !socket.destroyed) socket.write(frame)
+      else ws.send(payloadOf(frame), { binary: false })
     }
     if (member.pending.size === 0) {
       member.behindSince = undefined

@@ -1,5 +1,5 @@
 import { GraphQLError, GraphQLScalarType, Kind, type ValueNode } from 'graphql'
-import { IncomingFile } from '../uploads/ingest.js'
+import { IncomingFile } from '../core/ingest/ingest.js'
 
 function safeInteger(value: unknown): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value)) {

@@ -1,6 +1,6 @@
 import { createGraphQLError, type Plugin } from 'graphql-yoga'
 import { httpStatusOf } from '../errors.js'
-import { isMultipart } from '../uploads/ingest.js'
+import { isMultipart } from '../core/ingest/ingest.js'
 import type { NodeServerContext } from './context.js'
 
 /** JSON and form bodies (not file uploads) larger than this are refused as they arrive. */

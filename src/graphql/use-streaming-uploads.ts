@@ -1,6 +1,6 @@
 import { createGraphQLError, type GraphQLParams, type Plugin } from 'graphql-yoga'
 import { badInput, bodyError, httpStatusOf, ServiceError } from '../errors.js'
-import { IncomingFile, isMultipart, receiveMultipart, type IngestLimits } from '../uploads/ingest.js'
+import { IncomingFile, isMultipart, receiveMultipart, type IngestOptions } from '../core/ingest/ingest.js'
 
 import type { NodeServerContext } from './context.js'
 
@@ -11,7 +11,7 @@ export interface StreamingUploadsOptions {
    *
    * @default none: required (the server's storage and MAX_UPLOAD_SIZE)
    */
-  limits: IngestLimits
+  limits: IngestOptions
 }
 
 const FORBIDDEN_KEYS = new Set(['__proto__', 'prototype', 'constructor'])

@@ -47,11 +47,6 @@ function masked(result: ExecutionResult, args: ExecutionArgs): ExecutionResult {
   }
 }
 
-/**
- * graphql-ws on the same port and path as HTTP GraphQL. Each operation runs through yoga's envelop, so
- * WebSocket clients get the same schema, context, plugins and error masking as HTTP ones. The http server
- * decides which upgrades reach it (path, origin, host) and hands them over with `handleUpgrade`.
- */
 /** Who opened a socket, found at its connection_init (see onConnect). */
 const principals = new WeakMap<object, Principal>()
 
@@ -61,8 +56,15 @@ const principals = new WeakMap<object, Principal>()
  */
 const whose = (p: Principal) => JSON.stringify([p.sub, p.scopes.admin, p.scopes.read])
 
+/**
+ * graphql-ws on the same port and path as HTTP GraphQL. Each operation runs through yoga's envelop, so
+ * WebSocket clients get the same schema, context, plugins and error masking as HTTP ones. The http server
+ * decides which upgrades reach it (path, origin, host) and hands them over with `handleUpgrade`.
+ */
 export function createGraphQLWs(yoga: GraphQLApp, authenticator: Authenticator) {
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES })
+  // No permessage-deflate (ws's default, kept on purpose): fanout.ts writes whole frames to the socket itself,
+  // which is only in order while ws never queues a compressed frame of its own.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES, perMessageDeflate: false })
   const fanout = new Fanout()
   // The handshake's answer carries the request id too: every log line about this socket's operations names it.
   wss.on('headers', (headers, req) => headers.push(`X-Request-Id: ${requestIdOf(req) ?? ''}`))
@@ -166,6 +168,7 @@ export function createGraphQLWs(yoga: GraphQLApp, authenticator: Authenticator) 
     fanout,
     handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
       wss.handleUpgrade(req, socket, head, (client) => {
+        fanout.adopt(client, socket)
         // A socket's errors are the client's doing (a message over the limit, bad framing), and ws has closed
         // the socket for each already. graphql-ws would print each one raw with console.error, which any
         // client could fill stderr with: it becomes one log line instead, and graphql-ws never hears of it.

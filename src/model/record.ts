@@ -22,7 +22,7 @@ export interface UploadRecord {
   readonly id: string
   /** As the client sent it; for display only, never a path. */
   readonly filename: string
-  /** `{id}_{safe filename}`, the only name used on disk (see storage.ts). */
+  /** `{id}_{safe filename}`, the only name its stored file is known by (see seams/storage/local.ts). */
   readonly storedName: string
   readonly status: UploadStatus
   /** Bytes received so far (all of them once it is past RECEIVING). */

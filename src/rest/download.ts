@@ -1,15 +1,19 @@
-import { open, type FileHandle } from 'node:fs/promises'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream/promises'
 import { log } from '../log.js'
 import { requestIdOf } from '../app/request-id.js'
 import { jsonText } from '../app/http-json.js'
+import type { StoredReader } from '../seams/storage/index.js'
 
+export { StoredFileMissing } from '../seams/storage/index.js'
+
+/** A completed upload's file, as its record tells it, and how to open it (the service asks storage). */
 export interface StoredFile {
-  path: string
+  id: string
   size: number
   sha256: string
   filename: string
+  open: () => Promise<StoredReader>
 }
 
 /**
@@ -48,34 +52,18 @@ export function parseRange(
   return [start, end]
 }
 
-/** The record says the file is stored, but it is not (see sendFile): the bytes are lost, for good. */
-export class StoredFileMissing extends Error {
-  override readonly name = 'StoredFileMissing'
-}
-
 /**
  * The stored file, open, and checked against its record before a byte of the answer is sent: a file that
- * is gone, or whose size is not the record's, is an error answer (with its reason), never headers that
- * promise bytes followed by a cut connection.
+ * is gone (StoredFileMissing), or whose size is not the record's, is an error answer (with its reason),
+ * never headers that promise bytes followed by a cut connection.
  */
-async function openStored(file: StoredFile): Promise<FileHandle> {
-  let handle: FileHandle
-  try {
-    handle = await open(file.path, 'r')
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
-      throw new StoredFileMissing(`stored file ${file.path} is missing`, { cause: error })
-    throw error
+async function openStored(file: StoredFile): Promise<StoredReader> {
+  const reader = await file.open()
+  if (reader.size !== file.size) {
+    await reader.close()
+    throw new Error(`stored file of upload ${file.id} holds ${reader.size} bytes, its record ${file.size}`)
   }
-  try {
-    const { size } = await handle.stat()
-    if (size !== file.size)
-      throw new Error(`stored file ${file.path} holds ${size} bytes, its record ${file.size}`)
-  } catch (error) {
-    await handle.close()
-    throw error
-  }
-  return handle
+  return reader
 }
 
 /**
@@ -86,7 +74,7 @@ async function openStored(file: StoredFile): Promise<FileHandle> {
  * part-way is logged, and the connection cut, so the client knows its copy is short.
  */
 export async function sendFile(req: IncomingMessage, res: ServerResponse, file: StoredFile): Promise<void> {
-  const handle = await openStored(file)
+  const reader = await openStored(file)
   let streaming = false
   try {
     const etag = `"${file.sha256}"`
@@ -110,8 +98,8 @@ export async function sendFile(req: IncomingMessage, res: ServerResponse, file: 
     res.writeHead(range ? 206 : 200, { 'content-length': length })
     if (req.method === 'HEAD' || length === 0) return void res.end()
     streaming = true
-    // The stream owns the handle from here, and closes it when it ends, fails or is destroyed.
-    const body = handle.createReadStream({ start, end, highWaterMark: 1024 * 1024 })
+    // The stream owns the reader from here, and lets go of it when it ends, fails or is destroyed.
+    const body = reader.read(start, end)
     let readError: unknown
     body.once('error', (error) => (readError = error))
     await pipeline(body, res).catch(() => {
@@ -120,11 +108,11 @@ export async function sendFile(req: IncomingMessage, res: ServerResponse, file: 
       if (readError !== undefined)
         log('error', 'download.read_failed', {
           requestId: requestIdOf(req),
-          path: file.path,
+          id: file.id,
           error: readError,
         })
     })
   } finally {
-    if (!streaming) await handle.close()
+    if (!streaming) await reader.close()
   }
 }

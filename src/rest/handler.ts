@@ -5,18 +5,14 @@ import { methodNotAllowed, notFound, sendDetail, sendInternalError } from '../ap
 import { sendJson } from '../app/http-json.js'
 import { badInput, bodyError, httpStatusOf, quote, ServiceError } from '../errors.js'
 import { principalOf } from '../auth/principal.js'
-import type { Context, ContextFor } from '../graphql/context.js'
+import type { ContextFor } from '../graphql/context.js'
 import { codeOf, maskError } from '../graphql/errors.js'
-import { IncomingFile, receiveMultipart, RequestEnded, type IngestLimits } from '../uploads/ingest.js'
+import { compile, type Run } from '../graphql/executor.js'
+import { IncomingFile, receiveMultipart, RequestEnded, type IngestOptions } from '../core/ingest/ingest.js'
 import { log } from '../log.js'
 import { requestIdOf } from '../app/request-id.js'
 import { sendFile, StoredFileMissing } from './download.js'
 import { parseSpeed, restStatus, routes, SET_SPEED, type Route, type Upload } from './routes.js'
-
-type Run = (
-  context: Context,
-  variables: Record<string, unknown>,
-) => Promise<ExecutionResult> | ExecutionResult
 
 interface CompiledRoute extends Route {
   segments: string[]
@@ -68,22 +64,25 @@ async function sendList(
 }
 
 /**
- * The documents never change: each is validated now, and compiled to plain functions (graphql-jit) the
- * first time it runs, so the same resolvers run without graphql-js re-walking the document on every
- * request, and a server that is never asked for REST never loads the compiler.
+ * The documents never change: each is validated now, and compiled by the executor GraphQL's queries share
+ * (executor.ts) the first time it runs; after that a request runs the compiled code without waiting.
  */
 function compileOperation(schema: GraphQLSchema, name: string, operation: string): Run {
   const document = parse(operation)
   const errors = validate(schema, document)
   if (errors.length > 0) throw new Error(`${name}: ${errors.map((e) => e.message).join('; ')}`)
-  let compiled: Promise<Run> | undefined
-  const compile = async (): Promise<Run> => {
-    const { compileQuery, isCompiledQuery } = await import('graphql-jit')
-    const query = compileQuery(schema, document)
-    if (!isCompiledQuery(query)) throw new Error(`${name}: ${JSON.stringify(query.errors)}`)
-    return (context, variables) => query.query(undefined, context, variables)
+  let compiled: Run | undefined
+  let compiling: Promise<Run> | undefined
+  return (context, variables) => {
+    if (compiled) return compiled(context, variables)
+    compiling ??= compile(schema, document).then(
+      (run) => (compiled = run),
+      (error: unknown) => {
+        throw new Error(`${name}: ${(error as Error).message}`)
+      },
+    )
+    return compiling.then((run) => run(context, variables))
   }
-  return async (context, variables) => (await (compiled ??= compile()))(context, variables)
 }
 
 /** The route for a path, with its `:id`; or the methods the path does allow, for a 405. */
@@ -135,7 +134,7 @@ const describePart = ([name, kind]: [string, string]) => `${quote(name, 40)} (${
 async function receiveUpload(
   req: IncomingMessage,
   res: ServerResponse,
-  limits: IngestLimits,
+  limits: IngestOptions,
   variables: Record<string, unknown>,
   run: (variables: Record<string, unknown>) => Promise<ExecutionResult>,
   setSpeed: (id: string, speed: number) => Promise<ExecutionResult>,
@@ -205,7 +204,7 @@ async function receiveUpload(
  * against the same schema and context as /graphql, and shapes the answer (or, for a download, streams the
  * stored file). Errors map through the same `maskError` as GraphQL, then from code to HTTP status.
  */
-export function createRestHandler(schema: GraphQLSchema, contextFor: ContextFor, limits: IngestLimits) {
+export function createRestHandler(schema: GraphQLSchema, contextFor: ContextFor, limits: IngestOptions) {
   const table: CompiledRoute[] = routes.map((route) => ({
     ...route,
     segments: route.path.split('/'),
@@ -249,14 +248,13 @@ export function createRestHandler(schema: GraphQLSchema, contextFor: ContextFor,
       if (route.file) {
         const file = route.file(result.data ?? {})
         if ('missing' in file) return sendError(req, res, 404, file.missing)
-        const path = limits.storage.storedPath(file)
         try {
-          return await sendFile(req, res, { ...file, path })
+          return await sendFile(req, res, { ...file, open: () => context.service.openStored(file.id) })
         } catch (error) {
           if (!(error instanceof StoredFileMissing)) throw error
           // The record says completed, but its bytes are gone for good (removed by hand, a lost disk): said
           // as such, not as a server hiccup to retry; the operator hears of it in the log.
-          log('error', 'download.file_missing', { requestId: requestIdOf(req), id: file.id, path })
+          log('error', 'download.file_missing', { requestId: requestIdOf(req), id: file.id, error })
           return sendError(
             req,
             res,

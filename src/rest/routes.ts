@@ -38,10 +38,7 @@ export interface Route {
    */
   list?: { field: string; key: string; item: (upload: Upload) => unknown }
   /** For a download: the stored file to stream instead of a JSON answer, or a reason there is none. */
-  file?: (
-    data: Data,
-  ) =>
-    { id: string; storedName: string; size: number; sha256: string; filename: string } | { missing: string }
+  file?: (data: Data) => { id: string; size: number; sha256: string; filename: string } | { missing: string }
 }
 
 const STATUS_FIELDS = 'id filename status uploadedSize totalSize currentSpeed targetSpeed'
@@ -250,14 +247,14 @@ export const routes: Route[] = [
       summary: 'Download a stored file (Range, If-Range, If-None-Match)',
       schema: 'Error',
     },
-    operation: `query Download($id: ID!) { upload(id: $id) { id status downloadUrl storedName totalSize sha256 filename } }`,
+    operation: `query Download($id: ID!) { upload(id: $id) { id status downloadUrl totalSize sha256 filename } }`,
     variables: idVar,
     reply: () => undefined,
     file: ({ upload }) => {
-      const u = upload as Upload & { downloadUrl: string | null; storedName: string; sha256: string }
+      const u = upload as Upload & { downloadUrl: string | null; sha256: string }
       if (u.downloadUrl === null)
         return { missing: `Upload ${u.id} has no complete file (it is ${restStatus(u.status)})` }
-      return { id: u.id, storedName: u.storedName, size: u.totalSize, sha256: u.sha256, filename: u.filename }
+      return { id: u.id, size: u.totalSize, sha256: u.sha256, filename: u.filename }
     },
   },
   {

@@ -2,12 +2,13 @@ import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { Config } from '../config.js'
 import { setLogFields } from '../log.js'
-import { Storage } from '../uploads/storage.js'
 import type { Bus } from './bus/index.js'
 import { openEmbedded } from './embedded.js'
 import { FolderLock } from './leases/folder-lock.js'
 import type { Leases } from './leases/index.js'
 import type { RecordStore } from './records/index.js'
+import type { Storage } from './storage/index.js'
+import { LocalStorage } from './storage/local.js'
 import type { Locker } from './tus-lock/index.js'
 
 /**
@@ -27,7 +28,7 @@ export interface Seams {
   readonly bus: Bus
   /** tus's lock, one request at a time per upload (tus-lock/): loaded with tus, on its first request. */
   tusLocker(): Promise<Locker>
-  /** The bytes: the upload folder's layout, staging, transfers, room. */
+  /** An upload's bytes: staged, transfer and stored, and the room for them (storage/). */
   readonly storage: Storage
   /** Why this instance cannot serve now (its shared state unreachable), or undefined. */
   unhealthy(): Promise<string | undefined>
@@ -46,7 +47,9 @@ export function openSeams(config: Config): Promise<Seams> {
   const { mode } = config
   if (mode.kind === 'embedded') {
     const instance = config.instanceId ?? 'local'
-    return onFolder(config, instance, 'exclusive', (storage) => openEmbedded(config.stateFile, storage))
+    return onFolder(config, instance, 'exclusive', (storage) =>
+      openEmbedded(config.stateFile, storage, config.uploadDir),
+    )
   }
   const instance = config.instanceId ?? instanceName()
   // Among several, every log line says which instance wrote it.
@@ -66,7 +69,7 @@ async function onFolder(
 ): Promise<Seams> {
   const lock = await FolderLock.acquire(config.uploadDir, holding)
   try {
-    const storage = new Storage(config.uploadDir, instance)
+    const storage = await openStorage(config, instance)
     const opened = await open(storage)
     return {
       ...opened,
@@ -74,6 +77,7 @@ async function onFolder(
       storage,
       close: async () => {
         await opened.close()
+        ;(storage as { close?: () => void }).close?.()
         await lock.release()
       },
     }
@@ -81,6 +85,24 @@ async function onFolder(
     await lock.release()
     throw error
   }
+}
+
+/**
+ * The folder, or the bucket when S3_BUCKET is set (issue 21). S3's SDK loads only then; its settings are
+ * checked by `prepare()` at start-up, refused in one line as a bad UPLOAD_DIR is.
+ */
+async function openStorage(config: Config, instance: string): Promise<Storage> {
+  if (config.storage.kind !== 's3') return new LocalStorage(config.uploadDir, instance)
+  const { S3Storage } = await import('./storage/s3.js')
+  const storage = new S3Storage(config.storage, { instance, maxUploadSize: config.maxUploadSize })
+  // Checked before the state is opened on it (which asks it what it holds): a wrong setting is one line.
+  try {
+    await storage.prepare()
+  } catch (error) {
+    storage.close()
+    throw error
+  }
+  return storage
 }
 
 /** A name for an instance that was given none: the host's, and a few random characters, unique per start. */

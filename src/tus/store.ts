@@ -1,30 +1,18 @@
 import { createHash } from 'node:crypto'
-import { createReadStream, createWriteStream } from 'node:fs'
 import { Transform, type Readable } from 'node:stream'
 import { pipeline as pipelineAsync } from 'node:stream/promises'
-import { FileStore, type Configstore } from '@tus/file-store'
-import { ERRORS, Upload } from '@tus/utils'
+import { DataStore, ERRORS, Upload } from '@tus/utils'
 import { isGone, isReceiving } from '../core/machine.js'
 import { OffThreadHash } from '../core/transfer/hasher.js'
 import type { UploadRecord } from '../model/record.js'
 import type { UploadService } from '../core/service.js'
-import type { Storage } from '../uploads/storage.js'
+import type { Storage } from '../seams/storage/index.js'
 import { ServiceError } from '../errors.js'
-import { storageError } from '../uploads/ingest.js'
+import { storageError } from '../core/ingest/ingest.js'
 
 /** A hash waiting for its upload's next request is let go after this long (the next one re-reads the prefix). */
 const PARKED_MS = 60_000
-const READ_CHUNK = 1024 * 1024
-const WRITE_BUFFER = 1024 * 1024
 const EMPTY_SHA256 = createHash('sha256').digest('hex')
-
-/** The upload's record is where tus's metadata lives (see TusStore): nothing is kept beside the file. */
-const recordsHoldIt: Configstore = {
-  get: async () => undefined,
-  set: async () => undefined,
-  delete: async () => undefined,
-  list: async () => [],
-}
 
 /** What onUploadCreate made of the sender's Upload-Metadata (see metadata.ts). */
 export interface ResumableMetadata extends Record<string, string | null> {
@@ -32,23 +20,23 @@ export interface ResumableMetadata extends Record<string, string | null> {
 }
 
 /**
- * @tus/file-store, writing straight into the staging folder: a tus upload's bytes land at `.staging/{id}`,
- * where its transfer reads them, so nothing is copied when the last byte is in. Wrapped, not forked:
- * - the upload's record is its metadata (no `.json` beside each file): what the service says of it is what
- *   tus says of it, so an upload canceled, failed or expired is gone for its tus client too (410);
+ * A tus data store over the storage seam: a tus upload's bytes are its staged bytes (Storage.append), where
+ * its transfer reads them, so nothing is copied when the last byte is in. It knows no paths:
+ * - the upload's record is its metadata (nothing is kept beside the bytes): what the service says of it is
+ *   what tus says of it, so an upload canceled, failed or expired is gone for its tus client too (410);
  * - every byte written is counted as it arrives and hashed (sha256, off the main thread), across requests
  *   and restarts: a request that starts where the last hash left off goes on with it, any other (after a
  *   restart, on another instance, after a request cut off mid-write) hashes the bytes on disk first;
  * - termination is a cancel.
  */
-export class TusStore extends FileStore {
+export class TusStore extends DataStore {
   private readonly parked = new Map<string, { hash: OffThreadHash; timer: NodeJS.Timeout }>()
 
   constructor(
     private readonly service: UploadService,
     private readonly storage: Storage,
   ) {
-    super({ directory: storage.stagingDir, configstore: recordsHoldIt })
+    super()
     // Every length is known at creation (a transfer needs it), so no creation-defer-length. The expiry
     // is the service's (RESUMABLE_EXPIRY after the last byte), announced by the handler (server.ts).
     this.extensions = ['creation', 'creation-with-upload', 'termination', 'expiration']
@@ -63,13 +51,13 @@ export class TusStore extends FileStore {
       speed: metadata.speed == null ? undefined : Number(metadata.speed),
       owner: metadata.owner ?? null,
     })
-    const created = await super.create(upload)
+    await this.storage.createStaged(upload.id)
     // An empty file has arrived whole at its creation: no request will bring it any byte.
     if (upload.size === 0) {
       await this.service.beginReceiving(upload.id, 0, () => undefined)
       await this.service.endReceiving(upload.id, 0, EMPTY_SHA256)
     }
-    return created
+    return upload
   }
 
   override async getUpload(id: string): Promise<Upload> {
@@ -77,7 +65,7 @@ export class TusStore extends FileStore {
     const metadata = { filename: record.filename }
     const { totalSize: size, createdAt: creation_date } = record
     if (isReceiving(record.status)) {
-      const onDisk = await this.storage.sizeOf(this.storage.stagingPath(record))
+      const onDisk = await this.storage.stagedSize(record.id)
       if (onDisk === undefined) throw ERRORS.FILE_NO_LONGER_EXISTS
       // Whole on disk, yet never recorded as arrived (a crash, or a store that failed, right after its last
       // byte): its sender will hear it has every byte and send nothing more, so it is finished here.
@@ -120,24 +108,15 @@ export class TusStore extends FileStore {
           }, done)
         },
       })
-      // FileStore.write's own, with a 1 MiB write buffer: its default 16 KiB made every chunk wait for a
-      // write to finish before the next was read (a 512 MiB PATCH took 4.7 s; the bare stream 1.9 s).
-      const file = createWriteStream(this.storage.stagingPath(record), {
-        flags: 'r+',
-        start: offset,
-        highWaterMark: WRITE_BUFFER,
-      })
-      // Bytes written, not bytes counted: those still in the write buffer are not out of the free count yet.
-      room.track(() => file.bytesWritten)
-      await pipelineAsync(readable, tee, file)
-      written = offset + file.bytesWritten
+      const staging = await this.storage.append(id, offset)
+      // Bytes storage took, not bytes counted: those still in a write buffer are not out of the free count yet.
+      room.track(() => staging.written())
+      await pipelineAsync(readable, tee, staging.sink)
+      written = offset + staging.written()
     } catch (error) {
       // A full disk (someone else's bytes filled it): said as such, and what did arrive is kept for a retry.
       failure = error instanceof Error ? storageError(error) : error
-      written = Math.min(
-        (await this.storage.sizeOf(this.storage.stagingPath(record))) ?? offset,
-        record.totalSize,
-      )
+      written = Math.min((await this.storage.stagedSize(id)) ?? offset, record.totalSize)
     }
     try {
       if (hash && failure === undefined && written === record.totalSize) {
@@ -199,12 +178,8 @@ export class TusStore extends FileStore {
     const hash = new OffThreadHash()
     try {
       if (offset > 0) {
-        const prefix = createReadStream(this.storage.stagingPath(record), {
-          start: 0,
-          end: offset - 1,
-          highWaterMark: READ_CHUNK,
-        })
-        for await (const chunk of prefix) await hash.update(chunk as Buffer)
+        for await (const chunk of this.storage.readStaged(record.id, 0, offset))
+          await hash.update(chunk as Buffer)
       }
       if (hash.size !== offset)
         throw new Error(`only ${hash.size} of the ${offset} bytes received are on disk`)

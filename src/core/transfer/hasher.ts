@@ -1,17 +1,21 @@
+import { createHash } from 'node:crypto'
 import { Worker } from 'node:worker_threads'
 import type { FromWorker, ToWorker } from './hash-worker.js'
 
 /**
  * sha256 on the second core. Ingest would otherwise parse multipart and hash (~1 s per GiB here) on the
  * same thread, one after the other. One worker serves every stream; blocks are moved to it, not copied. It
- * starts with the first stream and stops when none has been open for a while, so an idle server runs no
- * helper thread.
+ * starts with the first block a stream hands it and stops when none has been open for a while, so an idle
+ * server runs no helper thread. A stream that ends within INLINE_MAX never reaches it: hashing a few KiB
+ * here costs less than the round trip, and a server that only ever takes small files never starts it.
  */
 
 /** Bytes one stream may have in flight to the worker before `update` makes its caller wait. */
 const MAX_IN_FLIGHT = 4 * 1024 * 1024
 const BLOCK = 1024 * 1024
 const IDLE_STOP_MS = 10_000
+/** A stream whose whole length is at most this is hashed on this thread when it ends (~0.15 ms at most). */
+const INLINE_MAX = 64 * 1024
 
 interface Stream {
   inFlight: number
@@ -117,7 +121,8 @@ export class OffThreadHash {
 
   constructor() {
     streams.set(this.id, this.stream)
-    shared()
+    // No worker yet: the first block sent starts it (see INLINE_MAX). A worker idling towards its stop stays.
+    clearTimeout(idleTimer)
   }
 
   /** Adds bytes; resolves at once unless too many are still waiting for the worker. */
@@ -139,6 +144,12 @@ export class OffThreadHash {
   /** The hex digest of everything added. */
   digest(): Promise<string> {
     this.check()
+    if (this.size === this.used && this.size <= INLINE_MAX) {
+      // Everything is still in the block: nothing was sent, so the worker knows nothing of this stream.
+      const hex = createHash('sha256').update(this.block.subarray(0, this.used)).digest('hex')
+      this.forget()
+      return Promise.resolve(hex)
+    }
     const done = this.wait<string>((resolve) => (this.stream.digested = resolve))
     this.send('digest')
     return done
@@ -158,7 +169,16 @@ export class OffThreadHash {
   drop(): void {
     if (!streams.delete(this.id)) return
     worker?.postMessage({ id: this.id, done: 'drop' } satisfies ToWorker)
-    if (streams.size === 0) scheduleStop()
+    if (streams.size === 0 && worker) scheduleStop()
+  }
+
+  /** Digested here: its block is given back, and the stream is done. */
+  private forget(): void {
+    if (this.block.length === BLOCK && spare.length < MAX_SPARE) spare.push(this.block.buffer as ArrayBuffer)
+    this.block = new Uint8Array(0)
+    this.used = 0
+    streams.delete(this.id)
+    if (streams.size === 0 && worker) scheduleStop()
   }
 
   private check(): void {

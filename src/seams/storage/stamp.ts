@@ -13,7 +13,17 @@ export interface FileStamp {
   ctimeNs: bigint
 }
 
-export const stampOf = ({ dev, ino, size, mtimeNs, ctimeNs }: BigIntStats): FileStamp => ({ dev, ino, size, mtimeNs, ctimeNs })
+export const stampOf = ({ dev, ino, size, mtimeNs, ctimeNs }: BigIntStats): FileStamp => ({
+  dev,
+  ino,
+  size,
+  mtimeNs,
+  ctimeNs,
+})
 
 export const sameStamp = (a: FileStamp, b: FileStamp): boolean =>
-  a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs
+  a.dev === b.dev &&
+  a.ino === b.ino &&
+  a.size === b.size &&
+  a.mtimeNs === b.mtimeNs &&
+  a.ctimeNs === b.ctimeNs

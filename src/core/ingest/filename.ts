@@ -1,7 +1,7 @@
 import { extname } from 'node:path'
 
 // A stored name is `{uuid}_{safe}`; 255 bytes is the name limit of every common Linux file system. It is the
-// longest name the layout makes from a client's (a transfer's file is `.transfers/{uuid}`, see storage.ts).
+// longest name the layout makes from a client's (a transfer's file is `.transfers/{uuid}`, see seams/storage/local.ts).
 const MAX_NAME_BYTES = 255
 const ID_PREFIX_BYTES = 36 + 1
 const MAX_SAFE_BYTES = MAX_NAME_BYTES - ID_PREFIX_BYTES
@@ -35,7 +35,10 @@ export function safeFilename(original: string): string {
   if (Buffer.byteLength(name) <= MAX_SAFE_BYTES) return name
   const ext = extname(name)
   const keepExt = ext.length > 1 && Buffer.byteLength(ext) <= 32 ? ext : ''
-  return truncateUtf8(name.slice(0, name.length - keepExt.length), MAX_SAFE_BYTES - Buffer.byteLength(keepExt)) + keepExt
+  return (
+    truncateUtf8(name.slice(0, name.length - keepExt.length), MAX_SAFE_BYTES - Buffer.byteLength(keepExt)) +
+    keepExt
+  )
 }
 
 export const storedNameFor = (id: string, filename: string) => `${id}_${safeFilename(filename)}`

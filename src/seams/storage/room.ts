@@ -1,4 +1,4 @@
-import { bodyError } from '../errors.js'
+import { bodyError } from '../../errors.js'
 
 /**
  * No room for this file: said before its bytes are read when what it needs is known (`needed` more bytes,

@@ -1,0 +1,381 @@
+import busboy from 'busboy'
+import type { IncomingMessage } from 'node:http'
+import { Transform, type Readable, type TransformCallback } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { bodyError } from '../../errors.js'
+import { bytesReceived } from '../../metrics.js'
+import type { Arrival, Storage } from '../../seams/storage/index.js'
+import { noRoom, type Hold } from '../../seams/storage/room.js'
+import { roomFor } from '../machine.js'
+import { OffThreadHash } from '../transfer/hasher.js'
+import { IncomingFile, RequestEnded, type StagedFile } from './incoming.js'
+
+export { IncomingFile, RequestEnded, type StagedFile }
+
+/** Big buffers move a multipart body through busboy to disk in fewer, larger syscalls. */
+const STREAM_HWM = 1024 * 1024
+/** Text fields of one request together (GraphQL's `operations` and `map` included). */
+export const MAX_FIELD_BYTES = 1024 * 1024
+const MAX_FIELDS = 100
+const MAX_FILES = 20
+
+/** Where a request's files go, and how much of them one request may bring. */
+export interface IngestOptions {
+  /** Each file part taken is staged here as it arrives (Storage.receive). */
+  storage: Storage
+  /** Bytes of files in one request, all of its parts together; one byte more fails it with 413 at once. */
+  maxRequestFileBytes: number
+}
+
+export interface MultipartHandlers {
+  /** A text field; throw a ServiceError to refuse the request. */
+  onField?(name: string, value: string): void
+  /**
+   * A file part begins: the IncomingFile it is to be streamed into, or undefined to discard it unread (its
+   * bytes still count against the request's limit). Throw a ServiceError to refuse the request.
+   */
+  fileFor(field: string): IncomingFile | undefined
+}
+
+export interface MultipartSession {
+  /** Settles when the whole body has arrived and every file taken is on disk, or with what stopped it. */
+  done: Promise<void>
+  /** Names of every part seen, in order, for messages ("the parts that came were …"). */
+  parts: string[]
+  /** Stops reading (the request was answered before its body arrived); a finished session is left alone. */
+  abort(): void
+  /** Removes every staged file nobody moved. Safe to call more than once. */
+  dispose(): Promise<void>
+}
+
+/** Counts bytes on their way to disk and hashes them on the second core (see hasher.ts). */
+class Digest extends Transform {
+  readonly hash = new OffThreadHash()
+  size = 0
+  constructor(
+    private readonly count: (n: number) => void,
+    private readonly file: IncomingFile,
+  ) {
+    super({ highWaterMark: STREAM_HWM })
+  }
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.size += chunk.length
+    this.file.received = this.size
+    try {
+      this.count(chunk.length)
+    } catch (error) {
+      return callback(error as Error)
+    }
+    // Waits only when the worker is 4 MiB behind: memory stays flat, the parse goes on meanwhile.
+    this.hash.update(chunk).then(() => callback(null, chunk), callback)
+  }
+}
+
+/**
+ * Browsers and fetch (WHATWG multipart/form-data) send `"`, CR and LF in a filename as %22, %0D and %0A;
+ * busboy leaves them so. Undo exactly those, so the name shown is the name the user's file had.
+ */
+const ESCAPES: Record<string, string> = { '%22': '"', '%0d': '\r', '%0a': '\n' }
+const unescapeFilename = (name: string) =>
+  name.replace(/%22|%0D|%0A/gi, (escape) => ESCAPES[escape.toLowerCase()] ?? escape)
+
+/** Whether a Content-Type is multipart/form-data: the one test every transport uses. */
+export const isMultipart = (contentType: string | null | undefined) =>
+  /^multipart\/form-data\b/i.test(contentType ?? '')
+
+/** A full disk is no client's fault, but the client should hear it plainly, and may retry later. */
+export function storageError(error: Error): Error {
+  const code = (error as NodeJS.ErrnoException).code
+  return code === 'ENOSPC' || code === 'EDQUOT' ? noRoom() : error
+}
+
+/**
+ * Streams a multipart/form-data request as it arrives: each file part the handlers take goes straight into
+ * storage's staging (hashed on the way, never held in memory), others are read and dropped, text fields go to
+ * `onField`. The whole request is bounded: its files together by `maxRequestFileBytes`, its text fields
+ * together by 1 MiB, at most 20 files and 100 fields. On any failure (a client that goes away, a limit
+ * crossed, a malformed body, a handler that refuses) it stops reading, removes what it staged and rejects
+ * `done`; every IncomingFile it was given rejects with the same error. Nothing is left behind.
+ */
+export function receiveMultipart(
+  req: IncomingMessage,
+  options: IngestOptions,
+  handlers: MultipartHandlers,
+): MultipartSession {
+  const intake = new Intake(req, options, handlers)
+  if (!isMultipart(req.headers['content-type'])) {
+    const done = Promise.reject(
+      bodyError(
+        'BAD_USER_INPUT',
+        'Expected a multipart/form-data body: send the file with curl -F "file=@path/to/file"',
+      ),
+    )
+    done.catch(() => undefined)
+    return { done, parts: intake.parts, abort: () => undefined, dispose: () => intake.dispose() }
+  }
+  const done = intake.receive()
+  done.catch(() => undefined)
+  return { done, parts: intake.parts, abort: () => intake.abort(), dispose: () => intake.dispose() }
+}
+
+/** A file part being staged, or staged: whoever keeps it takes it over; anything else goes when the request ends. */
+interface Staging {
+  arrival?: Arrival
+  kept: boolean
+  /** The room promised for its second copy, once it has arrived. */
+  room?: Hold
+}
+
+/** One multipart request on its way into storage: its room, its parser, its files and its failure. */
+class Intake {
+  readonly parts: string[] = []
+  private readonly staging = new Set<Staging>()
+  /** The room promised to the whole request; its files' second copies are split off it. */
+  private room: Hold | undefined
+  /** What stopped the request before the parser ran (it is failed with it as soon as it does). */
+  private stopped: Error | undefined
+  private failed: Error | undefined
+  private settled = false
+  private parser: busboy.Busboy | undefined
+  private readonly given: IncomingFile[] = []
+  private readonly fileWrites: Promise<void>[] = []
+  /** Hands each file to its taker once the whole request has arrived. */
+  private readonly handOver: (() => void)[] = []
+  /** Bytes of this request that reached storage, which leave its room's promise as they do. */
+  private landed = 0
+  /** Files being written now: their bytes in storage so far count as landed too. */
+  private readonly writing = new Set<Arrival>()
+  private fileBytes = 0
+  private fieldBytes = 0
+  private reject: (error: Error) => void = () => undefined
+
+  constructor(
+    private readonly req: IncomingMessage,
+    private readonly options: IngestOptions,
+    private readonly handlers: MultipartHandlers,
+  ) {}
+
+  /** Settles when the whole body has arrived and every file taken is staged, or with what stopped it. */
+  receive(): Promise<void> {
+    const { req } = this
+    // Listened for from the first moment, not once room is granted: a client that hangs up (or a caller that
+    // answers) while the grant is being measured must still end the request and give its room back.
+    req.once('close', () => {
+      if (!req.complete)
+        this.stop(new RequestEnded('The client closed the connection before the body arrived'))
+    })
+    req.on('error', (error: Error) => this.stop(error))
+    const received = this.grantRoom().then(
+      (hold) =>
+        new Promise<void>((resolve, reject) => {
+          this.room = hold
+          this.reject = reject
+          if (this.stopped !== undefined || req.destroyed)
+            return reject(
+              this.stopped ?? new RequestEnded('The client closed the connection before the body arrived'),
+            )
+          this.parse(hold, resolve)
+        }),
+    )
+    // What the request promised beyond its files' second copies (its own overhead) is anyone's once it ends.
+    return received.finally(() => this.room?.release())
+  }
+
+  abort(): void {
+    if (!this.settled) this.stop(new RequestEnded('The request was answered before its body arrived'))
+  }
+
+  /** Removes every staged file nobody kept, and lets their room go. Safe to call more than once. */
+  async dispose(): Promise<void> {
+    const unkept = [...this.staging].filter((staging) => !staging.kept)
+    this.staging.clear()
+    for (const staging of unkept) staging.room?.release()
+    await Promise.all(unkept.map((staging) => staging.arrival?.discard()))
+  }
+
+  /**
+   * A body whose declared length cannot fit twice (staging, then the transfer's copy; see room.ts) is refused
+   * before a byte of it is read; one that can is promised that room, so no other request counts the same free
+   * bytes meanwhile. (A chunked body is granted its room file by file, as each has arrived.)
+   */
+  private grantRoom(): Promise<Hold> {
+    const { room } = this.options.storage
+    const declared = Number(this.req.headers['content-length'] ?? NaN)
+    return Number.isSafeInteger(declared) ? room.grant(roomFor(declared)) : Promise.resolve(room.hold(0))
+  }
+
+  private stop(error: Error): void {
+    if (this.parser) this.fail(error)
+    else this.stopped ??= error
+  }
+
+  /** Runs the body through busboy; `resolve` once it has all arrived and every file taken is staged. */
+  private parse(hold: Hold, resolve: () => void): void {
+    const { req, options } = this
+    let parser: busboy.Busboy
+    try {
+      parser = busboy({
+        headers: req.headers,
+        // Keep the name as sent, for display; safeFilename() alone decides what reaches storage.
+        preservePath: true,
+        // Browsers and curl send UTF-8 names as raw bytes; busboy would read them as latin1.
+        defParamCharset: 'utf8',
+        highWaterMark: STREAM_HWM,
+        fileHwm: STREAM_HWM,
+        limits: {
+          fileSize: options.maxRequestFileBytes,
+          fieldSize: MAX_FIELD_BYTES,
+          fields: MAX_FIELDS,
+          files: MAX_FILES,
+          parts: MAX_FIELDS + MAX_FILES,
+        },
+      })
+    } catch (error) {
+      return this.reject(bodyError('BAD_USER_INPUT', `Malformed multipart body: ${(error as Error).message}`))
+    }
+    this.parser = parser
+    hold.track(() => {
+      let sum = this.landed
+      for (const arrival of this.writing) sum += arrival.written()
+      return sum
+    })
+    parser.on('file', (field, stream, info) => this.onFile(field, stream, info))
+    parser.on('field', (name, value, info) => this.onField(name, value, info.valueTruncated))
+    parser.on('filesLimit', () =>
+      this.fail(bodyError('BAD_USER_INPUT', `Too many files in one request (at most ${MAX_FILES})`)),
+    )
+    parser.on('fieldsLimit', () =>
+      this.fail(bodyError('BAD_USER_INPUT', `Too many fields in one request (at most ${MAX_FIELDS})`)),
+    )
+    parser.on('partsLimit', () => this.fail(bodyError('BAD_USER_INPUT', 'Too many parts in one request')))
+    // `on`, not `once`: busboy can emit more than one error for one bad body, and an unheard one ends the process.
+    parser.on('error', (error: Error) =>
+      this.fail(bodyError('BAD_USER_INPUT', `Malformed multipart body: ${error.message}`)),
+    )
+    parser.once('close', () => {
+      void Promise.all(this.fileWrites).then(() => {
+        if (this.failed) return
+        this.settled = true
+        for (const give of this.handOver) give()
+        resolve()
+      })
+    })
+    req.pipe(parser)
+  }
+
+  private tooLarge() {
+    return bodyError(
+      'PAYLOAD_TOO_LARGE',
+      `The files in this request add up to more than the limit of ${this.options.maxRequestFileBytes} bytes`,
+    )
+  }
+
+  private countFileBytes(n: number): void {
+    this.fileBytes += n
+    if (this.fileBytes > this.options.maxRequestFileBytes) throw this.tooLarge()
+  }
+
+  private fail(error: Error): void {
+    if (this.failed) return
+    this.failed = error
+    // Stop reading but leave the socket open: the caller may still answer (413, 422) before closing it.
+    if (this.parser) this.req.unpipe(this.parser)
+    for (const { arrival } of this.staging) arrival?.sink.destroy()
+    for (const file of this.given) file.reject(error)
+    void Promise.allSettled(this.fileWrites)
+      .then(() => this.dispose())
+      .finally(() => this.reject(error))
+  }
+
+  private attempt(step: () => void): void {
+    try {
+      step()
+    } catch (error) {
+      this.fail(error as Error)
+    }
+  }
+
+  private onField(name: string, value: string, truncated: boolean): void {
+    this.parts.push(name)
+    if (this.failed) return
+    this.fieldBytes += Buffer.byteLength(value)
+    if (truncated || this.fieldBytes > MAX_FIELD_BYTES)
+      return this.fail(
+        bodyError(
+          'BAD_USER_INPUT',
+          `Text fields too large: this request's add up to more than ${MAX_FIELD_BYTES} bytes`,
+        ),
+      )
+    this.attempt(() => this.handlers.onField?.(name, value))
+  }
+
+  /** A file part begins: staged if the handlers take it, else read and dropped (but counted). */
+  private onFile(field: string, stream: Readable, info: busboy.FileInfo): void {
+    // busboy destroys a part's stream with an error when the body is cut off inside it; the parser's own
+    // 'error' says so too. Without a listener from the first moment, that error would end the process.
+    stream.on('error', () => undefined)
+    this.parts.push(field)
+    if (this.failed) return void stream.resume()
+    let file: IncomingFile | undefined
+    try {
+      file = this.handlers.fileFor(field)
+    } catch (error) {
+      this.fail(error as Error)
+    }
+    stream.once('limit', () => this.fail(this.tooLarge()))
+    if (this.failed || !file) {
+      // Not stored, never held: read and dropped, but counted, so it cannot be a way around the limit.
+      stream.on('data', (chunk: Buffer) => this.attempt(() => this.countFileBytes(chunk.length)))
+      return void stream.resume()
+    }
+    file.filename = unescapeFilename(info.filename ?? '')
+    file.mimeType = info.mimeType
+    const taken = file
+    taken.abort = (reason) => this.fail(reason)
+    this.given.push(taken)
+    taken.begin()
+    this.fileWrites.push(
+      this.stageFile(taken, stream).catch((error: Error) => {
+        stream.resume()
+        this.fail(storageError(error))
+      }),
+    )
+  }
+
+  /** Streams one file part into storage, hashing it; once whole, its second copy's room is promised. */
+  private async stageFile(taken: IncomingFile, stream: Readable): Promise<void> {
+    const digest = new Digest((n) => this.countFileBytes(n), taken)
+    const staging: Staging = { kept: false }
+    this.staging.add(staging)
+    try {
+      const arrival = (staging.arrival = await this.options.storage.receive(taken.id))
+      if (this.failed) throw this.failed
+      this.writing.add(arrival)
+      await pipeline(stream, digest, arrival.sink).finally(() => {
+        this.landed += arrival.written()
+        this.writing.delete(arrival)
+      })
+      if (this.failed) return digest.hash.drop()
+      const sha256 = await digest.hash.digest()
+      // Staged; its second copy needs as much again, out of the request's promise.
+      staging.room = await this.options.storage.room.grant(roomFor(digest.size, digest.size), this.room)
+      if (this.failed) throw this.failed
+      bytesReceived.inc(digest.size)
+      const file: StagedFile = {
+        filename: taken.filename,
+        mimeType: taken.mimeType,
+        size: digest.size,
+        sha256,
+        room: staging.room,
+        async keep() {
+          await arrival.keep()
+          staging.kept = true
+        },
+      }
+      this.handOver.push(() => taken.resolve(file))
+    } catch (error) {
+      digest.hash.drop()
+      throw error
+    }
+  }
+}

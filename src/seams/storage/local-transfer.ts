@@ -1,0 +1,202 @@
+import { createHash } from 'node:crypto'
+import { mkdir, open, stat, type FileHandle } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import { writeAll } from '../../durable-fs.js'
+import { InternalFault } from '../../errors.js'
+import { TargetChangedError, type TransferMark, type TransferSink, type Verified } from './index.js'
+import { sameStamp, stampOf, type FileStamp } from './stamp.js'
+
+/** A file's mark: the stamp it had as a run left it (or as it was verified). */
+export interface LocalMark extends TransferMark {
+  readonly kind: 'local'
+  readonly stamp: FileStamp
+}
+
+export const localMark = (stamp: FileStamp): LocalMark => ({ kind: 'local', stamp })
+
+/** The stamp inside a mark, if the mark is a file's. */
+export const stampIn = (mark: TransferMark | undefined): FileStamp | undefined =>
+  mark?.kind === 'local' ? (mark as LocalMark).stamp : undefined
+
+/**
+ * Unallocated room a whole file may show without being suspected of a hole: a file system allocates in
+ * blocks (or pages), and may keep a small tail inline. A cut that leaves a hole smaller than this goes
+ * unseen by the hole check (see end).
+ */
+const HOLE_SLACK = 64 * 1024
+
+/**
+ * Dirty bytes are flushed in the background every this many, one flush at a time, so the flush that must
+ * finish before completion is small and completion lands on time.
+ */
+const FLUSH_EVERY = 8 * 1024 * 1024
+
+/** Reads and compares this much at a time when verifying files. */
+const VERIFY_CHUNK = 1024 * 1024
+
+const isMissing = (error: unknown) => (error as NodeJS.ErrnoException).code === 'ENOENT'
+
+/**
+ * A transfer's file, written in place at explicit positions (so a resumed copy never depends on a cursor).
+ * Every byte is acknowledged as its write returns: a file has no parts.
+ */
+export class FileSink implements TransferSink {
+  readonly partSize = 0
+  private position: number
+  private flushed: number
+  private flushing: Promise<void> | undefined
+  private closed = false
+
+  private constructor(
+    private readonly path: string,
+    private readonly handle: FileHandle,
+    private readonly start: number,
+    private readonly total: number,
+  ) {
+    this.position = this.flushed = start
+  }
+
+  /** Opens the file to go on at `offset`, only if it is exactly as `mark` says it was left (see checkResumed). */
+  static async open(
+    path: string,
+    total: number,
+    offset: number,
+    mark: TransferMark | undefined,
+  ): Promise<FileSink> {
+    // Someone may have removed the folder it goes in while we ran; recreating it costs one syscall.
+    if (offset === 0) await mkdir(dirname(path), { recursive: true })
+    // Read and write: 'r+' keeps the bytes already there, 'w+' starts empty; 'a' would ignore positions on Linux.
+    const handle = await open(path, offset > 0 ? 'r+' : 'w+')
+    try {
+      if (offset > 0) await checkResumed(handle, offset, stampIn(mark))
+    } catch (error) {
+      await handle.close()
+      throw error
+    }
+    return new FileSink(path, handle, offset, total)
+  }
+
+  async write(chunk: Buffer, position: number, guard: () => void): Promise<void> {
+    // Before every write (one fstat a chunk: one per MiB unlimited), the file must hold exactly what the run
+    // wrote. Checked after a write, a file cut short behind the run would already have been grown back by
+    // that write, with a hole of zeros where its bytes were; and writing on into a file nobody can reach
+    // would only say so at the final rename.
+    const { nlink, size } = await this.handle.stat()
+    if (nlink === 0)
+      throw new InternalFault('The file being stored was removed from storage while it was written', {
+        path: this.path,
+      })
+    if (size !== position)
+      throw new TargetChangedError(`the file being written was changed to ${size} bytes at byte ${position}`)
+    // Last before the write, with no wait between them: a process frozen past its deadline writes nothing.
+    guard()
+    await writeAll(this.handle, chunk, position)
+    this.position = position + chunk.length
+    if (this.position - this.flushed >= FLUSH_EVERY && !this.flushing) {
+      this.flushed = this.position
+      this.flushing = this.handle.datasync().finally(() => (this.flushing = undefined))
+    }
+  }
+
+  acknowledged(): number {
+    return this.position
+  }
+
+  async end(whole: boolean): Promise<{ acknowledged: number; mark?: TransferMark }> {
+    await this.flushing
+    // A completed file must be on disk before it is renamed into place and reported complete.
+    if (whole) await this.handle.datasync()
+    const left = await this.handle.stat({ bigint: true })
+    // The hash covers the first `total` bytes; a file grown past them behind the run holds more than that.
+    if (whole && left.size !== BigInt(this.total))
+      throw new TargetChangedError(`the file written holds ${left.size} bytes, not ${this.total}`)
+    // A cut in the instant between a check and its write leaves a hole the check cannot see: a whole file
+    // with far fewer bytes allocated than it holds has one. (A run that wrote nothing goes on from bytes
+    // verified by reading them, so a file system that stores less than it holds, compressed, is not
+    // suspected forever: one recheck, and they verify.)
+    if (whole && this.position > this.start && left.blocks * 512n + BigInt(HOLE_SLACK) < left.size)
+      throw new TargetChangedError(
+        `the file written has only ${left.blocks * 512n} of its ${left.size} bytes on disk: a hole`,
+      )
+    await this.close()
+    // Taken again once closed (a network file system may set its times as the close flushes), and only of
+    // the same file, still as long: that is how the next run must find it.
+    const after = await stat(this.path, { bigint: true }).catch(() => undefined)
+    const mark =
+      after && after.ino === left.ino && after.size === left.size ? localMark(stampOf(after)) : undefined
+    return { acknowledged: this.position, mark }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.flushing?.catch(() => undefined)
+    await this.handle.close().catch(() => undefined)
+  }
+}
+
+/**
+ * A resumed run goes on only in the file the bytes before its offset were verified in, as they were left:
+ * a file cut shorter is never padded out with zeros, and one written to or replaced is not trusted. Bytes
+ * past the offset (a torn tail that did not verify) are cut off, so the file never holds any not hashed.
+ */
+async function checkResumed(
+  target: FileHandle,
+  offset: number,
+  expected: FileStamp | undefined,
+): Promise<void> {
+  const found = await target.stat({ bigint: true })
+  if (found.size < BigInt(offset))
+    throw new TargetChangedError(
+      `the file being written holds ${found.size} bytes, fewer than the ${offset} already written`,
+    )
+  if (!expected || !sameStamp(stampOf(found), expected))
+    throw new TargetChangedError(
+      `the file being written was changed since its first ${offset} bytes were verified`,
+    )
+  if (found.size > BigInt(offset)) await target.truncate(offset)
+}
+
+/**
+ * The longest prefix of `transfer` that equals `staged` byte for byte (a torn tail after a power cut, or
+ * bytes changed behind our back, do not, so the transfer rewrites them), with the sha256 of that prefix and
+ * the file's stamp as it was read.
+ */
+export async function verifiedPrefix(transfer: string, staged: string): Promise<Verified> {
+  const hash = createHash('sha256')
+  let target
+  try {
+    target = await open(transfer, 'r')
+  } catch (error) {
+    if (isMissing(error)) return { offset: 0, hash }
+    throw error
+  }
+  try {
+    const source = await open(staged, 'r')
+    try {
+      const mark = localMark(stampOf(await target.stat({ bigint: true })))
+      const a = Buffer.allocUnsafe(VERIFY_CHUNK)
+      const b = Buffer.allocUnsafe(VERIFY_CHUNK)
+      let offset = 0
+      for (;;) {
+        const [{ bytesRead: got }, { bytesRead: want }] = await Promise.all([
+          target.read(a, 0, VERIFY_CHUNK, offset),
+          source.read(b, 0, VERIFY_CHUNK, offset),
+        ])
+        const n = Math.min(got, want)
+        let same = n
+        if (!a.subarray(0, n).equals(b.subarray(0, n))) {
+          same = 0
+          while (a[same] === b[same]) same++
+        }
+        hash.update(a.subarray(0, same))
+        offset += same
+        if (same < VERIFY_CHUNK) return { offset, hash, mark }
+      }
+    } finally {
+      await source.close()
+    }
+  } finally {
+    await target.close()
+  }
+}
