@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parseEnv } from 'node:util'
+import { AUTH_SETTINGS, AuthSettingError, readAuthConfig, type JwtAuth } from './auth/config.js'
 import { HOOK_DEFAULTS, HOOK_EVENTS, isHookEvent, type HooksConfig } from './hooks/config.js'
 import { isLogLevel, LOG_FORMATS, type LogFormat, type LogLevel } from './log.js'
 import { isIpAddress, normaliseIp } from './app/public-url.js'
@@ -31,6 +32,7 @@ export const SETTINGS = [
   'RESUMABLE_EXPIRY',
   'PUBLIC_URL',
   'TRUST_PROXY',
+  ...AUTH_SETTINGS,
   'S3_BUCKET',
   'S3_ENDPOINT',
   'S3_REGION',
@@ -95,6 +97,8 @@ export interface Config {
   publicUrl: string | undefined
   /** Addresses of proxies whose Forwarded / X-Forwarded-* headers are believed. Default none. */
   trustProxy: string[]
+  /** Per-user bearer JWTs (AUTH_*), or undefined: then nothing changes (open, or API_TOKEN alone). */
+  auth: JwtAuth | undefined
   /**
    * Where files are kept: `local` (the default) in `uploadDir`; `s3` (S3_BUCKET set) in a bucket every
    * instance reaches, each instance's own folder then holding no upload's bytes.
@@ -350,6 +354,15 @@ function hooks(env: Env): HooksConfig | undefined {
   }
 }
 
+function auth(env: Env): JwtAuth | undefined {
+  try {
+    return readAuthConfig(env)
+  } catch (error) {
+    if (error instanceof AuthSettingError) throw new ConfigError(error.message)
+    throw error
+  }
+}
+
 function yesNo(env: Env, name: Setting): boolean {
   const value = env[name]?.trim().toLowerCase() ?? ''
   if (value === '' || value === 'false' || value === '0') return false
@@ -439,6 +452,7 @@ export function loadConfig(env: Env = readEnv()): Config {
     resumableExpiryMs: duration(env, 'RESUMABLE_EXPIRY', 24 * 3_600_000),
     publicUrl: publicUrl(env),
     trustProxy: trustProxy(env),
+    auth: auth(env),
     storage: storage(env),
     hooks: hooks(env),
   }

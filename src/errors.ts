@@ -12,10 +12,15 @@ export const errorCatalogue = {
   INVALID_STATE: 400,
   BAD_USER_INPUT: 422,
   PAYLOAD_TOO_LARGE: 413,
-  /** API_TOKEN is set, and the request does not carry it (nor a valid download signature). */
+  /** No credential, or one that does not hold (a bad, expired or foreign token): see src/auth/verify.ts. */
   UNAUTHENTICATED: 401,
-  /** A browser page on another origin, or a Host this service does not answer to (see app/origin.ts). */
+  /**
+   * A browser page on another origin, or a Host this service does not answer to (see app/origin.ts); or a token
+   * without the scope a call needs (never for another user's upload: that one is NOT_FOUND).
+   */
   FORBIDDEN: 403,
+  /** One upload more than the caller's quota of uploads running at once (src/auth/quotas.ts). */
+  TOO_MANY_UPLOADS: 429,
   /** The storage folder is full: the client did nothing wrong, but should know it may retry later. */
   INSUFFICIENT_STORAGE: 507,
   /** The server cannot do it now (its state store is unreachable or failing, or it is shutting down): retry. */

@@ -5,7 +5,10 @@ import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ConfigError, type Config } from '../config.js'
-import type { Context } from '../graphql/context.js'
+import { grantFor, signLink } from '../auth/links.js'
+import { createAuthenticator, type Authenticator } from '../auth/verify.js'
+import { OwnedService } from '../core/owned.js'
+import type { ContextFor } from '../graphql/context.js'
 import { stopHashWorker } from '../core/transfer/hasher.js'
 import type { IngestOptions } from '../core/ingest/ingest.js'
 import { UploadService } from '../core/service.js'
@@ -107,19 +110,19 @@ export async function startApp(config: Config): Promise<App> {
 }
 
 /** Everything that answers GraphQL and REST, loaded once, after the port opens (see assemble). */
-async function loadApi(context: Context, limits: IngestOptions, apiToken: string | undefined) {
+async function loadApi(contextFor: ContextFor, limits: IngestOptions, authenticator: Authenticator) {
   const [{ schema }, { createGraphQL }, { createGraphQLHandler }, { createRestHandler }] = await Promise.all([
     import('../graphql/schema.js'),
     import('../graphql/yoga.js'),
     import('../graphql/direct.js'),
     import('../rest/handler.js'),
   ])
-  const yoga = createGraphQL(context, limits)
+  const yoga = createGraphQL(contextFor, limits)
   return {
     // Plain queries are answered by the executor REST shares, the rest by yoga (see direct.ts).
-    yoga: createGraphQLHandler(yoga, schema, context),
-    ws: lazySockets(() => import('../graphql/ws.js').then((m) => m.createGraphQLWs(yoga, apiToken))),
-    rest: createRestHandler(schema, context, limits),
+    yoga: createGraphQLHandler(yoga, schema, contextFor),
+    ws: lazySockets(() => import('../graphql/ws.js').then((m) => m.createGraphQLWs(yoga, authenticator))),
+    rest: createRestHandler(schema, contextFor, limits),
   }
 }
 
@@ -146,6 +149,12 @@ function lazySockets(load: () => Promise<Sockets>) {
 type Sockets = ReturnType<typeof import('../graphql/ws.js').createGraphQLWs>
 type LoadedApi = Awaited<ReturnType<typeof loadApi>>
 
+/** A request's declared body length, if it declares one. */
+function bodyLengthOf(req: IncomingMessage | undefined): number | undefined {
+  const length = Number(req?.headers['content-length'] ?? NaN)
+  return Number.isSafeInteger(length) && length >= 0 ? length : undefined
+}
+
 /** The service over the state, the http server over the service, and the app that starts and stops them. */
 function assemble(config: Config, seams: Seams, orphans: readonly Leftover[]): App {
   const { storage } = seams
@@ -171,23 +180,31 @@ function assemble(config: Config, seams: Seams, orphans: readonly Leftover[]): A
     maxRequestFileBytes: config.maxUploadSize,
     approveFirst: wants(config.hooks, 'pre-create'),
   }
-  const context: Context = {
-    service,
-    ...(hooks ? { hooks: { outbox: seams.outbox, kick: () => hooks.deliverer.kick() } } : {}),
-    downloadUrl: (id, req) =>
-      publicLink(
-        config,
-        config.apiToken === undefined
-          ? `/api/files/${encodeURIComponent(id)}/download`
-          : signedDownloadPath(id, config.apiToken),
-        req,
-      ),
+  // The one door: API_TOKEN is the operator, AUTH_* users are who their tokens say; neither, everyone is the operator.
+  const authenticator = createAuthenticator({ auth: config.auth, apiToken: config.apiToken })
+  const linkKey = config.auth?.linkKey
+  // A plain link (a browser's download, curl -O) carries no header: where a token is needed, the link is signed.
+  const downloadPath = (upload: { id: string; owner?: string | null }) => {
+    if (linkKey !== undefined) {
+      const link = signLink(grantFor(upload.id, upload.owner ?? null), linkKey)
+      return `/api/files/${encodeURIComponent(upload.id)}/download?link=${link}`
+    }
+    return config.apiToken === undefined
+      ? `/api/files/${encodeURIComponent(upload.id)}/download`
+      : signedDownloadPath(upload.id, config.apiToken)
   }
+  const contextFor: ContextFor = (principal, req, bodyLength) => ({
+    service: new OwnedService(service, principal, bodyLength ?? bodyLengthOf(req)),
+    principal,
+    req,
+    downloadUrl: (upload, linkReq) => publicLink(config, downloadPath(upload), linkReq),
+    ...(hooks ? { hooks: { outbox: seams.outbox, kick: () => hooks.deliverer.kick() } } : {}),
+  })
   // GraphQL (yoga, graphql-ws) and the REST shim are most of what the process loads: they load right after
   // the port opens, so /readyz answers at once; a request that comes first waits for them.
   let loaded: LoadedApi | undefined
   let loading: Promise<LoadedApi> | undefined
-  const load = () => (loading ??= loadApi(context, limits, config.apiToken).then((api) => (loaded = api)))
+  const load = () => (loading ??= loadApi(contextFor, limits, authenticator).then((api) => (loaded = api)))
   const inFlight = new Set<ServerResponse>()
   const router = createRouter({
     policy: {
@@ -197,6 +214,8 @@ function assemble(config: Config, seams: Seams, orphans: readonly Leftover[]): A
     },
     corsOrigins: config.corsOrigins,
     apiToken: config.apiToken,
+    authenticator,
+    linkKey,
     notReady: async () => (await service.notReady()) ?? (await seams.unhealthy()),
     api: { loaded: () => loaded, load },
     tus: async () =>

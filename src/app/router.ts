@@ -2,7 +2,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { HOOK_FILE_PATH } from '../hooks/file-link.js'
 import { TUS_PATH } from '../tus/path.js'
-import { bearerToken, downloadSignatureValid, tokenMatches } from './access.js'
+import { readLink } from '../auth/links.js'
+import { linkBearer, setPrincipal, type Principal } from '../auth/principal.js'
+import type { Authenticator } from '../auth/verify.js'
+import { ServiceError } from '../errors.js'
+import { downloadSignatureValid } from './access.js'
 import {
   methodNotAllowed,
   notFound,
@@ -32,8 +36,15 @@ export interface Routes {
   policy: OriginPolicy
   /** CORS_ORIGINS. */
   corsOrigins: readonly string[]
-  /** API_TOKEN: when set, every route but the probes and the pages needs it. */
+  /** API_TOKEN: its signed download links (see access.ts) open a download without a header. */
   apiToken: string | undefined
+  /**
+   * The one door (auth/verify.ts): with API_TOKEN or AUTH_* set, every route but the probes and the pages
+   * needs a bearer token, and who it is from rides with the request (auth/principal.ts's principalOf).
+   */
+  authenticator: Authenticator
+  /** AUTH_LINK_SECRET's key: download links bound to their upload's owner (auth/links.ts); with AUTH_* only. */
+  linkKey: Uint8Array | undefined
   /** Why the server cannot serve now (/readyz), or undefined. */
   notReady(): Promise<string | undefined>
   /** GraphQL and REST: loaded once, then at hand (a request that comes first waits for them). */
@@ -55,14 +66,14 @@ const isProbe = (pathname: string) => pathname === '/healthz' || pathname === '/
 
 const isRead = (req: IncomingMessage) => req.method === 'GET' || req.method === 'HEAD'
 
-/** A GET or HEAD of a download link that carries a valid signature instead of a bearer header. */
-function isSignedDownload(req: IncomingMessage, url: URL, token: string): boolean {
+/** The upload id of a GET or HEAD of /api/files/{id}/download, if that is what `req` is. */
+function downloadOf(req: IncomingMessage, url: URL): string | undefined {
   const id = /^\/api\/files\/([^/]+)\/download$/.exec(url.pathname)?.[1]
-  if (id === undefined || !isRead(req)) return false
+  if (id === undefined || !isRead(req)) return undefined
   try {
-    return downloadSignatureValid(decodeURIComponent(id), url.searchParams, token)
+    return decodeURIComponent(id)
   } catch {
-    return false // a malformed escape in the id
+    return undefined // a malformed escape in the id
   }
 }
 
@@ -127,14 +138,50 @@ export function createRouter(routes: Routes) {
     )
   }
 
-  /** Whether the request lacks the token a route behind it needs (and has been refused for it). */
-  function refusedToken(req: IncomingMessage, res: ServerResponse, url: URL, guarded: boolean): boolean {
-    const token = routes.apiToken
-    if (!guarded || token === undefined || tokenMatches(bearerToken(req.headers.authorization), token))
-      return false
-    if (isSignedDownload(req, url, token)) return false
-    refuse(req, res, 'UNAUTHENTICATED', url.pathname === '/graphql')
-    return true
+  /**
+   * Who sent the request, by its signed download link or its bearer token; undefined once it has been
+   * refused (401 with what is wrong with the token, 503 when the keys that check it cannot be fetched).
+   */
+  async function principal(
+    req: IncomingMessage,
+    res: ServerResponse,
+    url: URL,
+  ): Promise<Principal | undefined> {
+    const download = downloadOf(req, url)
+    if (download !== undefined && routes.linkKey !== undefined && url.searchParams.has('link')) {
+      const grant = readLink(url.searchParams.get('link'), routes.linkKey)
+      if (grant !== undefined && grant.id === download) return linkBearer(grant)
+    }
+    if (download !== undefined && routes.apiToken !== undefined) {
+      if (downloadSignatureValid(download, url.searchParams, routes.apiToken))
+        return routes.authenticator.authenticate(`Bearer ${routes.apiToken}`)
+    }
+    try {
+      return await routes.authenticator.authenticate(req.headers.authorization)
+    } catch (error) {
+      if (!(error instanceof ServiceError)) throw error
+      const graphql = url.pathname === '/graphql'
+      if (error.code !== 'UNAUTHENTICATED') sendCoded(req, res, error.code, error.message)
+      // API_TOKEN alone says what it always said; with AUTH_* the answer names what is wrong with the token.
+      else refuse(req, res, 'UNAUTHENTICATED', graphql, routes.linkKey ? error.message : undefined)
+      return undefined
+    }
+  }
+
+  /** Routes behind the door: served once the caller is known, as that caller. */
+  function serveGuarded(req: IncomingMessage, res: ServerResponse, url: URL, serve: () => void): void {
+    if (!routes.authenticator.required) return serve()
+    principal(req, res, url).then(
+      (found) => {
+        if (found === undefined) return
+        setPrincipal(req, found)
+        // Metrics count everyone's uploads: an admin's to read.
+        if (url.pathname === '/metrics' && !found.scopes.admin)
+          return refuse(req, res, 'FORBIDDEN', false, 'This token lacks the uploads:admin scope')
+        serve()
+      },
+      (error: unknown) => sendInternalError(req, res, { event: 'auth.error', error }),
+    )
   }
 
   function route(req: IncomingMessage, res: ServerResponse, url: URL): void {
@@ -158,11 +205,12 @@ export function createRouter(routes: Routes) {
       return void routes
         .hookFile(req, res, url)
         .catch((error: unknown) => sendInternalError(req, res, { event: 'hook_file.error', error }))
-    if (refusedToken(req, res, url, guarded)) return
-    if (isTus) return serveTus(req, res, url)
-    if (pathname === '/metrics') return serveMetrics(req, res)
-    if (isApi || isGraphQL) return serveApi(req, res, url, isGraphQL)
-    notFound(req, res)
+    if (!guarded) return isGraphQL ? serveApi(req, res, url, true) : notFound(req, res)
+    serveGuarded(req, res, url, () => {
+      if (isTus) return serveTus(req, res, url)
+      if (pathname === '/metrics') return serveMetrics(req, res)
+      serveApi(req, res, url, isGraphQL)
+    })
   }
 
   return {

@@ -40,7 +40,12 @@ const expiresFrom = (ctx: Context, at: number): string => new Date(at + ctx.expi
  * Checks the speed before anything else, so a bad one is refused before the file's bytes are read; then
  * waits for the file, records the upload and starts its transfer. Answers once the file has arrived.
  */
-export async function create(ctx: Context, file: IncomingFile, speed?: number | null): Promise<UploadView> {
+export async function create(
+  ctx: Context,
+  file: IncomingFile,
+  speed?: number | null,
+  owner: string | null = null,
+): Promise<UploadView> {
   const targetSpeed = checkSpeed(speed ?? ctx.defaultSpeed)
   assertOpen(ctx)
   await file.began
@@ -68,6 +73,7 @@ export async function create(ctx: Context, file: IncomingFile, speed?: number | 
     targetSpeed: approved.speed,
     expiresAt: null,
     metadata: approved.metadata,
+    owner,
   })
   // Recorded as it begins to arrive, so lists and subscribers see it (and its receivedSize grow), and a
   // cancel can stop it. The lock is not held meanwhile: the body may take hours.
@@ -143,6 +149,8 @@ export async function createResumable(
     speed?: number | null
     /** What its pre-create hook asked to keep (see approveResumable). */
     metadata?: Record<string, string>
+    /** A token's `sub`; null: the operator's. */
+    owner?: string | null
   },
 ): Promise<UploadView> {
   const targetSpeed = checkSpeed(input.speed ?? ctx.defaultSpeed)
@@ -156,6 +164,7 @@ export async function createResumable(
     targetSpeed,
     expiresAt: expiresFrom(ctx, Date.now()),
     metadata: input.metadata ?? {},
+    owner: input.owner ?? null,
   })
   // Refused now if it cannot fit; its room is promised only when its bytes come (beginReceiving).
   await ctx.storage.room.check(roomFor(size))

@@ -174,6 +174,8 @@ export function newRecord(input: {
   expiresAt: string | null
   /** What the pre-create hook asked to keep; none without one. */
   metadata?: Readonly<Record<string, string>>
+  /** A token's `sub`; null (the default): the operator's. */
+  owner?: string | null
 }): UploadRecord {
   const at = now()
   const { id, filename, source, size, targetSpeed, expiresAt } = input
@@ -195,6 +197,7 @@ export function newRecord(input: {
     updatedAt: at,
     completedAt: null,
     metadata: input.metadata ?? {},
+    owner: input.owner ?? null,
   }
 }
 

@@ -183,6 +183,11 @@ export class UploadService {
     return { total: Object.values(counts).reduce((a, b) => a + b, 0), ...counts }
   }
 
+  /** DEFAULT_UPLOAD_SPEED: what an upload that names no speed gets. */
+  get defaultSpeed(): number {
+    return this.ctx.defaultSpeed
+  }
+
   limits(): Limits {
     return { maxTotalSpeed: this.ctx.scheduler.maxTotalSpeed }
   }
@@ -227,8 +232,9 @@ export class UploadService {
 
   // ---- arrivals (see arrivals.ts) ------------------------------------------------------------------------
 
-  create(file: IncomingFile, speed?: number | null): Promise<UploadView> {
-    return arrivals.create(this.ctx, file, speed)
+  /** `owner`: a token's `sub`, or null (the operator's); who may reach it is decided above (core/owned.ts). */
+  create(file: IncomingFile, speed?: number | null, owner: string | null = null): Promise<UploadView> {
+    return arrivals.create(this.ctx, file, speed, owner)
   }
 
   createResumable(input: {
@@ -237,6 +243,7 @@ export class UploadService {
     size: number
     speed?: number | null
     metadata?: Record<string, string>
+    owner?: string | null
   }): Promise<UploadView> {
     return arrivals.createResumable(this.ctx, input)
   }

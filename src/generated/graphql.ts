@@ -64,6 +64,19 @@ export type Limits = {
   maxTotalSpeed: Scalars['SafeInt']['output'];
 };
 
+/** Who is calling, as the server sees their token. */
+export type Me = {
+  __typename?: 'Me';
+  /** Whether the token reaches every user's uploads (uploads:admin, or API_TOKEN). */
+  admin: Scalars['Boolean']['output'];
+  quotas: Quotas;
+  /** The scopes the token carries: uploads:read, uploads:write, uploads:admin. */
+  scopes: Array<Scalars['String']['output']>;
+  /** The token's `sub`: the owner of what this caller creates; null for the operator (API_TOKEN, or no auth). */
+  sub?: Maybe<Scalars['String']['output']>;
+  usage: Usage;
+};
+
 export type Mutation = {
   __typename?: 'Mutation';
   /**
@@ -175,6 +188,8 @@ export type Query = {
   hookDeliveries: HookDeliveries;
   /** The server-wide limits now in force. */
   limits: Limits;
+  /** Who is calling: their scopes, quotas and usage. */
+  me: Me;
   /** One upload by id. Errors with NOT_FOUND when there is none. */
   upload: Upload;
   /** How many uploads are in each state. */
@@ -182,7 +197,8 @@ export type Query = {
   /**
    * Uploads, oldest first: all of them by default, or a page. `status` keeps only those states; `first` is the
    * page size (at most 1000); `after` is the `cursor` of the last upload of the previous page. A page shorter
-   * than `first` is the last one.
+   * than `first` is the last one. A user sees only their own uploads; an admin sees everyone's, or one
+   * owner's with `owner` (a user naming another owner is FORBIDDEN).
    */
   uploads: Array<Upload>;
 };
@@ -201,7 +217,19 @@ export type QueryUploadArgs = {
 export type QueryUploadsArgs = {
   after?: InputMaybe<Scalars['String']['input']>;
   first?: InputMaybe<Scalars['Int']['input']>;
+  owner?: InputMaybe<Scalars['String']['input']>;
   status?: InputMaybe<Array<UploadStatus>>;
+};
+
+/** Per-user limits, from the server's AUTH_QUOTA_* defaults or the token's quota claim (0: no limit). */
+export type Quotas = {
+  __typename?: 'Quotas';
+  /** Bytes the caller's uploads may hold at once. */
+  bytes: Scalars['SafeInt']['output'];
+  /** Uploads of the caller receiving or transferring at once. */
+  running: Scalars['Int']['output'];
+  /** The highest speed (bytes per second) the caller may ask for. */
+  speed: Scalars['SafeInt']['output'];
 };
 
 export type Subscription = {
@@ -243,6 +271,8 @@ export type Upload = {
   /** The name the client sent, kept for display. */
   filename: Scalars['String']['output'];
   id: Scalars['ID']['output'];
+  /** Who created it: their token's `sub`; null for the operator's (API_TOKEN, or no auth) and older uploads. */
+  owner?: Maybe<Scalars['String']['output']>;
   /** When its last byte arrived and its transfer could start; null while RECEIVING. */
   receivedAt?: Maybe<Scalars['DateTime']['output']>;
   /** Bytes received from the client so far; all of them once it is past RECEIVING. */
@@ -302,6 +332,15 @@ export type UploadStatus =
    * or it expires.
    */
   | 'RECEIVING';
+
+/** What the caller holds now, counted over every instance. */
+export type Usage = {
+  __typename?: 'Usage';
+  /** Total size of the caller's uploads that are not canceled or failed. */
+  bytesStored: Scalars['SafeInt']['output'];
+  /** The caller's uploads receiving or transferring. */
+  running: Scalars['Int']['output'];
+};
 
 export type WithIndex<TObject> = TObject & Record<string, any>;
 export type ResolversObject<TObject> = WithIndex<TObject>;
@@ -385,8 +424,10 @@ export type ResolversTypes = ResolversObject<{
   ID: ResolverTypeWrapper<Scalars['ID']['output']>;
   Int: ResolverTypeWrapper<Scalars['Int']['output']>;
   Limits: ResolverTypeWrapper<Limits>;
+  Me: ResolverTypeWrapper<Me>;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
+  Quotas: ResolverTypeWrapper<Quotas>;
   SafeInt: ResolverTypeWrapper<Scalars['SafeInt']['output']>;
   String: ResolverTypeWrapper<Scalars['String']['output']>;
   Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
@@ -394,6 +435,7 @@ export type ResolversTypes = ResolversObject<{
   UploadCounts: ResolverTypeWrapper<UploadCounts>;
   UploadSource: UploadSource;
   UploadStatus: UploadStatus;
+  Usage: ResolverTypeWrapper<Usage>;
 }>;
 
 /** Mapping between all available schema types and the resolvers parents */
@@ -406,13 +448,16 @@ export type ResolversParentTypes = ResolversObject<{
   ID: Scalars['ID']['output'];
   Int: Scalars['Int']['output'];
   Limits: Limits;
+  Me: Me;
   Mutation: Record<PropertyKey, never>;
   Query: Record<PropertyKey, never>;
+  Quotas: Quotas;
   SafeInt: Scalars['SafeInt']['output'];
   String: Scalars['String']['output'];
   Subscription: Record<PropertyKey, never>;
   Upload: UploadView;
   UploadCounts: UploadCounts;
+  Usage: Usage;
 }>;
 
 export interface DateTimeScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes['DateTime'], any> {
@@ -445,6 +490,14 @@ export type LimitsResolvers<ContextType = Context, ParentType extends ResolversP
   maxTotalSpeed?: Resolver<ResolversTypes['SafeInt'], ParentType, ContextType>;
 }>;
 
+export type MeResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Me'] = ResolversParentTypes['Me']> = ResolversObject<{
+  admin?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  quotas?: Resolver<ResolversTypes['Quotas'], ParentType, ContextType>;
+  scopes?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
+  sub?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  usage?: Resolver<ResolversTypes['Usage'], ParentType, ContextType>;
+}>;
+
 export type MutationResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
   cancelUpload?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<MutationCancelUploadArgs, 'id'>>;
   clearUploads?: Resolver<ResolversTypes['Int'], ParentType, ContextType, RequireFields<MutationClearUploadsArgs, 'keepFiles'>>;
@@ -461,9 +514,16 @@ export type QueryResolvers<ContextType = Context, ParentType extends ResolversPa
   files?: Resolver<Array<ResolversTypes['Upload']>, ParentType, ContextType>;
   hookDeliveries?: Resolver<ResolversTypes['HookDeliveries'], ParentType, ContextType, Partial<QueryHookDeliveriesArgs>>;
   limits?: Resolver<ResolversTypes['Limits'], ParentType, ContextType>;
+  me?: Resolver<ResolversTypes['Me'], ParentType, ContextType>;
   upload?: Resolver<ResolversTypes['Upload'], ParentType, ContextType, RequireFields<QueryUploadArgs, 'id'>>;
   uploadCounts?: Resolver<ResolversTypes['UploadCounts'], ParentType, ContextType>;
   uploads?: Resolver<Array<ResolversTypes['Upload']>, ParentType, ContextType, Partial<QueryUploadsArgs>>;
+}>;
+
+export type QuotasResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Quotas'] = ResolversParentTypes['Quotas']> = ResolversObject<{
+  bytes?: Resolver<ResolversTypes['SafeInt'], ParentType, ContextType>;
+  running?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  speed?: Resolver<ResolversTypes['SafeInt'], ParentType, ContextType>;
 }>;
 
 export interface SafeIntScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes['SafeInt'], any> {
@@ -484,6 +544,7 @@ export type UploadResolvers<ContextType = Context, ParentType extends ResolversP
   expiresAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   filename?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  owner?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   receivedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   receivedSize?: Resolver<ResolversTypes['SafeInt'], ParentType, ContextType>;
   removed?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
@@ -507,17 +568,25 @@ export type UploadCountsResolvers<ContextType = Context, ParentType extends Reso
   total?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
 }>;
 
+export type UsageResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Usage'] = ResolversParentTypes['Usage']> = ResolversObject<{
+  bytesStored?: Resolver<ResolversTypes['SafeInt'], ParentType, ContextType>;
+  running?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+}>;
+
 export type Resolvers<ContextType = Context> = ResolversObject<{
   DateTime?: GraphQLScalarType;
   File?: GraphQLScalarType;
   HookDeliveries?: HookDeliveriesResolvers<ContextType>;
   HookDelivery?: HookDeliveryResolvers<ContextType>;
   Limits?: LimitsResolvers<ContextType>;
+  Me?: MeResolvers<ContextType>;
   Mutation?: MutationResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;
+  Quotas?: QuotasResolvers<ContextType>;
   SafeInt?: GraphQLScalarType;
   Subscription?: SubscriptionResolvers<ContextType>;
   Upload?: UploadResolvers<ContextType>;
   UploadCounts?: UploadCountsResolvers<ContextType>;
+  Usage?: UsageResolvers<ContextType>;
 }>;
 

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { getOperationAST, type GraphQLSchema } from 'graphql'
-import type { Context } from './context.js'
+import { requestContext, type ContextFor } from './context.js'
 import { compile, type Run } from './executor.js'
 import { MAX_OPERATION_BYTES } from './use-operation-size-limit.js'
 import type { GraphQLApp } from './yoga.js'
@@ -106,7 +106,7 @@ function readBody(req: IncomingMessage, length: number): Promise<Buffer | undefi
  * an Accept that asks for a stream, and any result with errors (a query reads and changes nothing, so yoga
  * running it again answers it with its own masking, codes, status and logging).
  */
-export function createGraphQLHandler(yoga: GraphQLApp, schema: GraphQLSchema, context: Context) {
+export function createGraphQLHandler(yoga: GraphQLApp, schema: GraphQLSchema, contextFor: ContextFor) {
   const prepared = new Map<string, Promise<Prepared>>()
 
   const prepare = (params: Params, req: IncomingMessage, res: ServerResponse): Promise<Prepared> => {
@@ -138,6 +138,8 @@ export function createGraphQLHandler(yoga: GraphQLApp, schema: GraphQLSchema, co
     const params = paramsOf(body.toString('utf8'))
     const run = params && params.query.length <= CACHED_TEXT ? await prepare(params, req, res) : undefined
     if (!params || !run) return toYoga(req, res, body)
+    // The caller's own context, as yoga would build it: their OwnedService, one per request.
+    const context = requestContext(contextFor, { req })
     const result = await Promise.resolve(run({ ...context, req, res }, params.variables)).catch(
       () => undefined,
     )

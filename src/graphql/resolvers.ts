@@ -1,8 +1,10 @@
 import type { Resolvers } from '../generated/graphql.js'
 import type { UploadView } from '../model/record.js'
 import { isStored, STORED } from '../core/machine.js'
+import { SCOPE_NAMES } from '../auth/principal.js'
 import { badInput } from '../errors.js'
 import { encodeCursor, sortKey } from '../seams/records/order.js'
+import { requireAdmin } from '../auth/rules.js'
 import { hookDeliveries, retryHookDelivery } from './hook-deliveries.js'
 import { DateTime, File, SafeInt } from './scalars.js'
 
@@ -23,21 +25,40 @@ export const resolvers: Resolvers = {
   File,
   Upload: {
     downloadUrl: (upload, _, { downloadUrl, req }) =>
-      isStored(upload.status) ? downloadUrl(upload.id, req) : null,
+      isStored(upload.status) ? downloadUrl(upload, req) : null,
     cursor: (upload) => encodeCursor(sortKey(upload)),
     source: (upload) => (upload.source === 'tus' ? 'TUS' : 'MULTIPART'),
     removed: (upload) => upload.removed === true,
   },
   Query: {
     upload: (_, { id }, { service }) => service.get(id),
-    uploads: async (_, { status, first, after }, { service }) =>
-      (await service.page({ status: status ?? undefined, first: pageSize(first), after: after ?? undefined }))
-        .uploads,
+    uploads: async (_, { status, first, after, owner }, { service }) =>
+      (
+        await service.page({
+          status: status ?? undefined,
+          first: pageSize(first),
+          after: after ?? undefined,
+          owner: owner ?? undefined,
+        })
+      ).uploads,
     uploadCounts: async (_, __, { service }) => service.counts(),
     limits: (_, __, { service }) => service.limits(),
+    me: async (_, __, { principal, service }) => ({
+      sub: principal.sub,
+      admin: principal.scopes.admin,
+      scopes: Object.entries(SCOPE_NAMES)
+        .filter(([scope]) => principal.scopes[scope as keyof typeof SCOPE_NAMES])
+        .map(([, name]) => name),
+      quotas: principal.quotas,
+      usage: await service.usage(),
+    }),
     files: async (_, __, { service }) =>
       (await service.page({ first: Number.MAX_SAFE_INTEGER, status: STORED })).uploads,
-    hookDeliveries: (_, { first }, { hooks }) => hookDeliveries(hooks, first),
+    // Every upload's events (and so other users' ids): for admins only.
+    hookDeliveries: (_, { first }, { hooks, principal }) => {
+      requireAdmin(principal)
+      return hookDeliveries(hooks, first)
+    },
   },
   Mutation: {
     uploadFile: (_, { file, speed }, { service }) => service.create(file, speed),
@@ -49,7 +70,10 @@ export const resolvers: Resolvers = {
     clearUploads: (_, { status, keepFiles }, { service }) =>
       service.clear(status ?? undefined, keepFiles ?? false),
     setMaxTotalSpeed: (_, { speed }, { service }) => service.setMaxTotalSpeed(speed),
-    retryHookDelivery: (_, { eventId }, { hooks }) => retryHookDelivery(hooks, eventId),
+    retryHookDelivery: (_, { eventId }, { hooks, principal }) => {
+      requireAdmin(principal)
+      return retryHookDelivery(hooks, eventId)
+    },
   },
   Subscription: {
     uploadProgress: {

@@ -8,7 +8,9 @@ import { logServerErrors } from './use-server-error-log.js'
 import { useServer } from 'graphql-ws/use/ws'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { Fanout, groupKey } from './fanout.js'
-import { bearerToken, tokenMatches } from '../app/access.js'
+import type { Authenticator } from '../auth/verify.js'
+import { OPERATOR, type Principal } from '../auth/principal.js'
+import { ServiceError } from '../errors.js'
 import { log } from '../log.js'
 import { requestIdOf } from '../app/request-id.js'
 import type { GraphQLApp } from './yoga.js'
@@ -45,12 +47,21 @@ function masked(result: ExecutionResult, args: ExecutionArgs): ExecutionResult {
   }
 }
 
+/** Who opened a socket, found at its connection_init (see onConnect). */
+const principals = new WeakMap<object, Principal>()
+
+/**
+ * Subscribers share a group only when they would see the same states: an admin sees everyone's uploads, a
+ * user only their own, so whose they are and what their token lets them do are part of the key.
+ */
+const whose = (p: Principal) => JSON.stringify([p.sub, p.scopes.admin, p.scopes.read])
+
 /**
  * graphql-ws on the same port and path as HTTP GraphQL. Each operation runs through yoga's envelop, so
  * WebSocket clients get the same schema, context, plugins and error masking as HTTP ones. The http server
  * decides which upgrades reach it (path, origin, host) and hands them over with `handleUpgrade`.
  */
-export function createGraphQLWs(yoga: GraphQLApp, apiToken: string | undefined) {
+export function createGraphQLWs(yoga: GraphQLApp, authenticator: Authenticator) {
   // No permessage-deflate (ws's default, kept on purpose): fanout.ts writes whole frames to the socket itself,
   // which is only in order while ws never queues a compressed frame of its own.
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES, perMessageDeflate: false })
@@ -60,16 +71,24 @@ export function createGraphQLWs(yoga: GraphQLApp, apiToken: string | undefined) 
   const graphqlWs = useServer(
     {
       connectionInitWaitTimeout: CONNECTION_INIT_TIMEOUT_MS,
-      // With API_TOKEN set, connection_init must carry it: { "authorization": "Bearer <token>" } (or "token").
-      // Returning false closes the socket with 4403 Forbidden.
-      onConnect: ({ connectionParams }) => {
-        if (apiToken === undefined) return true
-        const params = connectionParams ?? {}
+      // With API_TOKEN or AUTH_* set, connection_init must carry a token: { "authorization": "Bearer <token>" }
+      // (or "token"). A refusal closes the socket with 4403 Forbidden and says why in the close reason.
+      onConnect: async (ctx) => {
+        if (!authenticator.required) return true
+        const params = ctx.connectionParams ?? {}
         const presented =
           typeof params.token === 'string'
-            ? params.token
-            : bearerToken(String(params.authorization ?? params.Authorization ?? ''))
-        return tokenMatches(presented, apiToken)
+            ? `Bearer ${params.token}`
+            : String(params.authorization ?? params.Authorization ?? '')
+        try {
+          principals.set(ctx.extra, await authenticator.authenticate(presented))
+          return true
+        } catch (error) {
+          if (!(error instanceof ServiceError)) throw error
+          // A close reason is at most 123 bytes.
+          ctx.extra.socket.close(4403, Buffer.from(error.message).subarray(0, 120).toString())
+          return false
+        }
       },
       execute: (args) => (args.rootValue as EnvelopedRoot).execute(args),
       subscribe: (args) => {
@@ -96,11 +115,13 @@ export function createGraphQLWs(yoga: GraphQLApp, apiToken: string | undefined) 
             }),
           ]
         }
+        const principal = principals.get(ctx.extra) ?? OPERATOR
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,
           req: ctx.extra.request,
           socket: ctx.extra.socket,
           params,
+          principal,
         })
         let document
         try {
@@ -130,7 +151,7 @@ export function createGraphQLWs(yoga: GraphQLApp, apiToken: string | undefined) 
             fanout:
               operation === 'subscription'
                 ? {
-                    key: groupKey(params.query, params.variables, params.operationName),
+                    key: `${whose(principal)} ${groupKey(params.query, params.variables, params.operationName)}`,
                     socket: ctx.extra.socket,
                     id,
                   }

@@ -1,6 +1,7 @@
 import { createYoga } from 'graphql-yoga'
 import type { IngestOptions } from '../core/ingest/ingest.js'
-import type { Context, NodeServerContext } from './context.js'
+import type { Principal } from '../auth/principal.js'
+import { requestContext, type Context, type ContextFor, type NodeServerContext } from './context.js'
 import { maskError, serverErrorLogger } from './errors.js'
 import { schema } from './schema.js'
 import { useExplainedRefusals } from './use-explained-refusals.js'
@@ -61,11 +62,12 @@ subscription Progress {
 }
 `
 
-export function createGraphQL(context: Context, limits: IngestOptions) {
+export function createGraphQL(contextFor: ContextFor, limits: IngestOptions) {
   return createYoga<NodeServerContext, Context>({
     schema,
     graphqlEndpoint: '/graphql',
-    context,
+    // Over HTTP and SSE the router found who sent the request; graphql-ws passes who opened the socket.
+    context: (initial) => requestContext(contextFor, initial as typeof initial & { principal?: Principal }),
     maskedErrors: { maskError },
     maxRequestBodySize: false,
     // Depth, aliases, tokens and directives are bounded by GraphQL Armor's defaults (depth 6, 15 aliases,

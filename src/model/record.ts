@@ -44,6 +44,11 @@ export interface UploadRecord {
   readonly completedAt: string | null
   /** What the user's pre-create hook asked to keep on it (HOOKS_URL); empty otherwise. */
   readonly metadata: Readonly<Record<string, string>>
+  /**
+   * Who created it: a token's `sub` (see src/auth). Null, or absent in a record from before per-user access,
+   * is the operator's (API_TOKEN, or no auth at all): only an admin reaches it.
+   */
+  readonly owner?: string | null
 }
 
 /** What clients see: the record with the live byte count and speed of a running transfer. */

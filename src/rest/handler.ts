@@ -4,7 +4,8 @@ import { parse, validate, type ExecutionResult, type GraphQLSchema } from 'graph
 import { methodNotAllowed, notFound, sendDetail, sendInternalError } from '../app/answers.js'
 import { sendJson } from '../app/http-json.js'
 import { badInput, bodyError, httpStatusOf, quote, ServiceError } from '../errors.js'
-import type { Context } from '../graphql/context.js'
+import { principalOf } from '../auth/principal.js'
+import type { ContextFor } from '../graphql/context.js'
 import { codeOf, maskError } from '../graphql/errors.js'
 import { compile, type Run } from '../graphql/executor.js'
 import {
@@ -211,7 +212,7 @@ async function receiveUpload(
  * against the same schema and context as /graphql, and shapes the answer (or, for a download, streams the
  * stored file). Errors map through the same `maskError` as GraphQL, then from code to HTTP status.
  */
-export function createRestHandler(schema: GraphQLSchema, context: Context, limits: IngestOptions) {
+export function createRestHandler(schema: GraphQLSchema, contextFor: ContextFor, limits: IngestOptions) {
   const table: CompiledRoute[] = routes.map((route) => ({
     ...route,
     segments: route.path.split('/'),
@@ -231,9 +232,13 @@ export function createRestHandler(schema: GraphQLSchema, context: Context, limit
       return methodNotAllowed(req, res, found.allowed)
     }
     const { route, id } = found
+    // Links in REST answers stay relative to the root (no req), as before per-user access.
+    const length = Number(req.headers['content-length'] ?? NaN)
+    const context = contextFor(principalOf(req), undefined, Number.isSafeInteger(length) ? length : undefined)
     try {
       const variables = route.variables(id, url.searchParams)
-      if (route.list) return await sendList(req, res, route.list, (page) => route.run(context, page))
+      if (route.list)
+        return await sendList(req, res, route.list, (page) => route.run(context, { ...variables, ...page }))
       const result = route.upload
         ? await receiveUpload(
             req,

@@ -90,6 +90,9 @@ function speedParam(query: URLSearchParams): Data {
 }
 
 const idVar = (id: string | undefined) => ({ id })
+/** `?owner=` of a list: whose uploads an admin lists. */
+const ownerVar = (_id: string | undefined, query: URLSearchParams) =>
+  query.has('owner') ? { owner: query.get('owner') } : {}
 
 /** Run after an upload whose `speed` form field came after its file part (see handler.ts). */
 export const SET_SPEED = `mutation SetSpeed($id: ID!, $speed: SafeInt!) { setSpeed(id: $id, speed: $speed) { targetSpeed } }`
@@ -220,8 +223,9 @@ export const routes: Route[] = [
     method: 'GET',
     path: '/api/uploads',
     doc: { id: 'listUploads', summary: 'Every upload, oldest first', schema: 'Uploads' },
-    operation: `query Uploads($first: Int, $after: String) { uploads(first: $first, after: $after) { cursor ${STATUS_FIELDS} } }`,
-    variables: () => ({}),
+    // An admin lists one owner's with ?owner=; a user, only their own (naming another is FORBIDDEN).
+    operation: `query Uploads($first: Int, $after: String, $owner: String) { uploads(first: $first, after: $after, owner: $owner) { cursor ${STATUS_FIELDS} } }`,
+    variables: ownerVar,
     reply: ({ uploads }) => ({ uploads: (uploads as Upload[]).map(listedUpload) }),
     list: { field: 'uploads', key: 'uploads', item: listedUpload },
   },
@@ -230,8 +234,8 @@ export const routes: Route[] = [
     path: '/api/files',
     doc: { id: 'listFiles', summary: 'The uploads whose complete file is stored', schema: 'Files' },
     // The uploads whose complete file is stored: `files` in GraphQL, read here a page at a time.
-    operation: `query Files($first: Int, $after: String) { uploads(status: [COMPLETED], first: $first, after: $after) { cursor id filename status } }`,
-    variables: () => ({}),
+    operation: `query Files($first: Int, $after: String, $owner: String) { uploads(status: [COMPLETED], first: $first, after: $after, owner: $owner) { cursor id filename status } }`,
+    variables: ownerVar,
     reply: ({ uploads }) => ({ files: (uploads as Upload[]).map(listedFile) }),
     list: { field: 'uploads', key: 'files', item: listedFile },
   },

@@ -1,7 +1,11 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Server } from '@tus/server'
+import { ERRORS } from '@tus/utils'
 import type { Locker } from '@tus/utils'
+import { OPERATOR, principalOf } from '../auth/principal.js'
+import { requireScope } from '../auth/rules.js'
+import { OwnedService } from '../core/owned.js'
 import { publicMessage, ServiceError } from '../errors.js'
 import { isReceiving } from '../core/machine.js'
 import { log } from '../log.js'
@@ -36,19 +40,41 @@ export function createTusHandler(
   options: TusOptions,
 ): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const { service, expiryMs } = options
+  const callerOf = (req: unknown) => new OwnedService(service, principalOf(nodeResponse(req)?.req))
+  // Who is creating each upload while its POST is under way: the store records it through that caller, so
+  // its quotas are asked (exactly: tus declares the size) before it is on record and before any byte.
+  const creators = new Map<string, OwnedService>()
+  const store = Object.assign(Object.create(service) as UploadService, {
+    createResumable: (input: Parameters<UploadService['createResumable']>[0]) =>
+      (creators.get(input.id) ?? new OwnedService(service, OPERATOR)).createResumable(input),
+  })
   const tus = new Server({
     path: TUS_PATH,
-    datastore: new TusStore(service, options.storage),
+    datastore: new TusStore(store, options.storage),
     maxSize: options.maxSize,
     namingFunction: () => randomUUID(),
     ...(options.locker ? { locker: options.locker } : {}),
     allowedOrigins: options.corsAllows,
     // tus's own list lacks Upload-Expires, which browsers must be able to read too.
     exposedHeaders: ['Upload-Expires', 'X-Request-Id'],
+    // Whose upload this is, and whether they may reach it: another user's answers exactly as a missing one
+    // (the store's own FILE_NOT_FOUND), so ids never leak; a token without the scope is refused first.
+    onIncomingRequest: async (req, id) => {
+      const caller = callerOf(req)
+      if (req.method === 'POST') {
+        requireScope(caller.principal, 'write')
+        creators.set(id, caller)
+        return void nodeResponse(req)?.once('close', () => creators.delete(id))
+      }
+      await caller.reach(id, req.method === 'HEAD' ? 'read' : 'write').catch((error: unknown) => {
+        throw error instanceof ServiceError && error.code === 'NOT_FOUND' ? ERRORS.FILE_NOT_FOUND : error
+      })
+    },
     // Checked before anything is stored: a bad speed is a 400 with the reason; then the pre-create hook
     // (HOOKS_URL) decides, and what it changed or asked to keep goes on to TusStore.create.
     onUploadCreate: async (req, upload) => {
       const metadata = resumableMetadata(upload.metadata)
+      const caller = callerOf(req)
       const node = nodeResponse(req)?.req
       const authorization = req.headers.get('authorization') ?? undefined
       const approved = await service.approveResumable({
@@ -71,6 +97,8 @@ export function createTusHandler(
           filename: approved.filename,
           speed: String(approved.speed),
           [KEPT]: JSON.stringify(approved.metadata),
+          // The owner is the caller's own (the sender's Upload-Metadata cannot name one).
+          owner: caller.principal.sub,
         },
       }
     },
@@ -104,7 +132,8 @@ export function createTusHandler(
       if (req.method === 'POST' || req.method === 'PATCH')
         res.setHeader('upload-expires', new Date(Date.now() + expiryMs).toUTCString())
       if (req.method === 'HEAD') {
-        const record = await service.get(idIn(req.url)).catch(() => undefined)
+        const caller = new OwnedService(service, principalOf(req))
+        const record = await caller.get(idIn(req.url)).catch(() => undefined)
         if (record && isReceiving(record.status) && record.expiresAt)
           res.setHeader('upload-expires', new Date(record.expiresAt).toUTCString())
       }

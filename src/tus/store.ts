@@ -53,6 +53,7 @@ export class TusStore extends DataStore {
       size: upload.size ?? 0,
       speed: metadata.speed == null ? undefined : Number(metadata.speed),
       metadata: JSON.parse(metadata[KEPT] ?? '{}') as Record<string, string>,
+      owner: metadata.owner ?? null,
     })
     await this.storage.createStaged(upload.id)
     // An empty file has arrived whole at its creation: no request will bring it any byte.

@@ -48,6 +48,8 @@ export function recordProblem(value: unknown, id?: string): string | undefined {
     if (typeof r[field] !== 'string' || !ISO.test(r[field] as string)) return `has no ${field}`
   if (r.completedAt !== null && (typeof r.completedAt !== 'string' || !ISO.test(r.completedAt)))
     return 'has a completedAt that is not a time'
+  if (r.owner !== undefined && r.owner !== null && (typeof r.owner !== 'string' || r.owner === ''))
+    return 'has an owner that is not a name'
   if (isStored(status) && r.completedAt === null) return 'is completed but has no completedAt'
   if (
     typeof r.metadata !== 'object' ||

@@ -1,0 +1,275 @@
+import type { Principal } from '../auth/principal.js'
+import {
+  inList,
+  listFilter,
+  reachable,
+  requireAdmin,
+  requireScope,
+  type ListFilter,
+  type Need,
+} from '../auth/rules.js'
+import { badInput, ServiceError } from '../errors.js'
+import type { UploadRecord, UploadStatus, UploadView } from '../model/record.js'
+import type { Limits } from '../seams/bus/index.js'
+import type { PageQuery } from '../seams/records/index.js'
+import type { StoredReader } from '../seams/storage/index.js'
+import { encodeCursor, sortKey } from '../seams/records/order.js'
+import { admit, speedFor, speedRefusal, type Usage } from '../auth/quotas.js'
+import type { IncomingFile } from './ingest/ingest.js'
+import { ENDED, isFinal, isLive } from './machine.js'
+import type { UploadPage, UploadService } from './service.js'
+
+type Counts = Awaited<ReturnType<UploadService['counts']>>
+
+/** A page of one owner's uploads is filled from pages of everyone's this large. */
+const SCAN_PAGE = 500
+
+const missing = (error: unknown): undefined => {
+  if (error instanceof ServiceError && error.code === 'NOT_FOUND') return undefined
+  throw error
+}
+
+/**
+ * The upload service as one caller may use it: every transport (GraphQL over HTTP, SSE and graphql-ws, the
+ * REST shim, tus, downloads) reaches the service through this, so who may see and do what is decided here
+ * once (the rules are auth/rules.ts). Another user's upload answers exactly as a missing one.
+ */
+/** Admissions of one owner run one at a time in this process, so two cannot both take the last of a quota. */
+const admissions = new Map<string, Promise<unknown>>()
+
+function admitting<T>(owner: string, task: () => Promise<T>): Promise<T> {
+  const previous = admissions.get(owner) ?? Promise.resolve()
+  const result = previous.then(task, task)
+  const tail = result.catch(() => undefined)
+  admissions.set(owner, tail)
+  void tail.then(() => admissions.get(owner) === tail && admissions.delete(owner))
+  return result
+}
+
+export class OwnedService {
+  constructor(
+    readonly service: UploadService,
+    readonly principal: Principal,
+    /**
+     * The request body's Content-Length, if known: a multipart file is at most this large, so it is what the
+     * stored-bytes quota counts it as before any of it is read.
+     */
+    readonly bodyLength?: number,
+  ) {}
+
+  /** Whether the caller's quotas let this upload start (speed 422, bytes 413, running 429); its speed. */
+  private async admitted(size: number, speed: number | null | undefined): Promise<number> {
+    const { quotas } = this.principal
+    const asked = speed ?? undefined
+    const refused = admit(quotas, await this.usage(), { size, speed: asked })
+    if (refused) throw refused
+    // A caller naming no speed gets the default, held to their cap.
+    return speedFor(quotas, asked, this.service.defaultSpeed)
+  }
+
+  private limited(): boolean {
+    const { bytes, running, speed } = this.principal.quotas
+    return this.principal.sub !== null && (bytes > 0 || running > 0 || speed > 0)
+  }
+
+  /** The record, if this caller may `need` it; NOT_FOUND (as for a missing id) otherwise. */
+  async reach(id: string, need: Need): Promise<UploadView> {
+    // The scope is asked before the lookup, so a token without it learns nothing of which ids exist.
+    requireScope(this.principal, need)
+    return reachable(this.principal, need, id, await this.service.get(id).catch(missing))
+  }
+
+  get(id: string): Promise<UploadView> {
+    return this.reach(id, 'read')
+  }
+
+  /** The stored file of an upload this caller may read, open for a download (see UploadService.openStored). */
+  async openStored(id: string): Promise<StoredReader> {
+    await this.reach(id, 'read')
+    return this.service.openStored(id)
+  }
+
+  /** A page of the uploads this caller may list: their own, or an admin's pick (everyone's, or one owner's). */
+  async page(query: PageQuery & { owner?: string }): Promise<UploadPage> {
+    const { owner, ...rest } = query
+    const filter = listFilter(this.principal, owner)
+    if (filter.kind === 'all') return this.service.page(rest)
+    const uploads: UploadView[] = []
+    let after = rest.after
+    // Filled from everyone's pages, in their order; one more than asked for says whether a next page exists.
+    for (;;) {
+      const page = await this.service.page({ ...rest, first: SCAN_PAGE, after })
+      for (const upload of page.uploads) if (inList(filter, upload)) uploads.push(upload)
+      if (uploads.length > rest.first || !page.hasNextPage || !page.endCursor) break
+      after = page.endCursor
+    }
+    const shown = uploads.slice(0, rest.first)
+    const last = shown.at(-1)
+    return {
+      uploads: shown,
+      hasNextPage: uploads.length > rest.first,
+      endCursor: last ? encodeCursor(sortKey(last)) : null,
+    }
+  }
+
+  /** How many uploads the caller may list, by status. */
+  async counts(): Promise<Counts> {
+    const filter = listFilter(this.principal)
+    if (filter.kind === 'all') return this.service.counts()
+    const counts = { receiving: 0, inProgress: 0, paused: 0, completed: 0, canceled: 0, failed: 0 }
+    const field: Record<UploadStatus, keyof typeof counts> = {
+      RECEIVING: 'receiving',
+      IN_PROGRESS: 'inProgress',
+      PAUSED: 'paused',
+      COMPLETED: 'completed',
+      CANCELED: 'canceled',
+      FAILED: 'failed',
+    }
+    for await (const upload of this.all(filter)) counts[field[upload.status]]++
+    return { total: Object.values(counts).reduce((a, b) => a + b, 0), ...counts }
+  }
+
+  private async *all(filter: ListFilter, status?: UploadStatus[]): AsyncGenerator<UploadView> {
+    let after: string | undefined
+    for (;;) {
+      const page = await this.service.page({ status, first: SCAN_PAGE, after })
+      for (const upload of page.uploads) if (inList(filter, upload)) yield upload
+      if (!page.hasNextPage || !page.endCursor) return
+      after = page.endCursor
+    }
+  }
+
+  /** What the caller holds now: derived from the records, which every instance shares (see quotas.ts). */
+  async usage(): Promise<Usage> {
+    const usage: Usage = { bytesStored: 0, running: 0 }
+    if (this.principal.sub === null) return usage
+    for await (const upload of this.all({ kind: 'owner', owner: this.principal.sub })) {
+      if (upload.status !== 'CANCELED' && upload.status !== 'FAILED') usage.bytesStored += upload.totalSize
+      if (isLive(upload.status)) usage.running++
+    }
+    return usage
+  }
+
+  limits(): Limits {
+    requireScope(this.principal, 'read')
+    return this.service.limits()
+  }
+
+  /** The cap on every user's transfers together: an admin's alone. */
+  setMaxTotalSpeed(speed: number): Limits {
+    this.requireAdmin()
+    return this.service.setMaxTotalSpeed(speed)
+  }
+
+  /** One upload's live states, or those of every upload the caller may list. */
+  async watch(id?: string): Promise<AsyncIterableIterator<UploadView>> {
+    if (id !== undefined) {
+      await this.reach(id, 'read')
+      return this.service.watch(id)
+    }
+    const filter = listFilter(this.principal)
+    const feed = await this.service.watch()
+    if (filter.kind === 'all') return feed
+    return only(feed, (view) => inList(filter, view))
+  }
+
+  // ---- what changes uploads ------------------------------------------------------------------------------
+
+  /**
+   * A multipart upload, its quotas asked before its first byte is read: its size is the request's
+   * Content-Length (the file and a little form framing), the only figure known by then.
+   */
+  async create(file: IncomingFile, speed?: number | null): Promise<UploadView> {
+    requireScope(this.principal, 'write')
+    const owner = this.principal.sub
+    if (owner === null || !this.limited()) return this.service.create(file, speed, owner)
+    const allowed = await admitting(owner, () => this.admitted(this.bodyLength ?? 0, speed))
+    return this.service.create(file, allowed, owner)
+  }
+
+  /** A tus upload: its size is declared up front, so its quotas are asked exactly, before it is on record. */
+  createResumable(input: { id: string; filename: string; size: number; speed?: number | null }) {
+    requireScope(this.principal, 'write')
+    const owner = this.principal.sub
+    if (owner === null || !this.limited())
+      return this.service.createResumable({ ...input, owner: this.principal.sub })
+    // Under the owner's lock until it is on record: the next admission counts it.
+    return admitting(owner, async () => {
+      const speed = await this.admitted(input.size, input.speed)
+      return this.service.createResumable({ ...input, speed, owner })
+    })
+  }
+
+  async pause(id: string): Promise<UploadView> {
+    await this.reach(id, 'write')
+    return this.service.pause(id)
+  }
+
+  /** A paused upload runs again: one more running upload, at a speed within the caller's cap. */
+  async resume(id: string, speed?: number | null): Promise<UploadView> {
+    const upload = await this.reach(id, 'write')
+    const owner = this.principal.sub
+    if (owner === null || !this.limited()) return this.service.resume(id, speed)
+    return admitting(owner, async () => {
+      const { quotas } = this.principal
+      const refused =
+        speedRefusal(quotas, speed ?? upload.targetSpeed) ??
+        (upload.status === 'PAUSED' ? admit(quotas, await this.usage(), { size: 0 }) : undefined)
+      if (refused) throw refused
+      return this.service.resume(id, speed)
+    })
+  }
+
+  async setSpeed(id: string, speed: number): Promise<UploadView> {
+    await this.reach(id, 'write')
+    const refused = this.principal.sub === null ? undefined : speedRefusal(this.principal.quotas, speed)
+    if (refused) throw refused
+    return this.service.setSpeed(id, speed)
+  }
+
+  async cancel(id: string): Promise<UploadView> {
+    await this.reach(id, 'write')
+    return this.service.cancel(id)
+  }
+
+  async delete(id: string, keepFile = false): Promise<UploadView> {
+    await this.reach(id, 'write')
+    return this.service.delete(id, keepFile)
+  }
+
+  /** Deletes the caller's ended uploads in `statuses` (an admin's: everyone's). */
+  async clear(statuses: readonly UploadStatus[] = ENDED, keepFiles = false): Promise<number> {
+    requireScope(this.principal, 'write')
+    if (this.principal.scopes.admin) return this.service.clear(statuses, keepFiles)
+    const running = statuses.filter((status) => !isFinal(status))
+    if (running.length > 0) throw badInput(`only ended uploads can be cleared; not ${running.join(', ')}`)
+    const mine: UploadRecord[] = []
+    for await (const upload of this.all(listFilter(this.principal), [...statuses])) mine.push(upload)
+    let removed = 0
+    for (const upload of mine) await this.service.delete(upload.id, keepFiles).then(() => removed++, missing)
+    return removed
+  }
+
+  private requireAdmin(): void {
+    requireAdmin(this.principal)
+  }
+}
+
+/** The states of `feed` that pass `keep`; ending it ends the feed. */
+function only(
+  feed: AsyncIterableIterator<UploadView>,
+  keep: (view: UploadView) => boolean,
+): AsyncIterableIterator<UploadView> {
+  const filtered: AsyncIterableIterator<UploadView> = {
+    async next() {
+      for (;;) {
+        const step = await feed.next()
+        if (step.done || keep(step.value)) return step
+      }
+    },
+    return: async (value?: unknown) => feed.return?.(value) ?? { done: true, value: undefined },
+    throw: async (error?: unknown) => feed.throw?.(error) ?? { done: true, value: undefined },
+    [Symbol.asyncIterator]: () => filtered,
+  }
+  return filtered
+}

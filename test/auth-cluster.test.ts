@@ -1,0 +1,102 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { spawnServer, type ChildServer } from './support/child.js'
+import { startRedis, type TestRedis } from './support/redis.js'
+import {
+  makeKey,
+  mintToken,
+  serveJwks,
+  AUDIENCE,
+  ISSUER,
+  type JwksEndpoint,
+  type TestKey,
+} from './support/tokens.js'
+import { tusCreate } from './support/tus.js'
+
+/*
+ * Per-user quotas across two instances sharing Redis (issue 24): what one instance admitted counts at the
+ * other. And, from the processes' own output, no log line ever holds a token.
+ */
+
+let redis: TestRedis
+let jwks: JwksEndpoint
+let key: TestKey
+let dir: string
+let a: ChildServer
+let b: ChildServer
+const tokens: string[] = []
+
+beforeAll(async () => {
+  redis = await startRedis()
+  key = await makeKey('ES256')
+  jwks = await serveJwks([key])
+  dir = await mkdtemp(join(tmpdir(), 'uploads-auth-cluster-'))
+  const env = {
+    REDIS_URL: redis.url,
+    AUTH_JWKS_URL: jwks.url,
+    AUTH_ISSUER: ISSUER,
+    AUTH_AUDIENCE: AUDIENCE,
+    AUTH_LINK_SECRET: 'l'.repeat(32),
+    LOG_LEVEL: 'debug',
+  }
+  ;[a, b] = await Promise.all([
+    spawnServer(dir, { ...env, INSTANCE_ID: 'node-a' }),
+    spawnServer(dir, { ...env, INSTANCE_ID: 'node-b' }),
+  ])
+})
+
+afterAll(async () => {
+  for (const instance of [a, b]) instance?.child.kill('SIGKILL')
+  await Promise.all([a, b].map((instance) => instance?.exited))
+  await jwks?.close()
+  await redis?.stop()
+  await rm(dir, { recursive: true, force: true })
+})
+
+const user = async (sub: string, quota: Record<string, number>) => {
+  const token = await mintToken(key, sub, { claims: { upload_quota: quota } })
+  tokens.push(token)
+  return { authorization: `Bearer ${token}` }
+}
+
+describe('quotas across instances', () => {
+  it('stored bytes: what one instance admitted counts at the other; one byte over is 413', async () => {
+    const headers = await user('carol', { bytes: 1000 })
+    expect((await tusCreate(a.url, 600, { filename: 'a' }, headers)).status).toBe(201)
+    const over = await tusCreate(b.url, 401, { filename: 'b' }, headers)
+    expect(over.status).toBe(413)
+    expect((await tusCreate(b.url, 400, { filename: 'b' }, headers)).status).toBe(201)
+  })
+
+  it('running uploads: one over, at the other instance, is 429', async () => {
+    const headers = await user('dave', { running: 1 })
+    expect((await tusCreate(a.url, 10, { filename: 'a' }, headers)).status).toBe(201)
+    expect((await tusCreate(b.url, 10, { filename: 'b' }, headers)).status).toBe(429)
+  })
+
+  it('speed over the cap is 422 at every instance', async () => {
+    const headers = await user('erin', { speed: 5000 })
+    for (const url of [a.url, b.url])
+      expect((await tusCreate(url, 10, { filename: 'a', speed: '5001' }, headers)).status).toBe(422)
+  })
+
+  it('no log line of either instance holds a token, refused ones included', async () => {
+    const refused = await mintToken(key, 'mallory', { expiresIn: -60 })
+    tokens.push(refused)
+    for (const url of [a.url, b.url]) {
+      const response = await fetch(`${url}/api/uploads`, { headers: { authorization: `Bearer ${refused}` } })
+      expect(response.status).toBe(401)
+    }
+    for (const instance of [a, b]) {
+      const output = instance.output()
+      expect(output).toMatch(/auth\.refused/)
+      for (const token of tokens) {
+        expect(output).not.toContain(token)
+        // Nor its signature alone (the part that makes it a credential).
+        expect(output).not.toContain(token.split('.')[2])
+      }
+    }
+  })
+})
