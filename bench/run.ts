@@ -13,7 +13,8 @@
  *                  times (default 2; parent first in odd rounds, this tree first in even ones), rows labelled
  *                  [parent] and [this], so a change is measured against its parent in one run
  *   BENCH_ONLY     comma-separated figures to run: ingest,throttle,control,concurrency,fanout,status,cluster,
- *                  scale,cap,state,tiny,idle,tus,hook-delivery,hooks
+ *                  scale,cap,state,tiny,idle,tus,hook-delivery,hooks,s3
+ *   BENCH_S3_MB    size of the file for the s3 figure, into moto (default 256)
  */
 import { execFile } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -30,6 +31,7 @@ import { hooks } from './hooks.js'
 import { idle } from './idle.js'
 import { ingestAndTransfer } from './ingest.js'
 import { makeFile, MiB, ROOT, serverTree, type Row } from './lib.js'
+import { s3 } from './s3.js'
 import { scale } from './scale.js'
 import { state } from './state.js'
 import { status } from './status.js'
@@ -122,6 +124,16 @@ try {
       await rm(file)
     }
   })
+  await figure('s3', async () => {
+    const s3Size = Number(process.env.BENCH_S3_MB ?? 256) * MiB
+    const file = join(scratch, 's3')
+    await makeFile(file, s3Size)
+    try {
+      return await s3(file, s3Size, runs)
+    } finally {
+      await rm(file)
+    }
+  })
   await figure('throttle', () => throttle(runs, scratch))
   await figure('control', () => control(Math.max(5, runs), scratch))
   await figure('concurrency', () => concurrency(scratch))
@@ -173,7 +185,7 @@ npm ci
 npm run bench                      # builds, then runs every figure (about ${Math.ceil(machine.seconds / 60)} min); writes bench/results.json and this file
 BENCH_ONLY=throttle npm run bench  # some figures only (printed; the files are left as they are): ingest, tus,
                                    # throttle, control, concurrency, fanout, status, cluster, scale, cap, state,
-                                   # tiny, idle, hook-delivery, hooks
+                                   # tiny, idle, hook-delivery, hooks, s3 (BENCH_S3_MB, default 256)
 BENCH_SIZE_MB=256 BENCH_INGEST_MB=128 BENCH_RUNS=1 BENCH_TINY_SECONDS=3 BENCH_STATUS_SECONDS=3 \\
   BENCH_STALL_SECONDS=10 npm run bench   # a quick run with smaller sizes and shorter loads
 \`\`\`

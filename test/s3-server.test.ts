@@ -1,10 +1,12 @@
 import { createHash } from 'node:crypto'
+import { Upload } from 'tus-js-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { listKeys, listUploads } from '../src/seams/storage/s3-bucket.js'
 import { S3Storage } from '../src/seams/storage/s3.js'
 import { api, bytes, restUpload, statusOf, waitFor, waitForStatus } from './support/clients.js'
 import { MOTO_CREDENTIALS, MOTO_REGION, startMoto, type TestMoto } from './support/moto.js'
 import { startServer, type TestServer } from './support/server.js'
+import { tusHead, type Sent } from './support/tus.js'
 
 /**
  * The whole server storing into S3 (moto on loopback), through its real transports: every byte goes into the
@@ -112,4 +114,76 @@ describe('the server on S3 (moto)', () => {
       /^S3_BUCKET no-such-bucket does not exist at http:\/\/127\.0\.0\.1:\d+: create it, or name one that does$/,
     )
   }, 60_000)
+})
+
+/**
+ * tus-js-client against `url`, PATCHes of `chunkSize`; `cutAt` aborts it once that many bytes of the current
+ * PATCH are on the wire (the request is cut off mid-body, as a dropped connection would), resolving then.
+ */
+function tusSend(
+  url: string,
+  file: Buffer,
+  { uploadUrl, cutAt, sent }: { uploadUrl?: string; cutAt?: number; sent: Sent[] },
+): Promise<{ url: string; aborted: boolean }> {
+  return new Promise((resolve, reject) => {
+    let cutting = false
+    const upload: Upload = new Upload(file, {
+      endpoint: `${url}/files/`,
+      uploadUrl,
+      chunkSize: 3 * MiB,
+      metadata: { filename: 'tus on s3.bin', speed: '0' },
+      retryDelays: null,
+      storeFingerprintForResuming: false,
+      onBeforeRequest: (req) => {
+        const offset = req.getHeader('Upload-Offset')
+        sent.push({ method: req.getMethod(), offset: offset === undefined ? undefined : Number(offset) })
+      },
+      onProgress: (bytesSent) => {
+        if (cutAt === undefined || cutting || bytesSent < cutAt) return
+        cutting = true
+        void upload.abort().then(() => resolve({ url: upload.url ?? '', aborted: true }))
+      },
+      onSuccess: () => resolve({ url: upload.url ?? '', aborted: false }),
+      onError: reject,
+    })
+    upload.start()
+  })
+}
+
+describe('tus on S3 (moto)', () => {
+  it('tus-js-client sends a file in several PATCHes, is cut off mid-PATCH, resumes from HEAD’s offset, and the stored object is byte-identical', async () => {
+    const { server, look } = await serverOnS3()
+    const content = bytes(13 * MiB + 99)
+    const first: Sent[] = []
+    // Cut inside the third PATCH (6..9 MiB): two whole PATCHes answered, the third's connection dropped.
+    const cut = await tusSend(server.url, content, { cutAt: 7 * MiB + 12345, sent: first })
+    expect(cut.aborted).toBe(true)
+    expect(first.filter((request) => request.method === 'PATCH').length).toBe(3)
+    const id = cut.url.split('/').pop() ?? ''
+    const offset = await waitFor(async () => {
+      const head = await tusHead(cut.url)
+      return head.status === 200 ? Number(head.headers.get('upload-offset')) : undefined
+    }, 20_000)
+    expect(offset).toBeGreaterThanOrEqual(6 * MiB)
+    expect(offset).toBeLessThan(content.length)
+
+    const second: Sent[] = []
+    expect(await tusSend(server.url, content, { uploadUrl: cut.url, sent: second })).toEqual({
+      url: cut.url,
+      aborted: false,
+    })
+    // It asked where to go on from and sent only the rest, in more than one PATCH.
+    expect(second[0]).toEqual({ method: 'HEAD', offset: undefined })
+    const patches = second.filter((request) => request.method === 'PATCH')
+    expect(patches[0]?.offset).toBe(offset)
+    expect(patches.length).toBeGreaterThan(1)
+
+    await waitForStatus(server.url, id, 'completed', 60_000)
+    const stored = await download(server, id)
+    expect(stored.headers.get('etag')).toBe(`"${sha256(content)}"`)
+    expect(sha256(new Uint8Array(await stored.arrayBuffer()))).toBe(sha256(content))
+    await waitFor(async () => (await listKeys(look.access, PREFIX)).length === 1, 20_000)
+    expect(await listKeys(look.access, PREFIX)).toEqual([`${PREFIX}${id}/tus on s3.bin`])
+    expect(await listUploads(look.access, PREFIX)).toEqual([])
+  }, 120_000)
 })

@@ -1,0 +1,166 @@
+import { createHash } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { listUploads } from '../src/seams/storage/s3-bucket.js'
+import { S3Storage } from '../src/seams/storage/s3.js'
+import { api, bytes, restUpload, statusOf, waitFor, waitForStatus, wsClient } from './support/clients.js'
+import { spawnServer, type ChildServer } from './support/child.js'
+import { MOTO_CREDENTIALS, MOTO_REGION, startMoto, type TestMoto } from './support/moto.js'
+import { startRedis, type TestRedis } from './support/redis.js'
+
+/**
+ * Three real instances that share nothing but one redis-server and one S3 (moto): each has its own
+ * UPLOAD_DIR, so every byte another instance needs (staging, parts) must come from the bucket.
+ */
+const MiB = 1024 * 1024
+const PREFIX = 'gw/'
+const LEASE_MS = 5000
+const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex')
+
+let redis: TestRedis
+let moto: TestMoto
+let instances: ChildServer[] = []
+let dirs: string[] = []
+beforeAll(async () => {
+  // The tests' own look into the bucket finds credentials the way the servers do: the SDK's default chain.
+  process.env.AWS_ACCESS_KEY_ID = MOTO_CREDENTIALS.accessKeyId
+  process.env.AWS_SECRET_ACCESS_KEY = MOTO_CREDENTIALS.secretAccessKey
+  ;[redis, moto] = await Promise.all([startRedis(), startMoto()])
+}, 60_000)
+afterAll(async () => {
+  await redis?.stop()
+  await moto?.stop()
+})
+afterEach(async () => {
+  for (const instance of instances) {
+    instance.child.kill('SIGCONT')
+    instance.child.kill('SIGKILL')
+  }
+  await Promise.all(instances.map((instance) => instance.exited))
+  instances = []
+  await redis.client().flushall()
+  await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })))
+  dirs = []
+})
+
+async function cluster(): Promise<{ nodes: ChildServer[]; look: S3Storage }> {
+  const bucket = await moto.createBucket()
+  instances = await Promise.all(
+    ['a', 'b', 'c'].map(async (name) => {
+      const dir = await mkdtemp(join(tmpdir(), `uploads-s3-${name}-`))
+      dirs.push(dir)
+      return spawnServer(dir, {
+        REDIS_URL: redis.url,
+        INSTANCE_ID: `node-${name}`,
+        ...moto.env(bucket, PREFIX),
+      })
+    }),
+  )
+  const look = new S3Storage({
+    bucket,
+    endpoint: moto.endpoint,
+    region: MOTO_REGION,
+    prefix: PREFIX,
+    forcePathStyle: true,
+    timeoutMs: 10_000,
+    presignMs: undefined,
+  })
+  return { nodes: instances, look }
+}
+
+const downloaded = async (url: string, id: string) => {
+  const answer = await fetch(`${url}/api/files/${id}/download`)
+  expect(answer.status).toBe(200)
+  return sha256(new Uint8Array(await answer.arrayBuffer()))
+}
+
+describe('three instances sharing only Redis and S3', () => {
+  it('upload via one, follow on another over graphql-ws, pause via the third, resume: byte-identical', async () => {
+    const { nodes, look } = await cluster()
+    const [a, b, c] = nodes
+    const content = bytes(12 * MiB + 777)
+    const { body } = await restUpload(a!.url, content, { speed: 2 * MiB })
+    const id = body.upload_id
+
+    const client = wsClient(b!.url)
+    const events: { status: string; uploadedSize: number }[] = []
+    const followed = (async () => {
+      for await (const result of client.iterate<{ uploadProgress: { status: string; uploadedSize: number } }>(
+        {
+          query: 'subscription ($id: ID) { uploadProgress(id: $id) { status uploadedSize } }',
+          variables: { id },
+        },
+      )) {
+        events.push(result.data!.uploadProgress)
+      }
+    })()
+    // Past the first part S3 acknowledged (5 MiB), so the pause has a part to go on from.
+    await waitFor(() => events.some((e) => e.status === 'IN_PROGRESS' && e.uploadedSize > 6 * MiB), 60_000)
+
+    expect(await api(c!.url, 'POST', `/api/upload/${id}/pause`)).toEqual({
+      status: 200,
+      body: { status: 'paused' },
+    })
+    const atPause = (await statusOf(b!.url, id)).body
+    expect(atPause.status).toBe('paused')
+    expect(atPause.uploaded_size).toBeLessThan(content.length)
+
+    expect(await api(c!.url, 'POST', `/api/upload/${id}/resume?speed=0`)).toMatchObject({
+      body: { status: 'resumed' },
+    })
+    await waitForStatus(b!.url, id, 'completed', 90_000)
+    await followed
+    await client.dispose()
+    expect(events.map((e) => e.status)).toContain('PAUSED')
+    // A pause keeps what S3 acknowledged (whole parts: the README's "a part counts as stored once S3 answers
+    // for it"), and the resume goes on from there: nothing after it goes under it, so nothing S3 held was
+    // sent again.
+    const paused = events.findIndex((e) => e.status === 'PAUSED')
+    const kept = events[paused]!.uploadedSize
+    expect(kept).toBeGreaterThanOrEqual(5 * MiB)
+    expect(kept % (5 * MiB)).toBe(0)
+    const after = events.slice(paused).map((e) => e.uploadedSize)
+    expect(after).toEqual([...after].sort((x, y) => x - y))
+    expect(events.at(-1)).toEqual({ status: 'COMPLETED', uploadedSize: content.length })
+    expect(await downloaded(c!.url, id)).toBe(sha256(content))
+    expect(await downloaded(a!.url, id)).toBe(sha256(content))
+    expect(await listUploads(look.access, PREFIX)).toEqual([])
+  }, 180_000)
+
+  it('SIGKILLed owner mid-transfer: another adopts it within lease + 5 s, from the parts S3 holds, byte-identical', async () => {
+    const { nodes } = await cluster()
+    const [a, b, c] = nodes
+    const content = bytes(16 * MiB + 4321)
+    const { body } = await restUpload(a!.url, content, { speed: 2 * MiB })
+    const id = body.upload_id
+    // Past the first acknowledged part (5 MiB), so the adopter has parts to keep.
+    await waitFor(async () => (await statusOf(b!.url, id)).body.uploaded_size > 6 * MiB, 60_000)
+    a!.child.kill('SIGKILL')
+    await a!.exited
+    const killedAt = performance.now()
+
+    const adopter = await waitFor(
+      () =>
+        [b!, c!].find((node) =>
+          node
+            .output()
+            .split('\n')
+            .some((line) => line.includes('"event":"upload.adopted"') && line.includes(id)),
+        ),
+      LEASE_MS + 10_000,
+    )
+    expect(performance.now() - killedAt).toBeLessThan(LEASE_MS + 5000)
+    // Carried on from the parts S3 acknowledged (at least the first), never from zero: what the adopter
+    // reports, from its adoption to the end, never goes under them.
+    let least = Infinity
+    await waitFor(async () => {
+      const { status, uploaded_size } = (await statusOf(adopter.url, id)).body
+      least = Math.min(least, uploaded_size)
+      return status === 'completed'
+    }, 120_000)
+    expect(least).toBeGreaterThanOrEqual(5 * MiB)
+    expect(await downloaded(b!.url, id)).toBe(sha256(content))
+  }, 240_000)
+})
