@@ -5,7 +5,7 @@ import { stopHashWorker } from '../src/core/transfer/hasher.js'
 import { bytes, restUpload, waitFor } from './support/clients.js'
 import { multipartHead, openRequest, partHead } from './support/raw.js'
 import { captureLogLines } from './support/log-lines.js'
-import { listStorage, startServer, type TestServer } from './support/server.js'
+import { incomingBytes, startServer, type TestServer } from './support/server.js'
 
 let server: TestServer
 beforeAll(async () => {
@@ -25,17 +25,17 @@ async function failingUpload(
   path: string,
   parts: string,
 ): Promise<{ status: number; headers: string; body: string }> {
-  const content = bytes(30_000)
+  // Bigger than one block, so that the worker hashes it (a body of a few KiB is hashed inline, see hasher.ts).
+  const content = bytes(3_000_000)
   const tail = Buffer.from('\r\n--b0undary--\r\n')
   const head = Buffer.from(parts)
   const request = openRequest(server.url, multipartHead(path, head.length + content.length + tail.length))
   request.write(head)
-  request.write(content.subarray(0, 10_000))
-  await waitFor(async () =>
-    (await listStorage(server.dir)).staging.some((name) => name.endsWith('.incoming')),
-  )
+  request.write(content.subarray(0, 1_500_000))
+  // A whole block has passed the hash on its way to disk, so the worker holds this body's hash.
+  await waitFor(async () => (await incomingBytes(server.dir)) >= 1024 * 1024)
   await stopHashWorker()
-  request.write(Buffer.concat([content.subarray(10_000), tail]))
+  request.write(Buffer.concat([content.subarray(1_500_000), tail]))
   const answer = await request.answer
   request.end()
   return answer

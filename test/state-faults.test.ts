@@ -8,7 +8,7 @@ import { LocalStorage } from '../src/seams/storage/local.js'
 import { api, bytes, gql, restUpload, statusOf, waitFor, waitForStatus } from './support/clients.js'
 import { spawnServer, type ChildServer } from './support/child.js'
 import { multipartHead, openRequest, partHead } from './support/raw.js'
-import { listStorage, startServer, type TestServer } from './support/server.js'
+import { incomingBytes, listStorage, startServer, type TestServer } from './support/server.js'
 import { readState } from './support/state.js'
 import { tusCreate, tusHead, tusPatch } from './support/tus.js'
 
@@ -150,7 +150,8 @@ describe('a hashing worker that dies mid-upload', () => {
   it('fails the uploads it was hashing at once (never a wait forever), leaves no .incoming, and the next works', async () => {
     server = await startServer()
     cleanups.push(() => server.stop())
-    const content = bytes(30_000)
+    // Bigger than one block, so that the worker hashes it (a body of a few KiB is hashed inline, see hasher.ts).
+    const content = bytes(3_000_000)
     const tail = Buffer.from('\r\n--b0undary--\r\n')
     const head = Buffer.from(partHead('file', 'doomed.bin'))
     const request = openRequest(
@@ -158,12 +159,11 @@ describe('a hashing worker that dies mid-upload', () => {
       multipartHead('/api/upload?speed=0', head.length + content.length + tail.length),
     )
     request.write(head)
-    request.write(content.subarray(0, 10_000))
-    await waitFor(async () =>
-      (await listStorage(server.dir)).staging.some((name) => name.endsWith('.incoming')),
-    )
+    request.write(content.subarray(0, 1_500_000))
+    // A whole block has passed the hash on its way to disk, so the worker holds this body's hash.
+    await waitFor(async () => (await incomingBytes(server.dir)) >= 1024 * 1024)
     await stopHashWorker()
-    request.write(Buffer.concat([content.subarray(10_000), tail]))
+    request.write(Buffer.concat([content.subarray(1_500_000), tail]))
     const answer = await request.answer
     request.end()
     expect(answer.status).toBe(500)

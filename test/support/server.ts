@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadConfig, type Config } from '../../src/config.js'
@@ -47,6 +47,22 @@ export async function startServer(env: Record<string, string> = {}, dir?: string
 export const transferFile = (dir: string, id: string) => join(dir, '.transfers', id)
 
 /** Files in the storage folder (not the state file), in staging, and transfers' files. */
+/** Bytes of bodies still arriving in the staging folder (`*.incoming`), all together. */
+export async function incomingBytes(dir: string): Promise<number> {
+  const names = (await readdir(join(dir, '.staging')).catch(() => [])).filter((name) =>
+    name.endsWith('.incoming'),
+  )
+  const sizes = await Promise.all(
+    names.map((name) =>
+      stat(join(dir, '.staging', name)).then(
+        (info) => info.size,
+        () => 0,
+      ),
+    ),
+  )
+  return sizes.reduce((a, b) => a + b, 0)
+}
+
 export async function listStorage(
   dir: string,
 ): Promise<{ stored: string[]; staging: string[]; transfers: string[] }> {

@@ -358,12 +358,17 @@ class Intake {
       if (this.failed) throw this.failed
       const arrival = (staging.arrival = await this.options.storage.receive(taken.id))
       if (this.failed) throw this.failed
+      // Answered while storage was opening it: dispose() ran and found nothing to discard yet.
+      if (!this.staging.has(staging))
+        throw new RequestEnded('The request was answered before its body arrived')
       this.writing.add(arrival)
       await pipeline(stream, digest, arrival.sink).finally(() => {
         this.landed += arrival.written()
         this.writing.delete(arrival)
       })
       if (this.failed) return digest.hash.drop()
+      if (!this.staging.has(staging))
+        throw new RequestEnded('The request was answered before its body arrived')
       const sha256 = await digest.hash.digest()
       // Staged; its second copy needs as much again, out of the request's promise.
       staging.room = await this.options.storage.room.grant(roomFor(digest.size, digest.size), this.room)
@@ -383,8 +388,8 @@ class Intake {
       this.handOver.push(() => taken.resolve(file))
     } catch (error) {
       digest.hash.drop()
-      // A dispose() that ran while storage was still opening the arrival (the request answered early)
-      // found nothing to discard yet: whatever was opened goes here.
+      // A dispose() that ran while this file was still opening or arriving found nothing (or only a part
+      // of it) to discard: whatever was opened goes here.
       if (!this.staging.has(staging)) await staging.arrival?.discard().catch(() => undefined)
       throw error
     }

@@ -26,17 +26,13 @@ const CHUNK_BUDGET_PER_SECOND = 4000
 /** The clock, while any flow waits. */
 const TICK_MS = 5
 /**
- * The server-wide cap's credit while nothing holds it back: it must not let every flow burst at once when
- * they start.
+ * Credit a flow may keep beyond one chunk: what a late tick earned, or a stall of the process (a GC, a
+ * descheduled VM, a busy core) cost it, is made up, up to this much, so a file still lands on time; a longer
+ * stall is not. It never puts a flow ahead of its line: credit only accrues at its speed.
  */
+const SLACK_SECONDS = 0.25
+/** The server-wide cap keeps less: it must not let every flow burst at once. */
 const CAP_SLACK_SECONDS = 0.05
-/**
- * While the cap binds (a flow that its own speed would let go waits for the cap), the cap keeps what it
- * earned over this long: a late tick or a stall of the process (a GC, a descheduled VM, a busy core) is made
- * up within it, so the sum of the rates is the cap over any window twice this long, not the cap less every
- * stall. Credit still only accrues at the cap's speed, so the sum is never above the cap over such a window.
- */
-const CAP_CATCH_UP_SECONDS = 1
 
 interface Waiter {
   flow: Flow
@@ -48,12 +44,7 @@ interface Waiter {
 const abortError = () => Object.assign(new Error('The operation was aborted'), { name: 'AbortError' })
 
 export class Flow {
-  /**
-   * Bytes this flow may move now: its line (its speed × the time since it started, plus the head start)
-   * less what it moved. Not bounded: a flow behind its line (a stall of the process, a slow disk, a late
-   * tick) makes all of it up, and lands on time; it is never ahead of the line by more than the head start.
-   * Only the cap holds a flow back on purpose, and a flow held by it keeps no more than a chunk (hold()).
-   */
+  /** Tokens (bytes) this flow may move now, by its own speed. */
   private tokens: number
   private last = performance.now()
   waiter: Waiter | undefined
@@ -86,19 +77,12 @@ export class Flow {
     return chunkSizeFor(this.effectiveRate(), perSecond)
   }
 
-  /** What its line has earned since it was last looked at. */
+  /** A head start's worth (or one chunk) may go at once after a start, resume or speed change. */
   refill(now: number): void {
     if (this.rate === 0) return
-    this.tokens += ((now - this.last) * this.rate) / 1000
+    const capacity = this.chunk() + this.rate * SLACK_SECONDS
+    this.tokens = Math.min(capacity, this.tokens + ((now - this.last) * this.rate) / 1000)
     this.last = now
-  }
-
-  /**
-   * Held back by the cap: its own line moves on without it, or a lifted cap would let it burst to catch up
-   * with a line it was never meant to follow. It keeps a chunk's worth.
-   */
-  hold(): void {
-    this.tokens = Math.min(this.tokens, this.chunk())
   }
 
   ready(bytes: number): boolean {
@@ -117,11 +101,9 @@ export class Flow {
     return this.scheduler.grant(this, bytes, signal)
   }
 
-  /** A chunk's worth (at most) may go at once after a speed change; the new line starts now. */
   setRate(rate: number): void {
     this.refill(performance.now())
     this.rate = rate
-    this.tokens = Math.min(this.tokens, this.chunk())
     this.scheduler.replan(this)
   }
 
@@ -138,8 +120,6 @@ export class Scheduler {
   private cap: number
   private tokens = 0
   private last = performance.now()
-  /** When the cap last held back a flow that its own speed would have let go. */
-  private boundAt = -Infinity
 
   constructor(cap = 0) {
     this.cap = cap
@@ -180,19 +160,14 @@ export class Scheduler {
     }
   }
 
-  /**
-   * Under a cap every chunk is a throttled one (at most 64 KiB): one of those and 50 ms' worth of credit, or
-   * while the cap binds (it held a flow back within the last CAP_CATCH_UP_SECONDS), what it earned over
-   * that long.
-   */
-  private capacity(now = performance.now()): number {
-    const binding = now - this.boundAt < CAP_CATCH_UP_SECONDS * 1000
-    return MAX_THROTTLED_CHUNK + this.cap * (binding ? CAP_CATCH_UP_SECONDS : CAP_SLACK_SECONDS)
+  /** Under a cap every chunk is a throttled one (at most 64 KiB): one of those and 50 ms' worth of credit. */
+  private capacity(): number {
+    return MAX_THROTTLED_CHUNK + this.cap * CAP_SLACK_SECONDS
   }
 
   private refill(now: number): void {
     if (this.cap === 0) return
-    this.tokens = Math.min(this.capacity(now), this.tokens + ((now - this.last) * this.cap) / 1000)
+    this.tokens = Math.min(this.capacity(), this.tokens + ((now - this.last) * this.cap) / 1000)
     this.last = now
   }
 
@@ -204,13 +179,11 @@ export class Scheduler {
     // Its own bucket has it, and (under a cap) nobody is ahead of it in line and the cap has it: it goes now.
     // Without a cap flows share nothing, so others waiting on their own speeds hold nobody up.
     const capAllows = this.cap === 0 || (this.waiting.length === 0 && this.tokens >= bytes)
-    const ready = flow.ready(bytes)
-    if (ready && capAllows) {
+    if (flow.ready(bytes) && capAllows) {
       flow.spend(bytes)
       if (this.cap !== 0) this.tokens -= bytes
       return Promise.resolve(true)
     }
-    if (ready && !capAllows) this.heldBack(flow, now)
     return new Promise<boolean>((resolve, reject) => {
       const onAbort = () => {
         this.drop(flow)
@@ -244,7 +217,6 @@ export class Scheduler {
       if (exhausted || !flow.ready(bytes) || (this.cap !== 0 && this.tokens < bytes)) {
         // Out of the cap's tokens: this one and those after it wait; next tick starts with them.
         if (this.cap !== 0 && this.tokens < bytes && flow.ready(bytes)) exhausted = true
-        if (exhausted && flow.ready(bytes)) this.heldBack(flow, now)
         still.push(waiter)
         continue
       }
@@ -259,12 +231,6 @@ export class Scheduler {
       clearInterval(this.timer)
       this.timer = undefined
     }
-  }
-
-  /** `flow` could go by its own speed and waits for the cap: the cap binds. */
-  private heldBack(flow: Flow, now: number): void {
-    this.boundAt = now
-    flow.hold()
   }
 
   /** The flow's plan changed (its speed): a chunk it waits for is planned again. */
