@@ -62,10 +62,13 @@ afterEach(async () => {
   for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true })
 })
 
+const NOTIFIED = NOTIFICATIONS.join(',')
+
 async function server(env: Record<string, string> = {}, shared?: string) {
   const dir = shared ?? (await mkdtemp(join(tmpdir(), 'hooks-notify-')))
   if (!shared) dirs.push(dir)
-  const hooks = { HOOKS_URL: receiver.url, HOOKS_SECRET: receiver.secret }
+  // These tests are about notifications; the blocking hooks have their own file (hooks-blocking.test.ts).
+  const hooks = { HOOKS_URL: receiver.url, HOOKS_SECRET: receiver.secret, HOOKS_EVENTS: NOTIFIED }
   const started = await spawnServer(dir, { ...hooks, ...env })
   servers.push(started)
   return { url: started.url, dir, child: started }
@@ -215,15 +218,22 @@ describe('the README’s example receiver', () => {
         })
         expect(good.status).toBe(204)
       }
-      const { url } = await server({ HOOKS_URL: hookUrl })
+      // Every event, as HOOKS_EVENTS sends when unset: its 204 accepts pre-create and pre-finish too.
+      const { url } = await server({ HOOKS_URL: hookUrl, HOOKS_EVENTS: '' })
       const id = (await restUpload(url, bytes(1000), { speed: 10_000_000 })).body.upload_id
       await waitFor(() => out.includes(`"type":"completed","upload":"${id}"`), 15_000)
       const lines = out
         .trim()
         .split('\n')
         .map((line) => JSON.parse(line) as { type: string; upload: string; url?: string })
-      expect(lines.map((l) => l.type)).toEqual(['deleted', 'received', 'completed'])
-      expect(lines[2]!.url).toBe(`${url}/api/files/${id}/download`)
+      expect(lines.map((l) => l.type)).toEqual([
+        'deleted',
+        'pre-create',
+        'received',
+        'pre-finish',
+        'completed',
+      ])
+      expect(lines[4]!.url).toBe(`${url}/api/files/${id}/download`)
     } finally {
       child.kill('SIGKILL')
       await exited
@@ -347,7 +357,11 @@ describe('notifications across a crash', () => {
   })
 
   it('delivers after a restart the completion a server SIGKILLed before its delivery had written', async () => {
-    restartable = await restartableServer({ HOOKS_URL: receiver.url, HOOKS_SECRET: receiver.secret })
+    restartable = await restartableServer({
+      HOOKS_URL: receiver.url,
+      HOOKS_SECRET: receiver.secret,
+      HOOKS_EVENTS: NOTIFIED,
+    })
     // The receiver takes every notification but never answers: none is acknowledged before the kill.
     receiver.answerWith(() => ({ delayMs: 600_000 }))
     const id = (await restUpload(restartable.url, bytes(2000), { speed: 10_000_000 })).body.upload_id

@@ -188,6 +188,20 @@ export class OwnedService {
   }
 
   /** A tus upload: its size is declared up front, so its quotas are asked exactly, before it is on record. */
+  /**
+   * A tus creation asked of the pre-create hook at the speed this caller would get: a speed over their cap
+   * is refused (422) before the hook is asked, and no speed is the default held to their cap.
+   */
+  approveResumable(proposal: Parameters<UploadService['approveResumable']>[0]) {
+    requireScope(this.principal, 'write')
+    if (this.principal.sub === null || !this.limited()) return this.service.approveResumable(proposal)
+    const { quotas } = this.principal
+    const refused = proposal.speed == null ? undefined : speedRefusal(quotas, proposal.speed)
+    if (refused) throw refused
+    const speed = speedFor(quotas, proposal.speed ?? undefined, this.service.defaultSpeed)
+    return this.service.approveResumable({ ...proposal, speed })
+  }
+
   createResumable(input: { id: string; filename: string; size: number; speed?: number | null }) {
     requireScope(this.principal, 'write')
     const owner = this.principal.sub

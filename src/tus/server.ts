@@ -77,7 +77,7 @@ export function createTusHandler(
       const caller = callerOf(req)
       const node = nodeResponse(req)?.req
       const authorization = req.headers.get('authorization') ?? undefined
-      const approved = await service.approveResumable({
+      const approved = await caller.approveResumable({
         id: upload.id,
         filename: metadata.filename,
         size: upload.size ?? null,
