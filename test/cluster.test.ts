@@ -3,12 +3,16 @@ import { createHash } from 'node:crypto'
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { api, bytes, gql, restUpload, statusOf, waitFor, waitForStatus, wsClient } from './support/clients.js'
 import { runUntilExit, spawnServer, type ChildServer } from './support/child.js'
 import { multipartHead, openRequest, partHead } from './support/raw.js'
 import { startRedis, type TestRedis } from './support/redis.js'
 import { tusClientUpload, tusCreate, tusHead, type Sent } from './support/tus.js'
+
+// Each test starts instances as child processes and waits on their start-up, leases and restarts: on two
+// cores shared with the rest of the suite that takes several times as long as on a quiet machine.
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 })
 
 /**
  * Three real instances as child processes, one storage folder, one real redis-server: any instance answers

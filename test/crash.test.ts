@@ -3,7 +3,7 @@ import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import {
   api,
   bytes,
@@ -19,6 +19,10 @@ import { spawnServer, type ChildServer } from './support/child.js'
 import { multipartHead, openRequest, partHead } from './support/raw.js'
 import { transferFile } from './support/server.js'
 import { readState as readStateIn } from './support/state.js'
+
+// Each test starts instances as child processes and waits on their start-up, leases and restarts: on two
+// cores shared with the rest of the suite that takes several times as long as on a quiet machine.
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 })
 
 let dir: string
 let running: ChildServer[] = []
