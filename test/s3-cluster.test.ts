@@ -7,7 +7,7 @@ import { listUploads } from '../src/seams/storage/s3-bucket.js'
 import { S3Storage } from '../src/seams/storage/s3.js'
 import { api, bytes, restUpload, statusOf, waitFor, waitForStatus, wsClient } from './support/clients.js'
 import { spawnServer, type ChildServer } from './support/child.js'
-import { MOTO_CREDENTIALS, MOTO_REGION, startMoto, type TestMoto } from './support/moto.js'
+import { motoForTests } from './support/moto.js'
 import { startRedis, type TestRedis } from './support/redis.js'
 
 /**
@@ -19,19 +19,15 @@ const PREFIX = 'gw/'
 const LEASE_MS = 5000
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex')
 
+const moto = motoForTests()
 let redis: TestRedis
-let moto: TestMoto
 let instances: ChildServer[] = []
 let dirs: string[] = []
 beforeAll(async () => {
-  // The tests' own look into the bucket finds credentials the way the servers do: the SDK's default chain.
-  process.env.AWS_ACCESS_KEY_ID = MOTO_CREDENTIALS.accessKeyId
-  process.env.AWS_SECRET_ACCESS_KEY = MOTO_CREDENTIALS.secretAccessKey
-  ;[redis, moto] = await Promise.all([startRedis(), startMoto()])
+  redis = await startRedis()
 }, 60_000)
 afterAll(async () => {
   await redis?.stop()
-  await moto?.stop()
 })
 afterEach(async () => {
   for (const instance of instances) {
@@ -46,7 +42,7 @@ afterEach(async () => {
 })
 
 async function cluster(): Promise<{ nodes: ChildServer[]; look: S3Storage }> {
-  const bucket = await moto.createBucket()
+  const bucket = await moto().createBucket()
   instances = await Promise.all(
     ['a', 'b', 'c'].map(async (name) => {
       const dir = await mkdtemp(join(tmpdir(), `uploads-s3-${name}-`))
@@ -54,19 +50,11 @@ async function cluster(): Promise<{ nodes: ChildServer[]; look: S3Storage }> {
       return spawnServer(dir, {
         REDIS_URL: redis.url,
         INSTANCE_ID: `node-${name}`,
-        ...moto.env(bucket, PREFIX),
+        ...moto().env(bucket, PREFIX),
       })
     }),
   )
-  const look = new S3Storage({
-    bucket,
-    endpoint: moto.endpoint,
-    region: MOTO_REGION,
-    prefix: PREFIX,
-    forcePathStyle: true,
-    timeoutMs: 10_000,
-    presignMs: undefined,
-  })
+  const look = moto().storage(bucket, PREFIX)
   return { nodes: instances, look }
 }
 

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto'
 import { Upload } from 'tus-js-client'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import { listKeys, listUploads } from '../src/seams/storage/s3-bucket.js'
 import { S3Storage } from '../src/seams/storage/s3.js'
 import { api, bytes, restUpload, statusOf, waitFor, waitForStatus } from './support/clients.js'
-import { MOTO_CREDENTIALS, MOTO_REGION, startMoto, type TestMoto } from './support/moto.js'
+import { motoForTests } from './support/moto.js'
 import { startServer, type TestServer } from './support/server.js'
 import { tusHead, type Sent } from './support/tus.js'
 
@@ -16,34 +16,19 @@ const MiB = 1024 * 1024
 const PREFIX = 'gw/'
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex')
 
-let moto: TestMoto
+const moto = motoForTests()
 const servers: TestServer[] = []
-beforeAll(async () => {
-  // The SDK's default chain reads these from the environment, as it would in production.
-  process.env.AWS_ACCESS_KEY_ID = MOTO_CREDENTIALS.accessKeyId
-  process.env.AWS_SECRET_ACCESS_KEY = MOTO_CREDENTIALS.secretAccessKey
-  moto = await startMoto()
-}, 30_000)
 afterAll(async () => {
   for (const server of servers) await server.stop().catch(() => undefined)
-  await moto?.stop()
 })
 
 async function serverOnS3(
   env: Record<string, string> = {},
 ): Promise<{ server: TestServer; bucket: string; look: S3Storage }> {
-  const bucket = await moto.createBucket()
-  const server = await startServer({ ...moto.env(bucket, PREFIX), ...env })
+  const bucket = await moto().createBucket()
+  const server = await startServer({ ...moto().env(bucket, PREFIX), ...env })
   servers.push(server)
-  const look = new S3Storage({
-    bucket,
-    endpoint: moto.endpoint,
-    region: MOTO_REGION,
-    prefix: PREFIX,
-    forcePathStyle: true,
-    timeoutMs: 10_000,
-    presignMs: undefined,
-  })
+  const look = moto().storage(bucket, PREFIX)
   return { server, bucket, look }
 }
 
@@ -96,11 +81,11 @@ describe('the server on S3 (moto)', () => {
     const { body } = await restUpload(server.url, content, { speed: 2 * MiB })
     const id = body.upload_id
     await waitFor(async () => (await statusOf(server.url, id)).body.uploaded_size > 1 * MiB, 30_000)
-    moto.freeze()
+    moto().freeze()
     try {
       await new Promise((resolve) => setTimeout(resolve, 4000))
     } finally {
-      moto.thaw()
+      moto().thaw()
     }
     await waitForStatus(server.url, id, 'completed', 90_000)
     expect(sha256(new Uint8Array(await (await download(server, id)).arrayBuffer()))).toBe(sha256(content))
@@ -110,7 +95,7 @@ describe('the server on S3 (moto)', () => {
   }, 150_000)
 
   it('refuses to start, in one line, on a bucket that does not exist', async () => {
-    await expect(startServer(moto.env('no-such-bucket', PREFIX))).rejects.toThrow(
+    await expect(startServer(moto().env('no-such-bucket', PREFIX))).rejects.toThrow(
       /^S3_BUCKET no-such-bucket does not exist at http:\/\/127\.0\.0\.1:\d+: create it, or name one that does$/,
     )
   }, 60_000)
