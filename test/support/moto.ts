@@ -141,7 +141,7 @@ export function motoForTests(): () => TestMoto {
     process.env.AWS_ACCESS_KEY_ID = MOTO_CREDENTIALS.accessKeyId
     process.env.AWS_SECRET_ACCESS_KEY = MOTO_CREDENTIALS.secretAccessKey
     moto = await startMoto()
-  }, 30_000)
+  }, 120_000) // 2 to 5 s on an idle machine, much longer with both cores busy
   afterAll(async () => {
     await moto?.stop()
   })
@@ -151,10 +151,10 @@ export function motoForTests(): () => TestMoto {
   }
 }
 
-/** Resolves once moto says it listens (it takes 2 to 5 s to start); rejects if it exits first. */
+/** Resolves once moto says it listens (2 to 5 s on an idle machine); rejects if it exits first. */
 function answering(child: ChildProcess, exited: Promise<void>, output: () => string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`moto did not start within 20 s:\n${output()}`)), 20_000)
+    const timer = setTimeout(() => reject(new Error(`moto did not start within 40 s:\n${output()}`)), 40_000)
     const look = () => {
       if (!/Running on http:/.test(output())) return
       clearTimeout(timer)
