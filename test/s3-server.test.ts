@@ -3,7 +3,7 @@ import { Upload } from 'tus-js-client'
 import { afterAll, describe, expect, it } from 'vitest'
 import { listKeys, listUploads } from '../src/seams/storage/s3-bucket.js'
 import { S3Storage } from '../src/seams/storage/s3.js'
-import { api, bytes, restUpload, statusOf, waitFor, waitForStatus } from './support/clients.js'
+import { api, bytes, gql, restUpload, statusOf, waitFor, waitForStatus, wsClient } from './support/clients.js'
 import { motoForTests } from './support/moto.js'
 import { startServer, type TestServer } from './support/server.js'
 import { tusHead, type Sent } from './support/tus.js'
@@ -93,6 +93,57 @@ describe('the server on S3 (moto)', () => {
     const retried = /upload_storage_outcomes_total\{outcome="retried"\} (\d+)/.exec(metrics)
     expect(Number(retried?.[1])).toBeGreaterThan(0)
   }, 150_000)
+
+  it('progress says what S3 acknowledged: whole parts, behind the bytes sent, never back over a pause, all of them at COMPLETED', async () => {
+    const { server } = await serverOnS3()
+    const PART = 5 * MiB
+    const size = 12 * MiB + 4321
+    const content = bytes(size)
+    const { body } = await restUpload(server.url, content, { speed: 2 * MiB })
+    const id = body.upload_id
+    const client = wsClient(server.url)
+    type Figures = { status: string; uploadedSize: number; acknowledgedSize: number }
+    const events: Figures[] = []
+    let paused: Figures | undefined
+    try {
+      for await (const result of client.iterate<{ uploadProgress: Figures }>({
+        query: `subscription ($id: ID!) { uploadProgress(id: $id) { status uploadedSize acknowledgedSize } }`,
+        variables: { id },
+      })) {
+        if (result.errors) throw new Error(JSON.stringify(result.errors))
+        const event = result.data!.uploadProgress
+        events.push(event)
+        // Mid-way through the second part, with the first one acknowledged: pause there.
+        if (paused === undefined && event.status === 'IN_PROGRESS' && event.uploadedSize > PART + MiB) {
+          await gql(server.url, `mutation ($id: ID!) { pauseUpload(id: $id) { id } }`, { id })
+          const { data } = await gql<{ upload: Figures }>(
+            server.url,
+            `query ($id: ID!) { upload(id: $id) { status uploadedSize acknowledgedSize } }`,
+            { id },
+          )
+          paused = data!.upload
+          await gql(server.url, `mutation ($id: ID!) { resumeUpload(id: $id, speed: 0) { id } }`, { id })
+        }
+      }
+    } finally {
+      await client.dispose()
+    }
+    // Paused in the second part or, on a slow machine, the third: whole parts acknowledged, no more.
+    expect(paused?.status).toBe('PAUSED')
+    expect([PART, 2 * PART]).toContain(paused!.acknowledgedSize)
+    expect(paused!.acknowledgedSize).toBeLessThanOrEqual(paused!.uploadedSize)
+    let before = 0
+    for (const event of events) {
+      expect(event.acknowledgedSize).toBeLessThanOrEqual(event.uploadedSize)
+      if (event.acknowledgedSize !== size) expect(event.acknowledgedSize % PART).toBe(0)
+      expect(event.acknowledgedSize).toBeGreaterThanOrEqual(before)
+      before = event.acknowledgedSize
+    }
+    // Bytes were sent into a part S3 had not answered for yet, and the figures said so.
+    expect(events.some((event) => event.acknowledgedSize < event.uploadedSize)).toBe(true)
+    expect(events.at(-1)).toEqual({ status: 'COMPLETED', uploadedSize: size, acknowledgedSize: size })
+    expect(sha256(new Uint8Array(await (await download(server, id)).arrayBuffer()))).toBe(sha256(content))
+  }, 120_000)
 
   it('refuses to start, in one line, on a bucket that does not exist', async () => {
     await expect(startServer(moto().env('no-such-bucket', PREFIX))).rejects.toThrow(

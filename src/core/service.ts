@@ -12,7 +12,7 @@ import * as arrivals from './arrivals.js'
 import * as commands from './commands.js'
 import { recordOf, type Context } from './context.js'
 import type { IncomingFile } from './ingest/ingest.js'
-import { checkSpeed, ENDED, isFinal } from './machine.js'
+import { checkSpeed, ENDED, isFinal, isReceiving } from './machine.js'
 import * as recovery from './recovery.js'
 import { checkpoint, lost, publishProgress, stopRun } from './runs.js'
 import { ProgressFeed } from './transfer/progress.js'
@@ -201,6 +201,15 @@ export class UploadService {
             .filter((record) => !ctx.undone.has(record.id))
             .map((record) => viewOf(ctx, record)),
     )
+  }
+
+  /**
+   * Of an upload's uploadedSize, the bytes storage has acknowledged as kept (see Storage.acknowledgedOf):
+   * what a pause, a crash or an adoption goes on from at least. None while it is still arriving.
+   */
+  acknowledgedSize(view: UploadView): number {
+    if (isReceiving(view.status)) return 0
+    return this.ctx.storage.acknowledgedOf(view, view.uploadedSize)
   }
 
   /**

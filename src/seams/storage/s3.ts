@@ -202,6 +202,12 @@ export class S3Storage implements Storage {
     return sink(mark.uploadId, mark.parts.slice(0, count))
   }
 
+  /** Whole parts only: S3 keeps nothing of the part in flight until it answers for all of it. */
+  acknowledgedOf(upload: { totalSize: number }, written: number): number {
+    if (written >= upload.totalSize) return upload.totalSize
+    return written - (written % new PartPlan(upload.totalSize).size)
+  }
+
   /** S3 holds exactly the parts the mark says, no more and no other (an exact check: see `holds`). */
   async unchanged(upload: Located, mark: TransferMark | undefined): Promise<boolean> {
     return this.holds(upload, mark, true)
