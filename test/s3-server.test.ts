@@ -1,4 +1,5 @@
-import { createHash } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
+import { CreateMultipartUploadCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { Upload } from 'tus-js-client'
 import { afterAll, describe, expect, it } from 'vitest'
 import { listKeys, listUploads } from '../src/seams/storage/s3-bucket.js'
@@ -142,6 +143,39 @@ describe('the server on S3 (moto)', () => {
     // Bytes were sent into a part S3 had not answered for yet, and the figures said so.
     expect(events.some((event) => event.acknowledgedSize < event.uploadedSize)).toBe(true)
     expect(events.at(-1)).toEqual({ status: 'COMPLETED', uploadedSize: size, acknowledgedSize: size })
+    expect(sha256(new Uint8Array(await (await download(server, id)).arrayBuffer()))).toBe(sha256(content))
+  }, 120_000)
+
+  it('sweeps abandoned multipart uploads and staging from the bucket while it runs, never a running upload', async () => {
+    const { server, bucket, look } = await serverOnS3({ S3_SWEEP_INTERVAL: '1s' })
+    const { keys } = look.access
+    const s3 = moto().client()
+    // What an instance that died (nobody restarted it), or an upload whose record went, leaves behind.
+    const [gone, arriving, staged] = [randomUUID(), randomUUID(), randomUUID()]
+    await s3.send(
+      new CreateMultipartUploadCommand({
+        Bucket: bucket,
+        Key: keys.stored({ id: gone, storedName: `${gone}_clip.mp4` }),
+      }),
+    )
+    await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: keys.staging({ id: gone }) }))
+    await s3.send(
+      new PutObjectCommand({ Bucket: bucket, Key: keys.arriving({ id: arriving }, 'dead-node'), Body: '' }),
+    )
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: keys.staging({ id: staged }), Body: 'abc' }))
+    // A running upload's multipart upload and staging are owned: they stay.
+    const content = bytes(11 * MiB)
+    const { body } = await restUpload(server.url, content, { speed: 1 * MiB })
+    const id = body.upload_id
+    const ours = (key: string) => key.includes(id)
+    await waitFor(async () => {
+      const left = [
+        ...(await listUploads(look.access, PREFIX)).map((open) => open.key),
+        ...(await listKeys(look.access, PREFIX)),
+      ]
+      return left.every(ours) && left.length > 0
+    }, 30_000)
+    await waitForStatus(server.url, id, 'completed', 60_000)
     expect(sha256(new Uint8Array(await (await download(server, id)).arrayBuffer()))).toBe(sha256(content))
   }, 120_000)
 

@@ -62,7 +62,7 @@ export async function recover(ctx: Context, orphans: readonly Leftover[]): Promi
  * serving all along: a file is removed only if it still belongs to no unfinished upload now, and a body
  * still arriving at a live instance is never touched.
  */
-async function stillOrphans(ctx: Context, leftovers: readonly Leftover[]): Promise<Leftover[]> {
+export async function stillOrphans(ctx: Context, leftovers: readonly Leftover[]): Promise<Leftover[]> {
   const live = await ctx.leases.liveInstances()
   const doomed: Leftover[] = []
   for (const leftover of leftovers) {

@@ -13,6 +13,7 @@ import * as commands from './commands.js'
 import { recordOf, type Context } from './context.js'
 import type { IncomingFile } from './ingest/ingest.js'
 import { checkSpeed, ENDED, isFinal, isReceiving } from './machine.js'
+import { sweep, type Sweeping } from './sweep.js'
 import * as recovery from './recovery.js'
 import { checkpoint, lost, publishProgress, stopRun } from './runs.js'
 import { ProgressFeed } from './transfer/progress.js'
@@ -39,6 +40,8 @@ export interface UploadServiceOptions {
   maxTotalSpeed?: number
   /** A resumable upload that receives no byte for this long is removed (RESUMABLE_EXPIRY); default 24 h. */
   resumableExpiryMs?: number
+  /** How often storage is swept of what no unfinished upload owns (see sweep.ts); none: only at start-up. */
+  sweepEveryMs?: number
 }
 
 export interface UploadPage {
@@ -66,6 +69,8 @@ export class UploadService {
   private readonly adoption = { adopting: false }
   private readonly expirer: NodeJS.Timeout
   private readonly expiry = { expiring: false }
+  private readonly sweeper: NodeJS.Timeout | undefined
+  private readonly sweeping: Sweeping = { busy: false, seen: new Set() }
   private recovering: Promise<void> = Promise.resolve()
 
   constructor(options: UploadServiceOptions) {
@@ -105,6 +110,8 @@ export class UploadService {
     this.checkpointer = setInterval(() => void checkpoint(ctx, this.checkpoints), CHECKPOINT_EVERY_MS).unref()
     const every = Math.min(EXPIRE_EVERY_MS, Math.max(ctx.expiryMs / 4, 100))
     this.expirer = setInterval(() => void arrivals.expire(ctx, this.expiry), every).unref()
+    if (options.sweepEveryMs !== undefined)
+      this.sweeper = setInterval(() => void sweep(ctx, this.sweeping), options.sweepEveryMs).unref()
   }
 
   /** What the metrics gauges read when scraped. */
@@ -313,6 +320,7 @@ export class UploadService {
     clearInterval(this.ticker)
     clearInterval(this.checkpointer)
     clearInterval(this.expirer)
+    clearInterval(this.sweeper)
     this.feed.close()
     await this.recovering.catch(() => undefined)
     const stopped = await Promise.all(
