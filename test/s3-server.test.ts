@@ -179,6 +179,32 @@ describe('the server on S3 (moto)', () => {
     expect(sha256(new Uint8Array(await (await download(server, id)).arrayBuffer()))).toBe(sha256(content))
   }, 120_000)
 
+  it('S3_PRESIGN_DOWNLOADS: a completed download answers 302 to a short-lived presigned GET that serves the same bytes', async () => {
+    const { server } = await serverOnS3({ S3_PRESIGN_DOWNLOADS: '60s' })
+    const content = bytes(6 * MiB + 77)
+    const { body } = await restUpload(server.url, content, { filename: 'report final.pdf', speed: 0 })
+    const id = body.upload_id
+    // Not complete yet: answered here, as without the setting.
+    const slow = (await restUpload(server.url, bytes(6 * MiB), { speed: 64 * 1024 })).body.upload_id
+    expect((await download(server, slow)).status).toBe(404)
+    await waitForStatus(server.url, id, 'completed', 60_000)
+
+    const answer = await fetch(`${server.url}/api/files/${id}/download`, { redirect: 'manual' })
+    expect(answer.status).toBe(302)
+    const location = new URL(answer.headers.get('location')!)
+    expect(location.origin).toBe(moto().endpoint)
+    expect(location.searchParams.get('X-Amz-Expires')).toBe('60')
+    // A real client follows it to S3 and gets the file itself.
+    const followed = await download(server, id)
+    expect(followed.status).toBe(200)
+    expect(followed.url).toBe(location.href)
+    expect(sha256(new Uint8Array(await followed.arrayBuffer()))).toBe(sha256(content))
+    // HEAD is answered here (a presigned URL is good for GET alone).
+    const head = await fetch(`${server.url}/api/files/${id}/download`, { method: 'HEAD', redirect: 'manual' })
+    expect(head.status).toBe(200)
+    expect(head.headers.get('etag')).toBe(`"${sha256(content)}"`)
+  }, 120_000)
+
   it('refuses to start, in one line, on a bucket that does not exist', async () => {
     await expect(startServer(moto().env('no-such-bucket', PREFIX))).rejects.toThrow(
       /^S3_BUCKET no-such-bucket does not exist at http:\/\/127\.0\.0\.1:\d+: create it, or name one that does$/,

@@ -227,6 +227,15 @@ export class UploadService {
     return this.ctx.storage.openStored(await recordOf(this.ctx, id))
   }
 
+  /**
+   * Where a client may fetch an upload's stored file from storage itself (a presigned GET, when the operator
+   * turned that on), or undefined: it is streamed through this server.
+   */
+  async downloadLocation(id: string): Promise<string | undefined> {
+    const record = await recordOf(this.ctx, id)
+    return this.ctx.storage.downloadUrl?.(record, record.filename)
+  }
+
   /** Why the service cannot take uploads now, or undefined when it can: open, and its storage writable. */
   async notReady(): Promise<string | undefined> {
     if (this.ctx.state.closed) return 'shutting down'
