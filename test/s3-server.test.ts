@@ -6,6 +6,8 @@ import { listKeys, listUploads } from '../src/seams/storage/s3-bucket.js'
 import { S3Storage } from '../src/seams/storage/s3.js'
 import { api, bytes, gql, restUpload, statusOf, waitFor, waitForStatus, wsClient } from './support/clients.js'
 import { motoForTests } from './support/moto.js'
+import { restartableServer } from './support/restartable.js'
+import { s3Gate } from './support/s3-gate.js'
 import { startServer, type TestServer } from './support/server.js'
 import { tusHead, type Sent } from './support/tus.js'
 
@@ -204,6 +206,40 @@ describe('the server on S3 (moto)', () => {
     expect(head.status).toBe(200)
     expect(head.headers.get('etag')).toBe(`"${sha256(content)}"`)
   }, 120_000)
+
+  it('an upload recovered at start-up while S3 does not answer for it waits and retries, then completes byte-identical', async () => {
+    const bucket = await moto().createBucket()
+    // S3 answers start-up's checks and sweep, but nothing of this upload (every key of it holds its id).
+    const gate = await s3Gate(moto().endpoint)
+    const server = await restartableServer({
+      ...moto().env(bucket, PREFIX),
+      S3_ENDPOINT: gate.endpoint,
+      S3_TIMEOUT: '1s',
+    })
+    try {
+      const content = bytes(11 * MiB)
+      const { body } = await restUpload(server.url, content, { speed: 2 * MiB })
+      const id = body.upload_id
+      await waitFor(async () => (await statusOf(server.url, id)).body.uploaded_size > 6 * MiB, 30_000)
+      await server.kill('SIGKILL')
+      gate.hold(id)
+      await server.start()
+      // Recovery asked S3 about it over and over (each try gives up after S3_TIMEOUT), or gave up on it.
+      const outcome = await waitFor(async () => {
+        const { status } = (await statusOf(server.url, id)).body
+        return status === 'failed' ? status : gate.held() >= 12 ? 'waiting' : undefined
+      }, 90_000)
+      expect(outcome).toBe('waiting')
+      expect((await statusOf(server.url, id)).body.status).toBe('in_progress')
+      gate.open()
+      await waitForStatus(server.url, id, 'completed', 90_000)
+      const answer = await fetch(`${server.url}/api/files/${id}/download`)
+      expect(sha256(new Uint8Array(await answer.arrayBuffer()))).toBe(sha256(content))
+    } finally {
+      await server.stop()
+      await gate.close()
+    }
+  }, 240_000)
 
   it('refuses to start, in one line, on a bucket that does not exist', async () => {
     await expect(startServer(moto().env('no-such-bucket', PREFIX))).rejects.toThrow(

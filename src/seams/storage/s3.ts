@@ -210,7 +210,19 @@ export class S3Storage implements Storage {
 
   /** S3 holds exactly the parts the mark says, no more and no other (an exact check: see `holds`). */
   async unchanged(upload: Located, mark: TransferMark | undefined): Promise<boolean> {
-    return this.holds(upload, mark, true)
+    return this.asking(`listing the parts of ${this.stored(upload)}`, () => this.holds(upload, mark, true))
+  }
+
+  /**
+   * What S3 said, as the service understands it (see outcome): away (StorageUnavailable: wait and try
+   * again, as a recovery or a resume does) or refused. Every S3 call the service makes is told so.
+   */
+  private async asking<T>(what: string, ask: () => Promise<T>): Promise<T> {
+    try {
+      return await ask()
+    } catch (error) {
+      throw outcome(this.access, error, what)
+    }
   }
 
   /** Whether S3 holds the mark's parts as they were; `exactly`: and no part past them. */
@@ -225,12 +237,11 @@ export class S3Storage implements Storage {
 
   /** S3's own record, checked part by part against the staged bytes (see reconcile). */
   async verifiedPrefix(upload: TransferTarget): Promise<Verified> {
-    const verified = await reconcile(
-      this.access,
-      this.stored(upload),
-      new PartPlan(upload.totalSize),
-      upload.sha256,
-      (start, end) => this.readStaged(upload.id, start, end),
+    const key = this.stored(upload)
+    const verified = await this.asking(`listing the parts of ${key}`, () =>
+      reconcile(this.access, key, new PartPlan(upload.totalSize), upload.sha256, (start, end) =>
+        this.readStaged(upload.id, start, end),
+      ),
     )
     if (isS3Mark(verified.mark)) this.marks.set(upload.id, verified.mark)
     return verified
@@ -281,13 +292,14 @@ export class S3Storage implements Storage {
   // ---- stored ---------------------------------------------------------------------------------------------
 
   async storedSha256(upload: Located, size: number): Promise<string | undefined> {
-    const head = await headObject(this.access, this.stored(upload))
+    const key = this.stored(upload)
+    const head = await this.asking(`looking for ${key}`, () => headObject(this.access, key))
     return head && head.size === size ? head.metadata.sha256 : undefined
   }
 
   async openStored(upload: Located): Promise<StoredReader> {
     const key = this.stored(upload)
-    const head = await headObject(this.access, key)
+    const head = await this.asking(`looking for ${key}`, () => headObject(this.access, key))
     if (!head) throw new StoredFileMissing(`${key} is not in the bucket`)
     let asked = false
     return {
@@ -374,6 +386,6 @@ export class S3Storage implements Storage {
   }
 
   async holdsTransfers(): Promise<boolean> {
-    return holdsTransfers(this.access)
+    return this.asking('listing the transfers in the bucket', () => holdsTransfers(this.access))
   }
 }
