@@ -48,6 +48,7 @@ export const SETTINGS = [
   'HOOKS_ON_ERROR',
   'HOOKS_FORWARD_AUTH',
   'HOOKS_MAX_AGE',
+  'S3_SWEEP_INTERVAL',
 ] as const
 
 export interface Config {
@@ -127,6 +128,11 @@ export interface S3Settings {
   timeoutMs: number
   /** S3_PRESIGN_DOWNLOADS: a download answers 302 to a presigned GET valid this long; unset streams it. */
   presignMs: number | undefined
+  /**
+   * S3_SWEEP_INTERVAL: the bucket is looked through this often for multipart uploads and staging objects no
+   * unfinished upload owns; one found so in two sweeps in a row is removed (see core/sweep.ts). Default 15 m.
+   */
+  sweepMs?: number
 }
 
 export type Mode = { kind: 'embedded' } | { kind: 'shared'; redisUrl: string }
@@ -382,7 +388,14 @@ function storage(env: Env): StorageMode {
   const forcePathStyle = yesNo(env, 'S3_FORCE_PATH_STYLE')
   if (bucket === '') {
     const stray = (
-      ['S3_ENDPOINT', 'S3_REGION', 'S3_PREFIX', 'S3_TIMEOUT', 'S3_PRESIGN_DOWNLOADS'] as const
+      [
+        'S3_ENDPOINT',
+        'S3_REGION',
+        'S3_PREFIX',
+        'S3_TIMEOUT',
+        'S3_PRESIGN_DOWNLOADS',
+        'S3_SWEEP_INTERVAL',
+      ] as const
     ).find((name) => env[name]?.trim())
     if (stray === undefined && forcePathStyle)
       throw new ConfigError(
@@ -425,7 +438,8 @@ function storage(env: Env): StorageMode {
     throw new ConfigError(
       `S3_PRESIGN_DOWNLOADS must be between 1s and 7d (how long a download link stays valid); got ${JSON.stringify(env.S3_PRESIGN_DOWNLOADS)}`,
     )
-  return { kind: 's3', bucket, endpoint, region, prefix, forcePathStyle, timeoutMs, presignMs }
+  const sweepMs = duration(env, 'S3_SWEEP_INTERVAL', 15 * 60_000)
+  return { kind: 's3', bucket, endpoint, region, prefix, forcePathStyle, timeoutMs, presignMs, sweepMs }
 }
 
 /** Validated once at start-up: a bad value stops the server with a message naming the variable. */

@@ -76,6 +76,7 @@ describe('configuration', () => {
       forcePathStyle: false,
       timeoutMs: 20_000,
       presignMs: undefined,
+      sweepMs: 15 * 60_000,
     })
     expect(
       loadConfig({
@@ -86,6 +87,7 @@ describe('configuration', () => {
         S3_FORCE_PATH_STYLE: 'true',
         S3_TIMEOUT: '5s',
         S3_PRESIGN_DOWNLOADS: '15m',
+        S3_SWEEP_INTERVAL: '1h',
       }).storage,
     ).toEqual({
       kind: 's3',
@@ -96,6 +98,7 @@ describe('configuration', () => {
       forcePathStyle: true,
       timeoutMs: 5000,
       presignMs: 900_000,
+      sweepMs: 3_600_000,
     })
   })
 
@@ -109,6 +112,8 @@ describe('configuration', () => {
     [{ S3_BUCKET: 'media', S3_TIMEOUT: 'soon' }, /^S3_TIMEOUT must be a length of time/],
     [{ S3_BUCKET: 'media', S3_PRESIGN_DOWNLOADS: '8d' }, /^S3_PRESIGN_DOWNLOADS must be between 1s and 7d/],
     [{ S3_TIMEOUT: '5s' }, /^S3_TIMEOUT is set but S3_BUCKET is not/],
+    [{ S3_BUCKET: 'media', S3_SWEEP_INTERVAL: 'often' }, /^S3_SWEEP_INTERVAL must be a length of time/],
+    [{ S3_SWEEP_INTERVAL: '1h' }, /^S3_SWEEP_INTERVAL is set but S3_BUCKET is not/],
     // Without S3_BUCKET the others would be ignored, and the files would go to the local folder unannounced.
     [{ S3_ENDPOINT: 'http://127.0.0.1:9000' }, /^S3_ENDPOINT is set but S3_BUCKET is not/],
     [{ S3_PREFIX: 'uploads/' }, /^S3_PREFIX is set but S3_BUCKET is not/],

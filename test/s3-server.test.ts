@@ -1,10 +1,13 @@
-import { createHash } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
+import { CreateMultipartUploadCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { Upload } from 'tus-js-client'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import { listKeys, listUploads } from '../src/seams/storage/s3-bucket.js'
 import { S3Storage } from '../src/seams/storage/s3.js'
-import { api, bytes, restUpload, statusOf, waitFor, waitForStatus } from './support/clients.js'
-import { MOTO_CREDENTIALS, MOTO_REGION, startMoto, type TestMoto } from './support/moto.js'
+import { api, bytes, gql, restUpload, statusOf, waitFor, waitForStatus, wsClient } from './support/clients.js'
+import { motoForTests } from './support/moto.js'
+import { restartableServer } from './support/restartable.js'
+import { s3Gate } from './support/s3-gate.js'
 import { startServer, type TestServer } from './support/server.js'
 import { tusHead, type Sent } from './support/tus.js'
 
@@ -16,34 +19,19 @@ const MiB = 1024 * 1024
 const PREFIX = 'gw/'
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex')
 
-let moto: TestMoto
+const moto = motoForTests()
 const servers: TestServer[] = []
-beforeAll(async () => {
-  // The SDK's default chain reads these from the environment, as it would in production.
-  process.env.AWS_ACCESS_KEY_ID = MOTO_CREDENTIALS.accessKeyId
-  process.env.AWS_SECRET_ACCESS_KEY = MOTO_CREDENTIALS.secretAccessKey
-  moto = await startMoto()
-}, 30_000)
 afterAll(async () => {
   for (const server of servers) await server.stop().catch(() => undefined)
-  await moto?.stop()
 })
 
 async function serverOnS3(
   env: Record<string, string> = {},
 ): Promise<{ server: TestServer; bucket: string; look: S3Storage }> {
-  const bucket = await moto.createBucket()
-  const server = await startServer({ ...moto.env(bucket, PREFIX), ...env })
+  const bucket = await moto().createBucket()
+  const server = await startServer({ ...moto().env(bucket, PREFIX), ...env })
   servers.push(server)
-  const look = new S3Storage({
-    bucket,
-    endpoint: moto.endpoint,
-    region: MOTO_REGION,
-    prefix: PREFIX,
-    forcePathStyle: true,
-    timeoutMs: 10_000,
-    presignMs: undefined,
-  })
+  const look = moto().storage(bucket, PREFIX)
   return { server, bucket, look }
 }
 
@@ -96,11 +84,11 @@ describe('the server on S3 (moto)', () => {
     const { body } = await restUpload(server.url, content, { speed: 2 * MiB })
     const id = body.upload_id
     await waitFor(async () => (await statusOf(server.url, id)).body.uploaded_size > 1 * MiB, 30_000)
-    moto.freeze()
+    moto().freeze()
     try {
       await new Promise((resolve) => setTimeout(resolve, 4000))
     } finally {
-      moto.thaw()
+      moto().thaw()
     }
     await waitForStatus(server.url, id, 'completed', 90_000)
     expect(sha256(new Uint8Array(await (await download(server, id)).arrayBuffer()))).toBe(sha256(content))
@@ -109,8 +97,153 @@ describe('the server on S3 (moto)', () => {
     expect(Number(retried?.[1])).toBeGreaterThan(0)
   }, 150_000)
 
+  it('progress says what S3 acknowledged: whole parts, behind the bytes sent, never back over a pause, all of them at COMPLETED', async () => {
+    const { server } = await serverOnS3()
+    const PART = 5 * MiB
+    const size = 12 * MiB + 4321
+    const content = bytes(size)
+    const { body } = await restUpload(server.url, content, { speed: 2 * MiB })
+    const id = body.upload_id
+    const client = wsClient(server.url)
+    type Figures = { status: string; uploadedSize: number; acknowledgedSize: number }
+    const events: Figures[] = []
+    let paused: Figures | undefined
+    try {
+      for await (const result of client.iterate<{ uploadProgress: Figures }>({
+        query: `subscription ($id: ID!) { uploadProgress(id: $id) { status uploadedSize acknowledgedSize } }`,
+        variables: { id },
+      })) {
+        if (result.errors) throw new Error(JSON.stringify(result.errors))
+        const event = result.data!.uploadProgress
+        events.push(event)
+        // Mid-way through the second part, with the first one acknowledged: pause there.
+        if (paused === undefined && event.status === 'IN_PROGRESS' && event.uploadedSize > PART + MiB) {
+          await gql(server.url, `mutation ($id: ID!) { pauseUpload(id: $id) { id } }`, { id })
+          const { data } = await gql<{ upload: Figures }>(
+            server.url,
+            `query ($id: ID!) { upload(id: $id) { status uploadedSize acknowledgedSize } }`,
+            { id },
+          )
+          paused = data!.upload
+          await gql(server.url, `mutation ($id: ID!) { resumeUpload(id: $id, speed: 0) { id } }`, { id })
+        }
+      }
+    } finally {
+      await client.dispose()
+    }
+    // Paused in the second part or, on a slow machine, the third: whole parts acknowledged, no more.
+    expect(paused?.status).toBe('PAUSED')
+    expect([PART, 2 * PART]).toContain(paused!.acknowledgedSize)
+    expect(paused!.acknowledgedSize).toBeLessThanOrEqual(paused!.uploadedSize)
+    let before = 0
+    for (const event of events) {
+      expect(event.acknowledgedSize).toBeLessThanOrEqual(event.uploadedSize)
+      if (event.acknowledgedSize !== size) expect(event.acknowledgedSize % PART).toBe(0)
+      expect(event.acknowledgedSize).toBeGreaterThanOrEqual(before)
+      before = event.acknowledgedSize
+    }
+    // Bytes were sent into a part S3 had not answered for yet, and the figures said so.
+    expect(events.some((event) => event.acknowledgedSize < event.uploadedSize)).toBe(true)
+    expect(events.at(-1)).toEqual({ status: 'COMPLETED', uploadedSize: size, acknowledgedSize: size })
+    expect(sha256(new Uint8Array(await (await download(server, id)).arrayBuffer()))).toBe(sha256(content))
+  }, 120_000)
+
+  it('sweeps abandoned multipart uploads and staging from the bucket while it runs, never a running upload', async () => {
+    const { server, bucket, look } = await serverOnS3({ S3_SWEEP_INTERVAL: '1s' })
+    const { keys } = look.access
+    const s3 = moto().client()
+    // What an instance that died (nobody restarted it), or an upload whose record went, leaves behind.
+    const [gone, arriving, staged] = [randomUUID(), randomUUID(), randomUUID()]
+    await s3.send(
+      new CreateMultipartUploadCommand({
+        Bucket: bucket,
+        Key: keys.stored({ id: gone, storedName: `${gone}_clip.mp4` }),
+      }),
+    )
+    await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: keys.staging({ id: gone }) }))
+    await s3.send(
+      new PutObjectCommand({ Bucket: bucket, Key: keys.arriving({ id: arriving }, 'dead-node'), Body: '' }),
+    )
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: keys.staging({ id: staged }), Body: 'abc' }))
+    // A running upload's multipart upload and staging are owned: they stay.
+    const content = bytes(11 * MiB)
+    const { body } = await restUpload(server.url, content, { speed: 1 * MiB })
+    const id = body.upload_id
+    const ours = (key: string) => key.includes(id)
+    await waitFor(async () => {
+      const left = [
+        ...(await listUploads(look.access, PREFIX)).map((open) => open.key),
+        ...(await listKeys(look.access, PREFIX)),
+      ]
+      return left.every(ours) && left.length > 0
+    }, 30_000)
+    await waitForStatus(server.url, id, 'completed', 60_000)
+    expect(sha256(new Uint8Array(await (await download(server, id)).arrayBuffer()))).toBe(sha256(content))
+  }, 120_000)
+
+  it('S3_PRESIGN_DOWNLOADS: a completed download answers 302 to a short-lived presigned GET that serves the same bytes', async () => {
+    const { server } = await serverOnS3({ S3_PRESIGN_DOWNLOADS: '60s' })
+    const content = bytes(6 * MiB + 77)
+    const { body } = await restUpload(server.url, content, { filename: 'report final.pdf', speed: 0 })
+    const id = body.upload_id
+    // Not complete yet: answered here, as without the setting.
+    const slow = (await restUpload(server.url, bytes(6 * MiB), { speed: 64 * 1024 })).body.upload_id
+    expect((await download(server, slow)).status).toBe(404)
+    await waitForStatus(server.url, id, 'completed', 60_000)
+
+    const answer = await fetch(`${server.url}/api/files/${id}/download`, { redirect: 'manual' })
+    expect(answer.status).toBe(302)
+    const location = new URL(answer.headers.get('location')!)
+    expect(location.origin).toBe(moto().endpoint)
+    expect(location.searchParams.get('X-Amz-Expires')).toBe('60')
+    // A real client follows it to S3 and gets the file itself.
+    const followed = await download(server, id)
+    expect(followed.status).toBe(200)
+    expect(followed.redirected).toBe(true)
+    expect(new URL(followed.url).origin).toBe(moto().endpoint)
+    expect(sha256(new Uint8Array(await followed.arrayBuffer()))).toBe(sha256(content))
+    // HEAD is answered here (a presigned URL is good for GET alone).
+    const head = await fetch(`${server.url}/api/files/${id}/download`, { method: 'HEAD', redirect: 'manual' })
+    expect(head.status).toBe(200)
+    expect(head.headers.get('etag')).toBe(`"${sha256(content)}"`)
+  }, 120_000)
+
+  it('an upload recovered at start-up while S3 does not answer for it waits and retries, then completes byte-identical', async () => {
+    const bucket = await moto().createBucket()
+    // S3 answers start-up's checks and sweep, but nothing of this upload (every key of it holds its id).
+    const gate = await s3Gate(moto().endpoint)
+    const server = await restartableServer({
+      ...moto().env(bucket, PREFIX),
+      S3_ENDPOINT: gate.endpoint,
+      S3_TIMEOUT: '1s',
+    })
+    try {
+      const content = bytes(11 * MiB)
+      const { body } = await restUpload(server.url, content, { speed: 2 * MiB })
+      const id = body.upload_id
+      await waitFor(async () => (await statusOf(server.url, id)).body.uploaded_size > 6 * MiB, 90_000)
+      await server.kill('SIGKILL')
+      gate.hold(id)
+      await server.start()
+      // Recovery asked S3 about it over and over (each try gives up after S3_TIMEOUT), or gave up on it.
+      const outcome = await waitFor(async () => {
+        const { status } = (await statusOf(server.url, id)).body
+        return status === 'failed' ? status : gate.held() >= 12 ? 'waiting' : undefined
+      }, 90_000)
+      expect(outcome).toBe('waiting')
+      expect((await statusOf(server.url, id)).body.status).toBe('in_progress')
+      gate.open()
+      await waitForStatus(server.url, id, 'completed', 90_000)
+      const answer = await fetch(`${server.url}/api/files/${id}/download`)
+      expect(sha256(new Uint8Array(await answer.arrayBuffer()))).toBe(sha256(content))
+    } finally {
+      await server.stop()
+      await gate.close()
+    }
+  }, 240_000)
+
   it('refuses to start, in one line, on a bucket that does not exist', async () => {
-    await expect(startServer(moto.env('no-such-bucket', PREFIX))).rejects.toThrow(
+    await expect(startServer(moto().env('no-such-bucket', PREFIX))).rejects.toThrow(
       /^S3_BUCKET no-such-bucket does not exist at http:\/\/127\.0\.0\.1:\d+: create it, or name one that does$/,
     )
   }, 60_000)

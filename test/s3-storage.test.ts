@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { CreateMultipartUploadCommand, UploadPartCommand } from '@aws-sdk/client-s3'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { S3Settings } from '../src/config.js'
 import {
   sha256Of,
@@ -23,7 +23,7 @@ import {
 } from '../src/seams/storage/s3-bucket.js'
 import { settle, UploadGoneError } from '../src/seams/storage/s3-multipart.js'
 import { bytes } from './support/clients.js'
-import { MOTO_CREDENTIALS, MOTO_REGION, startMoto, type TestMoto } from './support/moto.js'
+import { motoForTests } from './support/moto.js'
 import { freePort } from './support/redis.js'
 
 /**
@@ -33,40 +33,20 @@ import { freePort } from './support/redis.js'
 const MiB = 1024 * 1024
 const PREFIX = 'gw/'
 
-let moto: TestMoto
-const opened: S3Storage[] = []
-beforeAll(async () => {
-  // The SDK's default chain reads these, as it would in production.
-  process.env.AWS_ACCESS_KEY_ID = MOTO_CREDENTIALS.accessKeyId
-  process.env.AWS_SECRET_ACCESS_KEY = MOTO_CREDENTIALS.secretAccessKey
-  moto = await startMoto()
-}, 30_000)
-afterAll(async () => {
-  for (const storage of opened) storage.close()
-  await moto?.stop()
-})
+const moto = motoForTests()
 
-const settings = (bucket: string, over: Partial<S3Settings> = {}): S3Settings => ({
-  bucket,
-  endpoint: moto.endpoint,
-  region: MOTO_REGION,
-  prefix: PREFIX,
-  forcePathStyle: true,
-  timeoutMs: 5000,
-  presignMs: undefined,
-  ...over,
-})
+/** A storage of the test's own over `bucket` (closed with moto), S3_TIMEOUT 5 s unless `over` says. */
+const open = (bucket: string, over: Partial<S3Settings> = {}): S3Storage =>
+  moto().storage(bucket, PREFIX, { timeoutMs: 5000, ...over })
 
 /** A storage of its own over a new bucket: another instance is another S3Storage over the same bucket. */
 async function storageOnNewBucket(): Promise<{ storage: S3Storage; bucket: string }> {
-  const bucket = await moto.createBucket()
+  const bucket = await moto().createBucket()
   return { storage: instance(bucket), bucket }
 }
 
 function instance(bucket: string): S3Storage {
-  const storage = new S3Storage(settings(bucket))
-  opened.push(storage)
-  return storage
+  return open(bucket)
 }
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
@@ -332,18 +312,17 @@ describe('S3 storage (moto)', () => {
   })
 
   it('waits while S3 answers nothing (frozen), sends the part again from staging, and completes byte-identical', async () => {
-    const bucket = await moto.createBucket()
-    const storage = new S3Storage(settings(bucket, { timeoutMs: 1500 }))
-    opened.push(storage)
+    const bucket = await moto().createBucket()
+    const storage = open(bucket, { timeoutMs: 1500 })
     const data = bytes(7 * MiB)
     const upload = await staged(storage, data)
     const sink = await storage.openTransfer(upload, { offset: 0 })
     const hash = await copy(storage, upload, sink, 0, 3 * MiB)
     // Frozen with part 1 in flight; thawed a few seconds later, with the copy still waiting on its write.
-    moto.freeze()
+    moto().freeze()
     const thawed = new Promise<void>((resolve) =>
       setTimeout(() => {
-        moto.thaw()
+        moto().thaw()
         resolve()
       }, 5000),
     )
@@ -361,7 +340,7 @@ describe('S3 storage (moto)', () => {
         at = end
       }
     } finally {
-      moto.thaw()
+      moto().thaw()
     }
     await thawed
     await sink.end(true)
@@ -371,15 +350,14 @@ describe('S3 storage (moto)', () => {
   }, 60_000)
 
   it('a stop (the run’s signal) ends a write waiting on a frozen S3 at once', async () => {
-    const bucket = await moto.createBucket()
-    const storage = new S3Storage(settings(bucket, { timeoutMs: 20_000 }))
-    opened.push(storage)
+    const bucket = await moto().createBucket()
+    const storage = open(bucket, { timeoutMs: 20_000 })
     const data = bytes(6 * MiB)
     const upload = await staged(storage, data)
     const stop = new AbortController()
     const sink = await storage.openTransfer(upload, { offset: 0 }, stop.signal)
     const hash = await copy(storage, upload, sink, 0, 1 * MiB)
-    moto.freeze()
+    moto().freeze()
     try {
       // The rest of part 1: its answer never comes while S3 is frozen.
       const chunk = data.subarray(1 * MiB, 5 * MiB)
@@ -391,7 +369,7 @@ describe('S3 storage (moto)', () => {
       expect(await stopped).toMatchObject({ name: 'AbortError' })
       expect(performance.now() - started).toBeLessThan(5000)
     } finally {
-      moto.thaw()
+      moto().thaw()
     }
     const ended = await sink.end(false)
     expect(ended.acknowledged).toBe(0)
@@ -399,8 +377,7 @@ describe('S3 storage (moto)', () => {
   }, 60_000)
 
   it('says S3 refused, with its code, when it refuses (4xx): no bucket of that name', async () => {
-    const storage = new S3Storage(settings('no-such-bucket-here'))
-    opened.push(storage)
+    const storage = open('no-such-bucket-here')
     const upload: TransferTarget = {
       id: randomUUID(),
       storedName: 'x_y',
@@ -413,8 +390,7 @@ describe('S3 storage (moto)', () => {
   })
 
   it('says S3 is unavailable, not refused, when nobody answers', async () => {
-    const storage = new S3Storage(settings('any', { endpoint: `http://127.0.0.1:${await freePort()}` }))
-    opened.push(storage)
+    const storage = open('any', { endpoint: `http://127.0.0.1:${await freePort()}` })
     await expect(storage.stagedSize(randomUUID())).rejects.toThrow(StorageUnavailable)
   }, 60_000)
 
@@ -437,10 +413,9 @@ describe('S3 storage (moto)', () => {
   })
 
   it('presigns a download only when S3_PRESIGN_DOWNLOADS is set, and the link reads the stored bytes', async () => {
-    const bucket = await moto.createBucket()
-    const plain = new S3Storage(settings(bucket))
-    const signing = new S3Storage(settings(bucket, { presignMs: 60_000 }))
-    opened.push(plain, signing)
+    const bucket = await moto().createBucket()
+    const plain = open(bucket)
+    const signing = open(bucket, { presignMs: 60_000 })
     const data = bytes(300_000)
     const upload = await staged(signing, data, 'naïve résumé.pdf')
     const sink = await signing.openTransfer(upload, { offset: 0 })
@@ -471,8 +446,7 @@ describe('S3 storage (moto)', () => {
 
     it('an endpoint nobody answers at', async () => {
       const endpoint = `http://127.0.0.1:${await freePort()}`
-      const storage = new S3Storage(settings('anything', { endpoint }))
-      opened.push(storage)
+      const storage = open('anything', { endpoint })
       const refusal = storage.prepare()
       await expect(refusal).rejects.toThrow(S3SetupError)
       await expect(refusal).rejects.toThrow(

@@ -174,6 +174,8 @@ function assemble(config: Config, seams: Seams, orphans: readonly Leftover[]): A
           },
         }
       : {}),
+    // Only a bucket is swept while running; a folder is swept at start-up, as before.
+    sweepEveryMs: config.storage.kind === 's3' ? config.storage.sweepMs : undefined,
   })
   const limits: IngestOptions = {
     storage,

@@ -89,6 +89,17 @@ export class OwnedService {
     return this.service.openStored(id)
   }
 
+  /** Where a download of an upload this caller may read is served from instead (S3_PRESIGN_DOWNLOADS). */
+  async downloadLocation(id: string): Promise<string | undefined> {
+    await this.reach(id, 'read')
+    return this.service.downloadLocation(id)
+  }
+
+  /** How many of a view's bytes storage has acknowledged (the view was already reached by its reader). */
+  acknowledgedSize(view: UploadView): number {
+    return this.service.acknowledgedSize(view)
+  }
+
   /** A page of the uploads this caller may list: their own, or an admin's pick (everyone's, or one owner's). */
   async page(query: PageQuery & { owner?: string }): Promise<UploadPage> {
     const { owner, ...rest } = query

@@ -1,6 +1,7 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { faultReason } from '../errors.js'
 import { log } from '../log.js'
-import { sha256Of, type Leftover } from '../seams/storage/index.js'
+import { sha256Of, StorageUnavailable, type Leftover } from '../seams/storage/index.js'
 import { locked, pages, type Context } from './context.js'
 import {
   completed,
@@ -43,18 +44,45 @@ export async function recover(ctx: Context, orphans: readonly Leftover[]): Promi
   const unfinished = await ctx.store.unfinished()
   await Promise.all(
     unfinished.map((record) =>
-      locked(ctx, record.id, () => recoverOne(ctx, record.id)).catch((error: unknown) =>
-        locked(ctx, record.id, async () => {
-          const current = await ctx.store.get(record.id)
-          if (current && !isFinal(current.status))
-            await fail(ctx, current, faultReason(error, 'upload.recovery_error', { id: record.id }))
-        }).catch((failure: unknown) =>
-          log('error', 'upload.recovery_failed', { id: record.id, error: failure }),
-        ),
-      ),
+      locked(ctx, record.id, () => recoverOne(ctx, record.id)).catch((error: unknown) => {
+        // S3 away (as for a running transfer): tried again until it answers, without holding up the rest.
+        if (error instanceof StorageUnavailable) return void recoverLater(ctx, record.id, error)
+        return failRecovery(ctx, record.id, error)
+      }),
     ),
   )
   return undefined
+}
+
+/** The upload could not be carried on: it fails, with the reason. */
+function failRecovery(ctx: Context, id: string, error: unknown): Promise<void> {
+  return locked(ctx, id, async () => {
+    const current = await ctx.store.get(id)
+    if (current && !isFinal(current.status))
+      await fail(ctx, current, faultReason(error, 'upload.recovery_error', { id }))
+  }).catch((failure: unknown) => log('error', 'upload.recovery_failed', { id, error: failure }))
+}
+
+/**
+ * Recovery of one upload found storage away: tried again after 0.5 s, doubling to 8 s, for as long as it
+ * stays away, each try under the upload's lock and only then (a pause or cancel meanwhile is taken, and the
+ * next try carries on from what they left). Anything else storage says fails the upload, as at once.
+ */
+function recoverLater(ctx: Context, id: string, first: StorageUnavailable): void {
+  void (async () => {
+    let reason = first.message
+    for (let tries = 1; !ctx.state.closed; tries++) {
+      log('warn', 'upload.storage_unavailable', { id, step: 'recover', tries, reason })
+      await sleep(Math.min(500 * 2 ** (tries - 1), 8000), undefined, { ref: false })
+      if (ctx.state.closed) return
+      try {
+        return await locked(ctx, id, () => recoverOne(ctx, id))
+      } catch (error) {
+        if (!(error instanceof StorageUnavailable)) return failRecovery(ctx, id, error)
+        reason = error.message
+      }
+    }
+  })()
 }
 
 /**
@@ -62,7 +90,7 @@ export async function recover(ctx: Context, orphans: readonly Leftover[]): Promi
  * serving all along: a file is removed only if it still belongs to no unfinished upload now, and a body
  * still arriving at a live instance is never touched.
  */
-async function stillOrphans(ctx: Context, leftovers: readonly Leftover[]): Promise<Leftover[]> {
+export async function stillOrphans(ctx: Context, leftovers: readonly Leftover[]): Promise<Leftover[]> {
   const live = await ctx.leases.liveInstances()
   const doomed: Leftover[] = []
   for (const leftover of leftovers) {

@@ -13,7 +13,8 @@ import * as arrivals from './arrivals.js'
 import * as commands from './commands.js'
 import { recordOf, type Context, type Hooks } from './context.js'
 import type { IncomingFile } from './ingest/ingest.js'
-import { checkSpeed, ENDED, isFinal } from './machine.js'
+import { checkSpeed, ENDED, isFinal, isReceiving } from './machine.js'
+import { sweep, type Sweeping } from './sweep.js'
 import * as recovery from './recovery.js'
 import { checkpoint, lost, publishProgress, stopRun } from './runs.js'
 import { ProgressFeed } from './transfer/progress.js'
@@ -44,6 +45,8 @@ export interface UploadServiceOptions {
   notifier?: Notifier
   /** The blocking hooks (HOOKS_URL): pre-create and pre-finish are asked (see gates.ts). */
   hooks?: Hooks
+  /** How often storage is swept of what no unfinished upload owns (see sweep.ts); none: only at start-up. */
+  sweepEveryMs?: number
 }
 
 export interface UploadPage {
@@ -71,6 +74,8 @@ export class UploadService {
   private readonly adoption = { adopting: false }
   private readonly expirer: NodeJS.Timeout
   private readonly expiry = { expiring: false }
+  private readonly sweeper: NodeJS.Timeout | undefined
+  private readonly sweeping: Sweeping = { busy: false, seen: new Set() }
   private recovering: Promise<void> = Promise.resolve()
 
   constructor(options: UploadServiceOptions) {
@@ -112,6 +117,8 @@ export class UploadService {
     this.checkpointer = setInterval(() => void checkpoint(ctx, this.checkpoints), CHECKPOINT_EVERY_MS).unref()
     const every = Math.min(EXPIRE_EVERY_MS, Math.max(ctx.expiryMs / 4, 100))
     this.expirer = setInterval(() => void arrivals.expire(ctx, this.expiry), every).unref()
+    if (options.sweepEveryMs !== undefined)
+      this.sweeper = setInterval(() => void sweep(ctx, this.sweeping), options.sweepEveryMs).unref()
   }
 
   /** What the metrics gauges read when scraped. */
@@ -216,11 +223,29 @@ export class UploadService {
   }
 
   /**
+   * Of an upload's uploadedSize, the bytes storage has acknowledged as kept (see Storage.acknowledgedOf):
+   * what a pause, a crash or an adoption goes on from at least. None while it is still arriving.
+   */
+  acknowledgedSize(view: UploadView): number {
+    if (isReceiving(view.status)) return 0
+    return this.ctx.storage.acknowledgedOf(view, view.uploadedSize)
+  }
+
+  /**
    * An upload's stored file, open for a download (ranges are read from it): rejects with StoredFileMissing
    * when storage has none. Whether the upload is complete is the caller's to have checked.
    */
   async openStored(id: string): Promise<StoredReader> {
     return this.ctx.storage.openStored(await recordOf(this.ctx, id))
+  }
+
+  /**
+   * Where a client may fetch an upload's stored file from storage itself (a presigned GET, when the operator
+   * turned that on), or undefined: it is streamed through this server.
+   */
+  async downloadLocation(id: string): Promise<string | undefined> {
+    const record = await recordOf(this.ctx, id)
+    return this.ctx.storage.downloadUrl?.(record, record.filename)
   }
 
   /** Why the service cannot take uploads now, or undefined when it can: open, and its storage writable. */
@@ -326,6 +351,7 @@ export class UploadService {
     clearInterval(this.ticker)
     clearInterval(this.checkpointer)
     clearInterval(this.expirer)
+    clearInterval(this.sweeper)
     this.feed.close()
     await this.recovering.catch(() => undefined)
     const stopped = await Promise.all(

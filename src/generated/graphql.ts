@@ -249,6 +249,15 @@ export type SubscriptionUploadProgressArgs = {
 
 export type Upload = {
   __typename?: 'Upload';
+  /**
+   * Of uploadedSize, the bytes storage has acknowledged as kept: a pause, a restart or another instance taking
+   * the upload over goes on from at least here. It goes back only if storage turns out not to hold what it
+   * acknowledged (changed or removed behind the server), and then those bytes are sent again. In an S3 bucket, the parts S3 has
+   * answered for (each part is 5 MiB, more for files over 50 GB): it moves a part at a time, behind
+   * uploadedSize, and equals totalSize once the last part is acknowledged. On a local folder every byte sent
+   * is kept as it is written, so it equals uploadedSize. 0 while RECEIVING.
+   */
+  acknowledgedSize: Scalars['SafeInt']['output'];
   completedAt?: Maybe<Scalars['DateTime']['output']>;
   createdAt: Scalars['DateTime']['output'];
   /**
@@ -295,7 +304,11 @@ export type Upload = {
   /** The file's size; for a multipart upload still RECEIVING, 0 until it has arrived (its length is not sent). */
   totalSize: Scalars['SafeInt']['output'];
   updatedAt: Scalars['DateTime']['output'];
-  /** Bytes written into storage so far. */
+  /**
+   * Bytes sent into storage so far: a smooth count, chunk by chunk at the upload's speed. Storage may not have
+   * acknowledged all of them yet (see acknowledgedSize); when a transfer is paused or its server stops, the
+   * count goes back to acknowledgedSize, and those bytes are sent again.
+   */
   uploadedSize: Scalars['SafeInt']['output'];
 };
 
@@ -535,6 +548,7 @@ export type SubscriptionResolvers<ContextType = Context, ParentType extends Reso
 }>;
 
 export type UploadResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Upload'] = ResolversParentTypes['Upload']> = ResolversObject<{
+  acknowledgedSize?: Resolver<ResolversTypes['SafeInt'], ParentType, ContextType>;
   completedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
   currentSpeed?: Resolver<ResolversTypes['SafeInt'], ParentType, ContextType>;

@@ -29,6 +29,7 @@ export const resolvers: Resolvers = {
     cursor: (upload) => encodeCursor(sortKey(upload)),
     source: (upload) => (upload.source === 'tus' ? 'TUS' : 'MULTIPART'),
     removed: (upload) => upload.removed === true,
+    acknowledgedSize: (upload, _, { service }) => service.acknowledgedSize(upload),
   },
   Query: {
     upload: (_, { id }, { service }) => service.get(id),

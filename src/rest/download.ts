@@ -14,6 +14,11 @@ export interface StoredFile {
   sha256: string
   filename: string
   open: () => Promise<StoredReader>
+  /**
+   * Where storage would have the client fetch the bytes itself (S3_PRESIGN_DOWNLOADS: a presigned GET of
+   * the object, valid for a short while), or undefined: stream them from here.
+   */
+  elsewhere?: () => Promise<string | undefined>
 }
 
 /**
@@ -84,6 +89,14 @@ export async function sendFile(req: IncomingMessage, res: ServerResponse, file: 
     res.setHeader('content-type', 'application/octet-stream')
     res.setHeader('x-content-type-options', 'nosniff')
     if (req.headers['if-none-match']?.split(/\s*,\s*/).includes(etag)) return void res.writeHead(304).end()
+    // Sent elsewhere only once every check passed (the record is complete, its file is there at its size).
+    // A HEAD is answered here: a presigned URL is signed for GET alone.
+    const location = req.method === 'GET' ? await file.elsewhere?.() : undefined
+    if (location !== undefined) {
+      for (const name of ['etag', 'accept-ranges', 'content-disposition', 'content-type'])
+        res.removeHeader(name)
+      return void res.writeHead(302, { location, 'cache-control': 'no-store', 'content-length': 0 }).end()
+    }
 
     const ifRange = req.headers['if-range']
     const range =

@@ -257,7 +257,11 @@ export function createRestHandler(schema: GraphQLSchema, contextFor: ContextFor,
         const file = route.file(result.data ?? {})
         if ('missing' in file) return sendError(req, res, 404, file.missing)
         try {
-          return await sendFile(req, res, { ...file, open: () => context.service.openStored(file.id) })
+          return await sendFile(req, res, {
+            ...file,
+            open: () => context.service.openStored(file.id),
+            elsewhere: () => context.service.downloadLocation(file.id),
+          })
         } catch (error) {
           if (!(error instanceof StoredFileMissing)) throw error
           // The record says completed, but its bytes are gone for good (removed by hand, a lost disk): said

@@ -104,6 +104,10 @@ function operation(route: Route): Schema {
           },
         },
         206: { description: 'The requested range of the file' },
+        302: {
+          description:
+            'With S3_PRESIGN_DOWNLOADS: fetch the file from S3 at Location (a presigned GET, valid that long)',
+        },
         304: { description: 'Not modified (If-None-Match)' },
         410: error('Recorded as completed, but its stored file is missing from storage: its bytes are lost'),
         416: error('Range not satisfiable'),

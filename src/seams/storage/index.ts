@@ -99,6 +99,14 @@ export interface Storage {
   unchanged(upload: Located, mark: TransferMark | undefined): Promise<boolean>
 
   /**
+   * Of the first `written` bytes of a transfer (a run's count of bytes whose write resolved: an upload's
+   * uploadedSize), how many storage has acknowledged as kept, by its sink's rule (see TransferSink): on a
+   * part store the whole parts among them (every byte once all are written), on a file all of them. Never
+   * more than storage holds, so a pause, crash or adoption goes on from at least this many.
+   */
+  acknowledgedOf(upload: { totalSize: number }, written: number): number
+
+  /**
    * What storage holds of the transfer, checked against the staged bytes, when memory cannot say (after a
    * restart, an adoption, a transfer changed behind its run): the longest prefix that equals the staged
    * bytes (byte for byte on a file; part by part, each part's sha256 against the staged range, on a part
@@ -244,7 +252,11 @@ export interface TransferSink {
    */
   write(chunk: Buffer, position: number, guard: () => void): Promise<void>
 
-  /** Bytes from 0 that storage holds for sure (see above). */
+  /**
+   * Bytes from 0 that storage holds for sure (see above). A write that fills a part resolves only once
+   * storage acknowledged that part, so once `write` resolved for the bytes up to `written`, this is
+   * `Storage.acknowledgedOf(written)`: what anyone can tell from a written count alone.
+   */
   acknowledged(): number
 
   /**

@@ -195,6 +195,15 @@ export class LocalStorage implements Storage {
     return FileSink.open(this.transferPath(upload.id), upload.totalSize, from.offset, from.mark)
   }
 
+  /**
+   * All of them: the file keeps every byte whose write returned (in the page cache, flushed every few MiB
+   * and before completion), through a pause and a crash of the process. A power cut may lose the unflushed
+   * ones; recovery then checks the file against staging and goes on from what matches.
+   */
+  acknowledgedOf(upload: { totalSize: number }, written: number): number {
+    return Math.min(written, upload.totalSize)
+  }
+
   async unchanged(upload: Located, mark: TransferMark | undefined): Promise<boolean> {
     const stamp = stampIn(mark)
     if (!stamp) return false

@@ -1,6 +1,5 @@
-import { createHash } from 'node:crypto'
 import { PassThrough, type Readable } from 'node:stream'
-import { CompleteMultipartUploadCommand, GetObjectCommand } from '@aws-sdk/client-s3'
+import { GetObjectCommand } from '@aws-sdk/client-s3'
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import type { S3Settings } from '../../config.js'
 import {
@@ -44,14 +43,10 @@ import {
   settle,
   UploadGoneError,
 } from './s3-multipart.js'
+import { findLeftovers, holdsTransfers, removeLeftovers } from './s3-leftovers.js'
+import { completeParts, reconcile } from './s3-reconcile.js'
 import { isS3Mark, S3TransferSink, type S3Mark } from './s3-sink.js'
 import { putObject, readPieces, S3Append, S3Arrival, S3StagedReader, stagedPieces } from './s3-staged.js'
-
-/** A leftover as S3 holds it: objects, and multipart uploads of them. */
-interface S3Leftover extends Leftover {
-  keys: string[]
-  uploads: { key: string; uploadId: string }[]
-}
 
 export interface S3Options {
   /** This instance, named on the marker of a body arriving here (see S3Keys). */
@@ -207,9 +202,27 @@ export class S3Storage implements Storage {
     return sink(mark.uploadId, mark.parts.slice(0, count))
   }
 
+  /** Whole parts only: S3 keeps nothing of the part in flight until it answers for all of it. */
+  acknowledgedOf(upload: { totalSize: number }, written: number): number {
+    if (written >= upload.totalSize) return upload.totalSize
+    return written - (written % new PartPlan(upload.totalSize).size)
+  }
+
   /** S3 holds exactly the parts the mark says, no more and no other (an exact check: see `holds`). */
   async unchanged(upload: Located, mark: TransferMark | undefined): Promise<boolean> {
-    return this.holds(upload, mark, true)
+    return this.asking(`listing the parts of ${this.stored(upload)}`, () => this.holds(upload, mark, true))
+  }
+
+  /**
+   * What S3 said, as the service understands it (see outcome): away (StorageUnavailable: wait and try
+   * again, as a recovery or a resume does) or refused. Every S3 call the service makes is told so.
+   */
+  private async asking<T>(what: string, ask: () => Promise<T>): Promise<T> {
+    try {
+      return await ask()
+    } catch (error) {
+      throw outcome(this.access, error, what)
+    }
   }
 
   /** Whether S3 holds the mark's parts as they were; `exactly`: and no part past them. */
@@ -222,46 +235,16 @@ export class S3Storage implements Storage {
     return mark.parts.every((part, i) => etags.get(i + 1) === part.etag)
   }
 
-  /**
-   * S3's own record (ListParts, every page), checked part by part against the staged bytes' same range: by
-   * the part's sha256 where S3 lists it, else by its ETag where that is the part's MD5 (AWS without KMS,
-   * MinIO, moto), else by its size alone (a compatible that lists neither; S3 checked each part's sha256
-   * trailer when it took it). The staged prefix is read once, to hash it for the transfer to go on from.
-   */
+  /** S3's own record, checked part by part against the staged bytes (see reconcile). */
   async verifiedPrefix(upload: TransferTarget): Promise<Verified> {
     const key = this.stored(upload)
-    const plan = new PartPlan(upload.totalSize)
-    const hash = createHash('sha256')
-    const found = (await listUploads(this.access, key)).filter((u) => u.key === key)
-    if (found.length === 0) return { offset: 0, hash }
-    const { uploadId, held } = await openUpload(this.access, key, plan, { sha256: upload.sha256 })
-    const parts: HeldPart[] = []
-    for (let n = 1, listed = held.get(1); listed !== undefined; listed = held.get(++n)) {
-      const [sha, md5] = [createHash('sha256'), createHash('md5')]
-      const before = hash.copy()
-      for await (const chunk of this.readStaged(upload.id, plan.start(n), plan.end(n))) {
-        sha.update(chunk as Buffer)
-        md5.update(chunk as Buffer)
-        hash.update(chunk as Buffer)
-      }
-      const ours = sha.digest('base64')
-      const etag = listed.etag.replaceAll('"', '')
-      const same =
-        listed.sha256 !== undefined
-          ? listed.sha256 === ours
-          : /^[0-9a-f]{32}$/.test(etag)
-            ? etag === md5.digest('hex')
-            : true
-      if (!same) {
-        const mark: S3Mark = { kind: 's3', uploadId, parts }
-        this.marks.set(upload.id, mark)
-        return { offset: plan.start(n), hash: before, mark }
-      }
-      parts.push({ etag: listed.etag, sha256: ours })
-    }
-    const mark: S3Mark = { kind: 's3', uploadId, parts }
-    this.marks.set(upload.id, mark)
-    return { offset: parts.length === plan.count ? plan.total : parts.length * plan.size, hash, mark }
+    const verified = await this.asking(`listing the parts of ${key}`, () =>
+      reconcile(this.access, key, new PartPlan(upload.totalSize), upload.sha256, (start, end) =>
+        this.readStaged(upload.id, start, end),
+      ),
+    )
+    if (isS3Mark(verified.mark)) this.marks.set(upload.id, verified.mark)
+    return verified
   }
 
   async complete(upload: TransferTarget, written?: string, mark?: TransferMark): Promise<void> {
@@ -295,7 +278,7 @@ export class S3Storage implements Storage {
       throw new TargetChangedError(`the transfer into ${key} does not hold every part`)
     if (actual !== upload.sha256) throw new StoredBytesMismatch(actual, upload.sha256)
     try {
-      await completeParts(this.access, key, mark)
+      await completeParts(this.access, key, mark, { size: upload.totalSize, sha256: upload.sha256 })
     } catch (error) {
       // NoSuchUpload: completed already (a run that died before its record said so), or aborted by someone.
       if (s3Code(error) !== 'NoSuchUpload') throw error
@@ -303,31 +286,20 @@ export class S3Storage implements Storage {
         return void this.marks.delete(upload.id)
       throw new UploadGoneError(`the multipart upload of ${key} is gone, and no object of it is whole`)
     }
-    const head = await headObject(this.access, key)
-    const composite = createHash('sha256')
-    for (const part of mark.parts) composite.update(Buffer.from(part.sha256 ?? '', 'base64'))
-    const theirs = head?.checksum?.replace(/-\d+$/, '')
-    if (
-      !head ||
-      head.size !== upload.totalSize ||
-      (theirs !== undefined && theirs !== composite.digest('base64'))
-    ) {
-      await removeObject(this.access, key)
-      throw new StoredBytesMismatch(`object of ${head?.size ?? 0} bytes, checksum ${theirs}`, upload.sha256)
-    }
     this.marks.delete(upload.id)
   }
 
   // ---- stored ---------------------------------------------------------------------------------------------
 
   async storedSha256(upload: Located, size: number): Promise<string | undefined> {
-    const head = await headObject(this.access, this.stored(upload))
+    const key = this.stored(upload)
+    const head = await this.asking(`looking for ${key}`, () => headObject(this.access, key))
     return head && head.size === size ? head.metadata.sha256 : undefined
   }
 
   async openStored(upload: Located): Promise<StoredReader> {
     const key = this.stored(upload)
-    const head = await headObject(this.access, key)
+    const head = await this.asking(`looking for ${key}`, () => headObject(this.access, key))
     if (!head) throw new StoredFileMissing(`${key} is not in the bucket`)
     let asked = false
     return {
@@ -399,87 +371,21 @@ export class S3Storage implements Storage {
    */
   async leftovers(unfinished: readonly Located[]): Promise<Leftover[]> {
     try {
-      return await this.findLeftovers(new Set(unfinished.map((upload) => upload.id)))
+      return await findLeftovers(this.access, new Set(unfinished.map((upload) => upload.id)))
     } catch (error) {
       throw outcome(this.access, error, 'listing what the bucket holds of unfinished uploads')
     }
   }
 
-  private async findLeftovers(owned: Set<string>): Promise<S3Leftover[]> {
-    const { keys } = this.access
-    const found = new Map<string, S3Leftover & { since: number; arrivingAt?: string }>()
-    const of = (id: string) => {
-      let item = found.get(id)
-      if (!item) found.set(id, (item = { name: '', id, keys: [], uploads: [], since: Infinity }))
-      return item
-    }
-    const arriving = new Map<string, { key: string; instance: string; modified: number }>()
-    for (const item of await listObjects(this.access, keys.arrivingPrefix)) {
-      const marker = keys.parseArriving(item.key)
-      if (marker)
-        arriving.set(marker.id, { key: item.key, instance: marker.instance, modified: item.modified })
-    }
-    for (const open of await listUploads(this.access, keys.prefix)) {
-      const parsed = keys.parse(open.key)
-      if (!parsed || owned.has(parsed.id)) continue
-      const item = of(parsed.id)
-      item.uploads.push({ key: open.key, uploadId: open.uploadId })
-      item.since = Math.min(item.since, open.initiated)
-    }
-    for (const listed of await listObjects(this.access, keys.stagingPrefix)) {
-      const parsed = keys.parse(listed.key)
-      if (!parsed || owned.has(parsed.id)) continue
-      const item = of(parsed.id)
-      item.keys.push(listed.key)
-      item.since = Math.min(item.since, listed.modified)
-    }
-    for (const [id, marker] of arriving) {
-      if (owned.has(id)) continue
-      const item = of(id)
-      item.keys.push(marker.key)
-      item.arrivingAt = marker.instance
-      item.since = Math.min(item.since, marker.modified)
-    }
-    return [...found.values()].map((item) => ({
-      ...item,
-      name: [...item.keys, ...item.uploads.map((u) => `${u.key} (multipart ${u.uploadId})`)].join(', '),
-    }))
-  }
-
   async removeLeftovers(leftovers: readonly Leftover[]): Promise<void> {
     try {
-      for (const item of leftovers as readonly S3Leftover[]) {
-        for (const open of item.uploads) await abortUpload(this.access, open.key, open.uploadId)
-        for (const key of item.keys) await removeObject(this.access, key)
-      }
+      await removeLeftovers(this.access, leftovers)
     } catch (error) {
       throw outcome(this.access, error, 'removing leftovers')
     }
   }
 
   async holdsTransfers(): Promise<boolean> {
-    const { keys } = this.access
-    const open = await listUploads(this.access, keys.prefix)
-    if (open.some((upload) => keys.parse(upload.key) !== undefined)) return true
-    return (await listObjects(this.access, keys.stagingPrefix)).some(
-      (item) => keys.parse(item.key) !== undefined,
-    )
+    return this.asking('listing the transfers in the bucket', () => holdsTransfers(this.access))
   }
-}
-
-async function completeParts(access: S3Access, key: string, mark: S3Mark): Promise<void> {
-  await access.client.send(
-    new CompleteMultipartUploadCommand({
-      Bucket: access.bucket,
-      Key: key,
-      UploadId: mark.uploadId,
-      MultipartUpload: {
-        Parts: mark.parts.map((part, i) => ({
-          PartNumber: i + 1,
-          ETag: part.etag,
-          ChecksumSHA256: part.sha256,
-        })),
-      },
-    }),
-  )
 }
