@@ -186,7 +186,10 @@ export class Flow {
    * behind at the old speed is made up at the new one.
    */
   setRate(rate: number): void {
-    this.refill(performance.now())
+    const now = performance.now()
+    this.refill(now)
+    // An unlimited flow's clock stood still (it has no line): the new one starts now, not when it started.
+    this.last = now
     this.rate = rate
     this.tokens = Math.min(this.tokens, this.chunk())
     this.pace = Math.min(this.pace, this.paceCapacity())
