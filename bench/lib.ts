@@ -69,6 +69,8 @@ export interface BenchServer {
 export interface StartOptions {
   /** Spawned through `bash -c 'ulimit -n …; exec node …'`, for servers that hold thousands of sockets. */
   manyFiles?: boolean
+  /** Every line the server writes to stdout (its JSON log), as it comes. */
+  onLine?: (line: string) => void
 }
 
 /**
@@ -92,7 +94,13 @@ export async function startServer(
   const url = await new Promise<string>((resolve, reject) => {
     let out = ''
     let found = false
+    let partial = ''
     child.stdout!.on('data', (chunk: Buffer) => {
+      if (options.onLine) {
+        const lines = (partial + chunk.toString()).split('\n')
+        partial = lines.pop() ?? ''
+        for (const line of lines) options.onLine(line)
+      }
       if (found) return // keep reading (a full pipe would block the server), but hold nothing
       out = (out + chunk.toString()).slice(-64 * 1024)
       const match = /"url":"(http:\/\/[\d.]+:\d+)"/.exec(out)

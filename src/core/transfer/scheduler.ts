@@ -1,14 +1,21 @@
 /**
- * One clock for every throttled transfer of this process. Each transfer is a flow with a token bucket at its
- * own speed; the server-wide cap (MAX_TOTAL_SPEED) is one more bucket that every flow draws from. A flow asks
- * for a chunk; if both buckets have it, it goes at once (a resumed upload's first byte never waits for a
- * tick); if not, it waits, and a single timer, ticking only while someone waits, hands out what has accrued,
+ * One clock for every throttled transfer of this process. Each transfer is a flow that follows its ideal line
+ * (its speed × the time since it started, resumed or changed speed); the server-wide cap (MAX_TOTAL_SPEED)
+ * is one more line, the cap × the time, that every flow's bytes are counted against. A flow asks for a chunk;
+ * if its line and the cap's have it, it goes at once (a resumed upload's first byte never waits for a tick);
+ * if not, it waits, and a single timer, ticking only while someone waits, hands out what has accrued,
  * round-robin among the waiting flows.
  *
+ * Neither line is ever overtaken: a flow's bytes stay under its line (plus its head start), the flows' sum
+ * under the cap's. A stall (a GC, a busy core, a slow disk, the event loop held by other work) leaves them
+ * behind it, and they make that up, boundedly: a flow at most CATCH_UP_SECONDS of its line, at no more than
+ * CATCH_UP_PACE times its speed; the cap at most CAP_CATCH_UP_SECONDS, at no more than CAP_PACE times the cap,
+ * and only while it binds. Beyond that the line moves on: a longer stall is never caught up by a burst.
+ *
  * Fairness under the cap is max-min: while the cap binds, every flow's chunk is sized for its fair share of
- * it, so round-robin gives each the same bytes; a flow asking less than its share waits on its own bucket,
- * not the cap's, and the others split what it leaves. And when many flows run at once, each moves fewer,
- * larger chunks, so the syscalls per second stay bounded whatever the count.
+ * it, so round-robin gives each the same bytes; a flow asking less than its share waits on its own line, not
+ * the cap's, and the others split what it leaves. And when many flows run at once, each moves fewer, larger
+ * chunks, so the syscalls per second stay bounded whatever the count.
  */
 
 import {
@@ -26,13 +33,38 @@ const CHUNK_BUDGET_PER_SECOND = 4000
 /** The clock, while any flow waits. */
 const TICK_MS = 5
 /**
- * Credit a flow may keep beyond one chunk: what a late tick earned, or a stall of the process (a GC, a
- * descheduled VM, a busy core) cost it, is made up, up to this much, so a file still lands on time; a longer
- * stall is not. It never puts a flow ahead of its line: credit only accrues at its speed.
+ * How far behind its line a flow may fall and still make it up: what a late tick, a slow write or a stall
+ * of the process cost it, up to this much of its line, so a file still lands on time. Beyond it the line
+ * moves on: a flow that stalled longer (storage away for seconds, say) does not then burst to catch up.
  */
-const SLACK_SECONDS = 0.25
-/** The server-wide cap keeps less: it must not let every flow burst at once. */
+export const CATCH_UP_SECONDS = 0.5
+/** A flow behind its line makes it up at no more than this multiple of its speed. */
+const CATCH_UP_PACE = 2
+/** What a flow may move at once beyond one chunk while it catches up: this long at its catch-up pace. */
+const PACE_BURST_SECONDS = 0.125
+/**
+ * How far the flows together may fall behind the cap's line while it binds (it held a flow back within the
+ * last CAP_BINDING_MS) and still make it up. (A sliding window of the bytes moved, tried first, echoes: what
+ * a catch-up moves in one second is taken from the next, and a stall was never made up in full.)
+ */
+const CAP_CATCH_UP_SECONDS = 0.5
+/**
+ * While it does not bind, the cap keeps only this much credit: flows below it on their own lines must not
+ * leave it a store that lets an unlimited flow burst when it starts.
+ */
 const CAP_SLACK_SECONDS = 0.05
+const CAP_BINDING_MS = 1000
+/**
+ * The cap's shortfall is made up at no more than this multiple of the cap: quickly, so what a stall just
+ * before a span of time owes is not paid out inside it (at 1.5x a 2 MiB/s cap's sum read 2.55 % over 3 s).
+ */
+const CAP_PACE = 3
+/**
+ * What the cap may hand out at once at its pace: a throttled chunk and this long at the pace. Its share per
+ * flow is what each asks for while they make up a shortfall, so it must outlast a slow write (at 20 ms a
+ * 2 MiB/s cap's sum read 4.5 % short on a machine at load 20).
+ */
+const CAP_PACE_BURST_SECONDS = 0.1
 
 interface Waiter {
   flow: Flow
@@ -44,8 +76,13 @@ interface Waiter {
 const abortError = () => Object.assign(new Error('The operation was aborted'), { name: 'AbortError' })
 
 export class Flow {
-  /** Tokens (bytes) this flow may move now, by its own speed. */
+  /**
+   * Bytes this flow may move now by its line: its line less what it moved, never more than a chunk and
+   * CATCH_UP_SECONDS of its line (the rest of a longer stall is dropped, the line moving on).
+   */
   private tokens: number
+  /** Bytes it may move now by its catch-up pace (CATCH_UP_PACE × its speed). */
+  private pace: number
   private last = performance.now()
   waiter: Waiter | undefined
   /** The first chunk's size: it goes at once, and 2 ms' worth does not put the byte curve ahead of the line. */
@@ -59,6 +96,7 @@ export class Flow {
     const rateNow = this.effectiveRate()
     this.head = rateNow === 0 ? UNLIMITED_CHUNK : headStartFor(rateNow)
     this.tokens = rate === 0 ? 0 : this.head
+    this.pace = this.paceCapacity()
   }
 
   /** The speed this flow gets now: its own, or its fair share of the cap when that is smaller. */
@@ -77,20 +115,62 @@ export class Flow {
     return chunkSizeFor(this.effectiveRate(), perSecond)
   }
 
-  /** A head start's worth (or one chunk) may go at once after a start, resume or speed change. */
+  /**
+   * What to ask for next: a chunk while on the line; behind it, as much as it may make up now (at most a
+   * throttled chunk, and under a cap at most its share of what the cap has), so a flow whose every write
+   * takes longer than a chunk's worth of its line (a busy disk, a busy process) still keeps up.
+   */
+  want(): number {
+    const chunk = this.chunk()
+    if (this.rate === 0 && this.scheduler.maxTotalSpeed === 0) return chunk
+    const now = performance.now()
+    this.refill(now)
+    let may = this.rate === 0 ? Infinity : Math.min(this.tokens, this.pace)
+    if (this.scheduler.maxTotalSpeed !== 0) may = Math.min(may, this.scheduler.spare(now))
+    return Math.max(chunk, Math.min(MAX_THROTTLED_CHUNK, Math.floor(may)))
+  }
+
+  private paceCapacity(): number {
+    return this.chunk() + this.rate * CATCH_UP_PACE * PACE_BURST_SECONDS
+  }
+
+  /** What its line (and its pace) earned since it was last looked at, within their bounds. */
   refill(now: number): void {
     if (this.rate === 0) return
-    const capacity = this.chunk() + this.rate * SLACK_SECONDS
-    this.tokens = Math.min(capacity, this.tokens + ((now - this.last) * this.rate) / 1000)
+    const seconds = (now - this.last) / 1000
     this.last = now
+    if (seconds <= 0) return
+    const chunk = this.chunk()
+    this.tokens = Math.min(chunk + this.rate * CATCH_UP_SECONDS, this.tokens + seconds * this.rate)
+    this.pace = Math.min(this.paceCapacity(), this.pace + seconds * this.rate * CATCH_UP_PACE)
   }
 
   ready(bytes: number): boolean {
-    return this.rate === 0 || this.tokens >= bytes
+    return this.rate === 0 || (this.tokens >= bytes && this.pace >= bytes)
+  }
+
+  /**
+   * Whether `bytes` can ever be ready as things are: a chunk planned when the flow could make up more (or
+   * when fewer flows ran, so chunks were larger) may be more than its bounds hold now; it is planned again.
+   */
+  fits(bytes: number): boolean {
+    return (
+      this.rate === 0 || bytes <= Math.min(this.chunk() + this.rate * CATCH_UP_SECONDS, this.paceCapacity())
+    )
   }
 
   spend(bytes: number): void {
-    if (this.rate !== 0) this.tokens -= bytes
+    if (this.rate === 0) return
+    this.tokens -= bytes
+    this.pace -= bytes
+  }
+
+  /**
+   * Held back by the cap: its own line moves on without it (a lifted cap must not let it burst after a line
+   * it was never let to follow). It keeps a chunk's worth, or the chunk it waits for.
+   */
+  hold(bytes: number): void {
+    if (this.rate !== 0) this.tokens = Math.min(this.tokens, Math.max(bytes, this.chunk()))
   }
 
   /**
@@ -101,9 +181,18 @@ export class Flow {
     return this.scheduler.grant(this, bytes, signal)
   }
 
+  /**
+   * A new line from now at the new speed: at most a chunk's worth may go at once, and nothing the flow was
+   * behind at the old speed is made up at the new one.
+   */
   setRate(rate: number): void {
-    this.refill(performance.now())
+    const now = performance.now()
+    this.refill(now)
+    // An unlimited flow's clock stood still (it has no line): the new one starts now, not when it started.
+    this.last = now
     this.rate = rate
+    this.tokens = Math.min(this.tokens, this.chunk())
+    this.pace = Math.min(this.pace, this.paceCapacity())
     this.scheduler.replan(this)
   }
 
@@ -118,11 +207,17 @@ export class Scheduler {
   private timer: NodeJS.Timeout | undefined
   /** Bytes per second for all flows together; 0: no cap. */
   private cap: number
+  /** Bytes the cap lets go now by its line: the line less what moved, within its bound (see refill). */
   private tokens = 0
+  /** Bytes the cap lets go now by its pace (CAP_PACE × the cap). */
+  private pace = 0
   private last = performance.now()
+  /** When the cap last held back a flow that its own line would have let go. */
+  private boundAt = -Infinity
 
   constructor(cap = 0) {
     this.cap = cap
+    this.restartCap(performance.now(), 0)
   }
 
   get size(): number {
@@ -139,36 +234,79 @@ export class Scheduler {
   }
 
   flow(rate: number): Flow {
-    // Idle until now: the cap earned nothing meanwhile (else the first flows would start with a burst).
-    if (this.flows.size === 0) {
-      this.tokens = 0
-      this.last = performance.now()
-    }
+    // Idle until now: the cap's line starts again (else the first flows would make up the idle time at once).
+    if (this.flows.size === 0) this.restartCap(performance.now(), 0)
     const flow = new Flow(this, rate)
     this.flows.add(flow)
     return flow
   }
 
-  /** A new cap from now on (0: none); flows waiting are planned again at once. */
+  /** A new cap from now on (0: none), on a line of its own; flows waiting are planned again at once. */
   setCap(cap: number): void {
-    this.refill(performance.now())
+    const now = performance.now()
+    this.refill(now)
     this.cap = cap
-    this.tokens = Math.min(this.tokens, this.capacity())
+    // Nothing the flows were behind under the old cap is made up under the new one.
+    this.restartCap(now, MAX_THROTTLED_CHUNK + cap * CAP_SLACK_SECONDS)
     for (const waiter of this.waiting.splice(0)) {
       waiter.flow.waiter = undefined
       waiter.resolve(false)
     }
   }
 
-  /** Under a cap every chunk is a throttled one (at most 64 KiB): one of those and 50 ms' worth of credit. */
-  private capacity(): number {
-    return MAX_THROTTLED_CHUNK + this.cap * CAP_SLACK_SECONDS
+  /** The cap's line starts now, keeping at most `keep` of what it had; its pace holds a chunk. */
+  private restartCap(now: number, keep: number): void {
+    this.tokens = Math.min(this.tokens, keep)
+    this.pace = this.paceCapacity()
+    this.last = now
   }
 
+  private paceCapacity(): number {
+    return MAX_THROTTLED_CHUNK + this.cap * CAP_PACE * CAP_PACE_BURST_SECONDS
+  }
+
+  /**
+   * What the cap's line (and its pace) earned since it was last looked at. The line may be ahead of what
+   * moved by a chunk and CAP_CATCH_UP_SECONDS of the cap if the cap was binding when this span began (what
+   * the flows could not move in it is owed them), by a chunk and CAP_SLACK_SECONDS otherwise.
+   */
   private refill(now: number): void {
     if (this.cap === 0) return
-    this.tokens = Math.min(this.capacity(), this.tokens + ((now - this.last) * this.cap) / 1000)
+    const seconds = (now - this.last) / 1000
+    if (seconds <= 0) return
+    const binding = this.last - this.boundAt <= CAP_BINDING_MS
+    const bound = MAX_THROTTLED_CHUNK + this.cap * (binding ? CAP_CATCH_UP_SECONDS : CAP_SLACK_SECONDS)
+    this.tokens = Math.min(bound, this.tokens + seconds * this.cap)
+    this.pace = Math.min(this.paceCapacity(), this.pace + seconds * this.cap * CAP_PACE)
     this.last = now
+  }
+
+  /** Bytes the cap lets go now: what its line has, within its pace; Infinity without a cap. */
+  private available(): number {
+    if (this.cap === 0) return Infinity
+    return Math.min(this.tokens, this.pace)
+  }
+
+  /**
+   * Each running flow's share of what the cap lets go now: about a chunk while it binds, more while the flows
+   * make up a shortfall (so they keep up even when each write takes longer than a chunk's worth of the cap).
+   */
+  spare(now: number): number {
+    if (this.cap === 0) return Infinity
+    this.refill(now)
+    return this.available() / this.size
+  }
+
+  private take(bytes: number): void {
+    if (this.cap === 0) return
+    this.tokens -= bytes
+    this.pace -= bytes
+  }
+
+  /** `flow` could go by its own line and waits for the cap: the cap binds. */
+  private held(flow: Flow, bytes: number, now: number): void {
+    flow.hold(bytes)
+    if (this.cap !== 0) this.boundAt = now
   }
 
   grant(flow: Flow, bytes: number, signal?: AbortSignal): Promise<boolean> {
@@ -176,14 +314,17 @@ export class Scheduler {
     const now = performance.now()
     flow.refill(now)
     this.refill(now)
-    // Its own bucket has it, and (under a cap) nobody is ahead of it in line and the cap has it: it goes now.
+    // Its own line has it, and (under a cap) nobody is ahead of it in line and the cap has it: it goes now.
     // Without a cap flows share nothing, so others waiting on their own speeds hold nobody up.
-    const capAllows = this.cap === 0 || (this.waiting.length === 0 && this.tokens >= bytes)
-    if (flow.ready(bytes) && capAllows) {
+    const capAllows = this.cap === 0 || (this.waiting.length === 0 && this.available() >= bytes)
+    const ready = flow.ready(bytes)
+    if (ready && capAllows) {
       flow.spend(bytes)
-      if (this.cap !== 0) this.tokens -= bytes
+      this.take(bytes)
       return Promise.resolve(true)
     }
+    // Waiting its turn behind others is not being held back: only a cap that has too little binds.
+    if (ready && this.available() < bytes) this.held(flow, bytes, now)
     return new Promise<boolean>((resolve, reject) => {
       const onAbort = () => {
         this.drop(flow)
@@ -205,7 +346,7 @@ export class Scheduler {
     })
   }
 
-  /** Hands out what accrued, round-robin: each flow that can go goes, while the cap has tokens. */
+  /** Hands out what accrued, round-robin: each flow that can go goes, while the cap has bytes. */
   private tick(): void {
     const now = performance.now()
     this.refill(now)
@@ -214,14 +355,21 @@ export class Scheduler {
     for (const waiter of this.waiting) {
       const { flow, bytes } = waiter
       flow.refill(now)
-      if (exhausted || !flow.ready(bytes) || (this.cap !== 0 && this.tokens < bytes)) {
-        // Out of the cap's tokens: this one and those after it wait; next tick starts with them.
-        if (this.cap !== 0 && this.tokens < bytes && flow.ready(bytes)) exhausted = true
+      if (!flow.fits(bytes)) {
+        flow.waiter = undefined
+        waiter.resolve(false)
+        continue
+      }
+      const ready = flow.ready(bytes)
+      // Out of the cap's bytes: this one and those after it wait; next tick starts with them.
+      if (ready && !exhausted && this.available() < bytes) exhausted = true
+      if (!ready || exhausted) {
+        if (ready) this.held(flow, bytes, now)
         still.push(waiter)
         continue
       }
       flow.spend(bytes)
-      if (this.cap !== 0) this.tokens -= bytes
+      this.take(bytes)
       flow.waiter = undefined
       waiter.resolve(true)
     }

@@ -141,8 +141,9 @@ export class Transfer {
     try {
       let first = true
       while (offset < total && !job.signal.aborted) {
-        // The first chunk is the head start, so the first byte lands at once without putting the curve ahead.
-        let want = Math.min(first ? flow.head : flow.chunk(), total - offset)
+        // The first chunk is the head start, so the first byte lands at once without putting the curve ahead;
+        // then a chunk, or more while the flow makes up a stall (see Flow.want).
+        let want = Math.min(first ? flow.head : flow.want(), total - offset)
         if (sink.partSize > 0) want = Math.min(want, sink.partSize - (offset % sink.partSize))
         first = false
         // False: the speed (or the cap) changed while this chunk waited, so it is planned again.
