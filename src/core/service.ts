@@ -10,7 +10,7 @@ import type { Leftover, StoredReader } from '../seams/storage/index.js'
 import type { Hold } from '../seams/storage/room.js'
 import * as arrivals from './arrivals.js'
 import * as commands from './commands.js'
-import { recordOf, type Context } from './context.js'
+import { PartHashes, recordOf, type Context } from './context.js'
 import type { IncomingFile } from './ingest/ingest.js'
 import { checkSpeed, ENDED, isFinal } from './machine.js'
 import * as recovery from './recovery.js'
@@ -81,7 +81,7 @@ export class UploadService {
       defaultSpeed: options.defaultSpeed,
       expiryMs: options.resumableExpiryMs ?? 24 * 3_600_000,
       runs: new Map(),
-      hashes: new Map(),
+      hashes: new PartHashes(),
       arriving: new Map(),
       rooms: new Map(),
       undone: new Set(),
