@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto'
-import { createReadStream, createWriteStream } from 'node:fs'
+import { createReadStream, createWriteStream, open as openCallback } from 'node:fs'
 import { mkdir, open, readdir, rename, rm, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
-import { fsyncDir } from '../../durable-fs.js'
+import { promisify } from 'node:util'
+import { fsyncDir, inFolder } from '../../durable-fs.js'
 import { publicMessage } from '../../errors.js'
 import { log } from '../../log.js'
 import {
@@ -53,6 +54,8 @@ const WRITE_BUFFER = 1024 * 1024
 const READ_CHUNK = 1024 * 1024
 
 const isMissing = (error: unknown) => (error as NodeJS.ErrnoException).code === 'ENOENT'
+
+const openFd = promisify(openCallback)
 
 export class LocalStorage implements Storage {
   readonly kind = 'local'
@@ -125,16 +128,11 @@ export class LocalStorage implements Storage {
   // ---- staged ----
 
   async receive(id: string): Promise<Arrival> {
-    // Someone may have removed the staging folder while we ran; recreating it costs one syscall.
-    await this.prepare()
     let at = this.incomingPath(id)
     const staged = this.stagingPath(id)
-    const sink = createWriteStream(at, { flags: 'wx', highWaterMark: WRITE_BUFFER })
     // Open before it is handed out: a discard can then never race the file's creation and leave it behind.
-    await new Promise<void>((resolve, reject) => {
-      sink.once('ready', resolve)
-      sink.once('error', reject)
-    })
+    const fd = await inFolder(at, () => openFd(at, 'wx'))
+    const sink = createWriteStream(at, { fd, highWaterMark: WRITE_BUFFER })
     let kept = false
     return {
       sink,
@@ -153,8 +151,8 @@ export class LocalStorage implements Storage {
   }
 
   async createStaged(id: string): Promise<void> {
-    await mkdir(this.stagingDir, { recursive: true })
-    await writeFile(this.stagingPath(id), '')
+    const path = this.stagingPath(id)
+    await inFolder(path, () => writeFile(path, ''))
   }
 
   async append(id: string, offset: number): Promise<StagingWrite> {
