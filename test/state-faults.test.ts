@@ -189,9 +189,9 @@ describe('a hashing worker that dies mid-transfer', () => {
   it('the transfer hashes what it wrote again from disk and completes, verified, byte for byte', async () => {
     const server = await startServer()
     cleanups.push(() => server.stop())
-    // Several blocks of the transfer's hash go through the worker at 1 MB/s, a block a second.
-    const content = bytes(3_000_000)
-    const { body } = await restUpload(server.url, content, { speed: 1_000_000 })
+    // At 2 MiB/s the transfer's hash is on the worker (see transferHash), a block every half second.
+    const content = bytes(6_000_000)
+    const { body } = await restUpload(server.url, content, { speed: 2 * 1024 * 1024 })
     const id = body.upload_id
     // Past the first 1 MiB written, the worker holds the transfer's hash.
     await waitFor(async () => (await statusOf(server.url, id)).body.uploaded_size > 1.2 * 1024 * 1024)

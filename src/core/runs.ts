@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { StorageUnavailable, StoredBytesMismatch } from '../seams/storage/index.js'
 import { letGo, locked, type Context, type Run } from './context.js'
 import { arrived, completed, failed, isFinal, isReceiving, isRunning, now, progressed } from './machine.js'
-import { HashWorkerStopped, InlineHash, OffThreadHash } from './transfer/hasher.js'
+import { HashWorkerStopped, InlineHash, transferHash } from './transfer/hasher.js'
 import { RateMeter } from './transfer/rate.js'
 import { LeaseLostError, TargetChangedError, Transfer } from './transfer/transfer.js'
 import { viewOf } from './views.js'
@@ -36,7 +36,7 @@ export async function startTransfer(
 ): Promise<UploadView> {
   const record = arrived(current, size, sha256)
   await save(ctx, record)
-  ctx.hashes.set(record.id, { hash: new OffThreadHash(), offset: 0 })
+  ctx.hashes.set(record.id, { hash: transferHash(record.targetSpeed), offset: 0 })
   start(ctx, record)
   return announce(ctx, record, 'upload.started')
 }

@@ -106,6 +106,15 @@ export async function stopHashWorker(): Promise<void> {
   await worker?.terminate()
 }
 
+/**
+ * The hash for a transfer at `speed` bytes a second (0: unlimited). On the worker when its block fills within
+ * a second: unlimited, the copy would otherwise wait for the hash on this thread. Slower, the hash is a small
+ * share of this thread (about 1 % of a core at 1 MiB/s), and the worker's block (1 MiB of memory per
+ * transfer, for as long as it runs) would cost more than it saves with a thousand at once.
+ */
+export const transferHash = (speed: number): RunningHash =>
+  speed === 0 || speed >= BLOCK ? new OffThreadHash() : new InlineHash()
+
 /** The worker died under a stream: its hash is lost (what it hashed must be hashed again to go on). */
 export class HashWorkerStopped extends Error {
   override readonly name = 'HashWorkerStopped'
