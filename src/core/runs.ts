@@ -84,7 +84,8 @@ export function start(ctx: Context, record: UploadRecord, rechecks = 0): void {
       part.mark = mark
       if (hash !== part.hash) {
         part.hash.drop()
-        if (!hash) return void ctx.hashes.take(record.id)
+        // Taken out without another drop, and only if it is still this run's (a recheck may have set anew).
+        if (!hash) return void (ctx.hashes.get(record.id) === part && ctx.hashes.take(record.id))
         Object.assign(part, { hash, offset: acknowledged })
       }
       // Stopped short (a pause, maybe for hours): the hash waits holding as little as it can.

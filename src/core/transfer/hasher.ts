@@ -221,6 +221,8 @@ export class OffThreadHash implements RunningHash {
    * worker and the block is given back, so a waiting hash holds a few hundred bytes there, not 1 MiB here.
    */
   park(): void {
+    // Let go already (or its worker died): there is nothing left to keep.
+    if (this.stream.failed) return
     if (this.used > 0) this.send()
     if (this.block.length > 0 && spare.length < MAX_SPARE) spare.push(this.block.buffer as ArrayBuffer)
     this.block = new Uint8Array(0)
