@@ -1,6 +1,17 @@
 import { createHash } from 'node:crypto'
 import { createReadStream, createWriteStream, open as openCallback } from 'node:fs'
-import { mkdir, open, readdir, rename, rm, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises'
+import {
+  mkdir,
+  open,
+  readdir,
+  rename,
+  rm,
+  stat,
+  statfs,
+  unlink,
+  writeFile,
+  type FileHandle,
+} from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { promisify } from 'node:util'
@@ -56,6 +67,12 @@ const READ_CHUNK = 1024 * 1024
 const isMissing = (error: unknown) => (error as NodeJS.ErrnoException).code === 'ENOENT'
 
 const openFd = promisify(openCallback)
+
+/** A file removed if it is there: one unlink (rm({ force }) asks lstat first, for a folder it never is here). */
+const removeFile = (path: string) =>
+  unlink(path).catch((error: unknown) => {
+    if (!isMissing(error)) throw error
+  })
 
 export class LocalStorage implements Storage {
   readonly kind = 'local'
@@ -266,7 +283,7 @@ export class LocalStorage implements Storage {
     // The transfer's file, and the one an older layout may have left for it.
     if (what !== 'staged') paths.push(this.transferPath(upload.id), this.legacyTransferPath(upload))
     if (what === 'all') paths.push(this.storedPath(upload))
-    await Promise.all(paths.map((path) => (path === undefined ? undefined : rm(path, { force: true }))))
+    await Promise.all(paths.map((path) => (path === undefined ? undefined : removeFile(path))))
   }
 
   /**
