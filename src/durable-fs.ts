@@ -1,4 +1,5 @@
-import { open, type FileHandle } from 'node:fs/promises'
+import { mkdir, open, type FileHandle } from 'node:fs/promises'
+import { dirname } from 'node:path'
 
 /**
  * A file created, renamed or removed is durable only once its folder's entry is: fsyncing the file alone
@@ -26,5 +27,20 @@ export async function writeAll(
   for (let done = 0; done < length;) {
     const { bytesWritten } = await handle.write(data, done, length - done, position + done)
     done += bytesWritten
+  }
+}
+
+/**
+ * Creates something at `path` (`create` opens or writes it), making its folder only if it is missing: someone
+ * may have removed a working folder while the server ran. Asking every time whether it is there would cost
+ * each file two more syscalls (mkdir, then a stat of what it found).
+ */
+export async function inFolder<T>(path: string, create: () => Promise<T>): Promise<T> {
+  try {
+    return await create()
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+    await mkdir(dirname(path), { recursive: true })
+    return create()
   }
 }

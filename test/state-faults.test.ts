@@ -1,5 +1,16 @@
 import { execFileSync } from 'node:child_process'
-import { appendFile, mkdir, mkdtemp, open, readdir, rm, stat, statfs, writeFile } from 'node:fs/promises'
+import {
+  appendFile,
+  mkdir,
+  mkdtemp,
+  open,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  statfs,
+  writeFile,
+} from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -171,6 +182,24 @@ describe('a hashing worker that dies mid-upload', () => {
     const next = await restUpload(server.url, bytes(5000), { speed: 0 })
     expect(next.status).toBe(200)
     await waitForStatus(server.url, next.body.upload_id, 'completed')
+  })
+})
+
+describe('a hashing worker that dies mid-transfer', () => {
+  it('the transfer hashes what it wrote again from disk and completes, verified, byte for byte', async () => {
+    const server = await startServer()
+    cleanups.push(() => server.stop())
+    // At 2 MiB/s the transfer's hash is on the worker (see transferHash), a block every half second.
+    const content = bytes(6_000_000)
+    const { body } = await restUpload(server.url, content, { speed: 2 * 1024 * 1024 })
+    const id = body.upload_id
+    // Past the first 1 MiB written, the worker holds the transfer's hash.
+    await waitFor(async () => (await statusOf(server.url, id)).body.uploaded_size > 1.2 * 1024 * 1024)
+    await stopHashWorker()
+    const done = await waitForStatus(server.url, id, 'completed', 15_000)
+    expect(done.uploaded_size).toBe(content.length)
+    const stored = await readFile(join(server.dir, `${id}_data.bin`))
+    expect(stored.equals(content)).toBe(true)
   })
 })
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { open, readdir, readFile, rename, stat, truncate, utimes, writeFile } from 'node:fs/promises'
+import { open, readdir, readFile, rename, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import {
@@ -13,6 +13,7 @@ import {
 } from './support/clients.js'
 import { startRedis, type TestRedis } from './support/redis.js'
 import { startServer, transferFile, type TestServer } from './support/server.js'
+import { tusCreate, tusPatch } from './support/tus.js'
 
 /**
  * Where a transfer writes, and what a stored file is, can never be confused, whatever the client called its
@@ -237,5 +238,28 @@ describe('a transfer file changed behind a paused upload', () => {
     await file.close()
     await waitForStatus(server.url, body.upload_id, 'completed')
     await expectStored(server.url, body.upload_id, content)
+  })
+})
+
+describe('working folders removed under a running server', () => {
+  it('are made again by the next uploads (REST and tus), which complete byte for byte', async () => {
+    server = await startServer()
+    const url = server.url
+    const dir = server.dir
+    await rm(join(dir, '.staging'), { recursive: true, force: true })
+    await rm(join(dir, '.transfers'), { recursive: true, force: true })
+    const content = bytes(70_000)
+    const rest = await restUpload(url, content, { speed: 0 })
+    expect(rest.status).toBe(200)
+    await waitForStatus(url, rest.body.upload_id, 'completed')
+    expect((await readFile(join(dir, `${rest.body.upload_id}_data.bin`))).equals(content)).toBe(true)
+
+    await rm(join(dir, '.staging'), { recursive: true, force: true })
+    await rm(join(dir, '.transfers'), { recursive: true, force: true })
+    const created = await tusCreate(url, content.length, { filename: 'tus.bin' })
+    expect(created.status).toBe(201)
+    expect((await tusPatch(created.location, 0, content)).status).toBe(204)
+    await waitForStatus(url, created.id, 'completed')
+    expect((await readFile(join(dir, `${created.id}_tus.bin`))).equals(content)).toBe(true)
   })
 })

@@ -1,4 +1,3 @@
-import type { Hash } from 'node:crypto'
 import { notFound, unavailable } from '../errors.js'
 import type { UploadRecord, UploadStatus, UploadView } from '../model/record.js'
 import type { Notifier } from '../hooks/notify.js'
@@ -8,6 +7,7 @@ import type { Leases } from '../seams/leases/index.js'
 import type { RecordStore } from '../seams/records/index.js'
 import type { Storage, TransferMark } from '../seams/storage/index.js'
 import type { Hold } from '../seams/storage/room.js'
+import type { RunningHash } from './transfer/hasher.js'
 import type { Transfer } from './transfer/transfer.js'
 import type { ProgressFeed } from './transfer/progress.js'
 import type { RateMeter } from './transfer/rate.js'
@@ -36,9 +36,33 @@ export interface Run {
  * trusted only while storage is still as the last run left it (`mark`; none while a run writes it).
  */
 export interface PartHash {
-  hash: Hash
+  hash: RunningHash
   offset: number
   mark?: TransferMark
+}
+
+/**
+ * Every transfer's PartHash. A hash may hold state on the hashing worker (and keeps it running), so one
+ * removed or replaced here is let go there too; `take` hands one over to whoever digests it.
+ */
+export class PartHashes extends Map<string, PartHash> {
+  override set(id: string, part: PartHash): this {
+    const old = this.get(id)
+    if (old && old.hash !== part.hash) old.hash.drop()
+    return super.set(id, part)
+  }
+
+  override delete(id: string): boolean {
+    this.get(id)?.hash.drop()
+    return super.delete(id)
+  }
+
+  /** Removes the entry without letting its hash go: the caller now owns it. */
+  take(id: string): PartHash | undefined {
+    const part = this.get(id)
+    super.delete(id)
+    return part
+  }
 }
 
 /** An upload still arriving here: its received byte count, and how to stop it (a cancel). */
@@ -69,7 +93,7 @@ export interface Context {
   /** A resumable upload that receives no byte for this long is removed (RESUMABLE_EXPIRY). */
   readonly expiryMs: number
   readonly runs: Map<string, Run>
-  readonly hashes: Map<string, PartHash>
+  readonly hashes: PartHashes
   readonly arriving: Map<string, Arriving>
   /** Room promised to each upload of this process until its transfer completes (or it ends otherwise). */
   readonly rooms: Map<string, Hold>

@@ -13,6 +13,7 @@ import {
   STILL_RECEIVING,
 } from './machine.js'
 import { fail, start, startTransfer } from './runs.js'
+import { InlineHash } from './transfer/hasher.js'
 import { durably, forget, publish, put } from './writes.js'
 
 /**
@@ -183,7 +184,7 @@ async function recoverOne(ctx: Context, id: string): Promise<void> {
   }
   const verified = await storage.verifiedPrefix(record)
   const { offset } = verified
-  ctx.hashes.set(id, verified)
+  ctx.hashes.set(id, { ...verified, hash: new InlineHash(verified.hash) })
   const next = progressed(record, offset)
   await put(ctx, next)
   log('info', 'upload.recovered', {

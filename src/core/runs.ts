@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import { faultReason } from '../errors.js'
 import { log } from '../log.js'
 import { stored } from '../metrics.js'
@@ -8,6 +7,7 @@ import { StorageUnavailable, StoredBytesMismatch } from '../seams/storage/index.
 import { letGo, locked, type Context, type Run } from './context.js'
 import { askPreFinish } from './gates.js'
 import { arrived, completed, failed, isFinal, isReceiving, isRunning, now, progressed } from './machine.js'
+import { HashWorkerStopped, InlineHash, transferHash } from './transfer/hasher.js'
 import { RateMeter } from './transfer/rate.js'
 import { LeaseLostError, TargetChangedError, Transfer } from './transfer/transfer.js'
 import { viewOf } from './views.js'
@@ -37,7 +37,7 @@ export async function startTransfer(
 ): Promise<UploadView> {
   const record = arrived(current, size, sha256)
   await save(ctx, record)
-  ctx.hashes.set(record.id, { hash: createHash('sha256'), offset: 0 })
+  ctx.hashes.set(record.id, { hash: transferHash(record.targetSpeed), offset: 0 })
   start(ctx, record)
   return announce(ctx, record, 'upload.started')
 }
@@ -83,9 +83,14 @@ export function start(ctx: Context, record: UploadRecord, rechecks = 0): void {
     // on from what it kept, or, if the run cannot say, from what storage verifies next time.
     onStop: ({ acknowledged, mark, hash }) => {
       part.mark = mark
-      if (hash === part.hash) return
-      if (hash) Object.assign(part, { hash, offset: acknowledged })
-      else ctx.hashes.delete(record.id)
+      if (hash !== part.hash) {
+        part.hash.drop()
+        // Taken out without another drop, and only if it is still this run's (a recheck may have set anew).
+        if (!hash) return void (ctx.hashes.get(record.id) === part && ctx.hashes.take(record.id))
+        Object.assign(part, { hash, offset: acknowledged })
+      }
+      // Stopped short (a pause, maybe for hours): the hash waits holding as little as it can.
+      if (acknowledged < record.totalSize) part.hash.park()
     },
   })
   ctx.runs.set(record.id, run)
@@ -105,7 +110,11 @@ export function start(ctx: Context, record: UploadRecord, rechecks = 0): void {
       ctx.hashes.delete(record.id)
       // Not a failure of the upload: this process may no longer act on it, and its new owner carries on.
       if (error instanceof LeaseLostError) return void lost(ctx, record.id)
-      if (error instanceof TargetChangedError && run.rechecks < MAX_RECHECKS)
+      // The hashing worker died under the run (its hash with it): the file is hashed again from disk.
+      if (
+        (error instanceof TargetChangedError || error instanceof HashWorkerStopped) &&
+        run.rechecks < MAX_RECHECKS
+      )
         return void ended(ctx, run, (current) => recheck(ctx, current, run.rechecks + 1, error.message))
       const reason =
         error instanceof TargetChangedError
@@ -185,7 +194,7 @@ export async function prepareHash(ctx: Context, record: UploadRecord): Promise<n
       uploadedSize: record.uploadedSize,
       verifiedSize: verified.offset,
     })
-  ctx.hashes.set(record.id, verified)
+  ctx.hashes.set(record.id, { ...verified, hash: new InlineHash(verified.hash) })
   return verified.offset
 }
 
@@ -238,14 +247,16 @@ export async function saveOrRestart(
  */
 export async function complete(ctx: Context, record: UploadRecord): Promise<void> {
   letGo(ctx, record.id)
-  const part = ctx.hashes.get(record.id)
-  ctx.hashes.delete(record.id)
+  const part = ctx.hashes.take(record.id)
   // Memory's hash is of the bytes this server wrote, each run begun in a file checked to be as the last one
   // left it (see prepareHash), each write made into a file holding exactly what was written before it, and
   // the run ended at its full length with no hole (see Transfer): so no second read of it. That is not
   // proof: bytes overwritten in place behind the run, or a cut between a check and its write that leaves a
   // hole too small to see, go unnoticed (the README says so). Without that hash, what is on disk is hashed.
-  const written = part && part.offset === record.totalSize ? part.hash.digest('hex') : undefined
+  // A hashing worker that died with it has none to give: then too, what is on disk is hashed.
+  const written =
+    part && part.offset === record.totalSize ? await part.hash.digest().catch(() => undefined) : undefined
+  part?.hash.drop()
   // Known wrong already: failed as `complete` would fail it, without asking the hook about it.
   if (written !== undefined && written !== record.sha256)
     return fail(ctx, record, new StoredBytesMismatch(written, record.sha256).message)

@@ -11,7 +11,7 @@ import type { Leftover, StoredReader } from '../seams/storage/index.js'
 import type { Hold } from '../seams/storage/room.js'
 import * as arrivals from './arrivals.js'
 import * as commands from './commands.js'
-import { recordOf, type Context, type Hooks } from './context.js'
+import { PartHashes, recordOf, type Context, type Hooks } from './context.js'
 import type { IncomingFile } from './ingest/ingest.js'
 import { checkSpeed, ENDED, isFinal, isReceiving } from './machine.js'
 import { sweep, type Sweeping } from './sweep.js'
@@ -92,7 +92,7 @@ export class UploadService {
       ...(options.notifier ? { notifier: options.notifier } : {}),
       expiryMs: options.resumableExpiryMs ?? 24 * 3_600_000,
       runs: new Map(),
-      hashes: new Map(),
+      hashes: new PartHashes(),
       arriving: new Map(),
       rooms: new Map(),
       undone: new Set(),

@@ -6,7 +6,9 @@ import { createHash, type Hash } from 'node:crypto'
 import { parentPort } from 'node:worker_threads'
 
 export type ToWorker =
-  { id: number; block: ArrayBuffer; length: number; done?: 'digest' } | { id: number; done: 'drop' }
+  | { id: number; block: ArrayBuffer; length: number; done?: 'digest' }
+  | { id: number; done: 'drop' }
+  | { id: number; copyTo: number }
 
 export type FromWorker = { id: number; hashed: number; block: ArrayBuffer } | { id: number; digest: string }
 
@@ -15,6 +17,10 @@ if (!port) throw new Error('hash-worker.ts runs as a worker thread')
 
 const hashes = new Map<number, Hash>()
 port.on('message', (message: ToWorker) => {
+  if ('copyTo' in message) {
+    // A stream that has sent nothing yet has no hash here: its copy starts empty too.
+    return void hashes.set(message.copyTo, hashes.get(message.id)?.copy() ?? createHash('sha256'))
+  }
   if (message.done === 'drop') return void hashes.delete(message.id)
   const { id, block, length, done } = message
   let hash = hashes.get(id)

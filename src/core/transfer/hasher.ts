@@ -1,13 +1,14 @@
-import { createHash } from 'node:crypto'
+import { createHash, type Hash } from 'node:crypto'
 import { Worker } from 'node:worker_threads'
 import type { FromWorker, ToWorker } from './hash-worker.js'
 
 /**
- * sha256 on the second core. Ingest would otherwise parse multipart and hash (~1 s per GiB here) on the
- * same thread, one after the other. One worker serves every stream; blocks are moved to it, not copied. It
- * starts with the first block a stream hands it and stops when none has been open for a while, so an idle
- * server runs no helper thread. A stream that ends within INLINE_MAX never reaches it: hashing a few KiB
- * here costs less than the round trip, and a server that only ever takes small files never starts it.
+ * sha256 on the second core. Ingest and transfers would otherwise parse multipart, copy and hash (~1 s per
+ * GiB here) on the same thread, one after the other. One worker serves every stream; blocks are moved to
+ * it, not copied. It starts with the first block a stream hands it and stops when none has been open for a
+ * while, so an idle server runs no helper thread. A stream that ends within INLINE_MAX never reaches it:
+ * hashing a few KiB here costs less than the round trip, and a server that only ever takes small files
+ * never starts it.
  */
 
 /** Bytes one stream may have in flight to the worker before `update` makes its caller wait. */
@@ -73,7 +74,7 @@ function shared(): Worker {
     worker = undefined
     spare.length = 0
     // Its streams' hashes died with it: they can never be finished, so their uploads must fail, loudly.
-    const error = new Error(`The hashing worker stopped (${reason}); send the file again`)
+    const error = new HashWorkerStopped(`The hashing worker stopped (${reason}); send the file again`)
     for (const [id, stream] of streams) {
       streams.delete(id)
       stream.failed = error
@@ -105,8 +106,56 @@ export async function stopHashWorker(): Promise<void> {
   await worker?.terminate()
 }
 
-/** A running sha256 computed off the main thread. */
-export class OffThreadHash {
+/**
+ * The hash for a transfer at `speed` bytes a second (0: unlimited). On the worker when its block fills within
+ * a second: unlimited, the copy would otherwise wait for the hash on this thread. Slower, the hash is a small
+ * share of this thread (about 1 % of a core at 1 MiB/s), and the worker's block (1 MiB of memory per
+ * transfer, for as long as it runs) would cost more than it saves with a thousand at once.
+ */
+export const transferHash = (speed: number): RunningHash =>
+  speed === 0 || speed >= BLOCK ? new OffThreadHash() : new InlineHash()
+
+/** The worker died under a stream: its hash is lost (what it hashed must be hashed again to go on). */
+export class HashWorkerStopped extends Error {
+  override readonly name = 'HashWorkerStopped'
+}
+
+/** A running sha256 that a transfer carries across its runs (see PartHash): on the worker, or on this thread. */
+export interface RunningHash {
+  /** Adds bytes. They are taken before it returns: the caller may reuse its buffer at once. */
+  update(bytes: Uint8Array): Promise<void>
+  /** A second hash that goes on from here on its own (a part store's hash at a part's end). */
+  copy(): RunningHash
+  /** The hex digest of everything added; the hash is used up. */
+  digest(): Promise<string>
+  /** Waiting between runs, maybe for hours: holds as little here as it can. */
+  park(): void
+  /** Not needed any more: whatever it holds is let go. */
+  drop(): void
+}
+
+/**
+ * A node Hash as a RunningHash, on this thread: for a hash that already exists as one (storage's
+ * verifiedPrefix after a restart or a recheck), whose state cannot be moved to the worker.
+ */
+export class InlineHash implements RunningHash {
+  constructor(private readonly hash: Hash = createHash('sha256')) {}
+  update(bytes: Uint8Array): Promise<void> {
+    this.hash.update(bytes)
+    return Promise.resolve()
+  }
+  copy(): InlineHash {
+    return new InlineHash(this.hash.copy())
+  }
+  digest(): Promise<string> {
+    return Promise.resolve(this.hash.digest('hex'))
+  }
+  park(): void {}
+  drop(): void {}
+}
+
+/** A running sha256 computed off the main thread. Bytes given to `update` are copied at once. */
+export class OffThreadHash implements RunningHash {
   private readonly id = nextId++
   private readonly stream: Stream = { inFlight: 0 }
   private block = takeBlock()
@@ -141,6 +190,18 @@ export class OffThreadHash {
     if (this.stream.inFlight > MAX_IN_FLIGHT) await this.wait((done) => (this.stream.drained = done))
   }
 
+  /** A second hash that goes on from here on its own; the worker copies its state, in order with the blocks. */
+  copy(): OffThreadHash {
+    this.check()
+    // Bytes still in the block are part of the state copied: they go first.
+    if (this.used > 0) this.send()
+    const twin = new OffThreadHash()
+    twin.size = this.size
+    // Nothing added yet means nothing on the worker: the twin is simply empty too.
+    if (this.size > 0) shared().postMessage({ id: this.id, copyTo: twin.id } satisfies ToWorker)
+    return twin
+  }
+
   /** The hex digest of everything added. */
   digest(): Promise<string> {
     this.check()
@@ -160,13 +221,23 @@ export class OffThreadHash {
    * worker and the block is given back, so a waiting hash holds a few hundred bytes there, not 1 MiB here.
    */
   park(): void {
+    // Let go already (or its worker died): there is nothing left to keep.
+    if (this.stream.failed) return
     if (this.used > 0) this.send()
     if (this.block.length > 0 && spare.length < MAX_SPARE) spare.push(this.block.buffer as ArrayBuffer)
     this.block = new Uint8Array(0)
   }
 
-  /** Forgets the stream (a failed upload). */
+  /** Forgets the stream (a failed upload, a transfer whose hash is not needed any more). */
   drop(): void {
+    // Nothing more is taken; a caller waiting for room goes on (to find it let go), never waits forever:
+    // the worker's answers for a stream it forgot reach nobody.
+    this.stream.failed ??= new Error('This hash was let go')
+    const waiting = this.stream.drained
+    this.stream.drained = undefined
+    waiting?.()
+    if (this.block.length === BLOCK && spare.length < MAX_SPARE) spare.push(this.block.buffer as ArrayBuffer)
+    this.block = new Uint8Array(0)
     if (!streams.delete(this.id)) return
     worker?.postMessage({ id: this.id, done: 'drop' } satisfies ToWorker)
     if (streams.size === 0 && worker) scheduleStop()

@@ -1,4 +1,3 @@
-import type { Hash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { InternalFault } from '../../errors.js'
 import { log } from '../../log.js'
@@ -11,6 +10,7 @@ import {
   type TransferSink,
   type TransferTarget,
 } from '../../seams/storage/index.js'
+import type { RunningHash } from './hasher.js'
 import type { Flow, Scheduler } from './scheduler.js'
 
 export interface TransferJob {
@@ -32,7 +32,7 @@ export interface TransferJob {
    * sha256 of the bytes in storage before `offset`. Every chunk written is added, so at the end it is the
    * hash of exactly the bytes written, in order. A run that rejects leaves it unusable.
    */
-  hash: Hash
+  hash: RunningHash
   /** Aborting stops the copy after the chunk in flight; `done` then resolves with the offset kept. */
   signal: AbortSignal
   /** Called after every chunk with the bytes written. Runs on the hot path: keep it cheap. */
@@ -53,7 +53,7 @@ export interface Stopped {
    * sha256 of the first `acknowledged` bytes: the job's hash when every byte written was acknowledged, a copy
    * taken at the last part's end otherwise; none when the run cannot say (the next run verifies again).
    */
-  hash?: Hash
+  hash?: RunningHash
 }
 
 /** The transfer's owner may no longer write (its lease ran out): stopped before the next write. */
@@ -104,15 +104,19 @@ export class Transfer {
         job.onStop?.({ acknowledged: job.offset, mark: job.expected, hash: job.hash })
         return job.offset
       }
+      // The hash at each part's end, until storage acknowledges the part: a stop part-way goes on from there.
+      const parts = new Map<number, RunningHash>()
       try {
-        const { offset, parts } = await this.copy(sink, ahead)
+        const offset = await this.copy(sink, ahead, parts)
         const { acknowledged, mark } = await sink.end(offset === total).catch((error: unknown) => {
           throw this.changed(error)
         })
         const hash = acknowledged === offset ? job.hash : parts.get(acknowledged)
+        parts.delete(acknowledged)
         job.onStop?.({ acknowledged, mark, hash })
         return acknowledged
       } finally {
+        for (const part of parts.values()) part.drop()
         await sink.close()
       }
     } finally {
@@ -125,15 +129,10 @@ export class Transfer {
    * Copies from `offset` at the current speed, in chunks sized for it, never one across a part's end. I/O
    * errors reject; a pause or cancel (abort) ends it with the bytes written so far.
    */
-  private async copy(
-    sink: TransferSink,
-    ahead: ReadAhead,
-  ): Promise<{ offset: number; parts: Map<number, Hash> }> {
+  private async copy(sink: TransferSink, ahead: ReadAhead, parts: Map<number, RunningHash>): Promise<number> {
     const { job, flow } = this
     const total = job.upload.totalSize
     let offset = job.offset
-    // The hash at each part's end, until storage acknowledges the part: a stop part-way goes on from there.
-    const parts = new Map<number, Hash>()
     if (sink.partSize > 0) parts.set(offset, job.hash.copy())
     const guard = () => {
       if (job.mayWrite && !job.mayWrite()) throw new LeaseLostError(`lease lost at byte ${offset}`)
@@ -151,16 +150,24 @@ export class Transfer {
         const at = offset
         const chunk = await this.patiently('read', () => ahead.take(at, want))
         const written = sink.write(chunk, offset, guard)
-        // Hashed on this thread while storage takes it. If the write fails, the run rejects and the upload
-        // fails with it, hash and all; if it succeeds, exactly these bytes are stored at this offset.
-        job.hash.update(chunk)
+        // Hashed on the worker while storage takes it (the chunk is copied to it before update returns, so
+        // the buffer is free for the read after next). If the write fails, the run rejects, hash and all; if
+        // it succeeds, exactly these bytes are stored at this offset.
+        const hashed = job.hash.update(chunk)
         const end = offset + chunk.length
+        ahead.prefetch(end, flow.chunk())
+        // Both settle before the run goes on or stops: no write is left in flight under a closing file.
+        const [write, hash] = await Promise.allSettled([written, hashed])
+        if (write.status === 'rejected') throw write.reason
+        if (hash.status === 'rejected') throw hash.reason
         if (sink.partSize > 0 && (end % sink.partSize === 0 || end === total)) {
           parts.set(end, job.hash.copy())
-          for (const at of parts.keys()) if (at < sink.acknowledged()) parts.delete(at)
+          for (const [at, part] of parts)
+            if (at < sink.acknowledged()) {
+              part.drop()
+              parts.delete(at)
+            }
         }
-        ahead.prefetch(end, flow.chunk())
-        await written
         offset = end
         job.onProgress(offset)
       }
@@ -168,7 +175,7 @@ export class Transfer {
       // Paused or canceled while a chunk waited for its turn: stopped, like a stop between chunks.
       if (!isAbort(error)) throw this.changed(error)
     }
-    return { offset, parts }
+    return offset
   }
 
   /**

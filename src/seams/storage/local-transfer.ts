@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto'
-import { mkdir, open, stat, type FileHandle } from 'node:fs/promises'
-import { dirname } from 'node:path'
-import { writeAll } from '../../durable-fs.js'
+import { open, stat, type FileHandle } from 'node:fs/promises'
+import { inFolder, writeAll } from '../../durable-fs.js'
 import { InternalFault } from '../../errors.js'
 import { TargetChangedError, type TransferMark, type TransferSink, type Verified } from './index.js'
 import { sameStamp, stampOf, type FileStamp } from './stamp.js'
@@ -63,10 +62,9 @@ export class FileSink implements TransferSink {
     offset: number,
     mark: TransferMark | undefined,
   ): Promise<FileSink> {
-    // Someone may have removed the folder it goes in while we ran; recreating it costs one syscall.
-    if (offset === 0) await mkdir(dirname(path), { recursive: true })
     // Read and write: 'r+' keeps the bytes already there, 'w+' starts empty; 'a' would ignore positions on Linux.
-    const handle = await open(path, offset > 0 ? 'r+' : 'w+')
+    // A fresh file's folder is made again if someone removed it while we ran.
+    const handle = offset > 0 ? await open(path, 'r+') : await inFolder(path, () => open(path, 'w+'))
     try {
       if (offset > 0) await checkResumed(handle, offset, stampIn(mark))
     } catch (error) {

@@ -1,9 +1,21 @@
 import { createHash } from 'node:crypto'
-import { createReadStream, createWriteStream } from 'node:fs'
-import { mkdir, open, readdir, rename, rm, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises'
+import { createReadStream, createWriteStream, open as openCallback } from 'node:fs'
+import {
+  mkdir,
+  open,
+  readdir,
+  rename,
+  rm,
+  stat,
+  statfs,
+  unlink,
+  writeFile,
+  type FileHandle,
+} from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
-import { fsyncDir } from '../../durable-fs.js'
+import { promisify } from 'node:util'
+import { fsyncDir, inFolder } from '../../durable-fs.js'
 import { publicMessage } from '../../errors.js'
 import { log } from '../../log.js'
 import {
@@ -53,6 +65,14 @@ const WRITE_BUFFER = 1024 * 1024
 const READ_CHUNK = 1024 * 1024
 
 const isMissing = (error: unknown) => (error as NodeJS.ErrnoException).code === 'ENOENT'
+
+const openFd = promisify(openCallback)
+
+/** A file removed if it is there: one unlink (rm({ force }) asks lstat first, for a folder it never is here). */
+const removeFile = (path: string) =>
+  unlink(path).catch((error: unknown) => {
+    if (!isMissing(error)) throw error
+  })
 
 export class LocalStorage implements Storage {
   readonly kind = 'local'
@@ -125,16 +145,11 @@ export class LocalStorage implements Storage {
   // ---- staged ----
 
   async receive(id: string): Promise<Arrival> {
-    // Someone may have removed the staging folder while we ran; recreating it costs one syscall.
-    await this.prepare()
     let at = this.incomingPath(id)
     const staged = this.stagingPath(id)
-    const sink = createWriteStream(at, { flags: 'wx', highWaterMark: WRITE_BUFFER })
     // Open before it is handed out: a discard can then never race the file's creation and leave it behind.
-    await new Promise<void>((resolve, reject) => {
-      sink.once('ready', resolve)
-      sink.once('error', reject)
-    })
+    const fd = await inFolder(at, () => openFd(at, 'wx'))
+    const sink = createWriteStream(at, { fd, highWaterMark: WRITE_BUFFER })
     let kept = false
     return {
       sink,
@@ -153,8 +168,8 @@ export class LocalStorage implements Storage {
   }
 
   async createStaged(id: string): Promise<void> {
-    await mkdir(this.stagingDir, { recursive: true })
-    await writeFile(this.stagingPath(id), '')
+    const path = this.stagingPath(id)
+    await inFolder(path, () => writeFile(path, ''))
   }
 
   async append(id: string, offset: number): Promise<StagingWrite> {
@@ -277,7 +292,7 @@ export class LocalStorage implements Storage {
     // The transfer's file, and the one an older layout may have left for it.
     if (what !== 'staged') paths.push(this.transferPath(upload.id), this.legacyTransferPath(upload))
     if (what === 'all') paths.push(this.storedPath(upload))
-    await Promise.all(paths.map((path) => (path === undefined ? undefined : rm(path, { force: true }))))
+    await Promise.all(paths.map((path) => (path === undefined ? undefined : removeFile(path))))
   }
 
   /**

@@ -66,25 +66,54 @@ export class Hold {
  */
 export class RoomLedger {
   private readonly holds = new Set<Hold>()
+  /** Holds of nothing (a body of no declared length): bytes may land that no promise counts. */
+  private readonly unpromised = new Set<Hold>()
+  /**
+   * The last measure, for a yes without asking the file system again (a statfs per request was a tenth of
+   * a small upload's time): what was free and promised then, and every byte promised since.
+   */
+  private last: { at: number; free: number; promised: number; since: number } | undefined
 
   constructor(
     /** Bytes free on the file system now. */
     private readonly measure: () => Promise<number>,
+    /** How long a measure may answer yes for (0: every grant measures). */
+    private readonly reuseMs = 100,
   ) {}
 
   /** Bytes free and promised to nobody. */
   async free(): Promise<number> {
     const free = await this.measure()
     // Counted after the measure, in the same turn: a promise granted meanwhile is in it.
-    return Math.max(0, free - this.promised())
+    const promised = this.promised()
+    this.last = { at: performance.now(), free, promised, since: 0 }
+    return Math.max(0, free - promised)
   }
 
-  /** Promises `needed` bytes (taking what `from` still holds first), or refuses with 507 if they are not free. */
+  /**
+   * At most what free() would say now, from the last measure, without asking the file system; undefined when
+   * that is too old. Bytes our promises wrote since left both the free count and the promises, so the free
+   * bytes promised to nobody are at least what they were less every byte promised since (promises given back
+   * are not counted back: it only ever errs towards less). Someone else's bytes written since are unseen, as
+   * they would be between a measure and the write it allowed.
+   */
+  private recent(): number | undefined {
+    const last = this.last
+    // While bytes nobody promised may be landing, only the file system knows what they left.
+    if (!last || this.unpromised.size > 0 || performance.now() - last.at > this.reuseMs) return undefined
+    return last.free - last.promised - last.since
+  }
+
+  /**
+   * Promises `needed` bytes (taking what `from` still holds first), or refuses with 507 if they are not free.
+   * A recent measure may say yes; a no is always measured afresh.
+   */
   async grant(needed: number, from?: Hold): Promise<Hold> {
     const taken = from?.split(needed)
     const rest = needed - (taken?.outstanding ?? 0)
     if (rest <= 0) return taken ?? this.hold(0)
-    const free = await this.free()
+    const recent = this.recent()
+    const free = recent !== undefined && recent >= rest ? recent : await this.free()
     const had = taken?.outstanding ?? 0
     taken?.release()
     if (free < rest) throw noRoom(needed, free + had)
@@ -93,6 +122,8 @@ export class RoomLedger {
 
   /** Refuses with 507 unless `needed` bytes are free now; promises nothing (nothing is on its way yet). */
   async check(needed: number): Promise<void> {
+    const recent = this.recent()
+    if (recent !== undefined && recent >= needed) return
     const free = await this.free()
     if (free < needed) throw noRoom(needed, free)
   }
@@ -100,13 +131,17 @@ export class RoomLedger {
   /** A promise made without asking: bytes promised before this process knew of them (a restart, an adoption). */
   hold(bytes: number): Hold {
     const hold = new Hold(this, bytes)
-    if (bytes > 0) this.holds.add(hold)
+    if (bytes > 0) {
+      this.holds.add(hold)
+      if (this.last) this.last.since += bytes
+    } else this.unpromised.add(hold)
     return hold
   }
 
   /** @internal Hold.release */
   forget(hold: Hold): void {
     this.holds.delete(hold)
+    this.unpromised.delete(hold)
   }
 
   private promised(): number {
