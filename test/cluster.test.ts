@@ -92,7 +92,8 @@ async function arrivingAt(
 describe('any instance answers for every upload', () => {
   it('upload via one, follow on another over graphql-ws, pause via a third, resume via the first', async () => {
     const [a, b, c] = await cluster()
-    const content = bytes(150_000)
+    // Eight seconds at its speed: time enough, on a busy machine, to be followed and paused before it ends.
+    const content = bytes(400_000)
     const { body } = await restUpload(a!.url, content, { speed: 50_000 })
     const id = body.upload_id
 

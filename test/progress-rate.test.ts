@@ -67,8 +67,9 @@ describe('progress events arrive about ten times a second while bytes move', () 
       const gaps = gapsOf(times.slice(1, -1))
       const perSecond = (times.length - 1) / ((times.at(-1)! - times[0]!) / 1000)
       // The median gap is the figure the machine's load barely moves; the mean rate may lose a tick or two
-      // when timers run late on a busy machine, but a rate of five or twenty a second is a defect.
-      expect(perSecond).toBeGreaterThan(7)
+      // when timers run late on a busy machine (a throttled flow then makes up in fewer, larger writes), but a
+      // rate under five or over thirteen a second is a defect.
+      expect(perSecond).toBeGreaterThan(5)
       expect(perSecond).toBeLessThan(13)
       expect(median(gaps)).toBeGreaterThan(85)
       expect(median(gaps)).toBeLessThan(120)
