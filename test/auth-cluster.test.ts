@@ -61,6 +61,66 @@ const user = async (sub: string, quota: Record<string, number>) => {
   return { authorization: `Bearer ${token}` }
 }
 
+/** The uploads `headers`' user may list, at `url`. */
+const listed = async (url: string, headers: Record<string, string>) => {
+  const response = await fetch(`${url}/api/uploads`, { headers })
+  return ((await response.json()) as { uploads: { upload_id: string }[] }).uploads.map((u) => u.upload_id)
+}
+
+/** `count` tus creations of `size` bytes by one user, all at once, alternating between the two instances. */
+const racing = (count: number, size: number, headers: Record<string, string>) =>
+  Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      tusCreate([a, b][i % 2]!.url, size, { filename: `r${i}` }, headers),
+    ),
+  )
+
+describe('admissions racing at two instances', () => {
+  // An instance loads tus and fetches the key set on its first such request: done first, so the creations
+  // below do race rather than queue behind that.
+  beforeAll(async () => {
+    const headers = await user('warm', {})
+    for (const instance of [a, b])
+      expect((await tusCreate(instance.url, 1, { filename: 'w' }, headers)).status).toBe(201)
+  })
+
+  it('running quota N: of many creations at once, spread over both instances, exactly N are admitted, the rest 429 with nothing stored', async () => {
+    const headers = await user('rita', { running: 3 })
+    const answers = await racing(16, 10, headers)
+    const statuses = answers.map((answer) => answer.status).sort()
+    expect(statuses).toEqual([...Array(3).fill(201), ...Array(13).fill(429)])
+    for (const answer of answers.filter((x) => x.status === 429))
+      expect(answer.body).toMatch(/uploads running/)
+    const admitted = answers.filter((x) => x.status === 201).map((x) => x.id)
+    for (const url of [a.url, b.url]) expect((await listed(url, headers)).sort()).toEqual(admitted.sort())
+  })
+
+  it('bytes quota: of many creations at once over both instances, exactly those that fit are admitted, the rest 413 with nothing stored', async () => {
+    const headers = await user('sam', { bytes: 900 })
+    const answers = await racing(16, 300, headers)
+    const statuses = answers.map((answer) => answer.status).sort()
+    expect(statuses).toEqual([...Array(3).fill(201), ...Array(13).fill(413)])
+    const admitted = answers.filter((x) => x.status === 201).map((x) => x.id)
+    for (const url of [a.url, b.url]) expect((await listed(url, headers)).sort()).toEqual(admitted.sort())
+  })
+
+  it('a creation that cannot have its owner’s lock in time is 503, saying nothing was stored, and nothing is', async () => {
+    const headers = await user('tess', { running: 5 })
+    // As if another instance were admitting tess's upload and had stalled (its lock runs out by itself).
+    const client = redis.client()
+    await client.set('uploads:x:owner:tess', 'elsewhere:1', 'PX', 60_000)
+    try {
+      const answer = await tusCreate(b.url, 10, { filename: 'late' }, headers)
+      expect(answer.status).toBe(503)
+      expect(answer.body).toMatch(/nothing was stored/)
+      expect(await listed(a.url, headers)).toEqual([])
+    } finally {
+      await client.del('uploads:x:owner:tess')
+    }
+    expect((await tusCreate(b.url, 10, { filename: 'now' }, headers)).status).toBe(201)
+  })
+})
+
 describe('quotas across instances', () => {
   it('stored bytes: what one instance admitted counts at the other; one byte over is 413', async () => {
     const headers = await user('carol', { bytes: 1000 })
