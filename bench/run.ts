@@ -13,7 +13,7 @@
  *                  times (default 2; parent first in odd rounds, this tree first in even ones), rows labelled
  *                  [parent] and [this], so a change is measured against its parent in one run
  *   BENCH_ONLY     comma-separated figures to run: ingest,throttle,control,concurrency,fanout,status,cluster,
- *                  scale,cap,state,tiny,idle,tus,hook-delivery,hooks,s3
+ *                  scale,cap,state,tiny,idle,tus,hook-delivery,hooks,s3,usage
  *   BENCH_S3_MB    size of the file for the s3 figure, into moto (default 256)
  */
 import { execFile } from 'node:child_process'
@@ -38,6 +38,7 @@ import { status } from './status.js'
 import { throttle } from './throttle.js'
 import { tiny } from './tiny.js'
 import { tus } from './tus.js'
+import { usage } from './usage.js'
 
 const size = Number(process.env.BENCH_SIZE_MB ?? 1024) * MiB
 const ingestSize = Number(process.env.BENCH_INGEST_MB ?? 512) * MiB
@@ -147,6 +148,7 @@ try {
   await figure('idle', () => idle())
   await figure('hook-delivery', () => hookDelivery(scratch))
   await figure('hooks', () => hooks())
+  await figure('usage', () => usage(scratch))
 
   const machine = {
     cpu: cpus()[0]?.model ?? 'unknown',

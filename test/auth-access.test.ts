@@ -86,6 +86,15 @@ async function gql<T = Record<string, unknown>>(
 /** An answer about `id` with the id itself taken out: what must not differ between another's and a missing one. */
 const without = (answer: unknown, id: string) => JSON.stringify(answer).replaceAll(id, '<id>')
 
+/** Headers that differ between any two answers (when, and which request), whatever they are about. */
+const PER_REQUEST = new Set(['date', 'x-request-id', 'upload-expires'])
+
+/** A whole answer, status, headers and body, with `id` taken out and what differs per request left out. */
+async function whole(response: Response, id: string): Promise<string> {
+  const headers = [...response.headers].filter(([name]) => !PER_REQUEST.has(name))
+  return without({ status: response.status, headers, body: await response.text() }, id)
+}
+
 async function completedUpload(token: string): Promise<string> {
   const { status, body } = await upload(token)
   expect(status).toBe(200)
@@ -103,14 +112,17 @@ describe('REST', () => {
       ['GET', '/api/upload/:id/status'],
       ['POST', '/api/upload/:id/pause'],
       ['POST', '/api/upload/:id/resume'],
+      ['POST', '/api/upload/:id/speed?speed=10'],
       ['POST', '/api/upload/:id/cancel'],
       ['GET', '/api/files/:id/download'],
       ['DELETE', '/api/files/:id'],
     ] as const) {
-      const theirs = await rest(bob, method, path.replace(':id', id))
-      const missing = await rest(bob, method, path.replace(':id', MISSING))
+      const ask = (of: string) =>
+        fetch(`${server.url}${path.replace(':id', of)}`, { method, headers: bearer(bob) })
+      const theirs = await ask(id)
       expect(theirs.status, `${method} ${path}`).toBe(404)
-      expect(without(theirs, id), `${method} ${path}`).toBe(without(missing, MISSING))
+      // Status, every header (content-length included) and body alike.
+      expect(await whole(theirs, id), `${method} ${path}`).toBe(await whole(await ask(MISSING), MISSING))
     }
     // Still there, untouched, for its owner.
     expect((await rest(alice, 'GET', `/api/upload/${id}/status`)).body.status).toBe('completed')
@@ -193,6 +205,7 @@ describe('GraphQL over HTTP', () => {
     for (const query of [
       UPLOAD,
       'mutation P($id: ID!) { pauseUpload(id: $id) { id } }',
+      'mutation R($id: ID!) { resumeUpload(id: $id) { id } }',
       'mutation S($id: ID!) { setSpeed(id: $id, speed: 10) { id } }',
       'mutation C($id: ID!) { cancelUpload(id: $id) { id } }',
       'mutation D($id: ID!) { deleteFile(id: $id) { id } }',
@@ -201,6 +214,14 @@ describe('GraphQL over HTTP', () => {
       const missing = await gql(bob, query, { id: MISSING })
       expect(theirs.body.errors?.[0]?.extensions?.code, query).toBe('NOT_FOUND')
       expect(without(theirs.body, id), query).toBe(without(missing.body, MISSING))
+      // The whole answer too: status and every header.
+      const ask = (of: string) =>
+        fetch(`${server.url}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', accept: 'application/json', ...bearer(bob) },
+          body: JSON.stringify({ query, variables: { id: of } }),
+        })
+      expect(await whole(await ask(id), id), query).toBe(await whole(await ask(MISSING), MISSING))
     }
     const own = await gql<{ upload: { owner: string } }>(alice, UPLOAD, { id })
     expect(own.body.data?.upload.owner).toBe('alice')
@@ -393,6 +414,10 @@ describe('tus', () => {
     for (const [theirs, absent] of pairs) {
       expect(theirs.status).toBe(404)
       expect(theirs.body).toBe(absent.body)
+      // Every header alike but the request's own (its time, its id, and the expiry counted from it).
+      const headers = (answer: typeof theirs) =>
+        [...answer.headers].filter(([name]) => !PER_REQUEST.has(name))
+      expect(headers(theirs)).toEqual(headers(absent))
       expect(theirs.headers.get('upload-offset')).toBeNull()
       // Each request's own time plus the expiry: the two may be a second apart, never more.
       const t = theirs.headers.get('upload-expires')

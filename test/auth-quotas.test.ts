@@ -123,6 +123,16 @@ describe('running uploads', () => {
   })
 })
 
+describe('admissions racing', () => {
+  it('multipart: of many uploads at once by a user with running quota 2, exactly 2 are taken, the rest 429', async () => {
+    const token = await user({ running: 2, speed: 0 })
+    // Slow, so the two taken are still running while the rest ask.
+    const answers = await Promise.all(Array.from({ length: 6 }, () => restUpload(token, 1000, 100)))
+    expect(answers.map((answer) => answer.status).sort()).toEqual([200, 200, 429, 429, 429, 429])
+    expect(await usage(token)).toEqual({ bytesStored: 2000, running: 2 })
+  })
+})
+
 describe('resuming', () => {
   it('a paused upload resumed with one running already is 429; a speed over the cap is 422', async () => {
     const token = await user({ running: 1, speed: 5000 })

@@ -50,6 +50,18 @@ describe('/api/openapi.json', () => {
     expect(documented.sort()).toEqual([...routes.map((r) => `${r.method} ${openApiPath(r)}`), ...tus].sort())
   })
 
+  it("documents the admin's ?owner= filter on the list routes, and on no other", async () => {
+    const spec = (await (await fetch(`${server.url}/api/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, { parameters?: { name: string; in: string }[] }>>
+    }
+    const withOwner = Object.entries(spec.paths).flatMap(([path, ops]) =>
+      Object.entries(ops)
+        .filter(([, op]) => op.parameters?.some((p) => p.name === 'owner' && p.in === 'query'))
+        .map(([method]) => `${method.toUpperCase()} ${path}`),
+    )
+    expect(withOwner.sort()).toEqual(['GET /api/files', 'GET /api/uploads'])
+  })
+
   it('groups every operation under one of uploads, files, limits and resumable (none under "default")', async () => {
     const spec = (await (await fetch(`${server.url}/api/openapi.json`)).json()) as Spec & {
       tags: { name: string }[]

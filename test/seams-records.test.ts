@@ -35,6 +35,23 @@ recordStoreContract('Redis', async () => {
 })
 
 describe('RecordStore (embedded) after a restart', () => {
+  it('its owner index is rebuilt from what it reads back, through a compaction and the journal after it', async () => {
+    const file = join(await scratch('seam-owners'), 'state.json')
+    const store = await LocalStore.open(file)
+    for (let n = 1; n <= 6; n++) await store.put(record(n, 'COMPLETED', { owner: n % 2 ? 'ann' : 'bob' }))
+    await store.compactNow()
+    await store.put(record(3, 'COMPLETED', { owner: 'bob' }))
+    await store.remove(record(5).id)
+    await store.put(record(7, 'IN_PROGRESS', { owner: 'ann' }))
+    await store.close()
+    const again = await LocalStore.open(file)
+    const of = async (owner: string) =>
+      (await again.page({ owner, first: 10 })).records.map((r) => r.filename)
+    expect(await of('ann')).toEqual(['file 1.bin', 'file 7.bin'])
+    expect(await of('bob')).toEqual(['file 2.bin', 'file 3.bin', 'file 4.bin', 'file 6.bin'])
+    await again.close()
+  })
+
   it('reads back every change, through a compaction and the journal after it', async () => {
     const file = join(await scratch('seam-restart'), 'state.json')
     const store = await LocalStore.open(file)
@@ -54,6 +71,24 @@ describe('RecordStore (embedded) after a restart', () => {
       ['file 5.bin', 'IN_PROGRESS', 10],
     ])
     await again.close()
+  })
+})
+
+describe('RecordStore (Redis): records written before the owner index', () => {
+  it('are filed in it when an instance starts, once', async () => {
+    const client = await redis.connection()
+    const prefix = redis.prefix('pre-index')
+    const store = new RedisStore(client, prefix)
+    for (let n = 1; n <= 4; n++) await store.put(record(n, 'COMPLETED', { owner: n % 2 ? 'ann' : 'bob' }))
+    // As a server before the index left them: no owner sets, no mark that they were built.
+    await client.del(`${prefix}:o:ann`, `${prefix}:o:bob`)
+    const of = async (owner: string) =>
+      (await store.page({ owner, first: 10 })).records.map((r) => r.filename)
+    expect(await of('ann')).toEqual([])
+    await store.start()
+    expect(await of('ann')).toEqual(['file 1.bin', 'file 3.bin'])
+    expect(await of('bob')).toEqual(['file 2.bin', 'file 4.bin'])
+    expect(await client.get(`${prefix}:o-built`)).toBe('1')
   })
 })
 

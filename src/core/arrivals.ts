@@ -37,6 +37,14 @@ function arrivalFailure(error: unknown): string {
 const expiresFrom = (ctx: Context, at: number): string => new Date(at + ctx.expiryMs).toISOString()
 
 /**
+ * Wraps the step of a multipart creation that lets its bytes in and puts it on record: it may refuse (its
+ * owner's quota, asked under their lock) before either happens, and holds what it wraps until it is on record.
+ */
+export type Recording = (record: () => Promise<void>) => Promise<void>
+
+const directly: Recording = (record) => record()
+
+/**
  * Checks the speed before anything else, so a bad one is refused before the file's bytes are read; then
  * waits for the file, records the upload and starts its transfer. Answers once the file has arrived.
  */
@@ -45,6 +53,7 @@ export async function create(
   file: IncomingFile,
   speed?: number | null,
   owner: string | null = null,
+  recording: Recording = directly,
 ): Promise<UploadView> {
   const targetSpeed = checkSpeed(speed ?? ctx.defaultSpeed)
   assertOpen(ctx)
@@ -62,9 +71,6 @@ export async function create(
     metadata: {},
     ...(file.caller ? { caller: file.caller } : {}),
   })
-  // Its bytes may come now, while it is recorded (as they always did without a hook).
-  file.approve()
-  assertOpen(ctx)
   const receiving = newRecord({
     id,
     filename: approved.filename,
@@ -77,21 +83,26 @@ export async function create(
   })
   // Recorded as it begins to arrive, so lists and subscribers see it (and its receivedSize grow), and a
   // cancel can stop it. The lock is not held meanwhile: the body may take hours.
-  await locked(ctx, id, async () => {
-    // Whoever creates an upload runs it: its lease first, so every write below is under it.
-    if (!(await guard(() => ctx.leases.acquire(id))))
-      throw unavailable(`Upload ${id} could not be started; try again`)
-    await save(ctx, receiving).catch(async (error: unknown) => {
-      await ctx.leases.release(id)
-      throw error
+  await recording(async () => {
+    // Its bytes may come now, while it is recorded (as they always did without a hook).
+    file.approve()
+    assertOpen(ctx)
+    await locked(ctx, id, async () => {
+      // Whoever creates an upload runs it: its lease first, so every write below is under it.
+      if (!(await guard(() => ctx.leases.acquire(id))))
+        throw unavailable(`Upload ${id} could not be started; try again`)
+      await save(ctx, receiving).catch(async (error: unknown) => {
+        await ctx.leases.release(id)
+        throw error
+      })
+      ctx.arriving.set(id, {
+        received: () => file.received,
+        stop: (reason) => file.abort(reason),
+        meter: new RateMeter(),
+        published: -1,
+      })
+      announce(ctx, receiving, 'upload.receiving')
     })
-    ctx.arriving.set(id, {
-      received: () => file.received,
-      stop: (reason) => file.abort(reason),
-      meter: new RateMeter(),
-      published: -1,
-    })
-    announce(ctx, receiving, 'upload.receiving')
   })
   let staged: StagedFile
   try {

@@ -33,19 +33,11 @@ const missing = (error: unknown): undefined => {
  * The upload service as one caller may use it: every transport (GraphQL over HTTP, SSE and graphql-ws, the
  * REST shim, tus, downloads) reaches the service through this, so who may see and do what is decided here
  * once (the rules are auth/rules.ts). Another user's upload answers exactly as a missing one.
+ *
+ * An admission (counting what the owner holds, checking it against their quotas, putting the new upload on
+ * record) runs under the owner's lock across every instance (UploadService.admitting), so two creations at
+ * two instances cannot both take the last of a quota.
  */
-/** Admissions of one owner run one at a time in this process, so two cannot both take the last of a quota. */
-const admissions = new Map<string, Promise<unknown>>()
-
-function admitting<T>(owner: string, task: () => Promise<T>): Promise<T> {
-  const previous = admissions.get(owner) ?? Promise.resolve()
-  const result = previous.then(task, task)
-  const tail = result.catch(() => undefined)
-  admissions.set(owner, tail)
-  void tail.then(() => admissions.get(owner) === tail && admissions.delete(owner))
-  return result
-}
-
 export class OwnedService {
   constructor(
     readonly service: UploadService,
@@ -105,9 +97,12 @@ export class OwnedService {
     const { owner, ...rest } = query
     const filter = listFilter(this.principal, owner)
     if (filter.kind === 'all') return this.service.page(rest)
+    // An owner's uploads come from the store's owner index: as cheap with 100k of others' as with none.
+    if (filter.owner !== null) return this.service.page({ ...rest, owner: filter.owner })
     const uploads: UploadView[] = []
     let after = rest.after
-    // Filled from everyone's pages, in their order; one more than asked for says whether a next page exists.
+    // The operator's (no owner) are in no index: filled from everyone's pages, in their order; one more
+    // than asked for says whether a next page exists.
     for (;;) {
       const page = await this.service.page({ ...rest, first: SCAN_PAGE, after })
       for (const upload of page.uploads) if (inList(filter, upload)) uploads.push(upload)
@@ -140,10 +135,12 @@ export class OwnedService {
     return { total: Object.values(counts).reduce((a, b) => a + b, 0), ...counts }
   }
 
+  /** Every upload `filter` lets through: one owner's from the owner index, the operator's by a scan. */
   private async *all(filter: ListFilter, status?: UploadStatus[]): AsyncGenerator<UploadView> {
+    const owner = filter.kind === 'owner' && filter.owner !== null ? { owner: filter.owner } : {}
     let after: string | undefined
     for (;;) {
-      const page = await this.service.page({ status, first: SCAN_PAGE, after })
+      const page = await this.service.page({ status, first: SCAN_PAGE, after, ...owner })
       for (const upload of page.uploads) if (inList(filter, upload)) yield upload
       if (!page.hasNextPage || !page.endCursor) return
       after = page.endCursor
@@ -194,8 +191,17 @@ export class OwnedService {
     requireScope(this.principal, 'write')
     const owner = this.principal.sub
     if (owner === null || !this.limited()) return this.service.create(file, speed, owner)
-    const allowed = await admitting(owner, () => this.admitted(this.bodyLength ?? 0, speed))
-    return this.service.create(file, allowed, owner)
+    const size = this.bodyLength ?? 0
+    // Asked at once, so a refusal comes before the body is awaited; asked again as it is recorded, under the
+    // owner's lock, since another creation may have taken the room meanwhile.
+    const allowed = await this.admitted(size, speed)
+    return this.service.create(file, allowed, owner, (record) =>
+      this.service.admitting(owner, async () => {
+        const refused = admit(this.principal.quotas, await this.usage(), { size })
+        if (refused) throw refused
+        await record()
+      }),
+    )
   }
 
   /** A tus upload: its size is declared up front, so its quotas are asked exactly, before it is on record. */
@@ -219,7 +225,7 @@ export class OwnedService {
     if (owner === null || !this.limited())
       return this.service.createResumable({ ...input, owner: this.principal.sub })
     // Under the owner's lock until it is on record: the next admission counts it.
-    return admitting(owner, async () => {
+    return this.service.admitting(owner, async () => {
       const speed = await this.admitted(input.size, input.speed)
       return this.service.createResumable({ ...input, speed, owner })
     })
@@ -235,7 +241,7 @@ export class OwnedService {
     const upload = await this.reach(id, 'write')
     const owner = this.principal.sub
     if (owner === null || !this.limited()) return this.service.resume(id, speed)
-    return admitting(owner, async () => {
+    return this.service.admitting(owner, async () => {
       const { quotas } = this.principal
       const refused =
         speedRefusal(quotas, speed ?? upload.targetSpeed) ??

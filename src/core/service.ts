@@ -257,9 +257,27 @@ export class UploadService {
 
   // ---- arrivals (see arrivals.ts) ------------------------------------------------------------------------
 
-  /** `owner`: a token's `sub`, or null (the operator's); who may reach it is decided above (core/owned.ts). */
-  create(file: IncomingFile, speed?: number | null, owner: string | null = null): Promise<UploadView> {
-    return arrivals.create(this.ctx, file, speed, owner)
+  /**
+   * `owner`: a token's `sub`, or null (the operator's); who may reach it is decided above (core/owned.ts).
+   * `recording` wraps the step that puts it on record (see arrivals.create): an owner's quota admission.
+   */
+  create(
+    file: IncomingFile,
+    speed?: number | null,
+    owner: string | null = null,
+    recording?: arrivals.Recording,
+  ): Promise<UploadView> {
+    return arrivals.create(this.ctx, file, speed, owner, recording)
+  }
+
+  /**
+   * Runs `task` while no other admission of `owner`'s runs, at this instance or any other (Leases.exclusive):
+   * counting what they hold, checking it against their quotas and putting the new upload on record is one step.
+   */
+  admitting<T>(owner: string, task: () => Promise<T>): Promise<T> {
+    return this.ctx.leases.exclusive(`owner:${owner}`, task, {
+      busy: 'Your other uploads are being admitted and this one could not wait its turn; nothing was stored, try again',
+    })
   }
 
   createResumable(input: {

@@ -72,6 +72,15 @@ const SPEED = {
   schema: { type: 'integer', minimum: 0 },
 }
 
+/** A list's filter by owner (issue 24): an admin's alone. */
+const OWNER = {
+  name: 'owner',
+  in: 'query',
+  description:
+    "Only this owner's uploads (a token's `sub`). For an admin token; any other token may name only its own owner, and naming another is 403.",
+  schema: { type: 'string', minLength: 1 },
+}
+
 /** `/api/upload/:id/pause` → `/api/upload/{upload_id}/pause`. */
 export const openApiPath = (route: Route) => route.path.replace(':id', '{upload_id}')
 
@@ -93,6 +102,7 @@ function operation(route: Route): Schema {
   if (route.path.includes(':id'))
     parameters.push({ name: 'upload_id', in: 'path', required: true, schema: { type: 'string' } })
   if (route.doc.speed) parameters.push(SPEED)
+  if (route.list) parameters.push(OWNER)
   const responses: Record<string, unknown> = route.file
     ? {
         200: {
@@ -123,7 +133,11 @@ function operation(route: Route): Schema {
     )
   }
   responses[401] = error('Missing or wrong token (only when API_TOKEN is set)')
-  responses[403] = error('A browser page on another origin, or a Host this service does not answer to')
+  responses[403] = error(
+    route.list
+      ? "A browser page on another origin, a Host this service does not answer to, or another owner's uploads asked for by a token that is not an admin's"
+      : 'A browser page on another origin, or a Host this service does not answer to',
+  )
   if (route.method !== 'GET')
     responses[503] = error('The change could not be saved now; nothing was changed, try again')
   // Every answer names its request, for matching a report with the server's log.

@@ -24,6 +24,7 @@ export async function joinShared(url: string, instance: string) {
   const leases = new RedisLeases(redis, instance)
   const bus = new RedisBus(redis, subscriber, instance, () => leases.heldIds())
   const locker = new RedisLocker(redis, subscriber)
+  await records.start()
   await leases.start()
   await bus.start()
   await locker.start()

@@ -66,6 +66,57 @@ export function leasesContract(name: string, make: () => Promise<LeasesSubject>)
       expect(await a.liveInstances()).toEqual(new Set([a.instance, b.instance]))
     })
 
+    it('exclusive: tasks on one name never overlap, whichever process runs them; other names do not wait', async () => {
+      const { leases: a, other } = await open()
+      const b = other ?? a
+      let inside = 0
+      let most = 0
+      const order: number[] = []
+      const task = (n: number) => async () => {
+        most = Math.max(most, ++inside)
+        // Long enough that the next caller, at either process, finds the lock held.
+        await new Promise((resolve) => setTimeout(resolve, 20))
+        order.push(n)
+        inside--
+        return n
+      }
+      const results = await Promise.all(
+        Array.from({ length: 8 }, (_, n) => (n % 2 ? b : a).exclusive('owner:x', task(n))),
+      )
+      expect(results).toEqual([0, 1, 2, 3, 4, 5, 6, 7])
+      expect(most).toBe(1)
+      expect(order.sort()).toEqual([0, 1, 2, 3, 4, 5, 6, 7])
+      // Free again afterwards, and a task that failed lets go too.
+      await expect(a.exclusive('owner:x', () => Promise.reject(new Error('no')))).rejects.toThrow('no')
+      expect(await b.exclusive('owner:x', async () => 'again')).toBe('again')
+    })
+
+    it('exclusive: waiting is bounded; one that cannot have the lock is UNAVAILABLE, saying what it was told, and never runs', async () => {
+      const { leases: a, other } = await open()
+      const b = other ?? a
+      let release = () => {}
+      const held = new Promise<void>((resolve) => (release = resolve))
+      let entered = () => {}
+      const inside = new Promise<void>((resolve) => (entered = resolve))
+      const holding = a.exclusive('owner:y', async () => {
+        entered()
+        await held
+      })
+      await inside
+      let ran = false
+      const refused = b.exclusive('owner:y', async () => void (ran = true), {
+        ms: 200,
+        busy: 'busy, try again',
+      })
+      await expect(refused).rejects.toMatchObject({ code: 'UNAVAILABLE', message: 'busy, try again' })
+      // Another name is not held up meanwhile.
+      expect(await b.exclusive('owner:z', async () => 'free', { ms: 200 })).toBe('free')
+      release()
+      await holding
+      expect(ran).toBe(false)
+      expect(await b.exclusive('owner:y', async () => 'mine')).toBe('mine')
+    })
+
     it('a holder whose lease was taken over hears it at its next renewal, and stops holding it', async (context) => {
       const { leases, takeOver } = await open()
       if (!takeOver) return context.skip() // one process: nobody can take it over

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { HookEvent, Outbox } from '../../src/seams/outbox/index.js'
-import { FencedError, type RecordStore } from '../../src/seams/records/index.js'
+import { FencedError, type PageQuery, type RecordStore } from '../../src/seams/records/index.js'
 import type { UploadRecord, UploadStatus } from '../../src/model/record.js'
 
 export const at = (second: number) => new Date(Date.UTC(2026, 11, 1, 10, 0, second)).toISOString()
@@ -285,7 +285,50 @@ export function recordStoreContract(name: string, make: () => Promise<RecordStor
       expect(after.map((e) => e.type)).toEqual(['received', 'completed', 'deleted'])
     })
 
+    it('lists one owner’s uploads from the owner index: creation order, cursors, states; it follows new states, owner changes and removals', async () => {
+      await store.put(record(43, 'IN_PROGRESS', { owner: 'ann' }))
+      await store.put(record(41, 'COMPLETED', { owner: 'ann' }))
+      await store.put(record(42, 'COMPLETED', { owner: 'bob' }))
+      await store.put(record(44, 'PAUSED', { owner: 'ann' }))
+      await store.put(record(45, 'COMPLETED', { owner: 'bob' }))
+      const of = async (owner: string, query: Partial<PageQuery> = {}) =>
+        names((await store.page({ owner, first: 10, ...query })).records)
+      expect(await of('ann')).toEqual(['file 41.bin', 'file 43.bin', 'file 44.bin'])
+      expect(await of('bob')).toEqual(['file 42.bin', 'file 45.bin'])
+      expect(await of('nobody')).toEqual([])
+      const first = await store.page({ owner: 'ann', first: 2 })
+      expect([names(first.records), first.hasNextPage]).toEqual([['file 41.bin', 'file 43.bin'], true])
+      const rest = await store.page({ owner: 'ann', first: 2, after: first.endCursor! })
+      expect([names(rest.records), rest.hasNextPage]).toEqual([['file 44.bin'], false])
+      expect(await of('ann', { status: ['IN_PROGRESS', 'PAUSED'] })).toEqual(['file 43.bin', 'file 44.bin'])
+      const one = await store.page({ owner: 'ann', first: 1, status: ['PAUSED', 'IN_PROGRESS'] })
+      expect([names(one.records), one.hasNextPage]).toEqual([['file 43.bin'], true])
+      expect(await store.page({ owner: 'ann', first: 10, status: [] })).toEqual({
+        records: [],
+        hasNextPage: false,
+        endCursor: null,
+      })
+      // A new state keeps it in its owner's list, in its place.
+      await store.put(record(43, 'COMPLETED', { owner: 'ann' }))
+      expect(await of('ann')).toEqual(['file 41.bin', 'file 43.bin', 'file 44.bin'])
+      expect(await of('ann', { status: ['IN_PROGRESS'] })).toEqual([])
+      // Another owner: it moves from one list to the other; no owner (the operator's): in neither.
+      await store.put(record(44, 'PAUSED', { owner: 'bob' }))
+      expect(await of('ann')).toEqual(['file 41.bin', 'file 43.bin'])
+      expect(await of('bob')).toEqual(['file 42.bin', 'file 44.bin', 'file 45.bin'])
+      await store.put(record(45, 'COMPLETED', { owner: null }))
+      expect(await of('bob')).toEqual(['file 42.bin', 'file 44.bin'])
+      await store.remove(record(41).id)
+      expect(await of('ann')).toEqual(['file 43.bin'])
+      // Everyone's list is as it was: the index only narrows.
+      expect(names((await store.page({ first: 100 })).records)).toEqual(
+        expect.arrayContaining(['file 42.bin', 'file 43.bin', 'file 44.bin', 'file 45.bin']),
+      )
+    })
+
     it('opened again on the same state, it reads back every change, and the events still pending', async () => {
+      const owned = await Promise.all(['ann', 'bob'].map((owner) => store.page({ owner, first: 100 })))
+      expect(owned.map((page) => page.records.length)).toEqual([1, 2])
       const before = await store.page({ first: 100 })
       const counts = await store.countByStatus()
       const unfinished = await store.unfinished()
@@ -293,6 +336,9 @@ export function recordStoreContract(name: string, make: () => Promise<RecordStor
       expect(pending.length).toBeGreaterThan(0)
       store = await subject.reopen()
       expect(await store.page({ first: 100 })).toEqual(before)
+      // The owner index too (the embedded store's is rebuilt from the records it reads back).
+      for (const [i, owner] of ['ann', 'bob'].entries())
+        expect(await store.page({ owner, first: 100 })).toEqual(owned[i])
       expect(await store.countByStatus()).toEqual(counts)
       expect(await store.unfinished()).toEqual(unfinished)
       expect(await subject.outbox().pending(100)).toEqual(pending)

@@ -30,7 +30,54 @@ export interface Leases {
   /** The instances alive now (this one included). */
   liveInstances(): Promise<Set<string>>
   release(id: string): Promise<void>
+  /**
+   * Runs `task` holding a short lock on `name`, which no other caller of any instance holds meanwhile (one
+   * owner's quota admissions: count, check, record). Waits at most `wait.ms` for it, then throws UNAVAILABLE
+   * saying `wait.busy` without running `task`. A lock whose process died runs out by itself.
+   */
+  exclusive<T>(name: string, task: () => Promise<T>, wait?: ExclusiveWait): Promise<T>
   /** Called when a held lease was lost (not renewed in time, or taken over). */
   onLost(listener: (id: string) => void): void
   close(): Promise<void>
+}
+
+export interface ExclusiveWait {
+  /** How long to wait for the lock (default EXCLUSIVE_WAIT_MS). */
+  ms?: number
+  /** What the caller is told when it could not be had (the lock's name is not for them to read). */
+  busy?: string
+}
+
+/** How long `exclusive` waits for a lock by default: admissions under it take milliseconds. */
+export const EXCLUSIVE_WAIT_MS = 5000
+
+/** Callers of `exclusive` in one process, one at a time per name: they queue here rather than poll a shared lock. */
+export class LocalQueue {
+  private readonly tails = new Map<string, Promise<unknown>>()
+
+  /**
+   * Runs `task` once every earlier task on `name` in this process has ended. With `timeout` (ms), a task whose
+   * turn has not come by then is refused with `timedOut()` and never runs.
+   */
+  run<T>(name: string, task: () => Promise<T>, timeout?: { ms: number; timedOut: () => Error }): Promise<T> {
+    const previous = this.tails.get(name) ?? Promise.resolve()
+    let late = false
+    let timer: NodeJS.Timeout | undefined
+    const turn = () => {
+      clearTimeout(timer)
+      return late ? Promise.resolve(undefined as T) : task()
+    }
+    const result = previous.then(turn, turn)
+    const tail = result.catch(() => undefined)
+    this.tails.set(name, tail)
+    void tail.then(() => this.tails.get(name) === tail && this.tails.delete(name))
+    if (!timeout) return result
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        late = true
+        reject(timeout.timedOut())
+      }, timeout.ms)
+    })
+    return Promise.race([result, expired])
+  }
 }

@@ -1,7 +1,10 @@
+import { randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Redis } from 'ioredis'
+import { unavailable } from '../../errors.js'
 import { log } from '../../log.js'
 import { asUnavailable } from '../redis-client.js'
-import type { Fence, Leases } from './index.js'
+import { EXCLUSIVE_WAIT_MS, LocalQueue, type ExclusiveWait, type Fence, type Leases } from './index.js'
 
 /** A lease not renewed for this long is free for another instance to take (an instance that died). */
 export const LEASE_MS = 5000
@@ -31,6 +34,17 @@ for i = 1, #KEYS do
 end
 return lost
 `
+/**
+ * An exclusive lock (see Leases.exclusive) that is not renewed for this long is free again: its instance
+ * died, or stalled longer than this. It is renewed while its task runs, so a slow task keeps it.
+ */
+const EXCLUSIVE_MS = 10_000
+/** Between attempts at a lock held elsewhere: short, as what holds it takes milliseconds. */
+const EXCLUSIVE_RETRY_MS = [5, 10, 20, 40]
+const RENEW_EXCLUSIVE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+`
 const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -40,6 +54,7 @@ type Scripted = Redis & {
   leaseAcquire(...args: (string | number)[]): Promise<string | null>
   leaseRenew(count: number, ...args: (string | number)[]): Promise<number[]>
   leaseRelease(...args: (string | number)[]): Promise<number>
+  exclusiveRenew(key: string, value: string, ms: number): Promise<number>
 }
 
 export class RedisLeases implements Leases {
@@ -48,6 +63,7 @@ export class RedisLeases implements Leases {
   private readonly lostListeners: ((id: string) => void)[] = []
   private readonly timer: NodeJS.Timeout
   private renewing = false
+  private readonly queue = new LocalQueue()
 
   constructor(
     redis: Redis,
@@ -57,6 +73,7 @@ export class RedisLeases implements Leases {
     redis.defineCommand('leaseAcquire', { numberOfKeys: 2, lua: ACQUIRE })
     redis.defineCommand('leaseRenew', { lua: RENEW })
     redis.defineCommand('leaseRelease', { numberOfKeys: 1, lua: RELEASE })
+    redis.defineCommand('exclusiveRenew', { numberOfKeys: 1, lua: RENEW_EXCLUSIVE })
     this.redis = redis as Scripted
     this.timer = setInterval(() => void this.renew(), RENEW_EVERY_MS).unref()
   }
@@ -130,6 +147,48 @@ export class RedisLeases implements Leases {
     if (!fence) return
     this.fences.delete(id)
     await this.redis.leaseRelease(this.key(id), fence.value).catch(() => undefined) // it expires anyway
+  }
+
+  /**
+   * Callers in this process queue in it first, so only one of them at a time asks Redis; the wait in the
+   * queue counts towards `waitMs`. The lock is a key set only if absent, with an expiry, renewed while the
+   * task runs and deleted after it only if it is still this caller's.
+   */
+  exclusive<T>(name: string, task: () => Promise<T>, wait: ExclusiveWait = {}): Promise<T> {
+    const ms = wait.ms ?? EXCLUSIVE_WAIT_MS
+    const deadline = performance.now() + ms
+    const busy = () => unavailable(wait.busy ?? 'Busy at another instance; nothing was done, try again')
+    return this.queue.run(
+      name,
+      async () => {
+        const key = `${this.prefix}:x:${name}`
+        const value = `${this.instance}:${randomBytes(9).toString('base64url')}`
+        for (let attempt = 0; ; attempt++) {
+          let taken: string | null
+          try {
+            taken = await this.redis.set(key, value, 'PX', EXCLUSIVE_MS, 'NX')
+          } catch (error) {
+            throw asUnavailable(error)
+          }
+          if (taken === 'OK') break
+          if (performance.now() >= deadline) throw busy()
+          await sleep(EXCLUSIVE_RETRY_MS[Math.min(attempt, EXCLUSIVE_RETRY_MS.length - 1)])
+        }
+        const renewing = setInterval(() => {
+          this.redis.exclusiveRenew(key, value, EXCLUSIVE_MS).catch((error: unknown) => {
+            log('warn', 'exclusive.renew_failed', { name, error: (error as Error).message })
+          })
+        }, EXCLUSIVE_MS / 3).unref()
+        try {
+          return await task()
+        } finally {
+          clearInterval(renewing)
+          // If Redis is away the lock runs out by itself.
+          await this.redis.leaseRelease(key, value).catch(() => undefined)
+        }
+      },
+      { ms, timedOut: busy },
+    )
   }
 
   onLost(listener: (id: string) => void): void {

@@ -13,6 +13,11 @@ export interface Progress {
 export interface PageQuery {
   /** Only uploads in these states; all when absent. */
   status?: readonly UploadStatus[]
+  /**
+   * Only this owner's uploads (a token's `sub`), read from the store's owner index: what it costs grows with
+   * that owner's uploads, not everyone's. Absent: every owner's, the operator's (no owner) included.
+   */
+  owner?: string
   /** An `endCursor` from an earlier page: the page starts after it. */
   after?: string
   first: number

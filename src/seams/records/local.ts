@@ -27,6 +27,11 @@ export { StateFileError } from './local-files.js'
 const evOf = (events: readonly HookEvent[] | undefined) =>
   events && events.length > 0 ? { ev: [...events] } : {}
 
+function removeSorted(keys: string[], key: string): void {
+  const at = lowerBound(keys, key)
+  if (keys[at] === key) keys.splice(at, 1)
+}
+
 /** A new snapshot once the journal is larger than this and larger than the snapshot itself. */
 const COMPACT_AT_BYTES = 4 * 1024 * 1024
 
@@ -56,6 +61,11 @@ export class LocalStore implements RecordStore {
   private readonly records: Record<string, UploadRecord>
   /** Sort keys in creation order, for pages; kept sorted by insertion (new records almost always go last). */
   private readonly order: string[] = []
+  /**
+   * The owner index: each owner's sort keys, in creation order as `order`. Built from the records on open
+   * and kept with every put and removal, so it is never on disk and cannot disagree with what is.
+   */
+  private readonly owned = new Map<string, string[]>()
   private seq: number
   private journal: { handle: FileHandle; path: string; size: number } | undefined
   private queue: Pending[] = []
@@ -79,8 +89,10 @@ export class LocalStore implements RecordStore {
     for (const record of Object.values(this.records)) {
       Object.freeze(record)
       this.order.push(sortKey(record))
+      if (record.owner) this.ownedBy(record.owner).push(sortKey(record))
     }
     this.order.sort()
+    for (const keys of this.owned.values()) keys.sort()
   }
 
   /** Whether any state is on disk for this file (a snapshot or a journal). */
@@ -175,22 +187,23 @@ export class LocalStore implements RecordStore {
     return Object.hasOwn(this.records, id) ? this.records[id] : undefined
   }
 
-  async page({ status, after, first }: PageQuery): Promise<Page> {
+  async page({ status, after, first, owner }: PageQuery): Promise<Page> {
+    const order = owner === undefined ? this.order : (this.owned.get(owner) ?? [])
     let start = 0
     if (after !== undefined) {
       const key = decodeCursor(after)
-      start = key === undefined ? this.order.length : upperBound(this.order, key)
+      start = key === undefined ? order.length : upperBound(order, key)
     }
     const wanted = status === undefined ? undefined : new Set(status)
     const records: UploadRecord[] = []
     let i = start
-    for (; i < this.order.length && records.length < first; i++) {
-      const record = this.records[idOf(this.order[i] ?? '')]
+    for (; i < order.length && records.length < first; i++) {
+      const record = this.records[idOf(order[i] ?? '')]
       if (record && (!wanted || wanted.has(record.status))) records.push(record)
     }
     let hasNextPage = false
-    for (; i < this.order.length && !hasNextPage; i++) {
-      const record = this.records[idOf(this.order[i] ?? '')]
+    for (; i < order.length && !hasNextPage; i++) {
+      const record = this.records[idOf(order[i] ?? '')]
       hasNextPage = record !== undefined && (!wanted || wanted.has(record.status))
     }
     const end = records.at(-1)
@@ -262,7 +275,12 @@ export class LocalStore implements RecordStore {
   }
 
   private set(record: UploadRecord): void {
-    if (!Object.hasOwn(this.records, record.id)) insertSorted(this.order, sortKey(record))
+    const old = Object.hasOwn(this.records, record.id) ? this.records[record.id] : undefined
+    if (!old) insertSorted(this.order, sortKey(record))
+    if (old?.owner !== record.owner) {
+      if (old?.owner) this.unindex(old.owner, sortKey(old))
+      if (record.owner) insertSorted(this.ownedBy(record.owner), sortKey(record))
+    }
     this.records[record.id] = record
   }
 
@@ -270,8 +288,21 @@ export class LocalStore implements RecordStore {
     const record = this.records[id]
     if (!record) return
     Reflect.deleteProperty(this.records, id)
-    const at = lowerBound(this.order, sortKey(record))
-    if (this.order[at] === sortKey(record)) this.order.splice(at, 1)
+    removeSorted(this.order, sortKey(record))
+    if (record.owner) this.unindex(record.owner, sortKey(record))
+  }
+
+  private ownedBy(owner: string): string[] {
+    let keys = this.owned.get(owner)
+    if (!keys) this.owned.set(owner, (keys = []))
+    return keys
+  }
+
+  private unindex(owner: string, key: string): void {
+    const keys = this.owned.get(owner)
+    if (!keys) return
+    removeSorted(keys, key)
+    if (keys.length === 0) this.owned.delete(owner)
   }
 
   private append(

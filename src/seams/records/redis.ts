@@ -13,6 +13,9 @@ import { recordProblem, withDefaults } from './stored.js'
  *   {p}:u:{id}       a hash: the record's fields (null ones absent)
  *   {p}:all          a sorted set of `{createdAt}|{id}`, all scored 0: lexical order is creation order
  *   {p}:s:{STATUS}   the same, for the uploads in one state (lists by state, counts by ZCARD)
+ *   {p}:o:{owner}    the same, for one owner's uploads (a token's `sub`): the owner index, so an owner's lists
+ *                    and usage read theirs alone
+ *   {p}:o-built      set once the owner index holds every record (see start: records from before it)
  *   {p}:lease:{id}   the upload's lease (seams/leases/redis.ts), which fenced writes compare
  *
  * Each write is one Lua script, so a record and its indexes never disagree, and a write under a lease
@@ -31,11 +34,14 @@ local function addEvents()
   return 6 + n * 6
 end
 `
+/** KEYS[4] is the new owner's index, or '' for a record with no owner. */
 const PUT = `${EVENTS}
 if ARGV[2] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[2] then return redis.error_reply('FENCED') end
 local fields = addEvents()
-local old = redis.call('HGET', KEYS[1], 'status')
-if old and old ~= ARGV[4] then redis.call('ZREM', ARGV[1] .. ':s:' .. old, ARGV[3]) end
+local old = redis.call('HMGET', KEYS[1], 'status', 'owner')
+if old[1] and old[1] ~= ARGV[4] then redis.call('ZREM', ARGV[1] .. ':s:' .. old[1], ARGV[3]) end
+if old[2] and ARGV[1] .. ':o:' .. old[2] ~= KEYS[4] then redis.call('ZREM', ARGV[1] .. ':o:' .. old[2], ARGV[3]) end
+if KEYS[4] ~= '' then redis.call('ZADD', KEYS[4], 0, ARGV[3]) end
 redis.call('ZADD', ARGV[1] .. ':s:' .. ARGV[4], 0, ARGV[3])
 redis.call('ZADD', KEYS[2], 0, ARGV[3])
 redis.call('DEL', KEYS[1])
@@ -45,14 +51,30 @@ return 1
 const REMOVE = `${EVENTS}
 if ARGV[2] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[2] then return redis.error_reply('FENCED') end
 addEvents()
-local fields = redis.call('HMGET', KEYS[1], 'status', 'createdAt')
+local fields = redis.call('HMGET', KEYS[1], 'status', 'createdAt', 'owner')
 if not fields[1] then return 0 end
 local key = fields[2] .. '|' .. ARGV[3]
 redis.call('ZREM', KEYS[2], key)
 redis.call('ZREM', ARGV[1] .. ':s:' .. fields[1], key)
+if fields[3] then redis.call('ZREM', ARGV[1] .. ':o:' .. fields[3], key) end
 redis.call('DEL', KEYS[1])
 return 1
 `
+/**
+ * Files records from before the owner index in it: each owner read inside the script, so a record changed
+ * meanwhile is filed as it is now. ARGV: the prefix, then sort keys.
+ */
+const INDEX_OWNERS = `
+for i = 2, #ARGV do
+  local key = ARGV[i]
+  local owner = redis.call('HGET', ARGV[1] .. ':u:' .. string.sub(key, string.find(key, '|', 1, true) + 1), 'owner')
+  if owner then redis.call('ZADD', ARGV[1] .. ':o:' .. owner, 0, key) end
+end
+return 1
+`
+/** Records filed per INDEX_OWNERS call while the index is built. */
+const INDEX_CHUNK = 500
+
 /** The floor's unfinished statuses, spelled in Lua from the one list (no second copy to drift). */
 const UNFINISHED_LUA = UPLOAD_STATUSES.filter((status) => !isFinal(status))
   .map((status) => `status == '${status}'`)
@@ -81,6 +103,7 @@ type Scripted = Redis & {
   uploadPut(...args: (string | number)[]): Promise<number>
   uploadRemove(...args: (string | number)[]): Promise<number>
   uploadProgress(...args: (string | number)[]): Promise<number>
+  uploadIndexOwners(...args: string[]): Promise<number>
 }
 
 const NUMBERS = new Set(['uploadedSize', 'totalSize', 'targetSpeed', 'receivedSize'])
@@ -125,7 +148,8 @@ export class RedisStore implements RecordStore {
     redis: Redis,
     private readonly prefix = 'uploads',
   ) {
-    redis.defineCommand('uploadPut', { numberOfKeys: 3, lua: PUT })
+    redis.defineCommand('uploadPut', { numberOfKeys: 4, lua: PUT })
+    redis.defineCommand('uploadIndexOwners', { numberOfKeys: 0, lua: INDEX_OWNERS })
     redis.defineCommand('uploadRemove', { numberOfKeys: 3, lua: REMOVE })
     redis.defineCommand('uploadProgress', { numberOfKeys: 0, lua: PROGRESS })
     this.redis = redis as Scripted
@@ -143,6 +167,24 @@ export class RedisStore implements RecordStore {
       if (error instanceof Error && /FENCED/.test(error.message)) throw new FencedError(error.message)
       throw asUnavailable(error)
     }
+  }
+
+  /**
+   * Builds the owner index once, over records written before it existed (every write since keeps it). Done
+   * before this instance serves anyone; instances starting together may each do it: filing is idempotent.
+   */
+  start(): Promise<void> {
+    return this.call(async () => {
+      if ((await this.redis.exists(this.key('o-built'))) === 1) return
+      let from = '-'
+      for (;;) {
+        const keys = await this.redis.zrange(this.key('all'), from, '+', 'BYLEX', 'LIMIT', 0, INDEX_CHUNK)
+        if (keys.length > 0) await this.redis.uploadIndexOwners(this.prefix, ...keys)
+        if (keys.length < INDEX_CHUNK) break
+        from = `(${keys.at(-1)}`
+      }
+      await this.redis.set(this.key('o-built'), '1')
+    })
   }
 
   get(id: string): Promise<UploadRecord | undefined> {
@@ -164,9 +206,10 @@ export class RedisStore implements RecordStore {
     return records
   }
 
-  page({ status, after, first }: PageQuery): Promise<Page> {
+  page({ status, after, first, owner }: PageQuery): Promise<Page> {
     return this.call(async () => {
       const from = after === undefined ? '-' : `(${decodeCursor(after) ?? '\uffff'}`
+      if (owner !== undefined) return this.ownerPage(owner, status, from, first)
       const sets =
         status === undefined ? [this.key('all')] : [...new Set(status)].map((s) => this.key('s', s))
       const want = Math.min(first, 1_000_000) + 1
@@ -179,6 +222,35 @@ export class RedisStore implements RecordStore {
       const end = records.at(-1)
       return { records, hasNextPage, endCursor: end ? encodeCursor(sortKey(end)) : null }
     })
+  }
+
+  /**
+   * A page of one owner's uploads, from their index: by state, it reads on through their records until the
+   * page is full (what it reads grows with this owner's uploads, never with everyone's).
+   */
+  private async ownerPage(
+    owner: string,
+    status: readonly UploadStatus[] | undefined,
+    from: string,
+    first: number,
+  ): Promise<Page> {
+    const wanted = status === undefined ? undefined : new Set(status)
+    const found: UploadRecord[] = []
+    const chunk = Math.min(Math.max(first + 1, 100), 1000)
+    for (let cursor = from; ;) {
+      const keys = await this.redis.zrange(this.key('o', owner), cursor, '+', 'BYLEX', 'LIMIT', 0, chunk)
+      for (const record of await this.records(keys))
+        if (!wanted || wanted.has(record.status)) found.push(record)
+      if (found.length > first || keys.length < chunk) break
+      cursor = `(${keys.at(-1)}`
+    }
+    const records = found.slice(0, first)
+    const end = records.at(-1)
+    return {
+      records,
+      hasNextPage: found.length > first,
+      endCursor: end ? encodeCursor(sortKey(end)) : null,
+    }
   }
 
   unfinished(): Promise<UploadRecord[]> {
@@ -204,6 +276,7 @@ export class RedisStore implements RecordStore {
         this.key('u', record.id),
         this.key('all'),
         this.key('lease', record.id),
+        record.owner ? this.key('o', record.owner) : '',
         this.prefix,
         fence,
         sortKey(record),
