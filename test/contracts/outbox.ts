@@ -133,6 +133,29 @@ export function outboxContract(
   )
 
   it(
+    'frees the upload’s next event at once when a taken-over head is acknowledged twice (late claimant first)',
+    withOutbox(async ({ outbox, reopen }) => {
+      const now = Date.now()
+      const [first, second] = [event('A', 'received', now), event('A', 'completed', now)]
+      await outbox.add([first!, second!])
+      const [late] = await outbox.claim(Date.now(), 10, LEASE_MS) // its deliverer is slow: the claim lapses
+      await new Promise((resolve) => setTimeout(resolve, LEASE_MS + 50)) // the lease is what is being tested
+      const other = shared ? await reopen() : outbox
+      try {
+        const [taken] = await other.claim(Date.now(), 10, LEASE_MS)
+        expect(taken?.eventId).toBe(first!.eventId)
+        // The late claimant finishes first, then the one that took over: both acknowledge the same event.
+        await outbox.ack(late!)
+        await other.ack(taken!)
+        // No claim on the gone head is left behind: the next event is due now, not when a lease lapses.
+        expect(ids(await outbox.claim(Date.now(), 10, LEASE_MS))).toEqual([second!.eventId])
+      } finally {
+        if (other !== outbox) await other.close()
+      }
+    }),
+  )
+
+  it(
     'lets a claim lapse after its lease, so a dead deliverer’s events are taken over',
     withOutbox(async ({ outbox, reopen }) => {
       const now = Date.now()

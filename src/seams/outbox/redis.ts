@@ -10,7 +10,7 @@ import type { DeadLetter, HookEvent, Outbox, OutboxStats, PendingEvent } from '.
  *   {p}:hook:e:{eventId}     a hash: the event and its delivery state
  *   {p}:hook:q:{uploadId}    a list of eventIds: the upload's queue, in order (only its head is ever sent)
  *   {p}:hook:due             a sorted set of uploadIds, scored by when their head may be sent next
- *   {p}:hook:claim:{upload}  the claim on an upload's head: one instance's token, expiring after the lease
+ *   {p}:hook:claim:{upload}  the claim on an upload's head: `{token}|{eventId}`, expiring after the lease
  *   {p}:hook:age             a sorted set of pending eventIds by createdAt (count, oldest)
  *   {p}:hook:dead            a sorted set of dead-lettered eventIds by when they died (their hashes kept)
  *
@@ -39,26 +39,35 @@ local p, now, limit, lease, token = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]
 local out = {}
 for _, up in ipairs(redis.call('ZRANGEBYSCORE', p .. ':hook:due', '-inf', now, 'LIMIT', 0, limit)) do
   local claim = p .. ':hook:claim:' .. up
-  if redis.call('SET', claim, token, 'NX', 'PX', lease) then
-    local id = redis.call('LINDEX', p .. ':hook:q:' .. up, 0)
-    if id then
-      redis.call('ZADD', p .. ':hook:due', now + lease, up)
-      table.insert(out, redis.call('HGETALL', p .. ':hook:e:' .. id))
-    else
-      redis.call('ZREM', p .. ':hook:due', up)
-      redis.call('DEL', claim)
-    end
+  local id = redis.call('LINDEX', p .. ':hook:q:' .. up, 0)
+  if not id then
+    redis.call('ZREM', p .. ':hook:due', up)
+  elseif redis.call('SET', claim, token .. '|' .. id, 'NX', 'PX', lease) then
+    redis.call('ZADD', p .. ':hook:due', now + lease, up)
+    table.insert(out, redis.call('HGETALL', p .. ':hook:e:' .. id))
   end
 end
 return out
 `
-/** Shared head of ack, retry and dead: nothing happens unless `id` is still its upload's head. */
+/**
+ * Shared head of ack, retry and dead: nothing happens unless `id` is still its upload's head. A claim names
+ * its claimant and the event it is on (`token|eventId`): one left on an event that is no longer the head
+ * (it was taken over and acknowledged by another instance first) guards nothing, and is dropped, or the
+ * upload's next event would wait out its lease while the upload took a claim slot at every poll.
+ */
 const HEAD = `
 local p, up, id, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local q, claim, event = p .. ':hook:q:' .. up, p .. ':hook:claim:' .. up, p .. ':hook:e:' .. id
-if redis.call('LINDEX', q, 0) ~= id then return 0 end
-if redis.call('GET', claim) == token then redis.call('DEL', claim) end
+local held = redis.call('GET', claim)
+local onThis = held and string.sub(held, -(#id + 1)) == '|' .. id
+if redis.call('LINDEX', q, 0) ~= id then
+  if onThis then redis.call('DEL', claim) end
+  return 0
+end
+if held == token .. '|' .. id then redis.call('DEL', claim) end
 local function advance()
+  -- Whoever's claim is on this event, it is over: the head moves on.
+  if onThis then redis.call('DEL', claim) end
   redis.call('LPOP', q)
   redis.call('ZREM', p .. ':hook:age', id)
   local nextId = redis.call('LINDEX', q, 0)
