@@ -129,7 +129,7 @@ describe('delivering notifications from the embedded outbox', () => {
         .map((e) => e.body)
         .sort(),
     )
-    await expect.poll(() => outbox.stats()).toEqual({ pending: 0, dead: 0, oldestCreatedAt: null })
+    await expect.poll(() => outbox.stats()).toEqual({ pending: 0, dead: 0, oldestQueuedAt: null })
     // The receiver has answered; the deliverer counts once it has acknowledged.
     await expect
       .poll(() => metric(registry, 'hook_deliveries_total', { event: 'completed', outcome: 'delivered' }))
@@ -294,7 +294,7 @@ describe('delivering notifications from Redis, with three instances', () => {
       await receiver.until((r) => r.delivered().length === 30, 20_000)
       const by = deliveredByUpload(receiver)
       for (const upload of events) expect(by.get(upload[0]!.uploadId)).toEqual(upload.map((e) => e.eventId))
-      await expect.poll(() => outboxes[1]!.stats()).toEqual({ pending: 0, dead: 0, oldestCreatedAt: null })
+      await expect.poll(() => outboxes[1]!.stats()).toEqual({ pending: 0, dead: 0, oldestQueuedAt: null })
       // Once each: nobody sent an event twice (no delivery here outlasted its claim).
       expect(receiver.requests).toHaveLength(30)
     } finally {

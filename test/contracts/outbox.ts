@@ -68,7 +68,7 @@ export function outboxContract(
       expect(await outbox.claim(now + 10, 10, LEASE_MS)).toEqual([])
       await outbox.ack(first.find((e) => e.uploadId === 'A')!)
       expect(ids(await outbox.claim(now + 10, 10, LEASE_MS))).toEqual([a[1]!.eventId])
-      expect(await outbox.stats()).toMatchObject({ pending: 3, dead: 0, oldestCreatedAt: now + 1 })
+      expect(await outbox.stats()).toMatchObject({ pending: 3, dead: 0, oldestQueuedAt: now + 1 })
     }),
   )
 
@@ -100,16 +100,25 @@ export function outboxContract(
       await outbox.add([first!, second!])
       const [head] = await outbox.claim(now, 10, LEASE_MS)
       await outbox.deadLetter(head!, 'no answer in 10000 ms', now + 100)
-      expect(await outbox.stats()).toEqual({ pending: 1, dead: 1, oldestCreatedAt: now + 1 })
+      expect(await outbox.stats()).toEqual({ pending: 1, dead: 1, oldestQueuedAt: now + 1 })
       expect(await outbox.deadLetters(10)).toMatchObject([
         { eventId: first!.eventId, deadAt: now + 100, attempts: 1, lastError: 'no answer in 10000 ms' },
       ])
       const [next] = await outbox.claim(now + 100, 10, LEASE_MS)
       expect(next?.eventId).toBe(second!.eventId)
       await outbox.ack(next!)
-      expect(await outbox.requeue('no-such-event', now + 200)).toBe(false)
-      expect(await outbox.requeue(first!.eventId, now + 200)).toBe(true)
-      expect(await outbox.stats()).toMatchObject({ pending: 1, dead: 0 })
+      expect(await outbox.requeue('no-such-event', now + 200)).toBeUndefined()
+      // The event as it is queued again, found by its id.
+      expect(await outbox.requeue(first!.eventId, now + 200)).toMatchObject({
+        eventId: first!.eventId,
+        attempts: 1,
+        nextAt: now + 200,
+        queuedAt: now + 200,
+        lastError: 'no answer in 10000 ms',
+      })
+      expect(await outbox.requeue(first!.eventId, now + 200)).toBeUndefined() // no longer a dead letter
+      // Its age counts from the requeue in the figures too (hook_oldest_pending_age_seconds).
+      expect(await outbox.stats()).toEqual({ pending: 1, dead: 0, oldestQueuedAt: now + 200 })
       const [back] = await outbox.claim(now + 200, 10, LEASE_MS)
       // Its age counts afresh from the requeue (else HOOKS_MAX_AGE would bury it again at once).
       expect(back).toMatchObject({ eventId: first!.eventId, queuedAt: now + 200, createdAt: now })
@@ -201,7 +210,7 @@ export function outboxContract(
       )
       const other = await reopen()
       try {
-        expect(await other.stats()).toEqual({ pending: 2, dead: 1, oldestCreatedAt: now })
+        expect(await other.stats()).toEqual({ pending: 2, dead: 1, oldestQueuedAt: now })
         expect(ids(await other.pending(10))).toEqual([a!.eventId, b!.eventId])
         expect(ids(await other.deadLetters(10))).toEqual([c!.eventId])
         const [head] = await other.claim(Date.now() + LEASE_MS, 10, LEASE_MS)

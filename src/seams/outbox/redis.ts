@@ -11,7 +11,7 @@ import type { DeadLetter, HookEvent, Outbox, OutboxStats, PendingEvent } from '.
  *   {p}:hook:q:{uploadId}    a list of eventIds: the upload's queue, in order (only its head is ever sent)
  *   {p}:hook:due             a sorted set of uploadIds, scored by when their head may be sent next
  *   {p}:hook:claim:{upload}  the claim on an upload's head: `{token}|{eventId}`, expiring after the lease
- *   {p}:hook:age             a sorted set of pending eventIds by createdAt (count, oldest)
+ *   {p}:hook:age             a sorted set of pending eventIds by queuedAt (count, oldest)
  *   {p}:hook:dead            a sorted set of dead-lettered eventIds by when they died (their hashes kept)
  *
  * Claiming moves an upload's score to the claim's end: no one else looks at it meanwhile, and if its
@@ -96,14 +96,14 @@ return 1
 const REQUEUE = `
 local p, id, at = ARGV[1], ARGV[2], ARGV[3]
 local event = p .. ':hook:e:' .. id
-if not redis.call('ZSCORE', p .. ':hook:dead', id) then return 0 end
+if not redis.call('ZSCORE', p .. ':hook:dead', id) then return {} end
 redis.call('ZREM', p .. ':hook:dead', id)
 redis.call('HDEL', event, 'deadAt')
 redis.call('HSET', event, 'nextAt', at, 'queuedAt', at)
 local up = redis.call('HGET', event, 'uploadId')
-redis.call('ZADD', p .. ':hook:age', redis.call('HGET', event, 'createdAt'), id)
+redis.call('ZADD', p .. ':hook:age', at, id)
 if redis.call('RPUSH', p .. ':hook:q:' .. up, id) == 1 then redis.call('ZADD', p .. ':hook:due', at, up) end
-return 1
+return redis.call('HGETALL', event)
 `
 
 /** The six arguments of addEvent (ADD_EVENT_LUA) per event. */
@@ -116,7 +116,7 @@ type Scripted = Redis & {
   hookAck(...args: (string | number)[]): Promise<number>
   hookRetry(...args: (string | number)[]): Promise<number>
   hookDead(...args: (string | number)[]): Promise<number>
-  hookRequeue(...args: (string | number)[]): Promise<number>
+  hookRequeue(...args: (string | number)[]): Promise<string[]>
 }
 
 function fromFields(flat: readonly string[]): DeadLetter | PendingEvent {
@@ -222,7 +222,7 @@ export class RedisOutbox implements Outbox {
         this.redis.zrange(this.key('age'), 0, 0, 'WITHSCORES'),
         this.redis.zcard(this.key('dead')),
       ])
-      return { pending, oldestCreatedAt: oldest[1] === undefined ? null : Number(oldest[1]), dead }
+      return { pending, oldestQueuedAt: oldest[1] === undefined ? null : Number(oldest[1]), dead }
     })
   }
 
@@ -251,8 +251,11 @@ export class RedisOutbox implements Outbox {
     )
   }
 
-  requeue(eventId: string, now: number): Promise<boolean> {
-    return this.call(async () => (await this.redis.hookRequeue(this.prefix, eventId, now)) === 1)
+  requeue(eventId: string, now: number): Promise<PendingEvent | undefined> {
+    return this.call(async () => {
+      const fields = await this.redis.hookRequeue(this.prefix, eventId, now)
+      return fields.length === 0 ? undefined : fromFields(fields)
+    })
   }
 
   async close(): Promise<void> {}
