@@ -61,6 +61,7 @@ export async function create(
     speed: targetSpeed,
     metadata: {},
     ...(file.caller ? { caller: file.caller } : {}),
+    owner,
   })
   // Its bytes may come now, while it is recorded (as they always did without a hook).
   file.approve()

@@ -8,6 +8,8 @@ import { sign, SIGNATURE_HEADER } from './sign.js'
 export interface DelivererOptions {
   outbox: Outbox
   config: Pick<HooksConfig, 'url' | 'secret' | 'notifyTimeoutMs' | 'maxAgeMs'>
+  /** The bytes of an attempt (hooks/notify.ts attemptBody: a fresh link in a completed event). @default the event's body */
+  bodyOf?: (event: PendingEvent) => string
   metrics?: HookMetrics
   /** Uniform in [0, 1), for the jitter: tests pass a seeded one. @default Math.random */
   random?: () => number
@@ -123,10 +125,11 @@ export class Deliverer {
     const { config, metrics } = this.options
     let failure: string
     try {
+      const body = this.options.bodyOf?.(event) ?? event.body
       const response = await fetch(config.url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', [SIGNATURE_HEADER]: sign(config.secret, event.body) },
-        body: event.body,
+        headers: { 'content-type': 'application/json', [SIGNATURE_HEADER]: sign(config.secret, body) },
+        body,
         signal: AbortSignal.any([AbortSignal.timeout(config.notifyTimeoutMs), this.aborter.signal]),
         redirect: 'error',
       })
