@@ -6,7 +6,16 @@ import { pathToFileURL } from 'node:url'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { HookPayload } from '../src/hooks/payload.js'
 import { setLogLevel } from '../src/log.js'
-import { api, bytes, gql, gqlUpload, seededRandom, waitFor, waitForStatus } from './support/clients.js'
+import {
+  api,
+  bytes,
+  gql,
+  gqlUpload,
+  restUpload,
+  seededRandom,
+  waitFor,
+  waitForStatus,
+} from './support/clients.js'
 import { startHookReceiver, type HookAnswer, type HookReceiver } from './support/hook-receiver.js'
 import { launchChromium } from './support/browser.js'
 import { killAll, upctl } from './support/cli.js'
@@ -15,6 +24,14 @@ import { multipartHead, openRequest, partHead } from './support/raw.js'
 import { freePort } from './support/redis.js'
 import { listStorage, startServer, type TestServer } from './support/server.js'
 import { tusCreate } from './support/tus.js'
+import { spawnServer, type ChildServer } from './support/child.js'
+import { AUDIENCE, ISSUER, mintHsToken } from './support/tokens.js'
+
+/** Ends a child server started here (SIGTERM; already ended is fine). */
+async function stopChild(server: ChildServer) {
+  if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGTERM')
+  await server.exited
+}
 
 // The hook failures these tests cause on purpose are logged as warnings.
 setLogLevel('error')
@@ -326,6 +343,74 @@ describe('pre-finish', () => {
     const stored = await fetch(link, { headers: { range: 'bytes=69000-' } })
     expect(stored.status).toBe(206)
     expect(Buffer.from(await stored.arrayBuffer()).equals(data.subarray(69_000))).toBe(true)
+  })
+})
+
+describe('forwarding the caller’s Authorization (HOOKS_FORWARD_AUTH, on by default)', () => {
+  it('forwards a user’s JWT to pre-create, and never the operator’s API_TOKEN', async () => {
+    const secret = 'hooks-blocking-jwt-secret-0123456789'
+    const apiToken = 'operator-api-token-0123456789'
+    const guarded = await startServer({
+      HOOKS_URL: receiver.url,
+      HOOKS_SECRET: receiver.secret,
+      HOOKS_EVENTS: 'pre-create',
+      API_TOKEN: apiToken,
+      AUTH_JWT_SECRET: secret,
+      AUTH_ISSUER: ISSUER,
+      AUTH_AUDIENCE: AUDIENCE,
+    })
+    try {
+      const jwt = await mintHsToken(secret, 'carol')
+      for (const [name, token] of [
+        ['as-operator.bin', apiToken],
+        ['as-carol.bin', jwt],
+      ] as const) {
+        const sent = await restUpload(guarded.url, content(1000), {
+          filename: name,
+          headers: { authorization: `Bearer ${token}` },
+        })
+        expect(sent.status).toBe(200)
+      }
+      const headersOf = (name: string) =>
+        receiver.requests.find((r) => r.payload.upload?.filename === name)?.headers ?? {}
+      expect(headersOf('as-operator.bin')).not.toHaveProperty('x-forwarded-authorization')
+      expect(headersOf('as-carol.bin')['x-forwarded-authorization']).toBe(`Bearer ${jwt}`)
+    } finally {
+      await guarded.stop()
+    }
+  })
+
+  it('warns once at start-up when HOOKS_URL is plain http to another host', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hooks-clear-'))
+    const started: ChildServer[] = []
+    try {
+      // 192.0.2.1 is TEST-NET-1: never reached here, since no upload is sent.
+      const remote = await spawnServer(dir, {
+        HOOKS_URL: 'http://192.0.2.1/hooks',
+        HOOKS_SECRET: receiver.secret,
+      })
+      started.push(remote)
+      const warnings = (server: ChildServer) =>
+        server
+          .output()
+          .split('\n')
+          .filter((line) => line.includes('"hook.forwards_auth_in_clear"'))
+      expect(warnings(remote)).toHaveLength(1)
+      await stopChild(remote)
+      // Not for a loopback receiver, nor with forwarding off.
+      for (const env of <Record<string, string>[]>[
+        { HOOKS_URL: receiver.url },
+        { HOOKS_URL: 'http://192.0.2.1/hooks', HOOKS_FORWARD_AUTH: 'false' },
+      ]) {
+        const quiet = await spawnServer(dir, { ...env, HOOKS_SECRET: receiver.secret })
+        started.push(quiet)
+        expect(warnings(quiet)).toEqual([])
+        await stopChild(quiet)
+      }
+    } finally {
+      for (const child of started) await stopChild(child)
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 })
 

@@ -14,7 +14,8 @@ import type { IngestOptions } from '../core/ingest/ingest.js'
 import { UploadService } from '../core/service.js'
 import { openSeams, type Seams } from '../seams/index.js'
 import type { Leftover } from '../seams/storage/index.js'
-import { signedDownloadPath } from './access.js'
+import { bearerToken, signedDownloadPath, tokenMatches } from './access.js'
+import { log } from '../log.js'
 import { wants } from '../hooks/config.js'
 import { createHookFileHandler } from './hook-file.js'
 import { closeInStages } from './linger.js'
@@ -188,6 +189,9 @@ function assemble(config: Config, seams: Seams, orphans: readonly Leftover[]): A
             config: config.hooks,
             // A hook on another machine needs PUBLIC_URL to reach the file it is asked about.
             publicUrl: (path: string) => `${config.publicUrl ?? app.url}${path}`,
+            // A user's own token (a JWT under AUTH_*) goes to the backend; the operator's secret never does.
+            forwards: (authorization: string) =>
+              config.apiToken === undefined || !tokenMatches(bearerToken(authorization), config.apiToken),
           },
         }
       : {}),
@@ -301,6 +305,14 @@ function assemble(config: Config, seams: Seams, orphans: readonly Leftover[]): A
  * address), since a receiver elsewhere has no request to be relative to.
  */
 function startHooks(config: Config, settings: HooksConfig, seams: Seams, url: () => string) {
+  const target = new URL(settings.url)
+  if (settings.forwardAuthorization && target.protocol === 'http:' && !listensOnLoopback(target.hostname))
+    // Said once, at start: callers' tokens would cross the network in the clear to another host.
+    log('warn', 'hook.forwards_auth_in_clear', {
+      hooksUrl: `${target.protocol}//${target.host}`,
+      advice:
+        "HOOKS_URL is plain http to another host and HOOKS_FORWARD_AUTH is on: callers' tokens go to it unencrypted. Use https, or set HOOKS_FORWARD_AUTH=false",
+    })
   const metrics = hookMetrics(registry, seams.outbox)
   const downloadPath = downloadPathOf(config)
   const link: DownloadLink = (upload) => `${config.publicUrl ?? url()}${downloadPath(upload)}`

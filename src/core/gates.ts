@@ -53,7 +53,9 @@ export async function askPreCreate(ctx: Context, proposal: Proposal): Promise<Ap
     },
     ...(caller?.requestId === undefined ? {} : { requestId: caller.requestId }),
     ...(caller === undefined ? {} : { transport: caller.transport }),
-    ...(caller?.authorization === undefined ? {} : { authorization: caller.authorization }),
+    ...(caller?.authorization === undefined || ctx.hooks.forwards?.(caller.authorization) === false
+      ? {}
+      : { authorization: caller.authorization }),
   })
   if (!verdict.accepted) throw asServiceError(verdict.rejection)
   const { changes } = verdict
