@@ -414,6 +414,44 @@ describe('forwarding the caller’s Authorization (HOOKS_FORWARD_AUTH, on by def
   })
 })
 
+describe('which hooks are asked, and where they point', () => {
+  it('never asks pre-finish when HOOKS_EVENTS leaves it out: the upload completes on pre-create alone', async () => {
+    const only = await startServer({
+      HOOKS_URL: receiver.url,
+      HOOKS_SECRET: receiver.secret,
+      HOOKS_EVENTS: 'pre-create',
+    })
+    try {
+      const id = (await restUpload(only.url, content(5000), { filename: 'no-finish.bin' })).body.upload_id
+      await waitForStatus(only.url, id, 'completed')
+      expect(asked('no-finish.bin')).toHaveLength(1)
+      expect(asked('no-finish.bin', 'pre-finish')).toEqual([])
+    } finally {
+      await only.stop()
+    }
+  })
+
+  it('gives pre-finish a link on PUBLIC_URL when it is set', async () => {
+    const behind = await startServer({
+      HOOKS_URL: receiver.url,
+      HOOKS_SECRET: receiver.secret,
+      HOOKS_EVENTS: 'pre-finish',
+      PUBLIC_URL: 'https://uploads.example.test',
+    })
+    try {
+      const id = (await restUpload(behind.url, content(5000), { filename: 'public.bin' })).body.upload_id
+      await waitForStatus(behind.url, id, 'completed')
+      expect(asked('public.bin', 'pre-finish')[0]?.downloadUrl).toMatch(
+        new RegExp(
+          `^https://uploads\\.example\\.test/hooks/files/${id}\\?expires=\\d+&signature=[0-9a-f]{64}$`,
+        ),
+      )
+    } finally {
+      await behind.stop()
+    }
+  })
+})
+
 describe('the README', () => {
   it('its few-line verifier accepts a real hook request and refuses a changed one', async () => {
     const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
@@ -471,6 +509,49 @@ describe('a hook that cannot answer', () => {
     } finally {
       await slow.stop()
       await hung.stop()
+    }
+  })
+
+  it('down, with HOOKS_ON_ERROR=accept: uploads go on and complete, on REST and tus', async () => {
+    const open = await startServer({
+      HOOKS_URL: `http://127.0.0.1:${await freePort()}/hooks`,
+      HOOKS_SECRET: 'a-secret-of-sixteen-chars',
+      HOOKS_EVENTS: 'pre-create,pre-finish',
+      HOOKS_ON_ERROR: 'accept',
+    })
+    try {
+      const sent = await restUpload(open.url, content(3000), { filename: 'open.bin' })
+      expect(sent.status).toBe(200)
+      await waitForStatus(open.url, sent.body.upload_id, 'completed')
+      expect((await tusCreate(open.url, 10, { filename: 'open-tus.bin' })).status).toBe(201)
+    } finally {
+      await open.stop()
+    }
+  })
+
+  it('pre-finish down: the upload ends FAILED with a reason saying the hook could not be asked', async () => {
+    const down = await startServer({
+      HOOKS_URL: `http://127.0.0.1:${await freePort()}/hooks`,
+      HOOKS_SECRET: 'a-secret-of-sixteen-chars',
+      HOOKS_EVENTS: 'pre-finish',
+    })
+    try {
+      const sent = await restUpload(down.url, content(3000), { filename: 'unasked.bin' })
+      expect(sent.status).toBe(200)
+      const id = sent.body.upload_id
+      await waitForStatus(down.url, id, 'failed')
+      const { data } = await gql<{ upload: { status: string; error: string } }>(
+        down.url,
+        'query ($id: ID!) { upload(id: $id) { status error } }',
+        { id },
+      )
+      expect(data?.upload).toMatchObject({
+        status: 'FAILED',
+        error: expect.stringMatching(/could not be asked/),
+      })
+      await waitFor(async () => (await listStorage(down.dir)).stored.every((name) => !name.includes(id)))
+    } finally {
+      await down.stop()
     }
   })
 

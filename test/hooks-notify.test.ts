@@ -205,6 +205,26 @@ describe('notifications of a user’s upload (AUTH_*)', () => {
   })
 })
 
+describe('a failed upload’s notification', () => {
+  it('carries the reason, and is sent again when the receiver answers later than HOOKS_NOTIFY_TIMEOUT', async () => {
+    const { url } = await server({ HOOKS_EVENTS: 'pre-finish,failed', HOOKS_NOTIFY_TIMEOUT: '1s' })
+    const attempts = () => receiver.arrived.filter((p) => p.type === 'failed')
+    receiver.answerWith((payload) => {
+      if (payload.type === 'pre-finish')
+        return { status: 200, body: { reject: { status: 422, message: 'Malware found' } } }
+      // The first attempt is answered after the timeout: it counts as failed, and the event goes again.
+      if (payload.type === 'failed' && attempts().length === 1) return { status: 204, delayMs: 3000 }
+      return undefined
+    })
+    const id = (await restUpload(url, bytes(2000), { speed: 10_000_000 })).body.upload_id
+    await receiver.until(() => attempts().length >= 2)
+    const [first, second] = attempts()
+    expect(second?.eventId).toBe(first?.eventId)
+    expect(first).toMatchObject({ upload: { id, status: 'FAILED' }, reason: 'Malware found' })
+    await receiver.until(() => delivered(receiver, id, 'failed'))
+  })
+})
+
 describe('which change causes which notification (the machine)', () => {
   it('the body arriving whole, each end, and a deletion; nothing for a forgotten arrival or the same status again', () => {
     expect(notificationsOf(undefined, 'RECEIVING')).toEqual([])
