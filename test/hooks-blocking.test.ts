@@ -6,7 +6,16 @@ import { pathToFileURL } from 'node:url'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { HookPayload } from '../src/hooks/payload.js'
 import { setLogLevel } from '../src/log.js'
-import { api, bytes, gql, gqlUpload, seededRandom, waitFor, waitForStatus } from './support/clients.js'
+import {
+  api,
+  bytes,
+  gql,
+  gqlUpload,
+  restUpload,
+  seededRandom,
+  waitFor,
+  waitForStatus,
+} from './support/clients.js'
 import { startHookReceiver, type HookAnswer, type HookReceiver } from './support/hook-receiver.js'
 import { launchChromium } from './support/browser.js'
 import { killAll, upctl } from './support/cli.js'
@@ -15,6 +24,14 @@ import { multipartHead, openRequest, partHead } from './support/raw.js'
 import { freePort } from './support/redis.js'
 import { listStorage, startServer, type TestServer } from './support/server.js'
 import { tusCreate } from './support/tus.js'
+import { spawnServer, type ChildServer } from './support/child.js'
+import { AUDIENCE, ISSUER, mintHsToken } from './support/tokens.js'
+
+/** Ends a child server started here (SIGTERM; already ended is fine). */
+async function stopChild(server: ChildServer) {
+  if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGTERM')
+  await server.exited
+}
 
 // The hook failures these tests cause on purpose are logged as warnings.
 setLogLevel('error')
@@ -329,6 +346,112 @@ describe('pre-finish', () => {
   })
 })
 
+describe('forwarding the caller’s Authorization (HOOKS_FORWARD_AUTH, on by default)', () => {
+  it('forwards a user’s JWT to pre-create, and never the operator’s API_TOKEN', async () => {
+    const secret = 'hooks-blocking-jwt-secret-0123456789'
+    const apiToken = 'operator-api-token-0123456789'
+    const guarded = await startServer({
+      HOOKS_URL: receiver.url,
+      HOOKS_SECRET: receiver.secret,
+      HOOKS_EVENTS: 'pre-create',
+      API_TOKEN: apiToken,
+      AUTH_JWT_SECRET: secret,
+      AUTH_ISSUER: ISSUER,
+      AUTH_AUDIENCE: AUDIENCE,
+    })
+    try {
+      const jwt = await mintHsToken(secret, 'carol')
+      for (const [name, token] of [
+        ['as-operator.bin', apiToken],
+        ['as-carol.bin', jwt],
+      ] as const) {
+        const sent = await restUpload(guarded.url, content(1000), {
+          filename: name,
+          headers: { authorization: `Bearer ${token}` },
+        })
+        expect(sent.status).toBe(200)
+      }
+      const headersOf = (name: string) =>
+        receiver.requests.find((r) => r.payload.upload?.filename === name)?.headers ?? {}
+      expect(headersOf('as-operator.bin')).not.toHaveProperty('x-forwarded-authorization')
+      expect(headersOf('as-carol.bin')['x-forwarded-authorization']).toBe(`Bearer ${jwt}`)
+    } finally {
+      await guarded.stop()
+    }
+  })
+
+  it('warns once at start-up when HOOKS_URL is plain http to another host', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hooks-clear-'))
+    const started: ChildServer[] = []
+    try {
+      // 192.0.2.1 is TEST-NET-1: never reached here, since no upload is sent.
+      const remote = await spawnServer(dir, {
+        HOOKS_URL: 'http://192.0.2.1/hooks',
+        HOOKS_SECRET: receiver.secret,
+      })
+      started.push(remote)
+      const warnings = (server: ChildServer) =>
+        server
+          .output()
+          .split('\n')
+          .filter((line) => line.includes('"hook.forwards_auth_in_clear"'))
+      expect(warnings(remote)).toHaveLength(1)
+      await stopChild(remote)
+      // Not for a loopback receiver, nor with forwarding off.
+      for (const env of <Record<string, string>[]>[
+        { HOOKS_URL: receiver.url },
+        { HOOKS_URL: 'http://192.0.2.1/hooks', HOOKS_FORWARD_AUTH: 'false' },
+      ]) {
+        const quiet = await spawnServer(dir, { ...env, HOOKS_SECRET: receiver.secret })
+        started.push(quiet)
+        expect(warnings(quiet)).toEqual([])
+        await stopChild(quiet)
+      }
+    } finally {
+      for (const child of started) await stopChild(child)
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('which hooks are asked, and where they point', () => {
+  it('never asks pre-finish when HOOKS_EVENTS leaves it out: the upload completes on pre-create alone', async () => {
+    const only = await startServer({
+      HOOKS_URL: receiver.url,
+      HOOKS_SECRET: receiver.secret,
+      HOOKS_EVENTS: 'pre-create',
+    })
+    try {
+      const id = (await restUpload(only.url, content(5000), { filename: 'no-finish.bin' })).body.upload_id
+      await waitForStatus(only.url, id, 'completed')
+      expect(asked('no-finish.bin')).toHaveLength(1)
+      expect(asked('no-finish.bin', 'pre-finish')).toEqual([])
+    } finally {
+      await only.stop()
+    }
+  })
+
+  it('gives pre-finish a link on PUBLIC_URL when it is set', async () => {
+    const behind = await startServer({
+      HOOKS_URL: receiver.url,
+      HOOKS_SECRET: receiver.secret,
+      HOOKS_EVENTS: 'pre-finish',
+      PUBLIC_URL: 'https://uploads.example.test',
+    })
+    try {
+      const id = (await restUpload(behind.url, content(5000), { filename: 'public.bin' })).body.upload_id
+      await waitForStatus(behind.url, id, 'completed')
+      expect(asked('public.bin', 'pre-finish')[0]?.downloadUrl).toMatch(
+        new RegExp(
+          `^https://uploads\\.example\\.test/hooks/files/${id}\\?expires=\\d+&signature=[0-9a-f]{64}$`,
+        ),
+      )
+    } finally {
+      await behind.stop()
+    }
+  })
+})
+
 describe('the README', () => {
   it('its few-line verifier accepts a real hook request and refuses a changed one', async () => {
     const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
@@ -386,6 +509,49 @@ describe('a hook that cannot answer', () => {
     } finally {
       await slow.stop()
       await hung.stop()
+    }
+  })
+
+  it('down, with HOOKS_ON_ERROR=accept: uploads go on and complete, on REST and tus', async () => {
+    const open = await startServer({
+      HOOKS_URL: `http://127.0.0.1:${await freePort()}/hooks`,
+      HOOKS_SECRET: 'a-secret-of-sixteen-chars',
+      HOOKS_EVENTS: 'pre-create,pre-finish',
+      HOOKS_ON_ERROR: 'accept',
+    })
+    try {
+      const sent = await restUpload(open.url, content(3000), { filename: 'open.bin' })
+      expect(sent.status).toBe(200)
+      await waitForStatus(open.url, sent.body.upload_id, 'completed')
+      expect((await tusCreate(open.url, 10, { filename: 'open-tus.bin' })).status).toBe(201)
+    } finally {
+      await open.stop()
+    }
+  })
+
+  it('pre-finish down: the upload ends FAILED with a reason saying the hook could not be asked', async () => {
+    const down = await startServer({
+      HOOKS_URL: `http://127.0.0.1:${await freePort()}/hooks`,
+      HOOKS_SECRET: 'a-secret-of-sixteen-chars',
+      HOOKS_EVENTS: 'pre-finish',
+    })
+    try {
+      const sent = await restUpload(down.url, content(3000), { filename: 'unasked.bin' })
+      expect(sent.status).toBe(200)
+      const id = sent.body.upload_id
+      await waitForStatus(down.url, id, 'failed')
+      const { data } = await gql<{ upload: { status: string; error: string } }>(
+        down.url,
+        'query ($id: ID!) { upload(id: $id) { status error } }',
+        { id },
+      )
+      expect(data?.upload).toMatchObject({
+        status: 'FAILED',
+        error: expect.stringMatching(/could not be asked/),
+      })
+      await waitFor(async () => (await listStorage(down.dir)).stored.every((name) => !name.includes(id)))
+    } finally {
+      await down.stop()
     }
   })
 

@@ -128,6 +128,26 @@ describe('a blocking hook call (pre-create, pre-finish)', () => {
     })
   })
 
+  it('accepts any 2xx without reject, JSON or not (“ok”, an HTML page, a JSON array), and refuses 503 on a JSON object with a bad speed', async () => {
+    const accepted = { accepted: true, changes: {} }
+    for (const raw of [
+      { text: 'ok', contentType: 'text/plain' },
+      { text: '<!doctype html><html><body><p>Thanks!</p></body></html>', contentType: 'text/html' },
+      { text: '["not", "an", "object"]', contentType: 'application/json' },
+    ]) {
+      receiver.answerWith(() => ({ status: 200, raw }))
+      expect(await callBlocking(config, call())).toEqual(accepted)
+    }
+    receiver.answerWith(() => ({
+      status: 200,
+      raw: { text: '{"speed": -5}', contentType: 'application/json' },
+    }))
+    expect(await callBlocking(config, call())).toMatchObject({
+      accepted: false,
+      rejection: { code: 'UNAVAILABLE', status: 503 },
+    })
+  })
+
   it('refuses with 503 when the hook times out, errors, answers outside the protocol, or cannot be reached', async () => {
     const unavailable = { accepted: false, rejection: { code: 'UNAVAILABLE', status: 503 } }
     receiver.answerWith(() => ({ status: 204, delayMs: 3000 }))

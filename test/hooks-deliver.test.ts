@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { Redis } from 'ioredis'
 import { Registry } from 'prom-client'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import type { Notification } from '../src/hooks/config.js'
@@ -129,7 +130,7 @@ describe('delivering notifications from the embedded outbox', () => {
         .map((e) => e.body)
         .sort(),
     )
-    await expect.poll(() => outbox.stats()).toEqual({ pending: 0, dead: 0, oldestCreatedAt: null })
+    await expect.poll(() => outbox.stats()).toEqual({ pending: 0, dead: 0, oldestQueuedAt: null })
     // The receiver has answered; the deliverer counts once it has acknowledged.
     await expect
       .poll(() => metric(registry, 'hook_deliveries_total', { event: 'completed', outcome: 'delivered' }))
@@ -267,6 +268,56 @@ describe('delivering notifications from Redis, with three instances', () => {
     await redis.stop()
   })
 
+  it('counts a delivery the receiver took as delivered when its acknowledgement fails, and acknowledges it once the outbox is back', async () => {
+    // The deliverer's own Redis user: its rights are taken away (NOPERM on every command) while the
+    // receiver holds its answer, so the acknowledgement after the 2xx fails for real.
+    const admin = redis.client()
+    await admin.call('ACL', 'SETUSER', 'deliverer', 'on', '>deliverer-pw', '~*', '&*', '+@all')
+    const client = new Redis(redis.url, {
+      username: 'deliverer',
+      password: 'deliverer-pw',
+      maxRetriesPerRequest: 1,
+    })
+    client.on('error', () => undefined)
+    const outbox = new RedisOutbox(client, 'node-ack', 'ackfail')
+    const registry = new Registry()
+    const only = notification('ack-fails', 'completed')
+    await outbox.add([only])
+    receiver.requests.length = 0
+    receiver.answerWith(() => ({ status: 204, delayMs: 500 }))
+    const deliverer = new Deliverer({
+      outbox,
+      config: { url: receiver.url, secret: receiver.secret, notifyTimeoutMs: 2_000, maxAgeMs: 1 },
+      metrics: hookMetrics(registry, outbox),
+      random: seededRandom(7),
+      pollMs: 50,
+    })
+    try {
+      deliverer.start()
+      await receiver.until((r) => r.arrived.some((p) => p.eventId === only.eventId))
+      await admin.call('ACL', 'SETUSER', 'deliverer', '-@all')
+      await receiver.until((r) => r.delivered().length === 1)
+      // Delivered, not failed, and never dead-lettered (HOOKS_MAX_AGE here is 1 ms).
+      await expect
+        .poll(() => metric(registry, 'hook_deliveries_total', { event: 'completed', outcome: 'delivered' }))
+        .toBe(1)
+      await admin.call('ACL', 'SETUSER', 'deliverer', '+@all')
+      // Acknowledged once the outbox answers again (asked again, or sent again and acknowledged then).
+      await expect.poll(() => outbox.stats(), { timeout: 15_000 }).toMatchObject({ pending: 0, dead: 0 })
+      expect(await metric(registry, 'hook_deliveries_total', { event: 'completed', outcome: 'failed' })).toBe(
+        0,
+      )
+      expect(
+        await metric(registry, 'hook_deliveries_total', { event: 'completed', outcome: 'dead_lettered' }),
+      ).toBe(0)
+    } finally {
+      await deliverer.stop()
+      client.disconnect()
+      receiver.answerWith(undefined)
+      receiver.requests.length = 0
+    }
+  })
+
   it('delivers every event, in order per upload, once each, and takes over a killed instance’s claims', async () => {
     const LEASE_MS = 600
     const outboxes: Outbox[] = ['a', 'b', 'c'].map(
@@ -294,7 +345,7 @@ describe('delivering notifications from Redis, with three instances', () => {
       await receiver.until((r) => r.delivered().length === 30, 20_000)
       const by = deliveredByUpload(receiver)
       for (const upload of events) expect(by.get(upload[0]!.uploadId)).toEqual(upload.map((e) => e.eventId))
-      await expect.poll(() => outboxes[1]!.stats()).toEqual({ pending: 0, dead: 0, oldestCreatedAt: null })
+      await expect.poll(() => outboxes[1]!.stats()).toEqual({ pending: 0, dead: 0, oldestQueuedAt: null })
       // Once each: nobody sent an event twice (no delivery here outlasted its claim).
       expect(receiver.requests).toHaveLength(30)
     } finally {

@@ -14,6 +14,7 @@ import { sign } from '../src/hooks/sign.js'
 import { freePort, startRedis, type TestRedis } from './support/redis.js'
 import { startHookReceiver, type HookReceiver } from './support/hook-receiver.js'
 import { restartableServer, type RestartableServer } from './support/restartable.js'
+import { AUDIENCE, ISSUER, mintHsToken } from './support/tokens.js'
 
 /** Only the notifications (the blocking hooks may ask the same receiver too). */
 const told = (payloads: readonly HookPayload[]) =>
@@ -157,6 +158,70 @@ describe('notifications (HOOKS_URL)', () => {
     expect(lines.length).toBeGreaterThan(0)
     // Without hooks: record changes only (no events, no outbox lines), as before hooks existed.
     expect(lines.filter((line) => 'ev' in line || 'o' in line)).toEqual([])
+  })
+})
+
+describe('notifications of a user’s upload (AUTH_*)', () => {
+  it('carry the metadata kept on it and its owner, as pre-create and pre-finish do, and a download link signed at each attempt that serves the file', async () => {
+    const secret = 'hooks-notify-jwt-secret-0123456789'
+    const { url } = await server({
+      AUTH_JWT_SECRET: secret,
+      AUTH_ISSUER: ISSUER,
+      AUTH_AUDIENCE: AUDIENCE,
+      HOOKS_EVENTS: '', // every event: pre-create keeps metadata, pre-finish and the notifications see it
+    })
+    const completedAttempts = () => receiver.arrived.filter((p) => p.type === 'completed')
+    receiver.answerWith((payload) => {
+      if (payload.type === 'pre-create') return { status: 200, body: { metadata: { tenant: 'acme' } } }
+      // The first attempt is held past a second, then refused: the retry is signed at a later second.
+      if (payload.type === 'completed' && completedAttempts().length === 1)
+        return { status: 500, delayMs: 1100 }
+      return undefined
+    })
+    const content = bytes(4000)
+    const alice = await mintHsToken(secret, 'alice')
+    const started = await restUpload(url, content, {
+      speed: 10_000_000,
+      headers: { authorization: `Bearer ${alice}` },
+    })
+    const id = started.body.upload_id
+    await receiver.until(() => delivered(receiver, id, 'completed'))
+    const of = (type: string) => receiver.arrived.filter((p) => p.type === type && p.upload.id === id)
+    expect(of('pre-create')[0]?.upload.owner).toBe('alice')
+    expect(of('pre-finish')[0]?.upload).toMatchObject({ owner: 'alice', metadata: { tenant: 'acme' } })
+    for (const type of ['received', 'completed'])
+      expect(of(type)[0]?.upload).toMatchObject({ owner: 'alice', metadata: { tenant: 'acme' } })
+    // Each attempt's link is signed when it is sent (the AUTH_* link, bound to the owner), so a late one works.
+    const links = of('completed').map((p) => p.downloadUrl ?? '')
+    expect(links).toHaveLength(2)
+    const expiry = (link: string) => {
+      const grant = new URL(link).searchParams.get('link')?.split('.')[0] ?? ''
+      return (JSON.parse(Buffer.from(grant, 'base64url').toString()) as [string, string, number])[2]
+    }
+    expect(expiry(links[1]!)).toBeGreaterThan(expiry(links[0]!))
+    const served = await fetch(links[1]!)
+    expect(served.status).toBe(200)
+    expect(Buffer.from(await served.arrayBuffer()).equals(content)).toBe(true)
+  })
+})
+
+describe('a failed upload’s notification', () => {
+  it('carries the reason, and is sent again when the receiver answers later than HOOKS_NOTIFY_TIMEOUT', async () => {
+    const { url } = await server({ HOOKS_EVENTS: 'pre-finish,failed', HOOKS_NOTIFY_TIMEOUT: '1s' })
+    const attempts = () => receiver.arrived.filter((p) => p.type === 'failed')
+    receiver.answerWith((payload) => {
+      if (payload.type === 'pre-finish')
+        return { status: 200, body: { reject: { status: 422, message: 'Malware found' } } }
+      // The first attempt is answered after the timeout: it counts as failed, and the event goes again.
+      if (payload.type === 'failed' && attempts().length === 1) return { status: 204, delayMs: 3000 }
+      return undefined
+    })
+    const id = (await restUpload(url, bytes(2000), { speed: 10_000_000 })).body.upload_id
+    await receiver.until(() => attempts().length >= 2)
+    const [first, second] = attempts()
+    expect(second?.eventId).toBe(first?.eventId)
+    expect(first).toMatchObject({ upload: { id, status: 'FAILED' }, reason: 'Malware found' })
+    await receiver.until(() => delivered(receiver, id, 'failed'))
   })
 })
 

@@ -14,7 +14,8 @@ import type { IngestOptions } from '../core/ingest/ingest.js'
 import { UploadService } from '../core/service.js'
 import { openSeams, type Seams } from '../seams/index.js'
 import type { Leftover } from '../seams/storage/index.js'
-import { signedDownloadPath } from './access.js'
+import { bearerToken, signedDownloadPath, tokenMatches } from './access.js'
+import { log } from '../log.js'
 import { wants } from '../hooks/config.js'
 import { createHookFileHandler } from './hook-file.js'
 import { closeInStages } from './linger.js'
@@ -25,7 +26,7 @@ import { createRouter } from './router.js'
 import { Deliverer } from '../hooks/deliver.js'
 import { hookMetrics } from '../hooks/metrics.js'
 import type { HooksConfig } from '../hooks/config.js'
-import { notifier } from '../hooks/notify.js'
+import { attemptBody, notifier, type DownloadLink } from '../hooks/notify.js'
 
 /** How long a shutdown waits for requests under way; the whole shutdown must fit in 5 s. */
 const IN_FLIGHT_GRACE_MS = 3000
@@ -155,6 +156,23 @@ function bodyLengthOf(req: IncomingMessage | undefined): number | undefined {
   return Number.isSafeInteger(length) && length >= 0 ? length : undefined
 }
 
+/**
+ * A download link's path, signed now. A plain link (a browser's download, curl -O, a hook's receiver) carries
+ * no header: where a token is needed, the link is signed (AUTH_*: bound to the upload's owner; else API_TOKEN).
+ */
+function downloadPathOf(config: Config) {
+  const linkKey = config.auth?.linkKey
+  return (upload: { id: string; owner?: string | null }): string => {
+    if (linkKey !== undefined) {
+      const link = signLink(grantFor(upload.id, upload.owner ?? null), linkKey)
+      return `/api/files/${encodeURIComponent(upload.id)}/download?link=${link}`
+    }
+    return config.apiToken === undefined
+      ? `/api/files/${encodeURIComponent(upload.id)}/download`
+      : signedDownloadPath(upload.id, config.apiToken)
+  }
+}
+
 /** The service over the state, the http server over the service, and the app that starts and stops them. */
 function assemble(config: Config, seams: Seams, orphans: readonly Leftover[]): App {
   const { storage } = seams
@@ -171,6 +189,9 @@ function assemble(config: Config, seams: Seams, orphans: readonly Leftover[]): A
             config: config.hooks,
             // A hook on another machine needs PUBLIC_URL to reach the file it is asked about.
             publicUrl: (path: string) => `${config.publicUrl ?? app.url}${path}`,
+            // A user's own token (a JWT under AUTH_*) goes to the backend; the operator's secret never does.
+            forwards: (authorization: string) =>
+              config.apiToken === undefined || !tokenMatches(bearerToken(authorization), config.apiToken),
           },
         }
       : {}),
@@ -185,16 +206,7 @@ function assemble(config: Config, seams: Seams, orphans: readonly Leftover[]): A
   // The one door: API_TOKEN is the operator, AUTH_* users are who their tokens say; neither, everyone is the operator.
   const authenticator = createAuthenticator({ auth: config.auth, apiToken: config.apiToken })
   const linkKey = config.auth?.linkKey
-  // A plain link (a browser's download, curl -O) carries no header: where a token is needed, the link is signed.
-  const downloadPath = (upload: { id: string; owner?: string | null }) => {
-    if (linkKey !== undefined) {
-      const link = signLink(grantFor(upload.id, upload.owner ?? null), linkKey)
-      return `/api/files/${encodeURIComponent(upload.id)}/download?link=${link}`
-    }
-    return config.apiToken === undefined
-      ? `/api/files/${encodeURIComponent(upload.id)}/download`
-      : signedDownloadPath(upload.id, config.apiToken)
-  }
+  const downloadPath = downloadPathOf(config)
   const contextFor: ContextFor = (principal, req, bodyLength) => ({
     service: new OwnedService(service, principal, bodyLength ?? bodyLengthOf(req)),
     principal,
@@ -290,21 +302,31 @@ function assemble(config: Config, seams: Seams, orphans: readonly Leftover[]): A
 
 /**
  * HOOKS_URL's notifications: built with each state change (the service writes them with it), sent by a
- * deliverer over the seams' outbox, counted in /metrics. Links in them are absolute (PUBLIC_URL, else this
- * server's address), since a receiver elsewhere has no request to be relative to.
+ * deliverer over the seams' outbox, counted in /metrics. A completed event's link is signed as every download
+ * link is, at each attempt (so a late retry's still works), and absolute (PUBLIC_URL, else this server's
+ * address), since a receiver elsewhere has no request to be relative to.
  */
 function startHooks(config: Config, settings: HooksConfig, seams: Seams, url: () => string) {
+  const target = new URL(settings.url)
+  if (settings.forwardAuthorization && target.protocol === 'http:' && !listensOnLoopback(target.hostname))
+    // Said once, at start: callers' tokens would cross the network in the clear to another host.
+    log('warn', 'hook.forwards_auth_in_clear', {
+      hooksUrl: `${target.protocol}//${target.host}`,
+      advice:
+        "HOOKS_URL is plain http to another host and HOOKS_FORWARD_AUTH is on: callers' tokens go to it unencrypted. Use https, or set HOOKS_FORWARD_AUTH=false",
+    })
   const metrics = hookMetrics(registry, seams.outbox)
-  const deliverer = new Deliverer({ outbox: seams.outbox, config: settings, metrics })
-  const link = (id: string) =>
-    `${config.publicUrl ?? url()}${
-      config.apiToken === undefined
-        ? `/api/files/${encodeURIComponent(id)}/download`
-        : signedDownloadPath(id, config.apiToken)
-    }`
+  const downloadPath = downloadPathOf(config)
+  const link: DownloadLink = (upload) => `${config.publicUrl ?? url()}${downloadPath(upload)}`
+  const deliverer = new Deliverer({
+    outbox: seams.outbox,
+    config: settings,
+    metrics,
+    bodyOf: (event) => attemptBody(event, link),
+  })
   return {
     deliverer,
-    notifier: notifier(settings, link, () => deliverer.kick()),
+    notifier: notifier(settings, () => deliverer.kick()),
     async stop() {
       await deliverer.stop()
       metrics.remove()

@@ -70,6 +70,7 @@ export async function create(
     speed: targetSpeed,
     metadata: {},
     ...(file.caller ? { caller: file.caller } : {}),
+    owner,
   })
   const receiving = newRecord({
     id,

@@ -117,6 +117,11 @@ export interface Hooks {
   config: HooksConfig
   /** An absolute URL for a path of this server (PUBLIC_URL, or the address it listens on). */
   publicUrl: (path: string) => string
+  /**
+   * Whether a caller's Authorization header may go to pre-create (with HOOKS_FORWARD_AUTH): never the
+   * operator's API_TOKEN, which the backend has no use for. Absent: every header may.
+   */
+  forwards?: (authorization: string) => boolean
 }
 
 /** Runs `task` after every earlier task on the same upload has settled. */

@@ -1,7 +1,7 @@
 import { asServiceError, callBlocking } from '../hooks/call.js'
 import { wants } from '../hooks/config.js'
 import { hookFilePath } from '../hooks/file-link.js'
-import type { HookUpload } from '../hooks/payload.js'
+import { hookUpload } from '../hooks/notify.js'
 import type { UploadRecord } from '../model/record.js'
 import type { Caller } from './ingest/incoming.js'
 import type { Context } from './context.js'
@@ -22,6 +22,8 @@ export interface Proposal {
   speed: number
   metadata: Record<string, string>
   caller?: Caller
+  /** Whose it will be: the caller's token's `sub`; null or absent for the operator's. */
+  owner?: string | null
 }
 
 /** What the upload will be: the proposal, with whatever the hook changed, and the metadata it asked to keep. */
@@ -47,10 +49,13 @@ export async function askPreCreate(ctx: Context, proposal: Proposal): Promise<Ap
       speed: proposal.speed,
       status: 'RECEIVING',
       metadata: proposal.metadata,
+      ...(proposal.owner ? { owner: proposal.owner } : {}),
     },
     ...(caller?.requestId === undefined ? {} : { requestId: caller.requestId }),
     ...(caller === undefined ? {} : { transport: caller.transport }),
-    ...(caller?.authorization === undefined ? {} : { authorization: caller.authorization }),
+    ...(caller?.authorization === undefined || ctx.hooks.forwards?.(caller.authorization) === false
+      ? {}
+      : { authorization: caller.authorization }),
   })
   if (!verdict.accepted) throw asServiceError(verdict.rejection)
   const { changes } = verdict
@@ -70,18 +75,9 @@ export async function askPreCreate(ctx: Context, proposal: Proposal): Promise<Ap
 export async function askPreFinish(ctx: Context, record: UploadRecord): Promise<string | undefined> {
   if (!wants(ctx.hooks?.config, 'pre-finish')) return undefined
   const { config, publicUrl } = ctx.hooks
-  const upload: HookUpload = {
-    id: record.id,
-    filename: record.filename,
-    size: record.totalSize,
-    speed: record.targetSpeed,
-    status: record.status,
-    sha256: record.sha256,
-    metadata: record.metadata,
-  }
   const verdict = await callBlocking(config, {
     type: 'pre-finish',
-    upload,
+    upload: hookUpload(record),
     downloadUrl: publicUrl(hookFilePath(config.secret, record.id)),
   })
   return verdict.accepted ? undefined : verdict.rejection.message

@@ -44,9 +44,8 @@ export async function hookDeliveries(
 export async function retryHookDelivery(hooks: HookOps | undefined, eventId: string): Promise<HookDelivery> {
   const missing = () => new ServiceError('NOT_FOUND', `No dead-lettered hook delivery ${quote(eventId)}`)
   if (!hooks) throw missing()
-  const letter = (await hooks.outbox.deadLetters(Number.MAX_SAFE_INTEGER)).find((e) => e.eventId === eventId)
-  if (!letter || !(await hooks.outbox.requeue(eventId, Date.now()))) throw missing()
+  const requeued = await hooks.outbox.requeue(eventId, Date.now())
+  if (!requeued) throw missing()
   hooks.kick()
-  const { deadAt: _, ...pending } = letter
-  return deliveryOf({ ...pending, nextAt: Date.now() })
+  return deliveryOf(requeued)
 }

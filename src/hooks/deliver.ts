@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { log } from '../log.js'
 import type { Outbox, PendingEvent } from '../seams/outbox/index.js'
 import type { HooksConfig } from './config.js'
@@ -7,6 +8,8 @@ import { sign, SIGNATURE_HEADER } from './sign.js'
 export interface DelivererOptions {
   outbox: Outbox
   config: Pick<HooksConfig, 'url' | 'secret' | 'notifyTimeoutMs' | 'maxAgeMs'>
+  /** The bytes of an attempt (hooks/notify.ts attemptBody: a fresh link in a completed event). @default the event's body */
+  bodyOf?: (event: PendingEvent) => string
   metrics?: HookMetrics
   /** Uniform in [0, 1), for the jitter: tests pass a seeded one. @default Math.random */
   random?: () => number
@@ -119,21 +122,22 @@ export class Deliverer {
   }
 
   private async deliver(event: PendingEvent): Promise<void> {
-    const { config, outbox, metrics } = this.options
+    const { config, metrics } = this.options
     let failure: string
     try {
+      const body = this.options.bodyOf?.(event) ?? event.body
       const response = await fetch(config.url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', [SIGNATURE_HEADER]: sign(config.secret, event.body) },
-        body: event.body,
+        headers: { 'content-type': 'application/json', [SIGNATURE_HEADER]: sign(config.secret, body) },
+        body,
         signal: AbortSignal.any([AbortSignal.timeout(config.notifyTimeoutMs), this.aborter.signal]),
         redirect: 'error',
       })
       await response.body?.cancel().catch(() => undefined) // the answer's body means nothing to a notification
       if (response.ok) {
-        await outbox.ack(event)
+        // Delivered, whatever happens to the acknowledgement: the receiver has it.
         metrics?.delivery(event.type, 'delivered')
-        return
+        return await this.acknowledge(event)
       }
       failure = `the hook answered ${response.status}`
     } catch (error) {
@@ -146,6 +150,34 @@ export class Deliverer {
       // Not recorded: the claim lapses, and the event is sent again then.
       log('warn', 'hook.outbox_unavailable', { eventId: event.eventId, error: (error as Error).message }),
     )
+  }
+
+  /**
+   * Takes a delivered event off the outbox. One that cannot take it now (Redis away) is asked again while
+   * the claim lasts; after that the claim lapses and the event is sent again: at least once, and the
+   * receiver drops the repeat by its eventId. Never a failed delivery, never a dead letter.
+   */
+  private async acknowledge(event: PendingEvent): Promise<void> {
+    const deadline = this.now() + LEASE_MARGIN_MS
+    const fields = { eventId: event.eventId, type: event.type, uploadId: event.uploadId }
+    for (let attempt = 1, wait = 100; ; attempt++, wait *= 2) {
+      try {
+        await this.options.outbox.ack(event)
+        if (attempt > 1) log('info', 'hook.ack_recovered', { ...fields, attempts: attempt })
+        return
+      } catch (error) {
+        const message = (error as Error).message
+        const giveUp = this.stopped || this.now() + wait > deadline
+        log('warn', 'hook.ack_failed', {
+          ...fields,
+          attempts: attempt,
+          error: message,
+          next: giveUp ? 'sent again once its claim lapses' : `asked again in ${wait} ms`,
+        })
+        if (giveUp) return
+        await sleep(wait, undefined, { signal: this.aborter.signal }).catch(() => undefined)
+      }
+    }
   }
 
   private async failed(event: PendingEvent, failure: string): Promise<void> {

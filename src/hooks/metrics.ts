@@ -72,9 +72,9 @@ function register(
   gauge('hook_pending_events', 'Hook notifications waiting for delivery', (all) => sum(all, (s) => s.pending))
   gauge(
     'hook_oldest_pending_age_seconds',
-    'Age of the oldest hook notification waiting for delivery',
+    'Seconds since the oldest waiting hook notification was queued (a resent dead letter counts from its resending)',
     (all) => {
-      const oldest = Math.min(...all.map((s) => s.oldestCreatedAt ?? Infinity))
+      const oldest = Math.min(...all.map((s) => s.oldestQueuedAt ?? Infinity))
       return oldest === Infinity ? 0 : Math.max(0, (now() - oldest) / 1000)
     },
   )

@@ -85,6 +85,7 @@ export function createTusHandler(
         metadata: Object.fromEntries(
           Object.entries(upload.metadata ?? {}).map(([key, value]) => [key, value ?? '']),
         ),
+        owner: caller.principal.sub,
         caller: {
           transport: 'tus',
           ...(node ? { requestId: requestIdOf(node) } : {}),

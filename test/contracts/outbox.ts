@@ -68,7 +68,7 @@ export function outboxContract(
       expect(await outbox.claim(now + 10, 10, LEASE_MS)).toEqual([])
       await outbox.ack(first.find((e) => e.uploadId === 'A')!)
       expect(ids(await outbox.claim(now + 10, 10, LEASE_MS))).toEqual([a[1]!.eventId])
-      expect(await outbox.stats()).toMatchObject({ pending: 3, dead: 0, oldestCreatedAt: now + 1 })
+      expect(await outbox.stats()).toMatchObject({ pending: 3, dead: 0, oldestQueuedAt: now + 1 })
     }),
   )
 
@@ -100,16 +100,25 @@ export function outboxContract(
       await outbox.add([first!, second!])
       const [head] = await outbox.claim(now, 10, LEASE_MS)
       await outbox.deadLetter(head!, 'no answer in 10000 ms', now + 100)
-      expect(await outbox.stats()).toEqual({ pending: 1, dead: 1, oldestCreatedAt: now + 1 })
+      expect(await outbox.stats()).toEqual({ pending: 1, dead: 1, oldestQueuedAt: now + 1 })
       expect(await outbox.deadLetters(10)).toMatchObject([
         { eventId: first!.eventId, deadAt: now + 100, attempts: 1, lastError: 'no answer in 10000 ms' },
       ])
       const [next] = await outbox.claim(now + 100, 10, LEASE_MS)
       expect(next?.eventId).toBe(second!.eventId)
       await outbox.ack(next!)
-      expect(await outbox.requeue('no-such-event', now + 200)).toBe(false)
-      expect(await outbox.requeue(first!.eventId, now + 200)).toBe(true)
-      expect(await outbox.stats()).toMatchObject({ pending: 1, dead: 0 })
+      expect(await outbox.requeue('no-such-event', now + 200)).toBeUndefined()
+      // The event as it is queued again, found by its id.
+      expect(await outbox.requeue(first!.eventId, now + 200)).toMatchObject({
+        eventId: first!.eventId,
+        attempts: 1,
+        nextAt: now + 200,
+        queuedAt: now + 200,
+        lastError: 'no answer in 10000 ms',
+      })
+      expect(await outbox.requeue(first!.eventId, now + 200)).toBeUndefined() // no longer a dead letter
+      // Its age counts from the requeue in the figures too (hook_oldest_pending_age_seconds).
+      expect(await outbox.stats()).toEqual({ pending: 1, dead: 0, oldestQueuedAt: now + 200 })
       const [back] = await outbox.claim(now + 200, 10, LEASE_MS)
       // Its age counts afresh from the requeue (else HOOKS_MAX_AGE would bury it again at once).
       expect(back).toMatchObject({ eventId: first!.eventId, queuedAt: now + 200, createdAt: now })
@@ -129,6 +138,29 @@ export function outboxContract(
       await outbox.retry(head!, now + 60_000, 'late')
       expect(ids(await outbox.claim(now, 10, LEASE_MS))).toEqual([second!.eventId])
       expect((await outbox.stats()).pending).toBe(1)
+    }),
+  )
+
+  it(
+    'frees the upload’s next event at once when a taken-over head is acknowledged twice (late claimant first)',
+    withOutbox(async ({ outbox, reopen }) => {
+      const now = Date.now()
+      const [first, second] = [event('A', 'received', now), event('A', 'completed', now)]
+      await outbox.add([first!, second!])
+      const [late] = await outbox.claim(Date.now(), 10, LEASE_MS) // its deliverer is slow: the claim lapses
+      await new Promise((resolve) => setTimeout(resolve, LEASE_MS + 50)) // the lease is what is being tested
+      const other = shared ? await reopen() : outbox
+      try {
+        const [taken] = await other.claim(Date.now(), 10, LEASE_MS)
+        expect(taken?.eventId).toBe(first!.eventId)
+        // The late claimant finishes first, then the one that took over: both acknowledge the same event.
+        await outbox.ack(late!)
+        await other.ack(taken!)
+        // No claim on the gone head is left behind: the next event is due now, not when a lease lapses.
+        expect(ids(await outbox.claim(Date.now(), 10, LEASE_MS))).toEqual([second!.eventId])
+      } finally {
+        if (other !== outbox) await other.close()
+      }
     }),
   )
 
@@ -178,7 +210,7 @@ export function outboxContract(
       )
       const other = await reopen()
       try {
-        expect(await other.stats()).toEqual({ pending: 2, dead: 1, oldestCreatedAt: now })
+        expect(await other.stats()).toEqual({ pending: 2, dead: 1, oldestQueuedAt: now })
         expect(ids(await other.pending(10))).toEqual([a!.eventId, b!.eventId])
         expect(ids(await other.deadLetters(10))).toEqual([c!.eventId])
         const [head] = await other.claim(Date.now() + LEASE_MS, 10, LEASE_MS)

@@ -58,12 +58,16 @@ export interface StartedBody {
 export async function restUpload(
   url: string,
   content: Uint8Array<ArrayBuffer>,
-  { filename = 'data.bin', speed }: { filename?: string; speed?: number | string } = {},
+  {
+    filename = 'data.bin',
+    speed,
+    headers = {},
+  }: { filename?: string; speed?: number | string; headers?: Record<string, string> } = {},
 ): Promise<JsonResponse<StartedBody>> {
   const form = new FormData()
   form.append('file', new Blob([content]), filename)
   const query = speed === undefined ? '' : `?speed=${encodeURIComponent(String(speed))}`
-  return json(await fetch(`${url}/api/upload${query}`, { method: 'POST', body: form }))
+  return json(await fetch(`${url}/api/upload${query}`, { method: 'POST', body: form, headers }))
 }
 
 export async function api<T = Record<string, unknown>>(url: string, method: string, path: string) {

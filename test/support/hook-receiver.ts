@@ -25,6 +25,8 @@ export interface HookAnswer {
   body?: unknown
   /** Hold the answer this long first. */
   delayMs?: number
+  /** A body sent as it is (instead of `body` as JSON), with this content type. */
+  raw?: { text: string; contentType: string }
 }
 
 export interface HookReceiver {
@@ -90,7 +92,8 @@ export async function startHookReceiver(secret = 'test-hooks-secret-0123456789')
           arrivedAt,
         }
         requests.push(record)
-        if (chosen.body === undefined || status === 204) res.writeHead(status).end()
+        if (chosen.raw) res.writeHead(status, { 'content-type': chosen.raw.contentType }).end(chosen.raw.text)
+        else if (chosen.body === undefined || status === 204) res.writeHead(status).end()
         else res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(chosen.body))
         changed.emit('request')
       }

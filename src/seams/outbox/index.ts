@@ -31,8 +31,8 @@ export interface DeadLetter extends PendingEvent {
 
 export interface OutboxStats {
   pending: number
-  /** createdAt of the oldest pending event; null with none. */
-  oldestCreatedAt: number | null
+  /** queuedAt of the oldest pending event (a requeued dead letter's age counts afresh); null with none. */
+  oldestQueuedAt: number | null
   dead: number
 }
 
@@ -63,7 +63,10 @@ export interface Outbox {
   /** Oldest first, at most `limit`: for the operators' query. */
   pending(limit: number): Promise<PendingEvent[]>
   deadLetters(limit: number): Promise<DeadLetter[]>
-  /** A dead letter back at its upload's tail, due at `now`, with its age counted afresh; false if there is none by that id. */
-  requeue(eventId: string, now: number): Promise<boolean>
+  /**
+   * A dead letter back at its upload's tail, due at `now`, with its age counted afresh: the event as now
+   * queued, or undefined if there is no dead letter by that id.
+   */
+  requeue(eventId: string, now: number): Promise<PendingEvent | undefined>
   close(): Promise<void>
 }

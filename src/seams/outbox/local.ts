@@ -63,10 +63,11 @@ export class LocalOutbox implements Outbox {
     return this.state.deadLetters(limit)
   }
 
-  async requeue(eventId: string, now: number): Promise<boolean> {
-    if (!this.state.hasDead(eventId)) return false
+  async requeue(eventId: string, now: number): Promise<PendingEvent | undefined> {
+    const letter = this.state.deadLetter(eventId)
+    if (!letter) return undefined
     await this.change({ requeue: [eventId, now] })
-    return true
+    return this.state.find(letter.uploadId, eventId)
   }
 
   close(): Promise<void> {

@@ -10,8 +10,8 @@ import type { DeadLetter, HookEvent, Outbox, OutboxStats, PendingEvent } from '.
  *   {p}:hook:e:{eventId}     a hash: the event and its delivery state
  *   {p}:hook:q:{uploadId}    a list of eventIds: the upload's queue, in order (only its head is ever sent)
  *   {p}:hook:due             a sorted set of uploadIds, scored by when their head may be sent next
- *   {p}:hook:claim:{upload}  the claim on an upload's head: one instance's token, expiring after the lease
- *   {p}:hook:age             a sorted set of pending eventIds by createdAt (count, oldest)
+ *   {p}:hook:claim:{upload}  the claim on an upload's head: `{token}|{eventId}`, expiring after the lease
+ *   {p}:hook:age             a sorted set of pending eventIds by queuedAt (count, oldest)
  *   {p}:hook:dead            a sorted set of dead-lettered eventIds by when they died (their hashes kept)
  *
  * Claiming moves an upload's score to the claim's end: no one else looks at it meanwhile, and if its
@@ -39,26 +39,35 @@ local p, now, limit, lease, token = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]
 local out = {}
 for _, up in ipairs(redis.call('ZRANGEBYSCORE', p .. ':hook:due', '-inf', now, 'LIMIT', 0, limit)) do
   local claim = p .. ':hook:claim:' .. up
-  if redis.call('SET', claim, token, 'NX', 'PX', lease) then
-    local id = redis.call('LINDEX', p .. ':hook:q:' .. up, 0)
-    if id then
-      redis.call('ZADD', p .. ':hook:due', now + lease, up)
-      table.insert(out, redis.call('HGETALL', p .. ':hook:e:' .. id))
-    else
-      redis.call('ZREM', p .. ':hook:due', up)
-      redis.call('DEL', claim)
-    end
+  local id = redis.call('LINDEX', p .. ':hook:q:' .. up, 0)
+  if not id then
+    redis.call('ZREM', p .. ':hook:due', up)
+  elseif redis.call('SET', claim, token .. '|' .. id, 'NX', 'PX', lease) then
+    redis.call('ZADD', p .. ':hook:due', now + lease, up)
+    table.insert(out, redis.call('HGETALL', p .. ':hook:e:' .. id))
   end
 end
 return out
 `
-/** Shared head of ack, retry and dead: nothing happens unless `id` is still its upload's head. */
+/**
+ * Shared head of ack, retry and dead: nothing happens unless `id` is still its upload's head. A claim names
+ * its claimant and the event it is on (`token|eventId`): one left on an event that is no longer the head
+ * (it was taken over and acknowledged by another instance first) guards nothing, and is dropped, or the
+ * upload's next event would wait out its lease while the upload took a claim slot at every poll.
+ */
 const HEAD = `
 local p, up, id, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local q, claim, event = p .. ':hook:q:' .. up, p .. ':hook:claim:' .. up, p .. ':hook:e:' .. id
-if redis.call('LINDEX', q, 0) ~= id then return 0 end
-if redis.call('GET', claim) == token then redis.call('DEL', claim) end
+local held = redis.call('GET', claim)
+local onThis = held and string.sub(held, -(#id + 1)) == '|' .. id
+if redis.call('LINDEX', q, 0) ~= id then
+  if onThis then redis.call('DEL', claim) end
+  return 0
+end
+if held == token .. '|' .. id then redis.call('DEL', claim) end
 local function advance()
+  -- Whoever's claim is on this event, it is over: the head moves on.
+  if onThis then redis.call('DEL', claim) end
   redis.call('LPOP', q)
   redis.call('ZREM', p .. ':hook:age', id)
   local nextId = redis.call('LINDEX', q, 0)
@@ -87,14 +96,14 @@ return 1
 const REQUEUE = `
 local p, id, at = ARGV[1], ARGV[2], ARGV[3]
 local event = p .. ':hook:e:' .. id
-if not redis.call('ZSCORE', p .. ':hook:dead', id) then return 0 end
+if not redis.call('ZSCORE', p .. ':hook:dead', id) then return {} end
 redis.call('ZREM', p .. ':hook:dead', id)
 redis.call('HDEL', event, 'deadAt')
 redis.call('HSET', event, 'nextAt', at, 'queuedAt', at)
 local up = redis.call('HGET', event, 'uploadId')
-redis.call('ZADD', p .. ':hook:age', redis.call('HGET', event, 'createdAt'), id)
+redis.call('ZADD', p .. ':hook:age', at, id)
 if redis.call('RPUSH', p .. ':hook:q:' .. up, id) == 1 then redis.call('ZADD', p .. ':hook:due', at, up) end
-return 1
+return redis.call('HGETALL', event)
 `
 
 /** The six arguments of addEvent (ADD_EVENT_LUA) per event. */
@@ -107,7 +116,7 @@ type Scripted = Redis & {
   hookAck(...args: (string | number)[]): Promise<number>
   hookRetry(...args: (string | number)[]): Promise<number>
   hookDead(...args: (string | number)[]): Promise<number>
-  hookRequeue(...args: (string | number)[]): Promise<number>
+  hookRequeue(...args: (string | number)[]): Promise<string[]>
 }
 
 function fromFields(flat: readonly string[]): DeadLetter | PendingEvent {
@@ -213,7 +222,7 @@ export class RedisOutbox implements Outbox {
         this.redis.zrange(this.key('age'), 0, 0, 'WITHSCORES'),
         this.redis.zcard(this.key('dead')),
       ])
-      return { pending, oldestCreatedAt: oldest[1] === undefined ? null : Number(oldest[1]), dead }
+      return { pending, oldestQueuedAt: oldest[1] === undefined ? null : Number(oldest[1]), dead }
     })
   }
 
@@ -242,8 +251,11 @@ export class RedisOutbox implements Outbox {
     )
   }
 
-  requeue(eventId: string, now: number): Promise<boolean> {
-    return this.call(async () => (await this.redis.hookRequeue(this.prefix, eventId, now)) === 1)
+  requeue(eventId: string, now: number): Promise<PendingEvent | undefined> {
+    return this.call(async () => {
+      const fields = await this.redis.hookRequeue(this.prefix, eventId, now)
+      return fields.length === 0 ? undefined : fromFields(fields)
+    })
   }
 
   async close(): Promise<void> {}

@@ -56,8 +56,13 @@ export class OutboxState {
     }
   }
 
-  hasDead(eventId: string): boolean {
-    return this.dead.has(eventId)
+  deadLetter(eventId: string): DeadLetter | undefined {
+    return this.dead.get(eventId)
+  }
+
+  /** A pending event by its upload and id. */
+  find(uploadId: string, eventId: string): PendingEvent | undefined {
+    return this.queues.get(uploadId)?.find((event) => event.eventId === eventId)
   }
 
   claim(now: number, limit: number, leaseMs: number): PendingEvent[] {
@@ -74,14 +79,14 @@ export class OutboxState {
   stats(): OutboxStats {
     let oldest: number | null = null
     for (const queue of this.queues.values())
-      for (const event of queue) if (oldest === null || event.createdAt < oldest) oldest = event.createdAt
-    return { pending: this.ids.size, oldestCreatedAt: oldest, dead: this.dead.size }
+      for (const event of queue) if (oldest === null || event.queuedAt < oldest) oldest = event.queuedAt
+    return { pending: this.ids.size, oldestQueuedAt: oldest, dead: this.dead.size }
   }
 
   pending(limit: number): PendingEvent[] {
     return [...this.queues.values()]
       .flat()
-      .sort((a, b) => a.createdAt - b.createdAt)
+      .sort((a, b) => a.queuedAt - b.queuedAt)
       .slice(0, limit)
   }
 
