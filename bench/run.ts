@@ -14,7 +14,8 @@
  *                  [parent] and [this], so a change is measured against its parent in one run
  *   BENCH_ONLY     comma-separated figures to run: ingest,throttle,control,concurrency,fanout,status,cluster,
  *                  scale,cap,state,tiny,idle,tus,hook-delivery,hooks,s3,usage
- *   BENCH_S3_MB    size of the file for the s3 figure, into moto (default 256)
+ *   BENCH_S3_MB    size of the file for the s3 figure's unthrottled transfer, into moto (default 256); the s3
+ *                  figure also times throttled transfers (256 KiB/s, 4 MiB/s) and adoption after a SIGKILL
  */
 import { execFile } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -30,8 +31,8 @@ import { hookDelivery } from './hook-delivery.js'
 import { hooks } from './hooks.js'
 import { idle } from './idle.js'
 import { ingestAndTransfer } from './ingest.js'
-import { makeFile, MiB, ROOT, serverTree, type Row } from './lib.js'
-import { s3 } from './s3.js'
+import { attempt, makeFile, MiB, ROOT, serverTree, type Row } from './lib.js'
+import { s3, s3Adoption, s3Throttle } from './s3.js'
 import { scale } from './scale.js'
 import { state } from './state.js'
 import { status } from './status.js'
@@ -130,7 +131,12 @@ try {
     const file = join(scratch, 's3')
     await makeFile(file, s3Size)
     try {
-      return await s3(file, s3Size, runs)
+      return [
+        ...(await s3(file, s3Size, runs)),
+        // Each its own attempt, so one failing does not cost the others.
+        ...(await attempt('s3', 'throttled into moto', () => s3Throttle(scratch, runs))),
+        ...(await attempt('s3', 'SIGKILL of the owner', () => s3Adoption(runs))),
+      ]
     } finally {
       await rm(file)
     }
