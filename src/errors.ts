@@ -12,6 +12,8 @@ export const errorCatalogue = {
   INVALID_STATE: 400,
   BAD_USER_INPUT: 422,
   PAYLOAD_TOO_LARGE: 413,
+  /** A chunked upload (no Content-Length) by a user with a stored-bytes quota, which needs its size first. */
+  LENGTH_REQUIRED: 411,
   /** No credential, or one that does not hold (a bad, expired or foreign token): see src/auth/verify.ts. */
   UNAUTHENTICATED: 401,
   /**

@@ -11,6 +11,8 @@ import {
   type TestKey,
 } from './support/tokens.js'
 import { tusCreate } from './support/tus.js'
+import { openRequest, partHead } from './support/raw.js'
+import { waitFor } from './support/clients.js'
 
 /*
  * Per-user quotas (issue 24) on one real server: each refused one over, before anything is stored, in each
@@ -99,6 +101,64 @@ describe('stored bytes', () => {
     const after = await listStorage(server.dir)
     expect(after.stored).toEqual(before.stored)
     expect(await usage(token)).toEqual({ bytesStored: 0, running: 0 })
+  })
+})
+
+describe('multipart bodies still arriving', () => {
+  /** A multipart upload whose request declares `length` bytes, sent up to its first `sent` file bytes. */
+  function arriving(token: string, length: number, sent: number) {
+    const boundary = 'b0undary'
+    const head = partHead('file', 'arriving.bin', boundary)
+    const request = openRequest(
+      server.url,
+      `POST /api/upload?speed=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\n` +
+        `Content-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: ${length}\r\n\r\n`,
+    )
+    request.write(Buffer.concat([Buffer.from(head), bytes(sent)]))
+    return request
+  }
+
+  it('one still arriving holds its Content-Length: a second that would go over is 413, nothing stored', async () => {
+    const token = await user({ bytes: 10_000, speed: 0 })
+    const first = arriving(token, 6_000, 1_000)
+    try {
+      await waitFor(async () => (await usage(token))?.running === 1)
+      expect((await usage(token))?.bytesStored).toBe(6_000)
+      const before = await listStorage(server.dir)
+      const second = await restUpload(token, 5_000)
+      expect(second.status).toBe(413)
+      expect(second.body.detail).toMatch(/quota/)
+      expect((await listStorage(server.dir)).stored).toEqual(before.stored)
+    } finally {
+      first.end()
+    }
+    // Gone with its request: the room is the user's again.
+    await waitFor(async () => (await usage(token))?.running === 0)
+    expect((await restUpload(token, 5_000)).status).toBe(200)
+  })
+
+  it('a chunked body (no Content-Length) under a stored-bytes quota is 411 before a byte is read', async () => {
+    const token = await user({ bytes: 10_000, speed: 0 })
+    const boundary = 'b0undary'
+    const request = openRequest(
+      server.url,
+      `POST /api/upload?speed=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\n` +
+        `Content-Type: multipart/form-data; boundary=${boundary}\r\nTransfer-Encoding: chunked\r\n\r\n`,
+    )
+    const first = Buffer.concat([Buffer.from(partHead('file', 'chunked.bin', boundary)), bytes(100)])
+    request.write(`${first.length.toString(16)}\r\n`)
+    request.write(first)
+    request.write('\r\n')
+    try {
+      const answer = await request.answer
+      expect(answer.status).toBe(411)
+      expect(JSON.parse(answer.body)).toEqual({ detail: expect.stringMatching(/Content-Length/) })
+      expect(await usage(token)).toEqual({ bytesStored: 0, running: 0 })
+      // Nothing of it was staged (other tests' uploads may still be finishing beside it).
+      expect((await listStorage(server.dir)).staging.filter((name) => name.endsWith('.incoming'))).toEqual([])
+    } finally {
+      request.end()
+    }
   })
 })
 

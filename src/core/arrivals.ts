@@ -54,6 +54,8 @@ export async function create(
   speed?: number | null,
   owner: string | null = null,
   recording: Recording = directly,
+  /** What a stored-bytes quota counts it as until it has arrived: its request's Content-Length. */
+  claimedSize?: number,
 ): Promise<UploadView> {
   const targetSpeed = checkSpeed(speed ?? ctx.defaultSpeed)
   assertOpen(ctx)
@@ -81,6 +83,7 @@ export async function create(
     expiresAt: null,
     metadata: approved.metadata,
     owner,
+    ...(claimedSize === undefined ? {} : { claimedSize }),
   })
   // Recorded as it begins to arrive, so lists and subscribers see it (and its receivedSize grow), and a
   // cancel can stop it. The lock is not held meanwhile: the body may take hours.

@@ -176,6 +176,8 @@ export function newRecord(input: {
   metadata?: Readonly<Record<string, string>>
   /** A token's `sub`; null (the default): the operator's. */
   owner?: string | null
+  /** What a stored-bytes quota counts a multipart body as while it arrives (see UploadRecord). */
+  claimedSize?: number
 }): UploadRecord {
   const at = now()
   const { id, filename, source, size, targetSpeed, expiresAt } = input
@@ -198,6 +200,7 @@ export function newRecord(input: {
     completedAt: null,
     metadata: input.metadata ?? {},
     owner: input.owner ?? null,
+    ...(input.claimedSize === undefined ? {} : { claimedSize: input.claimedSize }),
   }
 }
 

@@ -16,7 +16,7 @@ import type { StoredReader } from '../seams/storage/index.js'
 import { encodeCursor, sortKey } from '../seams/records/order.js'
 import { admit, speedFor, speedRefusal, type Usage } from '../auth/quotas.js'
 import type { IncomingFile } from './ingest/ingest.js'
-import { ENDED, isFinal, isLive } from './machine.js'
+import { ENDED, isFinal, isLive, isReceiving } from './machine.js'
 import type { UploadPage, UploadService } from './service.js'
 
 type Counts = Awaited<ReturnType<UploadService['counts']>>
@@ -152,7 +152,10 @@ export class OwnedService {
     const usage: Usage = { bytesStored: 0, running: 0 }
     if (this.principal.sub === null) return usage
     for await (const upload of this.all({ kind: 'owner', owner: this.principal.sub })) {
-      if (upload.status !== 'CANCELED' && upload.status !== 'FAILED') usage.bytesStored += upload.totalSize
+      if (upload.status !== 'CANCELED' && upload.status !== 'FAILED')
+        usage.bytesStored += isReceiving(upload.status)
+          ? Math.max(upload.totalSize, upload.claimedSize ?? 0)
+          : upload.totalSize
       if (isLive(upload.status)) usage.running++
     }
     return usage
@@ -191,16 +194,30 @@ export class OwnedService {
     requireScope(this.principal, 'write')
     const owner = this.principal.sub
     if (owner === null || !this.limited()) return this.service.create(file, speed, owner)
+    const { bytes } = this.principal.quotas
+    // Without a declared length its size is known only once it has all arrived: too late for a quota on
+    // stored bytes, so such a body is asked for its length (every browser and curl -F sends one).
+    if (bytes > 0 && this.bodyLength === undefined)
+      throw new ServiceError(
+        'LENGTH_REQUIRED',
+        'Your uploads have a quota on stored bytes: send the request with a Content-Length, not chunked',
+      )
     const size = this.bodyLength ?? 0
     // Asked at once, so a refusal comes before the body is awaited; asked again as it is recorded, under the
-    // owner's lock, since another creation may have taken the room meanwhile.
+    // owner's lock, since another creation may have taken the room meanwhile. While it arrives it counts as
+    // its Content-Length (claimedSize), so a creation after it cannot take the same room.
     const allowed = await this.admitted(size, speed)
-    return this.service.create(file, allowed, owner, (record) =>
-      this.service.admitting(owner, async () => {
-        const refused = admit(this.principal.quotas, await this.usage(), { size })
-        if (refused) throw refused
-        await record()
-      }),
+    return this.service.create(
+      file,
+      allowed,
+      owner,
+      (record) =>
+        this.service.admitting(owner, async () => {
+          const refused = admit(this.principal.quotas, await this.usage(), { size })
+          if (refused) throw refused
+          await record()
+        }),
+      bytes > 0 ? size : undefined,
     )
   }
 

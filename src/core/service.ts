@@ -266,8 +266,9 @@ export class UploadService {
     speed?: number | null,
     owner: string | null = null,
     recording?: arrivals.Recording,
+    claimedSize?: number,
   ): Promise<UploadView> {
-    return arrivals.create(this.ctx, file, speed, owner, recording)
+    return arrivals.create(this.ctx, file, speed, owner, recording, claimedSize)
   }
 
   /**

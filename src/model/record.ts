@@ -49,6 +49,11 @@ export interface UploadRecord {
    * is the operator's (API_TOKEN, or no auth at all): only an admin reaches it.
    */
   readonly owner?: string | null
+  /**
+   * A multipart body still arriving for a user with a stored-bytes quota: its request's Content-Length, which
+   * the quota counts it as until its size is known (two uploads at once cannot both take the last room).
+   */
+  readonly claimedSize?: number
 }
 
 /** What clients see: the record with the live byte count and speed of a running transfer. */

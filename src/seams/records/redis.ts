@@ -106,7 +106,7 @@ type Scripted = Redis & {
   uploadIndexOwners(...args: string[]): Promise<number>
 }
 
-const NUMBERS = new Set(['uploadedSize', 'totalSize', 'targetSpeed', 'receivedSize'])
+const NUMBERS = new Set(['uploadedSize', 'totalSize', 'targetSpeed', 'receivedSize', 'claimedSize'])
 const NULLABLE = ['error', 'completedAt', 'expiresAt', 'receivedAt'] as const
 
 function toFields(record: UploadRecord): string[] {

@@ -33,6 +33,8 @@ export function recordProblem(value: unknown, id?: string): string | undefined {
     if (!count(r[field])) return `has no whole, non-negative ${field}`
   if ((r.uploadedSize as number) > (r.totalSize as number)) return 'has more bytes uploaded than its size'
   if (!count(r.receivedSize)) return 'has no whole, non-negative receivedSize'
+  if (r.claimedSize !== undefined && !count(r.claimedSize))
+    return 'has a claimedSize that is not a byte count'
   if (r.source !== 'multipart' && r.source !== 'tus')
     return `has an unknown source ${JSON.stringify(r.source)}`
   for (const field of ['expiresAt', 'receivedAt'] as const)
