@@ -299,6 +299,11 @@ describe('pre-finish', () => {
       { id },
     )
     expect(seen?.upload).toEqual({ status: 'FAILED', error: 'Malware found: EICAR test file' })
+    // REST's status says why too.
+    expect((await api(server.url, 'GET', `/api/upload/${id}/status`)).body).toMatchObject({
+      status: 'failed',
+      error: 'Malware found: EICAR test file',
+    })
     const [payload] = asked('infected.bin', 'pre-finish')
     expect(payload?.upload).toMatchObject({
       id,

@@ -16,6 +16,14 @@ const object = (properties: Record<string, Schema>): Schema => ({
   required: Object.keys(properties),
   additionalProperties: false,
 })
+/** An upload's status fields, and `error` (why it failed) on one that has FAILED: the contract's shape plus the reason. */
+const withReason = (schema: Schema): Schema => ({
+  ...schema,
+  properties: {
+    ...(schema.properties as Record<string, Schema>),
+    error: { type: 'string', description: 'Why the upload failed; present only when its status is failed' },
+  },
+})
 const uploadStatus = {
   status: STATUS,
   filename: { type: 'string' },
@@ -38,9 +46,9 @@ export const schemas: Record<string, Schema> = {
   Canceled: object({ status: { const: 'canceled' } }),
   SpeedSet: object({ status: STATUS, speed: int }),
   Limits: object({ max_total_speed: int }),
-  Status: object(uploadStatus),
+  Status: withReason(object(uploadStatus)),
   Uploads: object({
-    uploads: { type: 'array', items: object({ upload_id: { type: 'string' }, ...uploadStatus }) },
+    uploads: { type: 'array', items: withReason(object({ upload_id: { type: 'string' }, ...uploadStatus })) },
   }),
   Files: object({
     files: {

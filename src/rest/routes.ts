@@ -18,6 +18,7 @@ export interface Upload {
   totalSize: number
   currentSpeed: number
   targetSpeed: number
+  error: string | null
 }
 
 export interface Route {
@@ -41,7 +42,7 @@ export interface Route {
   file?: (data: Data) => { id: string; size: number; sha256: string; filename: string } | { missing: string }
 }
 
-const STATUS_FIELDS = 'id filename status uploadedSize totalSize currentSpeed targetSpeed'
+const STATUS_FIELDS = 'id filename status uploadedSize totalSize currentSpeed targetSpeed error'
 
 /**
  * GraphQL enum values are UPPER_CASE; the REST contract has always used lower case, and knows five states:
@@ -64,6 +65,8 @@ const statusOf = (upload: Upload) => ({
   total_size: upload.totalSize,
   current_speed: upload.currentSpeed,
   target_speed: upload.targetSpeed,
+  // Why it failed (a hook's refusal, a mismatch, storage): what a script needs to act on a failure.
+  ...(upload.status === 'FAILED' && upload.error ? { error: upload.error } : {}),
 })
 
 /**
