@@ -1,55 +1,15 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parseEnv } from 'node:util'
-import { AUTH_SETTINGS, AuthSettingError, readAuthConfig, type JwtAuth } from './auth/config.js'
-import { HOOK_DEFAULTS, HOOK_EVENTS, isHookEvent, type HooksConfig } from './hooks/config.js'
+import { AuthSettingError, readAuthConfig, type JwtAuth } from './auth/config.js'
+import type { HooksConfig } from './hooks/config.js'
+import { readHooksConfig } from './hooks/settings.js'
 import { isLogLevel, LOG_FORMATS, type LogFormat, type LogLevel } from './log.js'
 import { isIpAddress, normaliseIp } from './app/public-url.js'
-import { parseBytes, UnitError } from './units.js'
 import { quote } from './errors.js'
+import { bytes, ConfigError, duration, list, wholeNumber, yesNo, type Env } from './settings.js'
 
-/**
- * Every environment variable the server reads, each in the README's Configuration table (test/readme.test.ts
- * holds the two together, and test/config.test.ts holds this list to what loadConfig reads).
- */
-export const SETTINGS = [
-  'UPLOAD_DIR',
-  'STATE_FILE',
-  'DEFAULT_UPLOAD_SPEED',
-  'PORT',
-  'HOST',
-  'MAX_UPLOAD_SIZE',
-  'MAX_TOTAL_SPEED',
-  'BODY_IDLE_TIMEOUT_MS',
-  'HEADERS_TIMEOUT_MS',
-  'API_TOKEN',
-  'CORS_ORIGINS',
-  'ALLOWED_HOSTS',
-  'LOG_LEVEL',
-  'LOG_FORMAT',
-  'REDIS_URL',
-  'INSTANCE_ID',
-  'RESUMABLE_EXPIRY',
-  'PUBLIC_URL',
-  'TRUST_PROXY',
-  ...AUTH_SETTINGS,
-  'S3_BUCKET',
-  'S3_ENDPOINT',
-  'S3_REGION',
-  'S3_PREFIX',
-  'S3_FORCE_PATH_STYLE',
-  'S3_TIMEOUT',
-  'S3_PRESIGN_DOWNLOADS',
-  'HOOKS_URL',
-  'HOOKS_SECRET',
-  'HOOKS_EVENTS',
-  'HOOKS_TIMEOUT',
-  'HOOKS_NOTIFY_TIMEOUT',
-  'HOOKS_ON_ERROR',
-  'HOOKS_FORWARD_AUTH',
-  'HOOKS_MAX_AGE',
-  'S3_SWEEP_INTERVAL',
-] as const
+export { ConfigError, SETTINGS, type Setting } from './settings.js'
 
 export interface Config {
   /** Storage folder. Default `uploads`. */
@@ -137,76 +97,11 @@ export interface S3Settings {
 
 export type Mode = { kind: 'embedded' } | { kind: 'shared'; redisUrl: string }
 
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError'
-}
-
-export type Setting = (typeof SETTINGS)[number]
-
-/** What loadConfig reads: a name missing from SETTINGS does not compile. */
-type Env = { readonly [name in Setting]?: string | undefined }
-
 /** Environment variables win over `.env` in the working directory, as with dotenv. */
 export function readEnv(cwd = process.cwd()): Record<string, string | undefined> {
   const file = resolve(cwd, '.env')
   const fromFile = existsSync(file) ? parseEnv(readFileSync(file, 'utf8')) : {}
   return { ...fromFile, ...process.env }
-}
-
-function wholeNumber(
-  env: Env,
-  name: Setting,
-  fallback: number,
-  { min = 0, max = Number.MAX_SAFE_INTEGER } = {},
-) {
-  const raw = env[name]?.trim()
-  if (raw === undefined || raw === '') return fallback
-  const value = Number(raw)
-  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw new ConfigError(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`)
-  }
-  return value
-}
-
-/**
- * A byte count or a speed (bytes per second), with the units upctl takes (src/units.ts): `10G`, `512KiB`,
- * `1M`, or a plain number of bytes; a speed also as `1MB/s` or `unlimited` (0).
- */
-function bytes(
-  env: Env,
-  name: Setting,
-  fallback: number,
-  { min = 0, speed = false }: { min?: number; speed?: boolean } = {},
-): number {
-  const raw = env[name]?.trim()
-  if (raw === undefined || raw === '') return fallback
-  let value: number
-  try {
-    value = parseBytes(raw, { speed })
-  } catch (error) {
-    if (!(error instanceof UnitError)) throw error
-    throw new ConfigError(
-      `${name} must be ${speed ? 'a speed' : 'a size'}: ${error.message}; got ${quote(raw)}`,
-    )
-  }
-  if (value < min) throw new ConfigError(`${name} must be at least ${min}; got ${quote(raw)}`)
-  return value
-}
-
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
-
-/** A length of time: `500ms`, `90s`, `30m`, `24h`, `7d`, or a plain number of seconds. */
-function duration(env: Env, name: Setting, fallbackMs: number): number {
-  const raw = env[name]?.trim()
-  if (raw === undefined || raw === '') return fallbackMs
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw)
-  const ms = match ? Math.round(Number(match[1]) * (UNIT_MS[match[2] ?? 's'] ?? 1000)) : NaN
-  if (!Number.isSafeInteger(ms) || ms < 1) {
-    throw new ConfigError(
-      `${name} must be a length of time such as 24h, 30m, 90s or 500ms (a plain number is seconds); got ${JSON.stringify(raw)}`,
-    )
-  }
-  return ms
 }
 
 function logLevel(env: Env): LogLevel {
@@ -230,12 +125,6 @@ function token(env: Env): string | undefined {
   }
   return value
 }
-
-const list = (env: Env, name: Setting) =>
-  (env[name] ?? '')
-    .split(',')
-    .map((item) => item.trim())
-    .filter(Boolean)
 
 /** `scheme://host[:port]`, as browsers send it in `Origin` (normalised as they do), or `*`. */
 function origins(env: Env): string[] {
@@ -318,48 +207,6 @@ function trustProxy(env: Env): string[] {
   })
 }
 
-/** Every HOOKS_* setting; they are read (and checked) even without HOOKS_URL, so a typo never hides. */
-function hooks(env: Env): HooksConfig | undefined {
-  const raw = env.HOOKS_URL?.trim()
-  const secret = env.HOOKS_SECRET ?? ''
-  const listed = list(env, 'HOOKS_EVENTS').map((value) => value.toLowerCase())
-  for (const value of listed)
-    if (!isHookEvent(value))
-      throw new ConfigError(
-        `HOOKS_EVENTS must list events among ${HOOK_EVENTS.join(', ')}; got ${JSON.stringify(value)}`,
-      )
-  const onError = env.HOOKS_ON_ERROR?.trim().toLowerCase() || HOOK_DEFAULTS.onError
-  if (onError !== 'refuse' && onError !== 'accept')
-    throw new ConfigError(`HOOKS_ON_ERROR must be refuse or accept; got ${JSON.stringify(onError)}`)
-  const forward = env.HOOKS_FORWARD_AUTH?.trim().toLowerCase() || String(HOOK_DEFAULTS.forwardAuthorization)
-  if (forward !== 'true' && forward !== 'false')
-    throw new ConfigError(`HOOKS_FORWARD_AUTH must be true or false; got ${JSON.stringify(forward)}`)
-  const settings = {
-    blockingTimeoutMs: duration(env, 'HOOKS_TIMEOUT', HOOK_DEFAULTS.blockingTimeoutMs),
-    notifyTimeoutMs: duration(env, 'HOOKS_NOTIFY_TIMEOUT', HOOK_DEFAULTS.notifyTimeoutMs),
-    maxAgeMs: duration(env, 'HOOKS_MAX_AGE', HOOK_DEFAULTS.maxAgeMs),
-  }
-  if (!raw) return undefined
-  const url = URL.parse(raw)
-  if (!url || !/^https?:$/.test(url.protocol) || !url.hostname || url.username || url.password || url.hash)
-    throw new ConfigError(
-      `HOOKS_URL must be the http or https address hooks are POSTed to, such as https://backend.example/upload-hooks; got ${JSON.stringify(raw.slice(0, 80))}`,
-    )
-  // Unsigned hooks would let anyone who can reach the receiver approve uploads or forge outcomes.
-  if (!/^[\x21-\x7e]{16,}$/.test(secret))
-    throw new ConfigError(
-      'HOOKS_SECRET must be set with HOOKS_URL: at least 16 printable characters without spaces',
-    )
-  return {
-    url: url.href,
-    secret,
-    events: new Set(listed.length === 0 ? HOOK_EVENTS : listed.filter(isHookEvent)),
-    onError,
-    forwardAuthorization: forward === 'true',
-    ...settings,
-  }
-}
-
 function auth(env: Env): JwtAuth | undefined {
   try {
     return readAuthConfig(env)
@@ -367,13 +214,6 @@ function auth(env: Env): JwtAuth | undefined {
     if (error instanceof AuthSettingError) throw new ConfigError(error.message)
     throw error
   }
-}
-
-function yesNo(env: Env, name: Setting): boolean {
-  const value = env[name]?.trim().toLowerCase() ?? ''
-  if (value === '' || value === 'false' || value === '0') return false
-  if (value === 'true' || value === '1') return true
-  throw new ConfigError(`${name} must be true or false; got ${JSON.stringify(value.slice(0, 80))}`)
 }
 
 /**
@@ -468,6 +308,6 @@ export function loadConfig(env: Env = readEnv()): Config {
     trustProxy: trustProxy(env),
     auth: auth(env),
     storage: storage(env),
-    hooks: hooks(env),
+    hooks: readHooksConfig(env),
   }
 }

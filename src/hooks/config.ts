@@ -1,6 +1,6 @@
 /**
  * What the hooks need to know, and the words of their protocol (issue 23). Imports nothing of the server's:
- * config.ts reads the environment into a HooksConfig, and everything below it takes one.
+ * settings.ts reads the environment into a HooksConfig, and everything below it takes one.
  */
 
 /** The blocking hooks: the user's backend decides, and the upload waits for its answer. */
