@@ -2,35 +2,28 @@ import { mkdir, open, readdir, readFile, rm, type FileHandle } from 'node:fs/pro
 import { basename, dirname, join } from 'node:path'
 import { Low } from 'lowdb'
 import { fsyncDir, writeAll } from '../../durable-fs.js'
-import { UPLOAD_STATUSES, type UploadRecord, type UploadStatus } from '../../model/record.js'
+import type { UploadRecord, UploadStatus } from '../../model/record.js'
 import type { HookEvent } from '../outbox/index.js'
 import { LocalOutbox } from '../outbox/local.js'
 import { OutboxState, type OutboxChange, type OutboxImage } from '../outbox/state.js'
 import type { Page, PageQuery, Progress, RecordStore } from './index.js'
 import {
   applyEntry,
-  applyProgress,
   entryProblem,
   JOURNAL,
   journalBaseOf,
   SnapshotFile,
   StateFileError,
-  unfinished,
   type Entry,
   type Snapshot,
 } from './local-files.js'
-import { decodeCursor, encodeCursor, idOf, insertSorted, lowerBound, sortKey, upperBound } from './order.js'
+import { InMemoryRecords } from './in-memory.js'
 
 export { StateFileError } from './local-files.js'
 
 /** A line carries `ev` only when the change causes events: without hooks, lines are as they always were. */
 const evOf = (events: readonly HookEvent[] | undefined) =>
   events && events.length > 0 ? { ev: [...events] } : {}
-
-function removeSorted(keys: string[], key: string): void {
-  const at = lowerBound(keys, key)
-  if (keys[at] === key) keys.splice(at, 1)
-}
 
 /** A new snapshot once the journal is larger than this and larger than the snapshot itself. */
 const COMPACT_AT_BYTES = 4 * 1024 * 1024
@@ -58,14 +51,8 @@ interface Pending {
  * while changes go on can only hold state at or after its `seq`, and replaying from `seq` gives the truth.
  */
 export class LocalStore implements RecordStore {
-  private readonly records: Record<string, UploadRecord>
-  /** Sort keys in creation order, for pages; kept sorted by insertion (new records almost always go last). */
-  private readonly order: string[] = []
-  /**
-   * The owner index: each owner's sort keys, in creation order as `order`. Built from the records on open
-   * and kept with every put and removal, so it is never on disk and cannot disagree with what is.
-   */
-  private readonly owned = new Map<string, string[]>()
+  /** Every record, with the creation order and owner index that pages walk. */
+  private readonly memory: InMemoryRecords
   private seq: number
   private journal: { handle: FileHandle; path: string; size: number } | undefined
   private queue: Pending[] = []
@@ -84,15 +71,8 @@ export class LocalStore implements RecordStore {
     /** The hooks' outbox (issue 23): its changes are lines of this journal, its image part of the snapshot. */
     private readonly hooks: OutboxState,
   ) {
-    this.records = db.data.uploads
+    this.memory = new InMemoryRecords(db.data.uploads)
     this.seq = seq
-    for (const record of Object.values(this.records)) {
-      Object.freeze(record)
-      this.order.push(sortKey(record))
-      if (record.owner) this.ownedBy(record.owner).push(sortKey(record))
-    }
-    this.order.sort()
-    for (const keys of this.owned.values()) keys.sort()
   }
 
   /** Whether any state is on disk for this file (a snapshot or a journal). */
@@ -184,48 +164,19 @@ export class LocalStore implements RecordStore {
   // ---- reads ---------------------------------------------------------------------------------------------
 
   async get(id: string): Promise<UploadRecord | undefined> {
-    return Object.hasOwn(this.records, id) ? this.records[id] : undefined
+    return this.memory.get(id)
   }
 
-  async page({ status, after, first, owner }: PageQuery): Promise<Page> {
-    const order = owner === undefined ? this.order : (this.owned.get(owner) ?? [])
-    let start = 0
-    if (after !== undefined) {
-      const key = decodeCursor(after)
-      start = key === undefined ? order.length : upperBound(order, key)
-    }
-    const wanted = status === undefined ? undefined : new Set(status)
-    const records: UploadRecord[] = []
-    let i = start
-    for (; i < order.length && records.length < first; i++) {
-      const record = this.records[idOf(order[i] ?? '')]
-      if (record && (!wanted || wanted.has(record.status))) records.push(record)
-    }
-    let hasNextPage = false
-    for (; i < order.length && !hasNextPage; i++) {
-      const record = this.records[idOf(order[i] ?? '')]
-      hasNextPage = record !== undefined && (!wanted || wanted.has(record.status))
-    }
-    const end = records.at(-1)
-    return { records, hasNextPage, endCursor: end ? encodeCursor(sortKey(end)) : null }
+  async page(query: PageQuery): Promise<Page> {
+    return this.memory.page(query)
   }
 
   async unfinished(): Promise<UploadRecord[]> {
-    const records: UploadRecord[] = []
-    for (const key of this.order) {
-      const record = this.records[idOf(key)]
-      if (record && unfinished(record)) records.push(record)
-    }
-    return records
+    return this.memory.unfinished()
   }
 
   async countByStatus(): Promise<Record<UploadStatus, number>> {
-    const counts = Object.fromEntries(UPLOAD_STATUSES.map((status) => [status, 0])) as Record<
-      UploadStatus,
-      number
-    >
-    for (const { status } of Object.values(this.records)) counts[status]++
-    return counts
+    return this.memory.countByStatus()
   }
 
   // ---- writes --------------------------------------------------------------------------------------------
@@ -233,14 +184,14 @@ export class LocalStore implements RecordStore {
   put(record: UploadRecord, _fence?: string, events?: readonly HookEvent[]): Promise<void> {
     const frozen = Object.freeze({ ...record })
     return this.append({ put: frozen, ...evOf(events) }, () => {
-      this.set(frozen)
+      this.memory.set(frozen)
       this.queueEvents(events)
     })
   }
 
   remove(id: string, _fence?: string, events?: readonly HookEvent[]): Promise<void> {
     return this.append({ del: id, ...evOf(events) }, () => {
-      this.delete(id)
+      this.memory.delete(id)
       this.queueEvents(events)
     })
   }
@@ -263,7 +214,7 @@ export class LocalStore implements RecordStore {
   progress(entries: readonly Progress[]): Promise<void> {
     if (entries.length === 0) return Promise.resolve()
     const p = entries.map((e): [string, number, string] => [e.id, e.uploadedSize, e.updatedAt])
-    return this.append({ p }, () => applyProgress(this.records, p))
+    return this.append({ p }, () => this.memory.progress(p))
   }
 
   async close(): Promise<void> {
@@ -272,37 +223,6 @@ export class LocalStore implements RecordStore {
     await this.compacting?.catch(() => undefined)
     await this.journal?.handle.close()
     this.journal = undefined
-  }
-
-  private set(record: UploadRecord): void {
-    const old = Object.hasOwn(this.records, record.id) ? this.records[record.id] : undefined
-    if (!old) insertSorted(this.order, sortKey(record))
-    if (old?.owner !== record.owner) {
-      if (old?.owner) this.unindex(old.owner, sortKey(old))
-      if (record.owner) insertSorted(this.ownedBy(record.owner), sortKey(record))
-    }
-    this.records[record.id] = record
-  }
-
-  private delete(id: string): void {
-    const record = this.records[id]
-    if (!record) return
-    Reflect.deleteProperty(this.records, id)
-    removeSorted(this.order, sortKey(record))
-    if (record.owner) this.unindex(record.owner, sortKey(record))
-  }
-
-  private ownedBy(owner: string): string[] {
-    let keys = this.owned.get(owner)
-    if (!keys) this.owned.set(owner, (keys = []))
-    return keys
-  }
-
-  private unindex(owner: string, key: string): void {
-    const keys = this.owned.get(owner)
-    if (!keys) return
-    removeSorted(keys, key)
-    if (keys.length === 0) this.owned.delete(owner)
   }
 
   private append(
