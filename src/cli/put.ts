@@ -1,4 +1,4 @@
-import { constants, createReadStream, type ReadStream } from 'node:fs'
+import { constants, createReadStream } from 'node:fs'
 import { access, stat } from 'node:fs/promises'
 import { basename, resolve } from 'node:path'
 import {
@@ -8,21 +8,12 @@ import {
   type HttpResponse,
   type UrlStorage,
 } from 'tus-js-client'
-import { authHeaders, ended, type Api, type Upload } from './api.js'
+import { authHeaders, ended, type Api } from './api.js'
 import { interrupted, whenAborted, type Context } from './context.js'
 import { CliError, EXIT, oneLine } from './errors.js'
-import {
-  createDisplay,
-  printable,
-  printJson,
-  printLine,
-  RateMeter,
-  hashNote,
-  type Display,
-  type Row,
-} from './output.js'
+import { createDisplay, printable, printJson, printLine, RateMeter } from './output.js'
+import { finalEvent, finalLine, howToContinue, newJob, type Job, type LocalFile } from './put-job.js'
 import { forget, uploadStorage } from './state.js'
-import { formatBytes, formatTarget } from './units.js'
 import { progressOf } from './watch.js'
 
 export interface PutOptions {
@@ -31,31 +22,6 @@ export interface PutOptions {
   speed: number | undefined
   /** Stop once each file is received, printing the ids. */
   detach: boolean
-}
-
-interface LocalFile {
-  /** As given on the command line. */
-  given: string
-  path: string
-  name: string
-  size: number
-}
-
-/** One file of the put, from queued to its end. */
-interface Job {
-  file: LocalFile
-  row: Row
-  stage: 'queued' | 'sending' | 'storing' | 'over'
-  tus: TusUpload | undefined
-  source: ReadStream | undefined
-  id: string | undefined
-  sent: number
-  /** The offset the upload was resumed from (0 for a new one). */
-  resumedFrom: number
-  /** How it ended: the server's last word, or why it could not be sent. */
-  last: Upload | undefined
-  failure: string | undefined
-  stop: (() => void) | undefined
 }
 
 /** The files, each checked before anything is sent: a missing or unreadable one fails the whole put. */
@@ -103,41 +69,6 @@ function tusFailure(error: Error, server: string): string {
 
 const idOf = (url: string): string => decodeURIComponent(url.split('/').pop() ?? '')
 
-/** A file's final line: how it ended. */
-function finalLine(job: Job, mode: Context['mode']): string {
-  const name = printable(job.file.name)
-  const last = job.last
-  const id = job.id ? ` (id ${job.id})` : ''
-  if (job.failure !== undefined) return `${name}: failed: ${job.failure}${id}`
-  if (!last) return `${name}: unknown${id}`
-  if (last.removed) return `${name}: deleted from the server before it was stored${id}`
-  switch (last.status) {
-    case 'COMPLETED':
-      return `${name}: completed, ${formatBytes(last.totalSize)} stored${id}${hashNote(last.sha256, mode)}`
-    case 'CANCELED':
-      return `${name}: canceled${id}`
-    case 'FAILED':
-      return `${name}: failed: ${printable(last.error ?? 'no reason given')}${id}`
-    default:
-      // --detach: received, and left to the server.
-      return `${name}: received${id}; the server stores it at ${formatTarget(last.targetSpeed)}`
-  }
-}
-
-function finalEvent(job: Job): Record<string, unknown> {
-  const last = job.last
-  return {
-    event: 'done',
-    file: job.file.given,
-    id: job.id ?? null,
-    status: last?.removed ? 'DELETED' : (last?.status ?? null),
-    sha256: last?.sha256 || null,
-    size: job.file.size,
-    resumedFrom: job.resumedFrom,
-    error: job.failure ?? last?.error ?? null,
-  }
-}
-
 /**
  * `upctl put FILE…`: each file goes over tus, one after the other, resumably (an interrupted put of the same
  * file continues from the server's offset), then is followed over graphql-ws until it is stored.
@@ -166,22 +97,6 @@ export async function put(ctx: Context, options: PutOptions): Promise<number> {
   )
     ? EXIT.OK
     : EXIT.FAILURE
-}
-
-function newJob(file: LocalFile, display: Display): Job {
-  return {
-    file,
-    row: display.row(file.name, { stage: 'queued', done: 0, total: file.size, speed: 0 }),
-    stage: 'queued',
-    tus: undefined,
-    source: undefined,
-    id: undefined,
-    sent: 0,
-    resumedFrom: 0,
-    last: undefined,
-    failure: undefined,
-    stop: undefined,
-  }
 }
 
 /**
@@ -243,23 +158,6 @@ async function stopAll(jobs: Job[]): Promise<void> {
     job.stop?.()
     job.source?.destroy()
   }
-}
-
-/** The one line an interrupted put leaves: where each file stands, and the command that continues. */
-function howToContinue(jobs: Job[], again: string): string {
-  const parts = jobs
-    .filter((job) => job.stage !== 'over')
-    .map((job) => {
-      const name = printable(job.file.name)
-      if (job.stage === 'queued') return `${name} not started`
-      if (job.stage === 'sending')
-        return `${name} ${formatBytes(job.sent)} of ${formatBytes(job.file.size)} sent${job.id ? ` (upload ${job.id})` : ''}`
-      return `${name} fully sent, the server goes on storing it (upload ${job.id ?? '?'})`
-    })
-  if (parts.length === 0) return 'every file had ended'
-  const sending = jobs.some((job) => job.stage === 'queued' || job.stage === 'sending')
-  const what = sending ? 'to continue' : parts.length > 1 ? 'to follow them again' : 'to follow it again'
-  return `${parts.join('; ')}; ${what}, run the same command: ${again}`
 }
 
 interface SendDeps {
