@@ -10,7 +10,7 @@
  * under the cap's. A stall (a GC, a busy core, a slow disk, the event loop held by other work) leaves them
  * behind it, and they make that up, boundedly: a flow at most CATCH_UP_SECONDS of its line, at no more than
  * CATCH_UP_PACE times its speed; the cap at most CAP_CATCH_UP_SECONDS, at no more than CAP_PACE times the cap,
- * and only while it binds. Beyond that the line moves on: a longer stall is never caught up by a burst.
+ * and only while it binds (cap-line.ts). Beyond that the line moves on: a longer stall is never caught up by a burst.
  *
  * Fairness under the cap is max-min: while the cap binds, every flow's chunk is sized for its fair share of
  * it, so round-robin gives each the same bytes; a flow asking less than its share waits on its own line, not
@@ -25,6 +25,7 @@ import {
   MAX_THROTTLED_CHUNK,
   UNLIMITED_CHUNK,
 } from './throttle.js'
+import { CapLine } from './cap-line.js'
 
 /** Fewer than this many chunks a second and a flow's byte curve gets coarse. */
 const MIN_CHUNKS_PER_SECOND = 4
@@ -42,29 +43,6 @@ export const CATCH_UP_SECONDS = 0.5
 const CATCH_UP_PACE = 2
 /** What a flow may move at once beyond one chunk while it catches up: this long at its catch-up pace. */
 const PACE_BURST_SECONDS = 0.125
-/**
- * How far the flows together may fall behind the cap's line while it binds (it held a flow back within the
- * last CAP_BINDING_MS) and still make it up. (A sliding window of the bytes moved, tried first, echoes: what
- * a catch-up moves in one second is taken from the next, and a stall was never made up in full.)
- */
-const CAP_CATCH_UP_SECONDS = 0.5
-/**
- * While it does not bind, the cap keeps only this much credit: flows below it on their own lines must not
- * leave it a store that lets an unlimited flow burst when it starts.
- */
-const CAP_SLACK_SECONDS = 0.05
-const CAP_BINDING_MS = 1000
-/**
- * The cap's shortfall is made up at no more than this multiple of the cap: quickly, so what a stall just
- * before a span of time owes is not paid out inside it (at 1.5x a 2 MiB/s cap's sum read 2.55 % over 3 s).
- */
-const CAP_PACE = 3
-/**
- * What the cap may hand out at once at its pace: a throttled chunk and this long at the pace. Its share per
- * flow is what each asks for while they make up a shortfall, so it must outlast a slow write (at 20 ms a
- * 2 MiB/s cap's sum read 4.5 % short on a machine at load 20).
- */
-const CAP_PACE_BURST_SECONDS = 0.1
 
 interface Waiter {
   flow: Flow
@@ -205,19 +183,11 @@ export class Scheduler {
   private readonly flows = new Set<Flow>()
   private waiting: Waiter[] = []
   private timer: NodeJS.Timeout | undefined
-  /** Bytes per second for all flows together; 0: no cap. */
-  private cap: number
-  /** Bytes the cap lets go now by its line: the line less what moved, within its bound (see refill). */
-  private tokens = 0
-  /** Bytes the cap lets go now by its pace (CAP_PACE × the cap). */
-  private pace = 0
-  private last = performance.now()
-  /** When the cap last held back a flow that its own line would have let go. */
-  private boundAt = -Infinity
+  /** The server-wide cap's line: bytes per second for all flows together; 0: no cap. */
+  private readonly line: CapLine
 
   constructor(cap = 0) {
-    this.cap = cap
-    this.restartCap(performance.now(), 0)
+    this.line = new CapLine(cap)
   }
 
   get size(): number {
@@ -225,17 +195,17 @@ export class Scheduler {
   }
 
   get maxTotalSpeed(): number {
-    return this.cap
+    return this.line.cap
   }
 
   /** Each running flow's fair share of the cap; 0 when there is none. */
   share(): number {
-    return this.cap === 0 ? 0 : this.cap / this.size
+    return this.line.cap === 0 ? 0 : this.line.cap / this.size
   }
 
   flow(rate: number): Flow {
     // Idle until now: the cap's line starts again (else the first flows would make up the idle time at once).
-    if (this.flows.size === 0) this.restartCap(performance.now(), 0)
+    if (this.flows.size === 0) this.line.restart(performance.now(), 0)
     const flow = new Flow(this, rate)
     this.flows.add(flow)
     return flow
@@ -243,48 +213,11 @@ export class Scheduler {
 
   /** A new cap from now on (0: none), on a line of its own; flows waiting are planned again at once. */
   setCap(cap: number): void {
-    const now = performance.now()
-    this.refill(now)
-    this.cap = cap
-    // Nothing the flows were behind under the old cap is made up under the new one.
-    this.restartCap(now, MAX_THROTTLED_CHUNK + cap * CAP_SLACK_SECONDS)
+    this.line.set(cap, performance.now())
     for (const waiter of this.waiting.splice(0)) {
       waiter.flow.waiter = undefined
       waiter.resolve(false)
     }
-  }
-
-  /** The cap's line starts now, keeping at most `keep` of what it had; its pace holds a chunk. */
-  private restartCap(now: number, keep: number): void {
-    this.tokens = Math.min(this.tokens, keep)
-    this.pace = this.paceCapacity()
-    this.last = now
-  }
-
-  private paceCapacity(): number {
-    return MAX_THROTTLED_CHUNK + this.cap * CAP_PACE * CAP_PACE_BURST_SECONDS
-  }
-
-  /**
-   * What the cap's line (and its pace) earned since it was last looked at. The line may be ahead of what
-   * moved by a chunk and CAP_CATCH_UP_SECONDS of the cap if the cap was binding when this span began (what
-   * the flows could not move in it is owed them), by a chunk and CAP_SLACK_SECONDS otherwise.
-   */
-  private refill(now: number): void {
-    if (this.cap === 0) return
-    const seconds = (now - this.last) / 1000
-    if (seconds <= 0) return
-    const binding = this.last - this.boundAt <= CAP_BINDING_MS
-    const bound = MAX_THROTTLED_CHUNK + this.cap * (binding ? CAP_CATCH_UP_SECONDS : CAP_SLACK_SECONDS)
-    this.tokens = Math.min(bound, this.tokens + seconds * this.cap)
-    this.pace = Math.min(this.paceCapacity(), this.pace + seconds * this.cap * CAP_PACE)
-    this.last = now
-  }
-
-  /** Bytes the cap lets go now: what its line has, within its pace; Infinity without a cap. */
-  private available(): number {
-    if (this.cap === 0) return Infinity
-    return Math.min(this.tokens, this.pace)
   }
 
   /**
@@ -292,39 +225,33 @@ export class Scheduler {
    * make up a shortfall (so they keep up even when each write takes longer than a chunk's worth of the cap).
    */
   spare(now: number): number {
-    if (this.cap === 0) return Infinity
-    this.refill(now)
-    return this.available() / this.size
-  }
-
-  private take(bytes: number): void {
-    if (this.cap === 0) return
-    this.tokens -= bytes
-    this.pace -= bytes
+    if (this.line.cap === 0) return Infinity
+    this.line.refill(now)
+    return this.line.available() / this.size
   }
 
   /** `flow` could go by its own line and waits for the cap: the cap binds. */
   private held(flow: Flow, bytes: number, now: number): void {
     flow.hold(bytes)
-    if (this.cap !== 0) this.boundAt = now
+    this.line.bind(now)
   }
 
   grant(flow: Flow, bytes: number, signal?: AbortSignal): Promise<boolean> {
     if (signal?.aborted) return Promise.reject(abortError())
     const now = performance.now()
     flow.refill(now)
-    this.refill(now)
+    this.line.refill(now)
     // Its own line has it, and (under a cap) nobody is ahead of it in line and the cap has it: it goes now.
     // Without a cap flows share nothing, so others waiting on their own speeds hold nobody up.
-    const capAllows = this.cap === 0 || (this.waiting.length === 0 && this.available() >= bytes)
+    const capAllows = this.line.cap === 0 || (this.waiting.length === 0 && this.line.available() >= bytes)
     const ready = flow.ready(bytes)
     if (ready && capAllows) {
       flow.spend(bytes)
-      this.take(bytes)
+      this.line.take(bytes)
       return Promise.resolve(true)
     }
     // Waiting its turn behind others is not being held back: only a cap that has too little binds.
-    if (ready && this.available() < bytes) this.held(flow, bytes, now)
+    if (ready && this.line.available() < bytes) this.held(flow, bytes, now)
     return new Promise<boolean>((resolve, reject) => {
       const onAbort = () => {
         this.drop(flow)
@@ -349,7 +276,7 @@ export class Scheduler {
   /** Hands out what accrued, round-robin: each flow that can go goes, while the cap has bytes. */
   private tick(): void {
     const now = performance.now()
-    this.refill(now)
+    this.line.refill(now)
     const still: Waiter[] = []
     let exhausted = false
     for (const waiter of this.waiting) {
@@ -362,14 +289,14 @@ export class Scheduler {
       }
       const ready = flow.ready(bytes)
       // Out of the cap's bytes: this one and those after it wait; next tick starts with them.
-      if (ready && !exhausted && this.available() < bytes) exhausted = true
+      if (ready && !exhausted && this.line.available() < bytes) exhausted = true
       if (!ready || exhausted) {
         if (ready) this.held(flow, bytes, now)
         still.push(waiter)
         continue
       }
       flow.spend(bytes)
-      this.take(bytes)
+      this.line.take(bytes)
       flow.waiter = undefined
       waiter.resolve(true)
     }
