@@ -10,7 +10,8 @@
  * under the cap's. A stall (a GC, a busy core, a slow disk, the event loop held by other work) leaves them
  * behind it, and they make that up, boundedly: a flow at most CATCH_UP_SECONDS of its line, at no more than
  * CATCH_UP_PACE times its speed; the cap at most CAP_CATCH_UP_SECONDS, at no more than CAP_PACE times the cap,
- * and only while it binds (cap-line.ts). Beyond that the line moves on: a longer stall is never caught up by a burst.
+ * and only while it binds (cap-line.ts). Beyond that the line moves on: a longer stall is never caught up by
+ * a burst.
  *
  * Fairness under the cap is max-min: while the cap binds, every flow's chunk is sized for its fair share of
  * it, so round-robin gives each the same bytes; a flow asking less than its share waits on its own line, not
