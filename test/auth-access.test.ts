@@ -485,6 +485,16 @@ describe('scopes', () => {
     expect((await fetch(`${server.url}/metrics`, { headers: bearer(alice) })).status).toBe(403)
     expect((await fetch(`${server.url}/metrics`, { headers: bearer(root) })).status).toBe(200)
   })
+
+  it('the hook deliveries (which name every user’s uploads) are an admin’s: a user’s query or retry is FORBIDDEN', async () => {
+    const asked = await gql(alice, '{ hookDeliveries { pendingCount } }')
+    expect(asked.body.errors?.[0]?.extensions?.code).toBe('FORBIDDEN')
+    const retried = await gql(alice, 'mutation { retryHookDelivery(eventId: "any") { eventId } }')
+    expect(retried.body.errors?.[0]?.extensions?.code).toBe('FORBIDDEN')
+    // An admin is let through (this server has no hooks: there is nothing to retry, which is not FORBIDDEN).
+    const admin = await gql(root, 'mutation { retryHookDelivery(eventId: "any") { eventId } }')
+    expect(admin.body.errors?.[0]?.extensions?.code).not.toBe('FORBIDDEN')
+  })
 })
 
 describe('upctl', () => {
