@@ -221,7 +221,6 @@ export class OwnedService {
     )
   }
 
-  /** A tus upload: its size is declared up front, so its quotas are asked exactly, before it is on record. */
   /**
    * A tus creation asked of the pre-create hook at the speed this caller would get: a speed over their cap
    * is refused (422) before the hook is asked, and no speed is the default held to their cap.
@@ -236,6 +235,7 @@ export class OwnedService {
     return this.service.approveResumable({ ...proposal, speed })
   }
 
+  /** A tus upload: its size is declared up front, so its quotas are asked exactly, before it is on record. */
   createResumable(input: { id: string; filename: string; size: number; speed?: number | null }) {
     requireScope(this.principal, 'write')
     const owner = this.principal.sub
