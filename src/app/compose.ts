@@ -243,6 +243,7 @@ function assemble(config: Config, seams: Seams, orphans: readonly Leftover[]): A
       }),
     inFlight,
     ...(config.hooks ? { hookFile: createHookFileHandler(service, storage, config.hooks.secret) } : {}),
+    carryRequestIds: hooks !== undefined,
   })
   const server = createServer(
     // Enforce headersTimeout every second (Node checks every 30 s by default, which lets trickling headers linger).

@@ -55,6 +55,12 @@ export interface Routes {
   inFlight: Set<ServerResponse>
   /** With HOOKS_URL: the files pre-finish hooks read, at /hooks/files/{id} (their links are signed). */
   hookFile?: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>
+  /**
+   * Whether the work a request starts carries its request id (request-context.ts), for the hook notifications
+   * it causes: with HOOKS_URL only. On Node 20 an AsyncLocalStorage, once run, hooks every promise of the
+   * process: it cost a status request 12-20 % of its CPU (bench/round3-profile.md).
+   */
+  carryRequestIds: boolean
 }
 
 /** GraphiQL's page holds no data; it is served without a token, and asks for one in its headers pane. */
@@ -225,7 +231,8 @@ export function createRouter(routes: Routes) {
         inFlight.delete(res)
         observeRequest(req.method ?? 'GET', url.pathname, res.statusCode, started)
       })
-      withRequestId(requestId, () => route(req, res, url))
+      if (routes.carryRequestIds) withRequestId(requestId, () => route(req, res, url))
+      else route(req, res, url)
     },
 
     /**
