@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CATCH_UP_SECONDS } from '../src/core/transfer/scheduler.js'
 import { chunkSizeFor, MAX_THROTTLED_CHUNK } from '../src/core/transfer/throttle.js'
 import { api, bytes, restUpload, statusOf, waitFor, waitForStatus } from './support/clients.js'
+import { startHookReceiver, type HookReceiver } from './support/hook-receiver.js'
 import { listStorage, startServer, transferFile, type TestServer } from './support/server.js'
 
 let server: TestServer
@@ -202,5 +203,68 @@ describe('pause, resume, cancel', () => {
     expect(stored.filter((name) => name.startsWith(id))).toEqual([])
     expect(staging).not.toContain(id)
     expect(transfers).not.toContain(id)
+  })
+})
+
+describe('an unthrottled transfer on a local folder', () => {
+  let receiver: HookReceiver
+  let hooked: TestServer
+  beforeAll(async () => {
+    receiver = await startHookReceiver()
+    // pre-finish holds each completion for a while: the transfer is whole then, and staging still there.
+    receiver.answerWith((payload) =>
+      payload.type === 'pre-finish' ? { status: 204, delayMs: 300 } : undefined,
+    )
+    hooked = await startServer({
+      HOOKS_URL: receiver.url,
+      HOOKS_SECRET: receiver.secret,
+      HOOKS_EVENTS: 'pre-finish',
+    })
+  })
+  afterAll(async () => {
+    await hooked.stop()
+    await receiver.stop()
+  })
+
+  /** The transfer's and staging's inodes as pre-finish is asked about the upload, and the stored bytes after. */
+  async function whileAsked(content: ReturnType<typeof bytes>, speed: number) {
+    const { body } = await restUpload(hooked.url, content, { speed })
+    const id = body.upload_id
+    await receiver.until((r) => r.arrived.some((p) => p.type === 'pre-finish' && p.upload.id === id))
+    const [transfer, staged] = await Promise.all([
+      stat(transferFile(hooked.dir, id)),
+      stat(join(hooked.dir, '.staging', id)),
+    ])
+    await waitForStatus(hooked.url, id, 'completed')
+    const stored = await readFile(join(hooked.dir, `${id}_data.bin`))
+    return { transfer, staged, stored, listed: await listStorage(hooked.dir), id }
+  }
+
+  it('is the staged bytes themselves, read once to verify them, never a second copy', async () => {
+    const content = bytes(5 * 1024 * 1024 + 3)
+    const { transfer, staged, stored, listed, id } = await whileAsked(content, 0)
+    expect(transfer.ino).toBe(staged.ino)
+    expect(stored.equals(content)).toBe(true)
+    expect(listed.staging).not.toContain(id)
+    expect(listed.transfers).not.toContain(id)
+  })
+
+  it('under a server-wide cap, is a copy the cap paces', async () => {
+    await api(hooked.url, 'POST', '/api/limits/total-speed?speed=4000000')
+    try {
+      const content = bytes(400_000)
+      const { transfer, staged, stored } = await whileAsked(content, 0)
+      expect(transfer.ino).not.toBe(staged.ino)
+      expect(stored.equals(content)).toBe(true)
+    } finally {
+      await api(hooked.url, 'POST', '/api/limits/total-speed?speed=0')
+    }
+  })
+
+  it('at a speed, is a copy written at that speed', async () => {
+    const content = bytes(200_000)
+    const { transfer, staged, stored } = await whileAsked(content, 1024 * 1024)
+    expect(transfer.ino).not.toBe(staged.ino)
+    expect(stored.equals(content)).toBe(true)
   })
 })

@@ -172,6 +172,32 @@ export function storageContract(name: string, makeBacking: () => Promise<Storage
       await unread.close()
     })
 
+    it('a storage that links staged bytes makes them the transfer as they are; a fresh transfer never empties them', async (ctx) => {
+      const { backing, storage } = await fresh()
+      if (!storage.linkStaged) return ctx.skip()
+      const data = bytes(2 * 1024 * 1024 + 5, 12)
+      const upload = target(data)
+      await stage(storage, upload, data)
+      const mark = await storage.linkStaged(upload)
+      expect(mark).toBeDefined()
+      expect(await storage.unchanged(upload, mark)).toBe(true)
+      // After a crash here, a new storage finds the whole transfer, checked against staging.
+      const restarted = await backing.open()
+      const verified = await restarted.verifiedPrefix(upload)
+      expect(verified.offset).toBe(data.length)
+      expect(verified.hash.copy().digest('hex')).toBe(upload.sha256)
+      // A transfer started over (a recheck, a speed set) writes a new file: the staged bytes stay whole.
+      const again = await storage.openTransfer(upload, { offset: 0 })
+      await writeRange(again, data, 0, 1000)
+      await again.close()
+      expect((await collect(storage.readStaged(upload.id))).equals(data)).toBe(true)
+      const linked = await storage.linkStaged(upload)
+      await storage.complete(upload, upload.sha256, linked)
+      await storage.remove(upload, 'staged')
+      const stored = await storage.openStored(upload)
+      expect((await collect(stored.read(0, data.length - 1))).equals(data)).toBe(true)
+    })
+
     it('never completes a transfer whose bytes do not hash to what arrived', async () => {
       const { storage } = await fresh()
       const data = bytes(2 * 1024 * 1024, 5)

@@ -78,6 +78,11 @@ export class Flow {
     this.pace = this.paceCapacity()
   }
 
+  /** Nothing paces it now: no speed of its own and no server-wide cap. */
+  get unlimited(): boolean {
+    return this.rate === 0 && this.scheduler.maxTotalSpeed === 0
+  }
+
   /** The speed this flow gets now: its own, or its fair share of the cap when that is smaller. */
   effectiveRate(): number {
     const share = this.scheduler.share()
@@ -101,7 +106,7 @@ export class Flow {
    */
   want(): number {
     const chunk = this.chunk()
-    if (this.rate === 0 && this.scheduler.maxTotalSpeed === 0) return chunk
+    if (this.unlimited) return chunk
     const now = performance.now()
     this.refill(now)
     let may = this.rate === 0 ? Infinity : Math.min(this.tokens, this.pace)

@@ -10,7 +10,7 @@ import {
   type TransferSink,
   type TransferTarget,
 } from '../../seams/storage/index.js'
-import type { RunningHash } from './hasher.js'
+import { transferHash, type RunningHash } from './hasher.js'
 import type { Flow, Scheduler } from './scheduler.js'
 
 export interface TransferJob {
@@ -87,6 +87,11 @@ export class Transfer {
 
   private async run(): Promise<number> {
     const { job } = this
+    const linkStaged = job.storage.linkStaged?.bind(job.storage)
+    if (job.offset === 0 && this.flow.unlimited && linkStaged) {
+      const linked = await this.link(linkStaged)
+      if (linked !== undefined) return linked
+    }
     const total = job.upload.totalSize
     const source = await job.storage.openStaged(job.upload.id)
     // The next chunk is read into the other buffer while this one is written and hashed, so reads never wait
@@ -120,8 +125,70 @@ export class Transfer {
         await sink.close()
       }
     } finally {
-      await ahead.settle()
-      await source.close()
+      await ahead.close()
+    }
+  }
+
+  /**
+   * Nothing paces the transfer, so it need not be a copy: the staged bytes are read once and hashed (as a
+   * copy would hash what it writes, so completion checks them against the sha256 taken on arrival), then
+   * storage makes them the transfer as they are (Storage.linkStaged). A pause or cancel meanwhile stops it
+   * with nothing written; a speed or a cap set meanwhile, or storage that cannot link, leaves it to the copy
+   * (undefined), from the first byte.
+   */
+  private async link(linkStaged: NonNullable<Storage['linkStaged']>): Promise<number | undefined> {
+    const { job } = this
+    const total = job.upload.totalSize
+    const check = transferHash(0)
+    // Stopped with nothing written: the transfer is as it was, and its hash (of no bytes) goes on.
+    const stopped = () => {
+      check.drop()
+      job.onStop?.({ acknowledged: 0, mark: job.expected, hash: job.hash })
+      return 0
+    }
+    let mark: TransferMark | undefined
+    try {
+      if (!(await this.verify(check))) {
+        if (job.signal.aborted) return stopped()
+        check.drop()
+        return undefined
+      }
+      if (job.mayWrite && !job.mayWrite())
+        throw new LeaseLostError('lease lost before the staged bytes were linked')
+      mark = await this.patiently('link', () => linkStaged(job.upload))
+    } catch (error) {
+      if (isAbort(error)) return stopped()
+      check.drop()
+      throw error
+    }
+    if (mark === undefined) {
+      check.drop()
+      return undefined
+    }
+    job.onProgress(total)
+    job.onStop?.({ acknowledged: total, mark, hash: check })
+    return total
+  }
+
+  /** Reads and hashes every staged byte; false if stopped, or paced, before the last. */
+  private async verify(check: RunningHash): Promise<boolean> {
+    const { job, flow } = this
+    const total = job.upload.totalSize
+    const ahead = new ReadAhead(await job.storage.openStaged(job.upload.id), total)
+    let offset = 0
+    try {
+      while (offset < total) {
+        if (job.signal.aborted || !flow.unlimited) return false
+        const at = offset
+        const chunk = await this.patiently('read', () => ahead.take(at, Math.min(flow.chunk(), total - at)))
+        const hashed = check.update(chunk)
+        offset += chunk.length
+        ahead.prefetch(offset, flow.chunk())
+        await hashed
+      }
+      return !job.signal.aborted
+    } finally {
+      await ahead.close()
     }
   }
 
@@ -259,9 +326,10 @@ class ReadAhead {
     }
   }
 
-  /** Waits for a read still in flight, so the file can be closed under none. */
-  async settle(): Promise<void> {
+  /** Closes the staged bytes, once no read is in flight under them. */
+  async close(): Promise<void> {
     await this.pending?.read
+    await this.source.close()
   }
 
   /** The buffer at `index`, grown to `length` if need be, keeping its first `keep` bytes. */

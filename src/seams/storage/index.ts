@@ -93,6 +93,15 @@ export interface Storage {
   ): Promise<TransferSink>
 
   /**
+   * Makes the staged bytes, as they are, the whole transfer, without copying them: for a transfer that
+   * nothing paces, from its first byte. Durable once it resolves, with the mark of the transfer it made; the
+   * staged bytes keep their place until completion (the pre-finish hook reads them, and recovery checks the
+   * transfer against them). Undefined, or resolving undefined (a file system without hard links, staging on
+   * another one), means the transfer copies them.
+   */
+  linkStaged?(upload: TransferTarget): Promise<TransferMark | undefined>
+
+  /**
    * Whether the transfer is still exactly as a run left it (`mark`), so the bytes before its offset are the
    * ones that run wrote and hashed (one stat for a file). Anything else, or no mark, is false.
    */

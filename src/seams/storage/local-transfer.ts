@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { open, stat, type FileHandle } from 'node:fs/promises'
+import { open, stat, unlink, type FileHandle } from 'node:fs/promises'
 import { inFolder, writeAll } from '../../durable-fs.js'
 import { InternalFault } from '../../errors.js'
 import { TargetChangedError, type TransferMark, type TransferSink, type Verified } from './index.js'
@@ -62,9 +62,9 @@ export class FileSink implements TransferSink {
     offset: number,
     mark: TransferMark | undefined,
   ): Promise<FileSink> {
-    // Read and write: 'r+' keeps the bytes already there, 'w+' starts empty; 'a' would ignore positions on Linux.
-    // A fresh file's folder is made again if someone removed it while we ran.
-    const handle = offset > 0 ? await open(path, 'r+') : await inFolder(path, () => open(path, 'w+'))
+    // Read and write: 'r+' keeps the bytes already there; 'a' would ignore positions on Linux. A fresh file's
+    // folder is made again if someone removed it while we ran.
+    const handle = offset > 0 ? await open(path, 'r+') : await inFolder(path, () => fresh(path))
     try {
       if (offset > 0) await checkResumed(handle, offset, stampIn(mark))
     } catch (error) {
@@ -131,6 +131,22 @@ export class FileSink implements TransferSink {
     await this.flushing?.catch(() => undefined)
     await this.handle.close().catch(() => undefined)
   }
+}
+
+/**
+ * A new, empty file at `path`. One already there is unlinked, never truncated: it may be a second name of the
+ * staged bytes (see LocalStorage.linkStaged), which truncating would empty under both names.
+ */
+async function fresh(path: string): Promise<FileHandle> {
+  try {
+    return await open(path, 'wx+')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+  }
+  await unlink(path).catch((error: unknown) => {
+    if (!isMissing(error)) throw error
+  })
+  return open(path, 'wx+')
 }
 
 /**

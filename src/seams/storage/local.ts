@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { createReadStream, createWriteStream, open as openCallback } from 'node:fs'
 import {
+  link,
   mkdir,
   open,
   readdir,
@@ -33,7 +34,7 @@ import {
   type TransferTarget,
   type Verified,
 } from './index.js'
-import { FileSink, stampIn, verifiedPrefix } from './local-transfer.js'
+import { FileSink, localMark, stampIn, verifiedPrefix } from './local-transfer.js'
 import { RoomLedger } from './room.js'
 import { sameStamp, stampOf } from './stamp.js'
 
@@ -209,6 +210,40 @@ export class LocalStorage implements Storage {
   openTransfer(upload: TransferTarget, from: { offset: number; mark?: TransferMark }): Promise<TransferSink> {
     return FileSink.open(this.transferPath(upload.id), upload.totalSize, from.offset, from.mark)
   }
+
+  /**
+   * A second name in `.transfers` for the staged file (same file system, so a hard link): the same bytes,
+   * flushed once, and nothing written twice. The transfer is never written to afterwards (it is whole), and
+   * FileSink never truncates a file it did not create (see FileSink.open), so the staged bytes under their
+   * other name stay as they arrived until completion removes that name.
+   */
+  async linkStaged(upload: TransferTarget): Promise<TransferMark | undefined> {
+    if (!this.linkable) return undefined
+    const staged = this.stagingPath(upload.id)
+    const target = this.transferPath(upload.id)
+    const handle = await open(staged, 'r')
+    try {
+      await handle.datasync()
+    } finally {
+      await handle.close()
+    }
+    await removeFile(target)
+    try {
+      await inFolder(target, () => link(staged, target))
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EMLINK') throw error
+      // Staging mounted apart, or a file system without hard links: every transfer here copies.
+      log('info', 'storage.no_links', { reason: code })
+      this.linkable = false
+      return undefined
+    }
+    await fsyncDir(this.transfersDir)
+    return localMark(stampOf(await stat(target, { bigint: true })))
+  }
+
+  /** False once a hard link was refused: then no transfer tries again. */
+  private linkable = true
 
   /**
    * All of them: the file keeps every byte whose write returned (in the page cache, flushed every few MiB
