@@ -1,11 +1,37 @@
 import { mkdir, open, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
 
+/** A folder's sync under way, and the one queued behind it, which everyone who asks meanwhile shares. */
+interface FolderSync {
+  running: Promise<void>
+  queued: Promise<void> | undefined
+}
+const folderSyncs = new Map<string, FolderSync>()
+const ignore = () => undefined
+
 /**
  * A file created, renamed or removed is durable only once its folder's entry is: fsyncing the file alone
- * leaves the name to the kernel's whim after a power cut.
+ * leaves the name to the kernel's whim after a power cut. Group commit: a caller needs a sync that begins
+ * after its change, so while one runs, every caller waits for the one queued behind it, and they share it:
+ * sixteen uploads completing at once cost a couple of syncs of the folder, not sixteen.
  */
-export async function fsyncDir(path: string): Promise<void> {
+export function fsyncDir(path: string): Promise<void> {
+  const current = folderSyncs.get(path)
+  if (!current) return beginSync(path)
+  return (current.queued ??= current.running.then(ignore, ignore).then(() => beginSync(path)))
+}
+
+function beginSync(path: string): Promise<void> {
+  const sync: FolderSync = { running: syncFolder(path), queued: undefined }
+  folderSyncs.set(path, sync)
+  // Forgotten once done, unless a sync is queued behind it (that one takes its place as it begins).
+  void sync.running.then(ignore, ignore).then(() => {
+    if (folderSyncs.get(path) === sync && sync.queued === undefined) folderSyncs.delete(path)
+  })
+  return sync.running
+}
+
+async function syncFolder(path: string): Promise<void> {
   const handle = await open(path, 'r')
   try {
     await handle.sync()

@@ -35,9 +35,13 @@ const streams = new Map<number, Stream>()
 const spare: ArrayBuffer[] = []
 const MAX_SPARE = 8
 
-// A fresh block is not zero-filled (every byte of it that is hashed is written first): zeroing 1 MiB for a
-// 16-byte upload cost more than the rest of its hashing.
+// A fresh block is not zero-filled (every byte of it that is hashed is written first).
 const takeBlock = () => new Uint8Array(spare.pop() ?? (Buffer.allocUnsafeSlow(BLOCK).buffer as ArrayBuffer))
+
+/** Kept for reuse if it is a whole block (a stream's small first block is not) and few are kept. */
+function giveBack(block: ArrayBufferLike): void {
+  if (block.byteLength === BLOCK && spare.length < MAX_SPARE) spare.push(block as ArrayBuffer)
+}
 
 /**
  * Built, the worker is plain .js. From source (tsx, vitest) it is a .ts file: the worker registers tsx's
@@ -57,7 +61,7 @@ function shared(): Worker {
   const started = spawn()
   started.unref()
   started.on('message', (message: FromWorker) => {
-    if ('block' in message && spare.length < MAX_SPARE) spare.push(message.block)
+    if ('block' in message) giveBack(message.block)
     const stream = streams.get(message.id)
     if (!stream) return
     if ('digest' in message) {
@@ -158,7 +162,12 @@ export class InlineHash implements RunningHash {
 export class OffThreadHash implements RunningHash {
   private readonly id = nextId++
   private readonly stream: Stream = { inFlight: 0 }
-  private block = takeBlock()
+  /**
+   * The bytes not sent yet. While the stream is within INLINE_MAX it is a small block of its own, grown as
+   * bytes come: a whole 1 MiB block for each of a thousand small uploads' hashes (three each: arrival,
+   * transfer, check) was most of their garbage.
+   */
+  private block = new Uint8Array(0)
   private used = 0
   /** Bytes added so far. */
   size = 0
@@ -177,17 +186,28 @@ export class OffThreadHash implements RunningHash {
   /** Adds bytes; resolves at once unless too many are still waiting for the worker. */
   async update(bytes: Uint8Array): Promise<void> {
     this.check()
-    if (this.block.length === 0) this.block = takeBlock()
     this.size += bytes.length
     let at = 0
     while (at < bytes.length) {
-      const n = Math.min(BLOCK - this.used, bytes.length - at)
+      if (this.used === this.block.length) this.grow(bytes.length - at)
+      const n = Math.min(this.block.length - this.used, bytes.length - at)
       this.block.set(bytes.subarray(at, at + n), this.used)
       this.used += n
       at += n
       if (this.used === BLOCK) this.send()
     }
     if (this.stream.inFlight > MAX_IN_FLIGHT) await this.wait((done) => (this.stream.drained = done))
+  }
+
+  /** Room for `more` bytes: a bigger small block while the stream is within INLINE_MAX, else a whole one. */
+  private grow(more: number): void {
+    const want = this.used + more
+    const next =
+      this.size <= INLINE_MAX
+        ? new Uint8Array(Math.min(INLINE_MAX, Math.max(want, 2 * this.block.length, 1024)))
+        : takeBlock()
+    next.set(this.block.subarray(0, this.used))
+    this.block = next
   }
 
   /** A second hash that goes on from here on its own; the worker copies its state, in order with the blocks. */
@@ -224,7 +244,7 @@ export class OffThreadHash implements RunningHash {
     // Let go already (or its worker died): there is nothing left to keep.
     if (this.stream.failed) return
     if (this.used > 0) this.send()
-    if (this.block.length > 0 && spare.length < MAX_SPARE) spare.push(this.block.buffer as ArrayBuffer)
+    giveBack(this.block.buffer)
     this.block = new Uint8Array(0)
   }
 
@@ -236,7 +256,7 @@ export class OffThreadHash implements RunningHash {
     const waiting = this.stream.drained
     this.stream.drained = undefined
     waiting?.()
-    if (this.block.length === BLOCK && spare.length < MAX_SPARE) spare.push(this.block.buffer as ArrayBuffer)
+    giveBack(this.block.buffer)
     this.block = new Uint8Array(0)
     if (!streams.delete(this.id)) return
     worker?.postMessage({ id: this.id, done: 'drop' } satisfies ToWorker)
@@ -245,7 +265,7 @@ export class OffThreadHash implements RunningHash {
 
   /** Digested here: its block is given back, and the stream is done. */
   private forget(): void {
-    if (this.block.length === BLOCK && spare.length < MAX_SPARE) spare.push(this.block.buffer as ArrayBuffer)
+    giveBack(this.block.buffer)
     this.block = new Uint8Array(0)
     this.used = 0
     streams.delete(this.id)
@@ -273,7 +293,8 @@ export class OffThreadHash implements RunningHash {
     const block = this.block.buffer as ArrayBuffer
     this.stream.inFlight += this.used
     shared().postMessage({ id: this.id, block, length: this.used, done } satisfies ToWorker, [block])
-    this.block = done ? new Uint8Array(0) : takeBlock()
+    // The next is taken when bytes come for it (update).
+    this.block = new Uint8Array(0)
     this.used = 0
   }
 }

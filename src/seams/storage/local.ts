@@ -213,7 +213,7 @@ export class LocalStorage implements Storage {
 
   /**
    * A second name in `.transfers` for the staged file (same file system, so a hard link): the same bytes,
-   * flushed once, and nothing written twice. The transfer is never written to afterwards (it is whole), and
+   * flushed once (before completion makes them the stored file), and nothing written twice. The transfer is never written to afterwards (it is whole), and
    * FileSink never truncates a file it did not create (see FileSink.open), so the staged bytes under their
    * other name stay as they arrived until completion removes that name.
    */
@@ -238,7 +238,8 @@ export class LocalStorage implements Storage {
       this.linkable = false
       return undefined
     }
-    await fsyncDir(this.transfersDir)
+    // No sync of the folder: this name is a step on the way. Completion's rename makes the stored name and
+    // syncs both folders; a crash before that finds the staged bytes, and the transfer starts again.
     return localMark(stampOf(await stat(target, { bigint: true })))
   }
 
