@@ -17,6 +17,10 @@ const BLOCK = 1024 * 1024
 const IDLE_STOP_MS = 10_000
 /** A stream whose whole length is at most this is hashed on this thread when it ends (~0.15 ms at most). */
 const INLINE_MAX = 64 * 1024
+/** A small stream's first block: one socket read's worth, so most small bodies need no second. */
+const SMALL_BLOCK = 16 * 1024
+/** What a hash let go fails with: one error for all, not a stack trace taken per upload. */
+const LET_GO = new Error('This hash was let go')
 
 interface Stream {
   inFlight: number
@@ -204,7 +208,7 @@ export class OffThreadHash implements RunningHash {
     const want = this.used + more
     const next =
       this.size <= INLINE_MAX
-        ? new Uint8Array(Math.min(INLINE_MAX, Math.max(want, 2 * this.block.length, 1024)))
+        ? new Uint8Array(Math.min(INLINE_MAX, Math.max(want, 2 * this.block.length, SMALL_BLOCK)))
         : takeBlock()
     next.set(this.block.subarray(0, this.used))
     this.block = next
@@ -252,7 +256,7 @@ export class OffThreadHash implements RunningHash {
   drop(): void {
     // Nothing more is taken; a caller waiting for room goes on (to find it let go), never waits forever:
     // the worker's answers for a stream it forgot reach nobody.
-    this.stream.failed ??= new Error('This hash was let go')
+    this.stream.failed ??= LET_GO
     const waiting = this.stream.drained
     this.stream.drained = undefined
     waiting?.()
