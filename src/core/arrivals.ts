@@ -140,12 +140,11 @@ async function arrive(ctx: Context, id: string, staged: StagedFile): Promise<Upl
   } catch (error) {
     // Not on record as arrived (the store refused it, say): its client hears it was not taken, so
     // nothing of it is kept, neither its record nor its bytes.
-    await forget(
-      ctx,
-      id,
-      `The received file could not be kept: ${faultReason(error, 'upload.keep_failed', { id })}`,
-      staged.size,
-    )
+    const reason =
+      error instanceof RequestEnded
+        ? error.message
+        : `The received file could not be kept: ${faultReason(error, 'upload.keep_failed', { id })}`
+    await forget(ctx, id, reason, staged.size)
     throw error
   }
 }

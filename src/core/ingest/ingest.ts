@@ -380,7 +380,10 @@ class Intake {
         size: digest.size,
         sha256,
         room: staging.room,
-        async keep() {
+        keep: async () => {
+          // Let go already: the request's connection closed after its last byte, before it was taken.
+          if (!this.staging.has(staging))
+            throw new RequestEnded('The connection closed before the upload was taken; send it again')
           await arrival.keep()
           staging.kept = true
         },
