@@ -1,6 +1,7 @@
 import { createHash, type Hash } from 'node:crypto'
 import { Worker } from 'node:worker_threads'
 import type { FromWorker, ToWorker } from './hash-worker.js'
+import { streamedBytes } from '../../collect.js'
 
 /**
  * sha256 on the second core. Ingest and transfers would otherwise parse multipart, copy and hash (~1 s per
@@ -296,6 +297,7 @@ export class OffThreadHash implements RunningHash {
     this.check()
     const block = this.block.buffer as ArrayBuffer
     this.stream.inFlight += this.used
+    streamedBytes(this.used)
     shared().postMessage({ id: this.id, block, length: this.used, done } satisfies ToWorker, [block])
     // The next is taken when bytes come for it (update).
     this.block = new Uint8Array(0)
