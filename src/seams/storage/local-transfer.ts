@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
-import { open, stat, unlink, type FileHandle } from 'node:fs/promises'
+import { open, stat, type FileHandle } from 'node:fs/promises'
 import { inFolder, writeAll } from '../../durable-fs.js'
+import { isMissing, removeFile } from './files.js'
 import { InternalFault } from '../../errors.js'
 import { TargetChangedError, type TransferMark, type TransferSink, type Verified } from './index.js'
 import { sameStamp, stampOf, type FileStamp } from './stamp.js'
@@ -32,8 +33,6 @@ const FLUSH_EVERY = 8 * 1024 * 1024
 
 /** Reads and compares this much at a time when verifying files. */
 const VERIFY_CHUNK = 1024 * 1024
-
-const isMissing = (error: unknown) => (error as NodeJS.ErrnoException).code === 'ENOENT'
 
 /**
  * A transfer's file, written in place at explicit positions (so a resumed copy never depends on a cursor).
@@ -143,9 +142,7 @@ async function fresh(path: string): Promise<FileHandle> {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
   }
-  await unlink(path).catch((error: unknown) => {
-    if (!isMissing(error)) throw error
-  })
+  await removeFile(path)
   return open(path, 'wx+')
 }
 

@@ -1,18 +1,5 @@
-import { createHash } from 'node:crypto'
 import { createReadStream, createWriteStream, open as openCallback } from 'node:fs'
-import {
-  link,
-  mkdir,
-  open,
-  readdir,
-  rename,
-  rm,
-  stat,
-  statfs,
-  unlink,
-  writeFile,
-  type FileHandle,
-} from 'node:fs/promises'
+import { link, mkdir, open, rename, rm, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { promisify } from 'node:util'
@@ -34,6 +21,7 @@ import {
   type TransferTarget,
   type Verified,
 } from './index.js'
+import { hashFile, isMissing, list, READ_CHUNK, removeFile, sizeOf } from './files.js'
 import { FileSink, localMark, stampIn, verifiedPrefix } from './local-transfer.js'
 import { RoomLedger } from './room.js'
 import { sameStamp, stampOf } from './stamp.js'
@@ -62,18 +50,8 @@ const BY_ID = new RegExp(`^${UUID}$`)
 
 /** Big buffers move a body to disk in fewer, larger syscalls (a 16 KiB one made each chunk wait for a write). */
 const WRITE_BUFFER = 1024 * 1024
-/** Reads and hashes this much at a time. */
-const READ_CHUNK = 1024 * 1024
-
-const isMissing = (error: unknown) => (error as NodeJS.ErrnoException).code === 'ENOENT'
 
 const openFd = promisify(openCallback)
-
-/** A file removed if it is there: one unlink (rm({ force }) asks lstat first, for a folder it never is here). */
-const removeFile = (path: string) =>
-  unlink(path).catch((error: unknown) => {
-    if (!isMissing(error)) throw error
-  })
 
 export class LocalStorage implements Storage {
   readonly kind = 'local'
@@ -382,29 +360,4 @@ function ownerOfIncoming(name: string): string | undefined {
   // The instance's name may hold dots of its own (ip-10-0-0-1.ec2.internal).
   const stem = name.slice(0, -'.incoming'.length)
   return stem.slice(0, stem.lastIndexOf('.'))
-}
-
-async function sizeOf(path: string): Promise<number | undefined> {
-  try {
-    return (await stat(path)).size
-  } catch (error) {
-    if (isMissing(error)) return undefined
-    throw error
-  }
-}
-
-async function hashFile(path: string): Promise<string> {
-  const hash = createHash('sha256')
-  for await (const chunk of createReadStream(path, { highWaterMark: READ_CHUNK }))
-    hash.update(chunk as Buffer)
-  return hash.digest('hex')
-}
-
-async function list(dir: string): Promise<string[]> {
-  try {
-    return await readdir(dir)
-  } catch (error) {
-    if (isMissing(error)) return []
-    throw error
-  }
 }
