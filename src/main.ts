@@ -1,6 +1,6 @@
-import './heap.js'
 import { ConfigError, loadConfig } from './config.js'
 import { log, setLogFormat, setLogLevel } from './log.js'
+import { startApp } from './app/compose.js'
 
 /** A shutdown that takes longer than this is cut short; state was checkpointed as it went. */
 const SHUTDOWN_LIMIT_MS = 5000
@@ -19,8 +19,6 @@ async function main(): Promise<void> {
   const config = loadConfig()
   setLogLevel(config.logLevel)
   setLogFormat(config.logFormat)
-  // Loaded after heap.js has set the heap's flags: the whole graph is parsed before any of it runs.
-  const { startApp } = await import('./app/compose.js')
   const app = await startApp(config)
   log('info', 'server.started', {
     url: app.url,
