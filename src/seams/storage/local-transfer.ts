@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { constants } from 'node:fs'
 import { open, stat, type FileHandle } from 'node:fs/promises'
 import { inFolder, writeAll } from '../../durable-fs.js'
 import { isMissing, removeFile } from './files.js'
@@ -34,8 +35,22 @@ const FLUSH_EVERY = 8 * 1024 * 1024
 /** Reads and compares this much at a time when verifying files. */
 const VERIFY_CHUNK = 1024 * 1024
 
+/** How often a running transfer's file is looked at (one fstat) between the checks at its start and end. */
+const CHECK_EVERY_MS = 1000
+
 /**
- * A transfer's file, written in place at explicit positions (so a resumed copy never depends on a cursor).
+ * The file is opened to append (O_APPEND): every write lands at its end, whatever position it names (Linux's
+ * pwrite on such a file appends). Our writes come in order, so the end is where the run is; and should
+ * anyone cut the file short behind the run, the next write lands at the cut, never past it, so no hole of
+ * zeros can ever stand where bytes were: the file only ends up shorter (or, grown behind the run, longer) than
+ * the run, which the check at its end always sees. A check before every write was the other way to rule the
+ * hole out, and cost each throttled chunk a second trip to the thread pool.
+ */
+const APPEND = constants.O_RDWR | constants.O_APPEND
+const CREATE = APPEND | constants.O_CREAT | constants.O_EXCL
+
+/**
+ * A transfer's file, written in order from where the last run left it (see APPEND).
  * Every byte is acknowledged as its write returns: a file has no parts.
  */
 export class FileSink implements TransferSink {
@@ -44,6 +59,7 @@ export class FileSink implements TransferSink {
   private flushed: number
   private flushing: Promise<void> | undefined
   private closed = false
+  private checkedAt = performance.now()
 
   private constructor(
     private readonly path: string,
@@ -61,9 +77,9 @@ export class FileSink implements TransferSink {
     offset: number,
     mark: TransferMark | undefined,
   ): Promise<FileSink> {
-    // Read and write: 'r+' keeps the bytes already there; 'a' would ignore positions on Linux. A fresh file's
-    // folder is made again if someone removed it while we ran.
-    const handle = offset > 0 ? await open(path, 'r+') : await inFolder(path, () => fresh(path))
+    // Appending (see APPEND), after the bytes already there. A fresh file's folder is made again if someone
+    // removed it while we ran.
+    const handle = offset > 0 ? await open(path, APPEND) : await inFolder(path, () => fresh(path))
     try {
       if (offset > 0) await checkResumed(handle, offset, stampIn(mark))
     } catch (error) {
@@ -74,17 +90,21 @@ export class FileSink implements TransferSink {
   }
 
   async write(chunk: Buffer, position: number, guard: () => void): Promise<void> {
-    // Before every write (one fstat a chunk: one per MiB unlimited), the file must hold exactly what the run
-    // wrote. Checked after a write, a file cut short behind the run would already have been grown back by
-    // that write, with a hole of zeros where its bytes were; and writing on into a file nobody can reach
+    // Every second, the file must still hold exactly what the run wrote: a file changed behind a long
+    // throttled run is found then, not at its end hours later; and writing on into a file nobody can reach
     // would only say so at the final rename.
-    const { nlink, size } = await this.handle.stat()
-    if (nlink === 0)
-      throw new InternalFault('The file being stored was removed from storage while it was written', {
-        path: this.path,
-      })
-    if (size !== position)
-      throw new TargetChangedError(`the file being written was changed to ${size} bytes at byte ${position}`)
+    if (performance.now() - this.checkedAt >= CHECK_EVERY_MS) {
+      this.checkedAt = performance.now()
+      const { nlink, size } = await this.handle.stat()
+      if (nlink === 0)
+        throw new InternalFault('The file being stored was removed from storage while it was written', {
+          path: this.path,
+        })
+      if (size !== position)
+        throw new TargetChangedError(
+          `the file being written was changed to ${size} bytes at byte ${position}`,
+        )
+    }
     // Last before the write, with no wait between them: a process frozen past its deadline writes nothing.
     guard()
     await writeAll(this.handle, chunk, position)
@@ -107,8 +127,8 @@ export class FileSink implements TransferSink {
     // The hash covers the first `total` bytes; a file grown past them behind the run holds more than that.
     if (whole && left.size !== BigInt(this.total))
       throw new TargetChangedError(`the file written holds ${left.size} bytes, not ${this.total}`)
-    // A cut in the instant between a check and its write leaves a hole the check cannot see: a whole file
-    // with far fewer bytes allocated than it holds has one. (A run that wrote nothing goes on from bytes
+    // Appending, the run's writes leave no hole; one made behind it (cut, then grown again by someone else)
+    // shows as a whole file with far fewer bytes allocated than it holds. (A run that wrote nothing goes on from bytes
     // verified by reading them, so a file system that stores less than it holds, compressed, is not
     // suspected forever: one recheck, and they verify.)
     if (whole && this.position > this.start && left.blocks * 512n + BigInt(HOLE_SLACK) < left.size)
@@ -138,12 +158,12 @@ export class FileSink implements TransferSink {
  */
 async function fresh(path: string): Promise<FileHandle> {
   try {
-    return await open(path, 'wx+')
+    return await open(path, CREATE)
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
   }
   await removeFile(path)
-  return open(path, 'wx+')
+  return open(path, CREATE)
 }
 
 /**
