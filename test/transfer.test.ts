@@ -211,9 +211,10 @@ describe('an unthrottled transfer on a local folder', () => {
   let hooked: TestServer
   beforeAll(async () => {
     receiver = await startHookReceiver()
-    // pre-finish holds each completion for a while: the transfer is whole then, and staging still there.
+    // pre-finish holds each completion 1.5 s (time for a busy machine to look): the transfer is whole then, and
+    // staging still there.
     receiver.answerWith((payload) =>
-      payload.type === 'pre-finish' ? { status: 204, delayMs: 300 } : undefined,
+      payload.type === 'pre-finish' ? { status: 204, delayMs: 1500 } : undefined,
     )
     hooked = await startServer({
       HOOKS_URL: receiver.url,
