@@ -27,6 +27,15 @@ import { tusCreate } from './support/tus.js'
 import { spawnServer, type ChildServer } from './support/child.js'
 import { AUDIENCE, ISSUER, mintHsToken } from './support/tokens.js'
 
+/** A server whose HOOKS_URL nobody listens at, with `env` besides. */
+async function serverWithHookDown(env: Record<string, string>): Promise<TestServer> {
+  return startServer({
+    HOOKS_URL: `http://127.0.0.1:${await freePort()}/hooks`,
+    HOOKS_SECRET: 'a-secret-of-sixteen-chars',
+    ...env,
+  })
+}
+
 /** Ends a child server started here (SIGTERM; already ended is fine). */
 async function stopChild(server: ChildServer) {
   if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGTERM')
@@ -524,9 +533,7 @@ describe('a hook that cannot answer', () => {
   })
 
   it('down, with HOOKS_ON_ERROR=accept: uploads go on and complete, on REST and tus', async () => {
-    const open = await startServer({
-      HOOKS_URL: `http://127.0.0.1:${await freePort()}/hooks`,
-      HOOKS_SECRET: 'a-secret-of-sixteen-chars',
+    const open = await serverWithHookDown({
       HOOKS_EVENTS: 'pre-create,pre-finish',
       HOOKS_ON_ERROR: 'accept',
     })
@@ -541,11 +548,7 @@ describe('a hook that cannot answer', () => {
   })
 
   it('pre-finish down: the upload ends FAILED with a reason saying the hook could not be asked', async () => {
-    const down = await startServer({
-      HOOKS_URL: `http://127.0.0.1:${await freePort()}/hooks`,
-      HOOKS_SECRET: 'a-secret-of-sixteen-chars',
-      HOOKS_EVENTS: 'pre-finish',
-    })
+    const down = await serverWithHookDown({ HOOKS_EVENTS: 'pre-finish' })
     try {
       const sent = await restUpload(down.url, content(3000), { filename: 'unasked.bin' })
       expect(sent.status).toBe(200)
@@ -567,11 +570,7 @@ describe('a hook that cannot answer', () => {
   })
 
   it('down (nothing listens): 503 at once on REST, GraphQL and tus; nothing kept', async () => {
-    const down = await startServer({
-      HOOKS_URL: `http://127.0.0.1:${await freePort()}/hooks`,
-      HOOKS_SECRET: 'a-secret-of-sixteen-chars',
-      HOOKS_EVENTS: 'pre-create',
-    })
+    const down = await serverWithHookDown({ HOOKS_EVENTS: 'pre-create' })
     try {
       const form = new FormData()
       form.append('file', new Blob([content(10_000)]), 'nobody.bin')

@@ -128,9 +128,9 @@ export class FileSink implements TransferSink {
     if (whole && left.size !== BigInt(this.total))
       throw new TargetChangedError(`the file written holds ${left.size} bytes, not ${this.total}`)
     // Appending, the run's writes leave no hole; one made behind it (cut, then grown again by someone else)
-    // shows as a whole file with far fewer bytes allocated than it holds. (A run that wrote nothing goes on from bytes
-    // verified by reading them, so a file system that stores less than it holds, compressed, is not
-    // suspected forever: one recheck, and they verify.)
+    // shows as a whole file with far fewer bytes allocated than it holds. (A run that wrote nothing goes on
+    // from bytes verified by reading them, so a file system that stores less than it holds, compressed, is
+    // not suspected forever: one recheck, and they verify.)
     if (whole && this.position > this.start && left.blocks * 512n + BigInt(HOLE_SLACK) < left.size)
       throw new TargetChangedError(
         `the file written has only ${left.blocks * 512n} of its ${left.size} bytes on disk: a hole`,

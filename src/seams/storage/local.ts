@@ -191,12 +191,13 @@ export class LocalStorage implements Storage {
 
   /**
    * A second name in `.transfers` for the staged file (same file system, so a hard link): the same bytes,
-   * flushed once (before completion makes them the stored file), and nothing written twice. The transfer is never written to afterwards (it is whole), and
-   * FileSink never truncates a file it did not create (see FileSink.open), so the staged bytes under their
-   * other name stay as they arrived until completion removes that name.
+   * flushed once (before completion makes them the stored file), and nothing written twice. The transfer is
+   * never written to afterwards (it is whole), and FileSink never truncates a file it did not create (see
+   * FileSink.open), so the staged bytes under their other name stay as they arrived until completion removes
+   * that name. Once a link is refused (staging mounted apart, a file system without hard links) this storage
+   * has no `linkStaged`, so later transfers copy without reading the staged bytes first for nothing.
    */
-  async linkStaged(upload: TransferTarget): Promise<TransferMark | undefined> {
-    if (!this.linkable) return undefined
+  linkStaged?: (upload: TransferTarget) => Promise<TransferMark | undefined> = async (upload) => {
     const staged = this.stagingPath(upload.id)
     const target = this.transferPath(upload.id)
     const handle = await open(staged, 'r')
@@ -211,18 +212,14 @@ export class LocalStorage implements Storage {
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code
       if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EMLINK') throw error
-      // Staging mounted apart, or a file system without hard links: every transfer here copies.
       log('info', 'storage.no_links', { reason: code })
-      this.linkable = false
+      this.linkStaged = undefined
       return undefined
     }
     // No sync of the folder: this name is a step on the way. Completion's rename makes the stored name and
     // syncs both folders; a crash before that finds the staged bytes, and the transfer starts again.
     return localMark(stampOf(await stat(target, { bigint: true })))
   }
-
-  /** False once a hard link was refused: then no transfer tries again. */
-  private linkable = true
 
   /**
    * All of them: the file keeps every byte whose write returned (in the page cache, flushed every few MiB
