@@ -14,7 +14,7 @@ export const errorCatalogue = {
   PAYLOAD_TOO_LARGE: 413,
   /** A chunked upload (no Content-Length) by a user with a stored-bytes quota, which needs its size first. */
   LENGTH_REQUIRED: 411,
-  /** No credential, or one that does not hold (a bad, expired or foreign token): see src/auth/verify.ts. */
+  /** No credential, or one that does not hold (a bad, expired or foreign token): see src/auth/verify.ts and jwt.ts. */
   UNAUTHENTICATED: 401,
   /**
    * A browser page on another origin, or a Host this service does not answer to (see app/origin.ts); or a token
@@ -111,6 +111,9 @@ export const notFound = (id: string) => new ServiceError('NOT_FOUND', `Upload ${
 export const badInput = (message: string) => new ServiceError('BAD_USER_INPUT', message)
 
 /** The server cannot do it now: `message` is what the client hears, `cause` (logged with it) what happened. */
+/** The one error every refused credential answers with (401); the message says what is wrong, never the token. */
+export const unauthenticated = (message: string) => new ServiceError('UNAUTHENTICATED', message)
+
 export const unavailable = (message: string, cause?: unknown) =>
   new ServiceError('UNAVAILABLE', message, false, undefined, cause === undefined ? undefined : { cause })
 

@@ -1,7 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { readAuthConfig, type JwtAuth } from '../src/auth/config.js'
 import { OPERATOR } from '../src/auth/principal.js'
-import { createAuthenticator, createVerifier, type Verifier } from '../src/auth/verify.js'
+import { createVerifier, type Verifier } from '../src/auth/jwt.js'
+import { createAuthenticator } from '../src/auth/verify.js'
 import { ServiceError } from '../src/errors.js'
 import {
   AUDIENCE,
