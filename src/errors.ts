@@ -110,10 +110,10 @@ export const notFound = (id: string) => new ServiceError('NOT_FOUND', `Upload ${
 
 export const badInput = (message: string) => new ServiceError('BAD_USER_INPUT', message)
 
-/** The server cannot do it now: `message` is what the client hears, `cause` (logged with it) what happened. */
 /** The one error every refused credential answers with (401); the message says what is wrong, never the token. */
 export const unauthenticated = (message: string) => new ServiceError('UNAUTHENTICATED', message)
 
+/** The server cannot do it now: `message` is what the client hears, `cause` (logged with it) what happened. */
 export const unavailable = (message: string, cause?: unknown) =>
   new ServiceError('UNAVAILABLE', message, false, undefined, cause === undefined ? undefined : { cause })
 

@@ -203,7 +203,10 @@ describe('verifying bearer JWTs against a JWKS served over HTTP', () => {
       return true
     }) as typeof process.stdout.write
     try {
-      const door = createAuthenticator({ auth: authFrom({ AUTH_JWKS_URL: jwks.url }), apiToken: undefined })
+      const door = await createAuthenticator({
+        auth: authFrom({ AUTH_JWKS_URL: jwks.url }),
+        apiToken: undefined,
+      })
       for (const token of tokens) await refusalOf(door.authenticate(`Bearer ${token}`))
     } finally {
       process.stdout.write = write
@@ -246,7 +249,7 @@ describe('a fixed key, API_TOKEN and no auth at all', () => {
 
   it('takes API_TOKEN as the operator (an admin without limits) beside JWTs, and asks anyone else for a token', async () => {
     const apiToken = 'an-api-token-0123456789'
-    const door = createAuthenticator({ auth: authFrom({ AUTH_JWT_SECRET: HS_SECRET }), apiToken })
+    const door = await createAuthenticator({ auth: authFrom({ AUTH_JWT_SECRET: HS_SECRET }), apiToken })
     expect(door.required).toBe(true)
     expect(await door.authenticate(`Bearer ${apiToken}`)).toEqual(OPERATOR)
     await expect(door.authenticate(`Bearer ${await mintHsToken(HS_SECRET, 'alice')}`)).resolves.toMatchObject(
@@ -261,12 +264,12 @@ describe('a fixed key, API_TOKEN and no auth at all', () => {
 
   it('with API_TOKEN alone, takes it and refuses any other bearer; with nothing set, everyone is the operator', async () => {
     const apiToken = 'an-api-token-0123456789'
-    const tokenOnly = createAuthenticator({ auth: undefined, apiToken })
+    const tokenOnly = await createAuthenticator({ auth: undefined, apiToken })
     expect(await tokenOnly.authenticate(`Bearer ${apiToken}`)).toEqual(OPERATOR)
     expect(await refusalOf(tokenOnly.authenticate(`Bearer ${apiToken}x`))).toMatchObject({
       code: 'UNAUTHENTICATED',
     })
-    const open = createAuthenticator({ auth: undefined, apiToken: undefined })
+    const open = await createAuthenticator({ auth: undefined, apiToken: undefined })
     expect(open.required).toBe(false)
     expect(await open.authenticate(undefined)).toEqual(OPERATOR)
   })

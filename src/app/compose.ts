@@ -90,7 +90,9 @@ export async function createApp(config: Config): Promise<App> {
     await seams.storage.prepare()
     // Decided now, before anyone is served: afterwards a file may belong to a request under way.
     const orphans = await seams.storage.leftovers(await seams.records.unfinished())
-    return assemble(config, seams, orphans)
+    // The one door: API_TOKEN is the operator, AUTH_* users are who their tokens say; neither, everyone is the operator.
+    const authenticator = await createAuthenticator({ auth: config.auth, apiToken: config.apiToken })
+    return assemble(config, seams, orphans, authenticator)
   } catch (error) {
     await seams.close()
     throw error
@@ -174,7 +176,12 @@ function downloadPathOf(config: Config) {
 }
 
 /** The service over the state, the http server over the service, and the app that starts and stops them. */
-function assemble(config: Config, seams: Seams, orphans: readonly Leftover[]): App {
+function assemble(
+  config: Config,
+  seams: Seams,
+  orphans: readonly Leftover[],
+  authenticator: Authenticator,
+): App {
   const { storage } = seams
   const hooks = config.hooks && startHooks(config, config.hooks, seams, () => app.url)
   const service = new UploadService({
@@ -203,8 +210,6 @@ function assemble(config: Config, seams: Seams, orphans: readonly Leftover[]): A
     maxRequestFileBytes: config.maxUploadSize,
     approveFirst: wants(config.hooks, 'pre-create'),
   }
-  // The one door: API_TOKEN is the operator, AUTH_* users are who their tokens say; neither, everyone is the operator.
-  const authenticator = createAuthenticator({ auth: config.auth, apiToken: config.apiToken })
   const linkKey = config.auth?.linkKey
   const downloadPath = downloadPathOf(config)
   const contextFor: ContextFor = (principal, req, bodyLength) => ({

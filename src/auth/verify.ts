@@ -1,6 +1,6 @@
 import { unauthenticated } from '../errors.js'
 import type { JwtAuth } from './config.js'
-import type { Verifier, VerifierOptions } from './jwt.js'
+import type { VerifierOptions } from './jwt.js'
 import { OPERATOR, type Principal } from './principal.js'
 import { bearerOf, sameSecret } from './secret.js'
 
@@ -15,13 +15,12 @@ export interface Authenticator {
  * The one door: API_TOKEN (when set) is the operator, an admin without limits, so nothing breaks for today's
  * callers; with AUTH_* set, any other bearer must be a valid JWT; with neither, everyone is the operator.
  */
-export function createAuthenticator(
+export async function createAuthenticator(
   { auth, apiToken }: { auth: JwtAuth | undefined; apiToken: string | undefined },
   options: VerifierOptions = {},
-): Authenticator {
-  // jose loads only where tokens are JWTs, from start-up on: a server without AUTH_* never holds it.
-  const verifier: Promise<Verifier> | undefined =
-    auth && import('./jwt.js').then(({ createVerifier }) => createVerifier(auth, options))
+): Promise<Authenticator> {
+  // jose loads only where tokens are JWTs: a server without AUTH_* never holds it.
+  const verifier = auth && (await import('./jwt.js')).createVerifier(auth, options)
   const required = verifier !== undefined || apiToken !== undefined
   return {
     required,
@@ -32,7 +31,7 @@ export function createAuthenticator(
         throw unauthenticated('A bearer token is required (Authorization: Bearer <token>)')
       if (apiToken !== undefined && sameSecret(token, apiToken)) return OPERATOR
       if (verifier === undefined) throw unauthenticated('The token is not the API token')
-      return (await verifier).verify(token)
+      return verifier.verify(token)
     },
   }
 }
