@@ -59,6 +59,8 @@ export class FileSink implements TransferSink {
   private position: number
   private flushed: number
   private flushing: Promise<void> | undefined
+  /** What a background flush failed with: the next write, or the end, throws it (it must not go unheard). */
+  private flushFailed: unknown
   private closed = false
   private checkedAt = performance.now()
 
@@ -106,13 +108,21 @@ export class FileSink implements TransferSink {
           `the file being written was changed to ${size} bytes at byte ${position}`,
         )
     }
+    if (this.flushFailed !== undefined) throw this.flushFailed
     // Last before the write, with no wait between them: a process frozen past its deadline writes nothing.
     guard()
     await writeAll(this.handle, chunk, position)
     this.position = position + chunk.length
     if (this.position - this.flushed >= FLUSH_EVERY && !this.flushing) {
       this.flushed = this.position
-      this.flushing = this.handle.datasync().finally(() => (this.flushing = undefined))
+      // Handled here at once: a rejection nobody awaits yet would end the process (Node's default).
+      this.flushing = this.handle.datasync().then(
+        () => void (this.flushing = undefined),
+        (error: unknown) => {
+          this.flushing = undefined
+          this.flushFailed ??= error
+        },
+      )
     }
   }
 
@@ -122,6 +132,7 @@ export class FileSink implements TransferSink {
 
   async end(whole: boolean): Promise<{ acknowledged: number; mark?: TransferMark }> {
     await this.flushing
+    if (this.flushFailed !== undefined) throw this.flushFailed
     // A completed file must be on disk before it is renamed into place and reported complete.
     if (whole) await this.handle.datasync()
     const left = await this.handle.stat({ bigint: true })
