@@ -93,6 +93,7 @@ export class FileSink implements TransferSink {
   }
 
   async write(chunk: Buffer, position: number, guard: () => void): Promise<void> {
+    if (this.flushFailed !== undefined) throw this.flushFailed
     // Every second, the file must still hold exactly what the run wrote: a file changed behind a long
     // throttled run is found then, not at its end hours later; and writing on into a file nobody can reach
     // would only say so at the final rename.
@@ -108,7 +109,6 @@ export class FileSink implements TransferSink {
           `the file being written was changed to ${size} bytes at byte ${position}`,
         )
     }
-    if (this.flushFailed !== undefined) throw this.flushFailed
     // Last before the write, with no wait between them: a process frozen past its deadline writes nothing.
     guard()
     await writeAll(this.handle, chunk, position)
@@ -116,13 +116,10 @@ export class FileSink implements TransferSink {
     if (this.position - this.flushed >= FLUSH_EVERY && !this.flushing) {
       this.flushed = this.position
       // Handled here at once: a rejection nobody awaits yet would end the process (Node's default).
-      this.flushing = this.handle.datasync().then(
-        () => void (this.flushing = undefined),
-        (error: unknown) => {
-          this.flushing = undefined
-          this.flushFailed ??= error
-        },
-      )
+      this.flushing = this.handle
+        .datasync()
+        .catch((error: unknown) => void (this.flushFailed ??= error))
+        .finally(() => (this.flushing = undefined))
     }
   }
 
@@ -159,7 +156,8 @@ export class FileSink implements TransferSink {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    await this.flushing?.catch(() => undefined)
+    // A flush never rejects (its error is kept): waited for, so the descriptor is not closed under it.
+    await this.flushing
     await this.handle.close().catch(() => undefined)
   }
 }
