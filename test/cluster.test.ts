@@ -463,7 +463,8 @@ describe('many uploads over the instances', () => {
 describe('a folder that instances share over Redis', () => {
   it('an instance starting up never sweeps a body still arriving at another one', async () => {
     const [a] = await cluster(1)
-    const content = bytes(60_000)
+    // Longer than a body held in memory (64 KiB), so it is staged as it arrives.
+    const content = bytes(200_000)
     const tail = Buffer.from('\r\n--b0undary--\r\n')
     const head = Buffer.from(partHead('file', 'arriving.bin'))
     const upload = openRequest(
@@ -471,7 +472,7 @@ describe('a folder that instances share over Redis', () => {
       multipartHead('/api/upload?speed=0', head.length + content.length + tail.length),
     )
     upload.write(head)
-    upload.write(content.subarray(0, 20_000))
+    upload.write(content.subarray(0, 100_000))
     await waitFor(async () =>
       (await readdir(join(dir, '.staging'))).some((name) => name.endsWith('.incoming')),
     )
@@ -479,7 +480,7 @@ describe('a folder that instances share over Redis', () => {
     instances.push(b)
     await waitFor(async () => (await fetch(`${b.url}/readyz`)).status === 200)
     expect((await readdir(join(dir, '.staging'))).some((name) => name.endsWith('.incoming'))).toBe(true)
-    upload.write(Buffer.concat([content.subarray(20_000), tail]))
+    upload.write(Buffer.concat([content.subarray(100_000), tail]))
     const answer = await upload.answer
     upload.end()
     expect(answer.status).toBe(200)

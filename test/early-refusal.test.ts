@@ -3,7 +3,16 @@ import { readdir, readFile } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { api, bytes, gql, multipart, rawRequest, waitFor, waitForStatus } from './support/clients.js'
+import {
+  api,
+  bytes,
+  gql,
+  multipart,
+  rawRequest,
+  receivingUpload,
+  waitFor,
+  waitForStatus,
+} from './support/clients.js'
 import { multipartHead, openRequest, partHead } from './support/raw.js'
 import { listStorage, startServer, type TestServer } from './support/server.js'
 
@@ -319,13 +328,11 @@ describe('limits on the whole request', () => {
     const request = openRequest(small.url, multipartHead('/api/upload?speed=0', head.length + rest.length))
     request.write(head)
     request.write(content.subarray(0, 1000))
-    // The `file` part has begun (its staging file exists), so the junk part before it has been parsed whole:
-    // had it been stored, its own staging file would be here beside it.
-    await waitFor(async () =>
-      (await listStorage(small.dir)).staging.some((name) => name.endsWith('.incoming')),
-    )
-    const staged = (await listStorage(small.dir)).staging.filter((name) => name.endsWith('.incoming'))
-    expect(staged).toHaveLength(1)
+    // The `file` part has begun (its upload is on record with its first bytes in), so the junk part before it
+    // has been parsed whole: had it been stored, its staging file would be here. (The file part itself is
+    // under 64 KiB, held in memory until it ends.)
+    await receivingUpload(small.url, 1000)
+    expect((await listStorage(small.dir)).staging).toEqual([])
     request.write(rest.subarray(1000))
     const answer = await request.answer
     request.end()

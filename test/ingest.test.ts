@@ -9,6 +9,7 @@ import {
   bytes,
   multipart,
   rawRequest,
+  receivingUpload,
   socketRequest,
   waitFor,
   waitForStatus,
@@ -107,14 +108,15 @@ describe('bodies that do not arrive whole', () => {
         `Content-Length: ${1_000_000}\r\n\r\n${head}`,
     )
     socket.write(bytes(30_000))
-    await waitFor(async () =>
-      (await listStorage(server.dir)).staging.some((name) => name.endsWith('.incoming')),
-    )
+    // On record as it arrives (held in memory: it is under 64 KiB, so nothing is staged yet).
+    await receivingUpload(server.url, 30_000)
     socket.destroy()
-    await waitFor(async () =>
-      (await listStorage(server.dir)).staging.every((name) => !name.endsWith('.incoming')),
-    )
+    await waitFor(async () => {
+      const now = await api<{ uploads: unknown[] }>(server.url, 'GET', '/api/uploads')
+      return now.body.uploads.length === before.body.uploads.length
+    })
     expect(await api(server.url, 'GET', '/api/uploads')).toEqual({ status: 200, body: before.body })
+    expect((await listStorage(server.dir)).staging).toEqual([])
   })
 
   it('a body cut off mid-part is a 422 and leaves nothing', async () => {
@@ -220,7 +222,10 @@ describe('a body that arrives slowly', () => {
     const answer = await within(closed, IDLE_MS * 10, 'the stalled connection was dropped')
     expect(answer.status).toBe(0)
     expect(answer.closedAt - stoppedAt).toBeGreaterThanOrEqual(IDLE_MS * 0.9)
-    await waitFor(async () => (await listStorage(slow.dir)).staging.length === 0)
-    expect((await api<{ uploads: unknown[] }>(slow.url, 'GET', '/api/uploads')).body.uploads).toEqual(before)
+    const uploads = async () =>
+      (await api<{ uploads: unknown[] }>(slow.url, 'GET', '/api/uploads')).body.uploads
+    await waitFor(async () => (await uploads()).length === before.length)
+    expect(await uploads()).toEqual(before)
+    expect((await listStorage(slow.dir)).staging).toEqual([])
   })
 })

@@ -157,10 +157,11 @@ describe('abusive clients', () => {
     try {
       const { socket, closed } = socketRequest(
         server.url,
-        'POST /api/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n' +
+        'POST /api/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 200000\r\n\r\n' +
           '--b\r\nContent-Disposition: form-data; name="file"; filename="stall.bin"\r\n\r\n',
       )
-      socket.write(bytes(1000))
+      // More than a body held in memory (64 KiB): staged as it arrives.
+      socket.write(bytes(70_000))
       const stoppedAt = performance.now()
       // Its bytes were being staged; the drop must take them away.
       await waitFor(async () =>

@@ -54,11 +54,12 @@ async function arriving(url: string, content: Buffer) {
     multipartHead('/api/upload?speed=0', head.length + content.length + tail.length),
   )
   request.write(head)
-  request.write(content.subarray(0, 10_000))
+  // More than a body held in memory (64 KiB): staged as it arrives.
+  request.write(content.subarray(0, 100_000))
   await waitFor(async () => (await readdir(join(dir, '.staging'))).some((name) => name.endsWith('.incoming')))
   return {
     async finish() {
-      request.write(Buffer.concat([content.subarray(10_000), tail]))
+      request.write(Buffer.concat([content.subarray(100_000), tail]))
       const answer = await request.answer
       request.end()
       return answer
@@ -69,7 +70,7 @@ async function arriving(url: string, content: Buffer) {
 describe('a second server on the same folder', () => {
   it('exits at once, naming the folder, and the first one’s arriving upload is untouched', async () => {
     const first = await start()
-    const content = bytes(50_000)
+    const content = bytes(200_000)
     const upload = await arriving(first.url, content)
 
     const second = await runUntilExit(dir)
@@ -89,7 +90,7 @@ describe('a second server on the same folder', () => {
 
   it('with the first one’s port as well: still refused by the folder, before the port is even tried', async () => {
     const first = await start()
-    const upload = await arriving(first.url, bytes(30_000))
+    const upload = await arriving(first.url, bytes(200_000))
     const second = await runUntilExit(dir, { PORT: new URL(first.url).port })
     expect(second.code).toBe(1)
     expect(second.stderr).toMatch(/is in use by another server/)

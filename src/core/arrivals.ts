@@ -1,13 +1,19 @@
 import { faultReason, publicMessage, ServiceError, unavailable } from '../errors.js'
+import { wants } from '../hooks/config.js'
 import { log } from '../log.js'
+import { stored } from '../metrics.js'
 import type { UploadRecord, UploadView } from '../model/record.js'
+import type { Storage } from '../seams/storage/index.js'
 import type { Hold } from '../seams/storage/room.js'
 import { RequestEnded, type IncomingFile, type StagedFile } from './ingest/ingest.js'
 import { assertOpen, letGo, locked, pages, recordOf, type Context } from './context.js'
 import {
+  arrived,
   check,
   checkSpeed,
+  completed,
   expired,
+  failed,
   isReceiving,
   newRecord,
   receivedMore,
@@ -15,9 +21,10 @@ import {
   STILL_RECEIVING,
 } from './machine.js'
 import { askPreCreate, type Approved, type Proposal } from './gates.js'
-import { fail, startTransfer } from './runs.js'
+import { fail, lastStep, startTransfer } from './runs.js'
 import { RateMeter } from './transfer/rate.js'
-import { announce, forget, guard, publish, releaseIfIdle, save } from './writes.js'
+import { viewOf } from './views.js'
+import { announce, durably, forget, guard, publish, releaseIfIdle, save } from './writes.js'
 
 /**
  * A body arriving: over one multipart request (create), or over tus requests (createResumable, then each
@@ -134,6 +141,9 @@ async function arrive(ctx: Context, id: string, staged: StagedFile): Promise<Upl
   // start forgets, with its bytes, never bytes that no record owns. Its second copy's room was promised
   // as it arrived (see ingest.ts); it is this upload's now.
   try {
+    const { bytes } = staged
+    const store = bytes && wholeStore(ctx, current)
+    if (bytes && store) return await storeWhole(ctx, current, staged, bytes, store)
     await staged.keep()
     ctx.rooms.set(id, staged.room)
     return await startTransfer(ctx, current, staged.size, staged.sha256)
@@ -146,6 +156,53 @@ async function arrive(ctx: Context, id: string, staged: StagedFile): Promise<Upl
         : `The received file could not be kept: ${faultReason(error, 'upload.keep_failed', { id })}`
     await forget(ctx, id, reason, staged.size)
     throw error
+  }
+}
+
+/**
+ * How a body held in memory is stored at once, when nothing would pace its transfer (no speed of its own, no
+ * server-wide cap) and no pre-finish hook asks to read it first; undefined: it is staged and transferred.
+ */
+function wholeStore(ctx: Context, record: UploadRecord): Storage['storeWhole'] {
+  if (record.targetSpeed !== 0 || ctx.scheduler.maxTotalSpeed !== 0) return undefined
+  if (wants(ctx.hooks?.config, 'pre-finish')) return undefined
+  return ctx.storage.storeWhole?.bind(ctx.storage)
+}
+
+/**
+ * A small body stored from memory, the way a transfer ends: recorded as arrived (IN_PROGRESS) first, so a
+ * crash from here on is settled by recovery as any completion is (a stored file that matches completes, none
+ * fails), then stored whole and COMPLETED. Its request is answered once it is (a client that never hears
+ * back has lost nothing it was told was kept). Storage away is waited out, as at a transfer's end; storage
+ * that refuses it fails the upload, as a transfer's end would.
+ */
+async function storeWhole(
+  ctx: Context,
+  current: UploadRecord,
+  staged: StagedFile,
+  bytes: Buffer,
+  store: NonNullable<Storage['storeWhole']>,
+): Promise<UploadView> {
+  const record = arrived(current, staged.size, staged.sha256)
+  await save(ctx, record)
+  staged.stored?.()
+  ctx.rooms.set(record.id, staged.room)
+  announce(ctx, record, 'upload.started')
+  try {
+    try {
+      await lastStep(ctx, record.id, 'store', () => store(record, bytes))
+    } catch (error) {
+      const reason = faultReason(error, 'upload.finalize_failed', { id: record.id })
+      const failure = failed(record, reason)
+      await fail(ctx, record, reason, failure)
+      return viewOf(ctx, failure)
+    }
+    stored.bytes += record.totalSize
+    const done = completed(record)
+    await durably(ctx, done, 'upload.completed')
+    return viewOf(ctx, done)
+  } finally {
+    await releaseIfIdle(ctx, record.id)
   }
 }
 

@@ -198,6 +198,22 @@ export function storageContract(name: string, makeBacking: () => Promise<Storage
       expect((await collect(stored.read(0, data.length - 1))).equals(data)).toBe(true)
     })
 
+    it('a storage that stores a whole body at once makes it the stored file, staging and transfer untouched', async (ctx) => {
+      const { backing, storage } = await fresh()
+      if (!storage.storeWhole) return ctx.skip()
+      const data = bytes(64 * 1024, 13)
+      const upload = target(data)
+      await storage.storeWhole(upload, data)
+      expect(await storage.stagedSize(upload.id)).toBeUndefined()
+      // A new storage (after a crash before COMPLETED was recorded) finds it whole, as after `complete`.
+      const restarted = await backing.open()
+      expect(await restarted.storedSha256(upload, data.length)).toBe(upload.sha256)
+      const stored = await restarted.openStored(upload)
+      expect((await collect(stored.read(0, data.length - 1))).equals(data)).toBe(true)
+      // Nothing of it is left where start-up looks for what nobody owns.
+      expect(await restarted.leftovers([])).toEqual([])
+    })
+
     it('never completes a transfer whose bytes do not hash to what arrived', async () => {
       const { storage } = await fresh()
       const data = bytes(2 * 1024 * 1024, 5)

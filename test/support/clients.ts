@@ -233,6 +233,19 @@ export async function waitFor<T>(
   }
 }
 
+/** Waits until an upload is on record RECEIVING with at least `size` bytes of it in; its id. */
+export async function receivingUpload(url: string, size = 1): Promise<string> {
+  const found = await waitFor(async () =>
+    (
+      await gql<{ uploads: { id: string; receivedSize: number }[] }>(
+        url,
+        '{ uploads(status: [RECEIVING]) { id receivedSize } }',
+      )
+    ).data?.uploads.find((upload) => upload.receivedSize >= size),
+  )
+  return found.id
+}
+
 export interface UploadStatusBody {
   status: string
   filename: string

@@ -43,6 +43,10 @@ export interface StagedFile {
    * removed (and its room let go) when its request ends.
    */
   keep(): Promise<void>
+  /** The whole body, when it ended within SMALL_BODY bytes (see ingest.ts): not in staging until kept. */
+  readonly bytes?: Buffer
+  /** With `bytes`: its taker stored them itself (Storage.storeWhole), so nothing is staged; its room is theirs. */
+  stored?(): void
 }
 
 /**

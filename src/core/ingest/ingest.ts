@@ -1,7 +1,8 @@
 import busboy from 'busboy'
+import { createHash } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { Transform, type Readable, type TransformCallback } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
+import { finished, pipeline } from 'node:stream/promises'
 import { bodyError } from '../../errors.js'
 import { bytesReceived } from '../../metrics.js'
 import type { Arrival, Storage } from '../../seams/storage/index.js'
@@ -14,6 +15,11 @@ export { callerOf, IncomingFile, RequestEnded, type Caller, type StagedFile }
 
 /** Big buffers move a multipart body through busboy to disk in fewer, larger syscalls. */
 const STREAM_HWM = 1024 * 1024
+/**
+ * A file part that ends within this many bytes is held in memory, not staged as it arrives: an upload that
+ * nothing paces is then stored from memory at once (Storage.storeWhole), and any other is staged when kept.
+ */
+export const SMALL_BODY = 64 * 1024
 /** Text fields of one request together (GraphQL's `operations` and `map` included). */
 export const MAX_FIELD_BYTES = 1024 * 1024
 const MAX_FIELDS = 100
@@ -135,6 +141,8 @@ interface Staging {
 class Intake {
   readonly parts: string[] = []
   private readonly staging = new Set<Staging>()
+  /** File parts being read into memory (see SMALL_BODY): a failure stops them as it stops staging. */
+  private readonly reading = new Set<Readable>()
   /** The room promised to the whole request; its files' second copies are split off it. */
   private room: Hold | undefined
   /** What stopped the request before the parser ran (it is failed with it as soon as it does). */
@@ -286,6 +294,7 @@ class Intake {
     // Stop reading but leave the socket open: the caller may still answer (413, 422) before closing it.
     if (this.parser) this.req.unpipe(this.parser)
     for (const { arrival } of this.staging) arrival?.sink.destroy()
+    for (const part of this.reading) part.destroy()
     for (const file of this.given) file.reject(error)
     void Promise.allSettled(this.fileWrites)
       .then(() => this.dispose())
@@ -347,37 +356,44 @@ class Intake {
     )
   }
 
-  /** Streams one file part into storage, hashing it; once whole, its second copy's room is promised. */
+  /**
+   * Streams one file part into storage, hashing it; once whole, its second copy's room is promised. A part
+   * that ends within SMALL_BODY bytes is held in memory instead (see held).
+   */
   private async stageFile(taken: IncomingFile, stream: Readable): Promise<void> {
-    const digest = new Digest((n) => this.countFileBytes(n), taken)
     const staging: Staging = { kept: false }
     this.staging.add(staging)
+    let digest: Digest | undefined
     try {
       // Unread until approved (or refused: the request then fails, and nothing of this part is staged).
       if (this.options.approveFirst) await taken.approved
       if (this.failed) throw this.failed
+      const whole = await this.readSmall(taken, stream)
+      if (whole) return this.held(taken, staging, whole)
+      // Longer: it goes to staging as it arrives, beginning with what was read of it (put back by readHead).
+      const counting = (digest = new Digest((n) => this.countFileBytes(n), taken))
       const arrival = (staging.arrival = await this.options.storage.receive(taken.id))
       if (this.failed) throw this.failed
       // Answered while storage was opening it: dispose() ran and found nothing to discard yet.
       if (!this.staging.has(staging))
         throw new RequestEnded('The request was answered before its body arrived')
       this.writing.add(arrival)
-      await pipeline(stream, digest, arrival.sink).finally(() => {
+      await pipeline(stream, counting, arrival.sink).finally(() => {
         this.landed += arrival.written()
         this.writing.delete(arrival)
       })
-      if (this.failed) return digest.hash.drop()
+      if (this.failed) return counting.hash.drop()
       if (!this.staging.has(staging))
         throw new RequestEnded('The request was answered before its body arrived')
-      const sha256 = await digest.hash.digest()
+      const sha256 = await counting.hash.digest()
       // Staged; its second copy needs as much again, out of the request's promise.
-      staging.room = await this.options.storage.room.grant(roomFor(digest.size, digest.size), this.room)
+      staging.room = await this.options.storage.room.grant(roomFor(counting.size, counting.size), this.room)
       if (this.failed) throw this.failed
-      bytesReceived.inc(digest.size)
+      bytesReceived.inc(counting.size)
       const file: StagedFile = {
         filename: taken.filename,
         mimeType: taken.mimeType,
-        size: digest.size,
+        size: counting.size,
         sha256,
         room: staging.room,
         keep: async () => {
@@ -390,11 +406,97 @@ class Intake {
       }
       this.handOver.push(() => taken.resolve(file))
     } catch (error) {
-      digest.hash.drop()
+      digest?.hash.drop()
       // A dispose() that ran while this file was still opening or arriving found nothing (or only a part
       // of it) to discard: whatever was opened goes here.
       if (!this.staging.has(staging)) await staging.arrival?.discard().catch(() => undefined)
       throw error
     }
+  }
+
+  /**
+   * The whole file part, if it ends within SMALL_BODY bytes. Undefined if it is longer: it is paused then,
+   * with what was read of it put back, to be read again. Rejects if it is cut off or the request fails.
+   */
+  private readSmall(taken: IncomingFile, stream: Readable): Promise<Buffer | undefined> {
+    return new Promise<Buffer | undefined>((resolve, reject) => {
+      if (stream.destroyed)
+        return reject(
+          this.failed ?? new RequestEnded('The client closed the connection before the body arrived'),
+        )
+      this.reading.add(stream)
+      const chunks: Buffer[] = []
+      let size = 0
+      const done = () => {
+        this.reading.delete(stream)
+        stream.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose)
+      }
+      const settle = (ended: boolean) => {
+        done()
+        // A copy of its own: a chunk may be a slice of a much larger buffer it would keep alive.
+        const bytes = Buffer.concat(chunks, size)
+        // Put back at once, in this 'data' event: a part whose last byte is already buffered would otherwise
+        // emit 'end' on the next tick, before anyone could put its bytes back.
+        if (ended) return resolve(bytes)
+        stream.pause().unshift(bytes)
+        resolve(undefined)
+      }
+      const onData = (chunk: Buffer) => {
+        chunks.push(chunk)
+        size += chunk.length
+        taken.received = size
+        if (size > SMALL_BODY) settle(false)
+      }
+      const onEnd = () => settle(true)
+      const onError = (error: Error) => {
+        done()
+        reject(error)
+      }
+      const onClose = () => {
+        done()
+        reject(this.failed ?? new RequestEnded('The client closed the connection before the body arrived'))
+      }
+      stream.on('data', onData).once('end', onEnd).once('error', onError).once('close', onClose)
+    })
+  }
+
+  /**
+   * A whole part in memory: hashed here, and promised room for both copies out of the request's promise (it
+   * lands in storage only when kept, or when stored whole). Keeping it stages it, as a longer part was staged
+   * while it arrived.
+   */
+  private async held(taken: IncomingFile, staging: Staging, bytes: Buffer): Promise<void> {
+    this.countFileBytes(bytes.length)
+    const sha256 = createHash('sha256').update(bytes).digest('hex')
+    staging.room = await this.options.storage.room.grant(roomFor(bytes.length), this.room)
+    if (this.failed) throw this.failed
+    bytesReceived.inc(bytes.length)
+    const { storage } = this.options
+    const file: StagedFile = {
+      filename: taken.filename,
+      mimeType: taken.mimeType,
+      size: bytes.length,
+      sha256,
+      room: staging.room,
+      bytes,
+      keep: async () => {
+        if (!this.staging.has(staging))
+          throw new RequestEnded('The connection closed before the upload was taken; send it again')
+        const arrival = (staging.arrival = await storage.receive(taken.id))
+        // Let go while storage was opening it: dispose() found nothing to discard yet.
+        if (!this.staging.has(staging)) {
+          await arrival.discard()
+          throw new RequestEnded('The connection closed before the upload was taken; send it again')
+        }
+        arrival.sink.end(bytes)
+        await finished(arrival.sink)
+        await arrival.keep()
+        staging.kept = true
+      },
+      stored: () => {
+        staging.kept = true
+      },
+    }
+    this.handOver.push(() => taken.resolve(file))
   }
 }

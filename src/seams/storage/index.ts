@@ -102,6 +102,14 @@ export interface Storage {
   linkStaged?(upload: TransferTarget): Promise<TransferMark | undefined>
 
   /**
+   * A whole body small enough to have arrived in memory, made the stored file at once: written, flushed and
+   * put in place as `complete` puts a transfer, with nothing staged and nothing copied. For an upload that
+   * nothing paces and no pre-finish hook asks about; its record says IN_PROGRESS first, so a crash part-way
+   * is settled by recovery like any completion. Undefined: such a body is staged and transferred as usual.
+   */
+  storeWhole?(upload: TransferTarget, bytes: Buffer): Promise<void>
+
+  /**
    * Whether the transfer is still exactly as a run left it (`mark`), so the bytes before its offset are the
    * ones that run wrote and hashed (one stat for a file). Anything else, or no mark, is false.
    */

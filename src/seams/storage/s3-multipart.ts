@@ -128,18 +128,22 @@ export async function settle(
     : 'restart'
 }
 
-/** An empty file: S3 takes no multipart upload of no bytes, so it is put whole. */
-export async function putEmpty(
+/**
+ * A whole object in one request: an empty file (S3 takes no multipart upload of no bytes), or a small body
+ * stored from memory. S3 checks the bytes against their sha256 as it takes them.
+ */
+export async function putWhole(
   access: S3Access,
   key: string,
+  body: Buffer,
   metadata: Record<string, string>,
 ): Promise<void> {
   await access.client.send(
     new PutObjectCommand({
       Bucket: access.bucket,
       Key: key,
-      Body: Buffer.alloc(0),
-      ChecksumSHA256: createHash('sha256').digest('base64'),
+      Body: body,
+      ChecksumSHA256: createHash('sha256').update(body).digest('base64'),
       Metadata: metadata,
     }),
   )

@@ -39,7 +39,7 @@ import {
   openUpload,
   PartPlan,
   partSizeFor,
-  putEmpty,
+  putWhole,
   settle,
   UploadGoneError,
 } from './s3-multipart.js'
@@ -264,7 +264,7 @@ export class S3Storage implements Storage {
     if (upload.totalSize === 0) {
       if (written !== undefined && written !== upload.sha256)
         throw new StoredBytesMismatch(written, upload.sha256)
-      await putEmpty(this.access, key, { sha256: upload.sha256 })
+      await putWhole(this.access, key, Buffer.alloc(0), { sha256: upload.sha256 })
       return
     }
     const plan = new PartPlan(upload.totalSize)
@@ -287,6 +287,15 @@ export class S3Storage implements Storage {
       throw new UploadGoneError(`the multipart upload of ${key} is gone, and no object of it is whole`)
     }
     this.marks.delete(upload.id)
+  }
+
+  async storeWhole(upload: TransferTarget, bytes: Buffer): Promise<void> {
+    const key = this.stored(upload)
+    try {
+      await putWhole(this.access, key, bytes, { sha256: upload.sha256 })
+    } catch (error) {
+      throw outcome(this.access, error, `storing ${key}`)
+    }
   }
 
   // ---- stored ---------------------------------------------------------------------------------------------

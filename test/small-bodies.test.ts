@@ -1,0 +1,113 @@
+import { createHash } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { bytes, gqlUpload, restUpload, waitFor } from './support/clients.js'
+import { listStorage, startServer, type TestServer } from './support/server.js'
+
+/**
+ * A file part that ends within 64 KiB is held in memory as it arrives. Nothing pacing it, it is stored from
+ * there at once and its request answers COMPLETED; anything else about it (a speed, a cap, a longer body) goes
+ * the usual way, staged and transferred, and answers IN_PROGRESS. Either way the bytes stored are the bytes sent.
+ */
+
+const SMALL = 64 * 1024
+const UPLOAD = `mutation ($file: File!, $speed: SafeInt) {
+  uploadFile(file: $file, speed: $speed) { id status totalSize uploadedSize sha256 storedName }
+}`
+
+interface Answer {
+  id: string
+  status: string
+  totalSize: number
+  uploadedSize: number
+  sha256: string
+  storedName: string
+}
+
+const sha256 = (content: Buffer) => createHash('sha256').update(content).digest('hex')
+
+async function send(server: TestServer, content: Buffer<ArrayBuffer>, speed: number): Promise<Answer> {
+  const { status, body } = await gqlUpload<{ uploadFile: Answer }>(server.url, UPLOAD, { speed }, content)
+  expect(status).toBe(200)
+  expect(body.errors).toBeUndefined()
+  return body.data!.uploadFile
+}
+
+/** Waits until nothing is staged or being transferred, then says what is stored. */
+async function settled(server: TestServer) {
+  return waitFor(async () => {
+    const listed = await listStorage(server.dir)
+    return listed.staging.length === 0 && listed.transfers.length === 0 && listed
+  })
+}
+
+describe('a small body that nothing paces', () => {
+  let server: TestServer
+  beforeAll(async () => {
+    server = await startServer()
+  })
+  afterAll(() => server.stop())
+
+  it.each([0, 1, 16, SMALL - 1, SMALL])(
+    'of %i bytes is stored whole from memory: the answer says COMPLETED, with its bytes in place',
+    async (size) => {
+      const content = bytes(size)
+      const answer = await send(server, content, 0)
+      expect(answer).toMatchObject({
+        status: 'COMPLETED',
+        totalSize: size,
+        uploadedSize: size,
+        sha256: sha256(content),
+      })
+      // In place as the answer came: nothing staged, nothing in transfer, the stored file byte for byte.
+      expect(await listStorage(server.dir)).toMatchObject({ staging: [], transfers: [] })
+      expect((await readFile(join(server.dir, answer.storedName))).equals(content)).toBe(true)
+    },
+  )
+
+  it('over REST too: the answer keeps its contract (`started`), and the file is in place as it comes', async () => {
+    const content = bytes(16)
+    const { status, body } = await restUpload(server.url, content, { filename: 'tiny.txt', speed: 0 })
+    expect(status).toBe(200)
+    expect(body).toMatchObject({ status: 'started', total_size: 16, speed: 0 })
+    expect(await readFile(join(server.dir, `${body.upload_id}_tiny.txt`))).toEqual(content)
+    expect(await listStorage(server.dir)).toMatchObject({ staging: [], transfers: [] })
+  })
+
+  it.each([SMALL + 1, 5 * SMALL + 7, 2 * 1024 * 1024 + 3])(
+    'of %i bytes (longer) is staged as it arrives, beginning with what was read first, and stored byte for byte',
+    async (size) => {
+      const content = bytes(size)
+      const answer = await send(server, content, 0)
+      expect(answer).toMatchObject({ status: 'IN_PROGRESS', totalSize: size, sha256: sha256(content) })
+      await settled(server)
+      expect((await readFile(join(server.dir, answer.storedName))).equals(content)).toBe(true)
+    },
+  )
+
+  it('with a speed of its own is staged and paced as any upload: the answer says IN_PROGRESS', async () => {
+    const content = bytes(4096)
+    const answer = await send(server, content, 2048)
+    expect(answer).toMatchObject({ status: 'IN_PROGRESS', totalSize: 4096, sha256: sha256(content) })
+    expect((await listStorage(server.dir)).staging).toContain(answer.id)
+    await settled(server)
+    expect((await readFile(join(server.dir, answer.storedName))).equals(content)).toBe(true)
+  })
+})
+
+describe('under a server-wide cap (MAX_TOTAL_SPEED)', () => {
+  let server: TestServer
+  beforeAll(async () => {
+    server = await startServer({ MAX_TOTAL_SPEED: String(1024 * 1024) })
+  })
+  afterAll(() => server.stop())
+
+  it('a small body is staged and transferred under the cap, not stored at once', async () => {
+    const content = bytes(1000)
+    const answer = await send(server, content, 0)
+    expect(answer.status).toBe('IN_PROGRESS')
+    await settled(server)
+    expect((await readFile(join(server.dir, answer.storedName))).equals(content)).toBe(true)
+  })
+})
