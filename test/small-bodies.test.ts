@@ -1,8 +1,18 @@
 import { createHash } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { bytes, gqlUpload, restUpload, waitFor } from './support/clients.js'
+import {
+  bytes,
+  gqlUpload,
+  receivingUpload,
+  restUpload,
+  statusOf,
+  waitFor,
+  waitForStatus,
+} from './support/clients.js'
+import { openRequest } from './support/raw.js'
+import { tusHead, tusMetadata, tusPatch } from './support/tus.js'
 import { listStorage, startServer, type TestServer } from './support/server.js'
 
 /**
@@ -109,5 +119,51 @@ describe('under a server-wide cap (MAX_TOTAL_SPEED)', () => {
     expect(answer.status).toBe('IN_PROGRESS')
     await settled(server)
     expect((await readFile(join(server.dir, answer.storedName))).equals(content)).toBe(true)
+  })
+})
+
+describe('over tus, a whole small file in its creation (creation-with-upload)', () => {
+  let server: TestServer
+  beforeAll(async () => {
+    server = await startServer()
+  })
+  afterAll(() => server.stop())
+
+  const creation = (length: number, speed: number, filename: string) =>
+    `POST /files/ HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nUpload-Length: ${length}\r\n` +
+    `Upload-Metadata: ${tusMetadata({ filename, speed: String(speed) })}\r\n` +
+    `Content-Type: application/offset+octet-stream\r\nContent-Length: ${length}\r\n\r\n`
+
+  it('is stored from memory at once: in place and COMPLETED as the 201 comes, nothing staged', async () => {
+    const content = bytes(5000)
+    const request = openRequest(server.url, creation(content.length, 0, 'whole.bin'))
+    request.write(content.subarray(0, 4999))
+    // All but its last byte in, and none of it on disk: held in memory (its staged file, made at its
+    // creation, stays empty).
+    const arriving = await receivingUpload(server.url, 4999, 'whole.bin')
+    expect((await stat(join(server.dir, '.staging', arriving))).size).toBe(0)
+    request.write(content.subarray(4999))
+    const answer = await request.answer
+    request.end()
+    expect(answer.status).toBe(201)
+    expect(answer.headers).toMatch(/\r\nupload-offset: 5000\r\n/i)
+    const id = /\r\nlocation: \S+\/files\/(\S+)\r\n/i.exec(answer.headers + '\r\n')?.[1] ?? ''
+    expect(id).toBe(arriving)
+    expect((await statusOf(server.url, id)).body.status).toBe('completed')
+    expect(await readFile(join(server.dir, `${id}_whole.bin`))).toEqual(content)
+    expect(await listStorage(server.dir)).toMatchObject({ staging: [], transfers: [] })
+  })
+
+  it('cut short, keeps what came in staging (HEAD says so); the rest sent by PATCH completes it byte for byte', async () => {
+    const content = bytes(5000)
+    const request = openRequest(server.url, creation(content.length, 0, 'cut.bin'))
+    request.write(content.subarray(0, 2000))
+    const id = await receivingUpload(server.url, 2000, 'cut.bin')
+    request.end()
+    const location = `${server.url}/files/${id}`
+    await waitFor(async () => (await tusHead(location)).headers.get('upload-offset') === '2000')
+    expect((await tusPatch(location, 2000, content.subarray(2000))).status).toBe(204)
+    await waitForStatus(server.url, id, 'completed')
+    expect(await readFile(join(server.dir, `${id}_cut.bin`))).toEqual(content)
   })
 })

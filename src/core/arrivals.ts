@@ -143,7 +143,13 @@ async function arrive(ctx: Context, id: string, staged: StagedFile): Promise<Upl
   try {
     const { bytes } = staged
     const store = bytes && wholeStore(ctx, current)
-    if (bytes && store) return await storeWhole(ctx, current, staged, bytes, store)
+    if (bytes && store) {
+      const taken = () => {
+        staged.stored?.()
+        ctx.rooms.set(id, staged.room)
+      }
+      return await storeWhole(ctx, current, { bytes, sha256: staged.sha256, taken }, store)
+    }
     await staged.keep()
     ctx.rooms.set(id, staged.room)
     return await startTransfer(ctx, current, staged.size, staged.sha256)
@@ -160,10 +166,11 @@ async function arrive(ctx: Context, id: string, staged: StagedFile): Promise<Upl
 }
 
 /**
- * How a body held in memory is stored at once, when nothing would pace its transfer (no speed of its own, no
- * server-wide cap) and no pre-finish hook asks to read it first; undefined: it is staged and transferred.
+ * How a whole body held in memory is stored at once, when nothing would pace its transfer (no speed of its
+ * own, no server-wide cap) and no pre-finish hook asks to read it first; undefined: it is staged and
+ * transferred.
  */
-function wholeStore(ctx: Context, record: UploadRecord): Storage['storeWhole'] {
+export function wholeStore(ctx: Context, record: UploadRecord): Storage['storeWhole'] {
   if (record.targetSpeed !== 0 || ctx.scheduler.maxTotalSpeed !== 0) return undefined
   if (wants(ctx.hooks?.config, 'pre-finish')) return undefined
   return ctx.storage.storeWhole?.bind(ctx.storage)
@@ -174,23 +181,21 @@ function wholeStore(ctx: Context, record: UploadRecord): Storage['storeWhole'] {
  * crash from here on is settled by recovery as any completion is (a stored file that matches completes, none
  * fails), then stored whole and COMPLETED. Its request is answered once it is (a client that never hears
  * back has lost nothing it was told was kept). Storage away is waited out, as at a transfer's end; storage
- * that refuses it fails the upload, as a transfer's end would.
+ * that refuses it fails the upload, as a transfer's end would. `taken` runs once it is on record as arrived.
  */
 async function storeWhole(
   ctx: Context,
   current: UploadRecord,
-  staged: StagedFile,
-  bytes: Buffer,
+  whole: { bytes: Buffer; sha256: string; taken(): void },
   store: NonNullable<Storage['storeWhole']>,
 ): Promise<UploadView> {
-  const record = arrived(current, staged.size, staged.sha256)
+  const record = arrived(current, whole.bytes.length, whole.sha256)
   await save(ctx, record)
-  staged.stored?.()
-  ctx.rooms.set(record.id, staged.room)
+  whole.taken()
   announce(ctx, record, 'upload.started')
   try {
     try {
-      await lastStep(ctx, record.id, 'store', () => store(record, bytes))
+      await lastStep(ctx, record.id, 'store', () => store(record, whole.bytes))
     } catch (error) {
       const reason = faultReason(error, 'upload.finalize_failed', { id: record.id })
       const failure = failed(record, reason)
@@ -305,6 +310,8 @@ export async function endReceiving(
   id: string,
   received: number,
   sha256?: string,
+  /** All of it, held in memory instead of staged (the request asked `wholeStore` first): stored at once. */
+  bytes?: Buffer,
 ): Promise<UploadView> {
   return locked(ctx, id, async () => {
     ctx.arriving.delete(id)
@@ -315,6 +322,15 @@ export async function endReceiving(
       // The staging copy is whole where the transfer reads it. If it cannot start, it is not on record as
       // arrived: it stays RECEIVING, its bytes whole in staging, where its sender's next request (or the
       // next start) finds them and tries again.
+      const store = bytes && wholeStore(ctx, current)
+      if (bytes && store && sha256 !== undefined && bytes.length === current.totalSize) {
+        const view = await storeWhole(ctx, current, { bytes, sha256, taken: () => undefined }, store)
+        // Its staged file, made empty at its creation, was never written to.
+        await ctx.storage
+          .remove(current, 'staged')
+          .catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
+        return view
+      }
       if (received === current.totalSize && sha256 !== undefined)
         return await startTransfer(ctx, current, received, sha256)
       const next = receivedMore(current, received, expiresFrom(ctx, Date.now()))

@@ -307,8 +307,16 @@ export class UploadService {
     return arrivals.beginReceiving(this.ctx, id, offset, stop)
   }
 
-  endReceiving(id: string, received: number, sha256?: string): Promise<UploadView> {
-    return arrivals.endReceiving(this.ctx, id, received, sha256)
+  endReceiving(id: string, received: number, sha256?: string, bytes?: Buffer): Promise<UploadView> {
+    return arrivals.endReceiving(this.ctx, id, received, sha256, bytes)
+  }
+
+  /**
+   * Whether an upload whose whole body arrives in memory would be stored from there at once (see
+   * arrivals.wholeStore); if not, its bytes go to staging as they come.
+   */
+  storesWhole(record: UploadRecord): boolean {
+    return arrivals.wholeStore(this.ctx, record) !== undefined
   }
 
   // ---- commands (see commands.ts) ------------------------------------------------------------------------

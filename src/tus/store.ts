@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { Transform, type Readable } from 'node:stream'
+import { Readable, Transform } from 'node:stream'
 import { pipeline as pipelineAsync } from 'node:stream/promises'
 import { DataStore, ERRORS, Upload } from '@tus/utils'
 import { isGone, isReceiving } from '../core/machine.js'
@@ -8,7 +8,7 @@ import type { UploadRecord } from '../model/record.js'
 import type { UploadService } from '../core/service.js'
 import type { Storage } from '../seams/storage/index.js'
 import { ServiceError } from '../errors.js'
-import { storageError } from '../core/ingest/ingest.js'
+import { SMALL_BODY, storageError } from '../core/ingest/ingest.js'
 
 /** A hash waiting for its upload's next request is let go after this long (the next one re-reads the prefix). */
 const PARKED_MS = 60_000
@@ -101,6 +101,10 @@ export class TusStore extends DataStore {
     let written: number
     let hash: OffThreadHash | undefined
     let failure: unknown
+    // All of a small upload in this request, nothing to pace it: held in memory, and stored whole from there
+    // at once (see arrivals.wholeStore) once it is all in; a request cut short stages what came, as any does.
+    const holding = offset === 0 && record.totalSize <= SMALL_BODY && this.service.storesWhole(record)
+    let held: Buffer | undefined
     try {
       hash = await this.hashAt(record, offset)
       const hashing = hash
@@ -112,18 +116,39 @@ export class TusStore extends DataStore {
           }, done)
         },
       })
-      const staging = await this.storage.append(id, offset)
-      // Bytes storage took, not bytes counted: those still in a write buffer are not out of the free count yet.
-      room.track(() => staging.written())
-      await pipelineAsync(readable, tee, staging.sink)
-      written = offset + staging.written()
+      if (holding) {
+        const chunks: Buffer[] = []
+        try {
+          await pipelineAsync(readable, tee, async (source: AsyncIterable<Buffer>) => {
+            for await (const chunk of source) chunks.push(chunk)
+          })
+        } finally {
+          held = Buffer.concat(chunks)
+        }
+        written = held.length
+      } else {
+        const staging = await this.storage.append(id, offset)
+        // Bytes storage took, not bytes counted: those still in a write buffer are not out of the free count yet.
+        room.track(() => staging.written())
+        await pipelineAsync(readable, tee, staging.sink)
+        written = offset + staging.written()
+      }
     } catch (error) {
       // A full disk (someone else's bytes filled it): said as such, and what did arrive is kept for a retry.
       failure = error instanceof Error ? storageError(error) : error
       written = Math.min((await this.storage.stagedSize(id)) ?? offset, record.totalSize)
     }
+    if (held && (failure !== undefined || held.length < record.totalSize) && !stopped)
+      written = await this.stage(id, held).catch((error: unknown) => {
+        failure ??= error instanceof Error ? storageError(error) : error
+        return offset
+      })
     try {
-      if (hash && failure === undefined && written === record.totalSize) {
+      if (hash && held && failure === undefined && written === record.totalSize) {
+        // A whole small upload: stored from memory at once (its hash, of no more than SMALL_BODY, is inline).
+        const sha256 = await hash.digest()
+        await this.service.endReceiving(id, written, sha256, held)
+      } else if (hash && failure === undefined && written === record.totalSize) {
         // A hash worker that died has no sha256 to give: the request still ends (its room and lease go back,
         // its bytes stay for the next request, which hashes the file on disk), and says what went wrong.
         const sha256 = await hash.digest().catch((error: unknown) => {
@@ -145,6 +170,13 @@ export class TusStore extends DataStore {
     }
     if (failure !== undefined) throw failure
     return written
+  }
+
+  /** What a request that held its bytes in memory brought before it was cut short: staged, for a retry. */
+  private async stage(id: string, bytes: Buffer): Promise<number> {
+    const staging = await this.storage.append(id, 0)
+    await pipelineAsync(Readable.from([bytes]), staging.sink)
+    return staging.written()
   }
 
   /** Hashes the whole file on disk and hands it on to be stored, as its last request would have. */

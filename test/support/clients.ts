@@ -233,15 +233,17 @@ export async function waitFor<T>(
   }
 }
 
-/** Waits until an upload is on record RECEIVING with at least `size` bytes of it in; its id. */
-export async function receivingUpload(url: string, size = 1): Promise<string> {
+/** Waits until an upload (named `filename`, if given) is on record RECEIVING with `size` bytes of it in; its id. */
+export async function receivingUpload(url: string, size = 1, filename?: string): Promise<string> {
   const found = await waitFor(async () =>
     (
-      await gql<{ uploads: { id: string; receivedSize: number }[] }>(
+      await gql<{ uploads: { id: string; filename: string; receivedSize: number }[] }>(
         url,
-        '{ uploads(status: [RECEIVING]) { id receivedSize } }',
+        '{ uploads(status: [RECEIVING]) { id filename receivedSize } }',
       )
-    ).data?.uploads.find((upload) => upload.receivedSize >= size),
+    ).data?.uploads.find(
+      (upload) => upload.receivedSize >= size && (filename === undefined || upload.filename === filename),
+    ),
   )
   return found.id
 }
