@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   bytes,
+  gql,
   gqlUpload,
   receivingUpload,
   restUpload,
@@ -152,6 +153,24 @@ describe('over tus, a whole small file in its creation (creation-with-upload)', 
     expect((await statusOf(server.url, id)).body.status).toBe('completed')
     expect(await readFile(join(server.dir, `${id}_whole.bin`))).toEqual(content)
     expect(await listStorage(server.dir)).toMatchObject({ staging: [], transfers: [] })
+  })
+
+  it('given a speed while it arrives, is staged after all and transferred: stored byte for byte', async () => {
+    const content = bytes(5000)
+    const request = openRequest(server.url, creation(content.length, 0, 'slowed.bin'))
+    request.write(content.subarray(0, 4999))
+    const id = await receivingUpload(server.url, 4999, 'slowed.bin')
+    const { data } = await gql<{ setSpeed: { targetSpeed: number } }>(
+      server.url,
+      'mutation ($id: ID!) { setSpeed(id: $id, speed: 1048576) { targetSpeed } }',
+      { id },
+    )
+    expect(data?.setSpeed.targetSpeed).toBe(1048576)
+    request.write(content.subarray(4999))
+    expect((await request.answer).status).toBe(201)
+    request.end()
+    await waitForStatus(server.url, id, 'completed')
+    expect(await readFile(join(server.dir, `${id}_slowed.bin`))).toEqual(content)
   })
 
   it('cut short, keeps what came in staging (HEAD says so); the rest sent by PATCH completes it byte for byte', async () => {

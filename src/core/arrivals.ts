@@ -1,3 +1,4 @@
+import { finished } from 'node:stream/promises'
 import { faultReason, publicMessage, ServiceError, unavailable } from '../errors.js'
 import { wants } from '../hooks/config.js'
 import { log } from '../log.js'
@@ -5,7 +6,7 @@ import { stored } from '../metrics.js'
 import type { UploadRecord, UploadView } from '../model/record.js'
 import type { Storage } from '../seams/storage/index.js'
 import type { Hold } from '../seams/storage/room.js'
-import { RequestEnded, type IncomingFile, type StagedFile } from './ingest/ingest.js'
+import { RequestEnded, storageError, type IncomingFile, type StagedFile } from './ingest/ingest.js'
 import { assertOpen, letGo, locked, pages, recordOf, type Context } from './context.js'
 import {
   arrived,
@@ -13,7 +14,6 @@ import {
   checkSpeed,
   completed,
   expired,
-  failed,
   isReceiving,
   newRecord,
   receivedMore,
@@ -21,7 +21,7 @@ import {
   STILL_RECEIVING,
 } from './machine.js'
 import { askPreCreate, type Approved, type Proposal } from './gates.js'
-import { fail, lastStep, startTransfer } from './runs.js'
+import { fail, startTransfer } from './runs.js'
 import { RateMeter } from './transfer/rate.js'
 import { viewOf } from './views.js'
 import { announce, durably, forget, guard, publish, releaseIfIdle, save } from './writes.js'
@@ -177,11 +177,12 @@ export function wholeStore(ctx: Context, record: UploadRecord): Storage['storeWh
 }
 
 /**
- * A small body stored from memory, the way a transfer ends: recorded as arrived (IN_PROGRESS) first, so a
- * crash from here on is settled by recovery as any completion is (a stored file that matches completes, none
- * fails), then stored whole and COMPLETED. Its request is answered once it is (a client that never hears
- * back has lost nothing it was told was kept). Storage away is waited out, as at a transfer's end; storage
- * that refuses it fails the upload, as a transfer's end would. `taken` runs once it is on record as arrived.
+ * A small body stored from memory, the way a transfer ends, in an order a crash at any point recovers from:
+ * put in place first (durable), while its record still says RECEIVING (a crash then leaves a file that the
+ * end of a RECEIVING upload takes away: it is forgotten, canceled or expires with all of its bytes); then
+ * recorded as arrived (IN_PROGRESS: from here recovery finds the stored file and completes it) and COMPLETED.
+ * Storage that refuses it (or is away) changes nothing on record: the caller hears it and says so. `taken`
+ * claims its bytes and their room first.
  */
 async function storeWhole(
   ctx: Context,
@@ -190,25 +191,25 @@ async function storeWhole(
   store: NonNullable<Storage['storeWhole']>,
 ): Promise<UploadView> {
   const record = arrived(current, whole.bytes.length, whole.sha256)
-  await save(ctx, record)
   whole.taken()
+  // A full disk is said as such (507), as when a body is staged.
+  await store(record, whole.bytes).catch((error: unknown) => {
+    throw error instanceof Error ? storageError(error) : error
+  })
+  await save(ctx, record)
   announce(ctx, record, 'upload.started')
-  try {
-    try {
-      await lastStep(ctx, record.id, 'store', () => store(record, whole.bytes))
-    } catch (error) {
-      const reason = faultReason(error, 'upload.finalize_failed', { id: record.id })
-      const failure = failed(record, reason)
-      await fail(ctx, record, reason, failure)
-      return viewOf(ctx, failure)
-    }
-    stored.bytes += record.totalSize
-    const done = completed(record)
-    await durably(ctx, done, 'upload.completed')
-    return viewOf(ctx, done)
-  } finally {
-    await releaseIfIdle(ctx, record.id)
-  }
+  stored.bytes += record.totalSize
+  const done = completed(record)
+  await durably(ctx, done, 'upload.completed')
+  await releaseIfIdle(ctx, record.id)
+  return viewOf(ctx, done)
+}
+
+/** A resumable upload's bytes held in memory by the request that brought them all, staged after all. */
+async function stageHeld(ctx: Context, id: string, bytes: Buffer): Promise<void> {
+  const staging = await ctx.storage.append(id, 0)
+  staging.sink.end(bytes)
+  await finished(staging.sink)
 }
 
 /**
@@ -322,14 +323,18 @@ export async function endReceiving(
       // The staging copy is whole where the transfer reads it. If it cannot start, it is not on record as
       // arrived: it stays RECEIVING, its bytes whole in staging, where its sender's next request (or the
       // next start) finds them and tries again.
-      const store = bytes && wholeStore(ctx, current)
-      if (bytes && store && sha256 !== undefined && bytes.length === current.totalSize) {
-        const view = await storeWhole(ctx, current, { bytes, sha256, taken: () => undefined }, store)
-        // Its staged file, made empty at its creation, was never written to.
-        await ctx.storage
-          .remove(current, 'staged')
-          .catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
-        return view
+      if (bytes && sha256 !== undefined && bytes.length === current.totalSize) {
+        const store = wholeStore(ctx, current)
+        if (store) {
+          const view = await storeWhole(ctx, current, { bytes, sha256, taken: () => undefined }, store)
+          // Its staged file, made empty at its creation, was never written to.
+          await ctx.storage
+            .remove(current, 'staged')
+            .catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
+          return view
+        }
+        // A speed or a cap set while it arrived: it is staged after all, and transferred.
+        await stageHeld(ctx, id, bytes)
       }
       if (received === current.totalSize && sha256 !== undefined)
         return await startTransfer(ctx, current, received, sha256)
@@ -388,6 +393,10 @@ export async function expire(ctx: Context, busy: { expiring: boolean }): Promise
           const period = hours >= 1 ? `${+hours.toFixed(2)} h` : `${+(ctx.expiryMs / 1000).toFixed(3)} s`
           const reason = `Expired: no byte arrived for ${period} (RESUMABLE_EXPIRY); send the file again`
           await fail(ctx, current, reason, expired(current, reason))
+          // A body stored whole from memory just before a crash has its file in place already.
+          await ctx.storage
+            .remove(current, 'all')
+            .catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id: current.id, error }))
         }).finally(() => ctx.leases.release(record.id).catch(() => undefined))
       }
     }

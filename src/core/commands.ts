@@ -150,8 +150,9 @@ async function cancelReceiving(ctx: Context, record: UploadRecord): Promise<Uplo
   ctx.arriving.delete(record.id)
   letGo(ctx, record.id)
   arriving?.stop(new ServiceError('INVALID_STATE', `Upload ${record.id} was canceled while it arrived`))
+  // All of it: a body stored whole from memory just before a crash has its file in place already.
   await ctx.storage
-    .remove(record, 'bytes')
+    .remove(record, 'all')
     .catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id: record.id, error }))
   return announce(ctx, next, 'upload.canceled')
 }

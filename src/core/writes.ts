@@ -202,8 +202,9 @@ export async function forget(ctx: Context, id: string, reason: string, received:
   const current = await ctx.store.get(id)
   let removed = true
   if (current && isReceiving(current.status)) {
+    // All of it: a body stored whole from memory just before a crash has its file in place already.
     await ctx.storage
-      .remove(current, 'staged')
+      .remove(current, 'all')
       .catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
     // Gone before anyone hears it failed: a watcher that then looks finds nothing, never a stale RECEIVING.
     removed = await removeRecord(ctx, id)

@@ -45,7 +45,10 @@ export interface StagedFile {
   keep(): Promise<void>
   /** The whole body, when it ended within SMALL_BODY bytes (see ingest.ts): not in staging until kept. */
   readonly bytes?: Buffer
-  /** With `bytes`: its taker stored them itself (Storage.storeWhole), so nothing is staged; its room is theirs. */
+  /**
+   * With `bytes`: its taker stores them itself (Storage.storeWhole), so nothing is staged; its room is theirs.
+   * Throws RequestEnded as `keep` does, if the request let it go first.
+   */
   stored?(): void
 }
 

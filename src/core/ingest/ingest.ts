@@ -369,8 +369,8 @@ class Intake {
       if (this.options.approveFirst) await taken.approved
       if (this.failed) throw this.failed
       const whole = await this.readSmall(taken, stream)
-      if (whole) return this.held(taken, staging, whole)
-      // Longer: it goes to staging as it arrives, beginning with what was read of it (put back by readHead).
+      if (whole) return await this.held(taken, staging, whole)
+      // Longer: it goes to staging as it arrives, beginning with what was read of it (put back by readSmall).
       const counting = (digest = new Digest((n) => this.countFileBytes(n), taken))
       const arrival = (staging.arrival = await this.options.storage.receive(taken.id))
       if (this.failed) throw this.failed
@@ -494,6 +494,8 @@ class Intake {
         staging.kept = true
       },
       stored: () => {
+        if (!this.staging.has(staging))
+          throw new RequestEnded('The connection closed before the upload was taken; send it again')
         staging.kept = true
       },
     }

@@ -103,9 +103,10 @@ export interface Storage {
 
   /**
    * A whole body small enough to have arrived in memory, made the stored file at once: written, flushed and
-   * put in place as `complete` puts a transfer, with nothing staged and nothing copied. For an upload that
-   * nothing paces and no pre-finish hook asks about; its record says IN_PROGRESS first, so a crash part-way
-   * is settled by recovery like any completion. Undefined: such a body is staged and transferred as usual.
+   * put in place as `complete` puts a transfer (durable once it resolves), with nothing staged and nothing
+   * copied. For an upload that nothing paces and no pre-finish hook asks about, while its record still says
+   * RECEIVING (see arrivals.ts). A rejection leaves no transfer of it behind. Undefined: such a body is staged
+   * and transferred as usual.
    */
   storeWhole?(upload: TransferTarget, bytes: Buffer): Promise<void>
 

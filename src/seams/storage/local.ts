@@ -223,15 +223,20 @@ export class LocalStorage implements Storage {
 
   async storeWhole(upload: TransferTarget, bytes: Buffer): Promise<void> {
     const path = this.transferPath(upload.id)
-    const handle = await inFolder(path, () => open(path, 'w'))
     try {
-      await writeAll(handle, bytes, 0)
-      await handle.datasync()
-    } finally {
-      await handle.close()
+      const handle = await inFolder(path, () => open(path, 'w'))
+      try {
+        await writeAll(handle, bytes, 0)
+        await handle.datasync()
+      } finally {
+        await handle.close()
+      }
+      // Written from the very buffer its sha256 was taken of on arrival: nothing to read back.
+      await this.complete(upload, upload.sha256)
+    } catch (error) {
+      await removeFile(path).catch(() => undefined)
+      throw error
     }
-    // Written from the very buffer its sha256 was taken of on arrival: nothing to read back.
-    await this.complete(upload, upload.sha256)
   }
 
   /**
