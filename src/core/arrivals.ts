@@ -192,7 +192,7 @@ async function storeWhole(
 ): Promise<UploadView> {
   const record = arrived(current, whole.bytes.length, whole.sha256)
   whole.taken()
-  // A full disk is said as such (507), as when a body is staged.
+  // A full disk, or storage away, is said as such (507, 503), as when a body is staged.
   await store(record, whole.bytes).catch((error: unknown) => {
     throw error instanceof Error ? storageError(error) : error
   })
@@ -207,9 +207,13 @@ async function storeWhole(
 
 /** A resumable upload's bytes held in memory by the request that brought them all, staged after all. */
 async function stageHeld(ctx: Context, id: string, bytes: Buffer): Promise<void> {
-  const staging = await ctx.storage.append(id, 0)
-  staging.sink.end(bytes)
-  await finished(staging.sink)
+  try {
+    const staging = await ctx.storage.append(id, 0)
+    staging.sink.end(bytes)
+    await finished(staging.sink)
+  } catch (error) {
+    throw error instanceof Error ? storageError(error) : error
+  }
 }
 
 /**
@@ -393,10 +397,6 @@ export async function expire(ctx: Context, busy: { expiring: boolean }): Promise
           const period = hours >= 1 ? `${+hours.toFixed(2)} h` : `${+(ctx.expiryMs / 1000).toFixed(3)} s`
           const reason = `Expired: no byte arrived for ${period} (RESUMABLE_EXPIRY); send the file again`
           await fail(ctx, current, reason, expired(current, reason))
-          // A body stored whole from memory just before a crash has its file in place already.
-          await ctx.storage
-            .remove(current, 'all')
-            .catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id: current.id, error }))
         }).finally(() => ctx.leases.release(record.id).catch(() => undefined))
       }
     }

@@ -136,8 +136,9 @@ async function cancel(ctx: Context, id: string): Promise<UploadView> {
   await saveOrRestart(ctx, record, offset, next)
   ctx.hashes.delete(id)
   letGo(ctx, id)
+  // All of them: it never completed, so no stored file is its own (see cancelReceiving).
   await ctx.storage
-    .remove(record, 'bytes')
+    .remove(record, 'all')
     .catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
   return announce(ctx, next, 'upload.canceled')
 }
@@ -162,7 +163,8 @@ async function remove(ctx: Context, id: string, keepFile: boolean): Promise<Uplo
   const record = await recordOf(ctx, id)
   check('delete', record)
   await guard(() => erase(ctx, id))
-  const removal = ctx.storage.remove(record, keepFile ? 'bytes' : 'all')
+  // Only a completed upload's stored file is its own to keep.
+  const removal = ctx.storage.remove(record, keepFile && isStored(record.status) ? 'bytes' : 'all')
   await removal.catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
   log('info', 'upload.deleted', {
     id,

@@ -316,7 +316,9 @@ export async function fail(
   letGo(ctx, record.id)
   await ctx.storage.remove(record, 'transfer').catch(() => undefined)
   await durably(ctx, next, 'upload.failed')
-  await ctx.storage.remove(record, 'staged').catch(() => undefined)
+  // All the rest: an upload that never completed owns no stored file, yet one stored whole from memory just
+  // before a crash may have left one (see arrivals.ts).
+  await ctx.storage.remove(record, 'all').catch(() => undefined)
 }
 
 /** Every running (or arriving) upload whose byte count moved since its last event, published. */

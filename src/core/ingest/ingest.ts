@@ -3,9 +3,9 @@ import { createHash } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { Transform, type Readable, type TransformCallback } from 'node:stream'
 import { finished, pipeline } from 'node:stream/promises'
-import { bodyError } from '../../errors.js'
+import { bodyError, unavailable } from '../../errors.js'
 import { bytesReceived } from '../../metrics.js'
-import type { Arrival, Storage } from '../../seams/storage/index.js'
+import { StorageUnavailable, type Arrival, type Storage } from '../../seams/storage/index.js'
 import { noRoom, type Hold } from '../../seams/storage/room.js'
 import { roomFor } from '../machine.js'
 import { OffThreadHash } from '../transfer/hasher.js'
@@ -94,8 +94,13 @@ const unescapeFilename = (name: string) =>
 export const isMultipart = (contentType: string | null | undefined) =>
   /^multipart\/form-data\b/i.test(contentType ?? '')
 
-/** A full disk is no client's fault, but the client should hear it plainly, and may retry later. */
+/**
+ * A full disk, or storage that does not answer, is no client's fault, but the client should hear it plainly
+ * (507, 503), and may retry later.
+ */
 export function storageError(error: Error): Error {
+  if (error instanceof StorageUnavailable)
+    return unavailable(`Storage did not answer (${error.message}); try again`, error)
   const code = (error as NodeJS.ErrnoException).code
   return code === 'ENOSPC' || code === 'EDQUOT' ? noRoom() : error
 }
