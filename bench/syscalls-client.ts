@@ -1,4 +1,4 @@
-// Sends `count` 16-byte uploads (REST multipart at speed=0, or tus creation-with-upload), `concurrency` at a
+// Sends `count` 16-byte uploads (REST multipart, or tus creation-with-upload; both at speed 0, as in figure 13), `concurrency` at a
 // time, and prints the answers' statuses. Used by bench/syscalls.sh.
 //   node --import tsx bench/syscalls-client.ts <url> <rest|tus> <count> [concurrency=16]
 import { Agent, request } from 'node:http'
@@ -24,7 +24,7 @@ const headers = tus
   ? {
       'tus-resumable': '1.0.0',
       'upload-length': '16',
-      'upload-metadata': `filename ${Buffer.from('t.bin').toString('base64')}`,
+      'upload-metadata': `filename ${Buffer.from('t.bin').toString('base64')},speed ${Buffer.from('0').toString('base64')}`,
       'content-type': 'application/offset+octet-stream',
       'content-length': body.length,
     }
