@@ -148,7 +148,8 @@ async function arrive(ctx: Context, id: string, staged: StagedFile): Promise<Upl
         staged.stored?.()
         ctx.rooms.set(id, staged.room)
       }
-      return await storeWhole(ctx, current, { bytes, sha256: staged.sha256, taken }, store)
+      const view = await storeWhole(ctx, current, { bytes, sha256: staged.sha256, taken }, store)
+      if (view) return view
     }
     await staged.keep()
     ctx.rooms.set(id, staged.room)
@@ -181,7 +182,9 @@ export function wholeStore(ctx: Context, record: UploadRecord): Storage['storeWh
  * put in place first (durable), while its record still says RECEIVING (a crash then leaves a file that the
  * end of a RECEIVING upload takes away: it is forgotten, canceled or expires with all of its bytes); then
  * recorded as arrived (IN_PROGRESS: from here recovery finds the stored file and completes it) and COMPLETED.
- * Storage that refuses it (or is away) changes nothing on record: the caller hears it and says so. `taken`
+ * A full disk, or storage away, changes nothing on record and is said as such (507, 503), as when a body is
+ * staged. Any other fault of storage answers undefined: the caller stages it and transfers it as usual, so
+ * the fault is met where it always was, and told as it always was (a FAILED upload with its reason). `taken`
  * claims its bytes and their room first.
  */
 async function storeWhole(
@@ -189,13 +192,17 @@ async function storeWhole(
   current: UploadRecord,
   whole: { bytes: Buffer; sha256: string; taken(): void },
   store: NonNullable<Storage['storeWhole']>,
-): Promise<UploadView> {
+): Promise<UploadView | undefined> {
   const record = arrived(current, whole.bytes.length, whole.sha256)
   whole.taken()
-  // A full disk, or storage away, is said as such (507, 503), as when a body is staged.
-  await store(record, whole.bytes).catch((error: unknown) => {
-    throw error instanceof Error ? storageError(error) : error
-  })
+  try {
+    await store(record, whole.bytes)
+  } catch (error) {
+    const said = error instanceof Error ? storageError(error) : error
+    if (said !== error) throw said
+    log('warn', 'upload.store_whole_failed', { id: record.id, error })
+    return undefined
+  }
   await save(ctx, record)
   announce(ctx, record, 'upload.started')
   stored.bytes += record.totalSize
@@ -329,15 +336,17 @@ export async function endReceiving(
       // next start) finds them and tries again.
       if (bytes && sha256 !== undefined && bytes.length === current.totalSize) {
         const store = wholeStore(ctx, current)
-        if (store) {
-          const view = await storeWhole(ctx, current, { bytes, sha256, taken: () => undefined }, store)
+        const view =
+          store && (await storeWhole(ctx, current, { bytes, sha256, taken: () => undefined }, store))
+        if (view) {
           // Its staged file, made empty at its creation, was never written to.
           await ctx.storage
             .remove(current, 'staged')
             .catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
           return view
         }
-        // A speed or a cap set while it arrived: it is staged after all, and transferred.
+        // A speed or a cap set while it arrived, or storage that would not take it whole: it is staged
+        // after all, and transferred.
         await stageHeld(ctx, id, bytes)
       }
       if (received === current.totalSize && sha256 !== undefined)

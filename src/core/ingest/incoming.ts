@@ -46,8 +46,9 @@ export interface StagedFile {
   /** The whole body, when it ended within SMALL_BODY bytes (see ingest.ts): not in staging until kept. */
   readonly bytes?: Buffer
   /**
-   * With `bytes`: its taker stores them itself (Storage.storeWhole), so nothing is staged; its room is theirs.
-   * Throws RequestEnded as `keep` does, if the request let it go first.
+   * With `bytes`: its taker is about to store them itself (Storage.storeWhole), so nothing needs staging, and
+   * its room is theirs (let go twice is let go once). Throws RequestEnded as `keep` does, if the request let it
+   * go first. Keeping it still stages it, if storing it whole does not work out.
    */
   stored?(): void
 }

@@ -501,7 +501,6 @@ class Intake {
       stored: () => {
         if (!this.staging.has(staging))
           throw new RequestEnded('The connection closed before the upload was taken; send it again')
-        staging.kept = true
       },
     }
     this.handOver.push(() => taken.resolve(file))
