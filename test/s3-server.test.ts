@@ -67,6 +67,18 @@ describe('the server on S3 (moto)', () => {
     await waitFor(async () => (await listKeys(look.access, PREFIX)).length === 0, 20_000)
   }, 120_000)
 
+  it('a small upload nothing paces is one object, in place as its answer comes: no staging, no multipart upload', async () => {
+    const { server, look } = await serverOnS3()
+    const content = bytes(16)
+    const { body } = await restUpload(server.url, content, { filename: 'tiny.txt', speed: 0 })
+    expect((await statusOf(server.url, body.upload_id)).body.status).toBe('completed')
+    expect(await listKeys(look.access, PREFIX)).toEqual([`${PREFIX}${body.upload_id}/tiny.txt`])
+    expect(await listUploads(look.access, PREFIX)).toEqual([])
+    const whole = await download(server, body.upload_id)
+    expect(whole.headers.get('etag')).toBe(`"${sha256(content)}"`)
+    expect(Buffer.from(await whole.arrayBuffer())).toEqual(content)
+  }, 60_000)
+
   it('cancel aborts the multipart upload: nothing of the upload is left in the bucket', async () => {
     const { server, look } = await serverOnS3()
     const content = bytes(12 * MiB)
