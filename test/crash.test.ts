@@ -1,4 +1,4 @@
-import { mkdtemp, open, readdir, readFile, rm, stat } from 'node:fs/promises'
+import { mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -8,6 +8,7 @@ import {
   api,
   bytes,
   gql,
+  receivingUpload,
   restUpload,
   seededRandom,
   statusOf,
@@ -236,6 +237,32 @@ describe('SIGKILL while a file is still arriving', () => {
     expect((await statusOf(server.url, id)).status).toBe(404)
     expect(Object.keys((await readState()).uploads)).not.toContain(id)
     expect(await readdir(join(dir, '.staging')).catch(() => [])).toEqual([])
+  })
+})
+
+describe('SIGKILL between a small body stored whole and its record saying so', () => {
+  it('at the next start its file goes with its record, which never said it arrived', async () => {
+    let server = await start()
+    const content = bytes(4000)
+    // Held in memory (under 64 KiB) and on record as RECEIVING; its last bytes never come.
+    const request = openRequest(server.url, multipartHead('/api/upload?speed=0', content.length + 200))
+    request.write(partHead('file', 'stored-early.bin'))
+    request.write(content.subarray(0, 1000))
+    const id = await receivingUpload(server.url, 1000, 'stored-early.bin')
+    const { data } = await gql<{ upload: { storedName: string } }>(
+      server.url,
+      `{ upload(id: "${id}") { storedName } }`,
+    )
+    await kill(server, 'SIGKILL')
+    request.end()
+    // What a kill between Storage.storeWhole and the record's next write leaves: the file in place.
+    const stored = join(dir, data!.upload.storedName)
+    await writeFile(stored, content)
+
+    server = await start()
+    await logged(server, 'upload.not_received', id)
+    expect((await statusOf(server.url, id)).status).toBe(404)
+    await expect(stat(stored)).rejects.toMatchObject({ code: 'ENOENT' })
   })
 })
 

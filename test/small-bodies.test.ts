@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { readFile, stat } from 'node:fs/promises'
+import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
@@ -13,7 +13,7 @@ import {
   waitForStatus,
 } from './support/clients.js'
 import { openRequest } from './support/raw.js'
-import { tusHead, tusMetadata, tusPatch } from './support/tus.js'
+import { tusCreate, tusDelete, tusHead, tusMetadata, tusPatch } from './support/tus.js'
 import { listStorage, startServer, type TestServer } from './support/server.js'
 
 /**
@@ -171,6 +171,15 @@ describe('over tus, a whole small file in its creation (creation-with-upload)', 
     request.end()
     await waitForStatus(server.url, id, 'completed')
     expect(await readFile(join(server.dir, `${id}_slowed.bin`))).toEqual(content)
+  })
+
+  it('a file a crash left in place before its record said it arrived goes when the upload is terminated', async () => {
+    const created = await tusCreate(server.url, 16, { filename: 'left.bin', speed: '0' })
+    // What a kill between Storage.storeWhole and the record's next write leaves: the file in place.
+    const stored = join(server.dir, `${created.id}_left.bin`)
+    await writeFile(stored, bytes(16))
+    expect((await tusDelete(created.location)).status).toBe(204)
+    await expect(stat(stored)).rejects.toMatchObject({ code: 'ENOENT' })
   })
 
   it('cut short, keeps what came in staging (HEAD says so); the rest sent by PATCH completes it byte for byte', async () => {
