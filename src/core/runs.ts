@@ -315,7 +315,9 @@ export async function fail(
   ctx.hashes.delete(record.id)
   letGo(ctx, record.id)
   await ctx.storage.remove(record, 'transfer').catch(() => undefined)
-  await durably(ctx, next, 'upload.failed')
+  // Not on record (the server closed first, or another instance holds the upload now): what is left is for
+  // the next start's recovery, or the new owner, to settle.
+  if (!(await durably(ctx, next, 'upload.failed'))) return
   // All the rest: an upload that never completed owns no stored file, yet one stored whole from memory just
   // before a crash may have left one (see arrivals.ts).
   await ctx.storage.remove(record, 'all').catch(() => undefined)

@@ -127,9 +127,10 @@ export function publish(ctx: Context, record: UploadRecord): UploadView {
 /**
  * A change nobody waits for (completion, failure): retried until the store takes it, and logged, so
  * memory and disk never disagree in silence. If the server stops first, recovery at the next start
- * reaches the same outcome from the bytes on disk.
+ * reaches the same outcome from the bytes on disk. True once the store took it (false: the server closed
+ * first, or another instance holds the upload now).
  */
-export async function durably(ctx: Context, record: UploadRecord, event: string): Promise<void> {
+export async function durably(ctx: Context, record: UploadRecord, event: string): Promise<boolean> {
   let attempt = 0
   const saved = await retrying(
     () => ctx.state.closed,
@@ -157,6 +158,7 @@ export async function durably(ctx: Context, record: UploadRecord, event: string)
     false,
   )
   if (saved) announce(ctx, record, event)
+  return saved
 }
 
 /**
