@@ -212,7 +212,7 @@ async function storeWhole(
   return viewOf(ctx, done)
 }
 
-/** A resumable upload's bytes held in memory by the request that brought them all, staged after all. */
+/** A resumable upload's bytes from its first, held in memory by the request that brought them, staged. */
 async function stageHeld(ctx: Context, id: string, bytes: Buffer): Promise<void> {
   try {
     const staging = await ctx.storage.append(id, 0)
@@ -322,7 +322,10 @@ export async function endReceiving(
   id: string,
   received: number,
   sha256?: string,
-  /** All of it, held in memory instead of staged (the request asked `wholeStore` first): stored at once. */
+  /**
+   * The request's bytes, from the first, held in memory instead of staged (it asked `wholeStore` first):
+   * stored at once if they are all of it, else staged here.
+   */
   bytes?: Buffer,
 ): Promise<UploadView> {
   return locked(ctx, id, async () => {
@@ -334,10 +337,12 @@ export async function endReceiving(
       // The staging copy is whole where the transfer reads it. If it cannot start, it is not on record as
       // arrived: it stays RECEIVING, its bytes whole in staging, where its sender's next request (or the
       // next start) finds them and tries again.
-      if (bytes && sha256 !== undefined && bytes.length === current.totalSize) {
-        const store = wholeStore(ctx, current)
+      if (bytes) {
+        const store = bytes.length === current.totalSize ? wholeStore(ctx, current) : undefined
         const view =
-          store && (await storeWhole(ctx, current, { bytes, sha256, taken: () => undefined }, store))
+          store && sha256 !== undefined
+            ? await storeWhole(ctx, current, { bytes, sha256, taken: () => undefined }, store)
+            : undefined
         if (view) {
           // Its staged file, made empty at its creation, was never written to.
           await ctx.storage
@@ -345,8 +350,8 @@ export async function endReceiving(
             .catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
           return view
         }
-        // A speed or a cap set while it arrived, or storage that would not take it whole: it is staged
-        // after all, and transferred.
+        // Cut short, given a speed or a cap while it arrived, or refused whole by storage: staged, as any
+        // request's bytes are, and on from there.
         await stageHeld(ctx, id, bytes)
       }
       if (received === current.totalSize && sha256 !== undefined)

@@ -270,7 +270,22 @@ export async function complete(ctx: Context, record: UploadRecord): Promise<void
   try {
     // The last run's mark with its hash: a part store completes exactly the parts that run left.
     const mark = written === undefined ? undefined : part?.mark
-    await lastStep(ctx, record.id, 'complete', () => ctx.storage.complete(record, written, mark))
+    for (let tries = 0; ; tries++) {
+      try {
+        await ctx.storage.complete(record, written, mark)
+        break
+      } catch (error) {
+        // Storage away at the last step: waited out (the bytes are all there), unless the server closes.
+        if (!(error instanceof StorageUnavailable) || ctx.state.closed) throw error
+        log('warn', 'upload.storage_unavailable', {
+          id: record.id,
+          step: 'complete',
+          tries: tries + 1,
+          reason: error.message,
+        })
+        await sleep(Math.min(500 * 2 ** tries, 8000))
+      }
+    }
   } catch (error) {
     if (error instanceof StoredBytesMismatch) return fail(ctx, record, error.message)
     return fail(ctx, record, faultReason(error, 'upload.finalize_failed', { id: record.id }))
@@ -279,27 +294,6 @@ export async function complete(ctx: Context, record: UploadRecord): Promise<void
   await ctx.storage
     .remove(record, 'staged')
     .catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id: record.id, error }))
-}
-
-/**
- * The step that puts an upload's bytes in place, with all of them at hand: storage away meanwhile is waited
- * out (500 ms, doubling, at most 8 s between tries), unless the server closes. Anything else is thrown.
- */
-export async function lastStep(
-  ctx: Context,
-  id: string,
-  step: string,
-  attempt: () => Promise<void>,
-): Promise<void> {
-  for (let tries = 0; ; tries++) {
-    try {
-      return await attempt()
-    } catch (error) {
-      if (!(error instanceof StorageUnavailable) || ctx.state.closed) throw error
-      log('warn', 'upload.storage_unavailable', { id, step, tries: tries + 1, reason: error.message })
-      await sleep(Math.min(500 * 2 ** tries, 8000))
-    }
-  }
 }
 
 /**

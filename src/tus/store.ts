@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { Readable, Transform } from 'node:stream'
+import { Transform, type Readable } from 'node:stream'
 import { pipeline as pipelineAsync } from 'node:stream/promises'
 import { DataStore, ERRORS, Upload } from '@tus/utils'
 import { isGone, isReceiving } from '../core/machine.js'
@@ -134,33 +134,25 @@ export class TusStore extends DataStore {
         written = offset + staging.written()
       }
     } catch (error) {
-      // A full disk (someone else's bytes filled it): said as such, and what did arrive is kept for a retry.
+      // A full disk (someone else's bytes filled it): said as such, and what did arrive is kept for a retry
+      // (bytes held in memory are staged by endReceiving).
       failure = error instanceof Error ? storageError(error) : error
-      written = Math.min((await this.storage.stagedSize(id)) ?? offset, record.totalSize)
+      written = held?.length ?? Math.min((await this.storage.stagedSize(id)) ?? offset, record.totalSize)
     }
-    if (held && (failure !== undefined || held.length < record.totalSize) && !stopped)
-      written = await this.stage(id, held).catch((error: unknown) => {
-        failure ??= error instanceof Error ? storageError(error) : error
-        return offset
-      })
     try {
-      if (hash && held && failure === undefined && written === record.totalSize) {
-        // A whole small upload: stored from memory at once (its hash, of no more than SMALL_BODY, is inline).
-        const sha256 = await hash.digest()
-        await this.service.endReceiving(id, written, sha256, held)
-      } else if (hash && failure === undefined && written === record.totalSize) {
+      if (hash && failure === undefined && written === record.totalSize) {
         // A hash worker that died has no sha256 to give: the request still ends (its room and lease go back,
         // its bytes stay for the next request, which hashes the file on disk), and says what went wrong.
         const sha256 = await hash.digest().catch((error: unknown) => {
           failure = error
           return undefined
         })
-        await this.service.endReceiving(id, written, sha256)
+        await this.service.endReceiving(id, written, sha256, held)
       } else {
         // Kept for the next request if it hashed exactly what reached the disk (and its worker lives).
         if (hash && hash.size === written && hash.usable) this.park(id, hash)
         else hash?.drop()
-        await this.service.endReceiving(id, written)
+        await this.service.endReceiving(id, written, undefined, held)
       }
     } catch (error) {
       // Canceled or expired while it arrived: gone for its sender too.
@@ -170,13 +162,6 @@ export class TusStore extends DataStore {
     }
     if (failure !== undefined) throw failure
     return written
-  }
-
-  /** What a request that held its bytes in memory brought before it was cut short: staged, for a retry. */
-  private async stage(id: string, bytes: Buffer): Promise<number> {
-    const staging = await this.storage.append(id, 0)
-    await pipelineAsync(Readable.from([bytes]), staging.sink)
-    return staging.written()
   }
 
   /** Hashes the whole file on disk and hands it on to be stored, as its last request would have. */

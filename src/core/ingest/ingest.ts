@@ -134,6 +134,9 @@ export function receiveMultipart(
   return { done, parts: intake.parts, abort: () => intake.abort(), dispose: () => intake.dispose() }
 }
 
+/** Its request's connection closed after its last byte, before the upload was taken: nothing of it is kept. */
+const notTaken = () => new RequestEnded('The connection closed before the upload was taken; send it again')
+
 /** A file part being staged, or staged: whoever keeps it takes it over; anything else goes when the request ends. */
 interface Staging {
   arrival?: Arrival
@@ -403,8 +406,7 @@ class Intake {
         room: staging.room,
         keep: async () => {
           // Let go already: the request's connection closed after its last byte, before it was taken.
-          if (!this.staging.has(staging))
-            throw new RequestEnded('The connection closed before the upload was taken; send it again')
+          if (!this.staging.has(staging)) throw notTaken()
           await arrival.keep()
           staging.kept = true
         },
@@ -485,13 +487,12 @@ class Intake {
       room: staging.room,
       bytes,
       keep: async () => {
-        if (!this.staging.has(staging))
-          throw new RequestEnded('The connection closed before the upload was taken; send it again')
+        if (!this.staging.has(staging)) throw notTaken()
         const arrival = (staging.arrival = await storage.receive(taken.id))
         // Let go while storage was opening it: dispose() found nothing to discard yet.
         if (!this.staging.has(staging)) {
           await arrival.discard()
-          throw new RequestEnded('The connection closed before the upload was taken; send it again')
+          throw notTaken()
         }
         arrival.sink.end(bytes)
         await finished(arrival.sink)
@@ -499,8 +500,7 @@ class Intake {
         staging.kept = true
       },
       stored: () => {
-        if (!this.staging.has(staging))
-          throw new RequestEnded('The connection closed before the upload was taken; send it again')
+        if (!this.staging.has(staging)) throw notTaken()
       },
     }
     this.handOver.push(() => taken.resolve(file))
