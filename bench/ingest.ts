@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import {
   cpuSecondsOf,
   gql,
+  keptIn,
   makeFile,
   memoryOf,
   MiB,
@@ -62,13 +63,25 @@ async function timed(
  * first upload's code and hashing worker counted), and from after a 16-byte warm-up. (3) The unthrottled
  * transfer (receivedAt → completedAt) against fs.copyFile, and against copyFile + fdatasync + sha256
  * read-back (what a verified, durable copy must do at least). Server CPU per GiB from /proc/<pid>/stat.
+ * Every side keeps what each run of it stored until the figure ends (see keptIn).
  */
-export async function ingestAndTransfer(
+export function ingestAndTransfer(
   file: string,
   size: number,
   runs: number,
   scratch: string,
   ingestSize = size,
+): Promise<Row[]> {
+  return keptIn(scratch, (dir) => measure(file, size, runs, scratch, ingestSize, dir))
+}
+
+async function measure(
+  file: string,
+  size: number,
+  runs: number,
+  scratch: string,
+  ingestSize: number,
+  dir: (name: string) => Promise<string>,
 ): Promise<Row[]> {
   const sizeLabel = `${Math.round(size / MiB)} MiB`
   const ingestLabel = `${Math.round(ingestSize / MiB)} MiB`
@@ -77,7 +90,7 @@ export async function ingestAndTransfer(
     ingestFile = join(scratch, 'ingest.bin')
     await makeFile(ingestFile, ingestSize)
   }
-  const bare = await startBare(scratch)
+  const bare = await startBare(await dir('bare'))
   const curlTo = (url: string) => async () => {
     const r = await curlForm(url, ingestFile)
     if (r.status !== 200) throw new Error(`${url}: ${r.status} ${r.text.slice(0, 200)}`)
@@ -105,7 +118,10 @@ export async function ingestAndTransfer(
     await bare.stop()
   }
 
-  const server = await startServer({ MAX_UPLOAD_SIZE: String(Math.max(size, ingestSize) * 2) })
+  const server = await startServer({
+    UPLOAD_DIR: await dir('ours'),
+    MAX_UPLOAD_SIZE: String(Math.max(size, ingestSize) * 2),
+  })
   let rest: { seconds: number; cpuPerGiB: number }
   let graphqlSeconds: number
   let idle: { rss: number }
@@ -144,7 +160,6 @@ export async function ingestAndTransfer(
       const done = await waitDone(server.url, id)
       if (done.status !== 'COMPLETED') throw new Error(`upload ended ${done.status}`)
       transferSeconds.push((Date.parse(done.completedAt!) - Date.parse(done.receivedAt!)) / 1000)
-      await gql(server.url, `mutation { deleteFile(id: "${id}") { id } }`)
       return r.seconds
     })
     peak = (await memoryOf(server.pid)).peak
@@ -158,7 +173,6 @@ export async function ingestAndTransfer(
       if (r.status !== 200) throw new Error(`REST upload: ${r.status} ${r.text.slice(0, 200)}`)
       const { upload_id: id } = JSON.parse(r.text) as { upload_id: string }
       await waitDone(server.url, id)
-      await gql(server.url, `mutation { deleteFile(id: "${id}") { id } }`)
       return r.seconds
     })
     rest = { seconds: restSeconds, cpuPerGiB: ingestCpu / runs / (ingestSize / 1024 ** 3) }
@@ -174,7 +188,6 @@ export async function ingestAndTransfer(
       )
       const id = (JSON.parse(r.text) as { data: { uploadFile: { id: string } } }).data.uploadFile.id
       await waitDone(server.url, id)
-      await gql(server.url, `mutation { deleteFile(id: "${id}") { id } }`)
       return r.seconds
     })
   } finally {
@@ -182,15 +195,15 @@ export async function ingestAndTransfer(
     if (ingestFile !== file) await rm(ingestFile, { force: true })
   }
 
-  const copy = join(scratch, 'copy')
+  const copies = await dir('copies')
+  let copied = 0
   const copySeconds = await repeat(runs, async () => {
     const started = performance.now()
-    await copyFile(file, copy)
-    const seconds = (performance.now() - started) / 1000
-    await rm(copy)
-    return seconds
+    await copyFile(file, join(copies, String(copied++)))
+    return (performance.now() - started) / 1000
   })
   const verifiedCopySeconds = await repeat(runs, async () => {
+    const copy = join(copies, String(copied++))
     const started = performance.now()
     await copyFile(file, copy)
     const handle = await open(copy, 'r+')
@@ -199,9 +212,7 @@ export async function ingestAndTransfer(
     const hash = createHash('sha256')
     await pipeline(createReadStream(copy, { highWaterMark: MiB }), hash)
     hash.digest('hex')
-    const seconds = (performance.now() - started) / 1000
-    await rm(copy)
-    return seconds
+    return (performance.now() - started) / 1000
   })
 
   const transfer = [...transferSeconds].sort((a, b) => a - b)[transferSeconds.length >> 1]!

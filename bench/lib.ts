@@ -377,16 +377,37 @@ export async function startScript(script: string, args: string[]): Promise<PeerS
 /** The baseline server (bench/bare.ts): streams to `dir`. */
 export const startBare = (dir: string) => startScript('bare.ts', [dir])
 
-/** @tus/server + @tus/file-store, bare (bench/peers.ts), storing into a fresh folder removed on stop. */
-export async function startTusPeer(): Promise<PeerServer> {
-  const dir = await mkdtemp(join(tmpdir(), 'bench-tus-peer-'))
-  const peer = await startScript('peers.ts', ['tus', dir])
+/**
+ * @tus/server + @tus/file-store, bare (bench/peers.ts). With `dir` it stores there and the folder is the
+ * caller's to remove (see keptIn); without it, a fresh folder is made and removed on stop.
+ */
+export async function startTusPeer(dir?: string): Promise<PeerServer> {
+  const own = dir === undefined
+  const into = dir ?? (await mkdtemp(join(tmpdir(), 'bench-tus-peer-')))
+  const peer = await startScript('peers.ts', ['tus', into])
   return {
     ...peer,
     async stop() {
       await peer.stop()
-      await rm(dir, { recursive: true, force: true })
+      if (own) await rm(into, { recursive: true, force: true })
     },
+  }
+}
+
+/**
+ * Runs `fn` with a fresh folder in `scratch` for every side of a throughput figure to store into (ours,
+ * the peer's, the baseline's), removed only when the figure ends: each side keeps what every run of it
+ * wrote, as a server keeps what it stores. On these VMs memory just freed is reused at once, while memory
+ * the host has taken back (a few seconds after it was freed) costs about five times as much to write into
+ * (`dd` of 512 MiB: 0.15 s against 0.8-1.0 s of system time). A side that removed each run's file would
+ * write its next run into the pages it had just freed, and beat one that kept its bytes for that alone.
+ */
+export async function keptIn<T>(scratch: string, fn: (dir: (name: string) => Promise<string>) => Promise<T>) {
+  const root = await mkdtemp(join(scratch, 'kept-'))
+  try {
+    return await fn((name) => mkdtemp(join(root, `${name}-`)))
+  } finally {
+    await rm(root, { recursive: true, force: true })
   }
 }
 

@@ -1,6 +1,16 @@
 import { createReadStream } from 'node:fs'
 import { request } from 'node:http'
-import { gql, MiB, repeat, startBare, startServer, startTusPeer, waitDone, withCpu, type Row } from './lib.js'
+import {
+  keptIn,
+  MiB,
+  repeat,
+  startBare,
+  startServer,
+  startTusPeer,
+  waitDone,
+  withCpu,
+  type Row,
+} from './lib.js'
 
 const FIGURE = '15 tus'
 const CHUNK = 8 * MiB
@@ -80,11 +90,21 @@ async function both(
  * 15: tus ingest of `size` bytes, sent in one PATCH and in 8 MiB PATCHes, from creation to the last answer
  * (every byte on disk and hashed), against a bare @tus/server + @tus/file-store taking the same requests
  * from the same client, and against the bare server streaming the same bytes to disk in one request. Each
- * server in its own process; server CPU per GiB from /proc/<pid>/stat.
+ * server in its own process; server CPU per GiB from /proc/<pid>/stat. Every side keeps what each run of it
+ * stored until the figure ends (see keptIn).
  */
-export async function tus(path: string, size: number, runs: number, scratch: string): Promise<Row[]> {
+export function tus(path: string, size: number, runs: number, scratch: string): Promise<Row[]> {
+  return keptIn(scratch, (dir) => measure(path, size, runs, dir))
+}
+
+async function measure(
+  path: string,
+  size: number,
+  runs: number,
+  dir: (name: string) => Promise<string>,
+): Promise<Row[]> {
   const label = `${Math.round(size / MiB)} MiB`
-  const bare = await startBare(scratch)
+  const bare = await startBare(await dir('bare'))
   let bareCpu = 0
   const bareSeconds = await (async () => {
     const { result, cpu } = await withCpu(bare.pid, () =>
@@ -99,22 +119,19 @@ export async function tus(path: string, size: number, runs: number, scratch: str
     return result
   })().finally(() => bare.stop())
 
-  const peer = await startTusPeer()
+  const peer = await startTusPeer(await dir('peer'))
   const peerSides = await both(peer.pid, runs, async (chunk) => {
-    const { seconds, id } = await tusIngest(peer.url, path, size, Math.min(chunk, size))
-    const removed = await send(`${peer.url}/files/${id}`, 'DELETE', TUS)
-    if (removed.status !== 204) throw new Error(`tus peer DELETE: ${removed.status}`)
+    const { seconds } = await tusIngest(peer.url, path, size, Math.min(chunk, size))
     return seconds
   }).finally(() => peer.stop())
 
-  const server = await startServer({ MAX_UPLOAD_SIZE: String(size * 2) })
+  const server = await startServer({ UPLOAD_DIR: await dir('ours'), MAX_UPLOAD_SIZE: String(size * 2) })
   let ourSides: { seconds: number; cpu: number }[]
   try {
     ourSides = await both(server.pid, runs, async (chunk) => {
       const { seconds, id } = await tusIngest(server.url, path, size, Math.min(chunk, size))
       const done = await waitDone(server.url, id)
       if (done.status !== 'COMPLETED') throw new Error(`tus upload ended ${done.status}`)
-      await gql(server.url, `mutation { deleteFile(id: "${id}") { id } }`)
       return seconds
     })
   } finally {
