@@ -12,7 +12,7 @@
  *              `collect` and `report`
  *   stalled    `count` raw WebSockets that subscribe to every upload and then never read another byte
  *   upload     `count` multipart uploads of one file with `concurrency` in flight, after `go`
- *   tiny       `clients` loops uploading a `size`-byte body for `seconds`, after `go`: REST multipart at
+ *   tiny       `clients` loops uploading a `size`-byte body for `seconds`, after one uncounted upload each and `go`: REST multipart at
  *              speed=0, or with `protocol: 'tus'` a tus creation-with-upload (the body in the creating POST)
  *   probe      a tiny request (GET /healthz) every `everyMs`, at most `inflight` at once; `stop` answers with
  *              the arrival time of every response (epoch ms), from which event-loop blocks are read
@@ -326,6 +326,9 @@ async function tiny({ url, clients, seconds, size = 16, protocol = 'rest' }: Jso
       req.on('error', () => resolve(-1))
       req.end(body)
     })
+  // One upload per client first, not counted: the server's code for it loaded (ours loads tus's on first
+  // use, a peer at its start) and every keep-alive connection open, for both sides alike.
+  await Promise.all(Array.from({ length: Number(clients) }, post))
   out({ type: 'waiting' })
   await go()
   const started = now()
