@@ -139,10 +139,9 @@ describe('over tus, a whole small file in its creation (creation-with-upload)', 
     const content = bytes(5000)
     const request = openRequest(server.url, creation(content.length, 0, 'whole.bin'))
     request.write(content.subarray(0, 4999))
-    // All but its last byte in, and none of it on disk: held in memory (its staged file, made at its
-    // creation, stays empty).
+    // All but its last byte in, and none of it on disk: held in memory (no staged file is made for it).
     const arriving = await receivingUpload(server.url, 4999, 'whole.bin')
-    expect((await stat(join(server.dir, '.staging', arriving))).size).toBe(0)
+    await expect(stat(join(server.dir, '.staging', arriving))).rejects.toMatchObject({ code: 'ENOENT' })
     request.write(content.subarray(4999))
     const answer = await request.answer
     request.end()

@@ -281,6 +281,27 @@ describe('bytes that arrive, and requests that end', () => {
     expect((await uploadOf(id))?.sha256).toBe(sha(content))
   })
 
+  it('a creation stages nothing, and a first PATCH that brings no byte leaves nothing staged: HEAD says 0 throughout', async () => {
+    const content = bytes(100_000)
+    const { location, id } = await tusCreate(server.url, content.length, {
+      filename: 'nothing-yet.bin',
+      speed: '0',
+    })
+    expect((await listStorage(server.dir)).staging).not.toContain(id)
+    expect((await tusHead(location)).headers.get('upload-offset')).toBe('0')
+    const head = `PATCH ${new URL(location).pathname} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: ${content.length}\r\n\r\n`
+    const request = openRequest(server.url, head)
+    // Its first bytes would go into the file its PATCH made; the connection drops before any comes.
+    await waitFor(async () => (await listStorage(server.dir)).staging.includes(id))
+    request.end()
+    await waitFor(async () => !(await listStorage(server.dir)).staging.includes(id))
+    expect((await uploadOf(id))?.status).toBe('RECEIVING')
+    expect((await tusHead(location)).headers.get('upload-offset')).toBe('0')
+    expect((await tusPatch(location, 0, content)).status).toBe(204)
+    await waitForStatus(server.url, id, 'completed')
+    expect(sha(await readFile(join(server.dir, `${id}_nothing-yet.bin`)))).toBe(sha(content))
+  })
+
   it('receivedSize grows live over the subscription, about ten events a second, while bytes arrive', async () => {
     const content = bytes(1_000_000)
     const { location, id } = await tusCreate(server.url, content.length, { filename: 'live.bin' })

@@ -14,6 +14,7 @@ import {
   checkSpeed,
   completed,
   expired,
+  isGone,
   isReceiving,
   newRecord,
   receivedMore,
@@ -332,7 +333,12 @@ export async function endReceiving(
     ctx.arriving.delete(id)
     try {
       const current = await recordOf(ctx, id)
-      // Canceled (or expired) while it arrived: its bytes are gone, and so is the upload for its sender.
+      // Canceled (or expired) while it arrived: its bytes are gone, and so is the upload for its sender. Its
+      // first request may have made its staged file after the cancel took its bytes away: that goes too.
+      if (isGone(current.status))
+        await ctx.storage
+          .remove(current, 'staged')
+          .catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
       check('receive', current)
       // The staging copy is whole where the transfer reads it. If it cannot start, it is not on record as
       // arrived: it stays RECEIVING, its bytes whole in staging, where its sender's next request (or the
@@ -343,16 +349,12 @@ export async function endReceiving(
           store && sha256 !== undefined
             ? await storeWhole(ctx, current, { bytes, sha256, taken: () => undefined }, store)
             : undefined
-        if (view) {
-          // Its staged file, made empty at its creation, was never written to.
-          await ctx.storage
-            .remove(current, 'staged')
-            .catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
-          return view
-        }
+        // Nothing of it was staged: no request of it at offset 0 leaves a staged file without a byte in it
+        // (see TusStore.write).
+        if (view) return view
         // Cut short, given a speed or a cap while it arrived, or refused whole by storage: staged, as any
         // request's bytes are, and on from there.
-        await stageHeld(ctx, id, bytes)
+        if (bytes.length > 0) await stageHeld(ctx, id, bytes)
       }
       if (received === current.totalSize && sha256 !== undefined)
         return await startTransfer(ctx, current, received, sha256)

@@ -55,9 +55,10 @@ export class TusStore extends DataStore {
       metadata: JSON.parse(metadata[KEPT] ?? '{}') as Record<string, string>,
       owner: metadata.owner ?? null,
     })
-    await this.storage.createStaged(upload.id)
-    // An empty file has arrived whole at its creation: no request will bring it any byte.
+    // An empty file has arrived whole at its creation: no request will bring it any byte. Any other has
+    // nothing staged until its first bytes come (Storage.append from 0 makes them).
     if (upload.size === 0) {
+      await this.storage.createStaged(upload.id)
       await this.service.beginReceiving(upload.id, 0, () => undefined)
       await this.service.endReceiving(upload.id, 0, EMPTY_SHA256)
     }
@@ -69,8 +70,10 @@ export class TusStore extends DataStore {
     const metadata = { filename: record.filename }
     const { totalSize: size, createdAt: creation_date } = record
     if (isReceiving(record.status)) {
-      const onDisk = await this.storage.stagedSize(record.id)
-      if (onDisk === undefined) throw ERRORS.FILE_NO_LONGER_EXISTS
+      const staged = await this.storage.stagedSize(record.id)
+      // None staged: none came yet (its sender starts from 0), or those that came are gone.
+      if (staged === undefined && record.receivedSize > 0) throw ERRORS.FILE_NO_LONGER_EXISTS
+      const onDisk = staged ?? 0
       // Whole on disk, yet never recorded as arrived (a crash, or a store that failed, right after its last
       // byte): its sender will hear it has every byte and send nothing more, so it is finished here.
       if (onDisk >= size && size > 0) await this.finishFromDisk(record)
@@ -130,7 +133,14 @@ export class TusStore extends DataStore {
         const staging = await this.storage.append(id, offset)
         // Bytes storage took, not bytes counted: those still in a write buffer are not out of the free count yet.
         room.track(() => staging.written())
-        await pipelineAsync(readable, tee, staging.sink)
+        try {
+          await pipelineAsync(readable, tee, staging.sink)
+        } finally {
+          // A first request that brought nothing leaves nothing staged, as before it came.
+          // (Left if storage will not, it is an empty file the next start sweeps.)
+          if (offset === 0 && staging.written() === 0)
+            await this.storage.remove(record, 'staged').catch(() => undefined)
+        }
         written = offset + staging.written()
       }
     } catch (error) {

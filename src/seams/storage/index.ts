@@ -51,15 +51,16 @@ export interface Storage {
   receive(id: string): Promise<Arrival>
 
   /**
-   * A resumable upload (tus) is created: its staged bytes exist from now on, empty, so `stagedSize` says 0
-   * (not undefined: "gone") until bytes come by `append`.
+   * An empty resumable upload (tus, length 0) is created: its staged bytes exist from now on, empty, so
+   * `stagedSize` says 0. Any other makes its staged bytes with its first `append`.
    */
   createStaged(id: string): Promise<void>
 
   /**
-   * More bytes of a resumable upload, written from `offset` (what `stagedSize` said it holds). Bytes are
-   * kept as they land: a request cut off part-way keeps what storage took, and `stagedSize` says how much
-   * afterwards (on a part store, maybe fewer than `written()` counted: a part that never finished).
+   * More bytes of a resumable upload, written from `offset` (what `stagedSize` said it holds). From 0, they
+   * are its first: its staged bytes are made (or made anew). Bytes are kept as they land: a request cut off
+   * part-way keeps what storage took, and `stagedSize` says how much afterwards (on a part store, maybe
+   * fewer than `written()` counted: a part that never finished).
    */
   append(id: string, offset: number): Promise<StagingWrite>
 

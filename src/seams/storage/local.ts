@@ -152,11 +152,11 @@ export class LocalStorage implements Storage {
   }
 
   async append(id: string, offset: number): Promise<StagingWrite> {
-    const sink = createWriteStream(this.stagingPath(id), {
-      flags: 'r+',
-      start: offset,
-      highWaterMark: WRITE_BUFFER,
-    })
+    const path = this.stagingPath(id)
+    // The first bytes make the file; later ones go on in the one already there, and find none if it was
+    // taken away meanwhile (ENOENT), rather than making a file nobody owns.
+    const handle = offset === 0 ? await inFolder(path, () => open(path, 'w')) : await open(path, 'r+')
+    const sink = handle.createWriteStream({ start: offset, highWaterMark: WRITE_BUFFER })
     // Bytes written, not bytes counted: those still in the write buffer are not out of the free count yet.
     return { sink, written: () => sink.bytesWritten }
   }
