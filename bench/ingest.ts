@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { copyFile, open, rm, writeFile } from 'node:fs/promises'
+import { copyFile, open, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -87,7 +87,7 @@ async function measure(
   const ingestLabel = `${Math.round(ingestSize / MiB)} MiB`
   let ingestFile = file
   if (ingestSize !== size) {
-    ingestFile = join(scratch, 'ingest.bin')
+    ingestFile = join(await dir('source'), 'ingest.bin')
     await makeFile(ingestFile, ingestSize)
   }
   const bare = await startBare(await dir('bare'))
@@ -192,7 +192,6 @@ async function measure(
     })
   } finally {
     await server.stop()
-    if (ingestFile !== file) await rm(ingestFile, { force: true })
   }
 
   const copies = await dir('copies')

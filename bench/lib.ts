@@ -399,8 +399,9 @@ export async function startTusPeer(dir?: string): Promise<PeerServer> {
  * the peer's, the baseline's), removed only when the figure ends: each side keeps what every run of it
  * wrote, as a server keeps what it stores. On these VMs memory just freed is reused at once, while memory
  * the host has taken back (a few seconds after it was freed) costs about five times as much to write into
- * (`dd` of 512 MiB: 0.15 s against 0.8-1.0 s of system time). A side that removed each run's file would
- * write its next run into the pages it had just freed, and beat one that kept its bytes for that alone.
+ * (`dd` of 512 MiB: 0.15 s right after a removal, 0.47 s 3 s after, 0.8-1.0 s from 10 s after). A side
+ * that removed each run's file would write its next run into the pages it had just freed, and beat one that
+ * kept its bytes for that alone; and so would whatever runs first after a figure's removal, unless it waits.
  */
 export async function keptIn<T>(scratch: string, fn: (dir: (name: string) => Promise<string>) => Promise<T>) {
   const root = await mkdtemp(join(scratch, 'kept-'))
@@ -408,8 +409,12 @@ export async function keptIn<T>(scratch: string, fn: (dir: (name: string) => Pro
     return await fn((name) => mkdtemp(join(root, `${name}-`)))
   } finally {
     await rm(root, { recursive: true, force: true })
+    await sleep(COLD_MS)
   }
 }
+
+/** How long memory freed on these VMs takes to cost what memory never used costs (see keptIn). */
+const COLD_MS = 12_000
 
 /**
  * A plain graphql-yoga with our SDL answering from memory (bench/peers.ts); `unlimited`: with its body limit
