@@ -302,6 +302,15 @@ describe('bytes that arrive, and requests that end', () => {
     expect(sha(await readFile(join(server.dir, `${id}_nothing-yet.bin`)))).toBe(sha(content))
   })
 
+  it('bytes it received that are gone from staging are said so (410), not taken for none having come', async () => {
+    const content = bytes(100_000)
+    const { location, id } = await tusCreate(server.url, content.length, { filename: 'lost.bin', speed: '0' })
+    expect((await tusPatch(location, 0, content.subarray(0, 30_000))).status).toBe(204)
+    expect((await uploadOf(id))?.receivedSize).toBe(30_000)
+    await rm(join(server.dir, '.staging', id))
+    expect((await tusHead(location)).status).toBe(410)
+  })
+
   it('receivedSize grows live over the subscription, about ten events a second, while bytes arrive', async () => {
     const content = bytes(1_000_000)
     const { location, id } = await tusCreate(server.url, content.length, { filename: 'live.bin' })
