@@ -478,6 +478,30 @@ describe('from a browser page on an allowed origin', () => {
 })
 
 describe('a server restart mid-upload', () => {
+  it('bytes it received that are gone from staging by the next start: FAILED with the reason, and 410 for its sender', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'uploads-tus-lost-'))
+    let child = await spawnServer(dir)
+    try {
+      const content = bytes(100_000)
+      const { location, id } = await tusCreate(child.url, content.length, {
+        filename: 'lost.bin',
+        speed: '0',
+      })
+      expect((await tusPatch(location, 0, content.subarray(0, 30_000))).status).toBe(204)
+      child.child.kill('SIGKILL')
+      await child.exited
+      await rm(join(dir, '.staging', id))
+      child = await spawnServer(dir)
+      expect((await tusHead(`${child.url}/files/${id}`)).status).toBe(410)
+      const { data } = await gql<{ upload: Seen }>(child.url, `{ upload(id: "${id}") { ${FIELDS} } }`)
+      expect(data?.upload).toMatchObject({ status: 'FAILED', error: expect.stringMatching(/gone/) })
+    } finally {
+      child.child.kill('SIGKILL')
+      await child.exited
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
   it('loses none of what arrived: tus-js-client goes on from the offset on disk, and the file is byte-identical', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'uploads-tus-restart-'))
     let child = await spawnServer(dir)

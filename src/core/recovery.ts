@@ -154,10 +154,13 @@ async function recoverOne(ctx: Context, id: string): Promise<void> {
         record.receivedSize,
       )
     const staged = await ctx.storage.stagedSize(record.id)
+    // Bytes it was told it had are gone: said as such (its sender hears 410), never taken for none having come.
+    if (staged === undefined && record.receivedSize > 0)
+      return fail(ctx, record, 'Its received bytes are gone from the staging folder; upload it again')
     const onDisk = Math.min(staged ?? 0, record.totalSize)
     // Every byte reached the disk, but the crash came before it was recorded: its sender, asking, would
-    // hear it is whole and send nothing more, so it goes on from here. (No staging file at all: a crash
-    // before its creation finished, even for an empty file; it waits for its sender, or expires.)
+    // hear it is whole and send nothing more, so it goes on from here. (Nothing staged: none came yet, or a
+    // crash came before its empty file was made at its creation; it waits for its sender, or expires.)
     if (staged !== undefined && onDisk === record.totalSize)
       return void (await startTransfer(
         ctx,

@@ -136,10 +136,10 @@ export class TusStore extends DataStore {
         try {
           await pipelineAsync(readable, tee, staging.sink)
         } finally {
-          // A first request that brought nothing leaves nothing staged, as before it came.
-          // (Left if storage will not, it is an empty file the next start sweeps.)
-          if (offset === 0 && staging.written() === 0)
-            await this.storage.remove(record, 'staged').catch(() => undefined)
+          // A first request that brought nothing leaves nothing staged, as before it came (an empty file, if
+          // storage made one; left if storage will not take it away, its size still says 0).
+          if (offset === 0 && record.totalSize > 0 && staging.written() === 0)
+            await this.noneStaged(record).catch(() => undefined)
         }
         written = offset + staging.written()
       }
@@ -172,6 +172,10 @@ export class TusStore extends DataStore {
     }
     if (failure !== undefined) throw failure
     return written
+  }
+
+  private async noneStaged(record: UploadRecord): Promise<void> {
+    if ((await this.storage.stagedSize(record.id)) !== undefined) await this.storage.remove(record, 'staged')
   }
 
   /** Hashes the whole file on disk and hands it on to be stored, as its last request would have. */

@@ -154,7 +154,9 @@ export class LocalStorage implements Storage {
   async append(id: string, offset: number): Promise<StagingWrite> {
     const path = this.stagingPath(id)
     // The first bytes make the file; later ones go on in the one already there, and find none if it was
-    // taken away meanwhile (ENOENT), rather than making a file nobody owns.
+    // taken away meanwhile (ENOENT), rather than making a file nobody owns. Made anew from 0 ('w'): only one
+    // request of an upload writes at a time (tus's lock, and the lease beginReceiving takes), and one from 0
+    // comes only while none are staged.
     const handle = offset === 0 ? await inFolder(path, () => open(path, 'w')) : await open(path, 'r+')
     const sink = handle.createWriteStream({ start: offset, highWaterMark: WRITE_BUFFER })
     // Bytes written, not bytes counted: those still in the write buffer are not out of the free count yet.
