@@ -203,7 +203,10 @@ its own process: \`@tus/server\` + \`@tus/file-store\` bare and a plain graphql-
 memory (bench/peers.ts), a bare Node handler and bare streams to disk, with and without sha256
 (bench/bare.ts). The last column is the server's CPU per operation (user + system of every thread, from
 \`/proc/<pid>/stat\` before and after), for ours and the peer: it moves less with a busy machine than
-operations a second do.
+operations a second do. In the ingest, transfer and tus figures every side keeps what each of its runs
+stored until the figure ends, as a server keeps what it stores (on these VMs, writing into memory just
+freed costs a fraction of writing into memory the host has taken back, so a side that removed its files
+would be measured on cheaper memory; see \`keptIn\` in bench/lib.ts).
 
 To see where a server's time goes: build (\`npm run build\`), start \`node --cpu-prof --cpu-prof-dir=prof
 dist/main.js\` (a peer: \`node --cpu-prof --import tsx bench/peers.ts tus <dir>\`), load it, stop it with
