@@ -92,6 +92,18 @@ const metric = async (url: string, line: RegExp) => {
 }
 
 describe('notifications (HOOKS_URL)', () => {
+  it('a small body stored whole from memory is one change on record, heard as received, then completed', async () => {
+    const { url, dir } = await server()
+    const id = (await restUpload(url, bytes(16), { filename: 'whole.bin', speed: 0 })).body.upload_id
+    await receiver.until(() => delivered(receiver, id, 'completed'))
+    expect(byUpload(receiver).get(id)).toEqual(['received', 'completed'])
+    const puts = (await journalLines(dir))
+      .map((line) => line.put as { id: string; status: string } | undefined)
+      .filter((put) => put?.id === id)
+      .map((put) => put?.status)
+    expect(puts).toEqual(['RECEIVING', 'COMPLETED'])
+  })
+
   it('tells the receiver each upload’s outcome in order, signed, with the file’s size, sha256 and a link that serves it', async () => {
     const { url } = await server()
     const content = bytes(3000)

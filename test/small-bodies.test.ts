@@ -11,6 +11,7 @@ import {
   statusOf,
   waitFor,
   waitForStatus,
+  wsClient,
 } from './support/clients.js'
 import { openRequest } from './support/raw.js'
 import { tusCreate, tusDelete, tusHead, tusMetadata, tusPatch } from './support/tus.js'
@@ -77,6 +78,30 @@ describe('a small body that nothing paces', () => {
     },
   )
 
+  it('its watchers hear the one change of state it makes on record: from RECEIVING to COMPLETED', async () => {
+    const client = wsClient(server.url)
+    const seen: { id: string; status: string }[] = []
+    const events = client.iterate<{ uploadProgress: { id: string; status: string } }>({
+      query: 'subscription { uploadProgress { id status } }',
+    })
+    const following = (async () => {
+      for await (const event of events) if (event.data) seen.push(event.data.uploadProgress)
+    })()
+    try {
+      // Sent until one is heard: the subscription is live from then on.
+      await waitFor(async () => (await send(server, bytes(16), 0)) && seen.length > 0)
+      const { id } = await send(server, bytes(16), 0)
+      await waitFor(() => seen.some((event) => event.id === id && event.status === 'COMPLETED'))
+      expect(seen.filter((event) => event.id === id).map((event) => event.status)).toEqual([
+        'RECEIVING',
+        'COMPLETED',
+      ])
+    } finally {
+      await events.return?.()
+      await following
+      await client.dispose()
+    }
+  })
   it('over REST too: the answer keeps its contract (`started`), and the file is in place as it comes', async () => {
     const content = bytes(16)
     const { status, body } = await restUpload(server.url, content, { filename: 'tiny.txt', speed: 0 })

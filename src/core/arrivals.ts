@@ -25,7 +25,7 @@ import { askPreCreate, type Approved, type Proposal } from './gates.js'
 import { fail, startTransfer } from './runs.js'
 import { RateMeter } from './transfer/rate.js'
 import { viewOf } from './views.js'
-import { announce, durably, forget, guard, publish, releaseIfIdle, save } from './writes.js'
+import { announce, forget, guard, publish, releaseIfIdle, save } from './writes.js'
 
 /**
  * A body arriving: over one multipart request (create), or over tus requests (createResumable, then each
@@ -182,7 +182,7 @@ export function wholeStore(ctx: Context, record: UploadRecord): Storage['storeWh
  * A small body stored from memory, the way a transfer ends, in an order a crash at any point recovers from:
  * put in place first (durable), while its record still says RECEIVING (a crash then leaves a file that the
  * end of a RECEIVING upload takes away: it is forgotten, canceled or expires with all of its bytes); then
- * recorded as arrived (IN_PROGRESS: from here recovery finds the stored file and completes it) and COMPLETED.
+ * recorded COMPLETED, in one write (its request is answered only after it).
  * A full disk, or storage away, changes nothing on record and is said as such (507, 503), as when a body is
  * staged. Any other fault of storage answers undefined: the caller stages it and transfers it as usual, so
  * the fault is met where it always was, and told as it always was (a FAILED upload with its reason). `taken`
@@ -204,11 +204,13 @@ async function storeWhole(
     log('warn', 'upload.store_whole_failed', { id: record.id, error })
     return undefined
   }
-  await save(ctx, record)
-  announce(ctx, record, 'upload.started')
-  stored.bytes += record.totalSize
+  // One write, from RECEIVING to COMPLETED, the one change of state its watchers hear of (hooks: received,
+  // then completed). A store that cannot take it changes nothing, as a refused store above: its caller
+  // forgets the upload, file and all, and answers 503.
   const done = completed(record)
-  await durably(ctx, done, 'upload.completed')
+  await save(ctx, done)
+  stored.bytes += record.totalSize
+  announce(ctx, done, 'upload.completed')
   await releaseIfIdle(ctx, record.id)
   return viewOf(ctx, done)
 }
