@@ -97,6 +97,10 @@ describe('notifications (HOOKS_URL)', () => {
     const id = (await restUpload(url, bytes(16), { filename: 'whole.bin', speed: 0 })).body.upload_id
     await receiver.until(() => delivered(receiver, id, 'completed'))
     expect(byUpload(receiver).get(id)).toEqual(['received', 'completed'])
+    // Each carries the status the change left it in: COMPLETED already (a staged body's says IN_PROGRESS).
+    const statusIn = (type: string) =>
+      receiver.arrived.find((p) => p.type === type && p.upload.id === id)?.upload.status
+    expect([statusIn('received'), statusIn('completed')]).toEqual(['COMPLETED', 'COMPLETED'])
     const puts = (await journalLines(dir))
       .map((line) => line.put as { id: string; status: string } | undefined)
       .filter((put) => put?.id === id)
@@ -115,6 +119,9 @@ describe('notifications (HOOKS_URL)', () => {
     await receiver.until(() => delivered(receiver, kept, 'deleted') && delivered(receiver, slow, 'canceled'))
     const order = byUpload(receiver)
     expect(order.get(kept)).toEqual(['received', 'completed', 'deleted'])
+    expect(receiver.arrived.find((p) => p.type === 'received' && p.upload.id === kept)?.upload.status).toBe(
+      'IN_PROGRESS',
+    )
     expect(order.get(slow)).toEqual(['received', 'canceled'])
     const completed = receiver.delivered().find((r) => r.payload.type === 'completed')!.payload
     expect(completed.upload).toMatchObject({

@@ -205,8 +205,9 @@ async function storeWhole(
     return undefined
   }
   // One write, from RECEIVING to COMPLETED, the one change of state its watchers hear of (hooks: received,
-  // then completed). A store that cannot take it changes nothing, as a refused store above: its caller
-  // forgets the upload, file and all, and answers 503.
+  // then completed). A store that cannot take it leaves it RECEIVING, as a refused store above: multipart
+  // forgets it, file and all, and answers 503; a tus upload waits for its sender, and its file in place goes
+  // when it is sent again (overwritten), canceled or expires.
   const done = completed(record)
   await save(ctx, done)
   stored.bytes += record.totalSize

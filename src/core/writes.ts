@@ -219,6 +219,10 @@ export async function forget(ctx: Context, id: string, reason: string, received:
     }
     ctx.bus.publish({ ...viewOf(ctx, notReceived(current, reason, received)), removed: true })
     log('info', 'upload.not_received', { id, filename: current.filename, receivedSize: received, reason })
+  } else if (current) {
+    // On record as more than received after all (a store that took a write whose answer was lost): its
+    // watchers hear what it is.
+    publish(ctx, current)
   }
   // Held until the record is gone: its removal is written under the lease.
   if (removed) await ctx.leases.release(id)
