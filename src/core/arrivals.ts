@@ -353,8 +353,8 @@ export async function endReceiving(
             ? await storeWhole(ctx, current, { bytes, sha256, taken: () => undefined }, store)
             : undefined
         // Nothing of it was staged: no request of it at offset 0 leaves a staged file without a byte in it
-        // (see TusStore.write). (An empty one made at the creation of an upload created before that was so
-        // is left, until the next start sweeps it.)
+        // (see TusStore.write). Only an upload created by an older version has an empty one from its
+        // creation; the next start sweeps it.
         if (view) return view
         // Cut short, given a speed or a cap while it arrived, or refused whole by storage: staged, as any
         // request's bytes are, and on from there.

@@ -298,7 +298,7 @@ export async function complete(ctx: Context, record: UploadRecord): Promise<void
 
 /**
  * The transfer's file goes first (it may be what filled the disk, and without it recovery simply starts the
- * transfer over), then FAILED reaches the store, then the staging copy goes.
+ * transfer over), then FAILED reaches the store, then everything else of it goes.
  */
 export async function fail(
   ctx: Context,

@@ -174,6 +174,7 @@ export class TusStore extends DataStore {
     return written
   }
 
+  /** Takes away what a first request that brought no byte made (a folder's empty file; on S3, nothing). */
   private async noneStaged(record: UploadRecord): Promise<void> {
     if ((await this.storage.stagedSize(record.id)) !== undefined) await this.storage.remove(record, 'staged')
   }
