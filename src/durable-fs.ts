@@ -1,5 +1,10 @@
-import { mkdir, open, type FileHandle } from 'node:fs/promises'
+import { fsync } from 'node:fs'
+import { mkdir, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
+import { promisify } from 'node:util'
+import { closeFile, openFile, writeAt } from './in-place-fs.js'
+
+const fsyncPooled = promisify(fsync)
 
 /** A folder's sync under way, and the one queued behind it, which everyone who asks meanwhile shares. */
 interface FolderSync {
@@ -32,11 +37,11 @@ function beginSync(path: string): Promise<void> {
 }
 
 async function syncFolder(path: string): Promise<void> {
-  const handle = await open(path, 'r')
+  const fd = await openFile(path, 'r')
   try {
-    await handle.sync()
+    await fsyncPooled(fd)
   } finally {
-    await handle.close()
+    await closeFile(fd)
   }
 }
 
@@ -45,14 +50,13 @@ async function syncFolder(path: string): Promise<void> {
  * that is nearly full): the rest is written until done, or until a write fails.
  */
 export async function writeAll(
-  handle: FileHandle,
+  file: FileHandle | number,
   data: Buffer,
   position: number,
   length = data.length,
 ): Promise<void> {
   for (let done = 0; done < length;) {
-    const { bytesWritten } = await handle.write(data, done, length - done, position + done)
-    done += bytesWritten
+    done += await writeAt(file, data, done, length - done, position + done)
   }
 }
 

@@ -1,9 +1,10 @@
-import { createReadStream, createWriteStream, open as openCallback } from 'node:fs'
+import { createReadStream, createWriteStream, fdatasync } from 'node:fs'
 import { link, mkdir, open, rename, rm, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { promisify } from 'node:util'
 import { fsyncDir, inFolder, writeAll } from '../../durable-fs.js'
+import { closeFile, openFile, readAt, renameFile } from '../../in-place-fs.js'
 import { publicMessage } from '../../errors.js'
 import { log } from '../../log.js'
 import {
@@ -51,7 +52,7 @@ const BY_ID = new RegExp(`^${UUID}$`)
 /** Big buffers move a body to disk in fewer, larger syscalls (a 16 KiB one made each chunk wait for a write). */
 const WRITE_BUFFER = 1024 * 1024
 
-const openFd = promisify(openCallback)
+const fdatasyncPooled = promisify(fdatasync)
 
 export class LocalStorage implements Storage {
   readonly kind = 'local'
@@ -127,14 +128,14 @@ export class LocalStorage implements Storage {
     let at = this.incomingPath(id)
     const staged = this.stagingPath(id)
     // Open before it is handed out: a discard can then never race the file's creation and leave it behind.
-    const fd = await inFolder(at, () => openFd(at, 'wx'))
+    const fd = await inFolder(at, () => openFile(at, 'wx'))
     const sink = createWriteStream(at, { fd, highWaterMark: WRITE_BUFFER })
     let kept = false
     return {
       sink,
       written: () => sink.bytesWritten,
       keep: async () => {
-        await rename(at, staged)
+        await renameFile(at, staged)
         at = staged
         kept = true
       },
@@ -157,8 +158,8 @@ export class LocalStorage implements Storage {
     // taken away meanwhile (ENOENT), rather than making a file nobody owns. Made anew from 0 ('w'): only one
     // request of an upload writes at a time (tus's lock, and the lease beginReceiving takes), and one from 0
     // comes only while none are staged.
-    const handle = offset === 0 ? await inFolder(path, () => open(path, 'w')) : await open(path, 'r+')
-    const sink = handle.createWriteStream({ start: offset, highWaterMark: WRITE_BUFFER })
+    const fd = offset === 0 ? await inFolder(path, () => openFile(path, 'w')) : await openFile(path, 'r+')
+    const sink = createWriteStream(path, { fd, start: offset, highWaterMark: WRITE_BUFFER })
     // Bytes written, not bytes counted: those still in the write buffer are not out of the free count yet.
     return { sink, written: () => sink.bytesWritten }
   }
@@ -179,8 +180,7 @@ export class LocalStorage implements Storage {
   async openStaged(id: string): Promise<StagedReader> {
     const handle = await open(this.stagingPath(id), 'r')
     return {
-      read: async (buffer, offset, length, position) =>
-        (await handle.read(buffer, offset, length, position)).bytesRead,
+      read: (buffer, offset, length, position) => readAt(handle, buffer, offset, length, position),
       close: () => handle.close(),
     }
   }
@@ -226,12 +226,12 @@ export class LocalStorage implements Storage {
   async storeWhole(upload: TransferTarget, bytes: Buffer): Promise<void> {
     const path = this.transferPath(upload.id)
     try {
-      const handle = await inFolder(path, () => open(path, 'w'))
+      const fd = await inFolder(path, () => openFile(path, 'w'))
       try {
-        await writeAll(handle, bytes, 0)
-        await handle.datasync()
+        await writeAll(fd, bytes, 0)
+        await fdatasyncPooled(fd)
       } finally {
-        await handle.close()
+        await closeFile(fd)
       }
       // Written from the very buffer its sha256 was taken of on arrival: nothing to read back.
       await this.complete(upload, upload.sha256)
@@ -273,7 +273,7 @@ export class LocalStorage implements Storage {
   async complete(upload: TransferTarget, written?: string): Promise<void> {
     const digest = written ?? (await hashFile(this.transferPath(upload.id)))
     if (digest !== upload.sha256) throw new StoredBytesMismatch(digest, upload.sha256)
-    await rename(this.transferPath(upload.id), this.storedPath(upload))
+    await renameFile(this.transferPath(upload.id), this.storedPath(upload))
     await Promise.all([fsyncDir(this.root), fsyncDir(this.transfersDir)])
   }
 
