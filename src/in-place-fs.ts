@@ -1,6 +1,7 @@
 import {
   close,
   closeSync,
+  constants,
   open,
   openSync,
   read,
@@ -21,8 +22,9 @@ import { promisify } from 'node:util'
  * and 40–80 µs of CPU on the machines we measure on, against 6–10 µs for the same pwrite, pread, open, close
  * or rename made in place (bench/round3-profile.md, "Sixth stop"). A 16-byte upload made nine such trips.
  * A call made in place holds the event loop while it runs, so only calls that a local disk answers from
- * memory go this way: opens, closes, renames, and reads and writes of at most IN_PLACE_MAX bytes. Flushes
- * (fsync, fdatasync) always go to the pool: they wait on the disk.
+ * memory go this way: opens of files that exist, closes, renames, and reads and writes of at most
+ * IN_PLACE_MAX bytes. Creating a file and flushing one (fsync, fdatasync) always go to the pool: they wait on
+ * the disk's journal.
  *
  * A disk that answers slowly (a network file system, writeback under pressure) makes them all go to the pool:
  * each call slower than SLOW_MS adds to a score that decays by DECAY with every call, and at SLOW_SCORE (three
@@ -75,9 +77,18 @@ function inPlace<T>(call: () => T): { value: T } | undefined {
 
 const fdOf = (file: number | FileHandle): number => (typeof file === 'number' ? file : file.fd)
 
-/** Opens `path` (`flags` as fs.open takes them); resolves with its descriptor, which closeFile closes. */
+/** Flags that may create the file: `w`, `a` and their kin, or O_CREAT. */
+const creates = (flags: string | number): boolean =>
+  typeof flags === 'string' ? /[wa]/.test(flags) : (flags & constants.O_CREAT) !== 0
+
+/**
+ * Opens `path` (`flags` as fs.open takes them); resolves with its descriptor, which closeFile closes. Only
+ * an open that finds the file goes in place: one that may create it writes to its folder and can wait on the
+ * file system's journal (200 µs on average, in a folder other uploads were being created and synced in).
+ */
 export async function openFile(path: string, flags: string | number): Promise<number> {
-  return (inPlace(() => openSync(path, flags)) ?? { value: await openPooled(path, flags) }).value
+  const done = creates(flags) ? undefined : inPlace(() => openSync(path, flags))
+  return done ? done.value : openPooled(path, flags)
 }
 
 export async function closeFile(fd: number): Promise<void> {
