@@ -60,9 +60,11 @@ describe('calls made in place', () => {
 
   it('fail as the pool’s calls do: a rejection with the errno code, nothing thrown at the caller', async () => {
     const missing = join(dir, 'no-such-folder', 'f')
-    const opening = openFile(missing, 'w')
+    // Opening a file that exists goes in place; one that may create it, to the pool: both fail alike.
+    const opening = openFile(missing, 'r')
     expect(opening).toBeInstanceOf(Promise)
     await expect(opening).rejects.toMatchObject({ code: 'ENOENT' })
+    await expect(openFile(missing, 'w')).rejects.toMatchObject({ code: 'ENOENT' })
     await writeFile(join(dir, 'there'), 'x')
     await expect(openFile(join(dir, 'there'), 'wx')).rejects.toMatchObject({ code: 'EEXIST' })
     await expect(renameFile(missing, join(dir, 'g'))).rejects.toMatchObject({ code: 'ENOENT' })
