@@ -11,7 +11,7 @@ import {
   write,
   writeSync,
 } from 'node:fs'
-import type { FileHandle } from 'node:fs/promises'
+import { statfs, type FileHandle } from 'node:fs/promises'
 import { performance } from 'node:perf_hooks'
 import { promisify } from 'node:util'
 
@@ -26,21 +26,32 @@ import { promisify } from 'node:util'
  * IN_PLACE_MAX bytes. Creating a file and flushing one (fsync, fdatasync) always go to the pool: they wait on
  * the disk's journal.
  *
- * A disk that answers slowly (a network file system, writeback under pressure) makes them all go to the pool:
- * each call slower than SLOW_MS adds to a score that decays by DECAY with every call, and at SLOW_SCORE (three
- * slow calls in quick succession; one now and then, a busy machine's preemption, never gets there) every call
- * goes to the pool for POOL_MS, then in place is tried again.
+ * Only on a local file system (onLocalDisks, decided once at start-up from the folders the server writes):
+ * a network one can take milliseconds for any call, or hang, which in place would freeze the whole process.
+ * And only while it answers quickly (DiskPace): the event loop may lose SLOW_BUDGET_MS to slow calls, a
+ * budget that refills with a half-life of a second; past it, every call goes to the pool for a while.
  */
 export const IN_PLACE_MAX = 64 * 1024
+/** A call in place this long or shorter is quick; a longer one's whole time counts against the budget. */
 const SLOW_MS = 2
-const DECAY = 0.9
-const SLOW_SCORE = 2.5
+const SLOW_BUDGET_MS = 50
+const HALF_LIFE_MS = 1000
+/** The first spell in the pool; each one that follows within MAX_POOL_MS of the last is twice as long. */
 const POOL_MS = 10_000
+const MAX_POOL_MS = 5 * 60_000
 
-/** Whether calls go in place now, from how long the last ones took (see above). Times in milliseconds. */
+/**
+ * Whether calls go in place now, from how long the last ones took. A disk that stalls now and then (a busy
+ * machine's preemption: a few milliseconds, a few times a second) stays in place; one call of more than
+ * SLOW_BUDGET_MS, or slow calls that add up to it within about a second (writeback under pressure), sends
+ * every call to the pool, for longer each time it happens again soon. Times in milliseconds.
+ */
 export class DiskPace {
-  private score = 0
+  private slow = 0
+  private at = 0
   private pooledUntil = 0
+  /** The last spell in the pool; 0 before the first. */
+  private spell = 0
 
   inPlace(now: number): boolean {
     return now >= this.pooledUntil
@@ -48,14 +59,46 @@ export class DiskPace {
 
   /** A call made in place took `ms`, ending at `now`. */
   took(ms: number, now: number): void {
-    this.score = this.score * DECAY + (ms > SLOW_MS ? 1 : 0)
-    if (this.score < SLOW_SCORE) return
-    this.score = 0
-    this.pooledUntil = now + POOL_MS
+    this.slow *= 0.5 ** (Math.max(0, now - this.at) / HALF_LIFE_MS)
+    this.at = now
+    if (ms > SLOW_MS) this.slow += ms
+    if (this.slow <= SLOW_BUDGET_MS) return
+    this.slow = 0
+    // Tripped again soon after the last spell ended: the disk is still slow, so a longer spell.
+    this.spell =
+      this.spell > 0 && now - this.pooledUntil < MAX_POOL_MS ? Math.min(2 * this.spell, MAX_POOL_MS) : POOL_MS
+    this.pooledUntil = now + this.spell
   }
 }
 
+/**
+ * File systems whose calls a local disk answers (Linux's statfs magic numbers): ext2/3/4, XFS, Btrfs, tmpfs,
+ * overlayfs (containers), ZFS, F2FS. NFS, SMB, FUSE (sshfs, s3fs), Ceph and 9p are not.
+ */
+const LOCAL_FILE_SYSTEMS = new Set([
+  0xef53, 0x58465342, 0x9123683e, 0x01021994, 0x794c7630, 0x2fc12fc1, 0xf2f52010,
+])
+
+/** Whether every one of `folders` is on a local file system (any that cannot be looked at is not). */
+export async function onLocalDisks(folders: readonly string[]): Promise<boolean> {
+  const types = await Promise.all(
+    folders.map((folder) =>
+      statfs(folder).then(
+        ({ type }) => type,
+        () => -1,
+      ),
+    ),
+  )
+  return types.every((type) => LOCAL_FILE_SYSTEMS.has(type))
+}
+
+let allowed = false
 const pace = new DiskPace()
+
+/** Calls go in place only once this says so (start-up, from onLocalDisks); until then, all to the pool. */
+export function allowInPlace(allow: boolean): void {
+  allowed = allow
+}
 
 const openPooled = promisify(open)
 const closePooled = promisify(close)
@@ -65,6 +108,7 @@ const writePooled = promisify(write)
 
 /** `call` in place, timed; or undefined when the disk has been slow lately (the caller goes to the pool). */
 function inPlace<T>(call: () => T): { value: T } | undefined {
+  if (!allowed) return undefined
   const began = performance.now()
   if (!pace.inPlace(began)) return undefined
   try {
@@ -107,8 +151,12 @@ export async function readAt(
   length: number,
   position: number,
 ): Promise<number> {
+  const fd = fdOf(file)
+  // A closed FileHandle's fd is -1: the pool's call says EBADF, as it always has.
   const done =
-    length <= IN_PLACE_MAX ? inPlace(() => readSync(fdOf(file), buffer, offset, length, position)) : undefined
+    length <= IN_PLACE_MAX && fd >= 0
+      ? inPlace(() => readSync(fd, buffer, offset, length, position))
+      : undefined
   if (done) return done.value
   if (typeof file !== 'number') return (await file.read(buffer, offset, length, position)).bytesRead
   return (await readPooled(file, buffer, offset, length, position)).bytesRead
@@ -122,8 +170,11 @@ export async function writeAt(
   length: number,
   position: number,
 ): Promise<number> {
+  const fd = fdOf(file)
   const done =
-    length <= IN_PLACE_MAX ? inPlace(() => writeSync(fdOf(file), data, offset, length, position)) : undefined
+    length <= IN_PLACE_MAX && fd >= 0
+      ? inPlace(() => writeSync(fd, data, offset, length, position))
+      : undefined
   if (done) return done.value
   if (typeof file !== 'number') return (await file.write(data, offset, length, position)).bytesWritten
   return (await writePooled(file, data, offset, length, position)).bytesWritten

@@ -2,6 +2,7 @@ import { constants } from 'node:fs'
 import { access, mkdir } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { dirname } from 'node:path'
 import type { Duplex } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ConfigError, type Config } from '../config.js'
@@ -12,6 +13,7 @@ import type { ContextFor } from '../graphql/context.js'
 import { stopHashWorker } from '../core/transfer/hasher.js'
 import type { IngestOptions } from '../core/ingest/ingest.js'
 import { UploadService } from '../core/service.js'
+import { allowInPlace, onLocalDisks } from '../in-place-fs.js'
 import { openSeams, type Seams } from '../seams/index.js'
 import type { Leftover } from '../seams/storage/index.js'
 import { bearerToken, signedDownloadPath, tokenMatches } from './access.js'
@@ -83,6 +85,8 @@ function listenError(error: NodeJS.ErrnoException, config: Config): Error {
  */
 export async function createApp(config: Config): Promise<App> {
   await usableFolder(config.uploadDir)
+  // Quick file calls on the event loop only where a local disk answers them (see in-place-fs.ts).
+  allowInPlace(await onLocalDisks([config.uploadDir, dirname(config.stateFile)]))
   const seams = await openSeams(config)
   try {
     // Among several, every series says which instance it is from.

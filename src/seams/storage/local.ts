@@ -159,7 +159,13 @@ export class LocalStorage implements Storage {
     // request of an upload writes at a time (tus's lock, and the lease beginReceiving takes), and one from 0
     // comes only while none are staged.
     const fd = offset === 0 ? await inFolder(path, () => openFile(path, 'w')) : await openFile(path, 'r+')
-    const sink = createWriteStream(path, { fd, start: offset, highWaterMark: WRITE_BUFFER })
+    let sink
+    try {
+      sink = createWriteStream(path, { fd, start: offset, highWaterMark: WRITE_BUFFER })
+    } catch (error) {
+      await closeFile(fd)
+      throw error
+    }
     // Bytes written, not bytes counted: those still in the write buffer are not out of the free count yet.
     return { sink, written: () => sink.bytesWritten }
   }
