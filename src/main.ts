@@ -1,7 +1,6 @@
 import { ConfigError, loadConfig } from './config.js'
 import { log, setLogFormat, setLogLevel } from './log.js'
 import { startApp } from './app/compose.js'
-import { trimWhenQuiet } from './collect.js'
 
 /** A shutdown that takes longer than this is cut short; state was checkpointed as it went. */
 const SHUTDOWN_LIMIT_MS = 5000
@@ -21,7 +20,6 @@ async function main(): Promise<void> {
   setLogLevel(config.logLevel)
   setLogFormat(config.logFormat)
   const app = await startApp(config)
-  trimWhenQuiet()
   log('info', 'server.started', {
     url: app.url,
     graphiql: `${app.url}/graphql`,

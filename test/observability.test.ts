@@ -3,7 +3,6 @@ import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { routeOf } from '../src/metrics.js'
@@ -95,23 +94,6 @@ describe('/metrics (Prometheus)', () => {
     expect(count(after, 'PATCH', '/files/:id', 204) - count(before, 'PATCH', '/files/:id', 204)).toBe(1)
     await waitForStatus(server.url, created.id, 'completed')
   })
-})
-
-describe('memory', () => {
-  it('a server gone quiet gives back the young generation its work grew', async () => {
-    const young = async () =>
-      metric(await scrape(), /nodejs_heap_space_size_total_bytes\{space="new"\}/) / (1024 * 1024)
-    // Work that grows it: start-up's parsing does already, and a 1 MiB upload through its hash worker.
-    const { body } = await restUpload(server.url, bytes(1024 * 1024), { speed: 0 })
-    await waitForStatus(server.url, body.upload_id, 'completed')
-    // Asked once a second at most: each scrape is work, and the server must see quiet between them.
-    const trimmed = await waitFor(async () => {
-      await sleep(1000)
-      const mib = await young()
-      return mib <= 2 ? mib : undefined
-    }, 20_000)
-    expect(trimmed).toBeLessThanOrEqual(2)
-  }, 30_000)
 })
 
 describe('structured logs', () => {
