@@ -143,39 +143,40 @@ export async function renameFile(from: string, to: string): Promise<void> {
   if (!inPlace(() => renameSync(from, to))) await renamePooled(from, to)
 }
 
-/** Reads up to `length` bytes at `position` into `buffer` at `offset`; resolves with the bytes read. */
-export async function readAt(
+type AtOffset = (
   file: number | FileHandle,
   buffer: Buffer,
   offset: number,
   length: number,
   position: number,
-): Promise<number> {
-  const fd = fdOf(file)
-  // A closed FileHandle's fd is -1: the pool's call says EBADF, as it always has.
-  const done =
-    length <= IN_PLACE_MAX && fd >= 0
-      ? inPlace(() => readSync(fd, buffer, offset, length, position))
-      : undefined
-  if (done) return done.value
-  if (typeof file !== 'number') return (await file.read(buffer, offset, length, position)).bytesRead
-  return (await readPooled(file, buffer, offset, length, position)).bytesRead
-}
+) => Promise<number>
+
+/**
+ * A read or write at an offset: `here` in place when it moves at most IN_PLACE_MAX bytes and the descriptor
+ * is open (a closed FileHandle's fd is -1: the pool's call then says EBADF, as it always has); else `pooled`.
+ */
+const atOffset =
+  (
+    here: (fd: number, buffer: Buffer, offset: number, length: number, position: number) => number,
+    pooled: AtOffset,
+  ): AtOffset =>
+  async (file, buffer, offset, length, position) => {
+    const fd = fdOf(file)
+    const done =
+      length <= IN_PLACE_MAX && fd >= 0
+        ? inPlace(() => here(fd, buffer, offset, length, position))
+        : undefined
+    return done ? done.value : pooled(file, buffer, offset, length, position)
+  }
+
+/** Reads up to `length` bytes at `position` into `buffer` at `offset`; resolves with the bytes read. */
+export const readAt = atOffset(readSync, async (file, ...at) =>
+  typeof file === 'number' ? (await readPooled(file, ...at)).bytesRead : (await file.read(...at)).bytesRead,
+)
 
 /** Writes up to `length` bytes of `data` from `offset` at `position`; resolves with the bytes written. */
-export async function writeAt(
-  file: number | FileHandle,
-  data: Buffer,
-  offset: number,
-  length: number,
-  position: number,
-): Promise<number> {
-  const fd = fdOf(file)
-  const done =
-    length <= IN_PLACE_MAX && fd >= 0
-      ? inPlace(() => writeSync(fd, data, offset, length, position))
-      : undefined
-  if (done) return done.value
-  if (typeof file !== 'number') return (await file.write(data, offset, length, position)).bytesWritten
-  return (await writePooled(file, data, offset, length, position)).bytesWritten
-}
+export const writeAt = atOffset(writeSync, async (file, ...at) =>
+  typeof file === 'number'
+    ? (await writePooled(file, ...at)).bytesWritten
+    : (await file.write(...at)).bytesWritten,
+)
