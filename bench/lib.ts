@@ -394,6 +394,9 @@ export async function startTusPeer(dir?: string): Promise<PeerServer> {
   }
 }
 
+/** How long memory freed on these VMs takes to cost what memory never used costs (see keptIn). */
+const COLD_MS = 12_000
+
 /**
  * Runs `fn` with a fresh folder in `scratch` for every side of a throughput figure to store into (ours,
  * the peer's, the baseline's), removed only when the figure ends: each side keeps what every run of it
@@ -412,9 +415,6 @@ export async function keptIn<T>(scratch: string, fn: (dir: (name: string) => Pro
     await sleep(COLD_MS)
   }
 }
-
-/** How long memory freed on these VMs takes to cost what memory never used costs (see keptIn). */
-const COLD_MS = 12_000
 
 /**
  * A plain graphql-yoga with our SDL answering from memory (bench/peers.ts); `unlimited`: with its body limit

@@ -1,10 +1,6 @@
-import { fsync } from 'node:fs'
 import { mkdir, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { promisify } from 'node:util'
-import { closeFile, openFile, writeAt } from './in-place-fs.js'
-
-const fsyncPooled = promisify(fsync)
+import { closeFile, openFile, syncFile, writeAt } from './in-place-fs.js'
 
 /** A folder's sync under way, and the one queued behind it, which everyone who asks meanwhile shares. */
 interface FolderSync {
@@ -39,7 +35,7 @@ function beginSync(path: string): Promise<void> {
 async function syncFolder(path: string): Promise<void> {
   const fd = await openFile(path, 'r')
   try {
-    await fsyncPooled(fd)
+    await syncFile(fd)
   } finally {
     await closeFile(fd)
   }

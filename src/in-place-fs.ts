@@ -2,6 +2,8 @@ import {
   close,
   closeSync,
   constants,
+  fdatasync,
+  fsync,
   open,
   openSync,
   read,
@@ -99,6 +101,10 @@ const pace = new DiskPace()
 export function allowInPlace(allow: boolean): void {
   allowed = allow
 }
+
+/** Flushes always go to the pool: they wait on the disk. */
+export const syncFile = promisify(fsync)
+export const datasyncFile = promisify(fdatasync)
 
 const openPooled = promisify(open)
 const closePooled = promisify(close)

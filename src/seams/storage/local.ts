@@ -1,10 +1,9 @@
-import { createReadStream, createWriteStream, fdatasync } from 'node:fs'
+import { createReadStream, createWriteStream } from 'node:fs'
 import { link, mkdir, open, rename, rm, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
-import { promisify } from 'node:util'
 import { fsyncDir, inFolder, writeAll } from '../../durable-fs.js'
-import { closeFile, openFile, readAt, renameFile } from '../../in-place-fs.js'
+import { closeFile, datasyncFile, openFile, readAt, renameFile } from '../../in-place-fs.js'
 import { publicMessage } from '../../errors.js'
 import { log } from '../../log.js'
 import {
@@ -51,8 +50,6 @@ const BY_ID = new RegExp(`^${UUID}$`)
 
 /** Big buffers move a body to disk in fewer, larger syscalls (a 16 KiB one made each chunk wait for a write). */
 const WRITE_BUFFER = 1024 * 1024
-
-const fdatasyncPooled = promisify(fdatasync)
 
 export class LocalStorage implements Storage {
   readonly kind = 'local'
@@ -235,7 +232,7 @@ export class LocalStorage implements Storage {
       const fd = await inFolder(path, () => openFile(path, 'w'))
       try {
         await writeAll(fd, bytes, 0)
-        await fdatasyncPooled(fd)
+        await datasyncFile(fd)
       } finally {
         await closeFile(fd)
       }
