@@ -1,6 +1,7 @@
 import { ConfigError, loadConfig } from './config.js'
 import { log, setLogFormat, setLogLevel } from './log.js'
 import { startApp } from './app/compose.js'
+import { setHeapGrowth } from './heap.js'
 
 /** A shutdown that takes longer than this is cut short; state was checkpointed as it went. */
 const SHUTDOWN_LIMIT_MS = 5000
@@ -16,6 +17,7 @@ const OPERATOR_ERRORS = new Set([
 ])
 
 async function main(): Promise<void> {
+  setHeapGrowth()
   const config = loadConfig()
   setLogLevel(config.logLevel)
   setLogFormat(config.logFormat)
