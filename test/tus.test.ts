@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { request } from 'node:http'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -83,6 +84,34 @@ describe('the tus endpoint', () => {
     // More than the declared length: 413, nothing written.
     expect((await tusPatch(location, 0, bytes(101))).status).toBe(413)
     expect((await tusHead(location)).headers.get('upload-offset')).toBe('0')
+  })
+
+  it('a body longer than its upload sent without Content-Length: 413 once it passes the length, nothing past it kept', async () => {
+    const { location, id } = await tusCreate(server.url, 100, { filename: 'long.bin', speed: '0' })
+    // Chunked: no length is declared, so only the bytes themselves can tell it is too long.
+    const status = await new Promise<number>((resolve, reject) => {
+      const patch = request(
+        location,
+        {
+          method: 'PATCH',
+          headers: {
+            'tus-resumable': '1.0.0',
+            'upload-offset': '0',
+            'content-type': 'application/offset+octet-stream',
+          },
+        },
+        (answer) => {
+          answer.resume()
+          resolve(answer.statusCode ?? 0)
+        },
+      )
+      patch.on('error', reject)
+      patch.write(bytes(60))
+      patch.end(bytes(60))
+    })
+    expect(status).toBe(413)
+    expect(Number((await tusHead(location)).headers.get('upload-offset'))).toBeLessThan(100)
+    expect((await uploadOf(id))?.status).toBe('RECEIVING')
   })
 
   it('one id: the last segment of Location is the upload in GraphQL and REST, RECEIVING until its last byte', async () => {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Server } from '@tus/server'
+import { NodeRequest, sendNodeResponse } from 'srvx/node'
 import { ERRORS } from '@tus/utils'
 import type { Locker } from '@tus/utils'
 import { OPERATOR, principalOf } from '../auth/principal.js'
@@ -15,6 +16,7 @@ import type { Storage } from '../seams/storage/index.js'
 import { resumableMetadata } from './metadata.js'
 import { TUS_PATH } from './path.js'
 import { KEPT, TusStore } from './store.js'
+import { RequestBodies } from './bodies.js'
 
 export interface TusOptions {
   service: UploadService
@@ -48,9 +50,10 @@ export function createTusHandler(
     createResumable: (input: Parameters<UploadService['createResumable']>[0]) =>
       (creators.get(input.id) ?? new OwnedService(service, OPERATOR)).createResumable(input),
   })
+  const bodies = new RequestBodies()
   const tus = new Server({
     path: TUS_PATH,
-    datastore: new TusStore(store, options.storage),
+    datastore: new TusStore(store, options.storage, bodies),
     maxSize: options.maxSize,
     namingFunction: () => randomUUID(),
     ...(options.locker ? { locker: options.locker } : {}),
@@ -60,6 +63,7 @@ export function createTusHandler(
     // Whose upload this is, and whether they may reach it: another user's answers exactly as a missing one
     // (the store's own FILE_NOT_FOUND), so ids never leak; a token without the scope is refused first.
     onIncomingRequest: async (req, id) => {
+      bodies.expect(req, id)
       const caller = callerOf(req)
       if (req.method === 'POST') {
         requireScope(caller.principal, 'write')
@@ -139,7 +143,11 @@ export function createTusHandler(
           res.setHeader('upload-expires', new Date(record.expiresAt).toUTCString())
       }
     }
-    await tus.handle(req, res)
+    // What @tus/server's own handle does, but a POST's or PATCH's body reaches TusStore.write as the Node
+    // stream it is (see bodies.ts).
+    const request = new NodeRequest({ req, res })
+    if (req.method === 'POST' || req.method === 'PATCH') bodies.handOver(request, req)
+    await sendNodeResponse(res, await tus.handleWeb(request))
   }
 }
 

@@ -9,6 +9,7 @@ import type { UploadService } from '../core/service.js'
 import type { Storage } from '../seams/storage/index.js'
 import { ServiceError } from '../errors.js'
 import { SMALL_BODY, storageError } from '../core/ingest/ingest.js'
+import { bodyOf, type RequestBodies } from './bodies.js'
 
 /** A hash waiting for its upload's next request is let go after this long (the next one re-reads the prefix). */
 const PARKED_MS = 60_000
@@ -38,6 +39,8 @@ export class TusStore extends DataStore {
   constructor(
     private readonly service: UploadService,
     private readonly storage: Storage,
+    /** Where the handler leaves each request's own body (server.ts); without it, @tus/server's stream is read. */
+    private readonly bodies?: RequestBodies,
   ) {
     super()
     // Every length is known at creation (a transfer needs it), so no creation-defer-length. The expiry
@@ -91,15 +94,20 @@ export class TusStore extends DataStore {
   }
 
   override async write(readable: Readable, id: string, offset: number): Promise<number> {
+    // The request itself, if the handler handed it over (bodies.ts): @tus/server's stream is then empty, and
+    // is let run out so its pipeline ends.
+    const sent = this.bodies?.take(id)
+    if (sent) readable.resume()
     let stopped = false
     // Bytes sent with the creation of an empty file: it is whole already (create()), nothing to write.
     const known = await this.recordOf(id)
     if (!isReceiving(known.status) && offset === known.totalSize) return offset
+    const source = sent ? bodyOf(sent, known.totalSize - offset) : readable
     // Refused with 507 here, before a byte is read, if the rest and its second copy cannot be promised room.
     const { record, count, room } = await this.service.beginReceiving(id, offset, (reason) => {
       stopped = true
       // Said to the sender in tus's words: this upload is gone (410).
-      readable.destroy(Object.assign(new Error(reason.message), ERRORS.FILE_NO_LONGER_EXISTS))
+      source.destroy(Object.assign(new Error(reason.message), ERRORS.FILE_NO_LONGER_EXISTS))
     })
     let written: number
     let hash: OffThreadHash | undefined
@@ -122,8 +130,8 @@ export class TusStore extends DataStore {
       if (holding) {
         const chunks: Buffer[] = []
         try {
-          await pipelineAsync(readable, tee, async (source: AsyncIterable<Buffer>) => {
-            for await (const chunk of source) chunks.push(chunk)
+          await pipelineAsync(source, tee, async (hashed: AsyncIterable<Buffer>) => {
+            for await (const chunk of hashed) chunks.push(chunk)
           })
         } finally {
           held = Buffer.concat(chunks)
@@ -134,7 +142,7 @@ export class TusStore extends DataStore {
         // Bytes storage took, not bytes counted: those still in a write buffer are not out of the free count yet.
         room.track(() => staging.written())
         try {
-          await pipelineAsync(readable, tee, staging.sink)
+          await pipelineAsync(source, tee, staging.sink)
         } finally {
           // A first request that brought nothing leaves nothing staged, as before it came (an empty file, if
           // storage made one; left if storage will not take it away, its size still says 0).
