@@ -41,10 +41,16 @@ export class RequestBodies {
     })
   }
 
-  /** The request whose body @tus/server has just asked for, for upload `id`, if it was handed over. */
-  take(id: string): IncomingMessage | undefined {
+  /**
+   * The request whose body @tus/server has just asked for, for upload `id` at `offset`, if it was handed over.
+   * A PATCH that says another offset is not this write's: a version of @tus/server that asked for bodies
+   * outside the lock could mix two requests' up, so that is refused rather than written.
+   */
+  take(id: string, offset: number): IncomingMessage | undefined {
     const req = this.waiting.get(id)
     this.waiting.delete(id)
+    if (req?.method === 'PATCH' && req.headers['upload-offset'] !== String(offset))
+      throw new Error(`The body of a PATCH at ${req.headers['upload-offset']} reached a write at ${offset}`)
     return req
   }
 }

@@ -96,7 +96,7 @@ export class TusStore extends DataStore {
   override async write(readable: Readable, id: string, offset: number): Promise<number> {
     // The request itself, if the handler handed it over (bodies.ts): @tus/server's stream is then empty, and
     // is let run out so its pipeline ends.
-    const sent = this.bodies?.take(id)
+    const sent = this.bodies?.take(id, offset)
     if (sent) readable.resume()
     let stopped = false
     // Bytes sent with the creation of an empty file: it is whole already (create()), nothing to write.
