@@ -310,6 +310,33 @@ describe('bytes that arrive, and requests that end', () => {
     expect((await uploadOf(id))?.sha256).toBe(sha(content))
   })
 
+  it('a PATCH whose sender stalls gives way to a newer request for its upload: what arrived is kept, and goes on from there', async () => {
+    const content = bytes(300_000)
+    const { location, id } = await tusCreate(server.url, content.length, {
+      filename: 'stalled.bin',
+      speed: '0',
+    })
+    const head = multipartHead(new URL(location).pathname, content.length).replace(
+      /Content-Type: [^\r]+\r\n/,
+      'Content-Type: application/offset+octet-stream\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n',
+    )
+    const stalled = openRequest(server.url, head.replace('POST', 'PATCH'))
+    try {
+      stalled.write(content.subarray(0, 100_000))
+      await waitFor(async () => ((await uploadOf(id))?.receivedSize ?? 0) >= 100_000)
+      // The connection stays open and sends nothing more. A HEAD needs the upload's lock: @tus/server asks the
+      // stalled PATCH to let go, and stops it after its lock drain (3 s), well before the lock's 30 s timeout.
+      const asked = await tusHead(location)
+      expect(asked.status).toBe(200)
+      expect(asked.headers.get('upload-offset')).toBe('100000')
+      expect((await tusPatch(location, 100_000, content.subarray(100_000))).status).toBe(204)
+      await waitForStatus(server.url, id, 'completed')
+      expect(sha(await readFile(join(server.dir, `${id}_stalled.bin`)))).toBe(sha(content))
+    } finally {
+      stalled.end()
+    }
+  })
+
   it('a creation stages nothing, and a first PATCH that brings no byte leaves nothing staged: HEAD says 0 throughout', async () => {
     const content = bytes(100_000)
     const { location, id } = await tusCreate(server.url, content.length, {

@@ -1,6 +1,12 @@
 import type { IncomingMessage } from 'node:http'
 import { Transform, type Readable } from 'node:stream'
-import { ERRORS } from '@tus/utils'
+import { ERRORS, type Lock, type Locker } from '@tus/utils'
+
+/** A request's own body, and the signal that stops it (its hold on the upload's lock). */
+export interface SentBody {
+  req: IncomingMessage
+  stop: AbortSignal | undefined
+}
 
 /**
  * The bodies of tus POSTs and PATCHes, handed to TusStore.write as the Node streams they are. @tus/server
@@ -9,12 +15,38 @@ import { ERRORS } from '@tus/utils'
  * @tus/server is given an empty body, and the store takes the request itself, by its upload's id.
  *
  * @tus/server asks for a body while it holds its upload's lock, just before it calls TusStore.write, so at most
- * one body per upload waits here, and only between those two steps.
+ * one body per upload waits here, and only between those two steps. What it would do to its own stream, this
+ * does to the request's: when a newer request wants the lock, @tus/server stops the holder (after
+ * lockDrainTimeout) with the signal it locked with, and the body then ends where it is, so the newer one can go on.
  */
 export class RequestBodies {
   /** The upload each request is about, as @tus/server said (onIncomingRequest). */
   private readonly ids = new WeakMap<object, string>()
-  private readonly waiting = new Map<string, IncomingMessage>()
+  private readonly waiting = new Map<string, SentBody>()
+  /** The stop signal of the request holding each upload's lock. */
+  private readonly holders = new Map<string, AbortSignal>()
+
+  /** `inner`, telling this which request holds each upload's lock. */
+  watching(inner: Locker): Locker {
+    const holders = this.holders
+    return {
+      newLock(id: string): Lock {
+        const lock = inner.newLock(id)
+        let held: AbortSignal | undefined
+        return {
+          async lock(signal, release) {
+            await lock.lock(signal, release)
+            held = signal
+            holders.set(id, signal)
+          },
+          async unlock() {
+            if (held !== undefined && holders.get(id) === held) holders.delete(id)
+            await lock.unlock()
+          },
+        }
+      },
+    }
+  }
 
   /** `request` (the web request @tus/server is handling) is about upload `id`. */
   expect(request: object, id: string): void {
@@ -31,10 +63,11 @@ export class RequestBodies {
       get: () => {
         const id = this.ids.get(request)
         if (id === undefined) return own?.get?.call(request)
-        this.waiting.set(id, req)
+        const sent = { req, stop: this.holders.get(id) }
+        this.waiting.set(id, sent)
         // Taken at once by the write; if that never comes (the request failed first), let go with the request.
         req.once('close', () => {
-          if (this.waiting.get(id) === req) this.waiting.delete(id)
+          if (this.waiting.get(id) === sent) this.waiting.delete(id)
         })
         return null
       },
@@ -46,21 +79,23 @@ export class RequestBodies {
    * A PATCH that says another offset is not this write's: a version of @tus/server that asked for bodies
    * outside the lock could mix two requests' up, so that is refused rather than written.
    */
-  take(id: string, offset: number): IncomingMessage | undefined {
-    const req = this.waiting.get(id)
+  take(id: string, offset: number): SentBody | undefined {
+    const sent = this.waiting.get(id)
     this.waiting.delete(id)
-    if (req?.method === 'PATCH' && req.headers['upload-offset'] !== String(offset))
-      throw new Error(`The body of a PATCH at ${req.headers['upload-offset']} reached a write at ${offset}`)
-    return req
+    const said = sent?.req.headers['upload-offset']
+    if (sent?.req.method === 'PATCH' && said !== String(offset))
+      throw new Error(`The body of a PATCH at ${said} reached a write at ${offset}`)
+    return sent
   }
 }
 
 /**
- * `req`'s body, at most `limit` bytes: one more fails it with tus's 413, as @tus/server's limiter does. A sender
- * that goes away ends it where it stopped, as @tus/server's own reading does, so what did arrive is kept (and
- * its hash, for the next request). The request itself is never destroyed: its answer can still be sent.
+ * A request's body, at most `limit` bytes: one more fails it with tus's 413, as @tus/server's limiter does. It
+ * ends where it is, keeping what did arrive (and its hash, for the next request), when its sender goes away or
+ * `stop` says so, as @tus/server's own reading does. The request itself is never destroyed: its answer can
+ * still be sent.
  */
-export function bodyOf(req: IncomingMessage, limit: number): Readable {
+export function bodyOf({ req, stop }: SentBody, limit: number): Readable {
   let seen = 0
   const body = new Transform({
     transform(chunk: Buffer, _encoding, done) {
@@ -70,11 +105,16 @@ export function bodyOf(req: IncomingMessage, limit: number): Readable {
       else done(null, chunk)
     },
   })
-  req.once('close', () => {
-    if (req.complete) return
+  const cut = () => {
     req.unpipe(body)
-    body.end()
+    if (!body.writableEnded) body.end()
+  }
+  req.once('close', () => {
+    if (!req.complete) cut()
   })
-  req.pipe(body)
+  stop?.addEventListener('abort', cut, { once: true })
+  body.once('close', () => stop?.removeEventListener('abort', cut))
+  if (stop?.aborted) cut()
+  else req.pipe(body)
   return body
 }

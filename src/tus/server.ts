@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { Server } from '@tus/server'
+import { MemoryLocker, Server } from '@tus/server'
 import { NodeRequest, sendNodeResponse } from 'srvx/node'
 import { ERRORS } from '@tus/utils'
 import type { Locker } from '@tus/utils'
@@ -56,7 +56,7 @@ export function createTusHandler(
     datastore: new TusStore(store, options.storage, bodies),
     maxSize: options.maxSize,
     namingFunction: () => randomUUID(),
-    ...(options.locker ? { locker: options.locker } : {}),
+    locker: bodies.watching(options.locker ?? new MemoryLocker()),
     allowedOrigins: options.corsAllows,
     // tus's own list lacks Upload-Expires, which browsers must be able to read too.
     exposedHeaders: ['Upload-Expires', 'X-Request-Id'],
