@@ -310,6 +310,44 @@ describe('bytes that arrive, and requests that end', () => {
     expect((await uploadOf(id))?.sha256).toBe(sha(content))
   })
 
+  it('a body that passes its length while the store still prepares to write it: 413, and the server goes on', async () => {
+    let own = await startServer({ MAX_UPLOAD_SIZE: String(MAX) })
+    try {
+      const { id } = await tusCreate(own.url, 100, { filename: 'over.bin', speed: '0' })
+      expect((await tusPatch(`${own.url}/files/${id}`, 0, bytes(90))).status).toBe(204)
+      // Started again, the server has no running hash of those bytes: the next request reads them back first.
+      own = await own.restart()
+      const location = `${own.url}/files/${id}`
+      // 100 bytes where 10 are left, chunked: too long from its first chunk on.
+      const status = await new Promise<number>((resolve, reject) => {
+        const patch = request(
+          location,
+          {
+            method: 'PATCH',
+            headers: {
+              'tus-resumable': '1.0.0',
+              'upload-offset': '90',
+              'content-type': 'application/offset+octet-stream',
+            },
+          },
+          (answer) => {
+            answer.resume()
+            resolve(answer.statusCode ?? 0)
+          },
+        )
+        patch.on('error', reject)
+        patch.write(bytes(100))
+        patch.end()
+      })
+      expect(status).toBe(413)
+      const after = await tusHead(location)
+      expect(after.status).toBe(200)
+      expect(Number(after.headers.get('upload-offset'))).toBeLessThanOrEqual(100)
+    } finally {
+      await own.stop()
+    }
+  })
+
   it('a PATCH whose sender stalls gives way to a newer request for its upload: what arrived is kept, and goes on from there', async () => {
     const content = bytes(300_000)
     const { location, id } = await tusCreate(server.url, content.length, {

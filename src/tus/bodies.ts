@@ -63,6 +63,8 @@ export class RequestBodies {
       get: () => {
         const id = this.ids.get(request)
         if (id === undefined) return own?.get?.call(request)
+        // Its sender is gone already: nothing more will come of it (and its 'close' has been and gone).
+        if (req.destroyed) return null
         const sent = { req, stop: this.holders.get(id) }
         this.waiting.set(id, sent)
         // Taken at once by the write; if that never comes (the request failed first), let go with the request.
@@ -93,7 +95,9 @@ export class RequestBodies {
  * A request's body, at most `limit` bytes: one more fails it with tus's 413, as @tus/server's limiter does. It
  * ends where it is, keeping what did arrive (and its hash, for the next request), when its sender goes away or
  * `stop` says so, as @tus/server's own reading does. The request itself is never destroyed: its answer can
- * still be sent.
+ * still be sent. It starts flowing at once, before its reader is attached (the store awaits a few steps
+ * first): a failure meanwhile is kept by the stream, which its reader then throws, and is not an uncaught
+ * 'error' event.
  */
 export function bodyOf({ req, stop }: SentBody, limit: number): Readable {
   let seen = 0
@@ -105,16 +109,23 @@ export function bodyOf({ req, stop }: SentBody, limit: number): Readable {
       else done(null, chunk)
     },
   })
+  body.on('error', () => undefined)
   const cut = () => {
     req.unpipe(body)
     if (!body.writableEnded) body.end()
   }
-  req.once('close', () => {
-    if (!req.complete) cut()
-  })
+  // A request that closes before its end was read never ends (Node drops what it had buffered): even one
+  // whose every byte had arrived.
+  const closed = () => {
+    if (!req.readableEnded) cut()
+  }
+  req.once('close', closed)
   stop?.addEventListener('abort', cut, { once: true })
-  body.once('close', () => stop?.removeEventListener('abort', cut))
-  if (stop?.aborted) cut()
+  body.once('close', () => {
+    req.off('close', closed)
+    stop?.removeEventListener('abort', cut)
+  })
+  if (stop?.aborted || (req.destroyed && !req.readableEnded)) cut()
   else req.pipe(body)
   return body
 }
