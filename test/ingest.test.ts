@@ -178,7 +178,8 @@ describe('bodies that do not arrive whole', () => {
 describe('a body that arrives slowly', () => {
   // The idle timeout is short here, so a body that takes several times as long as it is not cut off only
   // because every gap between its pieces is shorter than it.
-  const IDLE_MS = 500
+  // Long enough that a busy machine's stall of a few hundred ms between two pieces stays well short of it.
+  const IDLE_MS = 1000
   let slow: TestServer
   beforeAll(async () => {
     slow = await startServer({ BODY_IDLE_TIMEOUT_MS: String(IDLE_MS) })
@@ -192,8 +193,8 @@ describe('a body that arrives slowly', () => {
     const content = bytes(4000)
     const { body } = multipart([{ name: 'file', filename: 'slow.bin', content }])
     const { socket, closed } = socketRequest(slow.url, head(body.length))
-    // 40 pieces, one every 50 ms: two seconds, four idle timeouts, and no gap near one.
-    const piece = Math.ceil(body.length / 40)
+    // 80 pieces, one every 50 ms: four seconds, four idle timeouts, and no gap near one.
+    const piece = Math.ceil(body.length / 80)
     const began = performance.now()
     let last = began
     let widestGap = 0

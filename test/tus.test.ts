@@ -24,6 +24,30 @@ import {
  * transfer, the same controls).
  */
 const MAX = 40 * 1024 ** 2
+
+/** A PATCH whose body goes out chunked (no Content-Length), `chunks` one after another; resolves with its status. */
+function chunkedPatch(location: string, offset: number, chunks: Uint8Array[]): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const patch = request(
+      location,
+      {
+        method: 'PATCH',
+        headers: {
+          'tus-resumable': '1.0.0',
+          'upload-offset': String(offset),
+          'content-type': 'application/offset+octet-stream',
+        },
+      },
+      (answer) => {
+        answer.resume()
+        resolve(answer.statusCode ?? 0)
+      },
+    )
+    patch.on('error', reject)
+    for (const chunk of chunks) patch.write(chunk)
+    patch.end()
+  })
+}
 const sha = (content: Uint8Array) => createHash('sha256').update(content).digest('hex')
 
 interface Seen {
@@ -89,26 +113,7 @@ describe('the tus endpoint', () => {
   it('a body longer than its upload sent without Content-Length: 413 once it passes the length, nothing past it kept', async () => {
     const { location, id } = await tusCreate(server.url, 100, { filename: 'long.bin', speed: '0' })
     // Chunked: no length is declared, so only the bytes themselves can tell it is too long.
-    const status = await new Promise<number>((resolve, reject) => {
-      const patch = request(
-        location,
-        {
-          method: 'PATCH',
-          headers: {
-            'tus-resumable': '1.0.0',
-            'upload-offset': '0',
-            'content-type': 'application/offset+octet-stream',
-          },
-        },
-        (answer) => {
-          answer.resume()
-          resolve(answer.statusCode ?? 0)
-        },
-      )
-      patch.on('error', reject)
-      patch.write(bytes(60))
-      patch.end(bytes(60))
-    })
+    const status = await chunkedPatch(location, 0, [bytes(60), bytes(60)])
     expect(status).toBe(413)
     expect(Number((await tusHead(location)).headers.get('upload-offset'))).toBeLessThan(100)
     expect((await uploadOf(id))?.status).toBe('RECEIVING')
@@ -319,26 +324,7 @@ describe('bytes that arrive, and requests that end', () => {
       own = await own.restart()
       const location = `${own.url}/files/${id}`
       // 100 bytes where 10 are left, chunked: too long from its first chunk on.
-      const status = await new Promise<number>((resolve, reject) => {
-        const patch = request(
-          location,
-          {
-            method: 'PATCH',
-            headers: {
-              'tus-resumable': '1.0.0',
-              'upload-offset': '90',
-              'content-type': 'application/offset+octet-stream',
-            },
-          },
-          (answer) => {
-            answer.resume()
-            resolve(answer.statusCode ?? 0)
-          },
-        )
-        patch.on('error', reject)
-        patch.write(bytes(100))
-        patch.end()
-      })
+      const status = await chunkedPatch(location, 90, [bytes(100)])
       expect(status).toBe(413)
       const after = await tusHead(location)
       expect(after.status).toBe(200)
