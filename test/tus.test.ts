@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { api, bytes, gql, statusOf, waitFor, waitForStatus, wsClient } from './support/clients.js'
 import { spawnServer } from './support/child.js'
-import { multipartHead, openRequest } from './support/raw.js'
+import { openRequest } from './support/raw.js'
 import { listStorage, startServer, type TestServer } from './support/server.js'
 import {
   tusClientUpload,
@@ -24,6 +24,11 @@ import {
  * transfer, the same controls).
  */
 const MAX = 40 * 1024 ** 2
+
+/** Request head of a raw PATCH at `offset` whose body is `length` bytes (it may never all be sent). */
+const patchHead = (location: string, offset: number, length: number) =>
+  `PATCH ${new URL(location).pathname} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\n` +
+  `Upload-Offset: ${offset}\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: ${length}\r\n\r\n`
 
 /** A PATCH whose body goes out chunked (no Content-Length), `chunks` one after another; resolves with its status. */
 function chunkedPatch(location: string, offset: number, chunks: Uint8Array[]): Promise<number> {
@@ -293,11 +298,7 @@ describe('bytes that arrive, and requests that end', () => {
       filename: 'dropped.bin',
       speed: '0',
     })
-    const head = multipartHead(new URL(location).pathname, content.length).replace(
-      /Content-Type: [^\r]+\r\n/,
-      'Content-Type: application/offset+octet-stream\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n',
-    )
-    const request = openRequest(server.url, head.replace('POST', 'PATCH'))
+    const request = openRequest(server.url, patchHead(location, 0, content.length))
     request.write(content.subarray(0, 150_000))
     await waitFor(async () => ((await uploadOf(id))?.receivedSize ?? 0) >= 150_000)
     request.end() // the connection drops mid-body
@@ -340,11 +341,7 @@ describe('bytes that arrive, and requests that end', () => {
       filename: 'stalled.bin',
       speed: '0',
     })
-    const head = multipartHead(new URL(location).pathname, content.length).replace(
-      /Content-Type: [^\r]+\r\n/,
-      'Content-Type: application/offset+octet-stream\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n',
-    )
-    const stalled = openRequest(server.url, head.replace('POST', 'PATCH'))
+    const stalled = openRequest(server.url, patchHead(location, 0, content.length))
     try {
       stalled.write(content.subarray(0, 100_000))
       await waitFor(async () => ((await uploadOf(id))?.receivedSize ?? 0) >= 100_000)

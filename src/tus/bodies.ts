@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http'
-import { Transform, type Readable } from 'node:stream'
-import { ERRORS, type Lock, type Locker } from '@tus/utils'
+import type { Readable } from 'node:stream'
+import { StreamLimiter, type Lock, type Locker } from '@tus/utils'
 
 /** A request's own body, and the signal that stops it (its hold on the upload's lock). */
 export interface SentBody {
@@ -92,7 +92,7 @@ export class RequestBodies {
 }
 
 /**
- * A request's body, at most `limit` bytes: one more fails it with tus's 413, as @tus/server's limiter does. It
+ * A request's body, at most `limit` bytes: one more fails it with tus's 413 (@tus/server's own limiter). It
  * ends where it is, keeping what did arrive (and its hash, for the next request), when its sender goes away or
  * `stop` says so, as @tus/server's own reading does. The request itself is never destroyed: its answer can
  * still be sent. It starts flowing at once, before its reader is attached (the store awaits a few steps
@@ -100,15 +100,7 @@ export class RequestBodies {
  * 'error' event.
  */
 export function bodyOf({ req, stop }: SentBody, limit: number): Readable {
-  let seen = 0
-  const body = new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      seen += chunk.length
-      if (seen > limit)
-        done(Object.assign(new Error(ERRORS.ERR_MAX_SIZE_EXCEEDED.body), ERRORS.ERR_MAX_SIZE_EXCEEDED))
-      else done(null, chunk)
-    },
-  })
+  const body = new StreamLimiter(limit)
   body.on('error', () => undefined)
   const cut = () => {
     req.unpipe(body)
