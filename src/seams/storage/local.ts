@@ -1,4 +1,4 @@
-import { createReadStream, createWriteStream } from 'node:fs'
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs'
 import { link, mkdir, open, rename, rm, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
@@ -50,6 +50,16 @@ const BY_ID = new RegExp(`^${UUID}$`)
 
 /** Big buffers move a body to disk in fewer, larger syscalls (a 16 KiB one made each chunk wait for a write). */
 const WRITE_BUFFER = 1024 * 1024
+
+/** A write stream on the open `fd` from `start`; the descriptor is closed if the stream cannot be made. */
+async function streamOn(path: string, fd: number, start: number): Promise<WriteStream> {
+  try {
+    return createWriteStream(path, { fd, start, highWaterMark: WRITE_BUFFER })
+  } catch (error) {
+    await closeFile(fd)
+    throw error
+  }
+}
 
 export class LocalStorage implements Storage {
   readonly kind = 'local'
@@ -126,7 +136,7 @@ export class LocalStorage implements Storage {
     const staged = this.stagingPath(id)
     // Open before it is handed out: a discard can then never race the file's creation and leave it behind.
     const fd = await inFolder(at, () => openFile(at, 'wx'))
-    const sink = createWriteStream(at, { fd, highWaterMark: WRITE_BUFFER })
+    const sink = await streamOn(at, fd, 0)
     let kept = false
     return {
       sink,
@@ -156,13 +166,7 @@ export class LocalStorage implements Storage {
     // request of an upload writes at a time (tus's lock, and the lease beginReceiving takes), and one from 0
     // comes only while none are staged.
     const fd = offset === 0 ? await inFolder(path, () => openFile(path, 'w')) : await openFile(path, 'r+')
-    let sink
-    try {
-      sink = createWriteStream(path, { fd, start: offset, highWaterMark: WRITE_BUFFER })
-    } catch (error) {
-      await closeFile(fd)
-      throw error
-    }
+    const sink = await streamOn(path, fd, offset)
     // Bytes written, not bytes counted: those still in the write buffer are not out of the free count yet.
     return { sink, written: () => sink.bytesWritten }
   }
