@@ -13,6 +13,9 @@ const CACHED_OPERATIONS = 1000
  */
 const CACHED_TEXT = 16 * 1024
 
+/** Distinct Accept headers whose answer type is kept; past it the kept ones are forgotten. */
+const CACHED_ACCEPTS = 64
+
 /**
  * Why a request takes this path or not, once per distinct operation: a compiled query, or `undefined` for
  * an operation yoga answers every time (a mutation, a subscription, one that does not parse or validate).
@@ -62,6 +65,21 @@ function regularType(accept: string | undefined): string | undefined {
   return chosen === 'application/json' || chosen === 'application/graphql-response+json' ? chosen : undefined
 }
 
+/**
+ * regularType, worked out once per distinct Accept: a client sends the same one with every request (most
+ * send none), and reading it anew was about 3 % of a status poll's CPU (bench/round3-profile.md).
+ */
+function answerTypeCache(): (accept: string | undefined) => string | undefined {
+  const kept = new Map<string | undefined, string | undefined>()
+  return (accept) => {
+    if (kept.has(accept)) return kept.get(accept)
+    if (kept.size >= CACHED_ACCEPTS) kept.clear()
+    const type = regularType(accept)
+    kept.set(accept, type)
+    return type
+  }
+}
+
 function paramsOf(body: string): Params | undefined {
   let parsed: unknown
   try {
@@ -107,19 +125,30 @@ function readBody(req: IncomingMessage, length: number): Promise<Buffer | undefi
  * running it again answers it with its own masking, codes, status and logging).
  */
 export function createGraphQLHandler(yoga: GraphQLApp, schema: GraphQLSchema, contextFor: ContextFor) {
-  const prepared = new Map<string, Promise<Prepared>>()
+  const answerType = answerTypeCache()
+  /** Each operation once prepared, or its preparation while it runs (see Prepared). */
+  const prepared = new Map<string, { run: Prepared } | Promise<Prepared>>()
 
-  const prepare = (params: Params, req: IncomingMessage, res: ServerResponse): Promise<Prepared> => {
+  /** Its Prepared, at once when it is known (a request that need not wait is not made to). */
+  const prepare = (
+    params: Params,
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): Prepared | Promise<Prepared> => {
     const key = `${params.operationName ?? ''}\n${params.query}`
-    let found = prepared.get(key)
-    if (found) return found
-    found = (async (): Promise<Prepared> => {
+    const known = prepared.get(key)
+    if (known) return known instanceof Promise ? known : known.run
+    const found = (async (): Promise<Prepared> => {
       const enveloped = yoga.getEnveloped({ req, res })
       const document = enveloped.parse(params.query)
       if (enveloped.validate(enveloped.schema, document).length > 0) return undefined
       if (getOperationAST(document, params.operationName)?.operation !== 'query') return undefined
       return compile(schema, document, params.operationName)
     })().catch(() => undefined)
+    void found.then((run) => {
+      // Unless it was dropped from the cache meanwhile.
+      if (prepared.get(key) === found) prepared.set(key, { run })
+    })
     const oldest = prepared.size >= CACHED_OPERATIONS ? prepared.keys().next().value : undefined
     if (oldest !== undefined) prepared.delete(oldest)
     prepared.set(key, found)
@@ -136,7 +165,8 @@ export function createGraphQLHandler(yoga: GraphQLApp, schema: GraphQLSchema, co
     const body = await readBody(req, length)
     if (!body) return void res.destroy()
     const params = paramsOf(body.toString('utf8'))
-    const run = params && params.query.length <= CACHED_TEXT ? await prepare(params, req, res) : undefined
+    let run = params && params.query.length <= CACHED_TEXT ? prepare(params, req, res) : undefined
+    if (run instanceof Promise) run = await run
     if (!params || !run) return toYoga(req, res, body)
     // The caller's own context, as yoga would build it: their OwnedService, one per request.
     const context = requestContext(contextFor, { req })
@@ -155,7 +185,7 @@ export function createGraphQLHandler(yoga: GraphQLApp, schema: GraphQLSchema, co
   return function handleGraphQL(req: IncomingMessage, res: ServerResponse): unknown {
     const declared = req.headers['content-length']
     const length = declared === undefined ? NaN : Number(declared)
-    const type = req.method === 'POST' ? regularType(req.headers.accept) : undefined
+    const type = req.method === 'POST' ? answerType(req.headers.accept) : undefined
     if (
       type === undefined ||
       !(length > 0 && length <= MAX_OPERATION_BYTES) ||
