@@ -1,5 +1,6 @@
 // Sends `count` 16-byte uploads (REST multipart, or tus creation-with-upload; both at speed 0, as in figure 13), `concurrency` at a
-// time, and prints the answers' statuses. Used by bench/syscalls.sh.
+// time, and prints the answers' statuses. Used by bench/syscalls.sh. SYSCALLS_SIZE and SYSCALLS_SPEED (bytes, bytes a
+// second) send other uploads: 65536 and 32768 are figure 10's.
 //   node --import tsx bench/syscalls-client.ts <url> <rest|tus> <count> [concurrency=16]
 import { Agent, request } from 'node:http'
 
@@ -8,7 +9,8 @@ const count = Number(countArg)
 const concurrency = Number(concurrencyArg)
 const agent = new Agent({ keepAlive: true, maxSockets: concurrency })
 const boundary = 'syscallsb0undary'
-const bytes = Buffer.alloc(16, 0x61)
+const bytes = Buffer.alloc(Number(process.env.SYSCALLS_SIZE ?? 16), 0x61)
+const speed = process.env.SYSCALLS_SPEED ?? '0'
 const tus = protocol === 'tus'
 const body = tus
   ? bytes
@@ -23,13 +25,13 @@ const body = tus
 const headers = tus
   ? {
       'tus-resumable': '1.0.0',
-      'upload-length': '16',
-      'upload-metadata': `filename ${Buffer.from('t.bin').toString('base64')},speed ${Buffer.from('0').toString('base64')}`,
+      'upload-length': String(bytes.length),
+      'upload-metadata': `filename ${Buffer.from('t.bin').toString('base64')},speed ${Buffer.from(speed).toString('base64')}`,
       'content-type': 'application/offset+octet-stream',
       'content-length': body.length,
     }
   : { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': body.length }
-const target = new URL(tus ? `${url}/files/` : `${url}/api/upload?speed=0`)
+const target = new URL(tus ? `${url}/files/` : `${url}/api/upload?speed=${speed}`)
 const statuses: Record<string, number> = {}
 const one = () =>
   new Promise<number>((resolve) => {

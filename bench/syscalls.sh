@@ -5,6 +5,8 @@
 #   bench/syscalls.sh ours rest 200     our server (dist/main.js), REST multipart at speed=0
 #   bench/syscalls.sh ours tus 200      our server, tus creation-with-upload
 #   bench/syscalls.sh peer tus 200      bare @tus/server + @tus/file-store (bench/peers.ts)
+# SYSCALLS_SIZE=65536 SYSCALLS_SPEED=32768 sends figure 10's throttled uploads instead (see syscalls-client.ts);
+# the count then waits for their transfers too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kind=$1 protocol=$2 count=${3:-200}
@@ -25,7 +27,9 @@ strace -f -c -p $pid -o "$dir/strace" 2>/dev/null &
 tracer=$!
 sleep 1
 node --import tsx bench/syscalls-client.ts "$url" "$protocol" "$count"
-sleep 3 # transfers and journal writes that follow the answers
+# Transfers and journal writes that follow the answers: a throttled one takes size / speed seconds.
+speed=${SYSCALLS_SPEED:-0}
+sleep $((3 + (speed > 0 ? ${SYSCALLS_SIZE:-16} / (speed > 0 ? speed : 1) : 0)))
 kill -INT $tracer
 wait $tracer 2>/dev/null || true
 echo "$kind $protocol: syscalls per upload"
