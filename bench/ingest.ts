@@ -6,14 +6,14 @@ import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
-  cpuSecondsOf,
   gql,
+  inTurns,
   keptIn,
   makeFile,
+  median,
   memoryOf,
   MiB,
   postMultipart,
-  repeat,
   startBare,
   startServer,
   waitDone,
@@ -44,15 +44,17 @@ function curlForm(url: string, path: string): Promise<{ status: number; text: st
   )
 }
 
-/** Median seconds over `runs` and the server's CPU seconds per GiB sent. */
-async function timed(
-  pid: number,
-  runs: number,
-  size: number,
-  run: () => Promise<number>,
-): Promise<{ seconds: number; cpuPerGiB: number }> {
-  const { result, cpu } = await withCpu(pid, () => repeat(runs, run))
-  return { seconds: result, cpuPerGiB: cpu / runs / (size / 1024 ** 3) }
+/** One side's run: curl's seconds, the server's CPU seconds meanwhile, and the answer's text. */
+interface Run {
+  seconds: number
+  cpu: number
+  text: string
+}
+
+/** A side's median seconds over its runs, and its server's CPU seconds per GiB sent. */
+interface Timed {
+  seconds: number
+  cpuPerGiB: number
 }
 
 /**
@@ -63,7 +65,8 @@ async function timed(
  * first upload's code and hashing worker counted), and from after a 16-byte warm-up. (3) The unthrottled
  * transfer (receivedAt → completedAt) against fs.copyFile, and against copyFile + fdatasync + sha256
  * read-back (what a verified, durable copy must do at least). Server CPU per GiB from /proc/<pid>/stat.
- * Every side keeps what each run of it stored until the figure ends (see keptIn).
+ * Each figure's sides take turns (see inTurns): ours and the bare stream with and without sha256; GraphQL and
+ * the bare stream; our transfers and the copies. Every side keeps what each run of it stored until the figure ends (see keptIn).
  */
 export function ingestAndTransfer(
   file: string,
@@ -91,43 +94,30 @@ async function measure(
     await makeFile(ingestFile, ingestSize)
   }
   const bare = await startBare(await dir('bare'))
-  const curlTo = (url: string) => async () => {
-    const r = await curlForm(url, ingestFile)
-    if (r.status !== 200) throw new Error(`${url}: ${r.status} ${r.text.slice(0, 200)}`)
-    return r.seconds
-  }
-  let bareStream: { seconds: number; cpuPerGiB: number }
-  let bareSha: { seconds: number; cpuPerGiB: number }
-  let bareBig: number
-  try {
-    bareStream = await timed(bare.pid, runs, ingestSize, curlTo(`${bare.url}/ingest`))
-    bareSha = await timed(bare.pid, runs, ingestSize, curlTo(`${bare.url}/ingest-sha256`))
-    bareBig =
-      ingestSize === size
-        ? bareStream.seconds
-        : await repeat(runs, async () => {
-            const r = await postMultipart(`${bare.url}/ingest`, [], {
-              field: 'file',
-              path: file,
-              size,
-              name: 'data.bin',
-            })
-            return r.seconds
-          })
-  } finally {
-    await bare.stop()
-  }
-
   const server = await startServer({
     UPLOAD_DIR: await dir('ours'),
     MAX_UPLOAD_SIZE: String(Math.max(size, ingestSize) * 2),
   })
-  let rest: { seconds: number; cpuPerGiB: number }
+  /** One curl -F of the ingest file to `url`, its time and the CPU `pid` used meanwhile. */
+  const curlTo = (pid: number, url: string) => async (): Promise<Run> => {
+    const { result, cpu } = await withCpu(pid, async () => {
+      const r = await curlForm(url, ingestFile)
+      if (r.status !== 200) throw new Error(`${url}: ${r.status} ${r.text.slice(0, 200)}`)
+      return r
+    })
+    return { seconds: result.seconds, cpu, text: result.text }
+  }
+  let bareStream: Timed
+  let bareSha: Timed
+  let rest: Timed
+  let bareBig: number
   let graphqlSeconds: number
   let idle: { rss: number }
   let warm: { rss: number }
   let peak: number
-  const transferSeconds: number[] = []
+  let transferSeconds: number
+  let copySeconds: number
+  let verifiedCopySeconds: number
   try {
     // Idle as figure 14 takes it, 3 s after ready: the server loads its GraphQL and REST code just after the
     // port opens, upload or not, and a sample taken at once counted that start-up (12-20 MiB) as the upload's.
@@ -148,35 +138,64 @@ async function measure(
     await waitDone(server.url, firstId)
     await gql(server.url, `mutation { deleteFile(id: "${firstId}") { id } }`)
     warm = await memoryOf(server.pid)
-    // Memory and the transfer: `size`-byte REST uploads, each waited for until verified.
-    await repeat(runs, async () => {
-      const r = await postMultipart(`${server.url}/api/upload?speed=0`, [], {
-        field: 'file',
-        path: file,
-        size,
-        name: 'data.bin',
-      })
-      const { upload_id: id } = JSON.parse(r.text) as { upload_id: string }
-      const done = await waitDone(server.url, id)
-      if (done.status !== 'COMPLETED') throw new Error(`upload ended ${done.status}`)
-      transferSeconds.push((Date.parse(done.completedAt!) - Date.parse(done.receivedAt!)) / 1000)
-      return r.seconds
+    // Memory and the transfer: `size`-byte REST uploads, each waited for until verified, in turns with the
+    // copies the transfer is measured against (see inTurns).
+    const copies = await dir('copies')
+    let copied = 0
+    const transfer = await inTurns(runs, {
+      ours: async () => {
+        const r = await postMultipart(`${server.url}/api/upload?speed=0`, [], {
+          field: 'file',
+          path: file,
+          size,
+          name: 'data.bin',
+        })
+        const { upload_id: id } = JSON.parse(r.text) as { upload_id: string }
+        const done = await waitDone(server.url, id)
+        if (done.status !== 'COMPLETED') throw new Error(`upload ended ${done.status}`)
+        return (Date.parse(done.completedAt!) - Date.parse(done.receivedAt!)) / 1000
+      },
+      copy: async () => {
+        const started = performance.now()
+        await copyFile(file, join(copies, String(copied++)))
+        return (performance.now() - started) / 1000
+      },
+      verifiedCopy: async () => {
+        const copy = join(copies, String(copied++))
+        const started = performance.now()
+        await copyFile(file, copy)
+        const handle = await open(copy, 'r+')
+        await handle.datasync()
+        await handle.close()
+        const hash = createHash('sha256')
+        await pipeline(createReadStream(copy, { highWaterMark: MiB }), hash)
+        hash.digest('hex')
+        return (performance.now() - started) / 1000
+      },
     })
+    transferSeconds = median(transfer.ours)
+    copySeconds = median(transfer.copy)
+    verifiedCopySeconds = median(transfer.verifiedCopy)
     peak = (await memoryOf(server.pid)).peak
-    // Ingest: the same curl as the bare server's. Only the request is timed and its CPU counted; each
-    // transfer is waited for after it, so that it does not run under the next request.
-    let ingestCpu = 0
-    const restSeconds = await repeat(runs, async () => {
-      const before = await cpuSecondsOf(server.pid)
-      const r = await curlForm(`${server.url}/api/upload?speed=0`, ingestFile)
-      ingestCpu += (await cpuSecondsOf(server.pid)) - before
-      if (r.status !== 200) throw new Error(`REST upload: ${r.status} ${r.text.slice(0, 200)}`)
-      const { upload_id: id } = JSON.parse(r.text) as { upload_id: string }
-      await waitDone(server.url, id)
-      return r.seconds
+    // Ingest: the same curl to each side, in turns (see inTurns). Only ours' request is timed and its CPU
+    // counted; each transfer is waited for after it, so that no turn runs under it.
+    const toOurs = curlTo(server.pid, `${server.url}/api/upload?speed=0`)
+    const ingest = await inTurns(runs, {
+      bare: curlTo(bare.pid, `${bare.url}/ingest`),
+      bareSha: curlTo(bare.pid, `${bare.url}/ingest-sha256`),
+      ours: async () => {
+        const run = await toOurs()
+        await waitDone(server.url, (JSON.parse(run.text) as { upload_id: string }).upload_id)
+        return run
+      },
     })
-    rest = { seconds: restSeconds, cpuPerGiB: ingestCpu / runs / (ingestSize / 1024 ** 3) }
-    graphqlSeconds = await repeat(runs, async () => {
+    const perGiB = ingestSize / 1024 ** 3
+    ;[bareStream, bareSha, rest] = [ingest.bare, ingest.bareSha, ingest.ours].map((runs) => ({
+      seconds: median(runs.map((run) => run.seconds)),
+      cpuPerGiB: runs.reduce((sum, run) => sum + run.cpu, 0) / runs.length / perGiB,
+    })) as [Timed, Timed, Timed]
+    // GraphQL: the big file, against the bare stream taking the same multipart body, in turns.
+    const ourGraphql = async () => {
       const operations = JSON.stringify({ query: UPLOAD, variables: { file: null } })
       const r = await postMultipart(
         `${server.url}/graphql`,
@@ -189,32 +208,21 @@ async function measure(
       const id = (JSON.parse(r.text) as { data: { uploadFile: { id: string } } }).data.uploadFile.id
       await waitDone(server.url, id)
       return r.seconds
-    })
+    }
+    const bareMultipart = async () =>
+      (await postMultipart(`${bare.url}/ingest`, [], { field: 'file', path: file, size, name: 'data.bin' }))
+        .seconds
+    const big =
+      ingestSize === size
+        ? { ...(await inTurns(runs, { ours: ourGraphql })), bare: undefined }
+        : await inTurns(runs, { bare: bareMultipart, ours: ourGraphql })
+    graphqlSeconds = median(big.ours)
+    bareBig = big.bare ? median(big.bare) : bareStream.seconds
   } finally {
-    await server.stop()
+    await Promise.all([bare.stop(), server.stop()])
   }
 
-  const copies = await dir('copies')
-  let copied = 0
-  const copySeconds = await repeat(runs, async () => {
-    const started = performance.now()
-    await copyFile(file, join(copies, String(copied++)))
-    return (performance.now() - started) / 1000
-  })
-  const verifiedCopySeconds = await repeat(runs, async () => {
-    const copy = join(copies, String(copied++))
-    const started = performance.now()
-    await copyFile(file, copy)
-    const handle = await open(copy, 'r+')
-    await handle.datasync()
-    await handle.close()
-    const hash = createHash('sha256')
-    await pipeline(createReadStream(copy, { highWaterMark: MiB }), hash)
-    hash.digest('hex')
-    return (performance.now() - started) / 1000
-  })
-
-  const transfer = [...transferSeconds].sort((a, b) => a - b)[transferSeconds.length >> 1]!
+  const transfer = transferSeconds
   const cpu = `${rest.cpuPerGiB.toFixed(2)} s/GiB (bare ${bareStream.cpuPerGiB.toFixed(2)}, bare + sha256 ${bareSha.cpuPerGiB.toFixed(2)})`
   const rows: Row[] = [
     {

@@ -1,9 +1,10 @@
 import { createReadStream } from 'node:fs'
 import { request } from 'node:http'
 import {
+  inTurns,
   keptIn,
+  median,
   MiB,
-  repeat,
   startBare,
   startServer,
   startTusPeer,
@@ -72,26 +73,31 @@ async function tusIngest(
 
 const SIDES = ['in one PATCH', 'in 8 MiB PATCHes'] as const
 
-/** Seconds (median of `runs`) and server CPU seconds (per run) for each way of sending, on one server. */
-async function both(
-  pid: number,
-  runs: number,
-  send: (chunk: number) => Promise<number>,
-): Promise<{ seconds: number; cpu: number }[]> {
-  const out: { seconds: number; cpu: number }[] = []
-  for (const chunk of [Infinity, CHUNK]) {
-    const { result, cpu } = await withCpu(pid, () => repeat(runs, () => send(chunk)))
-    out.push({ seconds: result, cpu: cpu / runs })
-  }
-  return out
+interface Run {
+  seconds: number
+  cpu: number
+}
+
+/** `run` once, with the server CPU seconds `pid` used meanwhile. */
+async function measured(pid: number, run: () => Promise<number>): Promise<Run> {
+  const { result, cpu } = await withCpu(pid, run)
+  return { seconds: result, cpu }
+}
+
+/** Each way of sending's median seconds and mean CPU, from turns that each sent every way. */
+function byWay(turns: Run[][]): Run[] {
+  return turns[0]!.map((_, i) => ({
+    seconds: median(turns.map((turn) => turn[i]!.seconds)),
+    cpu: turns.reduce((sum, turn) => sum + turn[i]!.cpu, 0) / turns.length,
+  }))
 }
 
 /**
  * 15: tus ingest of `size` bytes, sent in one PATCH and in 8 MiB PATCHes, from creation to the last answer
  * (every byte on disk and hashed), against a bare @tus/server + @tus/file-store taking the same requests
  * from the same client, and against the bare server streaming the same bytes to disk in one request. Each
- * server in its own process; server CPU per GiB from /proc/<pid>/stat. Every side keeps what each run of it
- * stored until the figure ends (see keptIn).
+ * server in its own process, all three up while they take turns (see inTurns); server CPU per GiB from
+ * /proc/<pid>/stat. Every side keeps what each run of it stored until the figure ends (see keptIn).
  */
 export function tus(path: string, size: number, runs: number, scratch: string): Promise<Row[]> {
   return keptIn(scratch, (dir) => measure(path, size, runs, dir))
@@ -105,38 +111,39 @@ async function measure(
 ): Promise<Row[]> {
   const label = `${Math.round(size / MiB)} MiB`
   const bare = await startBare(await dir('bare'))
-  let bareCpu = 0
-  const bareSeconds = await (async () => {
-    const { result, cpu } = await withCpu(bare.pid, () =>
-      repeat(runs, async () => {
-        const started = performance.now()
-        const answer = await send(`${bare.url}/ingest`, 'POST', {}, { path, start: 0, end: size })
-        if (answer.status !== 200) throw new Error(`bare: ${answer.status}`)
-        return (performance.now() - started) / 1000
-      }),
-    )
-    bareCpu = cpu / runs
-    return result
-  })().finally(() => bare.stop())
-
   const peer = await startTusPeer(await dir('peer'))
-  const peerSides = await both(peer.pid, runs, async (chunk) => {
-    const { seconds } = await tusIngest(peer.url, path, size, Math.min(chunk, size))
-    return seconds
-  }).finally(() => peer.stop())
-
   const server = await startServer({ UPLOAD_DIR: await dir('ours'), MAX_UPLOAD_SIZE: String(size * 2) })
-  let ourSides: { seconds: number; cpu: number }[]
+  let turns: Record<'bare' | 'peer' | 'ours', Run[][]>
   try {
-    ourSides = await both(server.pid, runs, async (chunk) => {
-      const { seconds, id } = await tusIngest(server.url, path, size, Math.min(chunk, size))
-      const done = await waitDone(server.url, id)
-      if (done.status !== 'COMPLETED') throw new Error(`tus upload ended ${done.status}`)
-      return seconds
+    const ways = (pid: number, send: (chunk: number) => Promise<number>) => async () => {
+      const out: Run[] = []
+      for (const chunk of [size, CHUNK]) out.push(await measured(pid, () => send(Math.min(chunk, size))))
+      return out
+    }
+    turns = await inTurns(runs, {
+      bare: async () => [
+        await measured(bare.pid, async () => {
+          const started = performance.now()
+          const answer = await send(`${bare.url}/ingest`, 'POST', {}, { path, start: 0, end: size })
+          if (answer.status !== 200) throw new Error(`bare: ${answer.status}`)
+          return (performance.now() - started) / 1000
+        }),
+      ],
+      peer: ways(peer.pid, async (chunk) => (await tusIngest(peer.url, path, size, chunk)).seconds),
+      ours: ways(server.pid, async (chunk) => {
+        const { seconds, id } = await tusIngest(server.url, path, size, chunk)
+        // Its transfer is waited for, outside the time but inside the CPU: no turn runs under it.
+        const done = await waitDone(server.url, id)
+        if (done.status !== 'COMPLETED') throw new Error(`tus upload ended ${done.status}`)
+        return seconds
+      }),
     })
   } finally {
-    await server.stop()
+    await Promise.all([bare.stop(), peer.stop(), server.stop()])
   }
+  const { seconds: bareSeconds, cpu: bareCpu } = byWay(turns.bare)[0]!
+  const peerSides = byWay(turns.peer)
+  const ourSides = byWay(turns.ours)
   const gib = size / 1024 ** 3
   const perGiB = (cpu: number) => `${(cpu / gib).toFixed(2)} s/GiB`
   return SIDES.flatMap((what, i) => {
