@@ -150,7 +150,7 @@ try {
   await figure('scale', () => scale(scratch))
   await figure('cap', () => cap(scratch))
   await figure('state', () => state(scratch, runs))
-  await figure('tiny', () => tiny())
+  await figure('tiny', () => tiny(runs))
   await figure('idle', () => idle())
   await figure('hook-delivery', () => hookDelivery(scratch))
   await figure('hooks', () => hooks())

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { cpuSecondsOf, gql, now, perOp, startServer, startTusPeer, type Row } from './lib.js'
+import { cpuSecondsOf, gql, inTurns, now, perOp, startServer, startTusPeer, type Row } from './lib.js'
 import { startSwarm } from './swarm.js'
 
 const FIGURE = '13 tiny'
@@ -92,17 +92,24 @@ async function peer(clients: number): Promise<Run> {
   }
 }
 
+/** The run of `runs` with the median uploads a second (its CPU and note go with it). */
+const medianRun = (runs: Run[]): Run => [...runs].sort((a, b) => a.perSecond - b.perSecond)[runs.length >> 1]!
+
 /**
  * 13: `clients` clients at once, each uploading 16-byte files one after another for SECONDS, from a child
  * process: over REST (multipart, speed=0) and over tus (creation-with-upload) to ours, and over tus to a
  * bare @tus/server + @tus/file-store started beside it. Ours counts the uploads that reached COMPLETED
  * (stored, fsynced and verified) within the window; the peer counts its 201s (its file-store writes the file
- * and its .json and syncs neither). Server CPU per upload from /proc/<pid>/stat, every thread counted.
+ * and its .json and syncs neither). Server CPU per upload from /proc/<pid>/stat, every thread counted. The
+ * three take turns, `runs` rounds (see inTurns), each run on a fresh server; each side's median run is quoted.
  */
-export async function tiny(clients = 16): Promise<Row[]> {
-  const tusPeer = await peer(clients)
-  const rest = await ours('rest', clients)
-  const tus = await ours('tus', clients)
+export async function tiny(runs: number, clients = 16): Promise<Row[]> {
+  const turns = await inTurns(runs, {
+    peer: () => peer(clients),
+    rest: () => ours('rest', clients),
+    tus: () => ours('tus', clients),
+  })
+  const [tusPeer, rest, tus] = [turns.peer, turns.rest, turns.tus].map(medianRun) as [Run, Run, Run]
   const baseline = { name: 'bare @tus/server + file-store (201s)', value: tusPeer.perSecond }
   const cpu = (run: Run) =>
     `${perOp(run.cpuPerUpload, 1, 'upload')} (peer ${perOp(tusPeer.cpuPerUpload, 1, 'upload')})`
