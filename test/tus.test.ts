@@ -78,6 +78,22 @@ afterAll(() => server.stop())
 const uploadOf = async (id: string) =>
   (await gql<{ upload: Seen }>(server.url, `{ upload(id: "${id}") { ${FIELDS} } }`)).data?.upload
 
+/**
+ * A raw PATCH from 0 of a `length`-byte body whose `first` bytes go out now; resolves with the request, still
+ * open, once the server has counted them.
+ */
+async function partlySent(location: string, id: string, length: number, first: Buffer) {
+  const request = openRequest(server.url, patchHead(location, 0, length))
+  request.write(first)
+  try {
+    await waitFor(async () => ((await uploadOf(id))?.receivedSize ?? 0) >= first.length)
+  } catch (error) {
+    request.end()
+    throw error
+  }
+  return request
+}
+
 describe('the tus endpoint', () => {
   it('OPTIONS announces tus 1.0.0, its extensions and Tus-Max-Size = MAX_UPLOAD_SIZE', async () => {
     const response = await fetch(`${server.url}/files/`, { method: 'OPTIONS' })
@@ -298,9 +314,7 @@ describe('bytes that arrive, and requests that end', () => {
       filename: 'dropped.bin',
       speed: '0',
     })
-    const request = openRequest(server.url, patchHead(location, 0, content.length))
-    request.write(content.subarray(0, 150_000))
-    await waitFor(async () => ((await uploadOf(id))?.receivedSize ?? 0) >= 150_000)
+    const request = await partlySent(location, id, content.length, content.subarray(0, 150_000))
     request.end() // the connection drops mid-body
     const offset = await waitFor(async () => {
       const answer = await tusHead(location)
@@ -341,10 +355,8 @@ describe('bytes that arrive, and requests that end', () => {
       filename: 'stalled.bin',
       speed: '0',
     })
-    const stalled = openRequest(server.url, patchHead(location, 0, content.length))
+    const stalled = await partlySent(location, id, content.length, content.subarray(0, 100_000))
     try {
-      stalled.write(content.subarray(0, 100_000))
-      await waitFor(async () => ((await uploadOf(id))?.receivedSize ?? 0) >= 100_000)
       // The connection stays open and sends nothing more. A HEAD needs the upload's lock: @tus/server asks the
       // stalled PATCH to let go, and stops it after its lock drain (3 s), well before the lock's 30 s timeout.
       const asked = await tusHead(location)
@@ -366,8 +378,7 @@ describe('bytes that arrive, and requests that end', () => {
     })
     expect((await listStorage(server.dir)).staging).not.toContain(id)
     expect((await tusHead(location)).headers.get('upload-offset')).toBe('0')
-    const head = `PATCH ${new URL(location).pathname} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: ${content.length}\r\n\r\n`
-    const request = openRequest(server.url, head)
+    const request = openRequest(server.url, patchHead(location, 0, content.length))
     // Its first bytes would go into the file its PATCH made; the connection drops before any comes.
     await waitFor(async () => (await listStorage(server.dir)).staging.includes(id))
     request.end()
@@ -391,8 +402,7 @@ describe('bytes that arrive, and requests that end', () => {
   it('receivedSize grows live over the subscription, about ten events a second, while bytes arrive', async () => {
     const content = bytes(1_000_000)
     const { location, id } = await tusCreate(server.url, content.length, { filename: 'live.bin' })
-    const head = `PATCH ${new URL(location).pathname} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: ${content.length}\r\n\r\n`
-    const request = openRequest(server.url, head)
+    const request = openRequest(server.url, patchHead(location, 0, content.length))
     const client = wsClient(server.url)
     const events: { receivedSize: number; at: number }[] = []
     const watching = (async () => {
@@ -436,10 +446,7 @@ describe('bytes that arrive, and requests that end', () => {
 
   it('canceled while it arrives: the PATCH in flight is refused, the sender’s next request gets 410, nothing is left', async () => {
     const { location, id } = await tusCreate(server.url, 4_000_000, { filename: 'stopped.bin' })
-    const head = `PATCH ${new URL(location).pathname} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: 4000000\r\n\r\n`
-    const request = openRequest(server.url, head)
-    request.write(bytes(100_000))
-    await waitFor(async () => ((await uploadOf(id))?.receivedSize ?? 0) >= 100_000)
+    const request = await partlySent(location, id, 4_000_000, bytes(100_000))
     // The sender pauses and resumes it, not anyone else.
     for (const mutation of [`pauseUpload(id: "${id}")`, `resumeUpload(id: "${id}")`]) {
       const refused = await gql(server.url, `mutation { ${mutation} { id } }`)
