@@ -10,7 +10,8 @@ import { runInNewContext } from 'node:vm'
  */
 const COLLECT_EVERY = 8 * 1024 * 1024
 
-type Collect = (options: { type: 'minor' | 'major'; execution?: 'sync' | 'async' }) => void
+/** Without options, a full collection that also lets go of what only weak references hold. */
+type Collect = (options?: { type: 'minor' | 'major'; execution?: 'sync' | 'async' }) => void
 
 /** V8's own collector, taken without exposing `gc` to the server's code (--expose-gc, for one lookup). */
 function collector(): Collect {
@@ -22,7 +23,8 @@ function collector(): Collect {
   }
 }
 
-const collect = collector()
+/** Collects now (the tests use it to show what a collection at the wrong moment would break). */
+export const collect = collector()
 let streamed = 0
 
 /** Counts `bytes` streamed; collects the young generation when COLLECT_EVERY more have gone by. */

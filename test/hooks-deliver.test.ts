@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { Registry } from 'prom-client'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { collect } from '../src/collect.js'
 import type { Notification } from '../src/hooks/config.js'
 import { backoff, Deliverer, type DelivererOptions } from '../src/hooks/deliver.js'
 import { hookMetrics } from '../src/hooks/metrics.js'
@@ -154,6 +155,24 @@ describe('delivering notifications from the embedded outbox', () => {
     const at = receiver.requests.map((r) => r.arrivedAt)
     const gaps = at.slice(1).map((t, i) => t - at[i]!)
     ;[20, 40, 80].forEach((least, i) => expect(gaps[i]).toBeGreaterThanOrEqual(least))
+  })
+
+  it('gives up on an answer later than HOOKS_NOTIFY_TIMEOUT, even when a collection runs while it waits, and sends it again', async () => {
+    const late = notification('up-late', 'completed')
+    // The first attempt is answered long after the timeout; a delivery that missed its timeout would take it.
+    receiver.answerWith((payload) =>
+      receiver.arrived.length === 1 && payload.eventId === late.eventId
+        ? { status: 204, delayMs: 3_000 }
+        : undefined,
+    )
+    await outbox.add([late])
+    start({ config: { url: receiver.url, secret: receiver.secret, notifyTimeoutMs: 300, maxAgeMs: 60_000 } })
+    await receiver.until((r) => r.arrived.length === 1)
+    // A full collection while it waits: what only weak references hold goes.
+    collect()
+    await receiver.until((r) => r.delivered().length === 1, 5_000)
+    expect(receiver.arrived.map((p) => p.eventId)).toEqual([late.eventId, late.eventId])
+    expect(await metric(registry, 'hook_deliveries_total', { event: 'completed', outcome: 'failed' })).toBe(1)
   })
 
   it('does not hold one upload’s events behind another’s slow delivery, and holds that upload’s own next', async () => {

@@ -124,13 +124,17 @@ export class Deliverer {
   private async deliver(event: PendingEvent): Promise<void> {
     const { config, metrics } = this.options
     let failure: string
+    // Held here, and read below, for as long as the delivery waits: on Node 20 a timeout signal that only
+    // AbortSignal.any follows may be collected, and its timer then aborts nothing (nodejs/node#57736): a
+    // receiver that answers late, or never, would hold the delivery until it did.
+    const timeout = AbortSignal.timeout(config.notifyTimeoutMs)
     try {
       const body = this.options.bodyOf?.(event) ?? event.body
       const response = await fetch(config.url, {
         method: 'POST',
         headers: { 'content-type': 'application/json', [SIGNATURE_HEADER]: sign(config.secret, body) },
         body,
-        signal: AbortSignal.any([AbortSignal.timeout(config.notifyTimeoutMs), this.aborter.signal]),
+        signal: AbortSignal.any([timeout, this.aborter.signal]),
         redirect: 'error',
       })
       await response.body?.cancel().catch(() => undefined) // the answer's body means nothing to a notification
@@ -143,7 +147,7 @@ export class Deliverer {
     } catch (error) {
       // Stopped: not the receiver's failure, and nothing to record (the claim lapses).
       if (this.stopped) return
-      if ((error as Error).name === 'TimeoutError') failure = `no answer in ${config.notifyTimeoutMs} ms`
+      if (timeout.aborted) failure = `no answer in ${config.notifyTimeoutMs} ms`
       else failure = ((error as Error).cause as Error | undefined)?.message ?? (error as Error).message
     }
     await this.failed(event, failure).catch((error: unknown) =>
