@@ -150,7 +150,7 @@ try {
   await figure('scale', () => scale(scratch))
   await figure('cap', () => cap(scratch))
   await figure('state', () => state(scratch, runs))
-  await figure('tiny', () => tiny(runs))
+  await figure('tiny', () => tiny(scratch, runs))
   await figure('idle', () => idle())
   await figure('hook-delivery', () => hookDelivery(scratch))
   await figure('hooks', () => hooks())

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { cpuSecondsOf, gql, inTurns, now, perOp, startServer, startTusPeer, type Row } from './lib.js'
+import { cpuSecondsOf, gql, inTurns, keptIn, now, perOp, startServer, startTusPeer, type Row } from './lib.js'
 import { startSwarm } from './swarm.js'
 
 const FIGURE = '13 tiny'
@@ -41,9 +41,9 @@ const answers = (statuses: Record<string, number>) =>
     .map(([status, n]) => `${n}×${status}`)
     .join(', ')
 
-/** Ours: uploads that reached COMPLETED within the window (from each record's completedAt). */
-async function ours(protocol: 'rest' | 'tus', clients: number): Promise<Run> {
-  const server = await startServer()
+/** Ours, storing into `dir`: uploads that reached COMPLETED within the window (from each record's completedAt). */
+async function ours(protocol: 'rest' | 'tus', clients: number, dir: string): Promise<Run> {
+  const server = await startServer({ UPLOAD_DIR: dir })
   try {
     const done = await drive(server.url, server.pid, protocol, clients)
     for (const deadline = now() + 30_000; now() < deadline;) {
@@ -75,9 +75,9 @@ async function ours(protocol: 'rest' | 'tus', clients: number): Promise<Run> {
   }
 }
 
-/** The peer: bare @tus/server + @tus/file-store; an upload counts when its creation-with-upload got 201. */
-async function peer(clients: number): Promise<Run> {
-  const tus = await startTusPeer()
+/** The peer, storing into `dir`: bare @tus/server + @tus/file-store; an upload counts when its creation-with-upload got 201. */
+async function peer(clients: number, dir: string): Promise<Run> {
+  const tus = await startTusPeer(dir)
   try {
     const done = await drive(tus.url, tus.pid, 'tus', clients)
     const window = (done.ended - done.started) / 1000
@@ -102,13 +102,18 @@ const medianRun = (runs: Run[]): Run => [...runs].sort((a, b) => a.perSecond - b
  * (stored, fsynced and verified) within the window; the peer counts its 201s (its file-store writes the file
  * and its .json and syncs neither). Server CPU per upload from /proc/<pid>/stat, every thread counted. The
  * three take turns, `runs` rounds (see inTurns), each run on a fresh server; each side's median run is quoted.
+ * Every run's folder stays until the figure ends (keptIn): a run that followed the removal of the last one's
+ * thousands of files paid for it in every file it created (see keptIn), and the peer, whose runs leave two files
+ * per upload, would have charged ours more than ours charged it.
  */
-export async function tiny(runs: number, clients = 16): Promise<Row[]> {
-  const turns = await inTurns(runs, {
-    peer: () => peer(clients),
-    rest: () => ours('rest', clients),
-    tus: () => ours('tus', clients),
-  })
+export async function tiny(scratch: string, runs: number, clients = 16): Promise<Row[]> {
+  const turns = await keptIn(scratch, (dir) =>
+    inTurns(runs, {
+      peer: async () => peer(clients, await dir('peer')),
+      rest: async () => ours('rest', clients, await dir('rest')),
+      tus: async () => ours('tus', clients, await dir('tus')),
+    }),
+  )
   const [tusPeer, rest, tus] = [turns.peer, turns.rest, turns.tus].map(medianRun) as [Run, Run, Run]
   const baseline = { name: 'bare @tus/server + file-store (201s)', value: tusPeer.perSecond }
   const cpu = (run: Run) =>
