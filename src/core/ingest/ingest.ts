@@ -488,15 +488,20 @@ class Intake {
       bytes,
       keep: async () => {
         if (!this.staging.has(staging)) throw notTaken()
-        const arrival = (staging.arrival = await storage.receive(taken.id))
-        // Let go while storage was opening it: dispose() found nothing to discard yet.
-        if (!this.staging.has(staging)) {
-          await arrival.discard()
-          throw notTaken()
+        try {
+          const arrival = (staging.arrival = await storage.receive(taken.id))
+          // Let go while storage was opening it: dispose() found nothing to discard yet.
+          if (!this.staging.has(staging)) {
+            await arrival.discard()
+            throw notTaken()
+          }
+          arrival.sink.end(bytes)
+          await finished(arrival.sink)
+          await arrival.keep()
+        } catch (error) {
+          // A disk that filled since its room was promised is a 507, as for a part staged as it arrives.
+          throw error instanceof Error ? storageError(error) : error
         }
-        arrival.sink.end(bytes)
-        await finished(arrival.sink)
-        await arrival.keep()
         staging.kept = true
       },
       stored: () => {
