@@ -15,6 +15,7 @@ import {
   within,
   wsClient,
 } from './support/clients.js'
+import { openRequest } from './support/raw.js'
 import { listStorage, startServer, type TestServer } from './support/server.js'
 
 const TOKEN = 'test-token-0123456789abcdef'
@@ -298,6 +299,31 @@ describe('malformed requests', () => {
       expect(response.status).toBe(422)
     }
     expect((await api(server.url, 'GET', '/api/uploads')).status).toBe(200)
+  })
+
+  it.each([
+    ['//%', 404],
+    ['//[', 404],
+    ['//x:99999/a', 404],
+    ['http://[/', 400],
+  ])(
+    'a request target that once ended the process (%s) → %i {"detail"}, and the server lives',
+    async (target, status) => {
+      // A path beginning with // was read as a host name, and these as hosts no URL can have; nothing caught it.
+      const request = openRequest(server.url, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
+      const answer = await request.answer
+      request.end()
+      expect(answer.status).toBe(status)
+      expect(JSON.parse(answer.body)).toEqual({ detail: expect.any(String) })
+      expect((await api(server.url, 'GET', '/healthz')).status).toBe(200)
+    },
+  )
+
+  it('a path that begins with two slashes is a path, not a host: //x/graphql is not /graphql', async () => {
+    const request = openRequest(server.url, 'GET //x/graphql HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+    const answer = await request.answer
+    request.end()
+    expect(answer.status).toBe(404)
   })
 
   it('a GraphQL file part that the map does not name is removed with the request', async () => {

@@ -15,6 +15,7 @@ import {
   refuseUpgrade,
   sendAsset,
   sendCoded,
+  sendDetail,
   sendHealthy,
   sendInternalError,
   sendReadiness,
@@ -80,6 +81,19 @@ function downloadOf(req: IncomingMessage, url: URL): string | undefined {
     return decodeURIComponent(id)
   } catch {
     return undefined // a malformed escape in the id
+  }
+}
+
+/**
+ * A request's target as a URL: a path (`/api/...`, the form every client sends) is read as a path, so `//x/y` is
+ * the path `//x/y` and not the host `x`; a full URL (a proxy's form) as itself. Undefined for one that is
+ * neither, which Node's parser lets through (`//%`, `http://[/`): the caller answers 400.
+ */
+function targetOf(target: string): URL | undefined {
+  try {
+    return target.startsWith('/') ? new URL(`http://localhost${target}`) : new URL(target, 'http://localhost')
+  } catch {
+    return undefined
   }
 }
 
@@ -224,13 +238,14 @@ export function createRouter(routes: Routes) {
       const started = performance.now()
       const requestId = assignRequestId(req)
       res.setHeader('x-request-id', requestId)
-      const url = new URL(req.url ?? '/', 'http://localhost')
+      const url = targetOf(req.url ?? '/')
       inFlight.add(res)
       // One listener per response does both jobs: this runs on every request.
       res.once('close', () => {
         inFlight.delete(res)
-        observeRequest(req.method ?? 'GET', url.pathname, res.statusCode, started)
+        observeRequest(req.method ?? 'GET', url?.pathname ?? '', res.statusCode, started)
       })
+      if (url === undefined) return sendDetail(req, res, 400, 'The request target is not a valid path')
       if (routes.carryRequestIds) withRequestId(requestId, () => route(req, res, url))
       else route(req, res, url)
     },
