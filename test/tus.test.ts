@@ -131,6 +131,40 @@ describe('the tus endpoint', () => {
     expect((await tusHead(location)).headers.get('upload-offset')).toBe('0')
   })
 
+  it('a creation-with-upload refused after its upload was recorded leaves no upload behind: its sender has no Location', async () => {
+    const named = async (filename: string) =>
+      (
+        await gql<{ uploads: { filename: string }[] }>(server.url, '{ uploads { filename } }')
+      ).data?.uploads.filter((upload) => upload.filename === filename) ?? []
+    const before = await listStorage(server.dir)
+    // A body longer than its Upload-Length: 413, no Location.
+    const longer = await fetch(`${server.url}/files/`, {
+      method: 'POST',
+      headers: {
+        'tus-resumable': '1.0.0',
+        'upload-length': '10',
+        'upload-metadata': tusMetadata({ filename: 'longer.bin', speed: '0' }),
+        'content-type': 'application/offset+octet-stream',
+      },
+      body: bytes(20),
+    })
+    expect(longer.status).toBe(413)
+    expect(longer.headers.get('location')).toBeNull()
+    expect(await named('longer.bin')).toEqual([])
+    // A sender gone mid-body: the upload is forgotten with what came of it.
+    const cut = openRequest(
+      server.url,
+      `POST /files/ HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nUpload-Length: 200000\r\n` +
+        `Upload-Metadata: ${tusMetadata({ filename: 'cut.bin', speed: '0' })}\r\n` +
+        'Content-Type: application/offset+octet-stream\r\nContent-Length: 200000\r\n\r\n',
+    )
+    cut.write(bytes(100_000))
+    await waitFor(async () => (await named('cut.bin')).length === 1)
+    cut.end()
+    await waitFor(async () => (await named('cut.bin')).length === 0)
+    await waitFor(async () => JSON.stringify(await listStorage(server.dir)) === JSON.stringify(before))
+  })
+
   it('a body longer than its upload sent without Content-Length: 413 once it passes the length, nothing past it kept', async () => {
     const { location, id } = await tusCreate(server.url, 100, { filename: 'long.bin', speed: '0' })
     // Chunked: no length is declared, so only the bytes themselves can tell it is too long.

@@ -273,6 +273,22 @@ export async function createResumable(
 }
 
 /**
+ * A tus creation whose request failed after its upload was recorded (a body longer than it said, a full disk,
+ * its sender gone): its sender never heard where the upload is, so nobody can resume it. It is forgotten,
+ * bytes and all, as a multipart body that never arrived is, so the refusal it was answered leaves nothing
+ * behind (nor anything counted against its owner's quotas). Left as it is if it is past receiving, or held
+ * by another instance (its expiry takes it).
+ */
+export async function abandonResumable(ctx: Context, id: string, reason: string): Promise<void> {
+  await locked(ctx, id, async () => {
+    const current = await ctx.store.get(id)
+    if (!current || current.source !== 'tus' || !isReceiving(current.status)) return
+    if (!(await guard(() => ctx.leases.acquire(id)))) return
+    await forget(ctx, id, reason, current.receivedSize)
+  })
+}
+
+/**
  * A tus creation, asked of the pre-create hook before anything of it is stored (tus calls this from
  * onUploadCreate, where the request is at hand; createResumable follows with what it answered).
  */

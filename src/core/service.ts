@@ -292,6 +292,11 @@ export class UploadService {
     return arrivals.createResumable(this.ctx, input)
   }
 
+  /** A tus creation whose request failed after it was recorded: forgotten (see arrivals.abandonResumable). */
+  abandonResumable(id: string, reason: string): Promise<void> {
+    return arrivals.abandonResumable(this.ctx, id, reason)
+  }
+
   /** The pre-create hook's verdict on a tus creation (gates.ts): what to create, or the refusal thrown. */
   approveResumable(
     proposal: Parameters<typeof arrivals.approveResumable>[1],

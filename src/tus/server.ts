@@ -51,6 +51,12 @@ export function createTusHandler(
       (creators.get(input.id) ?? new OwnedService(service, OPERATOR)).createResumable(input),
   })
   const bodies = new RequestBodies()
+  // The upload each POST under way creates: if the POST then fails, its sender never hears where it is.
+  const creating = new WeakMap<object, string>()
+  const abandon = (id: string, why: string) =>
+    service
+      .abandonResumable(id, `The upload was not created: ${why}, so it was never told where the upload is`)
+      .catch((error: unknown) => log('error', 'tus.abandon_failed', { id, error }))
   const tus = new Server({
     path: TUS_PATH,
     datastore: new TusStore(store, options.storage, bodies),
@@ -68,6 +74,7 @@ export function createTusHandler(
       if (req.method === 'POST') {
         requireScope(caller.principal, 'write')
         creators.set(id, caller)
+        creating.set(req, id)
         return void nodeResponse(req)?.once('close', () => creators.delete(id))
       }
       await caller.reach(id, req.method === 'HEAD' ? 'read' : 'write').catch((error: unknown) => {
@@ -112,9 +119,13 @@ export function createTusHandler(
       nodeResponse(req)?.removeHeader('upload-expires')
       return {}
     },
-    onResponseError: (req, error) => {
+    onResponseError: async (req, error) => {
       const status =
         error instanceof ServiceError ? error.httpStatus : 'status_code' in error ? error.status_code : 500
+      // A creation refused after its upload was recorded (a body longer than Upload-Length, a full disk, a
+      // sender gone mid-body): its sender gets no Location, so the upload goes with the refusal.
+      const created = creating.get(req)
+      if (created !== undefined) await abandon(created, `its creation was answered ${status}`)
       if (status >= 500) {
         const node = nodeResponse(req)
         log('error', 'tus.error', {
@@ -147,7 +158,11 @@ export function createTusHandler(
     // stream it is (see bodies.ts).
     const request = new NodeRequest({ req, res })
     if (req.method === 'POST' || req.method === 'PATCH') bodies.handOver(request, req)
-    await sendNodeResponse(res, await tus.handleWeb(request))
+    const response = await tus.handleWeb(request)
+    // A creation whose sender went before its body was whole: it is not there to read the Location either.
+    const created = req.method === 'POST' && !req.complete ? creating.get(request) : undefined
+    if (created !== undefined) await abandon(created, 'its sender went before its body had arrived')
+    await sendNodeResponse(res, response)
   }
 }
 
