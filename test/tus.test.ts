@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { request } from 'node:http'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -596,6 +596,28 @@ describe('from a browser page on an allowed origin', () => {
 })
 
 describe('a server restart mid-upload', () => {
+  it('the next PATCH re-reads the prefix on disk before its body, and the idle timeout does not cut it off meanwhile', async () => {
+    const size = 2 * 1024 ** 3 + 1024
+    const env = { MAX_UPLOAD_SIZE: String(4 * 1024 ** 3) }
+    const first = await startServer(env)
+    const { location, id } = await tusCreate(first.url, size, { filename: 'prefix.bin', speed: '0' })
+    expect((await tusPatch(location, 0, bytes(1024))).status).toBe(204)
+    await first.app.close()
+    // As if 2 GiB had arrived before the restart (a sparse file: its re-read is the sha256 of 2 GiB, about a
+    // second here), against an idle timeout of 300 ms.
+    await truncate(join(first.dir, '.staging', id), 2 * 1024 ** 3)
+    const next = await startServer({ ...env, BODY_IDLE_TIMEOUT_MS: '300' }, first.dir)
+    try {
+      const moved = `${next.url}/files/${id}`
+      expect((await tusHead(moved)).headers.get('upload-offset')).toBe(String(2 * 1024 ** 3))
+      const rest = await tusPatch(moved, 2 * 1024 ** 3, bytes(1024))
+      expect(rest.status).toBe(204)
+      expect(rest.headers.get('upload-offset')).toBe(String(size))
+    } finally {
+      await next.stop()
+    }
+  }, 60_000)
+
   it('bytes it received that are gone from staging by the next start: FAILED with the reason, and 410 for its sender', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'uploads-tus-lost-'))
     let child = await spawnServer(dir)

@@ -9,7 +9,7 @@ import type { UploadService } from '../core/service.js'
 import type { Storage } from '../seams/storage/index.js'
 import { ServiceError } from '../errors.js'
 import { SMALL_BODY, storageError } from '../core/ingest/ingest.js'
-import { bodyOf, type RequestBodies } from './bodies.js'
+import { bodyOf, type RequestBodies, type SentBody } from './bodies.js'
 
 /** A hash waiting for its upload's next request is let go after this long (the next one re-reads the prefix). */
 const PARKED_MS = 60_000
@@ -117,7 +117,7 @@ export class TusStore extends DataStore {
     const holding = offset === 0 && record.totalSize <= SMALL_BODY && this.service.storesWhole(record)
     let held: Buffer | undefined
     try {
-      hash = await this.hashAt(record, offset)
+      hash = await this.rehashing(sent, () => this.hashAt(record, offset))
       const hashing = hash
       if (holding) {
         // Read here, without a pipeline: one costs some 40 µs of CPU for a body of a few bytes.
@@ -213,6 +213,23 @@ export class TusStore extends DataStore {
     // An upload that came in one multipart request is no tus upload.
     if (record.source !== 'tus') throw ERRORS.FILE_NOT_FOUND
     return record
+  }
+
+  /**
+   * `work` with the request's idle timeout (BODY_IDLE_TIMEOUT_MS) off: re-reading a prefix already received
+   * (after a restart, on another instance) reads nothing from the request meanwhile, and a few GiB take longer
+   * than the timeout, which would cut off a sender that did nothing wrong (and again on each retry).
+   */
+  private async rehashing<T>(sent: SentBody | undefined, work: () => Promise<T>): Promise<T> {
+    const socket = sent?.req.socket
+    const idle = socket?.timeout
+    if (!socket || !idle) return work()
+    socket.setTimeout(0)
+    try {
+      return await work()
+    } finally {
+      if (!socket.destroyed) socket.setTimeout(idle)
+    }
   }
 
   /** A running sha256 of the upload's first `offset` bytes: the one kept from its last request, or made anew. */
