@@ -486,6 +486,31 @@ describe('scopes', () => {
     expect((await fetch(`${server.url}/metrics`, { headers: bearer(root) })).status).toBe(200)
   })
 
+  it('a write-only token creates, sends and resumes its own tus upload: HEAD gives its offset; another’s is 404', async () => {
+    const writer = await mintToken(key, 'alice', { claims: { scope: 'uploads:write' } })
+    const created = await tusCreate(server.url, 20, { filename: 'w.bin' }, bearer(writer))
+    expect(created.status).toBe(201)
+    expect((await tusPatch(created.location, 0, bytes(10), bearer(writer))).status).toBe(204)
+    // What tus-js-client asks before it resumes: a 4xx here makes it drop the upload and start over.
+    const head = await tusHead(created.location, bearer(writer))
+    expect(head.status).toBe(200)
+    expect(head.headers.get('upload-offset')).toBe('10')
+    expect(head.headers.get('upload-expires')).not.toBeNull()
+    expect((await tusPatch(created.location, 10, bytes(10), bearer(writer))).status).toBe(204)
+    // Another user's write-only token: answered as a missing id.
+    const other = await mintToken(key, 'bob', { claims: { scope: 'uploads:write' } })
+    const theirs = await tusHead(created.location, bearer(other))
+    const absent = await tusHead(created.location.replace(created.id, MISSING), bearer(other))
+    expect(theirs.status).toBe(404)
+    expect(theirs.body).toBe(absent.body)
+    expect(theirs.headers.get('upload-offset')).toBeNull()
+    expect(theirs.headers.get('upload-expires')).toBeNull()
+    // Stored before any test after it counts what storage holds.
+    await waitFor(
+      async () => (await rest(alice, 'GET', `/api/upload/${created.id}/status`)).body.status === 'completed',
+    )
+  })
+
   it('the hook deliveries (which name every user’s uploads) are an admin’s: a user’s query or retry is FORBIDDEN', async () => {
     const asked = await gql(alice, '{ hookDeliveries { pendingCount } }')
     expect(asked.body.errors?.[0]?.extensions?.code).toBe('FORBIDDEN')

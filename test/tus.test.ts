@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { api, bytes, gql, statusOf, waitFor, waitForStatus, wsClient } from './support/clients.js'
+import { api, bytes, gql, restUpload, statusOf, waitFor, waitForStatus, wsClient } from './support/clients.js'
 import { spawnServer } from './support/child.js'
 import { openRequest } from './support/raw.js'
 import { listStorage, startServer, type TestServer } from './support/server.js'
@@ -54,6 +54,18 @@ function chunkedPatch(location: string, offset: number, chunks: Uint8Array[]): P
   })
 }
 const sha = (content: Uint8Array) => createHash('sha256').update(content).digest('hex')
+
+/** An Upload-Metadata header read back: each key and its decoded value. */
+const metadataIn = (header: string | null) =>
+  Object.fromEntries(
+    (header ?? '')
+      .split(',')
+      .filter(Boolean)
+      .map((pair) => {
+        const [key = '', value = ''] = pair.trim().split(' ')
+        return [key, Buffer.from(value, 'base64').toString()]
+      }),
+  )
 
 interface Seen {
   id: string
@@ -285,6 +297,23 @@ describe('the tus endpoint', () => {
     expect((await uploadOf(id))?.sha256).toBe(sha(content))
   })
 
+  it('HEAD answers the Upload-Metadata the upload keeps: its filename and speed, not its owner or internal keys', async () => {
+    const created = await tusCreate(server.url, 100, {
+      filename: 'echoed.txt',
+      filetype: 'text/plain',
+      speed: '12345',
+      owner: 'someone',
+    })
+    expect(created.status).toBe(201)
+    const head = await tusHead(created.location)
+    expect(head.status).toBe(200)
+    const metadata = metadataIn(head.headers.get('upload-metadata'))
+    expect(metadata).toMatchObject({ filename: 'echoed.txt', speed: '12345' })
+    expect(Object.keys(metadata).filter((key) => !['filename', 'filetype', 'speed'].includes(key))).toEqual(
+      [],
+    )
+  })
+
   it('accepts Uppy’s `name` for the file name, and bytes sent with the creation itself', async () => {
     const content = bytes(5000)
     const response = await fetch(`${server.url}/files/`, {
@@ -476,6 +505,19 @@ describe('bytes that arrive, and requests that end', () => {
     expect((await tusHead(location)).status).toBe(410)
     expect((await tusPatch(location, 30_000, bytes(10))).status).toBe(410)
     expect((await listStorage(server.dir)).staging).not.toContain(id)
+  })
+
+  it('termination of an upload already gone is 410, and of a multipart upload’s id 404 as HEAD says, leaving it running', async () => {
+    const { location } = await tusCreate(server.url, 100_000, { filename: 'twice.bin' })
+    expect((await tusDelete(location)).status).toBe(204)
+    expect((await tusDelete(location)).status).toBe(410)
+    const multipart = await restUpload(server.url, bytes(200_000), { filename: 'not-tus.bin', speed: 20_000 })
+    expect(multipart.status).toBe(200)
+    const id = multipart.body.upload_id
+    expect((await tusHead(`${server.url}/files/${id}`)).status).toBe(404)
+    expect((await tusDelete(`${server.url}/files/${id}`)).status).toBe(404)
+    expect((await statusOf(server.url, id)).body.status).toBe('in_progress')
+    expect((await api(server.url, 'POST', `/api/upload/${id}/cancel`)).status).toBe(200)
   })
 
   it('canceled while it arrives: the PATCH in flight is refused, the sender’s next request gets 410, nothing is left', async () => {

@@ -5,7 +5,7 @@ import { NodeRequest, sendNodeResponse } from 'srvx/node'
 import { ERRORS } from '@tus/utils'
 import type { Locker } from '@tus/utils'
 import { OPERATOR, principalOf } from '../auth/principal.js'
-import { requireScope } from '../auth/rules.js'
+import { requireScope, type Need } from '../auth/rules.js'
 import { OwnedService } from '../core/owned.js'
 import { publicMessage, ServiceError } from '../errors.js'
 import { isReceiving } from '../core/machine.js'
@@ -77,7 +77,7 @@ export function createTusHandler(
         creating.set(req, id)
         return void nodeResponse(req)?.once('close', () => creators.delete(id))
       }
-      await caller.reach(id, req.method === 'HEAD' ? 'read' : 'write').catch((error: unknown) => {
+      await caller.reach(id, req.method === 'HEAD' ? headNeed(caller) : 'write').catch((error: unknown) => {
         throw error instanceof ServiceError && error.code === 'NOT_FOUND' ? ERRORS.FILE_NOT_FOUND : error
       })
     },
@@ -149,7 +149,7 @@ export function createTusHandler(
         res.setHeader('upload-expires', new Date(Date.now() + expiryMs).toUTCString())
       if (req.method === 'HEAD') {
         const caller = new OwnedService(service, principalOf(req))
-        const record = await caller.get(idIn(req.url)).catch(() => undefined)
+        const record = await caller.reach(idIn(req.url), headNeed(caller)).catch(() => undefined)
         if (record && isReceiving(record.status) && record.expiresAt)
           res.setHeader('upload-expires', new Date(record.expiresAt).toUTCString())
       }
@@ -164,6 +164,15 @@ export function createTusHandler(
     if (created !== undefined) await abandon(created, 'its sender went before its body had arrived')
     await sendNodeResponse(res, response)
   }
+}
+
+/**
+ * What a HEAD needs of its upload. It is part of uploading (a tus client asks it before it resumes, and drops the
+ * upload on a 4xx), so a caller who may write their upload may ask it; a read-only one may too.
+ */
+function headNeed(caller: OwnedService): Need {
+  const { scopes } = caller.principal
+  return scopes.write || scopes.admin ? 'write' : 'read'
 }
 
 /** The upload id in /files/{id}, or '' (which no upload has). */

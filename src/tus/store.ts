@@ -70,7 +70,9 @@ export class TusStore extends DataStore {
 
   override async getUpload(id: string): Promise<Upload> {
     const record = await this.recordOf(id)
-    const metadata = { filename: record.filename }
+    // Upload-Metadata on HEAD: what the record keeps of the sender's (the name, possibly renamed by the
+    // pre-create hook, and the speed it runs at). The hook's kept metadata and the owner are not the sender's.
+    const metadata = { filename: record.filename, speed: String(record.targetSpeed) }
     const { totalSize: size, createdAt: creation_date } = record
     if (isReceiving(record.status)) {
       const staged = await this.storage.stagedSize(record.id)
@@ -90,6 +92,9 @@ export class TusStore extends DataStore {
 
   /** Termination: the upload is canceled, wherever it stands, and its bytes go. */
   override async remove(id: string): Promise<void> {
+    // Found as HEAD and PATCH find it: no tus upload (a multipart one's id too) is 404, one gone is 410.
+    const record = await this.recordOf(id)
+    if (isGone(record.status)) throw ERRORS.FILE_NO_LONGER_EXISTS
     await this.service.cancel(id)
   }
 
