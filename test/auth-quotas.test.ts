@@ -13,6 +13,7 @@ import {
 import { tusCreate } from './support/tus.js'
 import { openRequest, partHead } from './support/raw.js'
 import { waitFor } from './support/clients.js'
+import { startHookReceiver } from './support/hook-receiver.js'
 
 /*
  * Per-user quotas (issue 24) on one real server: each refused one over, before anything is stored, in each
@@ -227,5 +228,43 @@ describe('speed', () => {
     const id = capped.body.upload_id as string
     const faster = await gql(token, 'mutation S($id: ID!) { setSpeed(id: $id, speed: 6000) { id } }', { id })
     expect(faster.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT')
+  })
+})
+
+describe('a speed a pre-create hook answers', () => {
+  it('is held to its owner’s cap on every transport, as a speed the caller did not name is', async () => {
+    const receiver = await startHookReceiver()
+    receiver.answerWith((payload) =>
+      payload.type === 'pre-create' ? { status: 200, body: { speed: 50_000 } } : undefined,
+    )
+    const own = await startServer({
+      AUTH_JWKS_URL: jwks.url,
+      AUTH_ISSUER: ISSUER,
+      AUTH_AUDIENCE: AUDIENCE,
+      AUTH_LINK_SECRET: 'l'.repeat(32),
+      AUTH_QUOTA_SPEED: '5000',
+      HOOKS_URL: receiver.url,
+      HOOKS_SECRET: receiver.secret,
+      HOOKS_EVENTS: 'pre-create',
+    })
+    try {
+      const token = await mintToken(key, 'hooked')
+      const form = new FormData()
+      form.append('file', new Blob([bytes(100)]), 'rest.bin')
+      const rest = await fetch(`${own.url}/api/upload`, {
+        method: 'POST',
+        headers: bearer(token),
+        body: form,
+      })
+      expect(rest.status).toBe(200)
+      expect(((await rest.json()) as { speed: number }).speed).toBe(5000)
+      const tus = await tusCreate(own.url, 100, { filename: 'tus.bin' }, bearer(token))
+      expect(tus.status).toBe(201)
+      const status = await fetch(`${own.url}/api/upload/${tus.id}/status`, { headers: bearer(token) })
+      expect(((await status.json()) as { target_speed: number }).target_speed).toBe(5000)
+    } finally {
+      await own.stop()
+      await receiver.stop()
+    }
   })
 })

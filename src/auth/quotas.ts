@@ -58,6 +58,14 @@ export function admit(quotas: Quotas, usage: Usage, request: QuotaRequest): Serv
 /** The speed of a caller who named none: the default, held to the cap (refusing them would punish silence). */
 export function speedFor(quotas: Quotas, asked: number | undefined, defaultSpeed: number): number {
   if (asked !== undefined) return asked
-  if (quotas.speed === 0) return defaultSpeed
-  return defaultSpeed === 0 ? quotas.speed : Math.min(defaultSpeed, quotas.speed)
+  return heldToCap(quotas, defaultSpeed)
+}
+
+/**
+ * A speed the caller did not name (the default, or the one a pre-create hook answered), held to their cap: 0
+ * (unlimited) or more than the cap is the cap. Refusing it would refuse the caller for what they did not ask.
+ */
+export function heldToCap(quotas: Quotas, speed: number): number {
+  if (quotas.speed === 0) return speed
+  return speed === 0 ? quotas.speed : Math.min(speed, quotas.speed)
 }

@@ -64,6 +64,8 @@ export async function create(
   recording: Recording = directly,
   /** What a stored-bytes quota counts it as until it has arrived: its request's Content-Length. */
   claimedSize?: number,
+  /** What becomes of the speed the pre-create hook answered (its owner's cap holds it). */
+  holdSpeed: (approved: number) => number = (approved) => approved,
 ): Promise<UploadView> {
   const targetSpeed = checkSpeed(speed ?? ctx.defaultSpeed)
   assertOpen(ctx)
@@ -87,7 +89,7 @@ export async function create(
     filename: approved.filename,
     source: 'multipart',
     size: 0,
-    targetSpeed: approved.speed,
+    targetSpeed: holdSpeed(approved.speed),
     expiresAt: null,
     metadata: approved.metadata,
     owner,

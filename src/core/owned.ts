@@ -14,7 +14,7 @@ import type { Limits } from '../seams/bus/index.js'
 import type { PageQuery } from '../seams/records/index.js'
 import type { StoredReader } from '../seams/storage/index.js'
 import { encodeCursor, sortKey } from '../seams/records/order.js'
-import { admit, speedFor, speedRefusal, type Usage } from '../auth/quotas.js'
+import { admit, heldToCap, speedFor, speedRefusal, type Usage } from '../auth/quotas.js'
 import type { IncomingFile } from './ingest/ingest.js'
 import { ENDED, isFinal, isLive, isReceiving } from './machine.js'
 import type { UploadPage, UploadService } from './service.js'
@@ -218,6 +218,8 @@ export class OwnedService {
           await record()
         }),
       bytes > 0 ? size : undefined,
+      // The pre-create hook's speed, as on tus (createResumable).
+      (approved) => heldToCap(this.principal.quotas, approved),
     )
   }
 
@@ -241,9 +243,12 @@ export class OwnedService {
     const owner = this.principal.sub
     if (owner === null || !this.limited())
       return this.service.createResumable({ ...input, owner: this.principal.sub })
-    // Under the owner's lock until it is on record: the next admission counts it.
+    // Under the owner's lock until it is on record: the next admission counts it. Its speed is what the
+    // pre-create hook answered (a speed the caller named over their cap was refused before it was asked), held
+    // to the cap as on every transport.
+    const approved = input.speed == null ? input.speed : heldToCap(this.principal.quotas, input.speed)
     return this.service.admitting(owner, async () => {
-      const speed = await this.admitted(input.size, input.speed)
+      const speed = await this.admitted(input.size, approved)
       return this.service.createResumable({ ...input, speed, owner })
     })
   }

@@ -267,8 +267,9 @@ export class UploadService {
     owner: string | null = null,
     recording?: arrivals.Recording,
     claimedSize?: number,
+    holdSpeed?: (approved: number) => number,
   ): Promise<UploadView> {
-    return arrivals.create(this.ctx, file, speed, owner, recording, claimedSize)
+    return arrivals.create(this.ctx, file, speed, owner, recording, claimedSize, holdSpeed)
   }
 
   /**
