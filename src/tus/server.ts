@@ -4,10 +4,10 @@ import { MemoryLocker, Server } from '@tus/server'
 import { NodeRequest, sendNodeResponse } from 'srvx/node'
 import { ERRORS } from '@tus/utils'
 import type { Locker } from '@tus/utils'
-import { OPERATOR, principalOf } from '../auth/principal.js'
+import { principalOf } from '../auth/principal.js'
 import { requireScope, type Need } from '../auth/rules.js'
 import { OwnedService } from '../core/owned.js'
-import { publicMessage, ServiceError } from '../errors.js'
+import { publicMessage, ServiceError, unavailable } from '../errors.js'
 import { isReceiving } from '../core/machine.js'
 import { log } from '../log.js'
 import { requestIdOf } from '../app/request-id.js'
@@ -46,9 +46,15 @@ export function createTusHandler(
   // Who is creating each upload while its POST is under way: the store records it through that caller, so
   // its quotas are asked (exactly: tus declares the size) before it is on record and before any byte.
   const creators = new Map<string, OwnedService>()
+  // Its creator is gone only if its POST ended before the store got to it (its sender went): then nothing is
+  // created, rather than an upload on the operator's account, outside its sender's quotas.
   const store = Object.assign(Object.create(service) as UploadService, {
-    createResumable: (input: Parameters<UploadService['createResumable']>[0]) =>
-      (creators.get(input.id) ?? new OwnedService(service, OPERATOR)).createResumable(input),
+    createResumable: (input: Parameters<UploadService['createResumable']>[0]) => {
+      const creator = creators.get(input.id)
+      if (creator === undefined)
+        throw unavailable('The request that created this upload ended first; nothing was created')
+      return creator.createResumable(input)
+    },
   })
   const bodies = new RequestBodies()
   // The upload each POST under way creates: if the POST then fails, its sender never hears where it is.
