@@ -211,6 +211,20 @@ describe('resuming', () => {
     })
     expect(fast.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT')
   })
+
+  it('adds no stored bytes: a user now over a lowered stored-bytes quota still resumes their paused upload', async () => {
+    const sub = `user-${++users}`
+    const before = await mintToken(key, sub, { claims: { upload_quota: { bytes: 100_000 } } })
+    const slow = await restUpload(before, 50_000, 1000)
+    const id = slow.body.upload_id as string
+    const paused = await gql(before, 'mutation P($id: ID!) { pauseUpload(id: $id) { status } }', { id })
+    expect(paused.data).toEqual({ pauseUpload: { status: 'PAUSED' } })
+    // The same user, their quota lowered below what they hold.
+    const after = await mintToken(key, sub, { claims: { upload_quota: { bytes: 10_000 } } })
+    const resumed = await gql(after, 'mutation R($id: ID!) { resumeUpload(id: $id) { status } }', { id })
+    expect(resumed.data).toEqual({ resumeUpload: { status: 'IN_PROGRESS' } })
+    await gql(after, 'mutation C($id: ID!) { cancelUpload(id: $id) { status } }', { id })
+  })
 })
 
 describe('speed', () => {

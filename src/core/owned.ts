@@ -14,7 +14,7 @@ import type { Limits } from '../seams/bus/index.js'
 import type { PageQuery } from '../seams/records/index.js'
 import type { StoredReader } from '../seams/storage/index.js'
 import { encodeCursor, sortKey } from '../seams/records/order.js'
-import { admit, heldToCap, speedFor, speedRefusal, type Usage } from '../auth/quotas.js'
+import { admit, heldToCap, runningRefusal, speedFor, speedRefusal, type Usage } from '../auth/quotas.js'
 import type { IncomingFile } from './ingest/ingest.js'
 import { ENDED, isFinal, isLive, isReceiving } from './machine.js'
 import type { UploadPage, UploadService } from './service.js'
@@ -267,7 +267,8 @@ export class OwnedService {
       const { quotas } = this.principal
       const refused =
         speedRefusal(quotas, speed ?? upload.targetSpeed) ??
-        (upload.status === 'PAUSED' ? admit(quotas, await this.usage(), { size: 0 }) : undefined)
+        // One more running upload; no more stored bytes (they are counted already, whatever the quota is now).
+        (upload.status === 'PAUSED' ? runningRefusal(quotas, await this.usage()) : undefined)
       if (refused) throw refused
       return this.service.resume(id, speed)
     })
