@@ -7,7 +7,7 @@ import { readHooksConfig } from './hooks/settings.js'
 import { isLogLevel, LOG_FORMATS, type LogFormat, type LogLevel } from './log.js'
 import { isIpAddress, normaliseIp } from './app/public-url.js'
 import { quote } from './errors.js'
-import { bytes, ConfigError, duration, list, wholeNumber, yesNo, type Env } from './settings.js'
+import { bytes, ConfigError, duration, list, MAX_TIMER_MS, wholeNumber, yesNo, type Env } from './settings.js'
 
 export { ConfigError, SETTINGS, type Setting } from './settings.js'
 
@@ -271,14 +271,14 @@ function storage(env: Env): StorageMode {
     throw new ConfigError(
       `S3_PREFIX must be a key prefix such as uploads/ (no leading slash, no control characters, at most 256 bytes); got ${JSON.stringify(prefix.slice(0, 80))}`,
     )
-  const timeoutMs = duration(env, 'S3_TIMEOUT', 20_000)
+  const timeoutMs = duration(env, 'S3_TIMEOUT', 20_000, { timer: true })
   const presignMs = env.S3_PRESIGN_DOWNLOADS?.trim() ? duration(env, 'S3_PRESIGN_DOWNLOADS', 0) : undefined
   // S3 signs a URL for at most 7 days.
   if (presignMs !== undefined && (presignMs < 1000 || presignMs > 7 * 86_400_000))
     throw new ConfigError(
       `S3_PRESIGN_DOWNLOADS must be between 1s and 7d (how long a download link stays valid); got ${JSON.stringify(env.S3_PRESIGN_DOWNLOADS)}`,
     )
-  const sweepMs = duration(env, 'S3_SWEEP_INTERVAL', 15 * 60_000)
+  const sweepMs = duration(env, 'S3_SWEEP_INTERVAL', 15 * 60_000, { timer: true })
   return { kind: 's3', bucket, endpoint, region, prefix, forcePathStyle, timeoutMs, presignMs, sweepMs }
 }
 
@@ -294,8 +294,8 @@ export function loadConfig(env: Env = readEnv()): Config {
     host,
     maxUploadSize: bytes(env, 'MAX_UPLOAD_SIZE', 10 * 1024 ** 3, { min: 1 }),
     maxTotalSpeed: bytes(env, 'MAX_TOTAL_SPEED', 0, { speed: true }),
-    bodyIdleTimeoutMs: wholeNumber(env, 'BODY_IDLE_TIMEOUT_MS', 60_000, { min: 1 }),
-    headersTimeoutMs: wholeNumber(env, 'HEADERS_TIMEOUT_MS', 30_000, { min: 1 }),
+    bodyIdleTimeoutMs: wholeNumber(env, 'BODY_IDLE_TIMEOUT_MS', 60_000, { min: 1, max: MAX_TIMER_MS }),
+    headersTimeoutMs: wholeNumber(env, 'HEADERS_TIMEOUT_MS', 30_000, { min: 1, max: MAX_TIMER_MS }),
     apiToken: token(env),
     corsOrigins: origins(env),
     allowedHosts: hosts(env),

@@ -101,7 +101,7 @@ export function bytes(
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 
 /** A length of time: `500ms`, `90s`, `30m`, `24h`, `7d`, or a plain number of seconds. */
-export function duration(env: Env, name: Setting, fallbackMs: number): number {
+export function duration(env: Env, name: Setting, fallbackMs: number, { timer = false } = {}): number {
   const raw = env[name]?.trim()
   if (raw === undefined || raw === '') return fallbackMs
   const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw)
@@ -111,8 +111,16 @@ export function duration(env: Env, name: Setting, fallbackMs: number): number {
       `${name} must be a length of time such as 24h, 30m, 90s or 500ms (a plain number is seconds); got ${JSON.stringify(raw)}`,
     )
   }
+  if (timer && ms > MAX_TIMER_MS)
+    throw new ConfigError(`${name} must be at most 24d (a timer's longest); got ${JSON.stringify(raw)}`)
   return ms
 }
+
+/**
+ * The longest a Node timer waits (2^31 - 1 ms, about 24.8 days): past it Node fires after 1 ms instead, so a
+ * setting a timer waits for is held to it.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1
 
 export const list = (env: Env, name: Setting) =>
   (env[name] ?? '')

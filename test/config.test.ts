@@ -51,6 +51,9 @@ describe('configuration', () => {
     ['TRUST_PROXY', 'true'],
     ['TRUST_PROXY', '10.0.0.0/8'],
     ['TRUST_PROXY', 'proxy.example'],
+    // Past a timer's longest wait (about 24.8 days) Node fires after 1 ms: every connection would idle out.
+    ['BODY_IDLE_TIMEOUT_MS', '3000000000'],
+    ['HEADERS_TIMEOUT_MS', '3000000000'],
   ])('%s=%s stops start-up with a message naming the variable', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError)
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`^${name} `))
@@ -113,6 +116,8 @@ describe('configuration', () => {
     [{ S3_BUCKET: 'media', S3_PRESIGN_DOWNLOADS: '8d' }, /^S3_PRESIGN_DOWNLOADS must be between 1s and 7d/],
     [{ S3_TIMEOUT: '5s' }, /^S3_TIMEOUT is set but S3_BUCKET is not/],
     [{ S3_BUCKET: 'media', S3_SWEEP_INTERVAL: 'often' }, /^S3_SWEEP_INTERVAL must be a length of time/],
+    [{ S3_BUCKET: 'media', S3_SWEEP_INTERVAL: '30d' }, /^S3_SWEEP_INTERVAL must be at most 24d/],
+    [{ S3_BUCKET: 'media', S3_TIMEOUT: '25d' }, /^S3_TIMEOUT must be at most 24d/],
     [{ S3_SWEEP_INTERVAL: '1h' }, /^S3_SWEEP_INTERVAL is set but S3_BUCKET is not/],
     // Without S3_BUCKET the others would be ignored, and the files would go to the local folder unannounced.
     [{ S3_ENDPOINT: 'http://127.0.0.1:9000' }, /^S3_ENDPOINT is set but S3_BUCKET is not/],
@@ -271,6 +276,8 @@ describe('hooks settings', () => {
     [{ HOOKS_ON_ERROR: 'ignore' }, 'HOOKS_ON_ERROR'],
     [{ HOOKS_FORWARD_AUTH: 'yes' }, 'HOOKS_FORWARD_AUTH'],
     [{ HOOKS_TIMEOUT: '-1' }, 'HOOKS_TIMEOUT'],
+    [{ HOOKS_TIMEOUT: '30d' }, 'HOOKS_TIMEOUT'],
+    [{ HOOKS_NOTIFY_TIMEOUT: '25d' }, 'HOOKS_NOTIFY_TIMEOUT'],
     [{ HOOKS_MAX_AGE: 'forever' }, 'HOOKS_MAX_AGE'],
   ])('%o stops start-up with a message naming %s (checked even without HOOKS_URL)', (env, name) => {
     expect(() => loadConfig(env)).toThrow(new RegExp(`^${name} `))

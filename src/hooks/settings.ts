@@ -18,8 +18,8 @@ export function readHooksConfig(env: Env): HooksConfig | undefined {
   if (forward !== 'true' && forward !== 'false')
     throw new ConfigError(`HOOKS_FORWARD_AUTH must be true or false; got ${JSON.stringify(forward)}`)
   const settings = {
-    blockingTimeoutMs: duration(env, 'HOOKS_TIMEOUT', HOOK_DEFAULTS.blockingTimeoutMs),
-    notifyTimeoutMs: duration(env, 'HOOKS_NOTIFY_TIMEOUT', HOOK_DEFAULTS.notifyTimeoutMs),
+    blockingTimeoutMs: duration(env, 'HOOKS_TIMEOUT', HOOK_DEFAULTS.blockingTimeoutMs, { timer: true }),
+    notifyTimeoutMs: duration(env, 'HOOKS_NOTIFY_TIMEOUT', HOOK_DEFAULTS.notifyTimeoutMs, { timer: true }),
     maxAgeMs: duration(env, 'HOOKS_MAX_AGE', HOOK_DEFAULTS.maxAgeMs),
   }
   if (!raw) return undefined
