@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { api, bytes, gql, restUpload, waitFor } from './support/clients.js'
+import { api, bytes, gql, restUpload, statusOf, waitFor } from './support/clients.js'
 import { startServer, transferFile, type TestServer } from './support/server.js'
 
 /**
@@ -141,5 +141,40 @@ describe('MAX_TOTAL_SPEED', () => {
     })
     const negative = await gql(server.url, 'mutation { setMaxTotalSpeed(speed: -1) { maxTotalSpeed } }')
     expect(negative.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT')
+  })
+})
+
+describe('MAX_TOTAL_SPEED set while an unthrottled upload starts', () => {
+  // No cap at start: an unthrottled upload begins as one nothing paces.
+  let uncapped: TestServer
+  beforeAll(async () => {
+    uncapped = await startServer()
+  })
+  afterAll(() => uncapped.stop())
+
+  /** Waits until the upload has bytes written (on record, as its client reads them). */
+  const moving = (id: string) =>
+    waitFor(async () => (await statusOf(uncapped.url, id)).body.uploaded_size > 0, 5000)
+
+  it('paces it, not stalls it: it moves under the cap, and so does an upload started after it', async () => {
+    // A speed-0 upload on a local folder first reads and hashes its 96 MiB before linking them as they are;
+    // the cap comes while it reads, and sends it to the copy the cap paces (a 1 MiB/s cap never lets 1 MiB
+    // go at once, the first chunk an unlimited flow asks for).
+    const big = (await restUpload(uncapped.url, bytes(96 * 1024 * 1024), { speed: 0 })).body.upload_id
+    expect(await api(uncapped.url, 'POST', '/api/limits/total-speed?speed=1048576')).toMatchObject({
+      status: 200,
+    })
+    const small = (await restUpload(uncapped.url, bytes(8 * 1024 * 1024), { speed: 100_000 })).body.upload_id
+    try {
+      await moving(big)
+      await moving(small)
+      const { body } = await statusOf(uncapped.url, big)
+      expect(body.status).toBe('in_progress')
+      expect(body.uploaded_size).toBeLessThan(body.total_size)
+    } finally {
+      await api(uncapped.url, 'POST', `/api/upload/${big}/cancel`)
+      await api(uncapped.url, 'POST', `/api/upload/${small}/cancel`)
+      await api(uncapped.url, 'POST', '/api/limits/total-speed?speed=0')
+    }
   })
 })

@@ -63,6 +63,15 @@ export class CapLine {
     this.last = now
   }
 
+  /**
+   * The most the cap ever lets go at once: its line's bound while it binds, within its pace (64 KiB and
+   * 0.3 s of the cap); Infinity without a cap. A request for more can never be granted while it holds.
+   */
+  capacity(): number {
+    if (this.bytesPerSecond === 0) return Infinity
+    return Math.min(MAX_THROTTLED_CHUNK + this.bytesPerSecond * CAP_CATCH_UP_SECONDS, this.paceCapacity())
+  }
+
   private paceCapacity(): number {
     return MAX_THROTTLED_CHUNK + this.bytesPerSecond * CAP_PACE * CAP_PACE_BURST_SECONDS
   }

@@ -64,23 +64,37 @@ export class Flow {
   private pace: number
   private last = performance.now()
   waiter: Waiter | undefined
-  /** The first chunk's size: it goes at once, and 2 ms' worth does not put the byte curve ahead of the line. */
-  readonly head: number
+  /** The head start it began with: its tokens hold it, so a first chunk no bigger goes at once. */
+  private readonly start: number
 
   constructor(
     private readonly scheduler: Scheduler,
     /** Bytes per second; 0 means unlimited (only the cap, if any, applies). */
     public rate: number,
   ) {
-    const rateNow = this.effectiveRate()
-    this.head = rateNow === 0 ? UNLIMITED_CHUNK : headStartFor(rateNow)
-    this.tokens = rate === 0 ? 0 : this.head
+    this.start = this.headFor(this.effectiveRate())
+    this.tokens = rate === 0 ? 0 : this.start
     this.pace = this.paceCapacity()
   }
 
   /** Nothing paces it now: no speed of its own and no server-wide cap. */
   get unlimited(): boolean {
     return this.rate === 0 && this.scheduler.maxTotalSpeed === 0
+  }
+
+  /**
+   * The first chunk's size: it goes at once, and 2 ms' worth does not put the byte curve ahead of the line.
+   * Sized as things are when it is asked for, not when the flow began: a transfer may ask it much later (an
+   * unlimited one reads and hashes its staged bytes first, storage may be slow to open), and a cap set
+   * meanwhile paces it; the 1 MiB an unlimited flow began with is more than a cap under about 3.3 MB/s ever
+   * lets go at once. Never more than it began with, which its tokens hold.
+   */
+  get head(): number {
+    return Math.min(this.start, this.headFor(this.effectiveRate()))
+  }
+
+  private headFor(rate: number): number {
+    return rate === 0 ? UNLIMITED_CHUNK : headStartFor(rate)
   }
 
   /** The speed this flow gets now: its own, or its fair share of the cap when that is smaller. */
@@ -136,8 +150,11 @@ export class Flow {
   /**
    * Whether `bytes` can ever be ready as things are: a chunk planned when the flow could make up more (or
    * when fewer flows ran, so chunks were larger) may be more than its bounds hold now; it is planned again.
+   * So is one more than the cap ever lets go at once (planned before it was set): kept at the head of the
+   * line, it would wait for ever and hold every flow behind it.
    */
   fits(bytes: number): boolean {
+    if (bytes > this.scheduler.capacity()) return false
     return (
       this.rate === 0 || bytes <= Math.min(this.chunk() + this.rate * CATCH_UP_SECONDS, this.paceCapacity())
     )
@@ -204,6 +221,11 @@ export class Scheduler {
     return this.line.cap
   }
 
+  /** The most the cap ever lets go at once; Infinity when there is none. */
+  capacity(): number {
+    return this.line.capacity()
+  }
+
   /** Each running flow's fair share of the cap; 0 when there is none. */
   share(): number {
     return this.line.cap === 0 ? 0 : this.line.cap / this.size
@@ -256,8 +278,9 @@ export class Scheduler {
       this.line.take(bytes)
       return Promise.resolve(true)
     }
-    // Waiting its turn behind others is not being held back: only a cap that has too little binds.
-    if (ready && this.line.available() < bytes) this.held(flow, bytes, now)
+    // Waiting its turn behind others is not being held back: only a cap that has too little binds (not one
+    // asked for more than it ever has: that is planned again at the next tick).
+    if (ready && this.line.available() < bytes && flow.fits(bytes)) this.held(flow, bytes, now)
     return new Promise<boolean>((resolve, reject) => {
       const onAbort = () => {
         this.drop(flow)

@@ -207,8 +207,9 @@ export class Transfer {
     try {
       let first = true
       while (offset < total && !job.signal.aborted) {
-        // The first chunk is the head start, so the first byte lands at once without putting the curve ahead;
-        // then a chunk, or more while the flow makes up a stall (see Flow.want).
+        // The first chunk is the head start, so the first byte lands at once without putting the curve ahead
+        // (sized now, not when the run began: a cap may have come since, see Flow.head); then a chunk, or
+        // more while the flow makes up a stall (see Flow.want).
         let want = Math.min(first ? flow.head : flow.want(), total - offset)
         if (sink.partSize > 0) want = Math.min(want, sink.partSize - (offset % sink.partSize))
         first = false
