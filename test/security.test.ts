@@ -15,10 +15,12 @@ import {
   within,
   wsClient,
 } from './support/clients.js'
+import { captureLogLines } from './support/log-lines.js'
 import { openRequest } from './support/raw.js'
 import { listStorage, startServer, type TestServer } from './support/server.js'
 
 const TOKEN = 'test-token-0123456789abcdef'
+const log = captureLogLines()
 
 describe('with API_TOKEN set', () => {
   let server: TestServer
@@ -352,6 +354,40 @@ describe('malformed requests', () => {
     expect(typeof response.body.detail).toBe('string')
     expect(String(response.body.detail).length).toBeLessThan(200)
   })
+
+  it.each([
+    ['a GET whose variables are not JSON', 'GET', '?query=%7B__typename%7D&variables=notjson'],
+    ['a GET whose extensions are not JSON', 'GET', '?query=%7B__typename%7D&extensions=%7B'],
+    ['a form POST whose variables are not JSON', 'POST', 'query=%7B__typename%7D&variables=notjson'],
+  ])(
+    'GraphQL: %s → 400 BAD_REQUEST, as a JSON body that does not parse, and no error logged',
+    async (_, method, sent) => {
+      // yoga parses these with a bare JSON.parse: its SyntaxError was masked as a 500 and logged as our fault.
+      log.clear()
+      const response =
+        method === 'GET'
+          ? await fetch(`${server.url}/graphql${sent}`)
+          : await fetch(`${server.url}/graphql`, {
+              method,
+              headers: { 'content-type': 'application/x-www-form-urlencoded' },
+              body: sent,
+            })
+      const body = (await response.json()) as { errors: { message: string; extensions: { code: string } }[] }
+      const json = await fetch(`${server.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"query":',
+      })
+      expect({ status: response.status, code: body.errors[0]?.extensions.code }).toEqual({
+        status: json.status,
+        code: ((await json.json()) as typeof body).errors[0]?.extensions.code,
+      })
+      expect(response.status).toBe(400)
+      expect(body.errors[0]?.extensions.code).toBe('BAD_REQUEST')
+      expect(body.errors[0]?.message).toMatch(/not valid JSON/)
+      expect(log.lines().filter((line) => line.level === 'error')).toEqual([])
+    },
+  )
 
   it('GraphQL with a very long id → NOT_FOUND, and the message does not echo it whole', async () => {
     const response = await gql(server.url, 'query ($id: ID!) { upload(id: $id) { id } }', {

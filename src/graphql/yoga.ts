@@ -5,6 +5,7 @@ import { requestContext, type Context, type ContextFor, type NodeServerContext }
 import { maskError, serverErrorLogger } from './errors.js'
 import { schema } from './schema.js'
 import { useExplainedRefusals } from './use-explained-refusals.js'
+import { useJsonParams } from './use-json-params.js'
 import { useOperationLimits } from './use-operation-limits.js'
 import { useOperationSizeLimit } from './use-operation-size-limit.js'
 import { useServerErrorLog } from './use-server-error-log.js'
@@ -76,6 +77,8 @@ export function createGraphQL(contextFor: ContextFor, limits: IngestOptions) {
     plugins: [
       useStreamingUploads({ limits }),
       useOperationSizeLimit(),
+      // After the size limit, so that it wraps the parser that counts the bytes.
+      useJsonParams(),
       ...useOperationLimits(),
       useServerErrorLog(),
       useExplainedRefusals(),
