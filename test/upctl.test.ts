@@ -244,6 +244,27 @@ describe('upctl put', () => {
     }
   }, 90_000)
 
+  it('watch, when the server goes away for good: exit 1 with one line naming why, never [object Object]', async () => {
+    await freshDir()
+    const own = await startServer()
+    let stopped = false
+    try {
+      const started = await restUpload(own.url, bytes(256 * KiB), { filename: 'gone.bin', speed: 1024 })
+      const id = started.body.upload_id
+      const watching = startCli(['watch', id, '--json', '--server', own.url], env())
+      await watching.line((line) => line.includes(`"id":"${id}"`), 'watch --json prints the first event')
+      // Its subscription ends with the server; every reconnection is refused, until graphql-ws gives up
+      // (five retries, backing off: about 30 to 45 s) and hands over the WebSocket's error event.
+      await own.stop()
+      stopped = true
+      const run = await watching.exited
+      expect(run.code).toBe(1)
+      expect(oneLine(run.stderr)).toBe(`upctl: cannot reach the server at ${own.url} (connection refused)`)
+    } finally {
+      if (!stopped) await own.stop()
+    }
+  }, 90_000)
+
   it('an upload canceled while put and watch follow it: both exit 1, saying so', async () => {
     await freshDir()
     const { path } = await file('doomed.bin', 256 * KiB)

@@ -57,13 +57,22 @@ export interface Target {
 export const authHeaders = (target: Target): Record<string, string> =>
   target.token === undefined ? {} : { authorization: `Bearer ${target.token}` }
 
-/** Why a connection failed, in a few words: "connection refused", "getaddrinfo ENOTFOUND example". */
+/**
+ * Why a connection failed, in a few words: "connection refused", "getaddrinfo ENOTFOUND example". fetch
+ * gives an Error with the socket's as its cause; graphql-ws gives the WebSocket's error event, a plain object
+ * with the Error in `error` (and a `message`), which would print as "[object Object]".
+ */
 function networkReason(error: unknown): string {
-  const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error
+  const unwrapped =
+    typeof error === 'object' && error !== null && !(error instanceof Error)
+      ? ((error as { error?: unknown }).error ?? error)
+      : error
+  const cause = unwrapped instanceof Error && unwrapped.cause instanceof Error ? unwrapped.cause : unwrapped
   const code = (cause as { code?: unknown } | undefined)?.code
   if (code === 'ECONNREFUSED') return 'connection refused'
   if (typeof code === 'string' && cause instanceof Error) return `${code}: ${oneLine(cause)}`
-  return oneLine(cause)
+  const message = typeof cause === 'string' ? cause : (cause as { message?: unknown } | undefined)?.message
+  return (typeof message === 'string' && oneLine(message)) || 'the connection was lost'
 }
 
 export const unreachable = (target: Target, error: unknown): CliError =>
