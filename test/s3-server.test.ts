@@ -7,7 +7,7 @@ import { S3Storage } from '../src/seams/storage/s3.js'
 import { api, bytes, gql, restUpload, statusOf, waitFor, waitForStatus, wsClient } from './support/clients.js'
 import { motoForTests } from './support/moto.js'
 import { restartableServer } from './support/restartable.js'
-import { s3Gate } from './support/s3-gate.js'
+import { s3Gate, type S3Gate } from './support/s3-gate.js'
 import { startServer, type TestServer } from './support/server.js'
 import { tusHead, type Sent } from './support/tus.js'
 
@@ -21,8 +21,10 @@ const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('h
 
 const moto = motoForTests()
 const servers: TestServer[] = []
+const gates: S3Gate[] = []
 afterAll(async () => {
   for (const server of servers) await server.stop().catch(() => undefined)
+  for (const gate of gates) await gate.close()
 })
 
 async function serverOnS3(
@@ -37,6 +39,30 @@ async function serverOnS3(
 
 const download = (server: TestServer, id: string, headers: Record<string, string> = {}) =>
   fetch(`${server.url}/api/files/${id}/download`, { headers })
+
+/**
+ * A server whose S3 requests pass through a gate (S3_TIMEOUT 1s), with one upload of more than a part
+ * completed (so it went through staging and a multipart upload) and its object in place at `key`.
+ */
+async function completedBehindGate(filename: string) {
+  const bucket = await moto().createBucket()
+  const gate = await s3Gate(moto().endpoint)
+  gates.push(gate)
+  const server = await startServer({
+    ...moto().env(bucket, PREFIX),
+    S3_ENDPOINT: gate.endpoint,
+    S3_TIMEOUT: '1s',
+  })
+  servers.push(server)
+  const look = moto().storage(bucket, PREFIX)
+  const { body } = await restUpload(server.url, bytes(6 * MiB + 5), { filename, speed: 0 })
+  const id = body.upload_id
+  const key = `${PREFIX}${id}/${filename}`
+  await waitForStatus(server.url, id, 'completed', 60_000)
+  // Its staging goes once COMPLETED is recorded: gone too, so that nothing of the upload is still under way.
+  await waitFor(async () => (await listKeys(look.access, PREFIX)).join() === key, 20_000)
+  return { server, id, key, look, gate }
+}
 
 describe('the server on S3 (moto)', () => {
   it('stores a REST upload at {prefix}{id}/{name}, serves it byte-identical with ranges, and keeps nothing else', async () => {
@@ -253,6 +279,26 @@ describe('the server on S3 (moto)', () => {
       await gate.close()
     }
   }, 240_000)
+
+  it('a delete while S3 does not answer is 503 and changes nothing; once S3 answers, the record and its object go', async () => {
+    const { server, id, key, look, gate } = await completedBehindGate('deleted.bin')
+    gate.hold(id)
+    const refused = await api(server.url, 'DELETE', `/api/files/${id}`)
+    expect(refused).toEqual({
+      status: 503,
+      body: { detail: expect.stringMatching(/^Storage did not answer .*; try again$/) },
+    })
+    const asked = await gql(server.url, 'mutation($id: ID!) { deleteFile(id: $id) { id } }', { id })
+    expect(asked.errors?.[0]?.extensions?.code).toBe('UNAVAILABLE')
+    // The record and the object are both still there (the tests' own look goes to moto past the gate).
+    expect((await statusOf(server.url, id)).body.status).toBe('completed')
+    expect(await listKeys(look.access, PREFIX)).toEqual([key])
+    // Once S3 answers, the same call deletes both.
+    gate.open()
+    expect((await api(server.url, 'DELETE', `/api/files/${id}`)).status).toBe(200)
+    expect((await statusOf(server.url, id)).status).toBe(404)
+    expect(await listKeys(look.access, PREFIX)).toEqual([])
+  }, 120_000)
 
   it('refuses to start, in one line, on a bucket that does not exist', async () => {
     await expect(startServer(moto().env('no-such-bucket', PREFIX))).rejects.toThrow(

@@ -2,7 +2,9 @@ import { publicMessage, ServiceError, unavailable } from '../errors.js'
 import { log } from '../log.js'
 import type { UploadRecord, UploadView } from '../model/record.js'
 import type { Command, Outcome } from '../seams/bus/index.js'
+import { StorageUnavailable } from '../seams/storage/index.js'
 import { assertOpen, letGo, lockedOrBusy, recordOf, type Context } from './context.js'
+import { storageError } from './ingest/ingest.js'
 import {
   canceled,
   check,
@@ -162,15 +164,27 @@ async function cancelReceiving(ctx: Context, record: UploadRecord): Promise<Uplo
 async function remove(ctx: Context, id: string, keepFile: boolean): Promise<UploadView> {
   const record = await recordOf(ctx, id)
   check('delete', record)
-  await guard(() => erase(ctx, id))
   // Only a completed upload's stored file is its own to keep.
-  const removal = ctx.storage.remove(record, keepFile && isStored(record.status) ? 'bytes' : 'all')
-  await removal.catch((error: unknown) => log('warn', 'upload.cleanup_failed', { id, error }))
-  log('info', 'upload.deleted', {
-    id,
-    filename: record.filename,
-    keptFile: keepFile && isStored(record.status),
+  const keptFile = keepFile && isStored(record.status)
+  // The bytes go first, the record after: storage that does not answer leaves both as they were (503, try
+  // again), never a record gone with its object left in the bucket for good (a sweep looks at no completed
+  // upload's object). Removing what is gone already succeeds, so the retry is safe. Anything else storage
+  // says (a refusal, a disk's error) is logged, and the record goes all the same, as it always did.
+  await ctx.storage.remove(record, keptFile ? 'bytes' : 'all').catch((error: unknown) => {
+    if (error instanceof StorageUnavailable) throw storageError(error)
+    log('warn', 'upload.cleanup_failed', { id, error })
   })
+  await erase(ctx, id).catch((error: unknown) => {
+    if (error instanceof ServiceError) throw error
+    log('error', 'store.write_failed', { id, error })
+    // Not guard's "nothing was changed": its bytes are gone (a download of a file removed says so: 410).
+    const gone = keptFile ? 'working copies were' : 'file was'
+    throw unavailable(
+      `Upload ${id}'s ${gone} removed, but its record could not be (the server's state store failed); delete it again`,
+      error,
+    )
+  })
+  log('info', 'upload.deleted', { id, filename: record.filename, keptFile })
   // Live lists drop it without asking again.
   const view = viewOf(ctx, record)
   ctx.bus.publish({ ...view, removed: true })
