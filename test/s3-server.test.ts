@@ -300,6 +300,27 @@ describe('the server on S3 (moto)', () => {
     expect(await listKeys(look.access, PREFIX)).toEqual([])
   }, 120_000)
 
+  it('a download while S3 does not answer is 503 "try again" (GET, HEAD, the tus URL), not a 500', async () => {
+    const { server, id, gate } = await completedBehindGate('download.bin')
+    gate.hold(id)
+    for (const [method, url] of [
+      ['GET', `${server.url}/api/files/${id}/download`],
+      ['HEAD', `${server.url}/api/files/${id}/download`],
+      ['GET', `${server.url}/files/${id}`],
+    ] as const) {
+      const answer = await fetch(url, { method })
+      expect({ method, url, status: answer.status }).toEqual({ method, url, status: 503 })
+      if (method === 'GET')
+        expect(await answer.json()).toEqual({
+          detail: expect.stringMatching(/^Storage did not answer .*; try again$/),
+        })
+    }
+    gate.open()
+    const served = await download(server, id)
+    expect(served.status).toBe(200)
+    expect((await served.arrayBuffer()).byteLength).toBe(6 * MiB + 5)
+  }, 120_000)
+
   it('refuses to start, in one line, on a bucket that does not exist', async () => {
     await expect(startServer(moto().env('no-such-bucket', PREFIX))).rejects.toThrow(
       /^S3_BUCKET no-such-bucket does not exist at http:\/\/127\.0\.0\.1:\d+: create it, or name one that does$/,

@@ -7,12 +7,12 @@ import type { Limits } from '../seams/bus/index.js'
 import type { Seams } from '../seams/index.js'
 import type { PageQuery } from '../seams/records/index.js'
 import { decodeCursor } from '../seams/records/order.js'
-import type { Leftover, StoredReader } from '../seams/storage/index.js'
+import { StorageUnavailable, type Leftover, type StoredReader } from '../seams/storage/index.js'
 import type { Hold } from '../seams/storage/room.js'
 import * as arrivals from './arrivals.js'
 import * as commands from './commands.js'
 import { PartHashes, recordOf, type Context, type Hooks } from './context.js'
-import type { IncomingFile } from './ingest/ingest.js'
+import { storageError, type IncomingFile } from './ingest/ingest.js'
 import { checkSpeed, ENDED, isFinal, isReceiving } from './machine.js'
 import { sweep, type Sweeping } from './sweep.js'
 import * as recovery from './recovery.js'
@@ -233,10 +233,16 @@ export class UploadService {
 
   /**
    * An upload's stored file, open for a download (ranges are read from it): rejects with StoredFileMissing
-   * when storage has none. Whether the upload is complete is the caller's to have checked.
+   * when storage has none, with UNAVAILABLE (503, try again) when storage does not answer. Whether the
+   * upload is complete is the caller's to have checked.
    */
   async openStored(id: string): Promise<StoredReader> {
-    return this.ctx.storage.openStored(await recordOf(this.ctx, id))
+    const record = await recordOf(this.ctx, id)
+    try {
+      return await this.ctx.storage.openStored(record)
+    } catch (error) {
+      throw error instanceof StorageUnavailable ? storageError(error) : error
+    }
   }
 
   /**

@@ -129,6 +129,7 @@ function operation(route: Route): Schema {
         304: { description: 'Not modified (If-None-Match)' },
         410: error('Recorded as completed, but its stored file is missing from storage: its bytes are lost'),
         416: error('Range not satisfiable'),
+        503: error('Storage did not answer (S3 away): try again'),
       }
     : { 200: json(route.doc.schema, route.doc.summary) }
   if (route.path.includes(':id')) responses[404] = error('No such upload, or (download) no complete file')
@@ -147,7 +148,9 @@ function operation(route: Route): Schema {
       : 'A browser page on another origin, or a Host this service does not answer to',
   )
   if (route.method !== 'GET')
-    responses[503] = error('The change could not be saved now; nothing was changed, try again')
+    responses[503] = error(
+      'The change could not be saved now, or storage did not answer; nothing was changed, try again',
+    )
   // Every answer names its request, for matching a report with the server's log.
   for (const response of Object.values(responses) as { headers?: unknown }[])
     response.headers = { 'x-request-id': REQUEST_ID }
