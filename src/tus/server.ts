@@ -128,8 +128,9 @@ export function createTusHandler(
     onResponseError: async (req, error) => {
       const status =
         error instanceof ServiceError ? error.httpStatus : 'status_code' in error ? error.status_code : 500
-      // A creation refused after its upload was recorded (a body longer than Upload-Length, a full disk, a
-      // sender gone mid-body): its sender gets no Location, so the upload goes with the refusal.
+      // A creation refused after its upload was recorded (a body longer than Upload-Length, a full disk): its
+      // sender gets no Location, so the upload goes with the refusal. (One cut short by its sender is kept, as
+      // any cut-short request's bytes are: its owner finds it in their list, and HEAD says where it got to.)
       const created = creating.get(req)
       if (created !== undefined) await abandon(created, `its creation was answered ${status}`)
       if (status >= 500) {
@@ -164,11 +165,7 @@ export function createTusHandler(
     // stream it is (see bodies.ts).
     const request = new NodeRequest({ req, res })
     if (req.method === 'POST' || req.method === 'PATCH') bodies.handOver(request, req)
-    const response = await tus.handleWeb(request)
-    // A creation whose sender went before its body was whole: it is not there to read the Location either.
-    const created = req.method === 'POST' && !req.complete ? creating.get(request) : undefined
-    if (created !== undefined) await abandon(created, 'its sender went before its body had arrived')
-    await sendNodeResponse(res, response)
+    await sendNodeResponse(res, await tus.handleWeb(request))
   }
 }
 
