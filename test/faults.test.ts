@@ -44,27 +44,11 @@ async function tinyDisk(size: string): Promise<string> {
   return dir
 }
 
-/** Writes `path` until the file system it is on has no room left. */
-async function fillUp(path: string): Promise<void> {
-  const file = await open(path, 'w')
-  try {
-    for (const size of [64 * 1024, 4096, 512]) {
-      const chunk = Buffer.alloc(size, 1)
-      for (;;) {
-        const done = await file.write(chunk).catch((error: NodeJS.ErrnoException) => {
-          if (error.code === 'ENOSPC') return undefined
-          throw error
-        })
-        if (!done) break
-      }
-    }
-  } finally {
-    await file.close()
-  }
-}
-
-/** The same, at once (a hook receiver's answer waits for it). */
-function fillUpNow(path: string): void {
+/**
+ * Writes `path` until the file system it is on has no room left; synchronous, so that a hook receiver's answer
+ * can wait for it.
+ */
+function fillUp(path: string): void {
   const fd = openSync(path, 'w')
   try {
     for (const size of [64 * 1024, 4096, 512]) {
@@ -117,7 +101,7 @@ describe('a full disk', () => {
       const part = transferFile(server.dir, body.upload_id)
       await waitFor(async () => ((await stat(part).catch(() => undefined))?.size ?? 0) > 0)
       // ... but something else on the disk takes the rest while it is written.
-      await fillUp(join(disk, 'filler'))
+      fillUp(join(disk, 'filler'))
       const failed = await waitForStatus(server.url, body.upload_id, 'failed')
       expect(failed.uploaded_size).toBeLessThan(300_000)
       await nothingLeftIn(server.dir)
@@ -158,7 +142,7 @@ describe('a disk that fills after a small body was promised its room', () => {
       receiver.answerWith((payload) => {
         if (payload.type !== 'pre-create') return undefined
         fillers.push(join(disk, `filler-${fillers.length}`))
-        fillUpNow(fillers.at(-1)!)
+        fillUp(fillers.at(-1)!)
         return undefined
       })
       const state = await mkdtemp(join(tmpdir(), 'state-'))

@@ -275,8 +275,8 @@ export async function createResumable(
 }
 
 /**
- * A tus creation whose request failed after its upload was recorded (a body longer than it said, a full disk,
- * its sender gone): its sender never heard where the upload is, so nobody can resume it. It is forgotten,
+ * A tus creation refused after its upload was recorded (a body longer than it said, a full disk): its sender
+ * never heard where the upload is, so nobody can resume it. It is forgotten,
  * bytes and all, as a multipart body that never arrived is, so the refusal it was answered leaves nothing
  * behind (nor anything counted against its owner's quotas). Left as it is if it is past receiving, or held
  * by another instance (its expiry takes it).

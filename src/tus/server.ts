@@ -61,7 +61,7 @@ export function createTusHandler(
   const creating = new WeakMap<object, string>()
   const abandon = (id: string, why: string) =>
     service
-      .abandonResumable(id, `The upload was not created: ${why}, so it was never told where the upload is`)
+      .abandonResumable(id, `The upload was not created: ${why}, and its sender was never told where it is`)
       .catch((error: unknown) => log('error', 'tus.abandon_failed', { id, error }))
   const tus = new Server({
     path: TUS_PATH,

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import type { Socket } from 'node:net'
 import { Transform, type Readable } from 'node:stream'
 import { pipeline as pipelineAsync } from 'node:stream/promises'
 import { DataStore, ERRORS, Upload } from '@tus/utils'
@@ -9,7 +10,7 @@ import type { UploadService } from '../core/service.js'
 import type { Storage } from '../seams/storage/index.js'
 import { ServiceError } from '../errors.js'
 import { SMALL_BODY, storageError } from '../core/ingest/ingest.js'
-import { bodyOf, type RequestBodies, type SentBody } from './bodies.js'
+import { bodyOf, type RequestBodies } from './bodies.js'
 
 /** A hash waiting for its upload's next request is let go after this long (the next one re-reads the prefix). */
 const PARKED_MS = 60_000
@@ -122,7 +123,7 @@ export class TusStore extends DataStore {
     const holding = offset === 0 && record.totalSize <= SMALL_BODY && this.service.storesWhole(record)
     let held: Buffer | undefined
     try {
-      hash = await this.rehashing(sent, () => this.hashAt(record, offset))
+      hash = await this.hashAt(record, offset, sent?.req.socket)
       const hashing = hash
       if (holding) {
         // Read here, without a pipeline: one costs some 40 µs of CPU for a body of a few bytes.
@@ -221,30 +222,20 @@ export class TusStore extends DataStore {
   }
 
   /**
-   * `work` with the request's idle timeout (BODY_IDLE_TIMEOUT_MS) off: re-reading a prefix already received
-   * (after a restart, on another instance) reads nothing from the request meanwhile, and a few GiB take longer
-   * than the timeout, which would cut off a sender that did nothing wrong (and again on each retry).
+   * A running sha256 of the upload's first `offset` bytes: the one kept from its last request, or made anew by
+   * re-reading them. Meanwhile nothing crosses the request's `socket`, and a few GiB take longer than its idle
+   * timeout (BODY_IDLE_TIMEOUT_MS), which would cut off a sender that did nothing wrong (and again at each
+   * retry): the timeout is off for the re-read.
    */
-  private async rehashing<T>(sent: SentBody | undefined, work: () => Promise<T>): Promise<T> {
-    const socket = sent?.req.socket
-    const idle = socket?.timeout
-    if (!socket || !idle) return work()
-    socket.setTimeout(0)
-    try {
-      return await work()
-    } finally {
-      if (!socket.destroyed) socket.setTimeout(idle)
-    }
-  }
-
-  /** A running sha256 of the upload's first `offset` bytes: the one kept from its last request, or made anew. */
-  private async hashAt(record: UploadRecord, offset: number): Promise<OffThreadHash> {
+  private async hashAt(record: UploadRecord, offset: number, socket?: Socket): Promise<OffThreadHash> {
     const kept = this.parked.get(record.id)
     this.parked.delete(record.id)
     if (kept) clearTimeout(kept.timer)
     if (kept && kept.hash.size === offset) return kept.hash
     kept?.hash.drop()
     const hash = new OffThreadHash()
+    const idle = offset > 0 && socket?.timeout ? { socket, ms: socket.timeout } : undefined
+    idle?.socket.setTimeout(0)
     try {
       if (offset > 0) {
         for await (const chunk of this.storage.readStaged(record.id, 0, offset))
@@ -255,6 +246,8 @@ export class TusStore extends DataStore {
     } catch (error) {
       hash.drop()
       throw error
+    } finally {
+      if (idle && !idle.socket.destroyed) idle.socket.setTimeout(idle.ms)
     }
     return hash
   }
