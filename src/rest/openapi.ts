@@ -149,7 +149,7 @@ function operation(route: Route): Schema {
   )
   if (route.method !== 'GET')
     responses[503] = error(
-      'The change could not be saved now, or storage did not answer; nothing was changed, try again',
+      'The change could not be saved now (nothing was changed), or storage did not answer; try again',
     )
   // Every answer names its request, for matching a report with the server's log.
   for (const response of Object.values(responses) as { headers?: unknown }[])
